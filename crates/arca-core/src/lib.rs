@@ -1,0 +1,33 @@
+//! The arca repository and the engines over it.
+//!
+//! Layers, bottom up (each module names the `docs/format.md` section it implements):
+//! - [`id`], [`crypto`], [`keys`], [`config`]: identifiers, keys, the plaintext config;
+//! - [`chunker`], [`pack`], [`envelope`], [`index`], [`tree`], [`snapshot`]: the stored formats;
+//! - [`repository`]: an opened repository (store + key + index) with typed reads and writes;
+//! - engines: [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`copy`].
+//!
+//! This crate never speaks HTTP and never touches a database: the server and the appliance build
+//! on it, not the other way round.
+#![warn(missing_docs)]
+
+pub mod backup;
+pub mod chunker;
+pub mod config;
+pub mod crypto;
+pub mod envelope;
+mod error;
+pub mod forget;
+pub mod fsmeta;
+pub mod id;
+pub mod index;
+pub mod keys;
+pub mod lock;
+pub mod pack;
+pub mod packer;
+pub mod pending;
+pub mod repository;
+pub mod snapshot;
+pub mod sys;
+pub mod tree;
+
+pub use error::{Error, ErrorKind, Result};

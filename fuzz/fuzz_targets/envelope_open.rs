@@ -1,0 +1,4 @@
+#![no_main]
+//! See README.md; the logic lives in `arca_fuzz::envelope_open` (src/lib.rs).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| arca_fuzz::envelope_open(data));
