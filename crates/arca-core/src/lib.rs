@@ -26,6 +26,7 @@ pub mod pack;
 pub mod packer;
 pub mod pending;
 pub mod repository;
+pub mod restore;
 pub mod snapshot;
 pub mod sys;
 pub mod tree;
