@@ -11,8 +11,10 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod check;
 pub mod chunker;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod envelope;
 mod error;
@@ -25,10 +27,13 @@ pub mod lock;
 pub mod pack;
 pub mod packer;
 pub mod pending;
+pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod snapshot;
+pub mod stats;
 pub mod sys;
 pub mod tree;
+pub mod walk;
 
 pub use error::{Error, ErrorKind, Result};
