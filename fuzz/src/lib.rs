@@ -236,6 +236,15 @@ fn id32(u: &mut Unstructured) -> [u8; 32] {
 // ---------------------------------------------------------------------------------------------
 // Packs
 
+/// Largest plaintext length the pack target decompresses (the biggest chunk a config allows),
+/// unless `ARCA_FUZZ_ALLOW_HUGE=1` is set to reproduce the known issue.
+const KNOWN_HUGE_RAW_LENGTH: u32 = 64 << 20;
+
+fn allow_huge() -> bool {
+    static A: OnceLock<bool> = OnceLock::new();
+    *A.get_or_init(|| std::env::var_os("ARCA_FUZZ_ALLOW_HUGE").is_some_and(|v| v == "1"))
+}
+
 /// Parses a pack and opens every blob; returns the blobs' plaintexts if all of it succeeded.
 fn check_pack(bytes: &[u8]) -> Option<Vec<(PackEntry, Vec<u8>)>> {
     let _ = pack::parse_prefix(bytes);
@@ -244,6 +253,12 @@ fn check_pack(bytes: &[u8]) -> Option<Vec<(PackEntry, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut all_ok = true;
     for e in &entries {
+        if e.compressed && e.raw_length > KNOWN_HUGE_RAW_LENGTH && !allow_huge() {
+            // Known issue: open_blob lets zstd allocate up to `raw_length` (a u32) for the output
+            // before decompressing, so an authenticated entry can demand ~4 GiB. See README.md.
+            all_ok = false;
+            continue;
+        }
         // read_header promises every entry lies inside the pack: slicing must not panic.
         let sealed = &bytes[e.offset as usize..e.offset as usize + e.length as usize];
         match pack::open_blob(master(), &salt, e, sealed) {
@@ -349,7 +364,10 @@ fn pack_structured(data: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // Envelopes
 
-fn check_envelope(magic: &[u8; 8], bytes: &[u8]) -> Option<(Vec<(PackKind, PackId)>, Vec<u8>)> {
+/// An envelope's manifest and body.
+type Opened = (Vec<(PackKind, PackId)>, Vec<u8>);
+
+fn check_envelope(magic: &[u8; 8], bytes: &[u8]) -> Option<Opened> {
     let manifest = envelope::read_manifest(magic, bytes);
     if let Ok((packs, salt_at)) = &manifest {
         assert_eq!(*salt_at, 13 + 33 * packs.len());
@@ -445,10 +463,15 @@ fn check_index(bytes: &[u8]) -> Option<Vec<IndexPack>> {
     for p in &packs {
         idx.add_pack(p);
     }
+    // A pack listed twice keeps its first listing (`Index::add_pack` ignores known packs), so only
+    // the blobs of first listings must be findable.
+    let mut seen = std::collections::HashSet::new();
     for p in &packs {
         assert!(idx.pack_by_id(&p.id).is_some());
-        for b in &p.blobs {
-            assert!(idx.get(&b.id).is_some());
+        if seen.insert(p.id) {
+            for b in &p.blobs {
+                assert!(idx.get(&b.id).is_some());
+            }
         }
     }
     let _ = idx.entries_by_pack();

@@ -214,7 +214,8 @@ impl Excludes {
 
 /// Reads exclude patterns from a file: one per line, `#` starts a comment line.
 pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::local_io(format!("reading exclude file {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::local_io(format!("reading exclude file {}", path.display()), e))?;
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
 }
 
@@ -236,7 +237,12 @@ pub fn absolute_path(path: &Path) -> Result<PathBuf> {
 }
 
 /// Runs a backup. `stdin` is read when `opts.stdin_filename` is set.
-pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &BackupProgress, stdin: Option<&mut (dyn Read + Send)>) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: &mut Repository,
+    opts: &BackupOptions,
+    progress: &BackupProgress,
+    stdin: Option<&mut (dyn Read + Send)>,
+) -> Result<BackupOutcome> {
     let started = Utc::now();
     let _lock = LockGuard::acquire(repo.store().clone(), "backup")?;
     let marked = crate::pending::marked_packs(repo.store())?;
@@ -246,7 +252,9 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &BackupProg
     }
     let dropped = repo.drop_packs_from_index(&existing, &marked);
     if dropped > 0 {
-        tracing::info!("{dropped} indexed packs are missing or marked for deletion; their blobs will be stored again if needed");
+        tracing::info!(
+            "{dropped} indexed packs are missing or marked for deletion; their blobs will be stored again if needed"
+        );
     }
 
     let hostname = opts.hostname.clone().unwrap_or_else(crate::sys::hostname);
@@ -261,7 +269,10 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions, progress: &BackupProg
         }
         for path in &p {
             if std::fs::symlink_metadata(path).is_err() {
-                return Err(Error::new(ErrorKind::LocalIo, format!("{} does not exist or cannot be read", path.display())));
+                return Err(Error::new(
+                    ErrorKind::LocalIo,
+                    format!("{} does not exist or cannot be read", path.display()),
+                ));
             }
         }
         p
@@ -450,6 +461,12 @@ impl<'r> Archiver<'r> {
 
     fn save_tree(&self, mut tree: Tree) -> Result<BlobId> {
         let bytes = tree.encode();
+        if bytes.len() > crate::pack::MAX_BLOB_SIZE as usize {
+            return Err(Error::invalid(format!(
+                "a directory listing of {} entries is larger than the 1 GiB tree limit",
+                tree.nodes.len()
+            )));
+        }
         let id = self.key.blob_id(&bytes);
         self.referenced.insert(id);
         self.store_blob(BlobType::Tree, id, &bytes)?;
@@ -624,9 +641,13 @@ impl<'r> Archiver<'r> {
             .open(path)
             .or_else(|_| std::fs::File::open(path))
             .map_err(|e| Error::local_io(format!("opening {}", path.display()), e))?;
-        let (content, size) = self
-            .chunk_stream(file)
-            .map_err(|e| if e.kind() == ErrorKind::LocalIo { Error::local_io(format!("reading {}", path.display()), std::io::Error::other(e.to_string())) } else { e })?;
+        let (content, size) = self.chunk_stream(file).map_err(|e| {
+            if e.kind() == ErrorKind::LocalIo {
+                Error::local_io(format!("reading {}", path.display()), std::io::Error::other(e.to_string()))
+            } else {
+                e
+            }
+        })?;
         node.content = content;
         node.size = size;
         self.progress.files_done.fetch_add(1, Ordering::Relaxed);

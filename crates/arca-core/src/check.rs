@@ -112,14 +112,18 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
                 damaged.insert(p.id);
             }
             Some((kind, size)) if *size != p.size || *kind != p.kind => {
-                report.errors.push(format!("pack {} has {size} bytes, the index says {} (truncated or replaced)", p.id, p.size));
+                report
+                    .errors
+                    .push(format!("pack {} has {size} bytes, the index says {} (truncated or replaced)", p.id, p.size));
                 damaged.insert(p.id);
             }
             _ => {}
         }
     }
     for id in existing.keys().filter(|id| !indexed.contains(id)) {
-        report.warnings.push(format!("pack {id} is not in any index (left by an interrupted backup; `arca prune` removes it)"));
+        report
+            .warnings
+            .push(format!("pack {id} is not in any index (left by an interrupted backup; `arca prune` removes it)"));
     }
     for (name, info) in crate::lock::list_locks(repo.store())? {
         if info.as_ref().is_some_and(|i| i.is_stale(chrono::Utc::now())) {
@@ -129,7 +133,8 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
 
     // 3 (first, so step 2's walk can name files): read data.
     let packs: Vec<PackId> = {
-        let mut all: Vec<PackId> = repo.index().packs().iter().map(|p| p.id).filter(|id| existing.contains_key(id)).collect();
+        let mut all: Vec<PackId> =
+            repo.index().packs().iter().map(|p| p.id).filter(|id| existing.contains_key(id)).collect();
         all.sort();
         match opts.read_data {
             ReadData::None => Vec::new(),
@@ -244,7 +249,9 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
                 Path::new("/"),
                 &mut |path, node| {
                     let hit = match node.kind {
-                        NodeKind::File => node.content.iter().any(|c| matches!(c, ContentRef::Blob { id, .. } if bad.contains(id))),
+                        NodeKind::File => {
+                            node.content.iter().any(|c| matches!(c, ContentRef::Blob { id, .. } if bad.contains(id)))
+                        }
                         NodeKind::Dir => node.subtree.is_some_and(|t| bad.contains(&t)),
                         _ => false,
                     };
@@ -254,7 +261,8 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
                     Ok(Visit::Continue)
                 },
                 &mut |path, _, _| {
-                    broken.push(AffectedFile { snapshot: *sid, path: format!("{} (directory listing)", path.display()) });
+                    broken
+                        .push(AffectedFile { snapshot: *sid, path: format!("{} (directory listing)", path.display()) });
                     Ok(())
                 },
             );

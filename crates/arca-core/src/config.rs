@@ -23,11 +23,7 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams {
-            min_size: 256 * 1024,
-            avg_size: 1024 * 1024,
-            max_size: 4 * 1024 * 1024,
-        }
+        ChunkerParams { min_size: 256 * 1024, avg_size: 1024 * 1024, max_size: 4 * 1024 * 1024 }
     }
 }
 
@@ -43,9 +39,7 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(Error::invalid(format!(
-                "unusable chunker parameters {self:?}"
-            )))
+            Err(Error::invalid(format!("unusable chunker parameters {self:?}")))
         }
     }
 }
@@ -95,17 +89,10 @@ impl Config {
         }
         config.chunker.validate()?;
         if config.cipher != "aes-256-gcm" {
-            return Err(Error::invalid(format!(
-                "unsupported cipher {:?}",
-                config.cipher
-            )));
+            return Err(Error::invalid(format!("unsupported cipher {:?}", config.cipher)));
         }
-        if !(1024..=1 << 30).contains(&config.data_pack_size)
-            || !(1024..=1 << 30).contains(&config.meta_pack_size)
-        {
-            return Err(Error::corrupt(
-                "the repository config has impossible pack sizes",
-            ));
+        if !(1024..=1 << 30).contains(&config.data_pack_size) || !(1024..=1 << 30).contains(&config.meta_pack_size) {
+            return Err(Error::corrupt("the repository config has impossible pack sizes"));
         }
         Ok(config)
     }

@@ -41,17 +41,20 @@ pub fn copy_snapshots(src: &mut Repository, dst: &mut Repository, ids: &[Snapsho
     let marked = crate::pending::marked_packs(dst.store())?;
     src.load_index()?;
     dst.load_index()?;
-    let ids: Vec<SnapshotId> = if ids.is_empty() { src.snapshots()?.0.into_iter().map(|(id, _)| id).collect() } else { ids.to_vec() };
+    let ids: Vec<SnapshotId> =
+        if ids.is_empty() { src.snapshots()?.0.into_iter().map(|(id, _)| id).collect() } else { ids.to_vec() };
     let mut report = CopyReport::default();
     let entries = src.index().entries_by_pack();
-    let mut indexed_in_dst: HashSet<_> = dst.index().packs().iter().map(|p| p.id).filter(|p| !marked.contains(p)).collect();
+    let mut indexed_in_dst: HashSet<_> =
+        dst.index().packs().iter().map(|p| p.id).filter(|p| !marked.contains(p)).collect();
     for id in ids {
         if dst.store().stat(ObjectKind::Snapshot, &id.to_hex())?.is_some() {
             report.snapshots_skipped += 1;
             continue;
         }
         let bytes = src.store().get(ObjectKind::Snapshot, &id.to_hex())?;
-        let (_, manifest) = crate::snapshot::Snapshot::decode(src.key(), &bytes).map_err(|e| e.context(format!("snapshot {id}")))?;
+        let (_, manifest) =
+            crate::snapshot::Snapshot::decode(src.key(), &bytes).map_err(|e| e.context(format!("snapshot {id}")))?;
         let mut new_index: Vec<IndexPack> = Vec::new();
         for (kind, pack) in &manifest {
             if indexed_in_dst.contains(pack) {
@@ -67,12 +70,9 @@ pub fn copy_snapshots(src: &mut Repository, dst: &mut Repository, ids: &[Snapsho
                 report.packs_copied += 1;
                 report.bytes_copied += data.len() as u64;
             }
-            let pos = src
-                .index()
-                .packs()
-                .iter()
-                .position(|p| p.id == *pack)
-                .ok_or_else(|| Error::new(ErrorKind::Missing, format!("pack {pack} of snapshot {id} is not in the source's index")))?;
+            let pos = src.index().packs().iter().position(|p| p.id == *pack).ok_or_else(|| {
+                Error::new(ErrorKind::Missing, format!("pack {pack} of snapshot {id} is not in the source's index"))
+            })?;
             let info = &src.index().packs()[pos];
             new_index.push(IndexPack {
                 id: info.id,

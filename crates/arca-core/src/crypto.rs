@@ -80,10 +80,7 @@ impl MasterKey {
     /// The chunker's secret gear table: 256 pseudo-random 64-bit values from BLAKE3's XOF.
     pub fn gear_table(&self) -> [u64; 256] {
         let mut bytes = [0u8; 256 * 8];
-        blake3::Hasher::new_keyed(&self.chunker)
-            .update(b"gear table")
-            .finalize_xof()
-            .fill(&mut bytes);
+        blake3::Hasher::new_keyed(&self.chunker).update(b"gear table").finalize_xof().fill(&mut bytes);
         let mut table = [0u64; 256];
         for (slot, raw) in table.iter_mut().zip(bytes.chunks_exact(8)) {
             *slot = u64::from_le_bytes(raw.try_into().expect("chunks_exact yields 8 bytes"));
@@ -121,9 +118,7 @@ impl ObjectKey {
     /// A key from 32 raw bytes.
     pub fn new(raw: &[u8; 32]) -> Self {
         // AES_256_GCM takes exactly 32 bytes, which `raw` is.
-        ObjectKey(LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, raw).expect("32-byte key"),
-        ))
+        ObjectKey(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, raw).expect("32-byte key")))
     }
 
     /// Encrypts `buf` in place and appends the tag.
@@ -135,13 +130,7 @@ impl ObjectKey {
     }
 
     /// Decrypts `sealed` (ciphertext then tag), checking the tag.
-    pub fn open(
-        &self,
-        domain: NonceDomain,
-        counter: u64,
-        aad: &[u8],
-        sealed: &[u8],
-    ) -> Result<Vec<u8>> {
+    pub fn open(&self, domain: NonceDomain, counter: u64, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         let mut buf = sealed.to_vec();
         let plain_len = self
             .0
@@ -165,10 +154,7 @@ mod tests {
         let mut buf = b"hello world".to_vec();
         k.seal_in_place(NonceDomain::Blob, 41, b"aad", &mut buf);
         assert_eq!(buf.len(), 11 + TAG_LEN);
-        assert_eq!(
-            k.open(NonceDomain::Blob, 41, b"aad", &buf).unwrap(),
-            b"hello world"
-        );
+        assert_eq!(k.open(NonceDomain::Blob, 41, b"aad", &buf).unwrap(), b"hello world");
         assert!(k.open(NonceDomain::Blob, 42, b"aad", &buf).is_err());
         assert!(k.open(NonceDomain::Object, 41, b"aad", &buf).is_err());
         assert!(k.open(NonceDomain::Blob, 41, b"aaX", &buf).is_err());

@@ -21,12 +21,7 @@ pub const ENVELOPE_VERSION: u8 = 1;
 const MAX_MANIFEST: usize = 1 << 24;
 
 /// Seals `body` with the given manifest.
-pub fn seal(
-    master: &MasterKey,
-    magic: &[u8; 8],
-    packs: &[(PackKind, PackId)],
-    body: &[u8],
-) -> Vec<u8> {
+pub fn seal(master: &MasterKey, magic: &[u8; 8], packs: &[(PackKind, PackId)], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + 1 + 4 + packs.len() * 33 + SALT_LEN + body.len() + 16);
     out.extend_from_slice(magic);
     out.push(ENVELOPE_VERSION);
@@ -39,9 +34,7 @@ pub fn seal(
     let salt = random_salt();
     out.extend_from_slice(&salt);
     let mut sealed = body.to_vec();
-    master
-        .object_key(&salt)
-        .seal_in_place(NonceDomain::Object, 0, &out[..aad_len], &mut sealed);
+    master.object_key(&salt).seal_in_place(NonceDomain::Object, 0, &out[..aad_len], &mut sealed);
     out.extend_from_slice(&sealed);
     out
 }
@@ -54,55 +47,36 @@ pub fn read_manifest(magic: &[u8; 8], bytes: &[u8]) -> Result<(Vec<(PackKind, Pa
         return Err(Error::corrupt(format!("not an {what} object (bad magic)")));
     }
     if bytes[8] != ENVELOPE_VERSION {
-        return Err(Error::corrupt(format!(
-            "unsupported {what} version {}",
-            bytes[8]
-        )));
+        return Err(Error::corrupt(format!("unsupported {what} version {}", bytes[8])));
     }
     let count = u32::from_le_bytes(bytes[9..13].try_into().expect("4 bytes")) as usize;
     let end = 13usize
-        .checked_add(
-            count
-                .checked_mul(33)
-                .ok_or_else(|| Error::corrupt("manifest too long"))?,
-        )
+        .checked_add(count.checked_mul(33).ok_or_else(|| Error::corrupt("manifest too long"))?)
         .ok_or_else(|| Error::corrupt("manifest too long"))?;
     if count > MAX_MANIFEST || bytes.len() < end + SALT_LEN + 16 {
         return Err(Error::corrupt(format!("{what} object is truncated")));
     }
     let mut packs = Vec::with_capacity(count);
     for rec in bytes[13..end].chunks_exact(33) {
-        let kind = PackKind::from_byte(rec[0])
-            .ok_or_else(|| Error::corrupt("manifest names an unknown pack kind"))?;
+        let kind = PackKind::from_byte(rec[0]).ok_or_else(|| Error::corrupt("manifest names an unknown pack kind"))?;
         packs.push((kind, PackId(rec[1..].try_into().expect("32 bytes"))));
     }
     Ok((packs, end))
 }
 
 /// Authenticates and decrypts an object.
-pub fn open(
-    master: &MasterKey,
-    magic: &[u8; 8],
-    bytes: &[u8],
-) -> Result<(Vec<(PackKind, PackId)>, Vec<u8>)> {
+pub fn open(master: &MasterKey, magic: &[u8; 8], bytes: &[u8]) -> Result<(Vec<(PackKind, PackId)>, Vec<u8>)> {
     let (packs, salt_at) = read_manifest(magic, bytes)?;
-    let salt: [u8; SALT_LEN] = bytes[salt_at..salt_at + SALT_LEN]
-        .try_into()
-        .expect("length checked");
+    let salt: [u8; SALT_LEN] = bytes[salt_at..salt_at + SALT_LEN].try_into().expect("length checked");
     let body = master
         .object_key(&salt)
-        .open(
-            NonceDomain::Object,
-            0,
-            &bytes[..salt_at],
-            &bytes[salt_at + SALT_LEN..],
-        )
+        .open(NonceDomain::Object, 0, &bytes[..salt_at], &bytes[salt_at + SALT_LEN..])
         .map_err(|_| {
-            Error::corrupt(format!(
-                "{} object fails authentication (damaged, or written with another key)",
-                String::from_utf8_lossy(magic).to_lowercase()
-            ))
-        })?;
+        Error::corrupt(format!(
+            "{} object fails authentication (damaged, or written with another key)",
+            String::from_utf8_lossy(magic).to_lowercase()
+        ))
+    })?;
     Ok((packs, body))
 }
 
@@ -113,10 +87,7 @@ mod tests {
     #[test]
     fn round_trip_and_manifest_tamper() {
         let m = MasterKey::generate();
-        let packs = vec![
-            (PackKind::Data, PackId([1; 32])),
-            (PackKind::Meta, PackId([2; 32])),
-        ];
+        let packs = vec![(PackKind::Data, PackId([1; 32])), (PackKind::Meta, PackId([2; 32]))];
         let obj = seal(&m, b"ARCATEST", &packs, b"body");
         assert_eq!(read_manifest(b"ARCATEST", &obj).unwrap().0, packs);
         assert_eq!(open(&m, b"ARCATEST", &obj).unwrap().1, b"body");

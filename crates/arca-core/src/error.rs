@@ -45,11 +45,7 @@ pub struct Error {
 impl Error {
     /// A new error.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        Error { kind, message: message.into(), source: None }
     }
 
     /// A corrupt-object error.
@@ -74,11 +70,7 @@ impl Error {
         } else {
             ""
         };
-        Error {
-            kind: ErrorKind::LocalIo,
-            message: format!("{what}: {err}{hint}"),
-            source: Some(Box::new(err)),
-        }
+        Error { kind: ErrorKind::LocalIo, message: format!("{what}: {err}{hint}"), source: Some(Box::new(err)) }
     }
 
     /// What kind of failure this is.
@@ -102,10 +94,6 @@ impl From<arca_store::Error> for Error {
             StoreErrorKind::InvalidName => ErrorKind::InvalidInput,
             _ => ErrorKind::Storage,
         };
-        Error {
-            kind,
-            message: err.to_string(),
-            source: Some(Box::new(err)),
-        }
+        Error { kind, message: err.to_string(), source: Some(Box::new(err)) }
     }
 }

@@ -73,16 +73,11 @@ impl KeepWithin {
                 )));
             }
             let num: u32 = rest[..digits].parse().map_err(|_| {
-                Error::invalid(format!(
-                    "invalid duration {s:?}: number {} is too large",
-                    &rest[..digits]
-                ))
+                Error::invalid(format!("invalid duration {s:?}: number {} is too large", &rest[..digits]))
             })?;
             rest = &rest[digits..];
             let unit = rest.chars().next().ok_or_else(|| {
-                Error::invalid(format!(
-                    "invalid duration {s:?}: no unit after number {num} (use y, m, d or h)"
-                ))
+                Error::invalid(format!("invalid duration {s:?}: no unit after number {num} (use y, m, d or h)"))
             })?;
             match unit {
                 'y' => out.years = num,
@@ -128,12 +123,7 @@ impl KeepWithin {
 impl fmt::Display for KeepWithin {
     /// The restic form, zero parts left out (`"1y2d"`); the zero span displays as the empty string.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (n, unit) in [
-            (self.years, 'y'),
-            (self.months, 'm'),
-            (self.days, 'd'),
-            (self.hours, 'h'),
-        ] {
+        for (n, unit) in [(self.years, 'y'), (self.months, 'm'), (self.days, 'd'), (self.hours, 'h')] {
             if n != 0 {
                 write!(f, "{n}{unit}")?;
             }
@@ -196,10 +186,7 @@ impl ForgetPolicy {
 
     /// The tag entries split into lists (restic's `TagList`: split at commas, spaces trimmed).
     fn tag_lists(&self) -> Vec<Vec<String>> {
-        self.keep_tags
-            .iter()
-            .map(|entry| entry.split(',').map(|t| t.trim().to_string()).collect())
-            .collect()
+        self.keep_tags.iter().map(|entry| entry.split(',').map(|t| t.trim().to_string()).collect()).collect()
     }
 }
 
@@ -211,23 +198,14 @@ impl fmt::Display for ForgetPolicy {
             return f.write_str("keep all snapshots (empty policy)");
         }
         let names = ["latest", "hourly", "daily", "weekly", "monthly", "yearly"];
-        let counts: Vec<String> = self
-            .counts()
-            .iter()
-            .zip(names)
-            .filter(|(c, _)| **c > 0)
-            .map(|(c, name)| format!("{c} {name}"))
-            .collect();
+        let counts: Vec<String> =
+            self.counts().iter().zip(names).filter(|(c, _)| **c > 0).map(|(c, name)| format!("{c} {name}")).collect();
         let mut parts = Vec::new();
         if !counts.is_empty() {
             parts.push(format!("{} snapshots", counts.join(", ")));
         }
         if !self.keep_tags.is_empty() {
-            let lists: Vec<String> = self
-                .tag_lists()
-                .iter()
-                .map(|l| format!("[{}]", l.join(", ")))
-                .collect();
+            let lists: Vec<String> = self.tag_lists().iter().map(|l| format!("[{}]", l.join(", "))).collect();
             parts.push(format!("all snapshots with tags [{}]", lists.join(" ")));
         }
         if let Some(w) = self.keep_within.filter(|w| !w.is_zero()) {
@@ -251,21 +229,13 @@ pub struct GroupBy {
 
 impl Default for GroupBy {
     fn default() -> Self {
-        GroupBy {
-            host: true,
-            paths: true,
-            tags: false,
-        }
+        GroupBy { host: true, paths: true, tags: false }
     }
 }
 
 impl GroupBy {
     /// No grouping: all snapshots form one group.
-    pub const NONE: GroupBy = GroupBy {
-        host: false,
-        paths: false,
-        tags: false,
-    };
+    pub const NONE: GroupBy = GroupBy { host: false, paths: false, tags: false };
 
     /// Parses restic's `--group-by` value: a comma-separated list of `host`/`hosts`,
     /// `path`/`paths`, `tag`/`tags`; empty items are ignored, so `""` means no grouping.
@@ -361,10 +331,7 @@ pub fn apply_policy_at(
 ) -> Vec<(GroupKey, Vec<Decision>)> {
     let mut groups: BTreeMap<GroupKey, Vec<(SnapshotId, &Snapshot)>> = BTreeMap::new();
     for (id, snap) in snapshots {
-        groups
-            .entry(group_by.key(snap))
-            .or_default()
-            .push((*id, snap));
+        groups.entry(group_by.key(snap)).or_default().push((*id, snap));
     }
     groups
         .into_iter()
@@ -380,12 +347,7 @@ pub fn apply_policy_at(
 /// is the snapshot's position in the group, which makes every snapshot its own bucket for
 /// `keep_last`.
 fn bucket(rule: usize, time: DateTime<Utc>, nr: usize) -> i64 {
-    let (y, m, d, h) = (
-        i64::from(time.year()),
-        i64::from(time.month()),
-        i64::from(time.day()),
-        i64::from(time.hour()),
-    );
+    let (y, m, d, h) = (i64::from(time.year()), i64::from(time.month()), i64::from(time.day()), i64::from(time.hour()));
     match rule {
         0 => nr as i64,
         1 => ((y * 100 + m) * 100 + d) * 100 + h,
@@ -399,29 +361,15 @@ fn bucket(rule: usize, time: DateTime<Utc>, nr: usize) -> i64 {
     }
 }
 
-const BUCKET_REASONS: [&str; 6] = [
-    "last snapshot",
-    "hourly snapshot",
-    "daily snapshot",
-    "weekly snapshot",
-    "monthly snapshot",
-    "yearly snapshot",
-];
+const BUCKET_REASONS: [&str; 6] =
+    ["last snapshot", "hourly snapshot", "daily snapshot", "weekly snapshot", "monthly snapshot", "yearly snapshot"];
 
 /// Applies the policy to one group, sorted newest first.
-fn apply_to_group(
-    list: &[(SnapshotId, &Snapshot)],
-    policy: &ForgetPolicy,
-    now: DateTime<Utc>,
-) -> Vec<Decision> {
+fn apply_to_group(list: &[(SnapshotId, &Snapshot)], policy: &ForgetPolicy, now: DateTime<Utc>) -> Vec<Decision> {
     if policy.is_empty() {
         return list
             .iter()
-            .map(|(id, _)| Decision {
-                id: *id,
-                keep: true,
-                reasons: vec!["policy is empty".to_string()],
-            })
+            .map(|(id, _)| Decision { id: *id, keep: true, reasons: vec!["policy is empty".to_string()] })
             .collect();
     }
 
@@ -429,13 +377,8 @@ fn apply_to_group(
     let within = policy.keep_within.filter(|w| !w.is_zero());
     // The reference point of keep_within: the newest snapshot that is not in the future.
     // `None` (all in the future) puts the cutoff before every snapshot.
-    let cutoff = within.map(|w| {
-        list.iter()
-            .map(|(_, s)| s.time)
-            .filter(|t| *t < now)
-            .max()
-            .map(|latest| w.cutoff(latest))
-    });
+    let cutoff =
+        within.map(|w| list.iter().map(|(_, s)| s.time).filter(|t| *t < now).max().map(|latest| w.cutoff(latest)));
 
     let mut counts = policy.counts();
     let mut last: [Option<i64>; 6] = [None; 6];
@@ -471,11 +414,7 @@ fn apply_to_group(
                 }
             }
 
-            Decision {
-                id: *id,
-                keep: !reasons.is_empty(),
-                reasons,
-            }
+            Decision { id: *id, keep: !reasons.is_empty(), reasons }
         })
         .collect()
 }
@@ -502,9 +441,7 @@ mod tests {
 
     /// "YYYY-MM-DD HH:MM" in UTC.
     fn t(s: &str) -> DateTime<Utc> {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
-            .unwrap()
-            .and_utc()
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap().and_utc()
     }
 
     fn fmt_time(time: DateTime<Utc>) -> String {
@@ -514,24 +451,12 @@ mod tests {
     /// A deterministic id from a snapshot's host, paths, tags and time (unique in every test).
     fn id_for(snap: &Snapshot) -> SnapshotId {
         let h = blake3::hash(
-            format!(
-                "{}|{:?}|{:?}|{}",
-                snap.hostname,
-                snap.paths,
-                snap.tags,
-                snap.time.timestamp()
-            )
-            .as_bytes(),
+            format!("{}|{:?}|{:?}|{}", snap.hostname, snap.paths, snap.tags, snap.time.timestamp()).as_bytes(),
         );
         SnapshotId(*h.as_bytes())
     }
 
-    fn snap(
-        time: DateTime<Utc>,
-        host: &str,
-        paths: &[&str],
-        tags: &[&str],
-    ) -> (SnapshotId, Snapshot) {
+    fn snap(time: DateTime<Utc>, host: &str, paths: &[&str], tags: &[&str]) -> (SnapshotId, Snapshot) {
         let s = Snapshot {
             time,
             tree: BlobId::default(),
@@ -570,11 +495,7 @@ mod tests {
         let mut groups = apply_policy_at(snaps, policy, GroupBy::default(), now());
         assert_eq!(groups.len(), 1, "expected a single group");
         let (_, decisions) = groups.pop().unwrap();
-        assert_eq!(
-            decisions.len(),
-            snaps.len(),
-            "every snapshot gets a decision"
-        );
+        assert_eq!(decisions.len(), snaps.len(), "every snapshot gets a decision");
         decisions
     }
 
@@ -592,11 +513,7 @@ mod tests {
             .map(|tm| {
                 let at = t(tm);
                 let matches: Vec<_> = snaps.iter().filter(|(_, s)| s.time == at).collect();
-                assert_eq!(
-                    matches.len(),
-                    1,
-                    "test bug: {tm} must name exactly one snapshot"
-                );
+                assert_eq!(matches.len(), 1, "test bug: {tm} must name exactly one snapshot");
                 matches[0].0
             })
             .collect();
@@ -611,11 +528,7 @@ mod tests {
         }
     }
 
-    fn reasons_of<'a>(
-        snaps: &[(SnapshotId, Snapshot)],
-        decisions: &'a [Decision],
-        time: &str,
-    ) -> &'a [String] {
+    fn reasons_of<'a>(snaps: &[(SnapshotId, Snapshot)], decisions: &'a [Decision], time: &str) -> &'a [String] {
         let id = snaps.iter().find(|(_, s)| s.time == t(time)).unwrap().0;
         &decisions.iter().find(|d| d.id == id).unwrap().reasons
     }
@@ -624,20 +537,11 @@ mod tests {
 
     #[test]
     fn keep_within_parses_restic_syntax() {
-        let kw = |y, m, d, h| KeepWithin {
-            years: y,
-            months: m,
-            days: d,
-            hours: h,
-        };
+        let kw = |y, m, d, h| KeepWithin { years: y, months: m, days: d, hours: h };
         assert_eq!(KeepWithin::parse("2y5m7d3h").unwrap(), kw(2, 5, 7, 3));
         assert_eq!(KeepWithin::parse("1m").unwrap(), kw(0, 1, 0, 0));
         assert_eq!(KeepWithin::parse(" 3h1y ").unwrap(), kw(1, 0, 0, 3));
-        assert_eq!(
-            KeepWithin::parse("1d2d").unwrap(),
-            kw(0, 0, 2, 0),
-            "last value wins, as in restic"
-        );
+        assert_eq!(KeepWithin::parse("1d2d").unwrap(), kw(0, 0, 2, 0), "last value wins, as in restic");
         assert_eq!(KeepWithin::parse("").unwrap(), KeepWithin::default());
         assert_eq!("14d".parse::<KeepWithin>().unwrap(), kw(0, 0, 14, 0));
         for bad in ["5", "d", "5x", "-1d", "1d 2h", "99999999999d", "1.5d", "1M"] {
@@ -648,10 +552,7 @@ mod tests {
 
     #[test]
     fn keep_within_displays_without_zero_parts() {
-        assert_eq!(
-            KeepWithin::parse("2y5m7d3h").unwrap().to_string(),
-            "2y5m7d3h"
-        );
+        assert_eq!(KeepWithin::parse("2y5m7d3h").unwrap().to_string(), "2y5m7d3h");
         assert_eq!(KeepWithin::parse("3h1y").unwrap().to_string(), "1y3h");
         assert_eq!(KeepWithin::parse("0y7d").unwrap().to_string(), "7d");
         assert!(KeepWithin::parse("0d").unwrap().is_zero());
@@ -679,12 +580,7 @@ mod tests {
         // Zero span: the reference time itself.
         assert_eq!(cut("", "2021-02-10 02:00"), "2021-02-10 02:00");
         // Absurd spans saturate instead of panicking.
-        let huge = KeepWithin {
-            years: u32::MAX,
-            months: u32::MAX,
-            days: u32::MAX,
-            hours: u32::MAX,
-        };
+        let huge = KeepWithin { years: u32::MAX, months: u32::MAX, days: u32::MAX, hours: u32::MAX };
         assert_eq!(huge.cutoff(t("2021-02-10 02:00")), DateTime::<Utc>::MIN_UTC);
     }
 
@@ -693,32 +589,11 @@ mod tests {
     #[test]
     fn is_empty_follows_restic() {
         assert!(ForgetPolicy::default().is_empty());
-        assert!(ForgetPolicy {
-            keep_last: Some(0),
-            keep_daily: Some(0),
-            ..Default::default()
-        }
-        .is_empty());
-        assert!(ForgetPolicy {
-            keep_within: Some(KeepWithin::default()),
-            ..Default::default()
-        }
-        .is_empty());
-        assert!(!ForgetPolicy {
-            keep_yearly: Some(1),
-            ..Default::default()
-        }
-        .is_empty());
-        assert!(!ForgetPolicy {
-            keep_within: Some(KeepWithin::parse("1h").unwrap()),
-            ..Default::default()
-        }
-        .is_empty());
-        assert!(!ForgetPolicy {
-            keep_tags: vec!["a".into()],
-            ..Default::default()
-        }
-        .is_empty());
+        assert!(ForgetPolicy { keep_last: Some(0), keep_daily: Some(0), ..Default::default() }.is_empty());
+        assert!(ForgetPolicy { keep_within: Some(KeepWithin::default()), ..Default::default() }.is_empty());
+        assert!(!ForgetPolicy { keep_yearly: Some(1), ..Default::default() }.is_empty());
+        assert!(!ForgetPolicy { keep_within: Some(KeepWithin::parse("1h").unwrap()), ..Default::default() }.is_empty());
+        assert!(!ForgetPolicy { keep_tags: vec!["a".into()], ..Default::default() }.is_empty());
     }
 
     #[test]
@@ -728,12 +603,7 @@ mod tests {
         assert_kept(
             &snaps,
             &decisions,
-            &[
-                "2021-02-10 23:00",
-                "2021-02-10 22:00",
-                "2021-02-10 21:00",
-                "2021-02-10 20:00",
-            ],
+            &["2021-02-10 23:00", "2021-02-10 22:00", "2021-02-10 21:00", "2021-02-10 20:00"],
         );
         assert!(decisions.iter().all(|d| d.reasons == ["policy is empty"]));
     }
@@ -751,10 +621,7 @@ mod tests {
             p.to_string(),
             "keep 3 latest, 7 daily snapshots and all snapshots with tags [[a, b] [c]] and all snapshots within 1m of the newest"
         );
-        assert_eq!(
-            ForgetPolicy::default().to_string(),
-            "keep all snapshots (empty policy)"
-        );
+        assert_eq!(ForgetPolicy::default().to_string(), "keep all snapshots (empty policy)");
     }
 
     #[test]
@@ -762,20 +629,9 @@ mod tests {
         let mut snaps = hourly("2021-02-10 18:00", "2021-02-10 23:00");
         snaps.reverse();
         snaps.swap(1, 4);
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_last: Some(2),
-                ..Default::default()
-            },
-        );
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2021-02-10 23:00", "2021-02-10 22:00"],
-        );
-        let by_id: std::collections::HashMap<_, _> =
-            snaps.iter().map(|(id, s)| (*id, s.time)).collect();
+        let decisions = run(&snaps, &ForgetPolicy { keep_last: Some(2), ..Default::default() });
+        assert_kept(&snaps, &decisions, &["2021-02-10 23:00", "2021-02-10 22:00"]);
+        let by_id: std::collections::HashMap<_, _> = snaps.iter().map(|(id, s)| (*id, s.time)).collect();
         let times: Vec<_> = decisions.iter().map(|d| by_id[&d.id]).collect();
         let mut sorted = times.clone();
         sorted.sort_by(|a, b| b.cmp(a));
@@ -787,23 +643,10 @@ mod tests {
     #[test]
     fn keep_last() {
         let snaps = series();
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_last: Some(3),
-                ..Default::default()
-            },
-        );
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2021-02-10 23:00", "2021-02-10 22:00", "2021-02-10 21:00"],
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_last: Some(3), ..Default::default() });
+        assert_kept(&snaps, &decisions, &["2021-02-10 23:00", "2021-02-10 22:00", "2021-02-10 21:00"]);
         assert!(kept(&decisions).len() == 3);
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2021-02-10 22:00"),
-            ["last snapshot"]
-        );
+        assert_eq!(reasons_of(&snaps, &decisions, "2021-02-10 22:00"), ["last snapshot"]);
     }
 
     #[test]
@@ -812,22 +655,10 @@ mod tests {
         let b = snap(t("2021-02-10 12:00"), "h", &["/data"], &["second"]);
         let c = snap(t("2021-02-10 11:00"), "h", &["/data"], &[]);
         let snaps = vec![c.clone(), a.clone(), b.clone()];
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_last: Some(1), ..Default::default() });
         assert_eq!(kept(&decisions), vec![a.0]);
         let snaps = vec![b.clone(), c, a];
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_last: Some(1), ..Default::default() });
         assert_eq!(kept(&decisions), vec![b.0]);
     }
 
@@ -840,34 +671,15 @@ mod tests {
             snaps.push(snap(at, "h", &["/data"], &[]));
             at += TimeDelta::minutes(20);
         }
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_hourly: Some(3),
-                ..Default::default()
-            },
-        );
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2021-02-10 12:40", "2021-02-10 11:40", "2021-02-10 10:40"],
-        );
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2021-02-10 11:40"),
-            ["hourly snapshot"]
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_hourly: Some(3), ..Default::default() });
+        assert_kept(&snaps, &decisions, &["2021-02-10 12:40", "2021-02-10 11:40", "2021-02-10 10:40"]);
+        assert_eq!(reasons_of(&snaps, &decisions, "2021-02-10 11:40"), ["hourly snapshot"]);
     }
 
     #[test]
     fn keep_daily_keeps_last_of_each_of_the_last_days() {
         let snaps = series();
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_daily: Some(7),
-                ..Default::default()
-            },
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_daily: Some(7), ..Default::default() });
         assert_kept(
             &snaps,
             &decisions,
@@ -881,10 +693,7 @@ mod tests {
                 "2021-02-04 23:00",
             ],
         );
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2021-02-05 23:00"),
-            ["daily snapshot"]
-        );
+        assert_eq!(reasons_of(&snaps, &decisions, "2021-02-05 23:00"), ["daily snapshot"]);
     }
 
     #[test]
@@ -892,30 +701,14 @@ mod tests {
         let mut snaps = hourly("2021-02-01 00:00", "2021-02-10 23:00");
         // No snapshots on Feb 8 and Feb 9.
         snaps.retain(|(_, s)| !(s.time >= t("2021-02-08 00:00") && s.time < t("2021-02-10 00:00")));
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_daily: Some(3),
-                ..Default::default()
-            },
-        );
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2021-02-10 23:00", "2021-02-07 23:00", "2021-02-06 23:00"],
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_daily: Some(3), ..Default::default() });
+        assert_kept(&snaps, &decisions, &["2021-02-10 23:00", "2021-02-07 23:00", "2021-02-06 23:00"]);
     }
 
     #[test]
     fn keep_weekly_uses_iso_weeks_across_the_year_boundary() {
         let snaps = series();
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_weekly: Some(8),
-                ..Default::default()
-            },
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_weekly: Some(8), ..Default::default() });
         // 2021-02-10 is a Wednesday (2021-W06). 2020-12-28 .. 2021-01-03 is ISO week 2020-W53,
         // so its newest snapshot is on January 3 and December 31 is not kept.
         assert_kept(
@@ -943,122 +736,52 @@ mod tests {
             snaps.push(snap(at, "h", &["/data"], &[]));
             at += TimeDelta::days(1);
         }
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_weekly: Some(3),
-                ..Default::default()
-            },
-        );
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2020-01-07 12:00", "2020-01-05 12:00", "2019-12-29 12:00"],
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_weekly: Some(3), ..Default::default() });
+        assert_kept(&snaps, &decisions, &["2020-01-07 12:00", "2020-01-05 12:00", "2019-12-29 12:00"]);
     }
 
     #[test]
     fn keep_monthly() {
         let snaps = series();
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_monthly: Some(4),
-                ..Default::default()
-            },
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_monthly: Some(4), ..Default::default() });
         assert_kept(
             &snaps,
             &decisions,
-            &[
-                "2021-02-10 23:00",
-                "2021-01-31 23:00",
-                "2020-12-31 23:00",
-                "2020-11-30 23:00",
-            ],
+            &["2021-02-10 23:00", "2021-01-31 23:00", "2020-12-31 23:00", "2020-11-30 23:00"],
         );
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2020-12-31 23:00"),
-            ["monthly snapshot"]
-        );
+        assert_eq!(reasons_of(&snaps, &decisions, "2020-12-31 23:00"), ["monthly snapshot"]);
     }
 
     #[test]
     fn keep_yearly() {
         let snaps = series();
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_yearly: Some(3),
-                ..Default::default()
-            },
-        );
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2021-02-10 23:00", "2020-12-31 23:00", "2019-12-31 23:00"],
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_yearly: Some(3), ..Default::default() });
+        assert_kept(&snaps, &decisions, &["2021-02-10 23:00", "2020-12-31 23:00", "2019-12-31 23:00"]);
     }
 
     #[test]
     fn oldest_snapshot_is_kept_while_counts_are_left() {
         // Only three years exist; with counts left over, restic also keeps the oldest snapshot.
         let snaps = series();
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_yearly: Some(5),
-                ..Default::default()
-            },
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_yearly: Some(5), ..Default::default() });
         assert_kept(
             &snaps,
             &decisions,
-            &[
-                "2021-02-10 23:00",
-                "2020-12-31 23:00",
-                "2019-12-31 23:00",
-                "2019-11-15 00:00",
-            ],
+            &["2021-02-10 23:00", "2020-12-31 23:00", "2019-12-31 23:00", "2019-11-15 00:00"],
         );
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2019-11-15 00:00"),
-            ["yearly snapshot"]
-        );
+        assert_eq!(reasons_of(&snaps, &decisions, "2019-11-15 00:00"), ["yearly snapshot"]);
 
         // Counts used up exactly: the oldest is not kept.
         let snaps = hourly("2021-02-10 00:00", "2021-02-10 05:00");
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_daily: Some(1),
-                ..Default::default()
-            },
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_daily: Some(1), ..Default::default() });
         assert_kept(&snaps, &decisions, &["2021-02-10 05:00"]);
 
         // One count left when the oldest comes up: it is kept although its day is already kept.
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_daily: Some(2),
-                ..Default::default()
-            },
-        );
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2021-02-10 05:00", "2021-02-10 00:00"],
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_daily: Some(2), ..Default::default() });
+        assert_kept(&snaps, &decisions, &["2021-02-10 05:00", "2021-02-10 00:00"]);
 
         // keep-last larger than the group keeps everything.
-        let decisions = run(
-            &snaps,
-            &ForgetPolicy {
-                keep_last: Some(10),
-                ..Default::default()
-            },
-        );
+        let decisions = run(&snaps, &ForgetPolicy { keep_last: Some(10), ..Default::default() });
         assert_eq!(kept(&decisions).len(), snaps.len());
     }
 
@@ -1067,67 +790,41 @@ mod tests {
     #[test]
     fn keep_within_one_calendar_month() {
         let snaps = series();
-        let policy = ForgetPolicy {
-            keep_within: Some(KeepWithin::parse("1m").unwrap()),
-            ..Default::default()
-        };
+        let policy = ForgetPolicy { keep_within: Some(KeepWithin::parse("1m").unwrap()), ..Default::default() };
         let decisions = run(&snaps, &policy);
         // Newest: 2021-02-10 23:00; one calendar month back: 2021-01-10 23:00 (31 days, not 30),
         // and restic keeps snapshots strictly after the cutoff.
-        let expected: Vec<SnapshotId> = snaps
-            .iter()
-            .rev()
-            .filter(|(_, s)| s.time > t("2021-01-10 23:00"))
-            .map(|(id, _)| *id)
-            .collect();
+        let expected: Vec<SnapshotId> =
+            snaps.iter().rev().filter(|(_, s)| s.time > t("2021-01-10 23:00")).map(|(id, _)| *id).collect();
         assert_eq!(expected.len(), 31 * 24);
         assert_eq!(kept(&decisions), expected);
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2021-01-11 00:00"),
-            ["within 1m"]
-        );
+        assert_eq!(reasons_of(&snaps, &decisions, "2021-01-11 00:00"), ["within 1m"]);
         assert!(reasons_of(&snaps, &decisions, "2021-01-10 23:00").is_empty());
         // A 30-day approximation would have dropped January 11.
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2021-01-11 12:00"),
-            ["within 1m"]
-        );
+        assert_eq!(reasons_of(&snaps, &decisions, "2021-01-11 12:00"), ["within 1m"]);
     }
 
     #[test]
     fn keep_within_measures_from_the_newest_snapshot_not_in_the_future() {
         let snaps = hourly("2021-02-08 00:00", "2021-02-10 23:00");
-        let policy = ForgetPolicy {
-            keep_within: Some(KeepWithin::parse("1d").unwrap()),
-            ..Default::default()
-        };
+        let policy = ForgetPolicy { keep_within: Some(KeepWithin::parse("1d").unwrap()), ..Default::default() };
         // "Now" is 2021-02-10 12:00: the newest past snapshot is 11:00, the cutoff 2021-02-09 11:00.
-        let mut groups =
-            apply_policy_at(&snaps, &policy, GroupBy::default(), t("2021-02-10 12:00"));
+        let mut groups = apply_policy_at(&snaps, &policy, GroupBy::default(), t("2021-02-10 12:00"));
         let decisions = groups.pop().unwrap().1;
-        let expected: Vec<SnapshotId> = snaps
-            .iter()
-            .rev()
-            .filter(|(_, s)| s.time > t("2021-02-09 11:00"))
-            .map(|(id, _)| *id)
-            .collect();
+        let expected: Vec<SnapshotId> =
+            snaps.iter().rev().filter(|(_, s)| s.time > t("2021-02-09 11:00")).map(|(id, _)| *id).collect();
         assert_eq!(expected.len(), 36);
         assert_eq!(kept(&decisions), expected);
 
         // Everything in the future: keep-within keeps the whole group.
-        let mut groups =
-            apply_policy_at(&snaps, &policy, GroupBy::default(), t("2000-01-01 00:00"));
+        let mut groups = apply_policy_at(&snaps, &policy, GroupBy::default(), t("2000-01-01 00:00"));
         assert_eq!(kept(&groups.pop().unwrap().1).len(), snaps.len());
 
         // The public entry point uses the system clock; this series is in the past.
         let mut groups = apply_policy(&snaps, &policy, GroupBy::default());
         let decisions = groups.pop().unwrap().1;
-        let expected: Vec<SnapshotId> = snaps
-            .iter()
-            .rev()
-            .filter(|(_, s)| s.time > t("2021-02-09 23:00"))
-            .map(|(id, _)| *id)
-            .collect();
+        let expected: Vec<SnapshotId> =
+            snaps.iter().rev().filter(|(_, s)| s.time > t("2021-02-09 23:00")).map(|(id, _)| *id).collect();
         assert_eq!(kept(&decisions), expected);
     }
 
@@ -1144,40 +841,17 @@ mod tests {
             snap(t("2021-02-10 01:00"), "h", &["/data"], &[]),
         ];
         // "a,b" needs both a and b; "c" alone is enough.
-        let policy = ForgetPolicy {
-            keep_tags: vec!["a,b".into(), "c".into()],
-            ..Default::default()
-        };
+        let policy = ForgetPolicy { keep_tags: vec!["a,b".into(), "c".into()], ..Default::default() };
         let decisions = run(&snaps, &policy);
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2021-02-10 05:00", "2021-02-10 04:00", "2021-02-10 02:00"],
-        );
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2021-02-10 05:00"),
-            ["has tags [a, b]"]
-        );
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2021-02-10 02:00"),
-            ["has tags [a, b]", "has tags [c]"]
-        );
+        assert_kept(&snaps, &decisions, &["2021-02-10 05:00", "2021-02-10 04:00", "2021-02-10 02:00"]);
+        assert_eq!(reasons_of(&snaps, &decisions, "2021-02-10 05:00"), ["has tags [a, b]"]);
+        assert_eq!(reasons_of(&snaps, &decisions, "2021-02-10 02:00"), ["has tags [a, b]", "has tags [c]"]);
 
         // Spaces around tags are trimmed; the empty tag matches untagged snapshots (restic).
-        let policy = ForgetPolicy {
-            keep_tags: vec![" b , a ".into(), "".into()],
-            ..Default::default()
-        };
+        let policy = ForgetPolicy { keep_tags: vec![" b , a ".into(), "".into()], ..Default::default() };
         let decisions = run(&snaps, &policy);
-        assert_kept(
-            &snaps,
-            &decisions,
-            &["2021-02-10 05:00", "2021-02-10 02:00", "2021-02-10 01:00"],
-        );
-        assert_eq!(
-            reasons_of(&snaps, &decisions, "2021-02-10 01:00"),
-            ["has tags []"]
-        );
+        assert_kept(&snaps, &decisions, &["2021-02-10 05:00", "2021-02-10 02:00", "2021-02-10 01:00"]);
+        assert_eq!(reasons_of(&snaps, &decisions, "2021-02-10 01:00"), ["has tags []"]);
     }
 
     // ---- combined ----
@@ -1186,10 +860,7 @@ mod tests {
     fn combined_rules_list_every_reason() {
         let mut snaps = series();
         // Tag one old snapshot.
-        let idx = snaps
-            .iter()
-            .position(|(_, s)| s.time == t("2020-06-15 12:00"))
-            .unwrap();
+        let idx = snaps.iter().position(|(_, s)| s.time == t("2020-06-15 12:00")).unwrap();
         let (_, mut s) = snaps[idx].clone();
         s.tags = vec!["important".into()];
         snaps[idx] = (id_for(&s), s);
@@ -1223,14 +894,7 @@ mod tests {
         let r = |time| reasons_of(&snaps, &decisions, time).to_vec();
         assert_eq!(
             r("2021-02-10 23:00"),
-            [
-                "within 3h",
-                "last snapshot",
-                "daily snapshot",
-                "weekly snapshot",
-                "monthly snapshot",
-                "yearly snapshot"
-            ]
+            ["within 3h", "last snapshot", "daily snapshot", "weekly snapshot", "monthly snapshot", "yearly snapshot"]
         );
         assert_eq!(r("2021-02-10 22:00"), ["within 3h", "last snapshot"]);
         assert_eq!(r("2021-02-10 21:00"), ["within 3h"]);
@@ -1238,10 +902,7 @@ mod tests {
         assert_eq!(r("2021-02-09 23:00"), ["daily snapshot"]);
         assert_eq!(r("2021-02-07 23:00"), ["weekly snapshot"]);
         assert_eq!(r("2021-01-31 23:00"), ["monthly snapshot"]);
-        assert_eq!(
-            r("2020-12-31 23:00"),
-            ["monthly snapshot", "yearly snapshot"]
-        );
+        assert_eq!(r("2020-12-31 23:00"), ["monthly snapshot", "yearly snapshot"]);
         assert_eq!(r("2020-06-15 12:00"), ["has tags [important]"]);
     }
 
@@ -1250,11 +911,9 @@ mod tests {
     #[test]
     fn grouping_by_host_and_paths_keeps_groups_apart() {
         let mut snaps = Vec::new();
-        for (host, paths) in [
-            ("alpha", vec!["/home", "/etc"]),
-            ("alpha", vec!["/srv"]),
-            ("beta", vec!["/home", "/etc"]),
-        ] {
+        for (host, paths) in
+            [("alpha", vec!["/home", "/etc"]), ("alpha", vec!["/srv"]), ("beta", vec!["/home", "/etc"])]
+        {
             let mut at = t("2021-02-08 00:00");
             while at <= t("2021-02-10 23:00") {
                 snaps.push(snap(at, host, &paths, &[]));
@@ -1266,17 +925,11 @@ mod tests {
         snaps.push(reordered.clone());
         let at = |host: &str, paths: &[&str], time: &str| {
             let paths: Vec<String> = paths.iter().map(|s| s.to_string()).collect();
-            let found = snaps
-                .iter()
-                .find(|(_, s)| s.hostname == host && s.paths == paths && s.time == t(time));
+            let found = snaps.iter().find(|(_, s)| s.hostname == host && s.paths == paths && s.time == t(time));
             found.unwrap().0
         };
 
-        let policy = ForgetPolicy {
-            keep_last: Some(1),
-            keep_daily: Some(2),
-            ..Default::default()
-        };
+        let policy = ForgetPolicy { keep_last: Some(1), keep_daily: Some(2), ..Default::default() };
         let groups = apply_policy_at(&snaps, &policy, GroupBy::default(), now());
         let keys: Vec<GroupKey> = groups.iter().map(|(k, _)| k.clone()).collect();
         let key = |host: &str, paths: &[&str]| GroupKey {
@@ -1286,26 +939,13 @@ mod tests {
         };
         assert_eq!(
             keys,
-            vec![
-                key("alpha", &["/etc", "/home"]),
-                key("alpha", &["/srv"]),
-                key("beta", &["/etc", "/home"])
-            ]
+            vec![key("alpha", &["/etc", "/home"]), key("alpha", &["/srv"]), key("beta", &["/etc", "/home"])]
         );
-        assert_eq!(
-            kept(&groups[0].1),
-            vec![
-                reordered.0,
-                at("alpha", &["/home", "/etc"], "2021-02-10 18:00")
-            ]
-        );
+        assert_eq!(kept(&groups[0].1), vec![reordered.0, at("alpha", &["/home", "/etc"], "2021-02-10 18:00")]);
         assert_eq!(groups[0].1.len(), 13);
         assert_eq!(
             kept(&groups[1].1),
-            vec![
-                at("alpha", &["/srv"], "2021-02-10 18:00"),
-                at("alpha", &["/srv"], "2021-02-09 18:00")
-            ]
+            vec![at("alpha", &["/srv"], "2021-02-10 18:00"), at("alpha", &["/srv"], "2021-02-09 18:00")]
         );
         assert_eq!(
             kept(&groups[2].1),
@@ -1316,46 +956,17 @@ mod tests {
         );
 
         // Grouped by host only: alpha's two path sets are one group.
-        let groups = apply_policy_at(
-            &snaps,
-            &policy,
-            GroupBy {
-                host: true,
-                paths: false,
-                tags: false,
-            },
-            now(),
-        );
+        let groups = apply_policy_at(&snaps, &policy, GroupBy { host: true, paths: false, tags: false }, now());
         assert_eq!(groups.len(), 2);
-        assert_eq!(
-            groups[0].0,
-            GroupKey {
-                hostname: Some("alpha".into()),
-                paths: None,
-                tags: None
-            }
-        );
+        assert_eq!(groups[0].0, GroupKey { hostname: Some("alpha".into()), paths: None, tags: None });
         assert_eq!(groups[0].1.len(), 25);
         // Two snapshots at 2021-02-10 18:00 in the alpha group: the first in input order wins.
-        assert_eq!(
-            kept(&groups[0].1),
-            vec![
-                reordered.0,
-                at("alpha", &["/home", "/etc"], "2021-02-10 18:00")
-            ]
-        );
+        assert_eq!(kept(&groups[0].1), vec![reordered.0, at("alpha", &["/home", "/etc"], "2021-02-10 18:00")]);
 
         // No grouping: one group, keys all None.
         let groups = apply_policy_at(&snaps, &policy, GroupBy::NONE, now());
         assert_eq!(groups.len(), 1);
-        assert_eq!(
-            groups[0].0,
-            GroupKey {
-                hostname: None,
-                paths: None,
-                tags: None
-            }
-        );
+        assert_eq!(groups[0].0, GroupKey { hostname: None, paths: None, tags: None });
         assert_eq!(groups[0].1.len(), snaps.len());
     }
 
@@ -1366,29 +977,12 @@ mod tests {
             snap(t("2021-02-10 02:00"), "h", &["/data"], &["a", "b"]),
             snap(t("2021-02-10 01:00"), "h", &["/data"], &[]),
         ];
-        let policy = ForgetPolicy {
-            keep_last: Some(1),
-            ..Default::default()
-        };
+        let policy = ForgetPolicy { keep_last: Some(1), ..Default::default() };
         let groups = apply_policy_at(&snaps, &policy, GroupBy::parse("tags").unwrap(), now());
         assert_eq!(groups.len(), 2);
-        assert_eq!(
-            groups[0].0,
-            GroupKey {
-                hostname: None,
-                paths: None,
-                tags: Some(vec![])
-            }
-        );
+        assert_eq!(groups[0].0, GroupKey { hostname: None, paths: None, tags: Some(vec![]) });
         assert_eq!(kept(&groups[0].1), vec![snaps[2].0]);
-        assert_eq!(
-            groups[1].0,
-            GroupKey {
-                hostname: None,
-                paths: None,
-                tags: Some(vec!["a".into(), "b".into()])
-            }
-        );
+        assert_eq!(groups[1].0, GroupKey { hostname: None, paths: None, tags: Some(vec!["a".into(), "b".into()]) });
         assert_eq!(kept(&groups[1].1), vec![snaps[0].0]);
         assert_eq!(groups[1].1.len(), 2);
     }
@@ -1398,18 +992,8 @@ mod tests {
         assert_eq!(GroupBy::parse("host,paths").unwrap(), GroupBy::default());
         assert_eq!(GroupBy::parse("hosts,path").unwrap(), GroupBy::default());
         assert_eq!(GroupBy::parse("").unwrap(), GroupBy::NONE);
-        assert_eq!(
-            "tag,host".parse::<GroupBy>().unwrap(),
-            GroupBy {
-                host: true,
-                paths: false,
-                tags: true
-            }
-        );
-        assert_eq!(
-            GroupBy::parse("bogus").unwrap_err().kind(),
-            crate::ErrorKind::InvalidInput
-        );
+        assert_eq!("tag,host".parse::<GroupBy>().unwrap(), GroupBy { host: true, paths: false, tags: true });
+        assert_eq!(GroupBy::parse("bogus").unwrap_err().kind(), crate::ErrorKind::InvalidInput);
     }
 
     #[test]

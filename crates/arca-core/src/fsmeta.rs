@@ -21,7 +21,8 @@ pub fn node_from_metadata(name: Vec<u8>, path: &Path, meta: &std::fs::Metadata, 
     } else if ft.is_dir() {
         NodeKind::Dir
     } else if ft.is_symlink() {
-        let target = std::fs::read_link(path).map_err(|e| Error::local_io(format!("reading link {}", path.display()), e))?;
+        let target =
+            std::fs::read_link(path).map_err(|e| Error::local_io(format!("reading link {}", path.display()), e))?;
         NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() }
     } else if ft.is_fifo() {
         NodeKind::Fifo
@@ -44,7 +45,9 @@ pub fn node_from_metadata(name: Vec<u8>, path: &Path, meta: &std::fs::Metadata, 
         user: crate::sys::user_name(meta.uid()),
         group: crate::sys::group_name(meta.gid()),
         mtime: ts(meta.mtime(), meta.mtime_nsec()),
-        atime: ts(meta.atime(), meta.atime_nsec()),
+        // Access times are not recorded (as borg does by default): reading a directory changes
+        // its atime, which would make every backup store every tree again.
+        atime: Timestamp::default(),
         ctime: ts(meta.ctime(), meta.ctime_nsec()),
         inode: meta.ino(),
         device: meta.dev(),
@@ -88,7 +91,8 @@ impl Default for ApplyOptions {
 }
 
 fn cpath(path: &Path) -> Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::invalid(format!("path {} contains NUL", path.display())))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::invalid(format!("path {} contains NUL", path.display())))
 }
 
 /// Creates a non-regular, non-directory node (symlink, fifo, device). Sockets are skipped.
@@ -149,8 +153,9 @@ pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions) -> Result<()
             }
         }
     }
-    let ts = |t: crate::tree::Timestamp| libc::timespec { tv_sec: t.secs as libc::time_t, tv_nsec: t.nanos as libc::c_long };
-    let times = [ts(node.atime), ts(node.mtime)];
+    let ts = |t: Timestamp| libc::timespec { tv_sec: t.secs as libc::time_t, tv_nsec: t.nanos as libc::c_long };
+    let atime = if node.atime == Timestamp::default() { node.mtime } else { node.atime };
+    let times = [ts(atime), ts(node.mtime)];
     // SAFETY: c is valid, times points to two timespecs.
     if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
         return Err(fail("setting the times of"));

@@ -51,14 +51,9 @@ pub fn decode_index(master: &MasterKey, bytes: &[u8]) -> Result<Vec<IndexPack>> 
     if body.first() != Some(&INDEX_VERSION) {
         return Err(Error::corrupt("unsupported index version"));
     }
-    let packs: Vec<IndexPack> = postcard::from_bytes(&body[1..])
-        .map_err(|e| Error::corrupt(format!("index is malformed: {e}")))?;
-    if packs.len() != manifest.len()
-        || packs
-            .iter()
-            .zip(&manifest)
-            .any(|(p, m)| (p.kind, p.id) != *m)
-    {
+    let packs: Vec<IndexPack> =
+        postcard::from_bytes(&body[1..]).map_err(|e| Error::corrupt(format!("index is malformed: {e}")))?;
+    if packs.len() != manifest.len() || packs.iter().zip(&manifest).any(|(p, m)| (p.kind, p.id) != *m) {
         return Err(Error::corrupt("index manifest does not match its body"));
     }
     Ok(packs)
@@ -145,12 +140,7 @@ impl Index {
             return;
         }
         let pos = self.packs.len() as u32;
-        self.packs.push(PackInfo {
-            id: pack.id,
-            kind: pack.kind,
-            salt: pack.salt,
-            size: pack.size,
-        });
+        self.packs.push(PackInfo { id: pack.id, kind: pack.kind, salt: pack.salt, size: pack.size });
         self.pack_pos.insert(pack.id, pos);
         for e in &pack.blobs {
             let mut flags = e.raw_length & !(COMPRESSED_BIT | TREE_BIT);
@@ -171,9 +161,7 @@ impl Index {
 
     /// Where a blob is, if known.
     pub fn get(&self, id: &BlobId) -> Option<(&PackInfo, BlobLocation)> {
-        self.blobs
-            .get(id)
-            .map(|loc| (&self.packs[loc.pack as usize], *loc))
+        self.blobs.get(id).map(|loc| (&self.packs[loc.pack as usize], *loc))
     }
 
     /// Whether a blob is known.
@@ -214,10 +202,8 @@ impl Index {
     /// Removes every blob whose pack is in `packs` (after those packs were found missing or were
     /// marked for deletion), keeping the pack records so positions stay valid.
     pub fn forget_packs(&mut self, packs: &std::collections::HashSet<PackId>) {
-        let doomed: std::collections::HashSet<u32> = packs
-            .iter()
-            .filter_map(|p| self.pack_pos.get(p).copied())
-            .collect();
+        let doomed: std::collections::HashSet<u32> =
+            packs.iter().filter_map(|p| self.pack_pos.get(p).copied()).collect();
         if doomed.is_empty() {
             return;
         }
@@ -245,20 +231,12 @@ mod tests {
     fn pack(n: u8, blobs: usize) -> IndexPack {
         IndexPack {
             id: PackId([n; 32]),
-            kind: if n % 2 == 0 {
-                PackKind::Data
-            } else {
-                PackKind::Meta
-            },
+            kind: if n % 2 == 0 { PackKind::Data } else { PackKind::Meta },
             salt: [n; 32],
             size: 1000,
             blobs: (0..blobs)
                 .map(|i| PackEntry {
-                    blob_type: if n % 2 == 0 {
-                        BlobType::Data
-                    } else {
-                        BlobType::Tree
-                    },
+                    blob_type: if n % 2 == 0 { BlobType::Data } else { BlobType::Tree },
                     id: BlobId([n.wrapping_mul(31).wrapping_add(i as u8); 32]),
                     offset: 41 + i as u32 * 10,
                     length: 10,

@@ -30,11 +30,7 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// 64 MiB, 3 passes, 1 lane: about 0.1 s on the reference machine (OWASP's first choice).
     fn default() -> Self {
-        KdfParams {
-            memory_kib: 64 * 1024,
-            iterations: 3,
-            parallelism: 1,
-        }
+        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
     }
 }
 
@@ -69,17 +65,10 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<[u8; 32]> {
-    let p = Params::new(
-        params.memory_kib,
-        params.iterations,
-        params.parallelism,
-        Some(32),
-    )
-    .map_err(|e| Error::corrupt(format!("key slot has unusable KDF parameters: {e}")))?;
+    let p = Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
+        .map_err(|e| Error::corrupt(format!("key slot has unusable KDF parameters: {e}")))?;
     if params.memory_kib > 4 * 1024 * 1024 || params.iterations > 100 {
-        return Err(Error::corrupt(
-            "key slot asks for an unreasonable KDF cost (refusing to run it)",
-        ));
+        return Err(Error::corrupt("key slot asks for an unreasonable KDF cost (refusing to run it)"));
     }
     let mut out = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
@@ -90,12 +79,7 @@ fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<[u8; 32
 
 impl KeySlot {
     /// Wraps `master` under `password`.
-    pub fn seal(
-        master: &MasterKey,
-        password: &[u8],
-        params: KdfParams,
-        label: &str,
-    ) -> Result<KeySlot> {
+    pub fn seal(master: &MasterKey, password: &[u8], params: KdfParams, label: &str) -> Result<KeySlot> {
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut salt);
@@ -103,12 +87,8 @@ impl KeySlot {
         let kek = derive_kek(password, &salt, params)?;
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
         let mut buf = master.secret().to_vec();
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(SLOT_AAD),
-            &mut buf,
-        )
-        .expect("small message");
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(SLOT_AAD), &mut buf)
+            .expect("small message");
         Ok(KeySlot {
             version: 1,
             kdf: "argon2id".into(),
@@ -128,27 +108,17 @@ impl KeySlot {
         if self.version != 1 || self.kdf != "argon2id" {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!(
-                    "unsupported key slot (version {}, kdf {})",
-                    self.version, self.kdf
-                ),
+                format!("unsupported key slot (version {}, kdf {})", self.version, self.kdf),
             ));
         }
         let bad = |what: &str| Error::corrupt(format!("key slot field {what} is damaged"));
         let salt = b64().decode(&self.salt).map_err(|_| bad("salt"))?;
-        let nonce: [u8; 12] = b64()
-            .decode(&self.nonce)
-            .ok()
-            .and_then(|n| n.try_into().ok())
-            .ok_or_else(|| bad("nonce"))?;
+        let nonce: [u8; 12] =
+            b64().decode(&self.nonce).ok().and_then(|n| n.try_into().ok()).ok_or_else(|| bad("nonce"))?;
         let mut sealed = b64().decode(&self.sealed).map_err(|_| bad("sealed"))?;
         let kek = derive_kek(password, &salt, self.params)?;
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
-        match key.open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(SLOT_AAD),
-            &mut sealed,
-        ) {
+        match key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(SLOT_AAD), &mut sealed) {
             Ok(plain) if plain.len() == 32 => {
                 let secret: [u8; 32] = plain[..32].try_into().expect("length checked");
                 Ok(Some(MasterKey::from_secret(secret)))
@@ -165,8 +135,7 @@ impl KeySlot {
 
     /// Parses a stored slot.
     pub fn from_bytes(bytes: &[u8]) -> Result<KeySlot> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(format!("key slot is damaged: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("key slot is damaged: {e}")))
     }
 }
 
@@ -175,11 +144,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> KdfParams {
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
+        KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }
     }
 
     #[test]

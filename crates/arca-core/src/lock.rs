@@ -93,7 +93,9 @@ impl LockGuard {
                         if waited >= REFRESH_EVERY {
                             waited = Duration::ZERO;
                             info.refreshed = Utc::now();
-                            if let Err(e) = store.put(ObjectKind::Lock, &name, &serde_json::to_vec(&info).expect("lock serialises")) {
+                            if let Err(e) =
+                                store.put(ObjectKind::Lock, &name, &serde_json::to_vec(&info).expect("lock serialises"))
+                            {
                                 tracing::warn!("could not refresh the repository lock: {e}");
                             }
                         }

@@ -23,6 +23,9 @@ pub const PACK_VERSION: u8 = 1;
 /// Bytes before the first blob.
 pub const PACK_PREFIX_LEN: usize = 8 + 1 + SALT_LEN;
 const HEADER_AAD: &[u8] = b"ARCAPACK header";
+/// The largest blob plaintext (trees of huge directories included). The index keeps lengths in
+/// 30 bits, and a reader must not be talked into allocating more than this for one blob.
+pub const MAX_BLOB_SIZE: u32 = (1 << 30) - 1;
 
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,12 +141,7 @@ impl PackWriter {
         buf.extend_from_slice(PACK_MAGIC);
         buf.push(PACK_VERSION);
         buf.extend_from_slice(&salt);
-        PackWriter {
-            key: master.object_key(&salt),
-            salt,
-            buf,
-            entries: Vec::new(),
-        }
+        PackWriter { key: master.object_key(&salt), salt, buf, entries: Vec::new() }
     }
 
     /// Bytes so far.
@@ -157,23 +155,11 @@ impl PackWriter {
     }
 
     /// Seals and appends one blob. `payload` is the (possibly compressed) plaintext.
-    pub fn add(
-        &mut self,
-        blob_type: BlobType,
-        id: BlobId,
-        payload: &[u8],
-        raw_length: u32,
-        compressed: bool,
-    ) {
+    pub fn add(&mut self, blob_type: BlobType, id: BlobId, payload: &[u8], raw_length: u32, compressed: bool) {
         let offset = self.buf.len();
         let mut sealed = Vec::with_capacity(payload.len() + TAG_LEN);
         sealed.extend_from_slice(payload);
-        self.key.seal_in_place(
-            NonceDomain::Blob,
-            offset as u64,
-            &PackEntry::aad(blob_type, &id),
-            &mut sealed,
-        );
+        self.key.seal_in_place(NonceDomain::Blob, offset as u64, &PackEntry::aad(blob_type, &id), &mut sealed);
         self.buf.extend_from_slice(&sealed);
         self.entries.push(PackEntry {
             blob_type,
@@ -189,18 +175,12 @@ impl PackWriter {
     pub fn finish(mut self) -> FinishedPack {
         let mut header = vec![PACK_VERSION];
         header.extend_from_slice(&postcard::to_stdvec(&self.entries).expect("entries serialise"));
-        self.key
-            .seal_in_place(NonceDomain::PackHeader, 0, HEADER_AAD, &mut header);
+        self.key.seal_in_place(NonceDomain::PackHeader, 0, HEADER_AAD, &mut header);
         let header_len = header.len() as u32;
         self.buf.extend_from_slice(&header);
         self.buf.extend_from_slice(&header_len.to_le_bytes());
         let id = PackId(content_hash(&self.buf));
-        FinishedPack {
-            id,
-            bytes: self.buf,
-            entries: self.entries,
-            salt: self.salt,
-        }
+        FinishedPack { id, bytes: self.buf, entries: self.entries, salt: self.salt }
     }
 }
 
@@ -210,14 +190,9 @@ pub fn parse_prefix(prefix: &[u8]) -> Result<[u8; SALT_LEN]> {
         return Err(Error::corrupt("not an arca pack (bad magic)"));
     }
     if prefix[8] != PACK_VERSION {
-        return Err(Error::corrupt(format!(
-            "unsupported pack version {}",
-            prefix[8]
-        )));
+        return Err(Error::corrupt(format!("unsupported pack version {}", prefix[8])));
     }
-    Ok(prefix[9..PACK_PREFIX_LEN]
-        .try_into()
-        .expect("length checked"))
+    Ok(prefix[9..PACK_PREFIX_LEN].try_into().expect("length checked"))
 }
 
 /// Parses and authenticates a whole pack's header; also checks every entry lies inside the pack.
@@ -226,68 +201,39 @@ pub fn read_header(master: &MasterKey, pack: &[u8]) -> Result<(Vec<PackEntry>, [
     if pack.len() < PACK_PREFIX_LEN + 4 + TAG_LEN + 1 {
         return Err(Error::corrupt("pack is truncated"));
     }
-    let header_len =
-        u32::from_le_bytes(pack[pack.len() - 4..].try_into().expect("4 bytes")) as usize;
+    let header_len = u32::from_le_bytes(pack[pack.len() - 4..].try_into().expect("4 bytes")) as usize;
     let header_end = pack.len() - 4;
     if header_len > header_end - PACK_PREFIX_LEN || header_len < TAG_LEN + 1 {
-        return Err(Error::corrupt(
-            "pack header length is impossible (truncated pack?)",
-        ));
+        return Err(Error::corrupt("pack header length is impossible (truncated pack?)"));
     }
     let header_start = header_end - header_len;
     let key = master.object_key(&salt);
     let plain = key
-        .open(
-            NonceDomain::PackHeader,
-            0,
-            HEADER_AAD,
-            &pack[header_start..header_end],
-        )
+        .open(NonceDomain::PackHeader, 0, HEADER_AAD, &pack[header_start..header_end])
         .map_err(|_| Error::corrupt("pack header fails authentication"))?;
     if plain.first() != Some(&PACK_VERSION) {
         return Err(Error::corrupt("unsupported pack header version"));
     }
-    let entries: Vec<PackEntry> = postcard::from_bytes(&plain[1..])
-        .map_err(|e| Error::corrupt(format!("pack header is malformed: {e}")))?;
+    let entries: Vec<PackEntry> =
+        postcard::from_bytes(&plain[1..]).map_err(|e| Error::corrupt(format!("pack header is malformed: {e}")))?;
     for e in &entries {
         let end = e.offset as usize + e.length as usize;
-        if (e.offset as usize) < PACK_PREFIX_LEN
-            || end > header_start
-            || (e.length as usize) < TAG_LEN
-        {
-            return Err(Error::corrupt(format!(
-                "pack header places blob {} outside the pack",
-                e.id
-            )));
+        if (e.offset as usize) < PACK_PREFIX_LEN || end > header_start || (e.length as usize) < TAG_LEN {
+            return Err(Error::corrupt(format!("pack header places blob {} outside the pack", e.id)));
         }
     }
     Ok((entries, salt))
 }
 
 /// Decrypts and decompresses one blob from its sealed bytes, and checks its id.
-pub fn open_blob(
-    master: &MasterKey,
-    salt: &[u8; SALT_LEN],
-    entry: &PackEntry,
-    sealed: &[u8],
-) -> Result<Vec<u8>> {
+pub fn open_blob(master: &MasterKey, salt: &[u8; SALT_LEN], entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
     open_blob_with(&master.object_key(salt), master, entry, sealed)
 }
 
 /// As [`open_blob`], with the pack's key already derived (restores open many blobs per pack).
-pub fn open_blob_with(
-    key: &ObjectKey,
-    master: &MasterKey,
-    entry: &PackEntry,
-    sealed: &[u8],
-) -> Result<Vec<u8>> {
+pub fn open_blob_with(key: &ObjectKey, master: &MasterKey, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
     let payload = key
-        .open(
-            NonceDomain::Blob,
-            entry.offset as u64,
-            &PackEntry::aad(entry.blob_type, &entry.id),
-            sealed,
-        )
+        .open(NonceDomain::Blob, entry.offset as u64, &PackEntry::aad(entry.blob_type, &entry.id), sealed)
         .map_err(|_| Error::corrupt(format!("blob {} fails authentication", entry.id)))?;
     let plain = if entry.compressed {
         decompress(&payload, entry.raw_length as usize)
@@ -296,10 +242,7 @@ pub fn open_blob_with(
         payload
     };
     if plain.len() != entry.raw_length as usize || master.blob_id(&plain) != entry.id {
-        return Err(Error::corrupt(format!(
-            "blob {} has the wrong content",
-            entry.id
-        )));
+        return Err(Error::corrupt(format!("blob {} has the wrong content", entry.id)));
     }
     Ok(plain)
 }
@@ -345,10 +288,7 @@ pub fn decompress(data: &[u8], raw_length: usize) -> std::io::Result<Vec<u8>> {
         let dctx = cell.as_mut().expect("just set");
         let out = dctx.decompress(data, raw_length)?;
         if out.len() != raw_length {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "wrong decompressed length",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "wrong decompressed length"));
         }
         Ok(out)
     })
@@ -401,9 +341,7 @@ mod tests {
 
     #[test]
     fn incompressible_data_is_stored_raw() {
-        let random: Vec<u8> = (0..10_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        let random: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let _ = compress(&random, 3);
         assert!(compress(&vec![0u8; 10_000], 3).unwrap().len() < 100);
     }

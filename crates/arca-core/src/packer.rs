@@ -102,8 +102,10 @@ impl Packer {
 
     fn join(&mut self) -> Result<PackerOutput> {
         drop(self.tx.take());
-        let packed = self.packer.take().map(|h| h.join().unwrap_or_else(|_| Err(Error::corrupt("packer thread panicked"))));
-        let uploaded = self.uploader.take().map(|h| h.join().unwrap_or_else(|_| Err(Error::corrupt("uploader thread panicked"))));
+        let packed =
+            self.packer.take().map(|h| h.join().unwrap_or_else(|_| Err(Error::corrupt("packer thread panicked"))));
+        let uploaded =
+            self.uploader.take().map(|h| h.join().unwrap_or_else(|_| Err(Error::corrupt("uploader thread panicked"))));
         // The uploader's error is the root cause when both failed.
         let out = uploaded.unwrap_or_else(|| Ok(PackerOutput::default()))?;
         packed.unwrap_or(Ok(()))?;
@@ -119,7 +121,12 @@ impl Drop for Packer {
     }
 }
 
-fn pack_loop(key: &MasterKey, sizes: PackSizes, rx: Receiver<NewBlob>, up: Sender<(PackKind, FinishedPack)>) -> Result<()> {
+fn pack_loop(
+    key: &MasterKey,
+    sizes: PackSizes,
+    rx: Receiver<NewBlob>,
+    up: Sender<(PackKind, FinishedPack)>,
+) -> Result<()> {
     let mut data: Option<PackWriter> = None;
     let mut meta: Option<PackWriter> = None;
     let gone = || Error::new(crate::ErrorKind::Storage, "the pack uploader stopped");
@@ -159,7 +166,13 @@ fn upload_loop(store: &DynStore, key: &MasterKey, rx: Receiver<(PackKind, Finish
             .put(kind.object_kind(), &pack.id.to_hex(), &pack.bytes)
             .map_err(|e| Error::from(e).context(format!("storing pack {}", pack.id)))?;
         out.stored_bytes += pack.bytes.len() as u64;
-        unindexed.push(IndexPack { id: pack.id, kind, salt: pack.salt, size: pack.bytes.len() as u64, blobs: pack.entries });
+        unindexed.push(IndexPack {
+            id: pack.id,
+            kind,
+            salt: pack.salt,
+            size: pack.bytes.len() as u64,
+            blobs: pack.entries,
+        });
         if unindexed.len() >= INDEX_EVERY {
             write_index(&unindexed, &mut out)?;
             out.packs.append(&mut unindexed);

@@ -39,7 +39,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(PackKind, PackId)>> {
     bytes[13..]
         .chunks_exact(33)
         .map(|r| {
-            let kind = PackKind::from_byte(r[0]).ok_or_else(|| Error::corrupt("pending mark names an unknown pack kind"))?;
+            let kind =
+                PackKind::from_byte(r[0]).ok_or_else(|| Error::corrupt("pending mark names an unknown pack kind"))?;
             Ok((kind, PackId(r[1..].try_into().expect("32 bytes"))))
         })
         .collect()
@@ -63,7 +64,12 @@ pub fn marked_packs(store: &DynStore) -> Result<HashSet<PackId>> {
             Err(e) if e.is_not_found() => continue, // removed by a finishing prune meanwhile
             Err(e) => return Err(e.into()),
         };
-        out.extend(decode(&bytes).map_err(|e| e.context(format!("pending object {}", info.name)))?.into_iter().map(|(_, id)| id));
+        out.extend(
+            decode(&bytes)
+                .map_err(|e| e.context(format!("pending object {}", info.name)))?
+                .into_iter()
+                .map(|(_, id)| id),
+        );
     }
     Ok(out)
 }

@@ -95,7 +95,11 @@ fn referenced_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
             &mut |path, id, e| {
                 failure.get_or_insert(Error::new(
                     ErrorKind::Corrupt,
-                    format!("snapshot {}: tree {id} at {} is unreadable ({e}); prune stops to keep every pack", sid.short(), path.display()),
+                    format!(
+                        "snapshot {}: tree {id} at {} is unreadable ({e}); prune stops to keep every pack",
+                        sid.short(),
+                        path.display()
+                    ),
                 ));
                 Ok(())
             },
@@ -108,7 +112,11 @@ fn referenced_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
 }
 
 /// Packs in `existing` that hold no referenced blob.
-fn unused_packs(repo: &Repository, existing: &HashMap<PackId, (PackKind, u64)>, used: &HashSet<BlobId>) -> Vec<(PackKind, PackId)> {
+fn unused_packs(
+    repo: &Repository,
+    existing: &HashMap<PackId, (PackKind, u64)>,
+    used: &HashSet<BlobId>,
+) -> Vec<(PackKind, PackId)> {
     let mut live: HashSet<PackId> = HashSet::new();
     for (id, loc) in repo.index().blobs() {
         if used.contains(id) {
@@ -133,7 +141,13 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
                 report.stale_locks_removed += 1;
             }
             Some(i) if name != lock.name() && i.operation == "prune" => {
-                return Err(Error::new(ErrorKind::Locked, format!("another prune is running (pid {} on {}); try again when it has finished", i.pid, i.hostname)));
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "another prune is running (pid {} on {}); try again when it has finished",
+                        i.pid, i.hostname
+                    ),
+                ));
             }
             _ => {}
         }
@@ -147,7 +161,7 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
 
     // 1-2: mark.
     let existing = repo.list_packs()?;
-    for e in repo.load_index()? {
+    if let Some(e) = repo.load_index()?.into_iter().next() {
         return Err(e.context("prune needs every index file readable"));
     }
     let used = referenced_blobs(repo)?;
@@ -194,7 +208,7 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
 
     // 4: recompute and delete.
     let existing = repo.list_packs()?;
-    for e in repo.load_index()? {
+    if let Some(e) = repo.load_index()?.into_iter().next() {
         return Err(e.context("prune needs every index file readable"));
     }
     let used = referenced_blobs(repo)?;

@@ -48,12 +48,7 @@ pub struct KeyInfo {
 
 impl Repository {
     /// Creates a new repository in an empty store, protected by `password`.
-    pub fn init(
-        store: DynStore,
-        password: &[u8],
-        kdf: KdfParams,
-        config: Config,
-    ) -> Result<Repository> {
+    pub fn init(store: DynStore, password: &[u8], kdf: KdfParams, config: Config) -> Result<Repository> {
         Self::init_with_key(store, password, kdf, config, MasterKey::generate())
     }
 
@@ -97,10 +92,7 @@ impl Repository {
             Ok(bytes) => Config::from_bytes(&bytes),
             Err(e) if e.is_not_found() => Err(Error::new(
                 ErrorKind::NoRepository,
-                format!(
-                    "there is no arca repository at {} (create one with `arca init`)",
-                    store.location()
-                ),
+                format!("there is no arca repository at {} (create one with `arca init`)", store.location()),
             )),
             Err(e) => Err(e.into()),
         }
@@ -122,23 +114,18 @@ impl Repository {
     fn unlock(store: &dyn Store, password: &[u8]) -> Result<(MasterKey, String)> {
         let slots = store.list(ObjectKind::Key)?;
         if slots.is_empty() {
-            return Err(Error::corrupt(format!(
-                "the repository at {} has no key slots",
-                store.location()
-            )));
+            return Err(Error::corrupt(format!("the repository at {} has no key slots", store.location())));
         }
         for info in slots {
-            let slot = match store
-                .get(ObjectKind::Key, &info.name)
-                .map_err(Error::from)
-                .and_then(|b| KeySlot::from_bytes(&b))
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("skipping key slot {}: {e}", info.name);
-                    continue;
-                }
-            };
+            let slot =
+                match store.get(ObjectKind::Key, &info.name).map_err(Error::from).and_then(|b| KeySlot::from_bytes(&b))
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("skipping key slot {}: {e}", info.name);
+                        continue;
+                    }
+                };
             if let Some(key) = slot.open(password)? {
                 return Ok((key, info.name));
             }
@@ -195,11 +182,7 @@ impl Repository {
         let mut out = Vec::new();
         for info in self.store.list(ObjectKind::Key)? {
             let slot = KeySlot::from_bytes(&self.store.get(ObjectKind::Key, &info.name)?)?;
-            out.push(KeyInfo {
-                current: Some(info.name.as_str()) == current,
-                id: info.name,
-                slot,
-            });
+            out.push(KeyInfo { current: Some(info.name.as_str()) == current, id: info.name, slot });
         }
         out.sort_by(|a, b| a.slot.created.cmp(&b.slot.created));
         Ok(out)
@@ -212,21 +195,12 @@ impl Repository {
 
     /// Resolves a key-slot id prefix.
     pub fn resolve_key(&self, prefix: &str) -> Result<String> {
-        let matches: Vec<String> = self
-            .store
-            .list(ObjectKind::Key)?
-            .into_iter()
-            .map(|i| i.name)
-            .filter(|n| n.starts_with(prefix))
-            .collect();
+        let matches: Vec<String> =
+            self.store.list(ObjectKind::Key)?.into_iter().map(|i| i.name).filter(|n| n.starts_with(prefix)).collect();
         match matches.len() {
             1 => Ok(matches.into_iter().next().expect("one")),
-            0 => Err(Error::not_found(format!(
-                "no key slot starts with {prefix:?} (see `arca key list`)"
-            ))),
-            n => Err(Error::not_found(format!(
-                "{n} key slots start with {prefix:?}; give more digits"
-            ))),
+            0 => Err(Error::not_found(format!("no key slot starts with {prefix:?} (see `arca key list`)"))),
+            n => Err(Error::not_found(format!("{n} key slots start with {prefix:?}; give more digits"))),
         }
     }
 
@@ -299,10 +273,7 @@ impl Repository {
     /// Reads one blob's plaintext.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
         let (pack, loc) = self.index.get(id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Missing,
-                format!("blob {id} is not in the index (run `arca check`)"),
-            )
+            Error::new(ErrorKind::Missing, format!("blob {id} is not in the index (run `arca check`)"))
         })?;
         let entry = loc.entry(*id);
         let sealed_owned;
@@ -311,15 +282,10 @@ impl Repository {
             meta = self.meta_pack(&pack.id)?;
             let start = loc.offset as usize;
             let end = start + loc.length as usize;
-            meta.get(start..end)
-                .ok_or_else(|| Error::corrupt(format!("metadata pack {} is truncated", pack.id)))?
+            meta.get(start..end).ok_or_else(|| Error::corrupt(format!("metadata pack {} is truncated", pack.id)))?
         } else {
-            sealed_owned = self.store.get_range(
-                ObjectKind::DataPack,
-                &pack.id.to_hex(),
-                loc.offset as u64,
-                loc.length as u64,
-            )?;
+            sealed_owned =
+                self.store.get_range(ObjectKind::DataPack, &pack.id.to_hex(), loc.offset as u64, loc.length as u64)?;
             &sealed_owned
         };
         open_blob_with(&self.key.object_key(&pack.salt), &self.key, &entry, sealed)
@@ -327,19 +293,11 @@ impl Repository {
     }
 
     fn meta_pack(&self, id: &PackId) -> Result<Arc<Vec<u8>>> {
-        if let Some(p) = self
-            .meta_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-        {
+        if let Some(p) = self.meta_cache.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(p.clone());
         }
         let bytes = Arc::new(self.store.get(ObjectKind::MetaPack, &id.to_hex())?);
-        self.meta_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(*id, bytes.clone());
+        self.meta_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, bytes.clone());
         Ok(bytes)
     }
 
@@ -347,9 +305,7 @@ impl Repository {
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
         if let Some((_, loc)) = self.index.get(id) {
             if loc.blob_type() != BlobType::Tree {
-                return Err(Error::corrupt(format!(
-                    "blob {id} should be a tree but is data"
-                )));
+                return Err(Error::corrupt(format!("blob {id} should be a tree but is data")));
             }
         }
         Tree::decode(&self.read_blob(id)?).map_err(|e| e.context(format!("tree {id}")))
@@ -358,11 +314,7 @@ impl Repository {
     // ---- snapshots -----------------------------------------------------------------------
 
     /// Stores a snapshot with its manifest; returns its id.
-    pub fn save_snapshot(
-        &self,
-        snapshot: &Snapshot,
-        packs: &[(PackKind, PackId)],
-    ) -> Result<SnapshotId> {
+    pub fn save_snapshot(&self, snapshot: &Snapshot, packs: &[(PackKind, PackId)]) -> Result<SnapshotId> {
         let bytes = snapshot.encode(&self.key, packs);
         let id = SnapshotId(content_hash(&bytes));
         self.store.put(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
@@ -371,20 +323,15 @@ impl Repository {
 
     /// Loads one snapshot with its manifest.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<(Snapshot, Vec<(PackKind, PackId)>)> {
-        let bytes = self
-            .store
-            .get(ObjectKind::Snapshot, &id.to_hex())
-            .map_err(|e| {
-                if e.is_not_found() {
-                    Error::not_found(format!("snapshot {id} does not exist"))
-                } else {
-                    e.into()
-                }
-            })?;
+        let bytes = self.store.get(ObjectKind::Snapshot, &id.to_hex()).map_err(|e| {
+            if e.is_not_found() {
+                Error::not_found(format!("snapshot {id} does not exist"))
+            } else {
+                e.into()
+            }
+        })?;
         if content_hash(&bytes) != id.0 {
-            return Err(Error::corrupt(format!(
-                "snapshot {id}: its content does not match its name"
-            )));
+            return Err(Error::corrupt(format!("snapshot {id}: its content does not match its name")));
         }
         Snapshot::decode(&self.key, &bytes).map_err(|e| e.context(format!("snapshot {id}")))
     }
@@ -395,9 +342,8 @@ impl Repository {
         let loaded: Vec<Result<(SnapshotId, Snapshot)>> = names
             .par_iter()
             .map(|info| {
-                let id = SnapshotId::from_hex(&info.name).ok_or_else(|| {
-                    Error::corrupt(format!("snapshot object with a bad name {}", info.name))
-                })?;
+                let id = SnapshotId::from_hex(&info.name)
+                    .ok_or_else(|| Error::corrupt(format!("snapshot object with a bad name {}", info.name)))?;
                 Ok((id, self.load_snapshot(&id)?.0))
             })
             .collect();
@@ -414,39 +360,25 @@ impl Repository {
     }
 
     /// Finds a snapshot by `latest` or an id prefix, among those passing `filter`.
-    pub fn find_snapshot(
-        &self,
-        spec: &str,
-        filter: &SnapshotFilter,
-    ) -> Result<(SnapshotId, Snapshot)> {
+    pub fn find_snapshot(&self, spec: &str, filter: &SnapshotFilter) -> Result<(SnapshotId, Snapshot)> {
         let (all, _) = self.snapshots()?;
         if spec == "latest" {
             return all
                 .into_iter()
                 .filter(|(_, s)| filter.matches(s))
                 .max_by(|a, b| a.1.time.cmp(&b.1.time))
-                .ok_or_else(|| {
-                    Error::not_found(format!("no snapshot matches {}", filter.describe()))
-                });
+                .ok_or_else(|| Error::not_found(format!("no snapshot matches {}", filter.describe())));
         }
         let spec = spec.to_ascii_lowercase();
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::invalid(format!(
-                "{spec:?} is neither `latest` nor a snapshot id"
-            )));
+            return Err(Error::invalid(format!("{spec:?} is neither `latest` nor a snapshot id")));
         }
-        let mut found: Vec<(SnapshotId, Snapshot)> = all
-            .into_iter()
-            .filter(|(id, _)| id.to_hex().starts_with(&spec))
-            .collect();
+        let mut found: Vec<(SnapshotId, Snapshot)> =
+            all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec)).collect();
         match found.len() {
             1 => Ok(found.pop().expect("one")),
-            0 => Err(Error::not_found(format!(
-                "no snapshot id starts with {spec} (see `arca snapshots`)"
-            ))),
-            n => Err(Error::not_found(format!(
-                "{n} snapshots start with {spec}; give more digits"
-            ))),
+            0 => Err(Error::not_found(format!("no snapshot id starts with {spec} (see `arca snapshots`)"))),
+            n => Err(Error::not_found(format!("{n} snapshots start with {spec}; give more digits"))),
         }
     }
 
@@ -465,11 +397,7 @@ impl Repository {
                     Some(id) => {
                         out.insert(id, (kind, info.size));
                     }
-                    None => tracing::warn!(
-                        "ignoring a {} object with a bad name: {}",
-                        kind.object_kind(),
-                        info.name
-                    ),
+                    None => tracing::warn!("ignoring a {} object with a bad name: {}", kind.object_kind(), info.name),
                 }
             }
         }
@@ -519,10 +447,7 @@ impl SnapshotFilter {
         if self.hosts.is_empty() && self.tags.is_empty() && self.paths.is_empty() {
             "(the repository has no snapshots)".into()
         } else {
-            format!(
-                "host {:?}, tags {:?}, paths {:?}",
-                self.hosts, self.tags, self.paths
-            )
+            format!("host {:?}, tags {:?}, paths {:?}", self.hosts, self.tags, self.paths)
         }
     }
 }

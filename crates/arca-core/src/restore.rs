@@ -129,14 +129,19 @@ struct Planner<'a> {
     excludes: Excludes,
     files: Vec<FileJob>,
     dirs: Vec<(PathBuf, Node)>,
-    hardlinks: HashMap<(u64, u64), u32>,
-    links_to_make: Vec<(u32, PathBuf, Node)>,
+    hardlinks: HashMap<(u64, u64), PathBuf>,
+    links_to_make: Vec<(PathBuf, PathBuf)>,
     outcome: RestoreOutcome,
     apply: ApplyOptions,
 }
 
 /// Restores `snapshot` as the options say.
-pub fn restore(repo: &Repository, snapshot: &Snapshot, opts: &RestoreOptions, progress: &RestoreProgress) -> Result<RestoreOutcome> {
+pub fn restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &RestoreProgress,
+) -> Result<RestoreOutcome> {
     raise_fd_limit();
     let (start_nodes, base) = resolve_start(repo, snapshot, opts.subpath.as_deref())?;
     if !opts.dry_run {
@@ -171,7 +176,13 @@ pub fn restore(repo: &Repository, snapshot: &Snapshot, opts: &RestoreOptions, pr
                 if !same {
                     match repo.index().get(id) {
                         Some((_, loc)) => {
-                            by_pack.entry(loc.pack).or_default().entry(*id).or_insert_with(|| (loc, Vec::new())).1.push(Use { file: i as u32, offset });
+                            by_pack
+                                .entry(loc.pack)
+                                .or_default()
+                                .entry(*id)
+                                .or_insert_with(|| (loc, Vec::new()))
+                                .1
+                                .push(Use { file: i as u32, offset });
                             writes += 1;
                             bytes_total += *length as u64;
                         }
@@ -202,7 +213,7 @@ pub fn restore(repo: &Repository, snapshot: &Snapshot, opts: &RestoreOptions, pr
         if job.failed.load(Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = open_target(job).and_then(|_| finish_file(job, apply, progress)) {
+        if let Err(e) = open_target(job).map(drop).and_then(|()| finish_file(job, apply, progress)) {
             record(e.to_string());
         }
     });
@@ -221,8 +232,15 @@ pub fn restore(repo: &Repository, snapshot: &Snapshot, opts: &RestoreOptions, pr
     }
 
     // Step 4: hard links, directory metadata, verification.
-    for (master, path, _node) in &links_to_make {
-        let src = &files[*master as usize].path;
+    for (src, path) in &links_to_make {
+        let same = match (std::fs::symlink_metadata(src), std::fs::symlink_metadata(path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            outcome.files_skipped += 1;
+            continue;
+        }
         let _ = std::fs::remove_file(path);
         match std::fs::hard_link(src, path) {
             Ok(()) => outcome.files += 1,
@@ -260,10 +278,9 @@ fn resolve_start(repo: &Repository, snapshot: &Snapshot, subpath: Option<&str>) 
     let mut here = PathBuf::from("/");
     let comps: Vec<&str> = sub.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
     for (i, c) in comps.iter().enumerate() {
-        let node = tree
-            .find(c.as_bytes())
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("{sub} is not in the snapshot (no {c:?} in {})", here.display())))?;
+        let node = tree.find(c.as_bytes()).cloned().ok_or_else(|| {
+            Error::not_found(format!("{sub} is not in the snapshot (no {c:?} in {})", here.display()))
+        })?;
         here.push(c);
         if i + 1 == comps.len() {
             return match node.subtree {
@@ -271,7 +288,10 @@ fn resolve_start(repo: &Repository, snapshot: &Snapshot, subpath: Option<&str>) 
                 _ => Ok((vec![node], here.parent().map(Path::to_path_buf).unwrap_or_default())),
             };
         }
-        let id = node.subtree.filter(|_| node.is_dir()).ok_or_else(|| Error::not_found(format!("{} is not a directory in the snapshot", here.display())))?;
+        let id = node
+            .subtree
+            .filter(|_| node.is_dir())
+            .ok_or_else(|| Error::not_found(format!("{} is not a directory in the snapshot", here.display())))?;
         tree = repo.load_tree(&id)?;
     }
     Ok((tree.nodes, here))
@@ -292,7 +312,9 @@ impl Planner<'_> {
             match &node.kind {
                 NodeKind::Dir => {
                     let sub = match node.subtree {
-                        Some(id) => self.repo.load_tree(&id).map_err(|e| e.context(format!("restoring {}", spath.display()))),
+                        Some(id) => {
+                            self.repo.load_tree(&id).map_err(|e| e.context(format!("restoring {}", spath.display())))
+                        }
                         None => Ok(Tree::default()),
                     };
                     let sub = match sub {
@@ -320,11 +342,11 @@ impl Planner<'_> {
                     any = true;
                     if node.links > 1 {
                         let key = (node.device, node.inode);
-                        if let Some(&master) = self.hardlinks.get(&key) {
-                            self.links_to_make.push((master, dpath, node.clone()));
+                        if let Some(master) = self.hardlinks.get(&key) {
+                            self.links_to_make.push((master.clone(), dpath));
                             continue;
                         }
-                        self.hardlinks.insert(key, self.files.len() as u32);
+                        self.hardlinks.insert(key, dpath.clone());
                     }
                     self.plan_file(dpath, node)?;
                 }
@@ -360,19 +382,19 @@ impl Planner<'_> {
                     return Ok(());
                 }
                 if !self.opts.dry_run {
-                    if meta.is_dir() {
-                        std::fs::remove_dir_all(&path)
-                    } else {
-                        std::fs::remove_file(&path)
-                    }
-                    .map_err(|e| Error::local_io(format!("replacing {}", path.display()), e))?;
+                    if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
+                        .map_err(|e| Error::local_io(format!("replacing {}", path.display()), e))?;
                 }
             } else {
-                let same_meta = meta.len() == node.size && meta.mtime() == node.mtime.secs && meta.mtime_nsec() == node.mtime.nanos as i64;
+                let same_meta = meta.len() == node.size
+                    && meta.mtime() == node.mtime.secs
+                    && meta.mtime_nsec() == node.mtime.nanos as i64;
                 let skip = match self.opts.overwrite {
                     Overwrite::Never => true,
                     Overwrite::IfChanged => same_meta,
-                    Overwrite::IfNewer => (meta.mtime(), meta.mtime_nsec()) >= (node.mtime.secs, node.mtime.nanos as i64),
+                    Overwrite::IfNewer => {
+                        (meta.mtime(), meta.mtime_nsec()) >= (node.mtime.secs, node.mtime.nanos as i64)
+                    }
                     Overwrite::Always => false,
                 };
                 if skip {
@@ -381,7 +403,8 @@ impl Planner<'_> {
                 }
                 existed = self.opts.overwrite != Overwrite::Always;
                 if !existed && !self.opts.dry_run {
-                    std::fs::remove_file(&path).map_err(|e| Error::local_io(format!("replacing {}", path.display()), e))?;
+                    std::fs::remove_file(&path)
+                        .map_err(|e| Error::local_io(format!("replacing {}", path.display()), e))?;
                 }
             }
         }
@@ -445,7 +468,12 @@ fn punch_zero_ranges(f: &File, node: &Node) {
         if let ContentRef::Zeros { length } = c {
             // SAFETY: valid fd; the range lies within the file (sized above).
             let rc = unsafe {
-                libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset as i64, *length as i64)
+                libc::fallocate(
+                    f.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset as i64,
+                    *length as i64,
+                )
             };
             if rc != 0 {
                 let zeros = vec![0u8; (*length).min(1 << 20) as usize];
@@ -483,7 +511,8 @@ fn restore_pack(
     let pack = repo.index().pack(pack_pos);
     let kind = pack.kind.object_kind();
     let key = repo.key().object_key(&pack.salt);
-    let mut blobs: Vec<(BlobId, BlobLocation, Vec<Use>)> = blobs.into_iter().map(|(id, (loc, uses))| (id, loc, uses)).collect();
+    let mut blobs: Vec<(BlobId, BlobLocation, Vec<Use>)> =
+        blobs.into_iter().map(|(id, (loc, uses))| (id, loc, uses)).collect();
     blobs.sort_by_key(|b| b.1.offset);
     // Coalesce blobs into spans with gaps under 1 MiB: one read per span.
     let mut spans: Vec<(u64, u64, std::ops::Range<usize>)> = Vec::new();
@@ -529,7 +558,8 @@ fn restore_pack(
                 let job = &files[u.file as usize];
                 let r = open_target(job).and_then(|guard| {
                     let f = guard.as_ref().expect("opened above");
-                    f.write_all_at(&plain, u.offset).map_err(|e| Error::local_io(format!("writing {}", job.path.display()), e))
+                    f.write_all_at(&plain, u.offset)
+                        .map_err(|e| Error::local_io(format!("writing {}", job.path.display()), e))
                 });
                 match r {
                     Ok(()) => {
@@ -560,18 +590,26 @@ fn verify_file(repo: &Repository, job: &FileJob) -> Result<()> {
     let f = File::open(&job.path).map_err(|e| Error::local_io(format!("verifying {}", job.path.display()), e))?;
     let len = f.metadata().map_err(|e| Error::local_io(format!("verifying {}", job.path.display()), e))?.len();
     if len != job.node.size {
-        return Err(Error::corrupt(format!("verify: {} has {len} bytes, the snapshot says {}", job.path.display(), job.node.size)));
+        return Err(Error::corrupt(format!(
+            "verify: {} has {len} bytes, the snapshot says {}",
+            job.path.display(),
+            job.node.size
+        )));
     }
     let mut offset = 0u64;
     for c in &job.node.content {
         let mut buf = vec![0u8; c.len() as usize];
-        f.read_exact_at(&mut buf, offset).map_err(|e| Error::local_io(format!("verifying {}", job.path.display()), e))?;
+        f.read_exact_at(&mut buf, offset)
+            .map_err(|e| Error::local_io(format!("verifying {}", job.path.display()), e))?;
         let ok = match c {
             ContentRef::Blob { id, .. } => repo.key().blob_id(&buf) == *id,
             ContentRef::Zeros { .. } => crate::chunker::is_all_zero(&buf),
         };
         if !ok {
-            return Err(Error::corrupt(format!("verify: {} differs from the snapshot at byte {offset}", job.path.display())));
+            return Err(Error::corrupt(format!(
+                "verify: {} differs from the snapshot at byte {offset}",
+                job.path.display()
+            )));
         }
         offset += c.len();
     }

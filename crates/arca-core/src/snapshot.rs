@@ -85,8 +85,8 @@ impl Snapshot {
         if body.first() != Some(&SNAPSHOT_VERSION) {
             return Err(Error::corrupt("unsupported snapshot version"));
         }
-        let snap = postcard::from_bytes(&body[1..])
-            .map_err(|e| Error::corrupt(format!("snapshot is malformed: {e}")))?;
+        let snap =
+            postcard::from_bytes(&body[1..]).map_err(|e| Error::corrupt(format!("snapshot is malformed: {e}")))?;
         Ok((snap, packs))
     }
 

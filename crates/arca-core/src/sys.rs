@@ -37,11 +37,7 @@ fn cached(
     look: impl FnOnce(u32) -> Option<String>,
 ) -> Option<String> {
     let mut guard = cache.lock().unwrap_or_else(|p| p.into_inner());
-    guard
-        .get_or_insert_with(HashMap::new)
-        .entry(id)
-        .or_insert_with(|| look(id))
-        .clone()
+    guard.get_or_insert_with(HashMap::new).entry(id).or_insert_with(|| look(id)).clone()
 }
 
 /// The name of user `uid`, cached.
@@ -51,24 +47,12 @@ pub fn user_name(uid: u32) -> Option<String> {
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result = std::ptr::null_mut();
         // SAFETY: all pointers point to live, correctly sized buffers for the duration of the call.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
+        let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
         if rc != 0 || result.is_null() {
             return None;
         }
         // SAFETY: on success pw_name points to a NUL-terminated string inside buf.
-        Some(
-            unsafe { CStr::from_ptr(pwd.pw_name) }
-                .to_string_lossy()
-                .into_owned(),
-        )
+        Some(unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned())
     })
 }
 
@@ -79,23 +63,11 @@ pub fn group_name(gid: u32) -> Option<String> {
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
         let mut result = std::ptr::null_mut();
         // SAFETY: as in user_name.
-        let rc = unsafe {
-            libc::getgrgid_r(
-                gid,
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
+        let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
         if rc != 0 || result.is_null() {
             return None;
         }
         // SAFETY: on success gr_name points to a NUL-terminated string inside buf.
-        Some(
-            unsafe { CStr::from_ptr(grp.gr_name) }
-                .to_string_lossy()
-                .into_owned(),
-        )
+        Some(unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
     })
 }

@@ -13,9 +13,7 @@ use crate::id::BlobId;
 pub const TREE_VERSION: u8 = 1;
 
 /// A point in time with nanoseconds, as the file system reports it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct Timestamp {
     /// Seconds since the Unix epoch.
     pub secs: i64,
@@ -188,30 +186,19 @@ impl Tree {
         if bytes.first() != Some(&TREE_VERSION) {
             return Err(Error::corrupt("tree has an unsupported version"));
         }
-        let tree: Tree = postcard::from_bytes(&bytes[1..])
-            .map_err(|e| Error::corrupt(format!("tree is malformed: {e}")))?;
+        let tree: Tree =
+            postcard::from_bytes(&bytes[1..]).map_err(|e| Error::corrupt(format!("tree is malformed: {e}")))?;
         for pair in tree.nodes.windows(2) {
             if pair[0].name >= pair[1].name {
                 return Err(Error::corrupt("tree entries are not sorted or not unique"));
             }
         }
         for n in &tree.nodes {
-            if n.name.is_empty()
-                || n.name == b"."
-                || n.name == b".."
-                || n.name.contains(&b'/')
-                || n.name.contains(&0)
-            {
-                return Err(Error::corrupt(format!(
-                    "tree holds an unsafe file name {:?}",
-                    n.name_lossy()
-                )));
+            if n.name.is_empty() || n.name == b"." || n.name == b".." || n.name.contains(&b'/') || n.name.contains(&0) {
+                return Err(Error::corrupt(format!("tree holds an unsafe file name {:?}", n.name_lossy())));
             }
             if n.is_dir() != n.subtree.is_some() {
-                return Err(Error::corrupt(format!(
-                    "tree entry {:?} has an inconsistent type",
-                    n.name_lossy()
-                )));
+                return Err(Error::corrupt(format!("tree entry {:?} has an inconsistent type", n.name_lossy())));
             }
         }
         Ok(tree)
@@ -219,10 +206,7 @@ impl Tree {
 
     /// Finds an entry by name.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|n| n.name.as_slice().cmp(name))
-            .ok()
-            .map(|i| &self.nodes[i])
+        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 }
 
@@ -240,27 +224,15 @@ mod tests {
             gid: 1000,
             user: Some("u".into()),
             group: None,
-            mtime: Timestamp {
-                secs: 1_700_000_000,
-                nanos: 123,
-            },
+            mtime: Timestamp { secs: 1_700_000_000, nanos: 123 },
             atime: Timestamp::default(),
             ctime: Timestamp::default(),
             inode: 5,
             device: 1,
             links: 1,
             size: 3,
-            xattrs: vec![Xattr {
-                name: b"user.x".to_vec(),
-                value: vec![0, 255],
-            }],
-            content: vec![
-                ContentRef::Blob {
-                    id: BlobId([3; 32]),
-                    length: 3,
-                },
-                ContentRef::Zeros { length: 9 },
-            ],
+            xattrs: vec![Xattr { name: b"user.x".to_vec(), value: vec![0, 255] }],
+            content: vec![ContentRef::Blob { id: BlobId([3; 32]), length: 3 }, ContentRef::Zeros { length: 9 }],
             subtree: None,
         }
     }
@@ -268,9 +240,7 @@ mod tests {
     #[test]
     fn unsafe_names_are_refused() {
         for bad in [&b".."[..], b"a/b", b"", b"x\0"] {
-            let mut t = Tree {
-                nodes: vec![node(bad)],
-            };
+            let mut t = Tree { nodes: vec![node(bad)] };
             assert!(Tree::decode(&t.encode()).is_err());
         }
     }

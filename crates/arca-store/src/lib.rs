@@ -94,15 +94,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-' || b == b'_');
+        && name.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(Error::new(
-            ErrorKind::InvalidName,
-            format!("invalid object name {name:?}"),
-        ))
+        Err(Error::new(ErrorKind::InvalidName, format!("invalid object name {name:?}")))
     }
 }

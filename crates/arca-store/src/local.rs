@@ -103,8 +103,8 @@ impl Store for LocalStore {
         let path = self.path(kind, name)?;
         let what = || format!("reading {} bytes at {} of {}", length, offset, self.describe(kind, name));
         let file = File::open(&path).map_err(|e| Error::io(what(), e))?;
-        let len = usize::try_from(length)
-            .map_err(|_| Error::new(ErrorKind::Io, format!("{}: range too large", what())))?;
+        let len =
+            usize::try_from(length).map_err(|_| Error::new(ErrorKind::Io, format!("{}: range too large", what())))?;
         let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, offset).map_err(|e| Error::io(what(), e))?;
         Ok(buf)
@@ -198,7 +198,6 @@ impl Store for LocalStore {
         self.root.display().to_string()
     }
 }
-
 
 #[cfg(test)]
 mod tests {
