@@ -192,7 +192,13 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
             Err(_) => HashSet::new(),
         };
         let mut need_packs: HashSet<PackId> = HashSet::new();
-        let mut note = |id: &BlobId, missing: &mut HashSet<BlobId>| match repo_ref.index().get(id) {
+        // A blob stored twice (by backups that ran at once) is fine in any of its packs.
+        let mut note = |id: &BlobId, missing: &mut HashSet<BlobId>| match repo_ref
+            .index()
+            .locations(id)
+            .find(|(p, _)| manifest.contains(&p.id))
+            .or_else(|| repo_ref.index().get(id))
+        {
             Some((p, _)) => {
                 need_packs.insert(p.id);
             }

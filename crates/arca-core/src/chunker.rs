@@ -99,7 +99,7 @@ pub struct StreamChunker<'c, R> {
 impl<'c, R: Read> StreamChunker<'c, R> {
     /// Chunks `reader`.
     pub fn new(chunker: &'c Chunker, reader: R) -> Self {
-        StreamChunker { chunker, reader, buf: vec![0u8; chunker.max * 2], start: 0, end: 0, eof: false }
+        StreamChunker { chunker, reader, buf: take_buffer(chunker.max * 2), start: 0, end: 0, eof: false }
     }
 
     fn fill(&mut self) -> std::io::Result<()> {
@@ -132,6 +132,41 @@ impl<'c, R: Read> StreamChunker<'c, R> {
         self.start += len;
         Ok(Some(chunk))
     }
+}
+
+impl<R> Drop for StreamChunker<'_, R> {
+    fn drop(&mut self) {
+        give_back_buffer(std::mem::take(&mut self.buf));
+    }
+}
+
+thread_local! {
+    /// Read buffers kept per thread: a backup chunks tens of thousands of files, and a fresh
+    /// zeroed 8 MiB buffer for each one cost more time than compressing them (measured: memset
+    /// was over half of all cycles on the Linux tree).
+    static BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_buffer(len: usize) -> Vec<u8> {
+    BUFFERS
+        .with(|b| {
+            let mut pool = b.borrow_mut();
+            let pos = pool.iter().position(|v| v.len() == len)?;
+            Some(pool.swap_remove(pos))
+        })
+        .unwrap_or_else(|| vec![0u8; len])
+}
+
+fn give_back_buffer(buf: Vec<u8>) {
+    if buf.is_empty() {
+        return;
+    }
+    BUFFERS.with(|b| {
+        let mut pool = b.borrow_mut();
+        if pool.len() < 4 {
+            pool.push(buf);
+        }
+    });
 }
 
 /// Whether every byte is zero (sparse regions are stored as holes, not blobs).

@@ -162,3 +162,38 @@ pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions) -> Result<()
     }
     Ok(())
 }
+
+/// As [`apply_metadata`], through an open file descriptor of a regular file: no path lookups, which
+/// matters when a restore finishes tens of thousands of files.
+pub fn apply_metadata_fd(file: &std::fs::File, path: &Path, node: &Node, opts: ApplyOptions) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let fail = |what: &str| Error::local_io(format!("{what} {}", path.display()), std::io::Error::last_os_error());
+    if opts.ownership {
+        // SAFETY: fd is an open descriptor owned by `file`.
+        if unsafe { libc::fchown(fd, node.uid, node.gid) } != 0 {
+            return Err(fail("setting the owner of"));
+        }
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fchmod(fd, (node.mode & 0o7777) as libc::mode_t) } != 0 {
+        return Err(fail("setting the mode of"));
+    }
+    if opts.xattrs {
+        use xattr::FileExt as _;
+        for x in &node.xattrs {
+            let name = std::ffi::OsStr::from_bytes(&x.name);
+            if let Err(e) = file.set_xattr(name, &x.value) {
+                tracing::warn!("could not restore extended attribute {:?} on {}: {e}", name, path.display());
+            }
+        }
+    }
+    let ts = |t: Timestamp| libc::timespec { tv_sec: t.secs as libc::time_t, tv_nsec: t.nanos as libc::c_long };
+    let atime = if node.atime == Timestamp::default() { node.mtime } else { node.atime };
+    let times = [ts(atime), ts(node.mtime)];
+    // SAFETY: as above; times points to two timespecs.
+    if unsafe { libc::futimens(fd, times.as_ptr()) } != 0 {
+        return Err(fail("setting the times of"));
+    }
+    Ok(())
+}

@@ -124,6 +124,9 @@ pub struct Index {
     packs: Vec<PackInfo>,
     pack_pos: HashMap<PackId, u32>,
     blobs: HashMap<BlobId, BlobLocation>,
+    /// Further copies of blobs stored in more than one pack (two backups running at once each
+    /// store a blob both lack; a backup stores again a blob whose pack is marked). Usually empty.
+    copies: HashMap<BlobId, Vec<BlobLocation>>,
 }
 
 impl Index {
@@ -133,8 +136,8 @@ impl Index {
     }
 
     /// Adds a pack and its blobs. A pack already known is ignored; a blob already known keeps its
-    /// first location unless `prefer` says the new pack is better (used to steer away from packs
-    /// marked for deletion).
+    /// first location as the one [`Index::get`] returns, and the new one is kept as a copy (see
+    /// [`Index::locations`]).
     pub fn add_pack(&mut self, pack: &IndexPack) {
         if self.pack_pos.contains_key(&pack.id) {
             return;
@@ -150,13 +153,24 @@ impl Index {
             if e.blob_type == BlobType::Tree {
                 flags |= TREE_BIT;
             }
-            self.blobs.entry(e.id).or_insert(BlobLocation {
-                pack: pos,
-                offset: e.offset,
-                length: e.length,
-                raw_and_flags: flags,
-            });
+            let loc = BlobLocation { pack: pos, offset: e.offset, length: e.length, raw_and_flags: flags };
+            match self.blobs.entry(e.id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(loc);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => self.copies.entry(e.id).or_default().push(loc),
+            }
         }
+    }
+
+    /// Every known location of a blob: the one [`Index::get`] returns first, then its copies in
+    /// other packs.
+    pub fn locations<'a>(&'a self, id: &BlobId) -> impl Iterator<Item = (&'a PackInfo, BlobLocation)> + 'a {
+        self.blobs
+            .get(id)
+            .into_iter()
+            .chain(self.copies.get(id).into_iter().flatten())
+            .map(|loc| (&self.packs[loc.pack as usize], *loc))
     }
 
     /// Where a blob is, if known.
@@ -199,25 +213,47 @@ impl Index {
         self.blobs.is_empty()
     }
 
-    /// Removes every blob whose pack is in `packs` (after those packs were found missing or were
-    /// marked for deletion), keeping the pack records so positions stay valid.
+    /// Removes every blob location in a pack of `packs` (after those packs were found missing or
+    /// were marked for deletion), keeping the pack records so positions stay valid. A blob with a
+    /// copy in another pack stays known there.
     pub fn forget_packs(&mut self, packs: &std::collections::HashSet<PackId>) {
         let doomed: std::collections::HashSet<u32> =
             packs.iter().filter_map(|p| self.pack_pos.get(p).copied()).collect();
         if doomed.is_empty() {
             return;
         }
-        self.blobs.retain(|_, loc| !doomed.contains(&loc.pack));
+        let copies = &mut self.copies;
+        copies.retain(|_, locs| {
+            locs.retain(|l| !doomed.contains(&l.pack));
+            !locs.is_empty()
+        });
+        self.blobs.retain(|id, loc| {
+            if !doomed.contains(&loc.pack) {
+                return true;
+            }
+            let Some(others) = copies.get_mut(id) else { return false };
+            *loc = others.remove(0);
+            if others.is_empty() {
+                copies.remove(id);
+            }
+            true
+        });
         for p in packs {
             self.pack_pos.remove(p);
         }
     }
 
-    /// The index entries of one pack, grouped (for rewriting index files).
+    /// The index entries of every pack, copies included, grouped by pack position (for copying
+    /// and checking packs).
     pub fn entries_by_pack(&self) -> HashMap<u32, Vec<PackEntry>> {
         let mut out: HashMap<u32, Vec<PackEntry>> = HashMap::new();
         for (id, loc) in &self.blobs {
             out.entry(loc.pack).or_default().push(loc.entry(*id));
+        }
+        for (id, locs) in &self.copies {
+            for loc in locs {
+                out.entry(loc.pack).or_default().push(loc.entry(*id));
+            }
         }
         out
     }

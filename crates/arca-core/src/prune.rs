@@ -67,15 +67,28 @@ pub struct PruneReport {
     pub stale_locks_removed: u64,
 }
 
-/// Every blob the snapshots reference, trees included.
-fn referenced_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
+/// What the snapshots need: every blob they reference (trees included), and every pack their
+/// manifests name.
+struct Referenced {
+    blobs: HashSet<BlobId>,
+    named: HashSet<PackId>,
+}
+
+/// Reads every snapshot and walks its trees.
+fn referenced_blobs(repo: &Repository) -> Result<Referenced> {
     let (snapshots, bad) = repo.snapshots()?;
     if let Some(e) = bad.into_iter().next() {
         return Err(Error::new(e.kind(), format!("{e}; prune stops, since it cannot know what that snapshot needs (remove it with `arca forget` if it is beyond repair)")));
     }
     let mut used = HashSet::new();
+    let mut named = HashSet::new();
     let mut failure: Option<Error> = None;
     for (sid, snap) in &snapshots {
+        match repo.load_snapshot(sid) {
+            Ok((_, manifest)) => named.extend(manifest.into_iter().map(|(_, p)| p)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {} // forgotten meanwhile
+            Err(e) => return Err(e),
+        }
         used.insert(snap.tree);
         walk(
             repo,
@@ -107,20 +120,25 @@ fn referenced_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(used),
+        None => Ok(Referenced { blobs: used, named }),
     }
 }
 
-/// Packs in `existing` that hold no referenced blob.
+/// Packs in `existing` that no snapshot needs: no manifest names them (docs/format.md
+/// §"Concurrency and prune"), and they hold no referenced blob that lacks a copy in a named pack.
+/// (A blob stored twice, by backups that ran at once, keeps the copy its snapshots' manifests
+/// name; the other copy goes once no manifest names its pack.)
 fn unused_packs(
     repo: &Repository,
     existing: &HashMap<PackId, (PackKind, u64)>,
-    used: &HashSet<BlobId>,
+    used: &Referenced,
 ) -> Vec<(PackKind, PackId)> {
-    let mut live: HashSet<PackId> = HashSet::new();
-    for (id, loc) in repo.index().blobs() {
-        if used.contains(id) {
-            live.insert(repo.index().pack(loc.pack).id);
+    let mut live: HashSet<PackId> = used.named.clone();
+    for id in &used.blobs {
+        if !repo.index().locations(id).any(|(p, _)| used.named.contains(&p.id)) {
+            if let Some((p, _)) = repo.index().get(id) {
+                live.insert(p.id);
+            }
         }
     }
     let mut out: Vec<(PackKind, PackId)> =

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use crate::backup::Excludes;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fsmeta::{apply_metadata, create_special, ApplyOptions};
+use crate::fsmeta::{apply_metadata, apply_metadata_fd, create_special, ApplyOptions};
 use crate::id::BlobId;
 use crate::index::BlobLocation;
 use crate::pack::open_blob_with;
@@ -143,6 +143,7 @@ pub fn restore(
     progress: &RestoreProgress,
 ) -> Result<RestoreOutcome> {
     raise_fd_limit();
+    let t0 = std::time::Instant::now();
     let (start_nodes, base) = resolve_start(repo, snapshot, opts.subpath.as_deref())?;
     if !opts.dry_run {
         std::fs::create_dir_all(&opts.target)
@@ -162,6 +163,7 @@ pub fn restore(
     };
     planner.walk(&start_nodes, &base, &opts.target, false)?;
     let Planner { files, dirs, links_to_make, mut outcome, apply, .. } = planner;
+    tracing::debug!("restore: walked the tree in {:?}", t0.elapsed());
 
     // Step 2: decide what to write.
     let mut by_pack: HashMap<u32, HashMap<BlobId, (BlobLocation, Vec<Use>)>> = HashMap::new();
@@ -218,6 +220,7 @@ pub fn restore(
         }
     });
 
+    tracing::debug!("restore: planned and created empty files in {:?}", t0.elapsed());
     // Step 3: packs in parallel.
     let bytes_written = AtomicU64::new(0);
     let mut packs: Vec<(u32, HashMap<BlobId, (BlobLocation, Vec<Use>)>)> = by_pack.into_iter().collect();
@@ -231,6 +234,7 @@ pub fn restore(
         record(format!("{} was not restored completely", job.path.display()));
     }
 
+    tracing::debug!("restore: packs done in {:?}", t0.elapsed());
     // Step 4: hard links, directory metadata, verification.
     for (src, path) in &links_to_make {
         let same = match (std::fs::symlink_metadata(src), std::fs::symlink_metadata(path)) {
@@ -262,6 +266,7 @@ pub fn restore(
         });
         outcome.files_verified = verified.into_inner();
     }
+    tracing::debug!("restore: finished in {:?}", t0.elapsed());
     outcome.bytes_written = bytes_written.into_inner();
     outcome.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
     Ok(outcome)
@@ -451,7 +456,11 @@ fn open_target(job: &FileJob) -> Result<std::sync::MutexGuard<'_, Option<File>>>
             .mode(0o600)
             .open(&job.path)
             .map_err(|e| Error::local_io(format!("creating {}", job.path.display()), e))?;
-        f.set_len(job.node.size).map_err(|e| Error::local_io(format!("sizing {}", job.path.display()), e))?;
+        // A fresh file grows with its writes; only holes (and shrinking an old file) need sizing.
+        let has_holes = job.node.content.iter().any(|c| matches!(c, ContentRef::Zeros { .. }));
+        if job.existed || has_holes || job.node.content.is_empty() {
+            f.set_len(job.node.size).map_err(|e| Error::local_io(format!("sizing {}", job.path.display()), e))?;
+        }
         if job.existed {
             punch_zero_ranges(&f, &job.node);
         }
@@ -492,8 +501,11 @@ fn punch_zero_ranges(f: &File, node: &Node) {
 }
 
 fn finish_file(job: &FileJob, apply: ApplyOptions, progress: &RestoreProgress) -> Result<()> {
-    drop(job.handle.lock().unwrap_or_else(|p| p.into_inner()).take());
-    apply_metadata(&job.path, &job.node, apply)?;
+    let file = job.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match file {
+        Some(f) => apply_metadata_fd(&f, &job.path, &job.node, apply)?,
+        None => apply_metadata(&job.path, &job.node, apply)?,
+    }
     progress.files_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
