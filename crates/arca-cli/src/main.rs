@@ -1,1 +1,143 @@
-fn main() {}
+//! `arca`: the command line of the arca backup tool.
+//!
+//! The binary only parses arguments, opens the repository, draws progress and prints results;
+//! every repository operation is done by `arca-core`. Its conventions follow restic's: the same
+//! command names, flags, environment variables (with `ARCA_` instead of `RESTIC_`) and exit codes.
+
+/// Prints a line on standard output unless `--quiet` or `--json` was given.
+macro_rules! say {
+    ($g:expr, $($arg:tt)*) => {
+        if !$g.quiet && !$g.json {
+            println!($($arg)*);
+        }
+    };
+}
+
+mod cli;
+mod commands;
+mod output;
+mod progress;
+mod repo;
+mod walk;
+
+use std::io::Write;
+
+use arca_core::ErrorKind;
+use clap::Parser;
+
+use crate::cli::Cli;
+
+/// Exit codes, as restic uses them.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A fatal error: the command did not do what was asked.
+    pub const FATAL: i32 = 1;
+    /// The backup finished, but some files could not be read.
+    pub const PARTIAL: i32 = 3;
+    /// There is no repository at the given location.
+    pub const NO_REPOSITORY: i32 = 10;
+    /// No key slot opens with the given password.
+    pub const WRONG_PASSWORD: i32 = 12;
+    /// Interrupted (SIGINT).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+fn main() {
+    install_signal_handlers();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with status 0; usage errors exit 1 (restic's code for
+            // "the command failed"), not clap's 2.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit::FATAL } else { exit::OK });
+        }
+    };
+    init_tracing(&cli.global);
+    let code = match commands::run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("arca: {}", error_message(&e));
+            exit_code(&e)
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+/// The exit code for a failed command: the first engine error in the chain decides.
+fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<arca_core::Error>() {
+            return match e.kind() {
+                ErrorKind::NoRepository => exit::NO_REPOSITORY,
+                ErrorKind::WrongPassword => exit::WRONG_PASSWORD,
+                _ => exit::FATAL,
+            };
+        }
+    }
+    exit::FATAL
+}
+
+/// One line: the context chain joined by `": "`. Engine and store errors already carry their
+/// causes in their message, so the chain stops there; a cause whose text the previous message
+/// already contains is left out too.
+fn error_message(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|prev| prev.contains(&text)) && !text.is_empty() {
+            parts.push(text);
+        }
+        if cause.is::<arca_core::Error>() || cause.is::<arca_store::Error>() {
+            break;
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn init_tracing(global: &cli::GlobalOpts) {
+    use tracing_subscriber::EnvFilter;
+    let from_env = ["ARCA_LOG", "RUST_LOG"].iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()));
+    let filter = match from_env {
+        Some(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("arca: ignoring invalid log filter {spec:?}: {e}");
+            EnvFilter::new("warn")
+        }),
+        None => EnvFilter::new(match (global.quiet, global.verbose) {
+            (true, 0) => "error",
+            // Unreadable files are collected by the backup and reported once at its end.
+            (_, 0) => "warn,arca_core::backup=error",
+            (_, 1) => "info",
+            (_, 2) => "debug",
+            _ => "trace",
+        }),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(global.verbose >= 2)
+        .without_time()
+        .try_init();
+}
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    const MSG: &[u8] = b"\narca: interrupted\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe. Locks left behind belong to a process
+    // that no longer exists, so the next command on this host treats them as stale.
+    unsafe {
+        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        libc::_exit(exit::INTERRUPTED);
+    }
+}
+
+fn install_signal_handlers() {
+    // SAFETY: installing handlers at start-up, before any other thread exists. SIGPIPE gets its
+    // default action back so that `arca ls | head` ends quietly instead of failing to write.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGINT, on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+}
