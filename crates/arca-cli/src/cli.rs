@@ -101,6 +101,7 @@ pub enum Command {
     Key(commands::key::KeyArgs),
     Stats(commands::stats::StatsArgs),
     Copy(commands::copy::CopyArgs),
+    Repair(commands::repair::RepairArgs),
     Version(commands::version::VersionArgs),
 }
 

@@ -641,7 +641,7 @@ impl<'r> Archiver<'r> {
             .open(path)
             .or_else(|_| std::fs::File::open(path))
             .map_err(|e| Error::local_io(format!("opening {}", path.display()), e))?;
-        let (content, size) = self.chunk_stream(file).map_err(|e| {
+        let (content, size) = self.chunk_stream(file, node.size).map_err(|e| {
             if e.kind() == ErrorKind::LocalIo {
                 Error::local_io(format!("reading {}", path.display()), std::io::Error::other(e.to_string()))
             } else {
@@ -656,11 +656,11 @@ impl<'r> Archiver<'r> {
 
     /// Chunks a stream; returns its content list and length. New chunks are compressed and packed
     /// on other rayon tasks while reading goes on.
-    fn chunk_stream(&self, reader: impl Read + Send) -> Result<(Vec<ContentRef>, u64)> {
+    fn chunk_stream(&self, reader: impl Read + Send, len_hint: u64) -> Result<(Vec<ContentRef>, u64)> {
         let mut content: Vec<ContentRef> = Vec::new();
         let mut size = 0u64;
         let limit = max_in_flight();
-        let mut stream = StreamChunker::new(&self.chunker, reader);
+        let mut stream = StreamChunker::with_len_hint(&self.chunker, reader, len_hint);
         rayon::scope(|scope| -> Result<()> {
             loop {
                 let chunk = match stream.next_chunk() {
@@ -711,7 +711,7 @@ impl<'r> Archiver<'r> {
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(Error::invalid(format!("--stdin-filename {name:?} must be a plain file name")));
         }
-        let (content, size) = self.chunk_stream(reader)?;
+        let (content, size) = self.chunk_stream(reader, u64::MAX)?;
         let now = Utc::now();
         let ts = Timestamp { secs: now.timestamp(), nanos: now.timestamp_subsec_nanos() };
         // SAFETY: getuid/getgid cannot fail.

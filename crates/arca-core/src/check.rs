@@ -97,7 +97,7 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
     let mut report = CheckReport::default();
     let existing = repo.list_packs()?;
     for e in repo.load_index()? {
-        report.errors.push(format!("{e} (rebuild it: `arca prune` keeps the packs it can read)"));
+        report.errors.push(format!("{e} (rebuild it from the packs with `arca repair index`)"));
     }
     report.blobs = repo.index().len() as u64;
 

@@ -102,13 +102,32 @@ impl<'c, R: Read> StreamChunker<'c, R> {
         StreamChunker { chunker, reader, buf: take_buffer(chunker.max * 2), start: 0, end: 0, eof: false }
     }
 
+    /// Chunks `reader`, expected to hold about `len` bytes: a small file gets a buffer its size
+    /// instead of a pooled 8 MiB one (most files are small; this keeps backup memory low). A
+    /// stream longer than announced still chunks correctly: the buffer grows.
+    pub fn with_len_hint(chunker: &'c Chunker, reader: R, len: u64) -> Self {
+        let full = chunker.max * 2;
+        let buf = if (len as usize) < full / 2 { vec![0u8; len as usize + 1] } else { take_buffer(full) };
+        StreamChunker { chunker, reader, buf, start: 0, end: 0, eof: false }
+    }
+
     fn fill(&mut self) -> std::io::Result<()> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        while !self.eof && self.end < self.buf.len() {
+        let full = self.chunker.max * 2;
+        while !self.eof {
+            if self.end == self.buf.len() {
+                if self.buf.len() >= full {
+                    break;
+                }
+                // Longer than its hint said: switch to a full-size buffer.
+                let mut bigger = take_buffer(full);
+                bigger[..self.end].copy_from_slice(&self.buf[..self.end]);
+                self.buf = bigger;
+            }
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
@@ -158,12 +177,12 @@ fn take_buffer(len: usize) -> Vec<u8> {
 }
 
 fn give_back_buffer(buf: Vec<u8>) {
-    if buf.is_empty() {
-        return;
+    if buf.len() < 1 << 20 {
+        return; // small per-file buffers are not worth keeping
     }
     BUFFERS.with(|b| {
         let mut pool = b.borrow_mut();
-        if pool.len() < 4 {
+        if pool.len() < 2 {
             pool.push(buf);
         }
     });
@@ -270,6 +289,18 @@ mod tests {
             let chunker = Chunker::new(small_params(), fixed_gear());
             let data = seeded(len, seed);
             let mut stream = StreamChunker::new(&chunker, Trickle(&data, read_size));
+            let mut lens = Vec::new();
+            while let Some(c) = stream.next_chunk().unwrap() {
+                lens.push(c.len());
+            }
+            prop_assert_eq!(lens, chunker.split(&data));
+        }
+
+        #[test]
+        fn a_wrong_length_hint_changes_nothing(len in 0usize..60_000, seed in 1u64..u64::MAX, hint in 0u64..70_000) {
+            let chunker = Chunker::new(small_params(), fixed_gear());
+            let data = seeded(len, seed);
+            let mut stream = StreamChunker::with_len_hint(&chunker, &data[..], hint);
             let mut lens = Vec::new();
             while let Some(c) = stream.next_chunk().unwrap() {
                 lens.push(c.len());

@@ -28,6 +28,7 @@ pub mod pack;
 pub mod packer;
 pub mod pending;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod snapshot;

@@ -180,7 +180,7 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
     // 1-2: mark.
     let existing = repo.list_packs()?;
     if let Some(e) = repo.load_index()?.into_iter().next() {
-        return Err(e.context("prune needs every index file readable"));
+        return Err(e.context("prune needs every index file readable; run `arca repair index` first"));
     }
     let used = referenced_blobs(repo)?;
     let candidates = unused_packs(repo, &existing, &used);
@@ -227,7 +227,7 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
     // 4: recompute and delete.
     let existing = repo.list_packs()?;
     if let Some(e) = repo.load_index()?.into_iter().next() {
-        return Err(e.context("prune needs every index file readable"));
+        return Err(e.context("prune needs every index file readable; run `arca repair index` first"));
     }
     let used = referenced_blobs(repo)?;
     let still_unused: HashSet<PackId> = unused_packs(repo, &existing, &used).into_iter().map(|(_, id)| id).collect();

@@ -260,6 +260,19 @@ impl Repository {
         Ok(problems)
     }
 
+    /// Loads the index for reading data (restore, dump, ls): as [`Repository::load_index`], then
+    /// drops entries whose pack no longer exists (a prune, possibly by the server, deleted it), so
+    /// a surviving copy of a blob is used instead.
+    pub fn load_index_for_reading(&mut self) -> Result<Vec<Error>> {
+        let problems = self.load_index()?;
+        let existing = self.list_packs()?;
+        let dropped = self.drop_packs_from_index(&existing, &HashSet::new());
+        if dropped > 0 {
+            tracing::info!("{dropped} indexed packs no longer exist; using other copies of their blobs");
+        }
+        Ok(problems)
+    }
+
     /// Stores an index file covering `packs`.
     pub fn write_index(&self, packs: &[IndexPack]) -> Result<IndexId> {
         let bytes = encode_index(&self.key, packs);

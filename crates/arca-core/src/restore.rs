@@ -531,7 +531,8 @@ fn restore_pack(
     for (i, (_, loc, _)) in blobs.iter().enumerate() {
         let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.length as u64);
         match spans.last_mut() {
-            Some(s) if start <= s.1 + (1 << 20) => {
+            // Bounded spans keep memory flat however large packs are.
+            Some(s) if start <= s.1 + (1 << 20) && end - s.0 <= 8 << 20 => {
                 s.1 = s.1.max(end);
                 s.2.end = i + 1;
             }

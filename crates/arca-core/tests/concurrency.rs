@@ -72,7 +72,8 @@ fn prune_beside_a_running_backup() {
     let kept = backup_dir(&mut repo, &keep);
     drop(repo);
     // 30 MB of new data: the running backup.
-    let files: Vec<(String, usize, u64)> = (0..30).map(|i| (format!("new/{i:02}.bin"), 1_000_000, 8001 + 2 * i)).collect();
+    let files: Vec<(String, usize, u64)> =
+        (0..30).map(|i| (format!("new/{i:02}.bin"), 1_000_000, 8001 + 2 * i)).collect();
     let files: Vec<(&str, usize, u64)> = files.iter().map(|(n, l, s)| (n.as_str(), *l, *s)).collect();
     write_files(&src, &files);
 
@@ -94,7 +95,9 @@ fn prune_beside_a_running_backup() {
     let report = prune(&mut repo, &prune_opts()).unwrap();
     let pruned_at = started.elapsed();
     let (new, backup_took) = t.join().unwrap();
-    eprintln!("backup took {backup_took:?}, prune finished after {pruned_at:?} (running: {backup_running}): {report:?}");
+    eprintln!(
+        "backup took {backup_took:?}, prune finished after {pruned_at:?} (running: {backup_running}): {report:?}"
+    );
     if backup_running {
         assert!(report.waited_for_locks >= 1, "{report:?}");
     }

@@ -238,11 +238,7 @@ fn deleted_data_pack_is_reported_missing_with_its_files() {
 
     let report = check_repo(&repo_dir, ReadData::None);
     assert_eq!(report.damaged_packs, vec![pack.id]);
-    assert!(
-        report.errors.iter().any(|e| e.contains(&format!("pack {} is missing", pack.id))),
-        "{:?}",
-        report.errors
-    );
+    assert!(report.errors.iter().any(|e| e.contains(&format!("pack {} is missing", pack.id))), "{:?}", report.errors);
     let affected: BTreeSet<String> = report.affected.iter().map(|a| a.path.clone()).collect();
     assert_eq!(affected, in_pack);
 
@@ -308,4 +304,26 @@ fn damaged_snapshot_is_reported_and_the_others_still_load() {
 
     assert_restores(&repo_dir, &first.id, &src, &tmp.path().join("r1"));
     assert_restores(&repo_dir, &third.id, &src, &tmp.path().join("r3"));
+}
+
+#[test]
+fn repair_index_rebuilds_a_damaged_index_from_pack_headers() {
+    let (tmp, src, repo_dir, id) = setup();
+    let index_files = object_names(&repo_dir, "index");
+    assert_eq!(index_files.len(), 1, "{index_files:?}");
+    flip_byte(&repo_dir.join("index").join(&index_files[0]), 100);
+    assert!(!check_repo(&repo_dir, ReadData::None).errors.is_empty());
+
+    let mut repo = open_repo(&repo_dir);
+    let report = arca_core::repair::repair_index(&mut repo).unwrap();
+    assert_eq!(report.index_files_removed, index_files);
+    assert_eq!(report.packs_reindexed as usize, all_packs(&repo_dir).len());
+    assert!(report.packs_unreadable.is_empty(), "{:?}", report.packs_unreadable);
+
+    // The repository is whole again: clean check, the old snapshot restores, prune runs.
+    assert_check_clean(&repo_dir, ReadData::All);
+    assert_restores(&repo_dir, &id, &src, &tmp.path().join("restore"));
+    let mut repo = open_repo(&repo_dir);
+    let pruned = arca_core::prune::prune(&mut repo, &Default::default()).unwrap();
+    assert_eq!(pruned.packs_deleted, 0);
 }

@@ -40,8 +40,11 @@ fn forget_by_policy_then_prune_frees_exactly_the_forgotten_snapshots_packs() {
     let mut repo = init_repo(&repo_dir);
     let dirs = three_versions(tmp.path());
     let t0 = chrono::Utc::now() - chrono::Duration::days(3);
-    let ids: Vec<SnapshotId> =
-        dirs.iter().enumerate().map(|(i, d)| backup_dir_at(&mut repo, d, t0 + chrono::Duration::days(i as i64)).id).collect();
+    let ids: Vec<SnapshotId> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| backup_dir_at(&mut repo, d, t0 + chrono::Duration::days(i as i64)).id)
+        .collect();
 
     let repo = fresh(&repo_dir);
     let (snaps, bad) = repo.snapshots().unwrap();
@@ -52,7 +55,8 @@ fn forget_by_policy_then_prune_frees_exactly_the_forgotten_snapshots_packs() {
     let removed: Vec<SnapshotId> = groups[0].1.iter().filter(|d| !d.keep).map(|d| d.id).collect();
     assert_eq!(removed, vec![ids[0]]);
     let m: Vec<BTreeSet<PackId>> = ids.iter().map(|id| manifest(&repo, id)).collect();
-    let only_first: BTreeSet<PackId> = m[0].iter().filter(|p| !m[1].contains(p) && !m[2].contains(p)).copied().collect();
+    let only_first: BTreeSet<PackId> =
+        m[0].iter().filter(|p| !m[1].contains(p) && !m[2].contains(p)).copied().collect();
     assert!(!only_first.is_empty());
     for id in &removed {
         repo.delete_snapshot(id).unwrap();
@@ -65,8 +69,8 @@ fn forget_by_policy_then_prune_frees_exactly_the_forgotten_snapshots_packs() {
     let before = all_packs(&repo_dir);
 
     // A dry run reports the same and deletes nothing.
-    let dry = prune(&mut open_repo(&repo_dir), &PruneOptions { dry_run: true, max_wait: Duration::from_secs(60) })
-        .unwrap();
+    let dry =
+        prune(&mut open_repo(&repo_dir), &PruneOptions { dry_run: true, max_wait: Duration::from_secs(60) }).unwrap();
     assert_eq!((dry.packs_deleted, dry.bytes_freed), (only_first.len() as u64, expected_bytes));
     assert_eq!(all_packs(&repo_dir), before);
 
@@ -103,7 +107,8 @@ fn copy_moves_snapshots_verbatim_and_only_once() {
     let mut dst = init_with(&target_dir, b"pw2", (**src_repo.key()).clone());
     let report = copy_snapshots(&mut src_repo, &mut dst, &[]).unwrap();
     let src_fresh = fresh(&repo_dir);
-    let all: BTreeSet<PackId> = manifest(&src_fresh, &first.id).union(&manifest(&src_fresh, &second.id)).copied().collect();
+    let all: BTreeSet<PackId> =
+        manifest(&src_fresh, &first.id).union(&manifest(&src_fresh, &second.id)).copied().collect();
     assert_eq!(report.snapshots_copied, 2);
     assert_eq!(report.packs_copied, all.len() as u64);
     assert_eq!(all_packs(&target_dir), all);

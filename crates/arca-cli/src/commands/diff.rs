@@ -222,7 +222,7 @@ impl Differ<'_> {
 pub fn run(g: &GlobalOpts, a: &DiffArgs) -> Result<i32> {
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
-    for problem in repo.load_index()? {
+    for problem in repo.load_index_for_reading()? {
         tracing::warn!("{problem}");
     }
     let (id_a, snap_a) = super::find_snapshot(repo, &a.a, &a.filter)?;

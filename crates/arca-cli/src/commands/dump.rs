@@ -62,7 +62,7 @@ pub fn run(g: &GlobalOpts, a: &DumpArgs) -> Result<i32> {
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
     let _lock = LockGuard::acquire(repo.store().clone(), "dump")?;
-    for problem in repo.load_index()? {
+    for problem in repo.load_index_for_reading()? {
         tracing::warn!("{problem}");
     }
     let (_, snap) = super::find_snapshot(repo, &a.snapshot, &a.filter)?;

@@ -12,6 +12,7 @@ pub mod init;
 pub mod key;
 pub mod ls;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
@@ -42,6 +43,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Key(a) => key::run(g, a),
         Command::Stats(a) => stats::run(g, a),
         Command::Copy(a) => copy::run(g, a),
+        Command::Repair(a) => repair::run(g, a),
         Command::Version(a) => version::run(g, a),
     }
 }
