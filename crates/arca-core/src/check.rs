@@ -95,6 +95,17 @@ pub struct CheckReport {
 /// Runs the check.
 pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    // A shared lock makes a concurrent prune wait for us, so nothing vanishes mid-check.
+    // A read-only repository (a shipped disk, say) can still be checked without one.
+    let _lock = match crate::lock::LockGuard::acquire(repo.store().clone(), "check") {
+        Ok(l) => Some(l),
+        Err(e) => {
+            report
+                .warnings
+                .push(format!("checking without a lock ({e}); a prune running now could cause false alarms"));
+            None
+        }
+    };
     let existing = repo.list_packs()?;
     for e in repo.load_index()? {
         report.errors.push(format!("{e} (rebuild it from the packs with `arca repair index`)"));

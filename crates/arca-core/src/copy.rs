@@ -39,8 +39,10 @@ pub fn copy_snapshots(src: &mut Repository, dst: &mut Repository, ids: &[Snapsho
     }
     let _lock = LockGuard::acquire(dst.store().clone(), "copy")?;
     let marked = crate::pending::marked_packs(dst.store())?;
-    src.load_index()?;
-    dst.load_index()?;
+    src.load_index_for_reading()?;
+    if let Some(e) = dst.load_index_for_reading()?.into_iter().next() {
+        return Err(e.context("the target's index is damaged; run `arca repair index` on it first"));
+    }
     let ids: Vec<SnapshotId> =
         if ids.is_empty() { src.snapshots()?.0.into_iter().map(|(id, _)| id).collect() } else { ids.to_vec() };
     let mut report = CopyReport::default();
@@ -61,7 +63,15 @@ pub fn copy_snapshots(src: &mut Repository, dst: &mut Repository, ids: &[Snapsho
                 continue;
             }
             let name = pack.to_hex();
-            if dst.store().stat(kind.object_kind(), &name)?.is_none() || marked.contains(pack) {
+            if marked.contains(pack) {
+                // Re-uploading it under the same name would not stop the running prune from
+                // deleting it: wait for that prune instead.
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!("pack {pack} is being pruned in the target; run copy again when that prune has finished"),
+                ));
+            }
+            if dst.store().stat(kind.object_kind(), &name)?.is_none() {
                 let data = src.store().get(kind.object_kind(), &name)?;
                 if content_hash(&data) != pack.0 {
                     return Err(Error::corrupt(format!("pack {pack} in the source is damaged (its hash does not match); run `arca check --read-data` there")));

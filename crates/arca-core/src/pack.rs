@@ -232,6 +232,12 @@ pub fn open_blob(master: &MasterKey, salt: &[u8; SALT_LEN], entry: &PackEntry, s
 
 /// As [`open_blob`], with the pack's key already derived (restores open many blobs per pack).
 pub fn open_blob_with(key: &ObjectKey, master: &MasterKey, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    if entry.raw_length > MAX_BLOB_SIZE {
+        return Err(Error::corrupt(format!(
+            "blob {} claims an impossible size of {} bytes",
+            entry.id, entry.raw_length
+        )));
+    }
     let payload = key
         .open(NonceDomain::Blob, entry.offset as u64, &PackEntry::aad(entry.blob_type, &entry.id), sealed)
         .map_err(|_| Error::corrupt(format!("blob {} fails authentication", entry.id)))?;

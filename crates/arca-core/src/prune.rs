@@ -234,11 +234,11 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
     let doomed: HashSet<PackId> = candidates.iter().map(|(_, id)| *id).filter(|id| still_unused.contains(id)).collect();
 
     // New index files first, covering the surviving packs of every index file that lists a
-    // doomed pack.
+    // doomed or a vanished pack.
     let affected: Vec<(IndexId, Vec<PackId>)> = repo
         .index_files()
         .iter()
-        .filter(|(_, packs)| packs.iter().any(|p| doomed.contains(p)))
+        .filter(|(_, packs)| packs.iter().any(|p| doomed.contains(p) || !existing.contains_key(p)))
         .map(|(id, packs)| (*id, packs.clone()))
         .collect();
     let mut survivors: Vec<IndexPack> = Vec::new();
@@ -246,7 +246,8 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
     for (id, _) in &affected {
         let bytes = repo.store().get(ObjectKind::Index, &id.to_hex())?;
         for p in decode_index(repo.key(), &bytes)? {
-            if !doomed.contains(&p.id) && seen.insert(p.id) {
+            // Entries of packs that vanished (deleted by a server, or lost) go too.
+            if !doomed.contains(&p.id) && existing.contains_key(&p.id) && seen.insert(p.id) {
                 survivors.push(p);
             }
         }
