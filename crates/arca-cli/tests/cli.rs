@@ -623,3 +623,81 @@ fn check_names_files_in_a_damaged_pack_and_restore_fails() {
     assert!(err.contains("error: "), "{err}");
     assert!(err.contains("arca: the restore is incomplete"), "{err}");
 }
+
+/// A tiny tmpfs mounted for one test and unmounted when dropped. Mounting needs root (CI runs as
+/// root); elsewhere the test says so and passes without checking, since nothing can be filled.
+struct TinyFs(PathBuf);
+
+impl TinyFs {
+    fn mount(path: PathBuf, size: &str) -> Option<TinyFs> {
+        fs::create_dir_all(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            Some(TinyFs(path))
+        } else {
+            eprintln!("cannot mount a tmpfs here (not root?): full-disk behaviour not exercised");
+            None
+        }
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_repository_disk_fails_cleanly_and_loses_nothing() {
+    let env = Env::new();
+    let Some(_fs) = TinyFs::mount(env.repo(), "3m") else { return };
+    env.init();
+    let small = env.path("small");
+    fs::create_dir_all(&small).unwrap();
+    fs::write(small.join("a.txt"), b"keep me\n").unwrap();
+    let first = env.backup(&small, &[]);
+    let first_id = first["id"].as_str().unwrap().to_string();
+
+    // 8 MB of incompressible data cannot fit in what is left of 3 MB.
+    let big = env.path("big");
+    fs::create_dir_all(&big).unwrap();
+    fs::write(big.join("noise.bin"), noise(8 << 20, 11)).unwrap();
+    let out = env.arca().args(["backup", big.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("disk is full"), "the error should say the disk is full: {err}");
+    assert!(err.lines().filter(|l| !l.trim().is_empty()).count() <= 3, "a short error, not a flood: {err}");
+
+    // Nothing acknowledged was lost: one snapshot, it checks and restores.
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["id"], first_id.as_str());
+    let check = env.arca().args(["check", "--read-data"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let target = env.path("restored");
+    env.ok(&["restore", &first_id, "--target", target.to_str().unwrap()]);
+    let restored = target.join(small.strip_prefix("/").unwrap()).join("a.txt");
+    assert_eq!(fs::read(restored).unwrap(), b"keep me\n");
+}
+
+#[test]
+fn full_restore_target_is_reported_with_what_to_do() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("noise.bin"), noise(4 << 20, 5)).unwrap();
+    env.backup(&src, &[]);
+    let target = env.path("target");
+    let Some(_fs) = TinyFs::mount(target.clone(), "1m") else { return };
+    let out = env.arca().args(["restore", "latest", "--target", target.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("full"), "the error should say the target disk is full: {err}");
+    assert!(err.contains("noise.bin"), "the error should name the file: {err}");
+}

@@ -26,7 +26,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -134,10 +134,17 @@ impl ShardedSet {
     }
 }
 
-/// Chunks in flight between reading and packing, at most; bounds memory when reading outruns
-/// compression.
-fn max_in_flight() -> usize {
-    rayon::current_num_threads() * 2 + 2
+/// Work for the compressor threads.
+enum CompressJob {
+    /// A new data chunk to compress and pack (already claimed in `new_blobs`).
+    Chunk(BlobId, Vec<u8>),
+    /// Exit.
+    Stop,
+}
+
+/// Threads to use: one reader and one compressor per core.
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 struct Archiver<'r> {
@@ -154,7 +161,7 @@ struct Archiver<'r> {
     progress: &'r BackupProgress,
     warnings: Mutex<Vec<String>>,
     fatal: Mutex<Option<Error>>,
-    in_flight: AtomicUsize,
+    compress_tx: crossbeam_channel::Sender<CompressJob>,
     counters: Counters,
 }
 
@@ -310,6 +317,7 @@ pub fn backup(
     };
 
     let excludes = Excludes::new(&opts.excludes)?;
+    let (compress_tx, compress_rx) = crossbeam_channel::bounded::<CompressJob>(cores() * 2);
     let scan_stop = Arc::new(AtomicBool::new(false));
     let config = repo.config().clone();
     let archiver = Archiver {
@@ -330,10 +338,18 @@ pub fn backup(
         progress,
         warnings: Mutex::new(Vec::new()),
         fatal: Mutex::new(None),
-        in_flight: AtomicUsize::new(0),
+        compress_tx,
         counters: Counters::default(),
     };
 
+    // Directory walking runs on a pool of its own with large stacks: its recursion follows the
+    // directory depth, and it must not share threads with anything that blocks.
+    let walkers = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores())
+        .stack_size(64 << 20)
+        .thread_name(|i| format!("walk-{i}"))
+        .build()
+        .map_err(|e| Error::invalid(format!("cannot start worker threads: {e}")))?;
     let root_tree = std::thread::scope(|scope| -> Result<BlobId> {
         if opts.scan && opts.stdin_filename.is_none() {
             let (paths, excludes, stop, one_fs) = (&paths, &excludes, scan_stop.clone(), opts.one_file_system);
@@ -342,12 +358,36 @@ pub fn backup(
                 progress.scan_done.store(true, Ordering::Relaxed);
             });
         }
+        let compressors: Vec<_> = (0..cores())
+            .map(|_| {
+                let (rx, archiver) = (compress_rx.clone(), &archiver);
+                scope.spawn(move || {
+                    for job in rx {
+                        match job {
+                            CompressJob::Chunk(id, chunk) => {
+                                if let Err(e) = archiver.compress_and_pack(BlobType::Data, id, &chunk) {
+                                    archiver.fail(e);
+                                }
+                            }
+                            CompressJob::Stop => break,
+                        }
+                    }
+                })
+            })
+            .collect();
         let root = match (&opts.stdin_filename, stdin) {
             (Some(name), Some(reader)) => archiver.archive_stdin(name, reader),
             (Some(_), None) => Err(Error::invalid("--stdin given but no standard input available")),
-            _ => archiver.archive_roots(&paths, parent_root.as_ref()),
+            _ => walkers.install(|| archiver.archive_roots(&paths, parent_root.as_ref())),
         };
         scan_stop.store(true, Ordering::Relaxed);
+        for _ in &compressors {
+            // The compressors drain every chunk queued before their Stop.
+            let _ = archiver.compress_tx.send(CompressJob::Stop);
+        }
+        for c in compressors {
+            let _ = c.join();
+        }
         root
     });
     let root_tree = match root_tree {
@@ -446,6 +486,11 @@ impl<'r> Archiver<'r> {
         if self.repo.index().contains(&id) || !self.new_blobs.insert(id) {
             return Ok(());
         }
+        self.compress_and_pack(blob_type, id, plain)
+    }
+
+    /// Compresses (when it pays) and hands a claimed blob to the packer.
+    fn compress_and_pack(&self, blob_type: BlobType, id: BlobId, plain: &[u8]) -> Result<()> {
         let (payload, compressed) = match compress(plain, self.level) {
             Some(c) => (c, true),
             None => (plain.to_vec(), false),
@@ -656,55 +701,93 @@ impl<'r> Archiver<'r> {
 
     /// Chunks a stream; returns its content list and length. New chunks are compressed and packed
     /// on other rayon tasks while reading goes on.
-    fn chunk_stream(&self, reader: impl Read + Send, len_hint: u64) -> Result<(Vec<ContentRef>, u64)> {
+    /// Chunks a stream; returns its content list and length. New chunks go to the compressor
+    /// threads while reading goes on.
+    fn chunk_stream(&self, mut reader: impl Read, len_hint: u64) -> Result<(Vec<ContentRef>, u64)> {
         let mut content: Vec<ContentRef> = Vec::new();
         let mut size = 0u64;
-        let limit = max_in_flight();
-        let mut stream = StreamChunker::with_len_hint(&self.chunker, reader, len_hint);
-        rayon::scope(|scope| -> Result<()> {
-            loop {
-                let chunk = match stream.next_chunk() {
-                    Ok(Some(c)) => c,
-                    Ok(None) => return Ok(()),
-                    Err(e) => return Err(Error::local_io("reading", e)),
-                };
-                let len = chunk.len() as u64;
-                size += len;
-                self.counters.bytes_read.fetch_add(len, Ordering::Relaxed);
-                self.progress.bytes_done.fetch_add(len, Ordering::Relaxed);
-                if is_all_zero(&chunk) {
-                    match content.last_mut() {
-                        Some(ContentRef::Zeros { length }) => *length += len,
-                        _ => content.push(ContentRef::Zeros { length: len }),
+        let max = self.chunker.max_size();
+        if len_hint < max as u64 {
+            // Most files are small: read them whole into an exactly sized buffer (no zeroing, no
+            // copy), and hand a single-chunk file on as it is.
+            let mut buf = Vec::with_capacity(len_hint as usize + 1);
+            (&mut reader).take(max as u64 + 1).read_to_end(&mut buf).map_err(|e| Error::local_io("reading", e))?;
+            if buf.len() <= max {
+                let lens = self.chunker.split(&buf);
+                if lens.len() <= 1 {
+                    if !buf.is_empty() {
+                        self.take_chunk(buf, &mut content, &mut size)?;
                     }
-                    continue;
-                }
-                let id = self.key.blob_id(&chunk);
-                content.push(ContentRef::Blob { id, length: chunk.len() as u32 });
-                self.referenced.insert(id);
-                if self.blob_known(&id) {
-                    continue;
-                }
-                // Bound the chunks in flight; help with queued work while waiting, so the pool
-                // can never deadlock on its own backlog.
-                while self.in_flight.load(Ordering::Acquire) >= limit {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::thread::sleep(std::time::Duration::from_micros(200));
+                } else {
+                    let mut at = 0;
+                    for len in lens {
+                        self.take_chunk(buf[at..at + len].to_vec(), &mut content, &mut size)?;
+                        at += len;
                     }
                 }
-                self.in_flight.fetch_add(1, Ordering::AcqRel);
-                scope.spawn(move |_| {
-                    if let Err(e) = self.store_blob(BlobType::Data, id, &chunk) {
-                        self.fail(e);
-                    }
-                    self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                });
+                return self.finish_chunking(content, size);
             }
-        })?;
+            // It grew since it was listed: stream the rest after what was read.
+            return self.chunk_reader(std::io::Cursor::new(buf).chain(reader), u64::MAX, content, size);
+        }
+        self.chunk_reader(reader, len_hint, content, size)
+    }
+
+    fn chunk_reader(
+        &self,
+        reader: impl Read,
+        len_hint: u64,
+        mut content: Vec<ContentRef>,
+        mut size: u64,
+    ) -> Result<(Vec<ContentRef>, u64)> {
+        let mut stream = StreamChunker::with_len_hint(&self.chunker, reader, len_hint);
+        loop {
+            match stream.next_chunk() {
+                Ok(Some(chunk)) => self.take_chunk(chunk, &mut content, &mut size)?,
+                Ok(None) => break,
+                Err(e) => return Err(Error::local_io("reading", e)),
+            }
+        }
+        self.finish_chunking(content, size)
+    }
+
+    fn finish_chunking(&self, content: Vec<ContentRef>, size: u64) -> Result<(Vec<ContentRef>, u64)> {
         if let Some(e) = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
         }
         Ok((content, size))
+    }
+
+    /// Records one chunk in `content` and, if the repository lacks it, queues it for storing.
+    fn take_chunk(&self, chunk: Vec<u8>, content: &mut Vec<ContentRef>, size: &mut u64) -> Result<()> {
+        let len = chunk.len() as u64;
+        *size += len;
+        self.counters.bytes_read.fetch_add(len, Ordering::Relaxed);
+        self.progress.bytes_done.fetch_add(len, Ordering::Relaxed);
+        if is_all_zero(&chunk) {
+            match content.last_mut() {
+                Some(ContentRef::Zeros { length }) => *length += len,
+                _ => content.push(ContentRef::Zeros { length: len }),
+            }
+            return Ok(());
+        }
+        let id = self.key.blob_id(&chunk);
+        content.push(ContentRef::Blob { id, length: chunk.len() as u32 });
+        self.referenced.insert(id);
+        if self.repo.index().contains(&id) || !self.new_blobs.insert(id) {
+            return Ok(());
+        }
+        // Compression runs on the compressor threads; the bounded channel makes reading wait when
+        // they fall behind, which bounds memory.
+        if self.compress_tx.send(CompressJob::Chunk(id, chunk)).is_err() || self.has_failed() {
+            return Err(self
+                .fatal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_else(|| Error::new(ErrorKind::Storage, "the compressor threads stopped")));
+        }
+        Ok(())
     }
 
     fn archive_stdin(&self, name: &str, reader: &mut (dyn Read + Send)) -> Result<BlobId> {

@@ -161,7 +161,7 @@ pub fn restore(
         outcome: RestoreOutcome::default(),
         apply: opts.apply.unwrap_or_default(),
     };
-    planner.walk(&start_nodes, &base, &opts.target, false)?;
+    planner.walk(&start_nodes, &base, &opts.target, false, false)?;
     let Planner { files, dirs, links_to_make, mut outcome, apply, .. } = planner;
     tracing::debug!("restore: walked the tree in {:?}", t0.elapsed());
 
@@ -305,7 +305,9 @@ fn resolve_start(repo: &Repository, snapshot: &Snapshot, subpath: Option<&str>) 
 impl Planner<'_> {
     /// Walks `nodes` (at `src` in the snapshot, restored into `dst`). `included` says an
     /// ancestor matched an include pattern. Returns whether anything was restored below.
-    fn walk(&mut self, nodes: &[Node], src: &Path, dst: &Path, included: bool) -> Result<bool> {
+    /// `fresh` says `dst` was created by this restore, so nothing in it can exist yet and the
+    /// per-entry existence checks (one system call per file) are skipped.
+    fn walk(&mut self, nodes: &[Node], src: &Path, dst: &Path, included: bool, fresh: bool) -> Result<bool> {
         let mut any = false;
         for node in nodes {
             let spath = src.join(OsStr::from_bytes(&node.name));
@@ -330,10 +332,8 @@ impl Planner<'_> {
                         }
                         Err(e) => return Err(e),
                     };
-                    if !self.opts.dry_run {
-                        ensure_dir(&dpath)?;
-                    }
-                    let below = self.walk(&sub.nodes, &spath, &dpath, inc)?;
+                    let created = if self.opts.dry_run { false } else { ensure_dir(&dpath, fresh)? };
+                    let below = self.walk(&sub.nodes, &spath, &dpath, inc, created)?;
                     if inc || below {
                         self.dirs.push((dpath, node.clone()));
                         self.outcome.dirs += 1;
@@ -353,7 +353,7 @@ impl Planner<'_> {
                         }
                         self.hardlinks.insert(key, dpath.clone());
                     }
-                    self.plan_file(dpath, node)?;
+                    self.plan_file(dpath, node, fresh)?;
                 }
                 _ => {
                     any = true;
@@ -361,7 +361,7 @@ impl Planner<'_> {
                     if self.opts.dry_run {
                         continue;
                     }
-                    if std::fs::symlink_metadata(&dpath).is_ok() {
+                    if !fresh && std::fs::symlink_metadata(&dpath).is_ok() {
                         if self.opts.overwrite == Overwrite::Never {
                             continue;
                         }
@@ -377,8 +377,8 @@ impl Planner<'_> {
         Ok(any)
     }
 
-    fn plan_file(&mut self, path: PathBuf, node: &Node) -> Result<()> {
-        let existing = std::fs::symlink_metadata(&path).ok();
+    fn plan_file(&mut self, path: PathBuf, node: &Node, fresh: bool) -> Result<()> {
+        let existing = if fresh { None } else { std::fs::symlink_metadata(&path).ok() };
         let mut node = node.clone();
         let mut existed = false;
         if let Some(meta) = existing {
@@ -426,14 +426,20 @@ impl Planner<'_> {
     }
 }
 
-fn ensure_dir(path: &Path) -> Result<()> {
+/// Makes sure `path` is a directory; returns whether it was created now. In a `fresh` parent
+/// nothing exists, so no lookup is needed first.
+fn ensure_dir(path: &Path, fresh: bool) -> Result<bool> {
+    let create = || std::fs::create_dir(path).map_err(|e| Error::local_io(format!("creating {}", path.display()), e));
+    if fresh {
+        return create().map(|()| true);
+    }
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => Ok(false),
         Ok(_) => {
             std::fs::remove_file(path).map_err(|e| Error::local_io(format!("replacing {}", path.display()), e))?;
-            std::fs::create_dir(path).map_err(|e| Error::local_io(format!("creating {}", path.display()), e))
+            create().map(|()| true)
         }
-        Err(_) => std::fs::create_dir(path).map_err(|e| Error::local_io(format!("creating {}", path.display()), e)),
+        Err(_) => create().map(|()| true),
     }
 }
 
