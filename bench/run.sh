@@ -349,6 +349,11 @@ file_sequence() { # GROUP RUN TOOL FILE
     cat)  warm "$f"; measure "$lg.log" "$WORK" bash -c 'exec cat -- "$1" > /dev/null' _ "$f"
           st=ok; [ "$M_RC" = 0 ] || st=FAIL
           record "$g" "$r" cat "$g" "$st" "$M_WALL" "$M_RSS" "$sz"; return 0 ;;
+    copy) # the physical floor of any backup of this file: write it once to the repository disk
+          warm "$f"; rm -f "$OUT/copy.bin"
+          measure "$lg.log" "$WORK" bash -c 'cp -- "$1" "$2" && sync -f "$2"' _ "$f" "$OUT/copy.bin"
+          st=ok; [ "$M_RC" = 0 ] || st=FAIL; rm -f "$OUT/copy.bin"
+          record "$g" "$r" copy "$g" "$st" "$M_WALL" "$M_RSS" "$sz"; return 0 ;;
   esac
   use_tool "$3"
   reset_repo
@@ -380,7 +385,7 @@ if has_fig big; then
 fi
 if has_fig random; then
   for ((r = 1; r <= RUNS; r++)); do
-    for t in $(rotate "$r" arca restic borg cat); do file_sequence random "$r" "$t" "$RND"; done
+    for t in $(rotate "$r" arca restic borg cat copy); do file_sequence random "$r" "$t" "$RND"; done
   done
 fi
 
@@ -440,6 +445,7 @@ FIGS = [
 REFS = [
     ("big", "zstd", thr, f"`zstd -3 -T2 -c {E['BIG_NAME']} > /dev/null` (MB/s)"),
     ("random", "cat", thr, f"`cat {E['RND_NAME']} > /dev/null`, page cache (MB/s)"),
+    ("random", "copy", thr, f"`cp {E['RND_NAME']}` to the repository disk + `sync` (MB/s)"),
 ]
 
 def fmt(x):

@@ -365,7 +365,7 @@ pub fn backup(
                     for job in rx {
                         match job {
                             CompressJob::Chunk(id, chunk) => {
-                                if let Err(e) = archiver.compress_and_pack(BlobType::Data, id, &chunk) {
+                                if let Err(e) = archiver.compress_and_pack(BlobType::Data, id, chunk) {
                                     archiver.fail(e);
                                 }
                             }
@@ -486,18 +486,19 @@ impl<'r> Archiver<'r> {
         if self.repo.index().contains(&id) || !self.new_blobs.insert(id) {
             return Ok(());
         }
-        self.compress_and_pack(blob_type, id, plain)
+        self.compress_and_pack(blob_type, id, plain.to_vec())
     }
 
     /// Compresses (when it pays) and hands a claimed blob to the packer.
-    fn compress_and_pack(&self, blob_type: BlobType, id: BlobId, plain: &[u8]) -> Result<()> {
-        let (payload, compressed) = match compress(plain, self.level) {
+    fn compress_and_pack(&self, blob_type: BlobType, id: BlobId, plain: Vec<u8>) -> Result<()> {
+        let raw_length = plain.len() as u32;
+        let (payload, compressed) = match compress(&plain, self.level) {
             Some(c) => (c, true),
-            None => (plain.to_vec(), false),
+            None => (plain, false),
         };
-        self.counters.data_added.fetch_add(plain.len() as u64, Ordering::Relaxed);
+        self.counters.data_added.fetch_add(raw_length as u64, Ordering::Relaxed);
         self.counters.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.packer.add(NewBlob { blob_type, id, payload, raw_length: plain.len() as u32, compressed })
+        self.packer.add(NewBlob { blob_type, id, payload, raw_length, compressed })
     }
 
     fn blob_known(&self, id: &BlobId) -> bool {

@@ -129,6 +129,17 @@ impl ObjectKey {
             .expect("message within AES-GCM limits");
     }
 
+    /// Encrypts `buf` in place and returns the tag (for callers that place the tag themselves).
+    pub fn seal_at(&self, domain: NonceDomain, counter: u64, aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(nonce(domain, counter), Aad::from(aad), buf)
+            .expect("message within AES-GCM limits");
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// Decrypts `sealed` (ciphertext then tag), checking the tag.
     pub fn open(&self, domain: NonceDomain, counter: u64, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         let mut buf = sealed.to_vec();

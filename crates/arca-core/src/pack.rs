@@ -157,15 +157,20 @@ impl PackWriter {
     /// Seals and appends one blob. `payload` is the (possibly compressed) plaintext.
     pub fn add(&mut self, blob_type: BlobType, id: BlobId, payload: &[u8], raw_length: u32, compressed: bool) {
         let offset = self.buf.len();
-        let mut sealed = Vec::with_capacity(payload.len() + TAG_LEN);
-        sealed.extend_from_slice(payload);
-        self.key.seal_in_place(NonceDomain::Blob, offset as u64, &PackEntry::aad(blob_type, &id), &mut sealed);
-        self.buf.extend_from_slice(&sealed);
+        // Sealed in place at the end of the pack: one copy of the payload, not two.
+        self.buf.extend_from_slice(payload);
+        let tag = self.key.seal_at(
+            NonceDomain::Blob,
+            offset as u64,
+            &PackEntry::aad(blob_type, &id),
+            &mut self.buf[offset..],
+        );
+        self.buf.extend_from_slice(&tag);
         self.entries.push(PackEntry {
             blob_type,
             id,
             offset: offset as u32,
-            length: sealed.len() as u32,
+            length: (payload.len() + TAG_LEN) as u32,
             raw_length,
             compressed,
         });

@@ -4,12 +4,13 @@
 //! chunk and compress:
 //! 1. the *packer* appends each sealed blob to the open pack of its kind (data or metadata) and,
 //!    when the pack reaches its target size, finishes it (header, BLAKE3 name);
-//! 2. the *uploader* stores finished packs and, every [`INDEX_EVERY`] packs and at the end, an index
-//!    file covering the packs stored since the last one (§"Write ordering": an index is written only
-//!    after the packs it covers are durable). A killed backup thus leaves indexed packs that the
-//!    next backup deduplicates against.
+//! 2. [`UPLOADERS`] *uploaders* store finished packs (two, so one pack's fsync overlaps the next
+//!    pack's write) and, every [`INDEX_EVERY`] packs and at the end, an index file covering the
+//!    packs stored since the last one (§"Write ordering": an index is written only after the packs
+//!    it covers are durable). A killed backup thus leaves indexed packs that the next backup
+//!    deduplicates against.
 //!
-//! Channels are bounded, so memory stays at about three packs plus the blobs in flight.
+//! Channels are bounded, so memory stays at about four packs plus the blobs in flight.
 
 use std::thread::JoinHandle;
 
@@ -25,6 +26,8 @@ use crate::repository::DynStore;
 
 /// Packs per index file while a backup runs.
 pub const INDEX_EVERY: usize = 8;
+/// Threads storing packs.
+pub const UPLOADERS: usize = 2;
 
 /// A blob ready to be packed: already compressed if it pays.
 pub struct NewBlob {
@@ -55,7 +58,18 @@ pub struct PackerOutput {
 pub struct Packer {
     tx: Option<Sender<NewBlob>>,
     packer: Option<JoinHandle<Result<()>>>,
-    uploader: Option<JoinHandle<Result<PackerOutput>>>,
+    uploaders: Vec<JoinHandle<Result<()>>>,
+    done: std::sync::Arc<std::sync::Mutex<Uploaded>>,
+    store: DynStore,
+    key: std::sync::Arc<MasterKey>,
+}
+
+/// What the uploaders have stored so far.
+#[derive(Default)]
+struct Uploaded {
+    out: PackerOutput,
+    /// Stored packs no index file covers yet.
+    unindexed: Vec<IndexPack>,
 }
 
 /// Target pack sizes.
@@ -70,7 +84,7 @@ pub struct PackSizes {
 impl Packer {
     /// Starts the threads.
     pub fn start(store: DynStore, key: std::sync::Arc<MasterKey>, sizes: PackSizes) -> Packer {
-        let (tx, rx) = bounded::<NewBlob>(16);
+        let (tx, rx) = bounded::<NewBlob>(4);
         let (up_tx, up_rx) = bounded::<(PackKind, FinishedPack)>(1);
         let packer = {
             let key = key.clone();
@@ -79,11 +93,17 @@ impl Packer {
                 .spawn(move || pack_loop(&key, sizes, rx, up_tx))
                 .expect("spawning the packer thread")
         };
-        let uploader = std::thread::Builder::new()
-            .name("uploader".into())
-            .spawn(move || upload_loop(&store, &key, up_rx))
-            .expect("spawning the uploader thread");
-        Packer { tx: Some(tx), packer: Some(packer), uploader: Some(uploader) }
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Uploaded::default()));
+        let uploaders = (0..UPLOADERS)
+            .map(|i| {
+                let (store, key, rx, done) = (store.clone(), key.clone(), up_rx.clone(), done.clone());
+                std::thread::Builder::new()
+                    .name(format!("uploader-{i}"))
+                    .spawn(move || upload_loop(&store, &key, rx, &done))
+                    .expect("spawning an uploader thread")
+            })
+            .collect();
+        Packer { tx: Some(tx), packer: Some(packer), uploaders, done, store, key }
     }
 
     /// Queues a blob; blocks while the pipeline is full.
@@ -104,12 +124,23 @@ impl Packer {
         drop(self.tx.take());
         let packed =
             self.packer.take().map(|h| h.join().unwrap_or_else(|_| Err(Error::corrupt("packer thread panicked"))));
-        let uploaded =
-            self.uploader.take().map(|h| h.join().unwrap_or_else(|_| Err(Error::corrupt("uploader thread panicked"))));
-        // The uploader's error is the root cause when both failed.
-        let out = uploaded.unwrap_or_else(|| Ok(PackerOutput::default()))?;
+        let mut first_error = None;
+        for h in self.uploaders.drain(..) {
+            if let Err(e) = h.join().unwrap_or_else(|_| Err(Error::corrupt("uploader thread panicked"))) {
+                first_error.get_or_insert(e);
+            }
+        }
+        // An uploader's error is the root cause when both failed.
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         packed.unwrap_or(Ok(()))?;
-        Ok(out)
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let Uploaded { out, unindexed } = &mut *done;
+        if !unindexed.is_empty() {
+            write_index(&self.store, &self.key, unindexed, out)?;
+        }
+        Ok(std::mem::take(out))
     }
 }
 
@@ -151,36 +182,35 @@ fn pack_loop(
     Ok(())
 }
 
-fn upload_loop(store: &DynStore, key: &MasterKey, rx: Receiver<(PackKind, FinishedPack)>) -> Result<PackerOutput> {
-    let mut out = PackerOutput::default();
-    let mut unindexed: Vec<IndexPack> = Vec::new();
-    let write_index = |packs: &[IndexPack], out: &mut PackerOutput| -> Result<()> {
-        let bytes = encode_index(key, packs);
-        let id = IndexId(crate::id::content_hash(&bytes));
-        store.put(ObjectKind::Index, &id.to_hex(), &bytes)?;
-        out.index_files.push(id);
-        Ok(())
-    };
+fn write_index(store: &DynStore, key: &MasterKey, packs: &mut Vec<IndexPack>, out: &mut PackerOutput) -> Result<()> {
+    let bytes = encode_index(key, packs);
+    let id = IndexId(crate::id::content_hash(&bytes));
+    store.put(ObjectKind::Index, &id.to_hex(), &bytes)?;
+    out.index_files.push(id);
+    out.packs.append(packs);
+    Ok(())
+}
+
+fn upload_loop(
+    store: &DynStore,
+    key: &MasterKey,
+    rx: Receiver<(PackKind, FinishedPack)>,
+    done: &std::sync::Mutex<Uploaded>,
+) -> Result<()> {
     for (kind, pack) in rx {
         store
             .put(kind.object_kind(), &pack.id.to_hex(), &pack.bytes)
             .map_err(|e| Error::from(e).context(format!("storing pack {}", pack.id)))?;
-        out.stored_bytes += pack.bytes.len() as u64;
-        unindexed.push(IndexPack {
-            id: pack.id,
-            kind,
-            salt: pack.salt,
-            size: pack.bytes.len() as u64,
-            blobs: pack.entries,
-        });
-        if unindexed.len() >= INDEX_EVERY {
-            write_index(&unindexed, &mut out)?;
-            out.packs.append(&mut unindexed);
+        let size = pack.bytes.len() as u64;
+        drop(pack.bytes);
+        let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+        d.out.stored_bytes += size;
+        d.unindexed.push(IndexPack { id: pack.id, kind, salt: pack.salt, size, blobs: pack.entries });
+        if d.unindexed.len() >= INDEX_EVERY {
+            // Every pack in `unindexed` is durable: its put returned before it was pushed.
+            let Uploaded { out, unindexed } = &mut *d;
+            write_index(store, key, unindexed, out)?;
         }
     }
-    if !unindexed.is_empty() {
-        write_index(&unindexed, &mut out)?;
-        out.packs.append(&mut unindexed);
-    }
-    Ok(out)
+    Ok(())
 }
