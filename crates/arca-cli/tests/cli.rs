@@ -502,7 +502,10 @@ fn second_backup_reuses_unchanged_files_and_excludes_work() {
     assert_eq!(second["parent"], first["id"]);
     assert_eq!(second["summary"]["files_new"], 0);
     assert_eq!(second["summary"]["files_changed"], 0);
-    assert_eq!(second["summary"]["data_added"], 0);
+    // Nothing was read again. (Trees of the source's ancestors, such as the temp directory, may
+    // change while other tests run, so `data_added` can be a few hundred bytes of trees.)
+    assert_eq!(second["summary"]["bytes_read"], 0);
+    assert!(second["summary"]["data_added"].as_u64().unwrap() < 4096, "{second}");
 }
 
 #[test]
