@@ -64,8 +64,11 @@ pub fn read_manifest(magic: &[u8; 8], bytes: &[u8]) -> Result<(Vec<(PackKind, Pa
     Ok((packs, end))
 }
 
+/// The packs an object names, in its plaintext manifest.
+pub type Manifest = Vec<(PackKind, PackId)>;
+
 /// Authenticates and decrypts an object.
-pub fn open(master: &MasterKey, magic: &[u8; 8], bytes: &[u8]) -> Result<(Vec<(PackKind, PackId)>, Vec<u8>)> {
+pub fn open(master: &MasterKey, magic: &[u8; 8], bytes: &[u8]) -> Result<(Manifest, Vec<u8>)> {
     let (packs, salt_at) = read_manifest(magic, bytes)?;
     let salt: [u8; SALT_LEN] = bytes[salt_at..salt_at + SALT_LEN].try_into().expect("length checked");
     let body = master

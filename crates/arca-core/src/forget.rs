@@ -337,7 +337,7 @@ pub fn apply_policy_at(
         .into_iter()
         .map(|(key, mut list)| {
             // Stable: snapshots with equal times keep their input order.
-            list.sort_by(|a, b| b.1.time.cmp(&a.1.time));
+            list.sort_by_key(|s| std::cmp::Reverse(s.1.time));
             (key, apply_to_group(&list, policy, now))
         })
         .collect()

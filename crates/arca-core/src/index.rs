@@ -267,12 +267,12 @@ mod tests {
     fn pack(n: u8, blobs: usize) -> IndexPack {
         IndexPack {
             id: PackId([n; 32]),
-            kind: if n % 2 == 0 { PackKind::Data } else { PackKind::Meta },
+            kind: if n.is_multiple_of(2) { PackKind::Data } else { PackKind::Meta },
             salt: [n; 32],
             size: 1000,
             blobs: (0..blobs)
                 .map(|i| PackEntry {
-                    blob_type: if n % 2 == 0 { BlobType::Data } else { BlobType::Tree },
+                    blob_type: if n.is_multiple_of(2) { BlobType::Data } else { BlobType::Tree },
                     id: BlobId([n.wrapping_mul(31).wrapping_add(i as u8); 32]),
                     offset: 41 + i as u32 * 10,
                     length: 10,

@@ -19,6 +19,9 @@ use crate::pack::{open_blob_with, BlobType, PackKind};
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 
+/// Every readable snapshot (oldest first) and the errors of the unreadable ones.
+pub type SnapshotsAndDamage = (Vec<(SnapshotId, Snapshot)>, Vec<Error>);
+
 /// A shared handle to a store.
 pub type DynStore = Arc<dyn Store>;
 
@@ -184,7 +187,7 @@ impl Repository {
             let slot = KeySlot::from_bytes(&self.store.get(ObjectKind::Key, &info.name)?)?;
             out.push(KeyInfo { current: Some(info.name.as_str()) == current, id: info.name, slot });
         }
-        out.sort_by(|a, b| a.slot.created.cmp(&b.slot.created));
+        out.sort_by_key(|k| k.slot.created);
         Ok(out)
     }
 
@@ -350,7 +353,7 @@ impl Repository {
     }
 
     /// Every snapshot, oldest first. Damaged ones are returned separately.
-    pub fn snapshots(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<Error>)> {
+    pub fn snapshots(&self) -> Result<SnapshotsAndDamage> {
         let names = self.store.list(ObjectKind::Snapshot)?;
         let loaded: Vec<Result<(SnapshotId, Snapshot)>> = names
             .par_iter()

@@ -117,6 +117,9 @@ struct FileJob {
     existed: bool,
 }
 
+/// The blobs to read from one pack, each with every place it goes.
+type PackPlan = HashMap<BlobId, (BlobLocation, Vec<Use>)>;
+
 struct Use {
     file: u32,
     offset: u64,
@@ -223,7 +226,7 @@ pub fn restore(
     tracing::debug!("restore: planned and created empty files in {:?}", t0.elapsed());
     // Step 3: packs in parallel.
     let bytes_written = AtomicU64::new(0);
-    let mut packs: Vec<(u32, HashMap<BlobId, (BlobLocation, Vec<Use>)>)> = by_pack.into_iter().collect();
+    let mut packs: Vec<(u32, PackPlan)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(p, _)| repo.index().pack(*p).id);
     packs.into_par_iter().with_max_len(1).for_each(|(pack_pos, blobs)| {
         if let Err(e) = restore_pack(repo, pack_pos, blobs, &files, apply, progress, &bytes_written) {
