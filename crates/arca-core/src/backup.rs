@@ -251,7 +251,7 @@ pub fn backup(
     stdin: Option<&mut (dyn Read + Send)>,
 ) -> Result<BackupOutcome> {
     let started = Utc::now();
-    let _lock = LockGuard::acquire(repo.store().clone(), "backup")?;
+    let lock = LockGuard::acquire(repo.store().clone(), "backup")?;
     let marked = crate::pending::marked_packs(repo.store())?;
     let existing = repo.list_packs()?;
     for problem in repo.load_index()? {
@@ -451,6 +451,7 @@ pub fn backup(
         },
         program_version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    lock.ensure_continuous()?;
     let id = repo.save_snapshot(&snapshot, &manifest)?;
     Ok(BackupOutcome { id, snapshot, warnings })
 }

@@ -37,7 +37,7 @@ pub fn copy_snapshots(src: &mut Repository, dst: &mut Repository, ids: &[Snapsho
             "the two repositories do not share key material; create the target with `arca init --copy-key-from SOURCE`",
         ));
     }
-    let _lock = LockGuard::acquire(dst.store().clone(), "copy")?;
+    let lock = LockGuard::acquire(dst.store().clone(), "copy")?;
     let marked = crate::pending::marked_packs(dst.store())?;
     src.load_index_for_reading()?;
     if let Some(e) = dst.load_index_for_reading()?.into_iter().next() {
@@ -96,6 +96,7 @@ pub fn copy_snapshots(src: &mut Repository, dst: &mut Repository, ids: &[Snapsho
         if !new_index.is_empty() {
             dst.write_index(&new_index)?;
         }
+        lock.ensure_continuous()?;
         dst.store().put(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
         report.snapshots_copied += 1;
     }

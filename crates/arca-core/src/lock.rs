@@ -5,7 +5,7 @@
 //! refreshed every [`REFRESH_EVERY`] by a background thread; one not refreshed for [`STALE_AFTER`],
 //! or whose process is gone on this host, is stale.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -61,7 +61,34 @@ pub struct LockGuard {
     name: String,
     stop: Arc<AtomicBool>,
     refresher: Option<JoinHandle<()>>,
+    continuity: Arc<Continuity>,
 }
+
+/// How well the lock has been kept alive: the wall-clock time of the last successful write and
+/// the longest gap between two successful writes, in seconds.
+#[derive(Debug, Default)]
+struct Continuity {
+    last_ok: AtomicI64,
+    longest_gap: AtomicI64,
+}
+
+impl Continuity {
+    fn record_write(&self, now: i64) {
+        let prev = self.last_ok.swap(now, Ordering::AcqRel);
+        if prev > 0 {
+            self.longest_gap.fetch_max(now - prev, Ordering::AcqRel);
+        }
+    }
+
+    /// The longest time the lock went without a successful write, up to `now`.
+    fn worst_gap(&self, now: i64) -> i64 {
+        self.longest_gap.load(Ordering::Acquire).max(now - self.last_ok.load(Ordering::Acquire))
+    }
+}
+
+/// A lock whose writes were this far apart may have been judged stale by a prune elsewhere: five
+/// minutes of margin under [`STALE_AFTER`] for clock differences between machines.
+pub const MAX_SAFE_GAP: chrono::Duration = chrono::Duration::minutes(25);
 
 impl LockGuard {
     /// Takes a shared lock for `operation`.
@@ -80,30 +107,55 @@ impl LockGuard {
             .put(ObjectKind::Lock, &name, &serde_json::to_vec(&info).expect("lock serialises"))
             .map_err(|e| Error::from(e).context("taking the repository lock"))?;
         let stop = Arc::new(AtomicBool::new(false));
+        let continuity = Arc::new(Continuity::default());
+        continuity.record_write(now.timestamp());
         let refresher = {
-            let (store, name, stop, mut info) = (store.clone(), name.clone(), stop.clone(), info);
+            let (store, name, stop, mut info, cont) =
+                (store.clone(), name.clone(), stop.clone(), info, continuity.clone());
             std::thread::Builder::new()
                 .name("lock-refresh".into())
                 .spawn(move || {
+                    // Wall-clock based, so a process that was suspended refreshes as soon as it runs
+                    // again (and the gap shows in `continuity`).
                     let tick = Duration::from_millis(200);
-                    let mut waited = Duration::ZERO;
+                    let mut last_try = Utc::now();
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(tick);
-                        waited += tick;
-                        if waited >= REFRESH_EVERY {
-                            waited = Duration::ZERO;
-                            info.refreshed = Utc::now();
-                            if let Err(e) =
-                                store.put(ObjectKind::Lock, &name, &serde_json::to_vec(&info).expect("lock serialises"))
-                            {
-                                tracing::warn!("could not refresh the repository lock: {e}");
+                        let now = Utc::now();
+                        if (now - last_try).to_std().unwrap_or_default() >= REFRESH_EVERY {
+                            last_try = now;
+                            info.refreshed = now;
+                            match store.put(
+                                ObjectKind::Lock,
+                                &name,
+                                &serde_json::to_vec(&info).expect("lock serialises"),
+                            ) {
+                                Ok(()) => cont.record_write(now.timestamp()),
+                                Err(e) => tracing::warn!("could not refresh the repository lock: {e}"),
                             }
                         }
                     }
                 })
                 .ok()
         };
-        Ok(LockGuard { store, name, stop, refresher })
+        Ok(LockGuard { store, name, stop, refresher, continuity })
+    }
+
+    /// Fails if the lock went unrefreshed long enough that a prune may have judged it stale and
+    /// deleted data this operation relies on (a suspended laptop, a stalled network). Call it
+    /// right before storing anything that makes earlier work visible, such as a snapshot.
+    pub fn ensure_continuous(&self) -> Result<()> {
+        let gap = self.continuity.worst_gap(Utc::now().timestamp());
+        if gap >= MAX_SAFE_GAP.num_seconds() {
+            return Err(Error::new(
+                crate::ErrorKind::Locked,
+                format!(
+                    "this operation's repository lock was not refreshed for {} minutes (suspended or cut off?), so a prune may have removed data it relies on; nothing was saved, run it again",
+                    gap / 60
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The lock's object name.
@@ -132,4 +184,33 @@ pub fn list_locks(store: &DynStore) -> Result<Vec<(String, Option<LockInfo>)>> {
         out.push((info.name, parsed));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_gap_between_refreshes_is_caught() {
+        let c = Continuity::default();
+        c.record_write(1_000);
+        c.record_write(1_300);
+        assert_eq!(c.worst_gap(1_400), 300);
+        // Suspended for 40 minutes, then refreshed again: the gap is remembered.
+        c.record_write(1_300 + 40 * 60);
+        assert_eq!(c.worst_gap(1_300 + 40 * 60 + 1), 40 * 60);
+        assert!(c.worst_gap(1_300 + 40 * 60 + 1) >= MAX_SAFE_GAP.num_seconds());
+    }
+
+    #[test]
+    fn a_fresh_lock_passes() {
+        let dir = std::env::temp_dir().join(format!("arca-lock-test-{}", std::process::id()));
+        let store: DynStore = std::sync::Arc::new(arca_store::LocalStore::new(&dir));
+        let guard = LockGuard::acquire(store, "test").unwrap();
+        guard.ensure_continuous().unwrap();
+        guard.continuity.longest_gap.store(26 * 60, Ordering::Release);
+        assert_eq!(guard.ensure_continuous().unwrap_err().kind(), crate::ErrorKind::Locked);
+        drop(guard);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -233,6 +233,9 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
     let still_unused: HashSet<PackId> = unused_packs(repo, &existing, &used).into_iter().map(|(_, id)| id).collect();
     let doomed: HashSet<PackId> = candidates.iter().map(|(_, id)| *id).filter(|id| still_unused.contains(id)).collect();
 
+    // Suspended for long while waiting? Another prune may have started meanwhile.
+    lock.ensure_continuous()?;
+
     // New index files first, covering the surviving packs of every index file that lists a
     // doomed or a vanished pack.
     let affected: Vec<(IndexId, Vec<PackId>)> = repo
