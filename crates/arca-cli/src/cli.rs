@@ -13,6 +13,7 @@ Its commands and flags follow restic's. The repository and its password are give
 the environment:
 
   ARCA_REPOSITORY       repository location (same as -r/--repo)
+  ARCA_TOKEN            bearer token for a repository on an arca server (http(s)://...)
   ARCA_PASSWORD         the repository password
   ARCA_PASSWORD_FILE    a file holding the password (same as --password-file)
   ARCA_HOST             host name for new snapshots and for snapshot filters (same as --host)
@@ -52,7 +53,8 @@ pub struct Cli {
 /// Flags that every command accepts, before or after the command name.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalOpts {
-    /// Repository location: a directory path (or `local:PATH`)
+    /// Repository location: a directory path (or `local:PATH`), or an arca server's
+    /// `http(s)://HOST:PORT/v1/repos/REPO` (with ARCA_TOKEN)
     #[arg(
         short = 'r',
         long = "repo",
@@ -103,6 +105,7 @@ pub enum Command {
     Copy(commands::copy::CopyArgs),
     Repair(commands::repair::RepairArgs),
     Version(commands::version::VersionArgs),
+    Server(commands::server::ServerArgs),
 }
 
 /// `--host`, `--tag`, `--path`: which snapshots a command considers.

@@ -54,7 +54,7 @@ fn main() {
             std::process::exit(if e.use_stderr() { exit::FATAL } else { exit::OK });
         }
     };
-    init_tracing(&cli.global);
+    init_tracing(&cli.global, matches!(cli.command, cli::Command::Server(_)));
     let code = match commands::run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -98,13 +98,19 @@ fn error_message(err: &anyhow::Error) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
-fn init_tracing(global: &cli::GlobalOpts) {
+fn init_tracing(global: &cli::GlobalOpts, server: bool) {
     use tracing_subscriber::EnvFilter;
     let from_env = ["ARCA_LOG", "RUST_LOG"].iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()));
     let filter = match from_env {
         Some(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
             eprintln!("arca: ignoring invalid log filter {spec:?}: {e}");
             EnvFilter::new("warn")
+        }),
+        None if server => EnvFilter::new(match (global.quiet, global.verbose) {
+            (true, 0) => "warn",
+            (_, 0) => "info",
+            (_, 1) => "debug",
+            _ => "trace",
         }),
         None => EnvFilter::new(match (global.quiet, global.verbose) {
             (true, 0) => "error",
@@ -115,12 +121,10 @@ fn init_tracing(global: &cli::GlobalOpts) {
             _ => "trace",
         }),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(global.verbose >= 2)
-        .without_time()
-        .try_init();
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(global.verbose >= 2);
+    // A server's log lines need their time; a command's messages do not.
+    let _ = if server { builder.try_init() } else { builder.without_time().try_init() };
 }
 
 extern "C" fn on_interrupt(_signal: libc::c_int) {

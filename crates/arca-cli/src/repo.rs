@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use arca_core::keys::KdfParams;
 use arca_core::repository::{DynStore, Repository};
-use arca_store::LocalStore;
+use arca_store::{HttpStore, LocalStore};
 
 use crate::cli::GlobalOpts;
 
@@ -19,9 +19,8 @@ pub struct Opened {
     pub password: Vec<u8>,
 }
 
-/// Location schemes of other backends; none is built into this binary yet.
-const REMOTE_SCHEMES: &[&str] =
-    &["arca", "http", "https", "rest", "s3", "sftp", "b2", "azure", "gs", "swift", "rclone"];
+/// Location schemes of other backends that this binary does not have.
+const REMOTE_SCHEMES: &[&str] = &["arca", "rest", "s3", "sftp", "b2", "azure", "gs", "swift", "rclone"];
 
 /// The repository location given by `-r/--repo` or `ARCA_REPOSITORY`.
 pub fn location(global: &GlobalOpts) -> Result<String> {
@@ -31,8 +30,20 @@ pub fn location(global: &GlobalOpts) -> Result<String> {
     }
 }
 
-/// The store for a location: a plain path (or `local:PATH`) is a directory on this machine.
+/// The store for a location: `http(s)://HOST:PORT/v1/repos/REPO` is a repository on an arca server
+/// (token from `ARCA_TOKEN`); a plain path (or `local:PATH`) is a directory on this machine.
 pub fn store_for(location: &str) -> Result<DynStore> {
+    let lower = location.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let token = std::env::var("ARCA_TOKEN").unwrap_or_default();
+        if token.trim().is_empty() {
+            bail!(
+                "the repository {location} is on an arca server: set ARCA_TOKEN to the device or admin \
+                 token the server's operator gave you"
+            );
+        }
+        return Ok(Arc::new(HttpStore::new(location, &token)?));
+    }
     let path = location.strip_prefix("local:").unwrap_or(location);
     if let Some((scheme, _)) = path.split_once(':') {
         let scheme = scheme.to_ascii_lowercase();

@@ -14,10 +14,14 @@
 #![warn(missing_docs)]
 
 mod error;
+#[cfg(feature = "http")]
+mod http;
 mod kind;
 mod local;
 
 pub use error::{Error, ErrorKind, Result};
+#[cfg(feature = "http")]
+pub use http::HttpStore;
 pub use kind::ObjectKind;
 pub use local::LocalStore;
 

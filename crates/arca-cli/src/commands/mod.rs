@@ -14,6 +14,7 @@ pub mod ls;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod server;
 pub mod snapshots;
 pub mod stats;
 pub mod version;
@@ -45,6 +46,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Copy(a) => copy::run(g, a),
         Command::Repair(a) => repair::run(g, a),
         Command::Version(a) => version::run(g, a),
+        Command::Server(a) => server::run(g, a),
     }
 }
 

@@ -1,0 +1,81 @@
+//! API errors: an HTTP status and a message for the client. Internal failures show the client only
+//! a request id; their details go to the log.
+
+use arca_store::{ErrorKind, ObjectKind};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// A refused or failed request.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+/// Marks a response as an internal error, so the request middleware replaces its body with a
+/// message naming the request id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Internal;
+
+impl ApiError {
+    /// An error with a status and a message the client sees.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 500, with details for the log only.
+    pub fn internal(details: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, details)
+    }
+
+    /// Maps a store failure on `kind`/`name`. Messages never show server paths.
+    pub fn from_store(err: arca_store::Error, kind: ObjectKind, name: &str) -> ApiError {
+        match err.kind() {
+            ErrorKind::NotFound => Self::not_found(format!("{kind} object {name} does not exist")),
+            ErrorKind::Truncated => Self::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the requested range is past the end of {kind} object {name}"),
+            ),
+            ErrorKind::InvalidName => Self::bad_request(format!("invalid object name {name:?}")),
+            ErrorKind::AlreadyExists => Self::new(StatusCode::CONFLICT, "the repository already exists"),
+            ErrorKind::NoSpace => {
+                tracing::error!("disk full: {err}");
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, "the server's disk is full; nothing was stored")
+            }
+            _ => Self::internal(err.to_string()),
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message (for internal errors: the details meant for the log).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() && self.status != StatusCode::INSUFFICIENT_STORAGE {
+            tracing::error!("internal error: {}", self.message);
+            let mut resp = (self.status, "internal server error").into_response();
+            resp.extensions_mut().insert(Internal);
+            return resp;
+        }
+        tracing::info!(status = self.status.as_u16(), "refused: {}", self.message);
+        (self.status, self.message).into_response()
+    }
+}

@@ -1,0 +1,260 @@
+//! A repository on an arca server, over its HTTP API (`/v1/repos/REPO/KIND/NAME`).
+//!
+//! Every request carries the caller's bearer token. Idempotent requests (GET, HEAD, PUT, DELETE)
+//! are retried up to [`RETRIES`] times with growing pauses when the connection fails or the server
+//! answers 5xx (except 507, a full disk, which a retry does not cure). Listing follows pages.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::{Method, StatusCode};
+
+use crate::{validate_name, Error, ErrorKind, ObjectInfo, ObjectKind, Result, Store};
+
+/// Retries after the first attempt of an idempotent request.
+pub const RETRIES: u32 = 3;
+/// Page size asked for when listing (the server's maximum).
+const PAGE: usize = 10_000;
+
+/// A store served by `arca server`.
+#[derive(Debug, Clone)]
+pub struct HttpStore {
+    /// `http(s)://host:port/v1/repos/REPO/`, always with the trailing slash.
+    base: String,
+    token: String,
+    client: Client,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry {
+    name: String,
+    size: u64,
+}
+
+impl HttpStore {
+    /// A store at `url`: `http(s)://host:port/v1/repos/REPO` (or the short `http(s)://host:port/REPO`),
+    /// authenticated with `token`.
+    pub fn new(url: &str, token: &str) -> Result<HttpStore> {
+        let bad = |why: &str| Error::new(ErrorKind::InvalidName, format!("repository URL {url:?}: {why}"));
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("only http:// and https:// are supported"));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+            return Err(bad("give no user, query or fragment (the token comes from ARCA_TOKEN)"));
+        }
+        let segments: Vec<&str> = parsed.path().split('/').filter(|s| !s.is_empty()).collect();
+        let repo = match segments.as_slice() {
+            ["v1", "repos", repo] | [repo] => *repo,
+            _ => return Err(bad("expected http(s)://HOST:PORT/v1/repos/REPO")),
+        };
+        if repo.is_empty()
+            || repo.len() > 64
+            || !repo.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-')
+        {
+            return Err(bad("the repository name must be 1 to 64 characters of [a-z0-9-]"));
+        }
+        let mut base = parsed.clone();
+        base.set_path(&format!("/v1/repos/{repo}/"));
+        if token.trim().is_empty() {
+            return Err(Error::new(ErrorKind::PermissionDenied, "an empty token was given"));
+        }
+        let client = Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(900))
+            .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("setting up the HTTP client: {e}")))?;
+        Ok(HttpStore { base: base.to_string(), token: token.trim().to_string(), client })
+    }
+
+    fn object_url(&self, kind: ObjectKind, name: &str) -> Result<String> {
+        validate_name(name)?;
+        Ok(format!("{}{kind}/{name}", self.base))
+    }
+
+    /// Sends a request built by `build`, retrying idempotent ones; returns a successful response or
+    /// the error the server's answer maps to.
+    fn send(&self, what: &str, idempotent: bool, build: impl Fn() -> RequestBuilder) -> Result<Response> {
+        let attempts = if idempotent { RETRIES + 1 } else { 1 };
+        let mut pause = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let result = build().bearer_auth(&self.token).send();
+            let retry = match &result {
+                Ok(r) => r.status().is_server_error() && r.status() != StatusCode::INSUFFICIENT_STORAGE,
+                Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            };
+            if retry && attempt < attempts {
+                let why = match &result {
+                    Ok(r) => r.status().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!("{what}: {why}; retrying in {pause:?} ({attempt}/{RETRIES})");
+                std::thread::sleep(pause);
+                pause *= 4;
+                attempt += 1;
+                continue;
+            }
+            return match result {
+                Ok(r) if r.status().is_success() => Ok(r),
+                Ok(r) => Err(status_error(what, r)),
+                Err(e) => Err(Error::new(ErrorKind::Io, format!("{what}: {}", error_chain(&e)))),
+            };
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The store error for a refused request, with the server's message.
+fn status_error(what: &str, resp: Response) -> Error {
+    let status = resp.status();
+    let mut message = resp.text().unwrap_or_default().trim().replace('\n', " ");
+    if message.len() > 500 {
+        let mut cut = 500;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    let kind = match status {
+        StatusCode::NOT_FOUND => ErrorKind::NotFound,
+        StatusCode::RANGE_NOT_SATISFIABLE => ErrorKind::Truncated,
+        StatusCode::INSUFFICIENT_STORAGE => ErrorKind::NoSpace,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::PermissionDenied,
+        StatusCode::CONFLICT => ErrorKind::AlreadyExists,
+        StatusCode::BAD_REQUEST => ErrorKind::InvalidName,
+        _ => ErrorKind::Io,
+    };
+    let hint = if status == StatusCode::UNAUTHORIZED { " (check ARCA_TOKEN)" } else { "" };
+    Error::new(kind, format!("{what}: the server answered {status}: {message}{hint}"))
+}
+
+impl Store for HttpStore {
+    fn put(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
+        let url = self.object_url(kind, name)?;
+        self.send(&format!("uploading {kind} object {name}"), true, || {
+            self.client.request(Method::PUT, &url).body(bytes.to_vec())
+        })?;
+        Ok(())
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        let url = self.object_url(kind, name)?;
+        let what = format!("reading {kind} object {name}");
+        let resp = self.send(&what, true, || self.client.get(&url))?;
+        let bytes = resp.bytes().map_err(|e| Error::new(ErrorKind::Io, format!("{what}: {}", error_chain(&e))))?;
+        Ok(bytes.to_vec())
+    }
+
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let url = self.object_url(kind, name)?;
+        let what = format!("reading {length} bytes at {offset} of {kind} object {name}");
+        if length == 0 {
+            return match self.stat(kind, name)? {
+                Some(size) if size >= offset => Ok(Vec::new()),
+                Some(_) => Err(Error::new(ErrorKind::Truncated, format!("{what}: the object is shorter"))),
+                None => Err(Error::new(ErrorKind::NotFound, format!("{what}: it does not exist"))),
+            };
+        }
+        let last = offset
+            .checked_add(length - 1)
+            .ok_or_else(|| Error::new(ErrorKind::Truncated, format!("{what}: range too large")))?;
+        let resp =
+            self.send(&what, true, || self.client.get(&url).header("range", format!("bytes={offset}-{last}")))?;
+        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
+        let bytes = resp.bytes().map_err(|e| Error::new(ErrorKind::Io, format!("{what}: {}", error_chain(&e))))?;
+        // A server that ignores Range sends the whole object with 200.
+        let bytes = if partial {
+            bytes.to_vec()
+        } else {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            bytes.get(start..).map(|b| b[..b.len().min(length as usize)].to_vec()).unwrap_or_default()
+        };
+        if bytes.len() as u64 != length {
+            return Err(Error::new(ErrorKind::Truncated, format!("{what}: got {} bytes", bytes.len())));
+        }
+        Ok(bytes)
+    }
+
+    fn stat(&self, kind: ObjectKind, name: &str) -> Result<Option<u64>> {
+        let url = self.object_url(kind, name)?;
+        let what = format!("inspecting {kind} object {name}");
+        let resp = match self.send(&what, true, || self.client.head(&url)) {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let headers = resp.headers();
+        let size = headers
+            .get("x-arca-size")
+            .or_else(|| headers.get("content-length"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| Error::new(ErrorKind::Io, format!("{what}: the server sent no size")))?;
+        Ok(Some(size))
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
+        let what = format!("listing {kind} objects");
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}{kind}/?limit={PAGE}", self.base);
+            if let Some(a) = &after {
+                url.push_str("&after=");
+                url.push_str(a);
+            }
+            let resp = self.send(&what, true, || self.client.get(&url))?;
+            let body = resp.bytes().map_err(|e| Error::new(ErrorKind::Io, format!("{what}: {}", error_chain(&e))))?;
+            let page: Vec<Entry> = serde_json::from_slice(&body)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("{what}: unreadable answer: {}", error_chain(&e))))?;
+            let full = page.len() >= PAGE;
+            for e in page {
+                if validate_name(&e.name).is_err() {
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        format!("{what}: the server listed a bad name {:?}", e.name),
+                    ));
+                }
+                after = Some(e.name.clone());
+                out.push(ObjectInfo { name: e.name, size: e.size });
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
+        let url = self.object_url(kind, name)?;
+        match self.send(&format!("deleting {kind} object {name}"), true, || self.client.delete(&url)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() && kind != ObjectKind::Config => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        let url = self.base.trim_end_matches('/').to_string();
+        self.send("creating the repository", false, || self.client.post(&url))?;
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        self.base.trim_end_matches('/').to_string()
+    }
+}
