@@ -258,3 +258,89 @@ impl Store for HttpStore {
         self.base.trim_end_matches('/').to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_normalised() {
+        let s = HttpStore::new("http://127.0.0.1:8420/v1/repos/acme", "t").unwrap();
+        assert_eq!(s.location(), "http://127.0.0.1:8420/v1/repos/acme");
+        let s = HttpStore::new("https://host:1/acme/", "t").unwrap();
+        assert_eq!(s.location(), "https://host:1/v1/repos/acme");
+        for bad in ["ftp://h/acme", "http://h/", "http://h/v1/repos/ACME", "http://h/a/b", "http://u:p@h/acme", "x"] {
+            assert!(HttpStore::new(bad, "t").is_err(), "{bad}");
+        }
+        assert!(HttpStore::new("http://h/acme", " ").is_err());
+        assert_eq!(
+            s.put(ObjectKind::Index, "../x", b"").unwrap_err().kind(),
+            ErrorKind::InvalidName,
+            "names are checked before any request"
+        );
+    }
+
+    /// Answers each connection with the next canned response; returns the requests' first lines.
+    fn canned(responses: Vec<&'static str>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for resp in responses {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                seen.push(first.trim().to_string());
+                conn.write_all(resp.as_bytes()).unwrap();
+            }
+            seen
+        });
+        (format!("http://{addr}/v1/repos/acme"), handle)
+    }
+
+    #[test]
+    fn server_errors_are_retried_and_statuses_mapped() {
+        let (url, server) = canned(vec![
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: 18\r\nconnection: close\r\n\r\ndelete not allowed",
+            "HTTP/1.1 507 Insufficient Storage\r\ncontent-length: 4\r\nconnection: close\r\n\r\nfull",
+            "HTTP/1.1 416 Range Not Satisfiable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        ]);
+        let store = HttpStore::new(&url, "secret").unwrap();
+        assert_eq!(store.get(ObjectKind::Index, "abc").unwrap(), b"hello");
+        let err = store.delete(ObjectKind::Snapshot, "abc").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("delete not allowed"), "{err}");
+        assert_eq!(store.put(ObjectKind::Index, "abc", b"x").unwrap_err().kind(), ErrorKind::NoSpace);
+        assert_eq!(store.get_range(ObjectKind::DataPack, "abc", 10, 5).unwrap_err().kind(), ErrorKind::Truncated);
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen,
+            [
+                "GET /v1/repos/acme/index/abc HTTP/1.1",
+                "GET /v1/repos/acme/index/abc HTTP/1.1",
+                "DELETE /v1/repos/acme/snapshots/abc HTTP/1.1",
+                "PUT /v1/repos/acme/index/abc HTTP/1.1",
+                "GET /v1/repos/acme/data/abc HTTP/1.1",
+            ]
+        );
+    }
+}
