@@ -37,6 +37,7 @@ pub const MAX_BODY: usize = 1 << 30;
 /// The HTTP application, without a listener (tests can drive it directly).
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/healthz", get(routes::healthz))
         .route("/v1/repos/{repo}", post(routes::create_repo))
         .route("/v1/repos/{repo}/{kind}/", get(routes::list))
         .route(

@@ -358,6 +358,26 @@ pub(crate) async fn delete_object(
 }
 
 /// Any path that is not an API endpoint.
+/// `GET /healthz`, unauthenticated, for load balancers and monitoring: 200 when the data
+/// directory can be written (a probe file is created and removed), 503 otherwise. It says nothing
+/// about any tenant or repository.
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    let dir = state.data_dir().join("repos");
+    let probe = dir.join(format!(".healthz-{}", std::process::id()));
+    let ok = tokio::task::spawn_blocking(move || {
+        std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe)).is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    let (status, text) = if ok {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the data directory is not writable")
+    };
+    let body = format!("{{\"status\":\"{text}\",\"version\":\"{}\"}}", env!("CARGO_PKG_VERSION"));
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 pub(crate) async fn no_route() -> ApiError {
     ApiError::not_found("no such endpoint (the API lives under /v1/repos/REPO/)")
 }
@@ -440,5 +460,19 @@ mod tests {
         assert_eq!(send(&st, "PUT", "/v1/repos/acme/config/config", b"{}").await.0, StatusCode::OK);
         assert_eq!(send(&st, "PUT", "/v1/repos/acme/config/config", b"{ }").await.0, StatusCode::CONFLICT);
         assert_eq!(send(&st, "POST", "/v1/repos/acme", b"").await.0, StatusCode::CONFLICT);
+    }
+
+    #[tokio::test]
+    async fn healthz_reports_a_writable_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path());
+        std::fs::create_dir_all(dir.path().join("repos")).unwrap();
+        let (status, body) = send(&st, "GET", "/healthz", b"").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("\"status\":\"ok\""), "{body}");
+        // A data directory that vanished makes the node unhealthy.
+        std::fs::remove_dir_all(dir.path().join("repos")).unwrap();
+        let (status, body) = send(&st, "GET", "/healthz", b"").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     }
 }
