@@ -48,6 +48,20 @@ impl Drop for Server {
 impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let (child, base) = Self::spawn(&dir);
+        Server { child, base, dir }
+    }
+
+    /// SIGKILLs the server and starts a new one on the same data directory (a new port).
+    fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL: no graceful shutdown, writes cut wherever they are
+        self.child.wait().unwrap();
+        let (child, base) = Self::spawn(&self.dir);
+        self.child = child;
+        self.base = base;
+    }
+
+    fn spawn(dir: &TempDir) -> (Child, String) {
         let tokens = format!(
             "[[token]]\nhash = \"{}\"\nrole = \"admin\"\n\n\
              [[token]]\nhash = \"{}\"\nrepo = \"acme\"\nrole = \"device\"\n\n\
@@ -72,7 +86,7 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr = line.trim().rsplit("http://").next().unwrap().to_string();
         assert!(line.contains("listening on http://127.0.0.1:"), "unexpected first line {line:?}");
-        Server { child, base: format!("http://{addr}"), dir }
+        (child, format!("http://{addr}"))
     }
 
     fn repo_url(&self, repo: &str) -> String {
@@ -373,4 +387,61 @@ fn sigterm_stops_the_server_cleanly_and_tokens_hash_as_documented() {
     let hash = text.lines().nth(1).unwrap().trim_start_matches("hash:").trim();
     assert_eq!(token.len(), 64);
     assert_eq!(blake3::hash(token.as_bytes()).to_hex().as_str(), hash);
+}
+
+#[test]
+fn server_killed_during_uploads_loses_no_acknowledged_object() {
+    let mut server = Server::start();
+    server.ok(DEVICE, &["init"]);
+    let small = server.path("small");
+    make_tree(&small);
+    server.ok(DEVICE, &["backup", small.to_str().unwrap()]);
+    let acknowledged: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(DEVICE, &["--json", "snapshots"])).unwrap();
+    assert_eq!(acknowledged.len(), 1);
+
+    // A larger backup (several packs of incompressible data), cut by SIGKILL of the server.
+    // Fresh content each attempt, so there is always something to upload; shorter delays until
+    // the kill lands while the client is still sending.
+    let big = server.path("big");
+    let mut cut_one = false;
+    for (attempt, delay_ms) in [400u64, 200, 100, 40, 10].into_iter().enumerate() {
+        let _ = fs::remove_dir_all(&big);
+        fs::create_dir_all(&big).unwrap();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (attempt as u64 + 1);
+        for i in 0..6 {
+            let data: Vec<u8> = (0..8 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            fs::write(big.join(format!("part{i}.bin")), data).unwrap();
+        }
+        let mut client =
+            server.arca("acme", DEVICE).args(["--no-progress", "backup", big.to_str().unwrap()]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        server.kill_and_restart();
+        if !client.wait().unwrap().success() {
+            cut_one = true;
+            break;
+        }
+    }
+    assert!(cut_one, "no kill landed during an upload");
+
+    let after: Vec<serde_json::Value> = serde_json::from_str(&server.ok(DEVICE, &["--json", "snapshots"])).unwrap();
+    for snap in &acknowledged {
+        assert!(after.iter().any(|s| s["id"] == snap["id"]), "acknowledged snapshot {} lost", snap["id"]);
+    }
+    let check = server.arca("acme", DEVICE).args(["check", "--read-data"]).output().unwrap();
+    assert!(check.status.success(), "check after the crash:\n{}", String::from_utf8_lossy(&check.stderr));
+    let target = server.path("restored");
+    server.ok(DEVICE, &["restore", acknowledged[0]["id"].as_str().unwrap(), "--target", target.to_str().unwrap()]);
+    assert_same_tree(&small, &target.join(small.strip_prefix("/").unwrap()));
+    // And the next backup completes.
+    server.ok(DEVICE, &["backup", big.to_str().unwrap()]);
+    let check = server.arca("acme", DEVICE).args(["check", "--read-data"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 }
