@@ -445,3 +445,40 @@ fn server_killed_during_uploads_loses_no_acknowledged_object() {
     let check = server.arca("acme", DEVICE).args(["check", "--read-data"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 }
+
+#[test]
+fn fifty_clients_back_up_at_once() {
+    let server = Server::start();
+    server.ok(DEVICE, &["init"]);
+    let clients = 50;
+    let mut running = Vec::new();
+    for i in 0..clients {
+        let src = server.path(&format!("client-{i}"));
+        fs::create_dir_all(src.join("docs")).unwrap();
+        fs::write(src.join("docs/shared.txt"), "the same in every client\n".repeat(100)).unwrap();
+        fs::write(src.join(format!("own-{i}.bin")), (0..50_000u32).map(|b| (b * (i + 3)) as u8).collect::<Vec<u8>>())
+            .unwrap();
+        let child = server
+            .arca("acme", DEVICE)
+            .args(["--no-progress", "-q", "backup", "--host", &format!("host-{i}"), src.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        running.push(child);
+    }
+    for (i, child) in running.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "client {i} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let snaps: Vec<serde_json::Value> = serde_json::from_str(&server.ok(DEVICE, &["--json", "snapshots"])).unwrap();
+    assert_eq!(snaps.len(), clients as usize);
+    let check = server.arca("acme", DEVICE).args(["check", "--read-data"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // One client's files come back intact.
+    let target = server.path("restored");
+    let id = snaps.iter().find(|s| s["hostname"] == "host-7").unwrap()["id"].as_str().unwrap().to_string();
+    server.ok(DEVICE, &["restore", &id, "--target", target.to_str().unwrap()]);
+    let src = server.path("client-7");
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
