@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod errors;
+pub mod metrics;
 mod routes;
 pub mod state;
 
@@ -38,6 +39,7 @@ pub const MAX_BODY: usize = 1 << 30;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
         .route("/v1/repos/{repo}", post(routes::create_repo))
         .route("/v1/repos/{repo}/{kind}/", get(routes::list))
         .route(
@@ -46,7 +48,7 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(routes::no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(routes::request_context))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_context))
         .with_state(state)
 }
 

@@ -28,8 +28,10 @@ const DEVICE_NO_DELETE: &str =
 
 /// Gives each request an id (response header `x-request-id`, and every log line of the request),
 /// logs its outcome, and replaces the body of internal errors with a message naming the id.
-pub(crate) async fn request_context(req: Request, next: Next) -> Response {
+pub(crate) async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = hex::encode(rand::random::<[u8; 8]>());
+    let method = req.method().to_string();
+    let bytes_in = body_len(req.body());
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let start = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
@@ -44,7 +46,34 @@ pub(crate) async fn request_context(req: Request, next: Next) -> Response {
     span.in_scope(|| {
         tracing::info!(status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "done");
     });
+    state.metrics().observe(&method, resp.status().as_u16(), bytes_in, body_len(resp.body()));
     resp
+}
+
+/// A body's length when known up front (every body arca sends or serves has one).
+fn body_len(body: &Body) -> u64 {
+    use axum::body::HttpBody as _;
+    body.size_hint().exact().unwrap_or(0)
+}
+
+/// `GET /metrics`: Prometheus text exposition; needs an admin token (scrapers send it as a bearer
+/// token), since later versions add per-tenant figures.
+pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    match state.tokens().lookup(token) {
+        Some(grant) if grant.role == Role::Admin => Ok((
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            state.metrics().render(),
+        )
+            .into_response()),
+        Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "metrics need an admin token")),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "metrics need an admin token")),
+    }
 }
 
 /// What a request wants to do, for the permission check.
@@ -460,6 +489,22 @@ mod tests {
         assert_eq!(send(&st, "PUT", "/v1/repos/acme/config/config", b"{}").await.0, StatusCode::OK);
         assert_eq!(send(&st, "PUT", "/v1/repos/acme/config/config", b"{ }").await.0, StatusCode::CONFLICT);
         assert_eq!(send(&st, "POST", "/v1/repos/acme", b"").await.0, StatusCode::CONFLICT);
+    }
+
+    #[tokio::test]
+    async fn metrics_count_requests_and_need_an_admin_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path());
+        assert_eq!(send(&st, "POST", "/v1/repos/acme", b"").await.0, StatusCode::CREATED);
+        let body = b"0123456789";
+        let name = blake3::hash(body).to_hex().to_string();
+        assert_eq!(send(&st, "PUT", &format!("/v1/repos/acme/data/{name}"), body).await.0, StatusCode::CREATED);
+        // The device token of `state` may not read metrics.
+        assert_eq!(send(&st, "GET", "/metrics", b"").await.0, StatusCode::FORBIDDEN);
+        let text = st.metrics().render();
+        assert!(text.contains(r#"arca_server_http_requests_total{method="PUT",status="201"} 1"#), "{text}");
+        assert!(text.contains("arca_server_received_bytes_total 10"), "{text}");
+        assert!(text.contains(r#"method="GET",status="403""#), "{text}");
     }
 
     #[tokio::test]

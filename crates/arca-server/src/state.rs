@@ -16,17 +16,23 @@ pub struct AppState {
 struct Inner {
     data_dir: PathBuf,
     tokens: Arc<dyn TokenStore>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
     /// Repositories under `data_dir/repos/`, tokens from `tokens`.
     pub fn new(data_dir: impl Into<PathBuf>, tokens: Arc<dyn TokenStore>) -> AppState {
-        AppState { inner: Arc::new(Inner { data_dir: data_dir.into(), tokens }) }
+        AppState { inner: Arc::new(Inner { data_dir: data_dir.into(), tokens, metrics: Default::default() }) }
     }
 
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// The token store.

@@ -1,0 +1,79 @@
+//! Prometheus metrics of one server process, served at `/metrics` in the text exposition format.
+//!
+//! The registry lives in the application state rather than in a global, so every test (and every
+//! `app()`) has its own counters.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// The server's counters.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("arca_server");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        registry.register("http_requests", "HTTP requests answered, by method and status", requests.clone());
+        registry.register("received_bytes", "Request body bytes received (uploads)", bytes_in.clone());
+        registry.register("sent_bytes", "Response body bytes sent (downloads and listings)", bytes_out.clone());
+        Metrics { registry, requests, bytes_in, bytes_out }
+    }
+
+    /// Counts one answered request.
+    pub fn observe(&self, method: &str, status: u16, bytes_in: u64, bytes_out: u64) {
+        self.requests.get_or_create(&RequestLabels { method: method.to_string(), status }).inc();
+        self.bytes_in.inc_by(bytes_in);
+        self.bytes_out.inc_by(bytes_out);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        encode(&mut out, &self.registry).expect("encoding metrics into a String");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_in_the_exposition() {
+        let m = Metrics::new();
+        m.observe("PUT", 201, 1000, 0);
+        m.observe("PUT", 201, 24, 0);
+        m.observe("GET", 200, 0, 7);
+        let text = m.render();
+        assert!(text.contains(r#"arca_server_http_requests_total{method="PUT",status="201"} 2"#), "{text}");
+        assert!(text.contains("arca_server_received_bytes_total 1024"), "{text}");
+        assert!(text.contains("arca_server_sent_bytes_total 7"), "{text}");
+    }
+}
