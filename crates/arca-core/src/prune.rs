@@ -30,7 +30,6 @@ use crate::index::{decode_index, IndexPack};
 use crate::lock::{list_locks, LockGuard};
 use crate::pack::PackKind;
 use crate::repository::Repository;
-use crate::tree::ContentRef;
 use crate::walk::{walk, Visit};
 
 /// Prune options.
@@ -95,14 +94,7 @@ fn referenced_blobs(repo: &Repository) -> Result<Referenced> {
             &snap.tree,
             Path::new("/"),
             &mut |_, node| {
-                if let Some(t) = node.subtree {
-                    used.insert(t);
-                }
-                for c in &node.content {
-                    if let ContentRef::Blob { id, .. } = c {
-                        used.insert(*id);
-                    }
-                }
+                used.extend(node.blob_ids());
                 Ok(Visit::Continue)
             },
             &mut |path, id, e| {

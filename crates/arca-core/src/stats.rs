@@ -9,7 +9,6 @@ use crate::error::Result;
 use crate::id::{BlobId, SnapshotId};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
-use crate::tree::ContentRef;
 use crate::walk::{walk, Visit};
 
 /// Figures.
@@ -46,17 +45,10 @@ pub fn stats(repo: &Repository, snapshots: &[(SnapshotId, Snapshot)]) -> Result<
             &snap.tree,
             Path::new("/"),
             &mut |_, node| {
-                if let Some(t) = node.subtree {
-                    blobs.insert(t);
-                }
+                blobs.extend(node.blob_ids());
                 if node.is_file() {
                     s.files += 1;
                     s.restore_size += node.size;
-                }
-                for c in &node.content {
-                    if let ContentRef::Blob { id, .. } = c {
-                        blobs.insert(*id);
-                    }
                 }
                 Ok(Visit::Continue)
             },

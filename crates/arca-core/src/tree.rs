@@ -151,6 +151,14 @@ impl Node {
         matches!(self.kind, NodeKind::File)
     }
 
+    /// Every blob this node refers to: its subtree (directories) and its content blobs (files).
+    pub fn blob_ids(&self) -> impl Iterator<Item = BlobId> + '_ {
+        self.subtree.into_iter().chain(self.content.iter().filter_map(|c| match c {
+            ContentRef::Blob { id, .. } => Some(*id),
+            ContentRef::Zeros { .. } => None,
+        }))
+    }
+
     /// A one-letter type as `ls -l` shows it.
     pub fn type_char(&self) -> char {
         match self.kind {
