@@ -124,18 +124,17 @@ pub struct FilterArgs {
     pub paths: Vec<String>,
 }
 
+/// Splits `--tag a,b` entries into single tags, dropping empty ones (restic's convention).
+pub fn split_tags(tags: &[String]) -> Vec<String> {
+    tags.iter().flat_map(|t| t.split(',')).map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
+}
+
 impl FilterArgs {
     /// The engine's filter. Tag entries with commas are split (all must match).
     pub fn filter(&self) -> arca_core::repository::SnapshotFilter {
         arca_core::repository::SnapshotFilter {
             hosts: self.hosts.clone(),
-            tags: self
-                .tags
-                .iter()
-                .flat_map(|t| t.split(','))
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect(),
+            tags: split_tags(&self.tags),
             paths: self
                 .paths
                 .iter()

@@ -125,13 +125,7 @@ pub fn run(g: &GlobalOpts, a: &BackupArgs) -> Result<i32> {
     let show = progress::enabled(g);
     let opts = BackupOptions {
         paths: a.paths.clone(),
-        tags: a
-            .tags
-            .iter()
-            .flat_map(|t| t.split(','))
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect(),
+        tags: crate::cli::split_tags(&a.tags),
         hostname: a.host.clone().filter(|h| !h.trim().is_empty()),
         excludes,
         one_file_system: a.one_file_system,
