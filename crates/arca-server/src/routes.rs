@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use arca_core::envelope::read_manifest;
 use arca_core::snapshot::SNAPSHOT_MAGIC;
-use arca_store::{validate_name, ObjectInfo, ObjectKind, Store};
+use arca_store::{validate_name, LocalStore, ObjectInfo, ObjectKind, Store};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -59,13 +59,7 @@ fn body_len(body: &Body) -> u64 {
 /// `GET /metrics`: Prometheus text exposition; needs an admin token (scrapers send it as a bearer
 /// token), since later versions add per-tenant figures.
 pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    match state.tokens().lookup(token) {
+    match bearer_token(&headers).and_then(|t| state.tokens().lookup(t)) {
         Some(grant) if grant.role == Role::Admin => Ok((
             [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
             state.metrics().render(),
@@ -85,14 +79,19 @@ enum Action {
     Delete(ObjectKind),
 }
 
-/// Authenticates the bearer token and checks that it may do `action` in `repo`.
-fn authorize(state: &AppState, headers: &HeaderMap, repo: &str, action: Action) -> Result<Grant, ApiError> {
-    let token = headers
+/// The token of an `Authorization: Bearer …` header, if there is a non-empty one.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| !t.is_empty());
+        .filter(|t| !t.is_empty())
+}
+
+/// Authenticates the bearer token and checks that it may do `action` in `repo`.
+fn authorize(state: &AppState, headers: &HeaderMap, repo: &str, action: Action) -> Result<Grant, ApiError> {
+    let token = bearer_token(headers);
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
     let Some(token) = token else {
         return Err(unauthorized("missing token: send `Authorization: Bearer <token>` (the client reads ARCA_TOKEN)"));
@@ -155,6 +154,13 @@ fn check_name(kind: ObjectKind, name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_request(format!("invalid {kind} object name {name:?}")))
     }
+}
+
+/// Checks an object's kind and name (after authorisation) and opens its repository's store.
+fn object_target(state: &AppState, repo: &str, kind: &str, name: &str) -> Result<(ObjectKind, LocalStore), ApiError> {
+    let kind = parse_kind(kind)?;
+    check_name(kind, name)?;
+    Ok((kind, state.store(repo)))
 }
 
 /// Runs blocking store work off the async threads.
@@ -221,9 +227,7 @@ pub(crate) async fn head_object(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, &repo, Action::Read)?;
-    let kind = parse_kind(&kind)?;
-    check_name(kind, &name)?;
-    let store = state.store(&repo);
+    let (kind, store) = object_target(&state, &repo, &kind, &name)?;
     let n = name.clone();
     let size = blocking(move || store.stat(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
     match size {
@@ -255,9 +259,7 @@ pub(crate) async fn get_object(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, &repo, Action::Read)?;
-    let kind = parse_kind(&kind)?;
-    check_name(kind, &name)?;
-    let store = state.store(&repo);
+    let (kind, store) = object_target(&state, &repo, &kind, &name)?;
     let range = match headers.get(header::RANGE) {
         None => None,
         Some(v) => Some(
@@ -313,9 +315,7 @@ pub(crate) async fn put_object(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let grant = authorize(&state, &headers, &repo, Action::Put)?;
-    let kind = parse_kind(&kind)?;
-    check_name(kind, &name)?;
-    let store = state.store(&repo);
+    let (kind, store) = object_target(&state, &repo, &kind, &name)?;
     blocking(move || {
         if content_addressed(kind) {
             let actual = blake3::hash(&body).to_hex();
@@ -379,14 +379,11 @@ pub(crate) async fn delete_object(
     let kind_parsed = ObjectKind::from_dir(&kind);
     let action = Action::Delete(kind_parsed.unwrap_or(ObjectKind::Config));
     authorize(&state, &headers, &repo, action)?;
-    let kind = parse_kind(&kind)?;
-    check_name(kind, &name)?;
-    let store = state.store(&repo);
+    let (kind, store) = object_target(&state, &repo, &kind, &name)?;
     blocking(move || store.delete(kind, &name).map_err(|e| ApiError::from_store(e, kind, &name))).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Any path that is not an API endpoint.
 /// `GET /healthz`, unauthenticated, for load balancers and monitoring: 200 when the data
 /// directory can be written (a probe file is created and removed), 503 otherwise. It says nothing
 /// about any tenant or repository.
@@ -407,6 +404,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// Any path that is not an API endpoint.
 pub(crate) async fn no_route() -> ApiError {
     ApiError::not_found("no such endpoint (the API lives under /v1/repos/REPO/)")
 }
