@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod db;
 pub mod errors;
 pub mod metrics;
 mod routes;

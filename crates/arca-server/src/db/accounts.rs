@@ -1,0 +1,1073 @@
+//! Plans, tenants, users, repositories, devices and the tokens that authenticate them.
+//!
+//! Who exists and what they may reach. Permission *rules* live in [`crate::access`]; this module
+//! only stores and finds.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+use super::{col, dyn_query, is_unique_violation, now, Db, DbError, Result};
+
+/// What a principal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Provider staff with every right (plans, tenants, quotas, any repository).
+    ProviderAdmin,
+    /// Provider staff who can see everything and run scrubs, but change nothing of a tenant's.
+    Operator,
+    /// Manages one tenant: its users, repositories and devices; may forget and prune.
+    TenantAdmin,
+    /// A tenant's user: reads and backs up the tenant's repositories, never deletes.
+    TenantUser,
+    /// A backup client scoped to one repository: reads it and adds objects, never deletes.
+    Device,
+}
+
+impl Role {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ProviderAdmin => "provider-admin",
+            Role::Operator => "operator",
+            Role::TenantAdmin => "tenant-admin",
+            Role::TenantUser => "tenant-user",
+            Role::Device => "device",
+        }
+    }
+
+    /// Parses [`Role::as_str`].
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::ProviderAdmin, Role::Operator, Role::TenantAdmin, Role::TenantUser, Role::Device]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// Whether this is provider staff (not bound to a tenant).
+    pub fn is_provider(self) -> bool {
+        matches!(self, Role::ProviderAdmin | Role::Operator)
+    }
+}
+
+/// A plan: what a tenant buys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Unique name.
+    pub name: String,
+    /// Stored bytes past which uploads are refused (0: unlimited).
+    pub hard_quota_bytes: i64,
+    /// Stored bytes past which the tenant is warned (0: none).
+    pub soft_quota_bytes: i64,
+    /// Days during which no stored object can be deleted.
+    pub lock_days: i64,
+    /// Compliance mode: the lock period of a repository can never be shortened.
+    pub compliance: bool,
+    /// Price per year, in cents.
+    pub yearly_price_cents: i64,
+    /// Price per GB (10^9 bytes) of average stored bytes above the soft quota, per month, in cents.
+    pub overage_cents_per_gb: i64,
+}
+
+/// A tenant: one customer of the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Internal id.
+    pub id: i64,
+    /// Unique short name (`[a-z0-9-]`).
+    pub name: String,
+    /// Name for people.
+    pub display_name: String,
+    /// The plan, if any.
+    pub plan: Option<String>,
+    /// Hard quota on stored bytes (0: unlimited).
+    pub hard_quota_bytes: i64,
+    /// Soft quota on stored bytes (0: none).
+    pub soft_quota_bytes: i64,
+    /// Bytes stored in all its repositories, exact.
+    pub stored_bytes: i64,
+    /// Whether uploads are refused (reads still work so the customer can restore).
+    pub suspended: bool,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+}
+
+/// A user who signs in with a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Internal id.
+    pub id: i64,
+    /// Login name (unique on the server).
+    pub name: String,
+    /// The tenant (`None`: provider staff).
+    pub tenant: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Whether sign-in is refused.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A hosted repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    /// Internal id.
+    pub id: i64,
+    /// Unique name on the server (the `REPO` of `/v1/repos/REPO`).
+    pub name: String,
+    /// Owning tenant's id.
+    pub tenant_id: i64,
+    /// Owning tenant's name.
+    pub tenant: String,
+    /// Retention lock in days: objects younger than this cannot be deleted.
+    pub lock_days: i64,
+    /// Compliance mode: `lock_days` can never decrease.
+    pub compliance: bool,
+    /// Bytes stored, exact.
+    pub stored_bytes: i64,
+    /// Objects stored.
+    pub object_count: i64,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A backup client with a token scoped to one repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Internal id.
+    pub id: i64,
+    /// Name (unique within its tenant among active devices).
+    pub name: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Repository name.
+    pub repo: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last authenticated request (0: never).
+    pub last_seen_at: i64,
+    /// Revocation time (0: active).
+    pub revoked_at: i64,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token used.
+    pub token_id: i64,
+    /// Role.
+    pub role: Role,
+    /// Tenant (`None` for provider staff).
+    pub tenant_id: Option<i64>,
+    /// The user, for user tokens.
+    pub user_id: Option<i64>,
+    /// The device, for device tokens.
+    pub device_id: Option<i64>,
+    /// The one repository a device token reaches.
+    pub repo_id: Option<i64>,
+    /// Whether the principal's tenant is suspended.
+    pub suspended: bool,
+    /// Who, for the audit log: `user:NAME` or `device:NAME@TENANT`.
+    pub actor: String,
+}
+
+/// Short names of tenants, repositories and devices: 1 to 64 characters of `[a-z0-9-]`, not
+/// starting with `-`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-')
+}
+
+/// User login names: 1 to 128 characters of `[A-Za-z0-9._@+-]`.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(DbError::Invalid(format!(
+            "invalid {what} name {name:?}: use 1 to 64 characters of a-z, 0-9 and '-', not starting with '-'"
+        )))
+    }
+}
+
+fn conflict(e: sqlx::Error, what: String) -> DbError {
+    if is_unique_violation(&e) {
+        DbError::Conflict(what)
+    } else {
+        DbError::Sql(e)
+    }
+}
+
+/// A new random secret token: `arca_` + 64 hex digits (256 bits from the operating system).
+/// The prefix lets secret scanners recognise leaked tokens.
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("arca_{}", hex::encode(bytes))
+}
+
+/// The stored form of a token: BLAKE3 of it, in hex.
+///
+/// A fast hash is right here (unlike for passwords): tokens carry 256 random bits, so there is
+/// nothing to brute-force, and every request looks one up. The lookup compares hashes, so its
+/// timing reveals nothing about the token itself.
+pub fn hash_token(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// Hashes a password with Argon2id (the crate's defaults: 19 MiB, 2 passes, one lane; the
+/// OWASP-recommended minimum) into a PHC string with its own random salt.
+pub fn hash_password(password: &str) -> Result<String> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| DbError::Invalid(format!("cannot hash the password: {e}")))
+}
+
+/// Whether `password` matches a PHC string from [`hash_password`].
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    argon2::Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
+}
+
+/// Minimum password length for users.
+pub const MIN_PASSWORD_LEN: usize = 10;
+
+fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(DbError::Invalid(format!("passwords need at least {MIN_PASSWORD_LEN} characters")));
+    }
+    Ok(())
+}
+
+const PLAN_COLUMNS: &str =
+    "name, hard_quota_bytes, soft_quota_bytes, lock_days, compliance, yearly_price_cents, overage_cents_per_gb";
+
+fn plan_from(row: &AnyRow) -> Result<Plan> {
+    Ok(Plan {
+        name: col(row, "name")?,
+        hard_quota_bytes: col(row, "hard_quota_bytes")?,
+        soft_quota_bytes: col(row, "soft_quota_bytes")?,
+        lock_days: col(row, "lock_days")?,
+        compliance: col::<i64>(row, "compliance")? != 0,
+        yearly_price_cents: col(row, "yearly_price_cents")?,
+        overage_cents_per_gb: col(row, "overage_cents_per_gb")?,
+    })
+}
+
+const TENANT_SELECT: &str = "SELECT t.id, t.name, t.display_name, p.name AS plan, t.hard_quota_bytes, \
+     t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at FROM tenants t LEFT JOIN plans p ON p.id = t.plan_id";
+
+fn tenant_from(row: &AnyRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        display_name: col(row, "display_name")?,
+        plan: col(row, "plan")?,
+        hard_quota_bytes: col(row, "hard_quota_bytes")?,
+        soft_quota_bytes: col(row, "soft_quota_bytes")?,
+        stored_bytes: col(row, "stored_bytes")?,
+        suspended: col::<i64>(row, "suspended")? != 0,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+const REPO_SELECT: &str = "SELECT r.id, r.name, r.tenant_id, t.name AS tenant, r.lock_days, r.compliance, \
+     r.stored_bytes, r.object_count, r.created_at FROM repositories r JOIN tenants t ON t.id = r.tenant_id";
+
+fn repo_from(row: &AnyRow) -> Result<Repository> {
+    Ok(Repository {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        tenant_id: col(row, "tenant_id")?,
+        tenant: col(row, "tenant")?,
+        lock_days: col(row, "lock_days")?,
+        compliance: col::<i64>(row, "compliance")? != 0,
+        stored_bytes: col(row, "stored_bytes")?,
+        object_count: col(row, "object_count")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+const USER_SELECT: &str = "SELECT u.id, u.name, t.name AS tenant, u.role, u.disabled, u.created_at \
+     FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id";
+
+fn user_from(row: &AnyRow) -> Result<User> {
+    let role: String = col(row, "role")?;
+    Ok(User {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        tenant: col(row, "tenant")?,
+        role: Role::parse(&role).ok_or_else(|| DbError::Invalid(format!("unknown role {role:?} in the database")))?,
+        disabled: col::<i64>(row, "disabled")? != 0,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+const DEVICE_SELECT: &str = "SELECT d.id, d.name, t.name AS tenant, r.name AS repo, d.created_at, d.last_seen_at, \
+     d.revoked_at FROM devices d JOIN tenants t ON t.id = d.tenant_id JOIN repositories r ON r.id = d.repo_id";
+
+fn device_from(row: &AnyRow) -> Result<Device> {
+    Ok(Device {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        tenant: col(row, "tenant")?,
+        repo: col(row, "repo")?,
+        created_at: col(row, "created_at")?,
+        last_seen_at: col(row, "last_seen_at")?,
+        revoked_at: col(row, "revoked_at")?,
+    })
+}
+
+/// Changes to a tenant (absent fields stay).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantChange {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New plan (its quotas replace the tenant's).
+    pub plan: Option<String>,
+    /// New hard quota (overrides the plan's).
+    pub hard_quota_bytes: Option<i64>,
+    /// New soft quota (overrides the plan's).
+    pub soft_quota_bytes: Option<i64>,
+    /// Suspend or resume.
+    pub suspended: Option<bool>,
+}
+
+impl Db {
+    // ---- plans ----
+
+    /// Creates a plan.
+    pub async fn create_plan(&self, plan: &Plan) -> Result<()> {
+        check_name("plan", &plan.name)?;
+        if [plan.hard_quota_bytes, plan.soft_quota_bytes, plan.lock_days, plan.yearly_price_cents]
+            .iter()
+            .chain([&plan.overage_cents_per_gb])
+            .any(|v| *v < 0)
+        {
+            return Err(DbError::Invalid("plan figures cannot be negative".into()));
+        }
+        dyn_query(format!("INSERT INTO plans ({PLAN_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+            .bind(&plan.name)
+            .bind(plan.hard_quota_bytes)
+            .bind(plan.soft_quota_bytes)
+            .bind(plan.lock_days)
+            .bind(plan.compliance as i64)
+            .bind(plan.yearly_price_cents)
+            .bind(plan.overage_cents_per_gb)
+            .bind(now())
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict(e, format!("a plan named {} already exists", plan.name)))?;
+        Ok(())
+    }
+
+    /// Every plan, by name.
+    pub async fn plans(&self) -> Result<Vec<Plan>> {
+        let rows = dyn_query(format!("SELECT {PLAN_COLUMNS} FROM plans ORDER BY name")).fetch_all(self.pool()).await?;
+        rows.iter().map(plan_from).collect()
+    }
+
+    /// One plan.
+    pub async fn plan(&self, name: &str) -> Result<Plan> {
+        let row = dyn_query(format!("SELECT {PLAN_COLUMNS} FROM plans WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| DbError::NotFound(format!("no plan named {name}")))?;
+        plan_from(&row)
+    }
+
+    // ---- tenants ----
+
+    /// Creates a tenant, with the quotas of `plan` if given.
+    pub async fn create_tenant(&self, name: &str, display_name: &str, plan: Option<&str>) -> Result<Tenant> {
+        check_name("tenant", name)?;
+        let (plan_id, hard, soft) = match plan {
+            Some(p) => {
+                let row = sqlx::query("SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1")
+                    .bind(p)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .ok_or_else(|| DbError::NotFound(format!("no plan named {p}")))?;
+                (Some(col::<i64>(&row, "id")?), col(&row, "hard_quota_bytes")?, col(&row, "soft_quota_bytes")?)
+            }
+            None => (None, 0, 0),
+        };
+        let display = if display_name.trim().is_empty() { name } else { display_name.trim() };
+        sqlx::query(
+            "INSERT INTO tenants (name, display_name, plan_id, hard_quota_bytes, soft_quota_bytes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(name)
+        .bind(display)
+        .bind(plan_id)
+        .bind(hard)
+        .bind(soft)
+        .bind(now())
+        .execute(self.pool())
+        .await
+        .map_err(|e| conflict(e, format!("a tenant named {name} already exists")))?;
+        self.tenant(name).await
+    }
+
+    /// Every tenant, by name.
+    pub async fn tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = dyn_query(format!("{TENANT_SELECT} ORDER BY t.name")).fetch_all(self.pool()).await?;
+        rows.iter().map(tenant_from).collect()
+    }
+
+    /// One tenant by name.
+    pub async fn tenant(&self, name: &str) -> Result<Tenant> {
+        let row = dyn_query(format!("{TENANT_SELECT} WHERE t.name = $1"))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| DbError::NotFound(format!("no tenant named {name}")))?;
+        tenant_from(&row)
+    }
+
+    /// One tenant by id.
+    pub async fn tenant_by_id(&self, id: i64) -> Result<Tenant> {
+        let row = dyn_query(format!("{TENANT_SELECT} WHERE t.id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| DbError::NotFound(format!("no tenant with id {id}")))?;
+        tenant_from(&row)
+    }
+
+    /// Applies `change` to tenant `name`.
+    pub async fn update_tenant(&self, name: &str, change: &TenantChange) -> Result<Tenant> {
+        let tenant = self.tenant(name).await?;
+        let mut tx = self.pool().begin().await?;
+        if let Some(d) = &change.display_name {
+            sqlx::query("UPDATE tenants SET display_name = $1 WHERE id = $2")
+                .bind(d.trim())
+                .bind(tenant.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(p) = &change.plan {
+            let row = sqlx::query("SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1")
+                .bind(p)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| DbError::NotFound(format!("no plan named {p}")))?;
+            sqlx::query("UPDATE tenants SET plan_id = $1, hard_quota_bytes = $2, soft_quota_bytes = $3 WHERE id = $4")
+                .bind(col::<i64>(&row, "id")?)
+                .bind(col::<i64>(&row, "hard_quota_bytes")?)
+                .bind(col::<i64>(&row, "soft_quota_bytes")?)
+                .bind(tenant.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (column, value) in
+            [("hard_quota_bytes", change.hard_quota_bytes), ("soft_quota_bytes", change.soft_quota_bytes)]
+        {
+            if let Some(v) = value {
+                if v < 0 {
+                    return Err(DbError::Invalid(format!("{column} cannot be negative")));
+                }
+                dyn_query(format!("UPDATE tenants SET {column} = $1 WHERE id = $2"))
+                    .bind(v)
+                    .bind(tenant.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        if let Some(s) = change.suspended {
+            sqlx::query("UPDATE tenants SET suspended = $1 WHERE id = $2")
+                .bind(s as i64)
+                .bind(tenant.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.tenant(name).await
+    }
+
+    /// Deletes a tenant that has no repositories left (their objects must go first, within their
+    /// locks), with its users, devices and tokens.
+    pub async fn delete_tenant(&self, name: &str) -> Result<()> {
+        let tenant = self.tenant(name).await?;
+        let mut tx = self.pool().begin().await?;
+        let repos: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repositories WHERE tenant_id = $1")
+            .bind(tenant.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if repos > 0 {
+            return Err(DbError::Conflict(format!(
+                "tenant {name} still has {repos} repositories: delete them first (each only once its retention \
+                 lock allows)"
+            )));
+        }
+        for sql in [
+            "DELETE FROM tokens WHERE user_id IN (SELECT id FROM users WHERE tenant_id = $1)",
+            "DELETE FROM tokens WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = $1)",
+            "DELETE FROM devices WHERE tenant_id = $1",
+            "DELETE FROM users WHERE tenant_id = $1",
+            "DELETE FROM reservations WHERE tenant_id = $1",
+            "DELETE FROM tenants WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(tenant.id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- users ----
+
+    /// Creates a user. `tenant` is `None` for provider staff (roles provider-admin, operator).
+    pub async fn create_user(&self, name: &str, password: &str, role: Role, tenant: Option<&str>) -> Result<User> {
+        if !valid_user_name(name) {
+            return Err(DbError::Invalid(format!(
+                "invalid user name {name:?}: use 1 to 128 characters of letters, digits and ._@+-"
+            )));
+        }
+        check_password(password)?;
+        let tenant_id = match (role, tenant) {
+            (Role::Device, _) => return Err(DbError::Invalid("devices are not users: add a device instead".into())),
+            (r, None) if r.is_provider() => None,
+            (r, Some(_)) if r.is_provider() => {
+                return Err(DbError::Invalid(format!("{} users belong to the provider, not a tenant", r.as_str())))
+            }
+            (_, None) => return Err(DbError::Invalid("tenant users need a tenant".into())),
+            (_, Some(t)) => Some(self.tenant(t).await?.id),
+        };
+        let hash = hash_password(password)?;
+        sqlx::query("INSERT INTO users (tenant_id, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(tenant_id)
+            .bind(name)
+            .bind(hash)
+            .bind(role.as_str())
+            .bind(now())
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict(e, format!("a user named {name} already exists")))?;
+        self.user(name).await
+    }
+
+    /// One user by login name.
+    pub async fn user(&self, name: &str) -> Result<User> {
+        let row = dyn_query(format!("{USER_SELECT} WHERE u.name = $1"))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| DbError::NotFound(format!("no user named {name}")))?;
+        user_from(&row)
+    }
+
+    /// Users of one tenant, or provider staff (`None`), by name.
+    pub async fn users(&self, tenant_id: Option<i64>) -> Result<Vec<User>> {
+        let rows = match tenant_id {
+            Some(t) => {
+                dyn_query(format!("{USER_SELECT} WHERE u.tenant_id = $1 ORDER BY u.name"))
+                    .bind(t)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => {
+                dyn_query(format!("{USER_SELECT} WHERE u.tenant_id IS NULL ORDER BY u.name"))
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        rows.iter().map(user_from).collect()
+    }
+
+    /// Whether any provider admin exists (first start creates one).
+    pub async fn has_provider_admin(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = $1")
+            .bind(Role::ProviderAdmin.as_str())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Checks a user's password. Repeated failures lock the account for a while
+    /// ([`LOCKOUT_AFTER`] failures: [`LOCKOUT_SECS`]); a disabled or locked user fails even with
+    /// the right password. The outcome tells the caller which, for the audit log.
+    pub async fn check_login(&self, name: &str, password: &str) -> Result<LoginOutcome> {
+        let row = sqlx::query("SELECT id, password_hash, disabled, locked_until FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else {
+            // Spend the same time as a real check, so timing does not reveal which names exist.
+            let _ = verify_password(password, dummy_hash());
+            return Ok(LoginOutcome::BadCredentials);
+        };
+        let id: i64 = col(&row, "id")?;
+        let hash: String = col(&row, "password_hash")?;
+        let ok = verify_password(password, &hash);
+        if col::<i64>(&row, "disabled")? != 0 {
+            return Ok(LoginOutcome::Disabled);
+        }
+        let locked_until: i64 = col(&row, "locked_until")?;
+        if locked_until > now() {
+            return Ok(LoginOutcome::Locked { until: locked_until });
+        }
+        if ok {
+            sqlx::query("UPDATE users SET failed_logins = 0 WHERE id = $1").bind(id).execute(self.pool()).await?;
+            return Ok(LoginOutcome::Ok(self.user(name).await?));
+        }
+        let failed: i64 = sqlx::query_scalar(
+            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await?;
+        if failed >= LOCKOUT_AFTER {
+            let until = now() + LOCKOUT_SECS;
+            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2")
+                .bind(until)
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+            return Ok(LoginOutcome::Locked { until });
+        }
+        Ok(LoginOutcome::BadCredentials)
+    }
+
+    // ---- repositories ----
+
+    /// Creates a repository for `tenant`, with the lock of the tenant's plan (or `lock_days`).
+    pub async fn create_repository(&self, tenant: &str, name: &str, lock_days: Option<i64>) -> Result<Repository> {
+        check_name("repository", name)?;
+        let t = self.tenant(tenant).await?;
+        let plan = match &t.plan {
+            Some(p) => Some(self.plan(p).await?),
+            None => None,
+        };
+        let plan_lock = plan.as_ref().map_or(0, |p| p.lock_days);
+        let compliance = plan.as_ref().is_some_and(|p| p.compliance);
+        let lock = lock_days.unwrap_or(plan_lock);
+        if lock < plan_lock {
+            return Err(DbError::Invalid(format!(
+                "the plan {} requires a retention lock of at least {plan_lock} days",
+                t.plan.as_deref().unwrap_or("")
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO repositories (tenant_id, name, lock_days, compliance, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(t.id)
+        .bind(name)
+        .bind(lock)
+        .bind(compliance as i64)
+        .bind(now())
+        .execute(self.pool())
+        .await
+        .map_err(|e| conflict(e, format!("a repository named {name} already exists on this server")))?;
+        self.repository(name).await
+    }
+
+    /// One repository by name.
+    pub async fn repository(&self, name: &str) -> Result<Repository> {
+        self.find_repository(name).await?.ok_or_else(|| DbError::NotFound(format!("no repository named {name}")))
+    }
+
+    /// One repository by name, if it exists.
+    pub async fn find_repository(&self, name: &str) -> Result<Option<Repository>> {
+        let row = dyn_query(format!("{REPO_SELECT} WHERE r.name = $1")).bind(name).fetch_optional(self.pool()).await?;
+        row.as_ref().map(repo_from).transpose()
+    }
+
+    /// Repositories of one tenant, or all (`None`), by name.
+    pub async fn repositories(&self, tenant_id: Option<i64>) -> Result<Vec<Repository>> {
+        let rows = match tenant_id {
+            Some(t) => {
+                dyn_query(format!("{REPO_SELECT} WHERE r.tenant_id = $1 ORDER BY r.name"))
+                    .bind(t)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => dyn_query(format!("{REPO_SELECT} ORDER BY r.name")).fetch_all(self.pool()).await?,
+        };
+        rows.iter().map(repo_from).collect()
+    }
+
+    /// Changes a repository's retention lock. In compliance mode it can only grow; compliance
+    /// mode, once on, stays on.
+    pub async fn set_repository_lock(
+        &self,
+        name: &str,
+        lock_days: i64,
+        compliance: Option<bool>,
+    ) -> Result<Repository> {
+        let repo = self.repository(name).await?;
+        if lock_days < 0 {
+            return Err(DbError::Invalid("lock days cannot be negative".into()));
+        }
+        if repo.compliance && lock_days < repo.lock_days {
+            return Err(DbError::Invalid(format!(
+                "repository {name} is in compliance mode: its retention lock of {} days can be extended but never \
+                 shortened",
+                repo.lock_days
+            )));
+        }
+        if repo.compliance && compliance == Some(false) {
+            return Err(DbError::Invalid(format!(
+                "repository {name} is in compliance mode, which cannot be turned off"
+            )));
+        }
+        let compliance = compliance.unwrap_or(repo.compliance);
+        sqlx::query("UPDATE repositories SET lock_days = $1, compliance = $2 WHERE id = $3")
+            .bind(lock_days)
+            .bind(compliance as i64)
+            .bind(repo.id)
+            .execute(self.pool())
+            .await?;
+        self.repository(name).await
+    }
+
+    /// Deletes an empty repository's record and revokes its devices.
+    pub async fn delete_repository(&self, name: &str) -> Result<()> {
+        let repo = self.repository(name).await?;
+        let mut tx = self.pool().begin().await?;
+        let objects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE repo_id = $1")
+            .bind(repo.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if objects > 0 {
+            return Err(DbError::Conflict(format!(
+                "repository {name} still holds {objects} objects: delete them first (forget and prune, or wait for \
+                 their retention lock to pass)"
+            )));
+        }
+        for sql in [
+            "DELETE FROM tokens WHERE device_id IN (SELECT id FROM devices WHERE repo_id = $1)",
+            "DELETE FROM devices WHERE repo_id = $1",
+            "DELETE FROM usage_daily WHERE repo_id = $1",
+            "DELETE FROM snapshot_packs WHERE repo_id = $1",
+            "DELETE FROM repositories WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(repo.id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- devices and tokens ----
+
+    /// Adds a device with a token scoped to `repo`; returns the device and its token (shown once,
+    /// stored only hashed).
+    pub async fn create_device(&self, tenant: &str, name: &str, repo: &str) -> Result<(Device, String)> {
+        check_name("device", name)?;
+        let t = self.tenant(tenant).await?;
+        let r = self.repository(repo).await?;
+        if r.tenant_id != t.id {
+            return Err(DbError::NotFound(format!("tenant {tenant} has no repository named {repo}")));
+        }
+        let taken: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE tenant_id = $1 AND name = $2 AND revoked_at = 0")
+                .bind(t.id)
+                .bind(name)
+                .fetch_one(self.pool())
+                .await?;
+        if taken > 0 {
+            return Err(DbError::Conflict(format!("tenant {tenant} already has an active device named {name}")));
+        }
+        let mut tx = self.pool().begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO devices (tenant_id, repo_id, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(t.id)
+        .bind(r.id)
+        .bind(name)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        let token = new_token();
+        sqlx::query("INSERT INTO tokens (token_hash, device_id, label, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash_token(&token))
+            .bind(id)
+            .bind(format!("device {name}"))
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((self.device(id).await?, token))
+    }
+
+    async fn device(&self, id: i64) -> Result<Device> {
+        let row = dyn_query(format!("{DEVICE_SELECT} WHERE d.id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| DbError::NotFound(format!("no device with id {id}")))?;
+        device_from(&row)
+    }
+
+    /// Devices of one tenant, or all (`None`).
+    pub async fn devices(&self, tenant_id: Option<i64>) -> Result<Vec<Device>> {
+        let rows = match tenant_id {
+            Some(t) => {
+                dyn_query(format!("{DEVICE_SELECT} WHERE d.tenant_id = $1 ORDER BY d.name, d.id"))
+                    .bind(t)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => dyn_query(format!("{DEVICE_SELECT} ORDER BY t.name, d.name, d.id")).fetch_all(self.pool()).await?,
+        };
+        rows.iter().map(device_from).collect()
+    }
+
+    /// Revokes tenant `tenant`'s active device `name` and its tokens.
+    pub async fn revoke_device(&self, tenant: &str, name: &str) -> Result<Device> {
+        let t = self.tenant(tenant).await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM devices WHERE tenant_id = $1 AND name = $2 AND revoked_at = 0")
+                .bind(t.id)
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        let id = id.ok_or_else(|| DbError::NotFound(format!("tenant {tenant} has no active device named {name}")))?;
+        let at = now();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE devices SET revoked_at = $1 WHERE id = $2").bind(at).bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE device_id = $2 AND revoked_at = 0")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.device(id).await
+    }
+
+    /// Issues an API token for a user (after [`Db::check_login`]); `ttl_days` 0 means no expiry.
+    pub async fn create_user_token(&self, user_id: i64, label: &str, ttl_days: i64) -> Result<(String, i64)> {
+        let token = new_token();
+        let expires = if ttl_days > 0 { now() + ttl_days * 86_400 } else { 0 };
+        sqlx::query(
+            "INSERT INTO tokens (token_hash, user_id, label, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(hash_token(&token))
+        .bind(user_id)
+        .bind(label)
+        .bind(now())
+        .bind(expires)
+        .execute(self.pool())
+        .await?;
+        Ok((token, expires))
+    }
+
+    /// Revokes one token (sign-out) by its id.
+    pub async fn revoke_token(&self, token_id: i64) -> Result<()> {
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0")
+            .bind(now())
+            .bind(token_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The principal a bearer token authenticates, or `None` if the token is unknown, revoked,
+    /// expired, or belongs to a disabled user or revoked device.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT k.id AS token_id, k.expires_at, \
+                    u.id AS user_id, u.name AS user_name, u.role, u.tenant_id AS user_tenant, u.disabled, \
+                    d.id AS device_id, d.name AS device_name, d.repo_id, d.tenant_id AS device_tenant, d.revoked_at, \
+                    t.name AS tenant_name, t.suspended \
+             FROM tokens k \
+             LEFT JOIN users u ON u.id = k.user_id \
+             LEFT JOIN devices d ON d.id = k.device_id \
+             LEFT JOIN tenants t ON t.id = COALESCE(u.tenant_id, d.tenant_id) \
+             WHERE k.token_hash = $1 AND k.revoked_at = 0",
+        )
+        .bind(hash_token(token))
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires: i64 = col(&row, "expires_at")?;
+        if expires != 0 && expires <= now() {
+            return Ok(None);
+        }
+        let token_id: i64 = col(&row, "token_id")?;
+        let suspended = col::<Option<i64>>(&row, "suspended")?.unwrap_or(0) != 0;
+        let tenant_name: Option<String> = col(&row, "tenant_name")?;
+        if let Some(device_id) = col::<Option<i64>>(&row, "device_id")? {
+            if col::<Option<i64>>(&row, "revoked_at")?.unwrap_or(0) != 0 {
+                return Ok(None);
+            }
+            let name: String = col(&row, "device_name")?;
+            // Recorded at most once a minute per device, so backups do not write on every request.
+            sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
+                .bind(now())
+                .bind(device_id)
+                .bind(now() - 60)
+                .execute(self.pool())
+                .await?;
+            return Ok(Some(Principal {
+                token_id,
+                role: Role::Device,
+                tenant_id: col(&row, "device_tenant")?,
+                user_id: None,
+                device_id: Some(device_id),
+                repo_id: col(&row, "repo_id")?,
+                suspended,
+                actor: format!("device:{name}@{}", tenant_name.unwrap_or_default()),
+            }));
+        }
+        if let Some(user_id) = col::<Option<i64>>(&row, "user_id")? {
+            if col::<Option<i64>>(&row, "disabled")?.unwrap_or(0) != 0 {
+                return Ok(None);
+            }
+            let role: String = col(&row, "role")?;
+            let role = Role::parse(&role).ok_or_else(|| DbError::Invalid(format!("unknown role {role:?}")))?;
+            let name: String = col(&row, "user_name")?;
+            return Ok(Some(Principal {
+                token_id,
+                role,
+                tenant_id: col(&row, "user_tenant")?,
+                user_id: Some(user_id),
+                device_id: None,
+                repo_id: None,
+                suspended,
+                actor: format!("user:{name}"),
+            }));
+        }
+        Ok(None)
+    }
+}
+
+/// Failed logins in a row that lock an account.
+pub const LOCKOUT_AFTER: i64 = 5;
+/// How long a locked account stays locked.
+pub const LOCKOUT_SECS: i64 = 15 * 60;
+
+/// A hash of a random password, checked against when the user does not exist (made once).
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&new_token()).unwrap_or_default())
+}
+
+/// The result of a password check.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// Signed in.
+    Ok(User),
+    /// Unknown user or wrong password (the caller must not say which).
+    BadCredentials,
+    /// Too many failures: locked until this time.
+    Locked {
+        /// Unix seconds.
+        until: i64,
+    },
+    /// The account is disabled.
+    Disabled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::sqlite;
+
+    fn plan(name: &str, lock_days: i64, compliance: bool) -> Plan {
+        Plan {
+            name: name.into(),
+            hard_quota_bytes: 1000,
+            soft_quota_bytes: 800,
+            lock_days,
+            compliance,
+            yearly_price_cents: 12_000,
+            overage_cents_per_gb: 5,
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_repos_devices_and_tokens() {
+        let (db, _dir) = sqlite().await;
+        db.create_plan(&plan("basic", 7, false)).await.unwrap();
+        assert!(matches!(db.create_plan(&plan("basic", 7, false)).await, Err(DbError::Conflict(_))));
+        let t = db.create_tenant("acme", "ACME Ltd", Some("basic")).await.unwrap();
+        assert_eq!((t.hard_quota_bytes, t.soft_quota_bytes, t.plan.as_deref()), (1000, 800, Some("basic")));
+        assert!(matches!(db.create_tenant("acme", "", None).await, Err(DbError::Conflict(_))));
+        assert!(matches!(db.create_tenant("../x", "", None).await, Err(DbError::Invalid(_))));
+        let r = db.create_repository("acme", "acme-laptop", None).await.unwrap();
+        assert_eq!((r.lock_days, r.compliance, r.tenant.as_str()), (7, false, "acme"));
+        assert!(matches!(db.create_repository("acme", "acme-x", Some(3)).await, Err(DbError::Invalid(_))));
+        let (dev, token) = db.create_device("acme", "laptop", "acme-laptop").await.unwrap();
+        assert!(token.starts_with("arca_") && token.len() == 69);
+        let p = db.authenticate(&token).await.unwrap().unwrap();
+        assert_eq!((p.role, p.repo_id, p.tenant_id), (Role::Device, Some(r.id), Some(t.id)));
+        assert_eq!(p.actor, "device:laptop@acme");
+        assert!(db.authenticate("arca_nope").await.unwrap().is_none());
+        assert!(matches!(db.create_device("acme", "laptop", "acme-laptop").await, Err(DbError::Conflict(_))));
+        let revoked = db.revoke_device("acme", "laptop").await.unwrap();
+        assert!(revoked.revoked_at > 0 && revoked.id == dev.id);
+        assert!(db.authenticate(&token).await.unwrap().is_none(), "a revoked device's token must stop working");
+        // The name is free again once revoked.
+        db.create_device("acme", "laptop", "acme-laptop").await.unwrap();
+        // Another tenant cannot attach a device to acme's repository.
+        db.create_tenant("other", "", None).await.unwrap();
+        assert!(matches!(db.create_device("other", "x", "acme-laptop").await, Err(DbError::NotFound(_))));
+        assert!(matches!(db.delete_tenant("acme").await, Err(DbError::Conflict(_))));
+        db.delete_repository("acme-laptop").await.unwrap();
+        db.delete_tenant("acme").await.unwrap();
+        assert_eq!(db.tenants().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn compliance_locks_only_grow() {
+        let (db, _dir) = sqlite().await;
+        db.create_plan(&plan("gold", 30, true)).await.unwrap();
+        db.create_tenant("acme", "", Some("gold")).await.unwrap();
+        db.create_repository("acme", "r1", Some(40)).await.unwrap();
+        assert!(matches!(db.set_repository_lock("r1", 35, None).await, Err(DbError::Invalid(_))));
+        assert!(matches!(db.set_repository_lock("r1", 50, Some(false)).await, Err(DbError::Invalid(_))));
+        assert_eq!(db.set_repository_lock("r1", 50, None).await.unwrap().lock_days, 50);
+        db.create_plan(&plan("soft", 10, false)).await.unwrap();
+        db.create_tenant("b", "", Some("soft")).await.unwrap();
+        db.create_repository("b", "r2", None).await.unwrap();
+        assert_eq!(db.set_repository_lock("r2", 2, None).await.unwrap().lock_days, 2);
+    }
+
+    #[tokio::test]
+    async fn logins_lock_out_after_repeated_failures() {
+        let (db, _dir) = sqlite().await;
+        db.create_tenant("acme", "", None).await.unwrap();
+        assert!(matches!(
+            db.create_user("bob", "short", Role::TenantAdmin, Some("acme")).await,
+            Err(DbError::Invalid(_))
+        ));
+        assert!(matches!(
+            db.create_user("root", "long enough pw", Role::ProviderAdmin, Some("acme")).await,
+            Err(DbError::Invalid(_))
+        ));
+        let u = db.create_user("bob", "correct horse", Role::TenantAdmin, Some("acme")).await.unwrap();
+        assert_eq!(u.tenant.as_deref(), Some("acme"));
+        assert!(matches!(db.check_login("bob", "correct horse").await.unwrap(), LoginOutcome::Ok(_)));
+        assert!(matches!(db.check_login("nobody", "x").await.unwrap(), LoginOutcome::BadCredentials));
+        for _ in 0..LOCKOUT_AFTER - 1 {
+            assert!(matches!(db.check_login("bob", "wrong").await.unwrap(), LoginOutcome::BadCredentials));
+        }
+        assert!(matches!(db.check_login("bob", "wrong").await.unwrap(), LoginOutcome::Locked { .. }));
+        // Locked: even the right password is refused until the lock passes.
+        assert!(matches!(db.check_login("bob", "correct horse").await.unwrap(), LoginOutcome::Locked { .. }));
+        let (token, _) = db.create_user_token(u.id, "cli", 1).await.unwrap();
+        let p = db.authenticate(&token).await.unwrap().unwrap();
+        assert_eq!((p.role, p.actor.as_str()), (Role::TenantAdmin, "user:bob"));
+        db.revoke_token(p.token_id).await.unwrap();
+        assert!(db.authenticate(&token).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn stored_password_hashes_are_argon2id() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("correct horsf", &h));
+        assert!(!verify_password("x", dummy_hash()) && dummy_hash().starts_with("$argon2id$"));
+    }
+}

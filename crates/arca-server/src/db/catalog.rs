@@ -1,0 +1,398 @@
+//! The object catalogue: which objects each repository holds, how big and since when, plus the
+//! quota reservations that let the server refuse an upload before accepting its bytes.
+//!
+//! Every change to the catalogue updates, in the same transaction, the repository's and tenant's
+//! stored-bytes counters and the day's metering row, so quotas and usage are exact to the byte
+//! and agree with each other whatever crashes.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use super::accounts::Repository;
+use super::{col, now, Db, DbError, Result};
+
+/// One catalogued object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRow {
+    /// Name within its kind.
+    pub name: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// When the server stored it (Unix seconds, server clock): the start of its retention lock.
+    pub created_at: i64,
+}
+
+fn object_from(row: &AnyRow) -> Result<ObjectRow> {
+    Ok(ObjectRow { name: col(row, "name")?, size: col(row, "size")?, created_at: col(row, "created_at")? })
+}
+
+/// Bytes set aside for an upload in progress, so concurrent uploads cannot together pass the hard
+/// quota. Expires on its own if the server dies mid-upload ([`Db::sweep_reservations`]).
+#[derive(Debug)]
+#[must_use = "a reservation must be committed or released"]
+pub struct Reservation {
+    id: i64,
+    tenant_id: i64,
+    bytes: i64,
+}
+
+/// Why an upload was refused before its bytes were accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaRefusal {
+    /// Bytes the tenant stores.
+    pub stored_bytes: i64,
+    /// Bytes of uploads in progress.
+    pub reserved_bytes: i64,
+    /// The hard quota.
+    pub hard_quota_bytes: i64,
+    /// The size of the refused upload.
+    pub requested_bytes: i64,
+}
+
+/// How long a reservation outlives its upload at most (the largest object at a slow line).
+pub const RESERVATION_SECS: i64 = 3600;
+
+/// Today's date in UTC, the metering day.
+pub fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+impl Db {
+    /// One object's catalogue row.
+    pub async fn object(&self, repo_id: i64, kind: &str, name: &str) -> Result<Option<ObjectRow>> {
+        let row =
+            sqlx::query("SELECT name, size, created_at FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3")
+                .bind(repo_id)
+                .bind(kind)
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        row.as_ref().map(object_from).transpose()
+    }
+
+    /// A page of one kind's objects, by name, after `after`.
+    pub async fn list_objects(
+        &self,
+        repo_id: i64,
+        kind: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ObjectRow>> {
+        let rows = sqlx::query(
+            "SELECT name, size, created_at FROM objects WHERE repo_id = $1 AND kind = $2 AND name > $3 \
+             ORDER BY name LIMIT $4",
+        )
+        .bind(repo_id)
+        .bind(kind)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(object_from).collect()
+    }
+
+    /// Which of `packs` (kind, name) the repository does not hold.
+    pub async fn missing_objects(&self, repo_id: i64, packs: &[(String, String)]) -> Result<Vec<(String, String)>> {
+        let mut missing = Vec::new();
+        let mut conn = self.pool().acquire().await?;
+        for (kind, name) in packs {
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3")
+                    .bind(repo_id)
+                    .bind(kind)
+                    .bind(name)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if n == 0 {
+                missing.push((kind.clone(), name.clone()));
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Sets `bytes` aside for an upload by `tenant_id`, or refuses if the tenant's stored bytes plus
+    /// uploads in progress plus this one would pass its hard quota (0: unlimited).
+    pub async fn reserve(&self, tenant_id: i64, bytes: i64) -> Result<std::result::Result<Reservation, QuotaRefusal>> {
+        let mut tx = self.pool().begin().await?;
+        // One statement checks and reserves, holding the tenant row's lock, so two servers cannot
+        // both squeeze under the quota.
+        let updated = sqlx::query(
+            "UPDATE tenants SET reserved_bytes = reserved_bytes + $1 \
+             WHERE id = $2 AND (hard_quota_bytes = 0 OR stored_bytes + reserved_bytes + $1 <= hard_quota_bytes)",
+        )
+        .bind(bytes)
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            let row = sqlx::query("SELECT stored_bytes, reserved_bytes, hard_quota_bytes FROM tenants WHERE id = $1")
+                .bind(tenant_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| DbError::NotFound(format!("no tenant with id {tenant_id}")))?;
+            return Ok(Err(QuotaRefusal {
+                stored_bytes: col(&row, "stored_bytes")?,
+                reserved_bytes: col(&row, "reserved_bytes")?,
+                hard_quota_bytes: col(&row, "hard_quota_bytes")?,
+                requested_bytes: bytes,
+            }));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO reservations (tenant_id, bytes, expires_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(bytes)
+        .bind(now() + RESERVATION_SECS)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(Reservation { id, tenant_id, bytes }))
+    }
+
+    /// Gives a reservation back (the upload failed).
+    pub async fn release(&self, reservation: Reservation) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        drop_reservation(&mut tx, &reservation).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Releases reservations whose uploads can no longer be running (a server died mid-upload).
+    pub async fn sweep_reservations(&self) -> Result<u64> {
+        let rows = sqlx::query("SELECT id, tenant_id, bytes FROM reservations WHERE expires_at < $1")
+            .bind(now())
+            .fetch_all(self.pool())
+            .await?;
+        let mut n = 0;
+        for row in rows {
+            let r =
+                Reservation { id: col(&row, "id")?, tenant_id: col(&row, "tenant_id")?, bytes: col(&row, "bytes")? };
+            self.release(r).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Records a stored object, consuming its reservation, and meters `ingress` bytes received.
+    /// `packs` are the packs a snapshot's manifest names (empty for other kinds). Returns `false`
+    /// when the object was already catalogued (a concurrent or repeated upload of the same bytes):
+    /// nothing is counted twice.
+    pub async fn commit_object(
+        &self,
+        repo: &Repository,
+        reservation: Option<Reservation>,
+        kind: &str,
+        name: &str,
+        size: i64,
+        packs: &[(String, String)],
+        ingress: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        if let Some(r) = &reservation {
+            drop_reservation(&mut tx, r).await?;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO objects (repo_id, kind, name, size, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (repo_id, kind, name) DO NOTHING",
+        )
+        .bind(repo.id)
+        .bind(kind)
+        .bind(name)
+        .bind(size)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let (delta_bytes, delta_objects) = if inserted { (size, 1) } else { (0, 0) };
+        if inserted {
+            for (pack_kind, pack) in packs {
+                sqlx::query(
+                    "INSERT INTO snapshot_packs (repo_id, snapshot, pack_kind, pack) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(repo.id)
+                .bind(name)
+                .bind(pack_kind)
+                .bind(pack)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE tenants SET stored_bytes = stored_bytes + $1 WHERE id = $2")
+                .bind(size)
+                .bind(repo.tenant_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        meter(&mut tx, repo, delta_bytes, delta_objects, ingress, 0).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Removes an object from the catalogue (after the store deleted it, or to hide it first).
+    /// Returns its row if it was there.
+    pub async fn remove_object(&self, repo: &Repository, kind: &str, name: &str) -> Result<Option<ObjectRow>> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "DELETE FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3 RETURNING name, size, created_at",
+        )
+        .bind(repo.id)
+        .bind(kind)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let object = object_from(&row)?;
+        sqlx::query("DELETE FROM snapshot_packs WHERE repo_id = $1 AND snapshot = $2")
+            .bind(repo.id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE tenants SET stored_bytes = stored_bytes - $1 WHERE id = $2")
+            .bind(object.size)
+            .bind(repo.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        meter(&mut tx, repo, -object.size, -1, 0, 0).await?;
+        tx.commit().await?;
+        Ok(Some(object))
+    }
+
+    /// Meters bytes sent to (`egress`) or received from (`ingress`) a client without a catalogue
+    /// change (downloads, refused or repeated uploads).
+    pub async fn record_traffic(&self, repo: &Repository, ingress: i64, egress: i64) -> Result<()> {
+        if ingress == 0 && egress == 0 {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        meter(&mut tx, repo, 0, 0, ingress, egress).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn drop_reservation(tx: &mut Transaction<'static, Any>, r: &Reservation) -> Result<()> {
+    let gone = sqlx::query("DELETE FROM reservations WHERE id = $1").bind(r.id).execute(&mut **tx).await?;
+    // Only the one who deletes the row gives the bytes back (a sweep may have got there first).
+    if gone.rows_affected() == 1 {
+        sqlx::query("UPDATE tenants SET reserved_bytes = reserved_bytes - $1 WHERE id = $2")
+            .bind(r.bytes)
+            .bind(r.tenant_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Applies a change to the repository's counters and adds it to today's metering row, which
+/// records the counters as they stand after the change.
+async fn meter(
+    tx: &mut Transaction<'static, Any>,
+    repo: &Repository,
+    delta_bytes: i64,
+    delta_objects: i64,
+    ingress: i64,
+    egress: i64,
+) -> Result<()> {
+    // The UPDATE also locks the repository row, so metering rows see counters in commit order.
+    let row = sqlx::query(
+        "UPDATE repositories SET stored_bytes = stored_bytes + $1, object_count = object_count + $2 WHERE id = $3 \
+         RETURNING stored_bytes, object_count",
+    )
+    .bind(delta_bytes)
+    .bind(delta_objects)
+    .bind(repo.id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let stored: i64 = col(&row, "stored_bytes")?;
+    let objects: i64 = col(&row, "object_count")?;
+    sqlx::query(
+        "INSERT INTO usage_daily (repo_id, day, tenant_id, ingress_bytes, egress_bytes, stored_bytes, \
+             stored_peak_bytes, object_count) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
+         ON CONFLICT (repo_id, day) DO UPDATE SET \
+             ingress_bytes = usage_daily.ingress_bytes + excluded.ingress_bytes, \
+             egress_bytes = usage_daily.egress_bytes + excluded.egress_bytes, \
+             stored_bytes = excluded.stored_bytes, \
+             stored_peak_bytes = CASE WHEN excluded.stored_bytes > usage_daily.stored_peak_bytes \
+                 THEN excluded.stored_bytes ELSE usage_daily.stored_peak_bytes END, \
+             object_count = excluded.object_count",
+    )
+    .bind(repo.id)
+    .bind(today())
+    .bind(repo.tenant_id)
+    .bind(ingress)
+    .bind(egress)
+    .bind(stored)
+    .bind(objects)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::db::accounts::TenantChange;
+    use crate::db::testing::sqlite;
+
+    #[tokio::test]
+    async fn quota_reservations_and_counters_stay_exact() {
+        let (db, _dir) = sqlite().await;
+        let t = db.create_tenant("acme", "", None).await.unwrap();
+        db.update_tenant("acme", &TenantChange { hard_quota_bytes: Some(100), ..Default::default() }).await.unwrap();
+        let repo = db.create_repository("acme", "r", None).await.unwrap();
+        let a = db.reserve(t.id, 60).await.unwrap().unwrap();
+        // A concurrent 50-byte upload would pass the quota with the 60 in flight.
+        let refusal = db.reserve(t.id, 50).await.unwrap().unwrap_err();
+        assert_eq!((refusal.stored_bytes, refusal.reserved_bytes, refusal.hard_quota_bytes), (0, 60, 100));
+        assert!(db.commit_object(&repo, Some(a), "data", "aa", 60, &[], 60).await.unwrap());
+        // The same object again: counted once.
+        let again = db.reserve(t.id, 30).await.unwrap().unwrap();
+        assert!(!db.commit_object(&repo, Some(again), "data", "aa", 60, &[], 60).await.unwrap());
+        let b = db.reserve(t.id, 40).await.unwrap().unwrap();
+        db.release(b).await.unwrap();
+        assert!(db.reserve(t.id, 41).await.unwrap().is_err());
+        let tenant = db.tenant("acme").await.unwrap();
+        assert_eq!(tenant.stored_bytes, 60);
+        let repo = db.repository("r").await.unwrap();
+        assert_eq!((repo.stored_bytes, repo.object_count), (60, 1));
+        let removed = db.remove_object(&repo, "data", "aa").await.unwrap().unwrap();
+        assert_eq!(removed.size, 60);
+        assert!(db.remove_object(&repo, "data", "aa").await.unwrap().is_none());
+        assert_eq!(db.tenant("acme").await.unwrap().stored_bytes, 0);
+        let r: i64 = sqlx::query_scalar("SELECT reserved_bytes FROM tenants").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(r, 0, "every reservation was given back");
+    }
+
+    #[tokio::test]
+    async fn expired_reservations_are_swept() {
+        let (db, _dir) = sqlite().await;
+        let t = db.create_tenant("acme", "", None).await.unwrap();
+        let r = db.reserve(t.id, 10).await.unwrap().unwrap();
+        std::mem::forget(r); // the server "died" mid-upload
+        sqlx::query("UPDATE reservations SET expires_at = 0").execute(db.pool()).await.unwrap();
+        assert_eq!(db.sweep_reservations().await.unwrap(), 1);
+        let n: i64 = sqlx::query_scalar("SELECT reserved_bytes FROM tenants").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn listing_is_paged_by_name() {
+        let (db, _dir) = sqlite().await;
+        db.create_tenant("acme", "", None).await.unwrap();
+        let repo = db.create_repository("acme", "r", None).await.unwrap();
+        for n in ["c", "a", "b", "d"] {
+            assert!(db.commit_object(&repo, None, "index", n, 1, &[], 1).await.unwrap());
+        }
+        db.commit_object(&repo, None, "data", "x", 1, &[], 1).await.unwrap();
+        let page: Vec<String> =
+            db.list_objects(repo.id, "index", Some("a"), 2).await.unwrap().into_iter().map(|o| o.name).collect();
+        assert_eq!(page, ["b", "c"]);
+        let missing =
+            db.missing_objects(repo.id, &[("data".into(), "x".into()), ("data".into(), "y".into())]).await.unwrap();
+        assert_eq!(missing, [("data".to_string(), "y".to_string())]);
+    }
+}

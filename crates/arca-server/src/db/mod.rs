@@ -1,0 +1,200 @@
+//! The server's metadata database: tenants, users, repositories, tokens, the object catalogue,
+//! metering and the audit log.
+//!
+//! One code path serves SQLite (the embedded default) and PostgreSQL (several server processes
+//! over one database) through sqlx's `Any` driver. Queries are plain SQL that both dialects accept
+//! (`$1` placeholders, `ON CONFLICT`, `RETURNING`); the few differences live in [`schema`].
+//! Numbers are `BIGINT` (`i64`) and times are Unix seconds by the server's clock, which is the only
+//! clock that decides retention.
+//!
+//! The database, not the object store, is the authority on which objects exist: an object is
+//! visible (listed, counted, billed, protected by its lock) from the moment its catalogue row is
+//! committed, which happens only after the store has made its bytes durable.
+
+pub mod accounts;
+pub mod audit;
+pub mod catalog;
+mod schema;
+pub mod usage;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor};
+
+/// A metadata failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database refused or could not run a statement, or is unreachable.
+    #[error("metadata database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A name that must be unique is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result of metadata operations.
+pub type Result<T> = std::result::Result<T, DbError>;
+
+/// Which SQL dialect the pool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (embedded, one server process).
+    Sqlite,
+    /// PostgreSQL (shared by several server processes).
+    Postgres,
+}
+
+/// The metadata database (cheap to clone: a connection pool).
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// The current time in Unix seconds, by the server's clock.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`) and brings the schema up to date.
+    ///
+    /// A SQLite file is created when missing. Several processes may connect to one PostgreSQL
+    /// database at once; schema changes are serialised with an advisory lock.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(DbError::Invalid(
+                    "sqlite:// needs a file path, e.g. sqlite:///var/lib/arca/arca.db".into(),
+                ));
+            }
+            let sep = if path.contains('?') { '&' } else { '?' };
+            (Dialect::Sqlite, format!("sqlite://{path}{sep}mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, url.to_string())
+        } else {
+            return Err(DbError::Invalid(format!(
+                "unsupported database URL {:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
+                redact(url)
+            )));
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        options = match dialect {
+            // One writer at a time in SQLite anyway; WAL lets readers run beside it, and the busy
+            // timeout makes writers queue instead of failing.
+            Dialect::Sqlite => options.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 30000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            }),
+            Dialect::Postgres => options.max_connections(16),
+        };
+        let pool = options.connect(&url).await?;
+        let db = Db { pool, dialect };
+        schema::migrate(&db).await?;
+        Ok(db)
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Whether the database answers (for `/healthz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// A URL with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Reads column `name` of a row (a typed getter that names the column on failure).
+pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row;
+    Ok(row.try_get(name)?)
+}
+
+/// A query whose text is built at run time from constant pieces (column lists, a column name
+/// chosen from a fixed set): never from input, which is always bound as a parameter.
+pub(crate) fn dyn_query(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+}
+
+/// Whether `e` is a unique-constraint violation (a name already taken).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation()
+                || d.message().contains("UNIQUE constraint failed")
+                || d.code().as_deref() == Some("23505")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A fresh SQLite database in a temporary directory (kept alive by the returned guard).
+    pub async fn sqlite() -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/meta.db", dir.path().display())).await.unwrap();
+        (db, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://arca:secret@127.0.0.1/db"), "postgres://arca:***@127.0.0.1/db");
+        assert_eq!(redact("sqlite:///x.db"), "sqlite:///x.db");
+    }
+
+    #[tokio::test]
+    async fn connect_migrates_once_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/meta.db", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        assert!(db.ping().await);
+        drop(db);
+        let db = Db::connect(&url).await.unwrap();
+        assert_eq!(schema::version(&db).await.unwrap(), schema::LATEST);
+        assert!(Db::connect("mysql://x").await.is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! The schema and its migrations, in the SQL both SQLite and PostgreSQL accept.
+//!
+//! Each migration is a list of statements applied in one transaction, after which
+//! `schema_version` records its number. `{ID}` becomes each dialect's auto-increment key. Under
+//! PostgreSQL a transaction-scoped advisory lock serialises servers that start at the same time;
+//! under SQLite the first write of the transaction takes the database's write lock.
+
+use super::{dyn_query, Db, Dialect, Result};
+
+/// The newest schema version this build knows.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, the object catalogue, metering and audit.
+    r#"
+CREATE TABLE plans (
+    id {ID},
+    name TEXT NOT NULL UNIQUE,
+    hard_quota_bytes BIGINT NOT NULL,
+    soft_quota_bytes BIGINT NOT NULL,
+    lock_days BIGINT NOT NULL,
+    compliance BIGINT NOT NULL,
+    yearly_price_cents BIGINT NOT NULL,
+    overage_cents_per_gb BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE tenants (
+    id {ID},
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    plan_id BIGINT REFERENCES plans(id),
+    hard_quota_bytes BIGINT NOT NULL,
+    soft_quota_bytes BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL DEFAULT 0,
+    reserved_bytes BIGINT NOT NULL DEFAULT 0,
+    suspended BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE users (
+    id {ID},
+    tenant_id BIGINT REFERENCES tenants(id),
+    name TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    disabled BIGINT NOT NULL DEFAULT 0,
+    failed_logins BIGINT NOT NULL DEFAULT 0,
+    locked_until BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE repositories (
+    id {ID},
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL UNIQUE,
+    lock_days BIGINT NOT NULL,
+    compliance BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL DEFAULT 0,
+    object_count BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX repositories_by_tenant ON repositories(tenant_id);
+CREATE TABLE devices (
+    id {ID},
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    repo_id BIGINT NOT NULL REFERENCES repositories(id),
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL DEFAULT 0,
+    revoked_at BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX devices_by_tenant ON devices(tenant_id);
+CREATE TABLE tokens (
+    id {ID},
+    token_hash TEXT NOT NULL UNIQUE,
+    user_id BIGINT REFERENCES users(id),
+    device_id BIGINT REFERENCES devices(id),
+    label TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL DEFAULT 0,
+    revoked_at BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE objects (
+    repo_id BIGINT NOT NULL REFERENCES repositories(id),
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, kind, name)
+);
+CREATE TABLE snapshot_packs (
+    repo_id BIGINT NOT NULL,
+    snapshot TEXT NOT NULL,
+    pack_kind TEXT NOT NULL,
+    pack TEXT NOT NULL,
+    PRIMARY KEY (repo_id, snapshot, pack_kind, pack)
+);
+CREATE INDEX snapshot_packs_by_pack ON snapshot_packs(repo_id, pack_kind, pack);
+CREATE TABLE reservations (
+    id {ID},
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    bytes BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE usage_daily (
+    repo_id BIGINT NOT NULL REFERENCES repositories(id),
+    day TEXT NOT NULL,
+    tenant_id BIGINT NOT NULL,
+    ingress_bytes BIGINT NOT NULL DEFAULT 0,
+    egress_bytes BIGINT NOT NULL DEFAULT 0,
+    stored_bytes BIGINT NOT NULL DEFAULT 0,
+    stored_peak_bytes BIGINT NOT NULL DEFAULT 0,
+    object_count BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo_id, day)
+);
+CREATE INDEX usage_by_tenant_day ON usage_daily(tenant_id, day);
+CREATE TABLE audit_log (
+    id {ID},
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    tenant_id BIGINT,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    request_id TEXT NOT NULL
+);
+CREATE INDEX audit_by_tenant ON audit_log(tenant_id, id)
+"#,
+];
+
+/// The schema version the database is at (0: empty).
+pub async fn version(db: &Db) -> Result<i64> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)").execute(db.pool()).await?;
+    let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(db.pool()).await?;
+    Ok(v.unwrap_or(0))
+}
+
+/// Applies every migration the database lacks.
+pub async fn migrate(db: &Db) -> Result<()> {
+    version(db).await?;
+    let mut tx = db.pool().begin().await?;
+    if db.dialect() == Dialect::Postgres {
+        // Any constant key: one schema per database.
+        sqlx::query("SELECT pg_advisory_xact_lock(4242001)").execute(&mut *tx).await?;
+    } else {
+        // Take SQLite's write lock now, so two processes cannot both see the old version.
+        sqlx::query("UPDATE schema_version SET version = version WHERE 0 = 1").execute(&mut *tx).await?;
+    }
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(&mut *tx).await?;
+    let current = current.unwrap_or(0);
+    if current > LATEST {
+        return Err(super::DbError::Invalid(format!(
+            "the metadata database has schema version {current}, newer than this build knows ({LATEST}): \
+             upgrade arca"
+        )));
+    }
+    let id = match db.dialect() {
+        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        for statement in migration.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            dyn_query(statement.replace("{ID}", id)).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)").bind(i as i64 + 1).execute(&mut *tx).await?;
+        tracing::info!("metadata schema migrated to version {}", i + 1);
+    }
+    tx.commit().await?;
+    Ok(())
+}
