@@ -106,6 +106,7 @@ pub enum Command {
     Repair(commands::repair::RepairArgs),
     Version(commands::version::VersionArgs),
     Server(commands::server::ServerArgs),
+    Admin(commands::admin::AdminArgs),
 }
 
 /// `--host`, `--tag`, `--path`: which snapshots a command considers.

@@ -1,289 +1,187 @@
-//! End-to-end tests of `arca server`: the real server binary on a loopback port, driven by the real
-//! `arca` client through `-r http://…` and by raw HTTP requests for what the client never sends.
+//! End-to-end tests of `arca server`: real server processes on loopback ports, set up with
+//! `arca admin`, driven by the real `arca` client through `-r http://…` and by raw HTTP for what
+//! the client never sends. Every test runs against the embedded default (SQLite + disk) and
+//! against two servers over PostgreSQL + S3 (see `cluster`).
+
+#[macro_use]
+mod cluster;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
-use tempfile::TempDir;
+use cluster::{assert_same_tree, make_tree, noise, Cluster, Shape};
 
-const PASSWORD: &str = "correct horse battery staple";
-const ADMIN: &str = "admin-token-0123456789";
-const DEVICE: &str = "device-token-acme-0123456789";
-const OTHER: &str = "device-token-other-0123456789";
-
-/// Parses a listing answer.
-trait JsonList {
-    fn json_list(self) -> Vec<serde_json::Value>;
+/// Parses a JSON array answer.
+fn json_list(r: reqwest::blocking::Response) -> Vec<serde_json::Value> {
+    let status = r.status();
+    let body = r.bytes().unwrap();
+    assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
 }
 
-impl JsonList for reqwest::blocking::Response {
-    fn json_list(self) -> Vec<serde_json::Value> {
-        let status = self.status();
-        let body = self.bytes().unwrap();
-        assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
-        serde_json::from_slice(&body).unwrap()
-    }
-}
-
-fn arca_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_arca"))
-}
-
-/// A running `arca server`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    dir: TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let (child, base) = Self::spawn(&dir);
-        Server { child, base, dir }
-    }
-
-    /// SIGKILLs the server and starts a new one on the same data directory (a new port).
-    fn kill_and_restart(&mut self) {
-        self.child.kill().unwrap(); // SIGKILL: no graceful shutdown, writes cut wherever they are
-        self.child.wait().unwrap();
-        let (child, base) = Self::spawn(&self.dir);
-        self.child = child;
-        self.base = base;
-    }
-
-    fn spawn(dir: &TempDir) -> (Child, String) {
-        let tokens = format!(
-            "[[token]]\nhash = \"{}\"\nrole = \"admin\"\n\n\
-             [[token]]\nhash = \"{}\"\nrepo = \"acme\"\nrole = \"device\"\n\n\
-             [[token]]\nhash = \"{}\"\nrepo = \"other\"\nrole = \"device\"\n",
-            blake3::hash(ADMIN.as_bytes()).to_hex(),
-            blake3::hash(DEVICE.as_bytes()).to_hex(),
-            blake3::hash(OTHER.as_bytes()).to_hex(),
-        );
-        fs::write(dir.path().join("tokens.toml"), tokens).unwrap();
-        let mut child = Command::new(arca_bin())
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .arg("--tokens")
-            .arg(dir.path().join("tokens.toml"))
-            .env_remove("ARCA_LOG")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
-        assert!(line.contains("listening on http://127.0.0.1:"), "unexpected first line {line:?}");
-        (child, format!("http://{addr}"))
-    }
-
-    fn repo_url(&self, repo: &str) -> String {
-        format!("{}/v1/repos/{repo}", self.base)
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// `arca` against repository `repo` of this server with `token`.
-    fn arca(&self, repo: &str, token: &str) -> Command {
-        let mut c = Command::new(arca_bin());
-        for var in ["ARCA_PASSWORD_FILE", "ARCA_HOST", "ARCA_LOG", "RUST_LOG", "ARCA_TOKEN"] {
-            c.env_remove(var);
-        }
-        c.env("ARCA_REPOSITORY", self.repo_url(repo))
-            .env("ARCA_PASSWORD", PASSWORD)
-            .env("ARCA_TOKEN", token)
-            .env("ARCA_KDF_MEMORY_KIB", "64")
-            .env("ARCA_KDF_ITERATIONS", "1");
-        c
-    }
-
-    fn ok(&self, token: &str, args: &[&str]) -> String {
-        let out = self.arca("acme", token).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "arca {args:?} failed with {:?}:\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Sends a request with `path` exactly as given; returns the status code.
-    fn raw(&self, method: &str, path: &str, token: &str) -> u16 {
-        use std::io::Write;
-        let addr = self.base.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
-    }
-
-    fn http(&self) -> reqwest::blocking::Client {
-        reqwest::blocking::Client::new()
-    }
-}
-
-fn make_tree(root: &Path) {
-    fs::create_dir_all(root.join("sub/deeper")).unwrap();
-    fs::write(root.join("a.txt"), b"hello, server\n").unwrap();
-    fs::write(root.join("sub/b.bin"), (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>()).unwrap();
-    fs::write(root.join("sub/deeper/c.txt"), "x".repeat(10_000)).unwrap();
-    fs::write(root.join("empty"), b"").unwrap();
-}
-
-fn assert_same_tree(a: &Path, b: &Path) {
-    for entry in fs::read_dir(a).unwrap() {
-        let entry = entry.unwrap();
-        let other = b.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            assert_same_tree(&entry.path(), &other);
-        } else {
-            let mut x = Vec::new();
-            let mut y = Vec::new();
-            fs::File::open(entry.path()).unwrap().read_to_end(&mut x).unwrap();
-            fs::File::open(&other).unwrap().read_to_end(&mut y).unwrap();
-            assert!(x == y, "{} differs after restore", other.display());
-        }
-    }
-}
-
-fn snapshot_ids(s: &Server, token: &str) -> Vec<String> {
-    let out = s.ok(token, &["snapshots", "--json"]);
+fn snapshot_ids(c: &Cluster, repo: &str, token: &str) -> Vec<String> {
+    let out = c.ok(repo, token, &["snapshots", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
 }
 
-#[test]
-fn backup_restore_check_through_the_server_and_devices_cannot_delete() {
-    let s = Server::start();
-    let out = s.ok(DEVICE, &["init"]);
+fn tenant_stored(c: &Cluster, tenant: &str) -> i64 {
+    let (status, v) = c.get_json(&c.admin, &format!("/v1/admin/tenants/{tenant}"));
+    assert_eq!(status, 200, "{v}");
+    v["stored_bytes"].as_i64().unwrap()
+}
+
+/// Sum of the sizes of every listed object of `repo` (locks excluded: not stored backup data).
+fn listed_bytes(c: &Cluster, repo: &str, token: &str) -> i64 {
+    let mut total = 0;
+    for kind in ["config", "keys", "data", "meta", "index", "snapshots", "pending"] {
+        let list = json_list(c.http().get(format!("{}/{kind}/", c.repo_url(repo))).bearer_auth(token).send().unwrap());
+        total += list.iter().map(|e| e["size"].as_i64().unwrap()).sum::<i64>();
+    }
+    total
+}
+
+both_shapes!(backup_restore_check_and_only_tenant_admins_forget, |c: &mut Cluster| {
+    let dev = c.acme_device.clone();
+    let out = c.ok("acme", &dev, &["init"]);
     assert!(out.contains("created arca repository"), "{out}");
-    let src = s.path("src");
+    let src = c.path("src");
     make_tree(&src);
-    s.ok(DEVICE, &["backup", src.to_str().unwrap()]);
-    let ids = snapshot_ids(&s, DEVICE);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    let ids = snapshot_ids(c, "acme", &dev);
     assert_eq!(ids.len(), 1);
 
-    let target = s.path("restored");
-    s.ok(DEVICE, &["restore", "latest", "--target", target.to_str().unwrap()]);
-    let restored = target.join(src.strip_prefix("/").unwrap());
-    assert_same_tree(&src, &restored);
-    s.ok(DEVICE, &["check", "--read-data"]);
+    let target = c.path("restored");
+    c.ok("acme", &dev, &["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    c.ok("acme", &dev, &["check", "--read-data"]);
 
     // A device token cannot forget snapshots.
-    let out = s.arca("acme", DEVICE).args(["forget", &ids[0]]).output().unwrap();
+    let out = c.arca("acme", &dev).args(["forget", &ids[0]]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("delete not allowed"), "{err}");
-    assert_eq!(snapshot_ids(&s, DEVICE), ids);
+    assert_eq!(snapshot_ids(c, "acme", &dev), ids);
     // Its locks were removed nevertheless (a device may delete its own locks).
-    let locks: Vec<serde_json::Value> =
-        s.http().get(format!("{}/locks/", s.repo_url("acme"))).bearer_auth(DEVICE).send().unwrap().json_list();
+    let locks = json_list(c.http().get(format!("{}/locks/", c.repo_url("acme"))).bearer_auth(&dev).send().unwrap());
     assert!(locks.is_empty(), "{locks:?}");
 
-    // An admin token can.
-    s.ok(ADMIN, &["forget", &ids[0]]);
-    assert!(snapshot_ids(&s, ADMIN).is_empty());
-}
+    // The tenant's admin can (the plan has no retention lock), and prune frees the space.
+    let before = tenant_stored(c, "acme");
+    let admin = c.acme_admin.clone();
+    c.ok("acme", &admin, &["forget", &ids[0], "--prune"]);
+    assert!(snapshot_ids(c, "acme", &dev).is_empty());
+    let after = tenant_stored(c, "acme");
+    assert!(after < before, "prune freed nothing: {before} -> {after}");
+    assert_eq!(after, listed_bytes(c, "acme", &admin), "stored bytes = what is listed");
+    c.ok("acme", &dev, &["check"]);
+});
 
-#[test]
-fn raw_requests_are_checked() {
-    let s = Server::start();
-    s.ok(ADMIN, &["init"]);
-    let http = s.http();
-    let repo = s.repo_url("acme");
+both_shapes!(raw_requests_are_checked, |c: &mut Cluster| {
+    let (dev, other) = (c.acme_device.clone(), c.other_device.clone());
+    c.ok("acme", &dev, &["init"]);
+    let http = c.http();
+    let repo = c.repo_url("acme");
 
     // A pack whose bytes do not match its name is refused and not stored.
     let body = b"some pack bytes".to_vec();
     let wrong = blake3::hash(b"other bytes").to_hex().to_string();
-    let r = http.put(format!("{repo}/data/{wrong}")).bearer_auth(DEVICE).body(body.clone()).send().unwrap();
+    let r = http.put(format!("{repo}/data/{wrong}")).bearer_auth(&dev).body(body.clone()).send().unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().unwrap().contains("nothing was stored"));
-    let listed: Vec<serde_json::Value> =
-        http.get(format!("{repo}/data/")).bearer_auth(DEVICE).send().unwrap().json_list();
-    assert!(listed.is_empty(), "{listed:?}");
+    assert!(json_list(http.get(format!("{repo}/data/")).bearer_auth(&dev).send().unwrap()).is_empty());
 
     // The right name is accepted, read back, ranged and listed.
     let right = blake3::hash(&body).to_hex().to_string();
-    let r = http.put(format!("{repo}/data/{right}")).bearer_auth(DEVICE).body(body.clone()).send().unwrap();
+    let r = http.put(format!("{repo}/data/{right}")).bearer_auth(&dev).body(body.clone()).send().unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let r = http.get(format!("{repo}/data/{right}")).bearer_auth(DEVICE).header("range", "bytes=5-8").send().unwrap();
+    let r = http.put(format!("{repo}/data/{right}")).bearer_auth(&dev).body(body.clone()).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "a repeated upload is acknowledged without a second copy");
+    let repo = c.repo_url("acme"); // the other node, in scale-out
+    let r = http.get(format!("{repo}/data/{right}")).bearer_auth(&dev).header("range", "bytes=5-8").send().unwrap();
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(r.bytes().unwrap().as_ref(), b"pack");
-    let r = http.get(format!("{repo}/data/{right}")).bearer_auth(DEVICE).header("range", "bytes=5-800").send().unwrap();
+    let r = http.get(format!("{repo}/data/{right}")).bearer_auth(&dev).header("range", "bytes=5-800").send().unwrap();
     assert_eq!(r.status().as_u16(), 416);
-    let r = http.head(format!("{repo}/data/{right}")).bearer_auth(DEVICE).send().unwrap();
+    let r = http.head(format!("{repo}/data/{right}")).bearer_auth(&dev).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["x-arca-size"], body.len().to_string().as_str());
-    let listed: Vec<serde_json::Value> =
-        http.get(format!("{repo}/data/")).bearer_auth(DEVICE).send().unwrap().json_list();
+    let listed = json_list(http.get(format!("{repo}/data/")).bearer_auth(&dev).send().unwrap());
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], right.as_str());
     assert_eq!(listed[0]["size"], body.len() as u64);
 
     // A device cannot delete it; a missing object is 404.
-    let r = http.delete(format!("{repo}/data/{right}")).bearer_auth(DEVICE).send().unwrap();
+    let r = http.delete(format!("{repo}/data/{right}")).bearer_auth(&dev).send().unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.text().unwrap().contains("delete not allowed"));
-    let r = http.get(format!("{repo}/data/{}", "0".repeat(64))).bearer_auth(DEVICE).send().unwrap();
+    let r = http.get(format!("{repo}/data/{}", "0".repeat(64))).bearer_auth(&dev).send().unwrap();
     assert_eq!(r.status().as_u16(), 404);
 
+    // Truncated and oversized bodies: refused, nothing stored.
+    let data = noise(100_000, 1);
+    let name = blake3::hash(&data).to_hex().to_string();
+    let addr = c.base();
+    let addr = addr.trim_start_matches("http://");
+    {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "PUT /v1/repos/acme/data/{name} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {dev}\r\n\
+             Content-Length: 100000\r\n\r\n"
+        )
+        .unwrap();
+        stream.write_all(&data[..40_000]).unwrap();
+        drop(stream); // the connection dies mid-upload
+    }
+    let r = http.put(format!("{repo}/data/{name}")).bearer_auth(&dev).header("content-length", "99999999999").send();
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let r = http.head(format!("{repo}/data/{name}")).bearer_auth(&dev).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404, "a truncated upload must not become visible");
+
     // Path tricks and names of the wrong shape.
+    let admin = c.admin.clone();
     for bad in ["..%2fconfig", "..%2F..%2Fetc", "A", &"a".repeat(65), &"A".repeat(64)] {
-        let r = http.get(format!("{repo}/data/{bad}")).bearer_auth(ADMIN).send().unwrap();
+        let r = http.get(format!("{repo}/data/{bad}")).bearer_auth(&admin).send().unwrap();
         assert_eq!(r.status().as_u16(), 400, "{bad}");
-        let r = http.put(format!("{repo}/index/{bad}")).bearer_auth(ADMIN).body("x").send().unwrap();
+        let r = http.put(format!("{repo}/index/{bad}")).bearer_auth(&admin).body("x").send().unwrap();
         assert_eq!(r.status().as_u16(), 400, "{bad}");
     }
     for bad_repo in ["ACME", "a_b", "..%2facme"] {
-        let r = http.get(format!("{}/v1/repos/{bad_repo}/data/", s.base)).bearer_auth(ADMIN).send().unwrap();
+        let r = http.get(format!("{}/v1/repos/{bad_repo}/data/", c.base())).bearer_auth(&admin).send().unwrap();
         assert_eq!(r.status().as_u16(), 400, "{bad_repo}");
     }
     // Sent verbatim (an HTTP client library would normalise these before sending).
     for path in ["data/%2e%2e", "data/..%2f..%2f..%2fetc%2fpasswd", "config/%2e%2e%2fconfig", "locks/.%2e"] {
-        assert_eq!(s.raw("GET", &format!("/v1/repos/acme/{path}"), ADMIN), 400, "{path}");
+        assert_eq!(c.raw("GET", &format!("/v1/repos/acme/{path}"), &admin), 400, "{path}");
     }
     for path in
         ["/v1/repos/acme/data/../config", "/v1/repos/../repos/acme/config/config", "/v1/repos/%2e%2e/config/config"]
     {
-        let status = s.raw("GET", path, ADMIN);
+        let status = c.raw("GET", path, &admin);
         assert!(status == 400 || status == 404, "{path}: {status}");
     }
-    let r = http.get(format!("{repo}/nonsense/")).bearer_auth(ADMIN).send().unwrap();
+    let r = http.get(format!("{repo}/nonsense/")).bearer_auth(&admin).send().unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
-    // Tokens: missing or wrong is 401; another repository's token sees a 404.
-    let r = http.get(format!("{repo}/data/")).send().unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    let r = http.get(format!("{repo}/data/")).bearer_auth("not-a-token").send().unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    let r = http.get(format!("{repo}/data/")).bearer_auth(OTHER).send().unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    let r = http.get(format!("{repo}/data/{right}")).bearer_auth(OTHER).send().unwrap();
-    assert_eq!(r.status().as_u16(), 404);
+    // Tokens: missing or wrong is 401; another tenant's token sees a 404.
+    assert_eq!(http.get(format!("{repo}/data/")).send().unwrap().status().as_u16(), 401);
+    assert_eq!(
+        http.get(format!("{repo}/data/")).bearer_auth("arca_not-a-token").send().unwrap().status().as_u16(),
+        401
+    );
+    assert_eq!(http.get(format!("{repo}/data/")).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
+    assert_eq!(http.get(format!("{repo}/data/{right}")).bearer_auth(&other).send().unwrap().status().as_u16(), 404);
 
-    // A device cannot overwrite the config.
-    let r = http.put(format!("{repo}/config/config")).bearer_auth(DEVICE).body("{}").send().unwrap();
-    assert_eq!(r.status().as_u16(), 409);
+    // Nobody overwrites the config with other bytes.
+    for token in [&dev, &admin] {
+        let r = http.put(format!("{repo}/config/config")).bearer_auth(token).body("{}").send().unwrap();
+        assert_eq!(r.status().as_u16(), 409);
+    }
 
     // A snapshot naming a missing pack is refused; naming the stored one, it is accepted.
     let snapshot = |pack: &str| {
@@ -297,42 +195,39 @@ fn raw_requests_are_checked() {
     };
     let bytes = snapshot(&"ab".repeat(32));
     let name = blake3::hash(&bytes).to_hex().to_string();
-    let r = http.put(format!("{repo}/snapshots/{name}")).bearer_auth(DEVICE).body(bytes).send().unwrap();
+    let r = http.put(format!("{repo}/snapshots/{name}")).bearer_auth(&dev).body(bytes).send().unwrap();
     assert_eq!(r.status().as_u16(), 409);
     assert!(r.text().unwrap().contains("not stored"));
-    let listed: Vec<serde_json::Value> =
-        http.get(format!("{repo}/snapshots/")).bearer_auth(DEVICE).send().unwrap().json_list();
-    assert!(listed.is_empty());
+    assert!(json_list(http.get(format!("{repo}/snapshots/")).bearer_auth(&dev).send().unwrap()).is_empty());
     let bytes = snapshot(&right);
     let name = blake3::hash(&bytes).to_hex().to_string();
-    let r = http.put(format!("{repo}/snapshots/{name}")).bearer_auth(DEVICE).body(bytes).send().unwrap();
+    let r = http.put(format!("{repo}/snapshots/{name}")).bearer_auth(&dev).body(bytes).send().unwrap();
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
-}
+});
 
-#[test]
-fn listing_is_paged() {
-    let s = Server::start();
-    s.ok(ADMIN, &["init"]);
-    let http = s.http();
-    let repo = s.repo_url("acme");
+both_shapes!(listing_is_paged, |c: &mut Cluster| {
+    let dev = c.acme_device.clone();
+    c.ok("acme", &dev, &["init"]);
+    let http = c.http();
     let mut names = Vec::new();
     for i in 0..25u32 {
         let body = i.to_le_bytes();
         let name = blake3::hash(&body).to_hex().to_string();
-        let r = http.put(format!("{repo}/index/{name}")).bearer_auth(DEVICE).body(body.to_vec()).send().unwrap();
-        assert_eq!(r.status().as_u16(), 201);
+        let r = http.put(format!("{}/index/{name}", c.repo_url("acme"))).bearer_auth(&dev).body(body.to_vec()).send();
+        assert_eq!(r.unwrap().status().as_u16(), 201);
         names.push(name);
     }
     names.sort();
     let mut seen = Vec::new();
     let mut after = String::new();
     loop {
+        let repo = c.repo_url("acme");
         let url = if after.is_empty() {
             format!("{repo}/index/?limit=10")
         } else {
             format!("{repo}/index/?limit=10&after={after}")
         };
-        let page: Vec<serde_json::Value> = http.get(url).bearer_auth(DEVICE).send().unwrap().json_list();
+        let page = json_list(http.get(url).bearer_auth(&dev).send().unwrap());
         seen.extend(page.iter().map(|e| e["name"].as_str().unwrap().to_string()));
         if page.len() < 10 {
             break;
@@ -340,90 +235,270 @@ fn listing_is_paged() {
         after = seen.last().unwrap().clone();
     }
     assert_eq!(seen, names);
-}
+});
 
-#[test]
-fn client_errors_are_clear() {
-    let s = Server::start();
+both_shapes!(client_errors_are_clear, |c: &mut Cluster| {
     // No token.
-    let out = s.arca("acme", "").env_remove("ARCA_TOKEN").args(["snapshots"]).output().unwrap();
+    let out = c.arca("acme", "").env_remove("ARCA_TOKEN").args(["snapshots"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ARCA_TOKEN"));
     // A wrong token.
-    let out = s.arca("acme", "wrong").args(["snapshots"]).output().unwrap();
+    let out = c.arca("acme", "wrong").args(["snapshots"]).output().unwrap();
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("401") && err.contains("invalid or revoked token"), "{err}");
-    // No repository there yet.
-    let out = s.arca("acme", DEVICE).args(["snapshots"]).output().unwrap();
+    assert!(err.contains("401") && err.contains("invalid, expired or revoked token"), "{err}");
+    // Not initialised yet.
+    let out = c.arca("acme", &c.acme_device).args(["snapshots"]).output().unwrap();
     assert_eq!(out.status.code(), Some(10), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-#[test]
-fn sigterm_stops_the_server_cleanly_and_tokens_hash_as_documented() {
-    let mut s = Server::start();
-    s.ok(ADMIN, &["init"]);
-    // SAFETY: signalling our own child process.
-    assert_eq!(unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
-    let status = s.child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-
-    let mut child = Command::new(arca_bin())
-        .args(["server", "--hash-token"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
+    // A revoked device stops working at once, on every node.
+    c.ok("acme", &c.acme_device, &["init"]);
+    c.admin_ok(&c.admin, &["device", "revoke", "--tenant", "acme", "laptop"]);
+    for _ in 0..c.nodes.len() {
+        let out = c.arca("acme", &c.acme_device).args(["snapshots"]).output().unwrap();
+        assert_ne!(out.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), blake3::hash(b"abc").to_hex().as_str());
-    let out = Command::new(arca_bin()).args(["server", "--new-token"]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let token = text.lines().next().unwrap().trim_start_matches("token:").trim();
-    let hash = text.lines().nth(1).unwrap().trim_start_matches("hash:").trim();
-    assert_eq!(token.len(), 64);
-    assert_eq!(blake3::hash(token.as_bytes()).to_hex().as_str(), hash);
-}
+});
 
-#[test]
-fn server_killed_during_uploads_loses_no_acknowledged_object() {
-    let mut server = Server::start();
-    server.ok(DEVICE, &["init"]);
-    let small = server.path("small");
+both_shapes!(tenants_are_isolated, |c: &mut Cluster| {
+    let (dev, other_dev, other_admin) = (c.acme_device.clone(), c.other_device.clone(), c.other_admin.clone());
+    c.ok("acme", &dev, &["init"]);
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    let snap = json_list(c.http().get(format!("{}/snapshots/", c.repo_url("acme"))).bearer_auth(&dev).send().unwrap());
+    let snap = snap[0]["name"].as_str().unwrap().to_string();
+
+    // Another tenant's device and admin tokens: the repository does not exist for them.
+    for token in [&other_dev, &other_admin] {
+        let repo = c.repo_url("acme");
+        let http = c.http();
+        for (method, url) in [
+            ("GET", format!("{repo}/snapshots/")),
+            ("GET", format!("{repo}/snapshots/{snap}")),
+            ("HEAD", format!("{repo}/snapshots/{snap}")),
+            ("DELETE", format!("{repo}/snapshots/{snap}")),
+            ("PUT", format!("{repo}/index/{}", blake3::hash(b"x").to_hex())),
+        ] {
+            let r = http.request(method.parse().unwrap(), &url).bearer_auth(token).body("x").send().unwrap();
+            assert_eq!(r.status().as_u16(), 404, "{method} {url}");
+        }
+        let out = c.arca("acme", token).args(["snapshots"]).output().unwrap();
+        assert_ne!(out.status.code(), Some(0), "another tenant listed acme's snapshots");
+    }
+    // Their admin sees only their own tenant in the account API.
+    let (status, tenants) = c.get_json(&other_admin, "/v1/admin/tenants");
+    assert_eq!(status, 200);
+    assert_eq!(tenants.as_array().unwrap().len(), 1);
+    assert_eq!(tenants[0]["name"], "other");
+    for path in [
+        "/v1/admin/tenants/acme",
+        "/v1/admin/tenants/acme/devices",
+        "/v1/admin/tenants/acme/repos",
+        "/v1/admin/usage?tenant=acme",
+    ] {
+        assert_eq!(c.get_json(&other_admin, path).0, 404, "{path}");
+    }
+    let (_, repos) = c.get_json(&other_admin, "/v1/admin/repos");
+    assert!(repos.as_array().unwrap().iter().all(|r| r["tenant"] == "other"), "{repos}");
+    let (_, usage) = c.get_json(&other_admin, "/v1/admin/usage");
+    assert!(usage.as_array().unwrap().iter().all(|r| r["tenant"] == "other"), "{usage}");
+    let r = c
+        .http()
+        .post(format!("{}/v1/admin/tenants/acme/devices", c.base()))
+        .bearer_auth(&other_admin)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"name": "sneaky", "repo": "acme"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // Devices and tenant admins cannot act as the provider.
+    for token in [&dev, &other_admin] {
+        let r = c
+            .http()
+            .post(format!("{}/v1/admin/tenants", c.base()))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"name": "x"}).to_string())
+            .send();
+        assert_eq!(r.unwrap().status().as_u16(), 403);
+    }
+    // Acme's data is intact and its usage counts nothing of theirs.
+    c.ok("acme", &dev, &["check", "--read-data"]);
+    assert_eq!(tenant_stored(c, "other"), 0);
+    // The attempts are in the audit log, under the intruder's tenant.
+    let (_, audit) = c.get_json(&c.admin, "/v1/admin/audit?tenant=other&limit=200");
+    let denied = audit.as_array().unwrap().iter().filter(|e| e["outcome"] == "denied").count();
+    assert!(denied >= 5, "{audit}");
+});
+
+both_shapes!(retention_lock_refuses_deletes_for_every_role, |c: &mut Cluster| {
+    let dev = c.new_repo("acme", "acme-locked", Some(30));
+    c.ok("acme-locked", &dev, &["init"]);
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme-locked", &dev, &["backup", src.to_str().unwrap()]);
+    let snaps =
+        json_list(c.http().get(format!("{}/snapshots/", c.repo_url("acme-locked"))).bearer_auth(&dev).send().unwrap());
+    let snap = snaps[0]["name"].as_str().unwrap().to_string();
+    let packs =
+        json_list(c.http().get(format!("{}/data/", c.repo_url("acme-locked"))).bearer_auth(&dev).send().unwrap());
+    let pack = packs[0]["name"].as_str().unwrap().to_string();
+    let (admin, tenant_admin) = (c.admin.clone(), c.acme_admin.clone());
+    for token in [&dev, &tenant_admin, &admin] {
+        for (kind, name) in [("snapshots", &snap), ("data", &pack)] {
+            let r = c.http().delete(format!("{}/{kind}/{name}", c.repo_url("acme-locked"))).bearer_auth(token).send();
+            let r = r.unwrap();
+            assert_eq!(r.status().as_u16(), 403, "{kind} deleted inside the lock");
+        }
+    }
+    let out = c.arca("acme-locked", &tenant_admin).args(["forget", "latest"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retention lock"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot_ids(c, "acme-locked", &dev).len(), 1);
+    // Nor can the repository or its tenant go.
+    let out = c.admin_cmd(&admin, &["repo", "delete", "acme-locked"]).output().unwrap();
+    assert!(!out.status.success());
+    let out = c.admin_cmd(&admin, &["tenant", "delete", "acme"]).output().unwrap();
+    assert!(!out.status.success());
+    // A tenant admin cannot shorten the lock.
+    let out = c.admin_cmd(&tenant_admin, &["repo", "lock", "acme-locked", "--days", "1"]).output().unwrap();
+    assert!(!out.status.success());
+    // Compliance mode: not even the provider can shorten it any more.
+    c.admin_ok(&admin, &["repo", "lock", "acme-locked", "--days", "30", "--compliance"]);
+    let out = c.admin_cmd(&admin, &["repo", "lock", "acme-locked", "--days", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("compliance"));
+    // Governance mode (the default) lets the provider shorten a lock, audited; then deletes work.
+    let dev2 = c.new_repo("acme", "acme-gov", Some(30));
+    c.ok("acme-gov", &dev2, &["init"]);
+    c.ok("acme-gov", &dev2, &["backup", src.to_str().unwrap()]);
+    let out = c.arca("acme-gov", &tenant_admin).args(["forget", "latest"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    c.admin_ok(&admin, &["repo", "lock", "acme-gov", "--days", "0"]);
+    c.ok("acme-gov", &tenant_admin, &["forget", "latest", "--prune"]);
+    assert!(snapshot_ids(c, "acme-gov", &dev2).is_empty());
+    let (_, audit) = c.get_json(&admin, "/v1/admin/audit?tenant=acme&limit=500");
+    let entries = audit.as_array().unwrap();
+    assert!(entries.iter().any(|e| e["action"] == "object.delete" && e["outcome"] == "denied"));
+    assert!(entries.iter().any(|e| e["action"] == "repo.lock" && e["target"] == "acme-gov" && e["outcome"] == "ok"));
+});
+
+both_shapes!(quota_refusal_leaves_usage_unchanged, |c: &mut Cluster| {
+    let (dev, admin) = (c.acme_device.clone(), c.admin.clone());
+    c.ok("acme", &dev, &["init"]);
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    let stored = tenant_stored(c, "acme");
+    // A quota just above what is stored.
+    c.admin_ok(&admin, &["tenant", "set", "acme", "--hard-quota", &(stored + 50_000).to_string()]);
+    let big = c.path("big");
+    fs::create_dir_all(&big).unwrap();
+    fs::write(big.join("noise.bin"), noise(3 << 20, 7)).unwrap();
+    let out = c.arca("acme", &dev).args(["backup", big.to_str().unwrap()]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "a backup past the hard quota succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("quota exceeded") && err.contains("hard quota"), "{err}");
+    // What was refused is not stored, not counted and not listed.
+    let after = tenant_stored(c, "acme");
+    assert!(after <= stored + 50_000, "{after} passed the quota");
+    assert_eq!(after, listed_bytes(c, "acme", &dev));
+    // A raw upload past the quota is refused before its bytes are read, naming quota and usage.
+    let data = noise(200_000, 9);
+    let name = blake3::hash(&data).to_hex().to_string();
+    let r = c.http().put(format!("{}/data/{name}", c.repo_url("acme"))).bearer_auth(&dev).body(data).send().unwrap();
+    assert_eq!(r.status().as_u16(), 507);
+    assert!(r.text().unwrap().contains("quota exceeded"));
+    assert_eq!(tenant_stored(c, "acme"), after, "a refused upload changed the usage");
+    // Raising the quota lets the backup finish.
+    c.admin_ok(&admin, &["tenant", "set", "acme", "--hard-quota", "1GiB"]);
+    c.ok("acme", &dev, &["backup", big.to_str().unwrap()]);
+    c.ok("acme", &dev, &["check", "--read-data"]);
+    let (_, audit) = c.get_json(&admin, "/v1/admin/audit?tenant=acme&limit=500");
+    assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "object.put" && e["outcome"] == "denied"));
+});
+
+both_shapes!(metering_equals_the_bytes_sent_and_stored, |c: &mut Cluster| {
+    let (dev, admin) = (c.acme_device.clone(), c.admin.clone());
+    c.ok("acme", &dev, &["init"]);
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    let usage = |c: &Cluster| {
+        let (status, v) = c.get_json(&admin, "/v1/admin/usage?tenant=acme");
+        assert_eq!(status, 200, "{v}");
+        let rows = v.as_array().unwrap().clone();
+        rows.into_iter().rfind(|r| r["repository"] == "acme").unwrap()
+    };
+    let u0 = usage(c);
+    let stored = listed_bytes(c, "acme", &dev);
+    assert_eq!(u0["stored_bytes"].as_i64().unwrap(), stored);
+    // Every upload was new, so ingress is exactly what is stored.
+    assert_eq!(u0["ingress_bytes"].as_i64().unwrap(), stored, "{u0}");
+    // Known transfers move the counters by exactly their size.
+    let data = noise(123_457, 3);
+    let name = blake3::hash(&data).to_hex().to_string();
+    let http = c.http();
+    let r = http.put(format!("{}/data/{name}", c.repo_url("acme"))).bearer_auth(&dev).body(data.clone()).send();
+    assert_eq!(r.unwrap().status().as_u16(), 201);
+    let r = http.get(format!("{}/data/{name}", c.repo_url("acme"))).bearer_auth(&dev).send().unwrap();
+    assert_eq!(r.bytes().unwrap().len(), data.len());
+    let r = http.get(format!("{}/data/{name}", c.repo_url("acme"))).bearer_auth(&dev).header("range", "bytes=10-1009");
+    assert_eq!(r.send().unwrap().bytes().unwrap().len(), 1000);
+    let u1 = usage(c);
+    let delta = |k: &str| u1[k].as_i64().unwrap() - u0[k].as_i64().unwrap();
+    assert_eq!(delta("ingress_bytes"), 123_457);
+    assert_eq!(delta("egress_bytes"), 123_457 + 1000);
+    assert_eq!(delta("stored_bytes"), 123_457);
+    assert_eq!(delta("object_count"), 1);
+    assert_eq!(u1["stored_bytes"].as_i64().unwrap(), tenant_stored(c, "acme"));
+    // The CSV export says the same.
+    let out = c.admin_ok(&admin, &["usage", "--tenant", "acme", "--csv"]);
+    let line = out.lines().rfind(|l| l.contains(",acme,acme,")).unwrap().to_string();
+    assert!(line.contains(&format!(",{},", u1["stored_bytes"])), "{line}");
+    assert!(line.ends_with(&format!(",{},{}", u1["ingress_bytes"], u1["egress_bytes"])), "{line}");
+});
+
+both_shapes!(sigterm_stops_the_server_cleanly, |c: &mut Cluster| {
+    c.ok("acme", &c.acme_device, &["init"]);
+    for n in &mut c.nodes {
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(n.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        assert_eq!(n.child.wait().unwrap().code(), Some(0));
+    }
+});
+
+both_shapes!(server_killed_during_uploads_loses_no_acknowledged_object, |c: &mut Cluster| {
+    let dev = c.acme_device.clone();
+    c.ok("acme", &dev, &["init"]);
+    let small = c.path("small");
     make_tree(&small);
-    server.ok(DEVICE, &["backup", small.to_str().unwrap()]);
+    c.ok("acme", &dev, &["backup", small.to_str().unwrap()]);
     let acknowledged: Vec<serde_json::Value> =
-        serde_json::from_str(&server.ok(DEVICE, &["--json", "snapshots"])).unwrap();
+        serde_json::from_str(&c.ok("acme", &dev, &["--json", "snapshots"])).unwrap();
     assert_eq!(acknowledged.len(), 1);
 
-    // A larger backup (several packs of incompressible data), cut by SIGKILL of the server.
-    // Fresh content each attempt, so there is always something to upload; shorter delays until
-    // the kill lands while the client is still sending.
-    let big = server.path("big");
+    // A larger backup (several packs of incompressible data), cut by SIGKILL of the server it
+    // talks to. Fresh content each attempt; shorter delays until the kill lands mid-upload.
+    let big = c.path("big");
     let mut cut_one = false;
     for (attempt, delay_ms) in [400u64, 200, 100, 40, 10].into_iter().enumerate() {
         let _ = fs::remove_dir_all(&big);
         fs::create_dir_all(&big).unwrap();
-        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (attempt as u64 + 1);
         for i in 0..6 {
-            let data: Vec<u8> = (0..8 << 20)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            fs::write(big.join(format!("part{i}.bin")), data).unwrap();
+            fs::write(big.join(format!("part{i}.bin")), noise(8 << 20, attempt as u64 * 10 + i)).unwrap();
         }
-        let mut client =
-            server.arca("acme", DEVICE).args(["--no-progress", "backup", big.to_str().unwrap()]).spawn().unwrap();
+        // Pin the client to node 0, which is the one killed.
+        let mut cmd = c.arca("acme", &dev);
+        cmd.env("ARCA_REPOSITORY", format!("{}/v1/repos/acme", c.nodes[0].base));
+        let mut client = cmd.args(["--no-progress", "backup", big.to_str().unwrap()]).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        server.kill_and_restart();
+        c.kill_and_restart(0);
         if !client.wait().unwrap().success() {
             cut_one = true;
             break;
@@ -431,35 +506,35 @@ fn server_killed_during_uploads_loses_no_acknowledged_object() {
     }
     assert!(cut_one, "no kill landed during an upload");
 
-    let after: Vec<serde_json::Value> = serde_json::from_str(&server.ok(DEVICE, &["--json", "snapshots"])).unwrap();
+    let after: Vec<serde_json::Value> = serde_json::from_str(&c.ok("acme", &dev, &["--json", "snapshots"])).unwrap();
     for snap in &acknowledged {
         assert!(after.iter().any(|s| s["id"] == snap["id"]), "acknowledged snapshot {} lost", snap["id"]);
     }
-    let check = server.arca("acme", DEVICE).args(["check", "--read-data"]).output().unwrap();
+    let check = c.arca("acme", &dev).args(["check", "--read-data"]).output().unwrap();
     assert!(check.status.success(), "check after the crash:\n{}", String::from_utf8_lossy(&check.stderr));
-    let target = server.path("restored");
-    server.ok(DEVICE, &["restore", acknowledged[0]["id"].as_str().unwrap(), "--target", target.to_str().unwrap()]);
+    let target = c.path("restored");
+    c.ok("acme", &dev, &["restore", acknowledged[0]["id"].as_str().unwrap(), "--target", target.to_str().unwrap()]);
     assert_same_tree(&small, &target.join(small.strip_prefix("/").unwrap()));
-    // And the next backup completes.
-    server.ok(DEVICE, &["backup", big.to_str().unwrap()]);
-    let check = server.arca("acme", DEVICE).args(["check", "--read-data"]).output().unwrap();
+    // The next backup completes, and the books still balance.
+    c.ok("acme", &dev, &["backup", big.to_str().unwrap()]);
+    let check = c.arca("acme", &dev).args(["check", "--read-data"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
-}
+    assert_eq!(tenant_stored(c, "acme"), listed_bytes(c, "acme", &dev));
+});
 
-#[test]
-fn fifty_clients_back_up_at_once() {
-    let server = Server::start();
-    server.ok(DEVICE, &["init"]);
+both_shapes!(fifty_clients_back_up_at_once, |c: &mut Cluster| {
+    let dev = c.acme_device.clone();
+    c.ok("acme", &dev, &["init"]);
     let clients = 50;
     let mut running = Vec::new();
     for i in 0..clients {
-        let src = server.path(&format!("client-{i}"));
+        let src = c.path(&format!("client-{i}"));
         fs::create_dir_all(src.join("docs")).unwrap();
         fs::write(src.join("docs/shared.txt"), "the same in every client\n".repeat(100)).unwrap();
         fs::write(src.join(format!("own-{i}.bin")), (0..50_000u32).map(|b| (b * (i + 3)) as u8).collect::<Vec<u8>>())
             .unwrap();
-        let child = server
-            .arca("acme", DEVICE)
+        let child = c
+            .arca("acme", &dev)
             .args(["--no-progress", "-q", "backup", "--host", &format!("host-{i}"), src.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -471,14 +546,63 @@ fn fifty_clients_back_up_at_once() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "client {i} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let snaps: Vec<serde_json::Value> = serde_json::from_str(&server.ok(DEVICE, &["--json", "snapshots"])).unwrap();
+    let snaps: Vec<serde_json::Value> = serde_json::from_str(&c.ok("acme", &dev, &["--json", "snapshots"])).unwrap();
     assert_eq!(snaps.len(), clients as usize);
-    let check = server.arca("acme", DEVICE).args(["check", "--read-data"]).output().unwrap();
+    let check = c.arca("acme", &dev).args(["check", "--read-data"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
-    // One client's files come back intact.
-    let target = server.path("restored");
+    let target = c.path("restored");
     let id = snaps.iter().find(|s| s["hostname"] == "host-7").unwrap()["id"].as_str().unwrap().to_string();
-    server.ok(DEVICE, &["restore", &id, "--target", target.to_str().unwrap()]);
-    let src = server.path("client-7");
+    c.ok("acme", &dev, &["restore", &id, "--target", target.to_str().unwrap()]);
+    let src = c.path("client-7");
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    assert_eq!(tenant_stored(c, "acme"), listed_bytes(c, "acme", &dev));
+});
+
+#[test]
+fn first_start_without_a_password_prints_a_one_time_setup_command() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(cluster::arca_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("ARCA_ADMIN_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut setup = None;
+    let mut base = None;
+    for line in lines.by_ref().take(6) {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("arca admin setup ") {
+            setup = Some(rest.to_string());
+        }
+        if let Some(b) = line.split("listening on ").nth(1) {
+            base = Some(b.to_string());
+            break;
+        }
+    }
+    let (setup, base) = (setup.expect("no setup command printed"), base.unwrap());
+    let token = setup.split("--setup-token ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let run = |token: &str| {
+        std::process::Command::new(cluster::arca_bin())
+            .args(["admin", "--server", &base, "setup", "--setup-token", token, "--user", "boss"])
+            .env("ARCA_ADMIN_PASSWORD", "a long enough password")
+            .output()
+            .unwrap()
+    };
+    assert!(!run("arca_wrong").status.success());
+    let out = run(&token);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!run(&token).status.success(), "setup worked twice");
+    let out = std::process::Command::new(cluster::arca_bin())
+        .args(["admin", "--server", &base, "login", "--user", "boss", "--quiet"])
+        .env("ARCA_ADMIN_PASSWORD", "a long enough password")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("arca_"));
+    let _ = child.kill();
+    let _ = child.wait();
 }

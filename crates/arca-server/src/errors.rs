@@ -56,6 +56,27 @@ impl ApiError {
         }
     }
 
+    /// Maps a metadata failure. An unreachable database is 503 (clients retry), never a 500 that
+    /// hides what happened.
+    pub fn from_db(err: crate::db::DbError) -> ApiError {
+        use crate::db::DbError;
+        match err {
+            DbError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            DbError::NotFound(m) => Self::not_found(m),
+            DbError::Invalid(m) => Self::bad_request(m),
+            DbError::Sql(e) => match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                    tracing::error!("metadata database unavailable: {e}");
+                    Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server's metadata database is unavailable; nothing was changed, retry later",
+                    )
+                }
+                e => Self::internal(format!("metadata database: {e}")),
+            },
+        }
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -69,7 +90,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() && self.status != StatusCode::INSUFFICIENT_STORAGE {
+        if self.status.is_server_error()
+            && !matches!(self.status, StatusCode::INSUFFICIENT_STORAGE | StatusCode::SERVICE_UNAVAILABLE)
+        {
             tracing::error!("internal error: {}", self.message);
             let mut resp = (self.status, "internal server error").into_response();
             resp.extensions_mut().insert(Internal);

@@ -1,54 +1,71 @@
-//! The arca provider back end: the repository hosting API.
+//! The arca provider back end: repository hosting, accounts, quotas, metering and audit.
 //!
-//! This first slice serves repositories stored on local disk (`<data-dir>/repos/<repo>/`) over
-//! HTTP, to the `arca` client's `HttpStore`. Every request carries a bearer token; tokens are
-//! scoped to one repository (devices) or to all (admins), see [`auth`]. The API:
+//! Object bytes live on local disk or an S3-compatible store ([`state::Backend`]); everything
+//! else (tenants, users, devices, tokens, which objects exist, usage, the audit log) lives in the
+//! metadata database ([`db`]: SQLite by default, PostgreSQL for several server processes).
 //!
-//! | method | path | what |
-//! |---|---|---|
-//! | `POST` | `/v1/repos/{repo}` | create the repository's directories |
-//! | `GET` | `/v1/repos/{repo}/{kind}/?after=NAME&limit=N` | list one kind, sorted by name, paged |
-//! | `HEAD` | `/v1/repos/{repo}/{kind}/{name}` | size of an object (`Content-Length`, `X-Arca-Size`) |
-//! | `GET` | `/v1/repos/{repo}/{kind}/{name}` | read an object; one `Range: bytes=a-b` gives 206 |
-//! | `PUT` | `/v1/repos/{repo}/{kind}/{name}` | store an object (verified against its content address) |
-//! | `DELETE` | `/v1/repos/{repo}/{kind}/{name}` | remove an object (admins; devices only locks) |
-//!
-//! `{kind}` is one of `config`, `keys`, `data`, `meta`, `index`, `snapshots`, `locks`, `pending`.
+//! The APIs (described in `docs/openapi.yaml`):
+//! - `/v1/repos/{repo}/…`: the repository hosting API the `arca` client speaks ([`repo_api`]);
+//! - `/v1/auth/…`, `/v1/setup`, `/v1/admin/…`: sign-in and account management, which `arca admin`
+//!   and the web console use ([`admin_api`]);
+//! - `/healthz` and `/metrics` for operations.
 #![warn(missing_docs)]
 
-pub mod auth;
+pub mod access;
+mod admin_api;
 pub mod db;
 pub mod errors;
 pub mod metrics;
+pub mod repo_api;
 mod routes;
 pub mod state;
 
 use std::future::Future;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
-pub use auth::{FileTokenStore, Grant, Role, TokenStore};
 pub use errors::ApiError;
 pub use state::AppState;
 
-/// Largest request body accepted (a pack is tens of MiB; this leaves ample room).
+/// Largest object upload accepted (a pack is tens of MiB; this leaves ample room). Other
+/// requests (JSON) are limited to 1 MiB.
 pub const MAX_BODY: usize = 1 << 30;
 
 /// The HTTP application, without a listener (tests can drive it directly).
 pub fn app(state: AppState) -> Router {
+    use admin_api as a;
     Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
-        .route("/v1/repos/{repo}", post(routes::create_repo))
-        .route("/v1/repos/{repo}/{kind}/", get(routes::list))
+        .route("/v1/setup", post(a::setup))
+        .route("/v1/auth/login", post(a::login))
+        .route("/v1/auth/logout", post(a::logout))
+        .route("/v1/auth/whoami", get(a::whoami))
+        .route("/v1/admin/plans", get(a::list_plans).post(a::create_plan))
+        .route("/v1/admin/users", get(a::list_staff).post(a::create_staff))
+        .route("/v1/admin/tenants", get(a::list_tenants).post(a::create_tenant))
+        .route("/v1/admin/tenants/{tenant}", get(a::get_tenant).patch(a::update_tenant).delete(a::delete_tenant))
+        .route("/v1/admin/tenants/{tenant}/users", get(a::list_tenant_users).post(a::create_tenant_user))
+        .route("/v1/admin/tenants/{tenant}/repos", get(a::list_repos).post(a::create_repo))
+        .route("/v1/admin/tenants/{tenant}/devices", get(a::list_devices).post(a::create_device))
+        .route("/v1/admin/tenants/{tenant}/devices/{device}", delete(a::revoke_device))
+        .route("/v1/admin/repos", get(a::list_all_repos))
+        .route("/v1/admin/repos/{repo}", axum::routing::patch(a::update_repo).delete(a::delete_repo))
+        .route("/v1/admin/usage", get(a::usage))
+        .route("/v1/admin/audit", get(a::audit_log))
+        .route("/v1/repos/{repo}", post(repo_api::create_repo))
+        .route("/v1/repos/{repo}/{kind}/", get(repo_api::list))
         .route(
             "/v1/repos/{repo}/{kind}/{name}",
-            get(routes::get_object).head(routes::head_object).put(routes::put_object).delete(routes::delete_object),
+            get(repo_api::get_object)
+                .head(repo_api::head_object)
+                .put(repo_api::put_object)
+                .delete(repo_api::delete_object),
         )
         .fallback(routes::no_route)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(1 << 20))
         .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_context))
         .with_state(state)
 }

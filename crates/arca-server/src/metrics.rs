@@ -7,6 +7,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels of the request counter.
@@ -18,12 +19,21 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of per-tenant gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// Tenant name.
+    pub tenant: String,
+}
+
 /// The server's counters.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     bytes_in: Counter,
     bytes_out: Counter,
+    tenant_stored: Family<TenantLabels, Gauge>,
+    tenant_quota: Family<TenantLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -42,7 +52,15 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests answered, by method and status", requests.clone());
         registry.register("received_bytes", "Request body bytes received (uploads)", bytes_in.clone());
         registry.register("sent_bytes", "Response body bytes sent (downloads and listings)", bytes_out.clone());
-        Metrics { registry, requests, bytes_in, bytes_out }
+        let tenant_stored = Family::<TenantLabels, Gauge>::default();
+        let tenant_quota = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_stored_bytes",
+            "Bytes stored per tenant (exact, from the catalogue)",
+            tenant_stored.clone(),
+        );
+        registry.register("tenant_hard_quota_bytes", "Hard quota per tenant (0: unlimited)", tenant_quota.clone());
+        Metrics { registry, requests, bytes_in, bytes_out, tenant_stored, tenant_quota }
     }
 
     /// Counts one answered request.
@@ -50,6 +68,23 @@ impl Metrics {
         self.requests.get_or_create(&RequestLabels { method: method.to_string(), status }).inc();
         self.bytes_in.inc_by(bytes_in);
         self.bytes_out.inc_by(bytes_out);
+    }
+
+    /// Reads every tenant's figures from the database (at scrape time, so every server process of
+    /// a scale-out pair reports the same, current values).
+    pub async fn refresh_tenants(&self, db: &crate::db::Db) {
+        match db.tenants().await {
+            Ok(tenants) => {
+                self.tenant_stored.clear();
+                self.tenant_quota.clear();
+                for t in tenants {
+                    let labels = TenantLabels { tenant: t.name };
+                    self.tenant_stored.get_or_create(&labels).set(t.stored_bytes);
+                    self.tenant_quota.get_or_create(&labels).set(t.hard_quota_bytes);
+                }
+            }
+            Err(e) => tracing::warn!("metrics: cannot read tenants: {e}"),
+        }
     }
 
     /// The text exposition of every metric.

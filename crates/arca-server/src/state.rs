@@ -1,11 +1,88 @@
-//! What every request handler shares: where repositories live and who may use them.
+//! What every request handler shares: the metadata database, where object bytes live, and the
+//! process's metrics.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use arca_store::LocalStore;
+use arca_store::{LocalStore, Store};
 
-use crate::auth::TokenStore;
+use crate::db::Db;
+
+/// Where the repositories' object bytes live.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// Local disk: `DIR/repos/REPO/…` (temp file, fsync, rename).
+    Local(PathBuf),
+    /// An S3-compatible object store: one prefix per repository (`…/repos/REPO/…`).
+    #[cfg(feature = "s3")]
+    S3(arca_store::S3Store),
+}
+
+impl Backend {
+    /// Parses `file://DIR` (or a plain path) or `s3://BUCKET[/PREFIX]?endpoint=…&region=…`.
+    pub fn from_url(url: &str) -> Result<Backend, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err("file:// needs a directory, e.g. file:///srv/arca".into());
+            }
+            return Ok(Backend::Local(PathBuf::from(path)));
+        }
+        if url.starts_with("s3://") {
+            #[cfg(feature = "s3")]
+            {
+                let config = arca_store::S3Config::from_url(url).map_err(|e| e.to_string())?;
+                return arca_store::S3Store::open(&config).map(Backend::S3).map_err(|e| e.to_string());
+            }
+            #[cfg(not(feature = "s3"))]
+            return Err("this build of arca has no S3 support".into());
+        }
+        if url.contains("://") {
+            return Err(format!("unsupported store URL {url:?}: use file://DIR or s3://BUCKET?endpoint=URL&region=R"));
+        }
+        Ok(Backend::Local(PathBuf::from(url)))
+    }
+
+    /// The store of repository `repo` (its name must already be validated).
+    pub fn store(&self, repo: &str) -> Arc<dyn Store> {
+        match self {
+            Backend::Local(dir) => Arc::new(LocalStore::new(dir.join("repos").join(repo))),
+            #[cfg(feature = "s3")]
+            Backend::S3(s3) => Arc::new(s3.with_prefix(&format!("repos/{repo}"))),
+        }
+    }
+
+    /// Whether the backend accepts writes (for `/healthz`): a probe is written and removed.
+    pub fn healthy(&self) -> bool {
+        let probe = format!("healthz-{}-{}", std::process::id(), rand::random::<u32>());
+        let ok = match self {
+            Backend::Local(dir) => {
+                let path = dir.join("repos").join(format!(".{probe}"));
+                std::fs::write(&path, b"ok").and_then(|()| std::fs::remove_file(&path)).map_err(|e| e.to_string())
+            }
+            #[cfg(feature = "s3")]
+            Backend::S3(s3) => {
+                let store = s3.with_prefix("healthz");
+                store
+                    .put(arca_store::ObjectKind::Lock, &probe, b"ok")
+                    .and_then(|()| store.delete(arca_store::ObjectKind::Lock, &probe))
+                    .map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = &ok {
+            tracing::warn!("health probe of the object store failed: {e}");
+        }
+        ok.is_ok()
+    }
+
+    /// A description for the log.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Local(dir) => format!("local disk {}", dir.display()),
+            #[cfg(feature = "s3")]
+            Backend::S3(s3) => s3.location(),
+        }
+    }
+}
 
 /// Shared server state (cheap to clone).
 #[derive(Clone)]
@@ -14,20 +91,31 @@ pub struct AppState {
 }
 
 struct Inner {
-    data_dir: PathBuf,
-    tokens: Arc<dyn TokenStore>,
+    db: Db,
+    backend: Backend,
     metrics: crate::metrics::Metrics,
+    setup_token: Option<String>,
 }
 
 impl AppState {
-    /// Repositories under `data_dir/repos/`, tokens from `tokens`.
-    pub fn new(data_dir: impl Into<PathBuf>, tokens: Arc<dyn TokenStore>) -> AppState {
-        AppState { inner: Arc::new(Inner { data_dir: data_dir.into(), tokens, metrics: Default::default() }) }
+    /// State over a metadata database and an object backend.
+    pub fn new(db: Db, backend: Backend) -> AppState {
+        AppState { inner: Arc::new(Inner { db, backend, metrics: Default::default(), setup_token: None }) }
     }
 
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.inner.data_dir
+    /// The same, accepting `setup_token` once to create the first provider admin.
+    pub fn with_setup_token(db: Db, backend: Backend, setup_token: String) -> AppState {
+        AppState { inner: Arc::new(Inner { db, backend, metrics: Default::default(), setup_token: Some(setup_token) }) }
+    }
+
+    /// The metadata database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The object backend.
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
     }
 
     /// The process's metrics.
@@ -35,13 +123,13 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// The token store.
-    pub fn tokens(&self) -> &dyn TokenStore {
-        self.inner.tokens.as_ref()
+    /// The first-start setup token, if this process printed one.
+    pub fn setup_token(&self) -> Option<&str> {
+        self.inner.setup_token.as_deref()
     }
 
-    /// The store of repository `repo` (its name must already be validated).
-    pub fn store(&self, repo: &str) -> LocalStore {
-        LocalStore::new(self.inner.data_dir.join("repos").join(repo))
+    /// The store of repository `repo`.
+    pub fn store(&self, repo: &str) -> Arc<dyn Store> {
+        self.inner.backend.store(repo)
     }
 }

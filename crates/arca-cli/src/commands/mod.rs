@@ -1,6 +1,7 @@
 //! One module per command. Each has an `Args` struct (its flags and help) and a `run` function
 //! that returns the exit code.
 
+pub mod admin;
 pub mod backup;
 pub mod check;
 pub mod copy;
@@ -47,6 +48,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Repair(a) => repair::run(g, a),
         Command::Version(a) => version::run(g, a),
         Command::Server(a) => server::run(g, a),
+        Command::Admin(a) => admin::run(g, a),
     }
 }
 

@@ -1,93 +1,134 @@
-//! `arca server`: host repositories for `arca` clients over HTTP.
+//! `arca server`: host repositories for `arca` clients, with accounts, quotas, retention locks and
+//! metering.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use arca_server::auth::{hash_token, new_token};
-use arca_server::{AppState, FileTokenStore};
+use arca_server::db::accounts::Role;
+use arca_server::db::Db;
+use arca_server::state::Backend;
+use arca_server::AppState;
 use clap::Args;
+use serde::Deserialize;
 
 use crate::cli::GlobalOpts;
 
 const LONG_ABOUT: &str = "\
-Serve repositories to arca clients over HTTP (the repository hosting API, /v1/repos/REPO/...).
+Serve repositories to arca clients over HTTP, with tenants, users, devices, quotas, retention
+locks, metering and an audit log.
 
-Repositories live under DATA_DIR/repos/REPO/. Every request needs a bearer token listed in the
-token file, stored as the BLAKE3 hash of the token (`arca server --new-token` makes a token and
-prints its hash; `arca server --hash-token < FILE` hashes an existing one):
+On the embedded defaults everything lives in DATA_DIR: the metadata database (DATA_DIR/arca.db,
+SQLite) and the repositories' bytes (DATA_DIR/repos/REPO/). To run several server processes
+over shared storage, point them all at one PostgreSQL database and one S3-compatible store:
 
-  [[token]]
-  hash = \"<64 hex digits>\"
-  repo = \"acme\"
-  role = \"device\"      # read, add objects; never delete (except its own locks) or overwrite
+  --database postgres://USER:PASSWORD@HOST/DB
+  --store 's3://BUCKET?endpoint=http://HOST:3900&region=garage'
+  (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)
 
-  [[token]]
-  hash = \"<64 hex digits>\"
-  role = \"admin\"       # everything, in every repository
+First start: with ARCA_ADMIN_PASSWORD set, the provider admin `admin` (or ARCA_ADMIN_USER) is
+created; otherwise the server prints a one-time setup command. Then, with an admin token
+(`arca admin login`), create a plan, a tenant, a repository and a device; the device's token goes
+into the client's ARCA_TOKEN:
 
-Clients use it with `arca -r http://HOST:PORT/v1/repos/REPO` and the token in ARCA_TOKEN; the
-first `arca init` creates the repository.
+  arca -r http://HOST:PORT/REPO init
 
-This build speaks plain HTTP only: TLS is a later step. Until then, listen on loopback or put the
-server behind a TLS-terminating reverse proxy; never send tokens over an untrusted network.
+Settings come from flags, then environment variables, then the config file (TOML with the same
+names: listen, data_dir, database, store). This build speaks plain HTTP: listen on loopback or
+behind a TLS-terminating reverse proxy; never send tokens over an untrusted network.
 
 SIGINT or SIGTERM stops the server after the requests in flight have finished. The log (standard
 error) has one line per request with its request id, which internal errors also show the client.
 
-Example:
-  arca server --listen 127.0.0.1:8420 --data-dir /srv/arca --tokens /etc/arca/tokens.toml";
+Examples:
+  arca server --data-dir /srv/arca
+  ARCA_ADMIN_PASSWORD=... arca server --listen 0.0.0.0:8420 --data-dir /srv/arca
+  arca server --config /etc/arca/server.toml";
 
 /// `arca server` flags.
 #[derive(Debug, Args)]
-#[command(about = "Serve repositories over HTTP (plain HTTP for now; TLS is a later step)", long_about = LONG_ABOUT)]
+#[command(about = "Serve repositories over HTTP, with accounts, quotas and retention locks", long_about = LONG_ABOUT)]
 pub struct ServerArgs {
-    /// Address and port to listen on (port 0 picks a free one; the address is printed)
-    #[arg(long, env = "ARCA_LISTEN", default_value = "127.0.0.1:8420", value_name = "ADDR:PORT")]
-    pub listen: String,
+    /// Config file (TOML: listen, data_dir, database, store)
+    #[arg(long, env = "ARCA_SERVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
-    /// Directory holding the repositories (DIR/repos/REPO)
-    #[arg(long, env = "ARCA_DATA_DIR", value_name = "DIR", required_unless_present_any = ["new_token", "hash_token"])]
+    /// Address and port to listen on (port 0 picks a free one; the address is printed) [default: 127.0.0.1:8420]
+    #[arg(long, env = "ARCA_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+
+    /// Directory for the embedded defaults (DIR/arca.db and DIR/repos/)
+    #[arg(long, env = "ARCA_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// TOML file of hashed tokens (see above)
-    #[arg(long, env = "ARCA_TOKENS_FILE", value_name = "FILE", required_unless_present_any = ["new_token", "hash_token"])]
-    pub tokens: Option<PathBuf>,
+    /// Metadata database: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [default: sqlite://DATA_DIR/arca.db]
+    #[arg(long, env = "ARCA_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
 
-    /// Print a new random token and the hash to put in the token file, then exit
-    #[arg(long, conflicts_with = "hash_token")]
-    pub new_token: bool,
+    /// Where object bytes go: file://DIR or s3://BUCKET[/PREFIX]?endpoint=URL&region=R [default: file://DATA_DIR]
+    #[arg(long, env = "ARCA_STORE", value_name = "URL")]
+    pub store: Option<String>,
+}
 
-    /// Read a token from standard input (one line) and print its hash, then exit
-    #[arg(long)]
-    pub hash_token: bool,
+/// The config file's keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    store: Option<String>,
+}
+
+/// The settings after merging flags, environment and the config file.
+#[derive(Debug)]
+struct Settings {
+    listen: String,
+    database: String,
+    store: String,
+    data_dir: Option<PathBuf>,
+}
+
+fn settings(a: &ServerArgs) -> Result<Settings> {
+    let file = match &a.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading the config file {}", path.display()))?;
+            toml::from_str::<ConfigFile>(&text).with_context(|| format!("config file {}", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let data_dir = a.data_dir.clone().or(file.data_dir);
+    let database = a.database.clone().or(file.database);
+    let store = a.store.clone().or(file.store);
+    let need_dir = || {
+        data_dir.clone().ok_or_else(|| {
+            anyhow::anyhow!("give --data-dir (or both --database and --store): where should the server keep its data?")
+        })
+    };
+    let database = match database {
+        Some(d) => d,
+        None => format!("sqlite://{}", need_dir()?.join("arca.db").display()),
+    };
+    let store = match store {
+        Some(s) => s,
+        None => format!("file://{}", need_dir()?.display()),
+    };
+    let listen = a.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8420".into());
+    Ok(Settings { listen, database, store, data_dir })
 }
 
 /// Runs `arca server` until SIGINT or SIGTERM.
 pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
-    if a.new_token {
-        let token = new_token();
-        println!("token: {token}");
-        println!("hash:  {}", hash_token(&token));
-        return Ok(crate::exit::OK);
+    let s = settings(a)?;
+    if let Some(dir) = &s.data_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
     }
-    if a.hash_token {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).context("reading the token from standard input")?;
-        let token = line.trim_end_matches(['\n', '\r']);
-        if token.is_empty() {
-            anyhow::bail!("no token on standard input");
-        }
-        println!("{}", hash_token(token));
-        return Ok(crate::exit::OK);
+    let backend = Backend::from_url(&s.store).map_err(anyhow::Error::msg).context("opening the object store")?;
+    if let Backend::Local(dir) = &backend {
+        std::fs::create_dir_all(dir.join("repos"))
+            .with_context(|| format!("creating the repository directory {}", dir.join("repos").display()))?;
     }
-    let (Some(data_dir), Some(tokens_file)) = (&a.data_dir, &a.tokens) else {
-        anyhow::bail!("--data-dir and --tokens are required");
-    };
-    let tokens = FileTokenStore::load(tokens_file).map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(data_dir.join("repos"))
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let state = AppState::new(data_dir, Arc::new(tokens));
     // The command-line SIGINT handler exits at once; the server stops gracefully instead.
     // SAFETY: restoring the default action before any handler of the runtime is installed.
     unsafe {
@@ -99,16 +140,110 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        let db = Db::connect(&s.database)
+            .await
+            .with_context(|| format!("opening the metadata database {}", arca_server::db::redact(&s.database)))?;
         let listener =
-            tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("listening on {}", a.listen))?;
+            tokio::net::TcpListener::bind(&s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
         let addr = listener.local_addr().context("reading the listening address")?;
+        let state = bootstrap(db, backend.clone(), addr).await?;
         println!("arca server listening on http://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        tracing::info!("serving repositories from {} on http://{addr}", data_dir.display());
+        tracing::info!(
+            "serving on http://{addr}: metadata in {}, objects on {}",
+            arca_server::db::redact(&s.database),
+            backend.describe()
+        );
+        let sweeper = tokio::spawn(housekeeping(state.clone()));
         arca_server::serve(listener, state, arca_server::shutdown_signal()).await.context("serving")?;
+        sweeper.abort();
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(crate::exit::OK)
+}
+
+/// Creates the first provider admin, or prints how to, and returns the application state.
+async fn bootstrap(db: Db, backend: Backend, addr: std::net::SocketAddr) -> Result<AppState> {
+    if db.has_provider_admin().await? {
+        return Ok(AppState::new(db, backend));
+    }
+    let user = std::env::var("ARCA_ADMIN_USER").ok().filter(|u| !u.trim().is_empty()).unwrap_or("admin".into());
+    if let Some(password) = std::env::var("ARCA_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()) {
+        match db.create_user(&user, &password, Role::ProviderAdmin, None).await {
+            Ok(_) => {
+                let entry = arca_server::db::audit::NewAudit {
+                    actor: "server",
+                    action: "setup",
+                    target: &user,
+                    outcome: "ok",
+                    detail: "first provider admin from ARCA_ADMIN_PASSWORD",
+                    ..Default::default()
+                };
+                db.audit(entry).await?;
+                println!("created the provider admin {user:?} (from ARCA_ADMIN_PASSWORD)");
+            }
+            // Another server process of a scale-out pair was quicker.
+            Err(arca_server::db::DbError::Conflict(_)) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("creating the provider admin")),
+        }
+        return Ok(AppState::new(db, backend));
+    }
+    let token = arca_server::db::accounts::new_token();
+    println!("No provider admin exists yet. Create one with this one-time command (valid until this server stops):");
+    println!("  arca admin setup --server http://{addr} --setup-token {token} --user admin");
+    println!("or restart the server with ARCA_ADMIN_PASSWORD set.");
+    Ok(AppState::with_setup_token(db, backend, token))
+}
+
+/// Periodic upkeep: gives back quota reservations of uploads that died with a server.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        match state.db().sweep_reservations().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("released {n} expired quota reservations"),
+            Err(e) => tracing::warn!("sweeping quota reservations: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServerArgs {
+        ServerArgs { config: None, listen: None, data_dir: None, database: None, store: None }
+    }
+
+    #[test]
+    fn defaults_come_from_the_data_directory() {
+        let mut a = args();
+        assert!(settings(&a).is_err(), "no data directory and no database/store");
+        a.data_dir = Some("/srv/arca".into());
+        let s = settings(&a).unwrap();
+        assert_eq!(s.database, "sqlite:///srv/arca/arca.db");
+        assert_eq!(s.store, "file:///srv/arca");
+        assert_eq!(s.listen, "127.0.0.1:8420");
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\ndatabase = \"postgres://a@b/c\"\nstore = \"file:///x\"\n")
+            .unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        a.listen = Some("127.0.0.1:1".into());
+        let s = settings(&a).unwrap();
+        assert_eq!(
+            (s.listen.as_str(), s.database.as_str(), s.store.as_str()),
+            ("127.0.0.1:1", "postgres://a@b/c", "file:///x")
+        );
+        std::fs::write(&path, "lisen = \"typo\"\n").unwrap();
+        assert!(settings(&a).is_err(), "unknown keys are refused");
+    }
 }

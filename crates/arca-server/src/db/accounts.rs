@@ -398,9 +398,13 @@ impl Db {
                     .fetch_optional(self.pool())
                     .await?
                     .ok_or_else(|| DbError::NotFound(format!("no plan named {p}")))?;
-                (Some(col::<i64>(&row, "id")?), col(&row, "hard_quota_bytes")?, col(&row, "soft_quota_bytes")?)
+                (
+                    Some(col::<i64>(&row, "id")?),
+                    col::<i64>(&row, "hard_quota_bytes")?,
+                    col::<i64>(&row, "soft_quota_bytes")?,
+                )
             }
-            None => (None, 0, 0),
+            None => (None, 0i64, 0i64),
         };
         let display = if display_name.trim().is_empty() { name } else { display_name.trim() };
         sqlx::query(

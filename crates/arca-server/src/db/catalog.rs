@@ -26,6 +26,21 @@ fn object_from(row: &AnyRow) -> Result<ObjectRow> {
     Ok(ObjectRow { name: col(row, "name")?, size: col(row, "size")?, created_at: col(row, "created_at")? })
 }
 
+/// An object just stored, for [`Db::commit_object`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewObject<'a> {
+    /// Kind directory (`data`, `snapshots`, …).
+    pub kind: &'a str,
+    /// Name within the kind.
+    pub name: &'a str,
+    /// Size in bytes.
+    pub size: i64,
+    /// The packs a snapshot's manifest names (empty for other kinds).
+    pub packs: &'a [(String, String)],
+    /// Bytes received for it (metered as ingress).
+    pub ingress: i64,
+}
+
 /// Bytes set aside for an upload in progress, so concurrent uploads cannot together pass the hard
 /// quota. Expires on its own if the server dies mid-upload ([`Db::sweep_reservations`]).
 #[derive(Debug)]
@@ -174,20 +189,16 @@ impl Db {
         Ok(n)
     }
 
-    /// Records a stored object, consuming its reservation, and meters `ingress` bytes received.
-    /// `packs` are the packs a snapshot's manifest names (empty for other kinds). Returns `false`
-    /// when the object was already catalogued (a concurrent or repeated upload of the same bytes):
-    /// nothing is counted twice.
+    /// Records a stored object, consuming its reservation, and meters the bytes received.
+    /// Returns `false` when the object was already catalogued (a concurrent or repeated upload of
+    /// the same bytes): nothing is counted twice.
     pub async fn commit_object(
         &self,
         repo: &Repository,
         reservation: Option<Reservation>,
-        kind: &str,
-        name: &str,
-        size: i64,
-        packs: &[(String, String)],
-        ingress: i64,
+        object: &NewObject<'_>,
     ) -> Result<bool> {
+        let NewObject { kind, name, size, packs, ingress } = *object;
         let mut tx = self.pool().begin().await?;
         if let Some(r) = &reservation {
             drop_reservation(&mut tx, r).await?;
@@ -335,7 +346,12 @@ async fn meter(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::db::accounts::TenantChange;
+
+    fn obj<'a>(kind: &'a str, name: &'a str, size: i64) -> NewObject<'a> {
+        NewObject { kind, name, size, packs: &[], ingress: size }
+    }
     use crate::db::testing::sqlite;
 
     #[tokio::test]
@@ -348,10 +364,10 @@ mod tests {
         // A concurrent 50-byte upload would pass the quota with the 60 in flight.
         let refusal = db.reserve(t.id, 50).await.unwrap().unwrap_err();
         assert_eq!((refusal.stored_bytes, refusal.reserved_bytes, refusal.hard_quota_bytes), (0, 60, 100));
-        assert!(db.commit_object(&repo, Some(a), "data", "aa", 60, &[], 60).await.unwrap());
+        assert!(db.commit_object(&repo, Some(a), &obj("data", "aa", 60)).await.unwrap());
         // The same object again: counted once.
         let again = db.reserve(t.id, 30).await.unwrap().unwrap();
-        assert!(!db.commit_object(&repo, Some(again), "data", "aa", 60, &[], 60).await.unwrap());
+        assert!(!db.commit_object(&repo, Some(again), &obj("data", "aa", 60)).await.unwrap());
         let b = db.reserve(t.id, 40).await.unwrap().unwrap();
         db.release(b).await.unwrap();
         assert!(db.reserve(t.id, 41).await.unwrap().is_err());
@@ -372,7 +388,7 @@ mod tests {
         let (db, _dir) = sqlite().await;
         let t = db.create_tenant("acme", "", None).await.unwrap();
         let r = db.reserve(t.id, 10).await.unwrap().unwrap();
-        std::mem::forget(r); // the server "died" mid-upload
+        drop(r); // the server "died" mid-upload: the row stays behind
         sqlx::query("UPDATE reservations SET expires_at = 0").execute(db.pool()).await.unwrap();
         assert_eq!(db.sweep_reservations().await.unwrap(), 1);
         let n: i64 = sqlx::query_scalar("SELECT reserved_bytes FROM tenants").fetch_one(db.pool()).await.unwrap();
@@ -385,9 +401,9 @@ mod tests {
         db.create_tenant("acme", "", None).await.unwrap();
         let repo = db.create_repository("acme", "r", None).await.unwrap();
         for n in ["c", "a", "b", "d"] {
-            assert!(db.commit_object(&repo, None, "index", n, 1, &[], 1).await.unwrap());
+            assert!(db.commit_object(&repo, None, &obj("index", n, 1)).await.unwrap());
         }
-        db.commit_object(&repo, None, "data", "x", 1, &[], 1).await.unwrap();
+        db.commit_object(&repo, None, &obj("data", "x", 1)).await.unwrap();
         let page: Vec<String> =
             db.list_objects(repo.id, "index", Some("a"), 2).await.unwrap().into_iter().map(|o| o.name).collect();
         assert_eq!(page, ["b", "c"]);

@@ -1,0 +1,828 @@
+//! `arca admin`: manage an arca server's plans, tenants, users, repositories and devices, and
+//! export usage and the audit log, through its admin API (everything the web console does).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::cli::GlobalOpts;
+
+const LONG_ABOUT: &str = "\
+Manage an arca server through its admin API: plans, tenants, users, repositories, devices,
+usage export and the audit log. Every action is recorded in the server's audit log.
+
+The server comes from --server or ARCA_SERVER, the token from ARCA_TOKEN. Get a token by
+signing in (`arca admin login`), which prints it once:
+
+  export ARCA_SERVER=http://127.0.0.1:8420
+  export ARCA_TOKEN=$(arca admin login --user admin --quiet)
+
+A typical provider workflow:
+
+  arca admin plan create basic --hard-quota 500GiB --soft-quota 400GiB --lock-days 30 --yearly-price 120
+  arca admin tenant create acme --display-name 'ACME Ltd' --plan basic
+  arca admin repo create --tenant acme acme-office
+  arca admin device add --tenant acme laptop-1 --repo acme-office    # prints the device token
+  arca admin usage --from 2026-11-01 --to 2026-11-30 --csv > usage.csv
+
+Passwords are read from ARCA_ADMIN_PASSWORD (login, setup) or ARCA_NEW_PASSWORD (user create),
+or asked for on the terminal. Sizes accept B, KB/MB/GB/TB (powers of 1000) and KiB/MiB/GiB/TiB.";
+
+/// `arca admin` flags.
+#[derive(Debug, Args)]
+#[command(about = "Manage a server's plans, tenants, users, repositories and devices", long_about = LONG_ABOUT)]
+pub struct AdminArgs {
+    /// The server's base URL
+    #[arg(long, env = "ARCA_SERVER", value_name = "URL", global = true)]
+    pub server: Option<String>,
+
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// `arca admin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create the first provider admin with the one-time token a new server printed
+    Setup {
+        /// The token the server printed
+        #[arg(long)]
+        setup_token: String,
+        /// The admin's login name
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
+    /// Sign in and print an API token (use it as ARCA_TOKEN)
+    Login {
+        /// Login name
+        #[arg(long)]
+        user: String,
+        /// Days until the token expires (0: never)
+        #[arg(long, default_value_t = 30)]
+        ttl_days: i64,
+    },
+    /// Revoke the token in ARCA_TOKEN
+    Logout,
+    /// Show who ARCA_TOKEN belongs to
+    Whoami,
+    /// Plans: what tenants buy
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Tenants: the provider's customers
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Users who sign in (provider staff, or a tenant's admins and users)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Hosted repositories
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Backup clients and their tokens
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Metering per tenant, repository and day
+    Usage {
+        /// Only this tenant
+        #[arg(long)]
+        tenant: Option<String>,
+        /// First day (YYYY-MM-DD; default 29 days before --to)
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (YYYY-MM-DD; default today)
+        #[arg(long)]
+        to: Option<String>,
+        /// CSV for a billing system instead of a table
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The audit log, newest first
+    Audit {
+        /// Only this tenant
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How many entries
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+/// `arca admin plan …`
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// List plans
+    List,
+    /// Create a plan
+    Create {
+        /// Plan name ([a-z0-9-])
+        name: String,
+        /// Stored bytes past which uploads are refused (0: unlimited)
+        #[arg(long, default_value = "0")]
+        hard_quota: String,
+        /// Stored bytes past which the tenant is warned (0: none)
+        #[arg(long, default_value = "0")]
+        soft_quota: String,
+        /// Days during which nothing stored can be deleted
+        #[arg(long, default_value_t = 0)]
+        lock_days: i64,
+        /// Compliance mode: repository locks can never be shortened
+        #[arg(long)]
+        compliance: bool,
+        /// Yearly price in currency units (e.g. 120 or 99.50)
+        #[arg(long, default_value = "0")]
+        yearly_price: String,
+        /// Price per GB and month above the soft quota
+        #[arg(long, default_value = "0")]
+        overage_per_gb: String,
+    },
+}
+
+/// `arca admin tenant …`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// List tenants with their usage
+    List,
+    /// Create a tenant
+    Create {
+        /// Short name ([a-z0-9-])
+        name: String,
+        /// Name for people
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// Plan (its quotas apply)
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// Show one tenant
+    Show {
+        /// Tenant name
+        name: String,
+    },
+    /// Change a tenant's plan, quotas or status
+    Set {
+        /// Tenant name
+        name: String,
+        #[arg(long)]
+        /// New display name
+        display_name: Option<String>,
+        /// New plan (its quotas replace the tenant's)
+        #[arg(long)]
+        plan: Option<String>,
+        /// Hard quota (overrides the plan's)
+        #[arg(long)]
+        hard_quota: Option<String>,
+        /// Soft quota (overrides the plan's)
+        #[arg(long)]
+        soft_quota: Option<String>,
+        /// Refuse uploads (restores keep working)
+        #[arg(long, conflicts_with = "resume")]
+        suspend: bool,
+        /// Accept uploads again
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Delete a tenant that has no repositories left
+    Delete {
+        /// Tenant name
+        name: String,
+    },
+}
+
+/// `arca admin user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List provider staff, or a tenant's users
+    List {
+        /// The tenant (default: provider staff)
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Create a user (password from ARCA_NEW_PASSWORD or asked for)
+    Create {
+        /// Login name
+        name: String,
+        /// provider-admin, operator (staff) or tenant-admin, tenant-user (with --tenant)
+        #[arg(long)]
+        role: String,
+        /// The tenant, for tenant users
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+/// `arca admin repo …`
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// List repositories
+    List {
+        /// Only this tenant's
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Create a repository for a tenant
+    Create {
+        /// The tenant
+        #[arg(long)]
+        tenant: String,
+        /// Repository name, unique on the server ([a-z0-9-])
+        name: String,
+        /// Retention lock in days (default: the plan's; never less)
+        #[arg(long)]
+        lock_days: Option<i64>,
+    },
+    /// Change a repository's retention lock (compliance mode: only longer)
+    Lock {
+        /// Repository name
+        name: String,
+        /// New lock period in days
+        #[arg(long)]
+        days: i64,
+        /// Turn compliance mode on (it cannot be turned off)
+        #[arg(long)]
+        compliance: bool,
+    },
+    /// Delete an empty repository
+    Delete {
+        /// Repository name
+        name: String,
+    },
+}
+
+/// `arca admin device …`
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List a tenant's devices
+    List {
+        /// The tenant
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Add a device and print its token (shown once)
+    Add {
+        /// The tenant
+        #[arg(long)]
+        tenant: String,
+        /// Device name ([a-z0-9-])
+        name: String,
+        /// The repository its token reaches
+        #[arg(long)]
+        repo: String,
+    },
+    /// Revoke a device's token at once
+    Revoke {
+        /// The tenant
+        #[arg(long)]
+        tenant: String,
+        /// Device name
+        name: String,
+    },
+}
+
+/// Parses a size: a number with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB).
+pub fn parse_size(s: &str) -> Result<i64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => bail!("unknown size unit {other:?} in {s:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"),
+    };
+    let bytes = (value * factor).round();
+    if !(0.0..9.0e18).contains(&bytes) {
+        bail!("size {s:?} is out of range");
+    }
+    Ok(bytes as i64)
+}
+
+/// Parses an amount of money into cents ("120", "99.50").
+fn parse_cents(s: &str) -> Result<i64> {
+    let v: f64 = s.trim().parse().with_context(|| format!("invalid amount {s:?}"))?;
+    if !(0.0..1e15).contains(&v) {
+        bail!("amount {s:?} is out of range");
+    }
+    Ok((v * 100.0).round() as i64)
+}
+
+fn human(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v.abs() >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn date(ts: i64) -> String {
+    if ts == 0 {
+        return "-".into();
+    }
+    chrono::DateTime::from_timestamp(ts, 0).map_or(ts.to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string())
+}
+
+/// The admin API's client.
+struct Api {
+    base: String,
+    token: Option<String>,
+    client: Client,
+}
+
+impl Api {
+    fn new(server: Option<&str>) -> Result<Api> {
+        let base = server
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("no server given: use --server URL or set ARCA_SERVER"))?;
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("the server URL must start with http:// or https:// (got {base:?})");
+        }
+        let token = std::env::var("ARCA_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        let client = Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("setting up the HTTP client")?;
+        Ok(Api { base, token, client })
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        let rb = self.client.request(method, format!("{}{path}", self.base));
+        Ok(match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        })
+    }
+
+    fn need_token(&self) -> Result<()> {
+        if self.token.is_none() {
+            bail!("no token: set ARCA_TOKEN (sign in with `arca admin login --user NAME`)");
+        }
+        Ok(())
+    }
+
+    /// Sends a request and returns the response text; a refusal becomes an error with the
+    /// server's message.
+    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<String> {
+        let mut rb = self.request(method.clone(), path)?;
+        if let Some(b) = body {
+            rb = rb.header("content-type", "application/json").body(b.to_string());
+        }
+        let resp = rb.send().with_context(|| format!("{method} {}{path}: cannot reach the server", self.base))?;
+        let status = resp.status();
+        let text = resp.text().unwrap_or_default();
+        if !status.is_success() {
+            bail!("the server refused ({status}): {}", text.trim());
+        }
+        Ok(text)
+    }
+
+    fn json(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        self.need_token()?;
+        let text = self.call(method, path, body)?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).context("the server's answer is not JSON")
+    }
+}
+
+fn password_from(var: &str, prompt: &str) -> Result<String> {
+    if let Ok(p) = std::env::var(var) {
+        if !p.is_empty() {
+            return Ok(p);
+        }
+    }
+    rpassword::prompt_password(prompt).with_context(|| format!("reading the password (or set {var})"))
+}
+
+/// Prints rows as an aligned table.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    if rows.is_empty() {
+        println!("(none)");
+    }
+    for r in rows {
+        line(r);
+    }
+}
+
+fn s(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn i(v: &Value, key: &str) -> i64 {
+    v[key].as_i64().unwrap_or(0)
+}
+
+fn print_or<F: FnOnce(&Value)>(g: &GlobalOpts, v: &Value, human: F) {
+    if g.json {
+        println!("{v}");
+    } else {
+        human(v)
+    }
+}
+
+fn as_list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn q(s: &str) -> String {
+    // Names are [a-z0-9-] and days YYYY-MM-DD; anything else is refused by the server, but keep
+    // the query well formed whatever is typed.
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// Runs `arca admin`.
+pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
+    let api = Api::new(a.server.as_deref())?;
+    match &a.command {
+        AdminCommand::Setup { setup_token, user } => {
+            let password = password_from("ARCA_ADMIN_PASSWORD", "New admin password: ")?;
+            let text = api.call(
+                Method::POST,
+                "/v1/setup",
+                Some(json!({"setup_token": setup_token, "user": user, "password": password})),
+            )?;
+            if g.json {
+                println!("{}", text.trim());
+            } else {
+                println!("created the provider admin {user:?}; sign in with `arca admin login --user {user}`");
+            }
+        }
+        AdminCommand::Login { user, ttl_days } => {
+            let password = password_from("ARCA_ADMIN_PASSWORD", &format!("Password for {user}: "))?;
+            let text = api.call(
+                Method::POST,
+                "/v1/auth/login",
+                Some(json!({"user": user, "password": password, "label": "arca admin", "ttl_days": ttl_days})),
+            )?;
+            let v: Value = serde_json::from_str(&text).context("the server's answer is not JSON")?;
+            if g.json {
+                println!("{v}");
+            } else if g.quiet {
+                println!("{}", s(&v, "token"));
+            } else {
+                println!("signed in as {} ({}); expires {}", s(&v, "user"), s(&v, "role"), date(i(&v, "expires_at")));
+                println!("export ARCA_TOKEN={}", s(&v, "token"));
+            }
+        }
+        AdminCommand::Logout => {
+            api.json(Method::POST, "/v1/auth/logout", None)?;
+            if !g.quiet {
+                println!("token revoked");
+            }
+        }
+        AdminCommand::Whoami => {
+            let v = api.json(Method::GET, "/v1/auth/whoami", None)?;
+            print_or(g, &v, |v| println!("{} ({}) tenant {}", s(v, "actor"), s(v, "role"), s(v, "tenant")));
+        }
+        AdminCommand::Plan(PlanCommand::List) => {
+            let v = api.json(Method::GET, "/v1/admin/plans", None)?;
+            print_or(g, &v, |v| {
+                let rows = as_list(v)
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            s(p, "name"),
+                            human(i(p, "hard_quota_bytes")),
+                            human(i(p, "soft_quota_bytes")),
+                            i(p, "lock_days").to_string(),
+                            if p["compliance"].as_bool() == Some(true) { "yes" } else { "no" }.into(),
+                            format!("{:.2}", i(p, "yearly_price_cents") as f64 / 100.0),
+                            format!("{:.2}", i(p, "overage_cents_per_gb") as f64 / 100.0),
+                        ]
+                    })
+                    .collect();
+                table(&["PLAN", "HARD", "SOFT", "LOCK DAYS", "COMPLIANCE", "PRICE/YEAR", "OVERAGE/GB"], rows);
+            });
+        }
+        AdminCommand::Plan(PlanCommand::Create {
+            name,
+            hard_quota,
+            soft_quota,
+            lock_days,
+            compliance,
+            yearly_price,
+            overage_per_gb,
+        }) => {
+            let body = json!({
+                "name": name,
+                "hard_quota_bytes": parse_size(hard_quota)?,
+                "soft_quota_bytes": parse_size(soft_quota)?,
+                "lock_days": lock_days,
+                "compliance": compliance,
+                "yearly_price_cents": parse_cents(yearly_price)?,
+                "overage_cents_per_gb": parse_cents(overage_per_gb)?,
+            });
+            let v = api.json(Method::POST, "/v1/admin/plans", Some(body))?;
+            print_or(g, &v, |_| println!("created plan {name}"));
+        }
+        AdminCommand::Tenant(TenantCommand::List) => {
+            let v = api.json(Method::GET, "/v1/admin/tenants", None)?;
+            print_or(g, &v, |v| {
+                let rows = as_list(v).iter().map(tenant_row).collect();
+                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], rows);
+            });
+        }
+        AdminCommand::Tenant(TenantCommand::Create { name, display_name, plan }) => {
+            let v = api.json(
+                Method::POST,
+                "/v1/admin/tenants",
+                Some(json!({"name": name, "display_name": display_name, "plan": plan})),
+            )?;
+            print_or(g, &v, |_| println!("created tenant {name}"));
+        }
+        AdminCommand::Tenant(TenantCommand::Show { name }) => {
+            let v = api.json(Method::GET, &format!("/v1/admin/tenants/{}", q(name)), None)?;
+            print_or(g, &v, |v| {
+                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], vec![tenant_row(v)])
+            });
+        }
+        AdminCommand::Tenant(TenantCommand::Set {
+            name,
+            display_name,
+            plan,
+            hard_quota,
+            soft_quota,
+            suspend,
+            resume,
+        }) => {
+            let mut change = serde_json::Map::new();
+            if let Some(d) = display_name {
+                change.insert("display_name".into(), json!(d));
+            }
+            if let Some(p) = plan {
+                change.insert("plan".into(), json!(p));
+            }
+            if let Some(h) = hard_quota {
+                change.insert("hard_quota_bytes".into(), json!(parse_size(h)?));
+            }
+            if let Some(s) = soft_quota {
+                change.insert("soft_quota_bytes".into(), json!(parse_size(s)?));
+            }
+            if *suspend || *resume {
+                change.insert("suspended".into(), json!(*suspend));
+            }
+            if change.is_empty() {
+                bail!(
+                    "nothing to change: give --plan, --hard-quota, --soft-quota, --display-name, --suspend or --resume"
+                );
+            }
+            let v = api.json(Method::PATCH, &format!("/v1/admin/tenants/{}", q(name)), Some(Value::Object(change)))?;
+            print_or(g, &v, |v| {
+                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], vec![tenant_row(v)])
+            });
+        }
+        AdminCommand::Tenant(TenantCommand::Delete { name }) => {
+            api.json(Method::DELETE, &format!("/v1/admin/tenants/{}", q(name)), None)?;
+            if !g.quiet {
+                println!("deleted tenant {name}");
+            }
+        }
+        AdminCommand::User(UserCommand::List { tenant }) => {
+            let path = match tenant {
+                Some(t) => format!("/v1/admin/tenants/{}/users", q(t)),
+                None => "/v1/admin/users".into(),
+            };
+            let v = api.json(Method::GET, &path, None)?;
+            print_or(g, &v, |v| {
+                let rows = as_list(v)
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            s(u, "name"),
+                            s(u, "role"),
+                            s(u, "tenant"),
+                            if u["disabled"].as_bool() == Some(true) { "disabled" } else { "active" }.into(),
+                            date(i(u, "created_at")),
+                        ]
+                    })
+                    .collect();
+                table(&["USER", "ROLE", "TENANT", "STATUS", "CREATED"], rows);
+            });
+        }
+        AdminCommand::User(UserCommand::Create { name, role, tenant }) => {
+            let password = password_from("ARCA_NEW_PASSWORD", &format!("Password for the new user {name}: "))?;
+            let body = json!({"name": name, "password": password, "role": role});
+            let path = match tenant {
+                Some(t) => format!("/v1/admin/tenants/{}/users", q(t)),
+                None => "/v1/admin/users".into(),
+            };
+            let v = api.json(Method::POST, &path, Some(body))?;
+            print_or(g, &v, |_| println!("created user {name} ({role})"));
+        }
+        AdminCommand::Repo(RepoCommand::List { tenant }) => {
+            let path = match tenant {
+                Some(t) => format!("/v1/admin/tenants/{}/repos", q(t)),
+                None => "/v1/admin/repos".into(),
+            };
+            let v = api.json(Method::GET, &path, None)?;
+            print_or(g, &v, |v| {
+                let rows = as_list(v)
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            s(r, "name"),
+                            s(r, "tenant"),
+                            human(i(r, "stored_bytes")),
+                            i(r, "object_count").to_string(),
+                            format!(
+                                "{} days{}",
+                                i(r, "lock_days"),
+                                if r["compliance"].as_bool() == Some(true) { " (compliance)" } else { "" }
+                            ),
+                            date(i(r, "created_at")),
+                        ]
+                    })
+                    .collect();
+                table(&["REPOSITORY", "TENANT", "STORED", "OBJECTS", "LOCK", "CREATED"], rows);
+            });
+        }
+        AdminCommand::Repo(RepoCommand::Create { tenant, name, lock_days }) => {
+            let v = api.json(
+                Method::POST,
+                &format!("/v1/admin/tenants/{}/repos", q(tenant)),
+                Some(json!({"name": name, "lock_days": lock_days})),
+            )?;
+            print_or(g, &v, |v| {
+                println!("created repository {name} for {tenant} (retention lock {} days)", i(v, "lock_days"));
+                println!("clients use: arca -r {}/{name} init", api.base);
+            });
+        }
+        AdminCommand::Repo(RepoCommand::Lock { name, days, compliance }) => {
+            let body =
+                if *compliance { json!({"lock_days": days, "compliance": true}) } else { json!({"lock_days": days}) };
+            let v = api.json(Method::PATCH, &format!("/v1/admin/repos/{}", q(name)), Some(body))?;
+            print_or(g, &v, |v| println!("repository {name}: retention lock {} days", i(v, "lock_days")));
+        }
+        AdminCommand::Repo(RepoCommand::Delete { name }) => {
+            api.json(Method::DELETE, &format!("/v1/admin/repos/{}", q(name)), None)?;
+            if !g.quiet {
+                println!("deleted repository {name}");
+            }
+        }
+        AdminCommand::Device(DeviceCommand::List { tenant }) => {
+            let v = api.json(Method::GET, &format!("/v1/admin/tenants/{}/devices", q(tenant)), None)?;
+            print_or(g, &v, |v| {
+                let rows = as_list(v)
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            s(d, "name"),
+                            s(d, "repo"),
+                            date(i(d, "created_at")),
+                            date(i(d, "last_seen_at")),
+                            if i(d, "revoked_at") > 0 {
+                                format!("revoked {}", date(i(d, "revoked_at")))
+                            } else {
+                                "active".into()
+                            },
+                        ]
+                    })
+                    .collect();
+                table(&["DEVICE", "REPOSITORY", "CREATED", "LAST SEEN", "STATUS"], rows);
+            });
+        }
+        AdminCommand::Device(DeviceCommand::Add { tenant, name, repo }) => {
+            let v = api.json(
+                Method::POST,
+                &format!("/v1/admin/tenants/{}/devices", q(tenant)),
+                Some(json!({"name": name, "repo": repo})),
+            )?;
+            print_or(g, &v, |v| {
+                let token = s(v, "token");
+                println!("added device {name} to {tenant}; its token (shown only now):");
+                println!("  {token}");
+                println!("on the device:");
+                println!("  export ARCA_REPOSITORY={}/{repo}", api.base);
+                println!("  export ARCA_TOKEN={token}");
+                println!("  arca init      # once per repository");
+                println!("  arca backup /path/to/data");
+            });
+        }
+        AdminCommand::Device(DeviceCommand::Revoke { tenant, name }) => {
+            let v = api.json(Method::DELETE, &format!("/v1/admin/tenants/{}/devices/{}", q(tenant), q(name)), None)?;
+            print_or(g, &v, |_| println!("revoked device {name} of {tenant}"));
+        }
+        AdminCommand::Usage { tenant, from, to, csv } => {
+            api.need_token()?;
+            let mut path = format!("/v1/admin/usage?format={}", if *csv { "csv" } else { "json" });
+            for (k, v) in [("tenant", tenant), ("from", from), ("to", to)] {
+                if let Some(v) = v {
+                    path.push_str(&format!("&{k}={}", q(v)));
+                }
+            }
+            let text = api.call(Method::GET, &path, None)?;
+            if *csv || g.json {
+                print!("{text}");
+                if g.json {
+                    println!();
+                }
+            } else {
+                let v: Value = serde_json::from_str(&text).context("the server's answer is not JSON")?;
+                let rows = as_list(&v)
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            s(r, "day"),
+                            s(r, "tenant"),
+                            s(r, "repository"),
+                            human(i(r, "stored_bytes")),
+                            human(i(r, "stored_peak_bytes")),
+                            i(r, "object_count").to_string(),
+                            human(i(r, "ingress_bytes")),
+                            human(i(r, "egress_bytes")),
+                        ]
+                    })
+                    .collect();
+                table(&["DAY", "TENANT", "REPOSITORY", "STORED", "PEAK", "OBJECTS", "IN", "OUT"], rows);
+            }
+        }
+        AdminCommand::Audit { tenant, limit } => {
+            let mut path = format!("/v1/admin/audit?limit={limit}");
+            if let Some(t) = tenant {
+                path.push_str(&format!("&tenant={}", q(t)));
+            }
+            let v = api.json(Method::GET, &path, None)?;
+            print_or(g, &v, |v| {
+                let rows = as_list(v)
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            date(i(e, "at")),
+                            s(e, "actor"),
+                            s(e, "tenant"),
+                            s(e, "action"),
+                            s(e, "target"),
+                            s(e, "outcome"),
+                            s(e, "detail"),
+                        ]
+                    })
+                    .collect();
+                table(&["TIME", "ACTOR", "TENANT", "ACTION", "TARGET", "OUTCOME", "DETAIL"], rows);
+            });
+        }
+    }
+    Ok(crate::exit::OK)
+}
+
+fn tenant_row(t: &Value) -> Vec<String> {
+    vec![
+        s(t, "name"),
+        s(t, "display_name"),
+        s(t, "plan"),
+        human(i(t, "stored_bytes")),
+        if i(t, "hard_quota_bytes") == 0 { "unlimited".into() } else { human(i(t, "hard_quota_bytes")) },
+        if i(t, "soft_quota_bytes") == 0 { "-".into() } else { human(i(t, "soft_quota_bytes")) },
+        if t["suspended"].as_bool() == Some(true) { "suspended" } else { "active" }.into(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_both_unit_families() {
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(parse_size("1500").unwrap(), 1500);
+        assert_eq!(parse_size("1.5GB").unwrap(), 1_500_000_000);
+        assert_eq!(parse_size("2 GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("10TiB").unwrap(), 10 << 40);
+        assert!(parse_size("12 apples").is_err());
+        assert!(parse_size("-1").is_err());
+        assert_eq!(parse_cents("99.50").unwrap(), 9950);
+        assert_eq!(parse_cents("120").unwrap(), 12_000);
+    }
+}

@@ -1,0 +1,667 @@
+//! The account API (`/v1/auth/…`, `/v1/setup`, `/v1/admin/…`): sign-in, plans, tenants, users,
+//! repositories, devices, usage export and the audit log. `arca admin` and the web console are
+//! both clients of it, so everything the console does can be scripted.
+//!
+//! Every change is audited with its outcome; a tenant a caller may not see answers "does not
+//! exist", exactly as a missing one does.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::access::{can_manage_tenant, can_view_tenant, is_provider_admin, is_staff};
+use crate::db::accounts::{LoginOutcome, Plan, Principal, Role, Tenant, TenantChange};
+use crate::db::audit::NewAudit;
+use crate::db::usage::to_csv;
+use crate::errors::ApiError;
+use crate::routes::{authenticate, RequestId};
+use crate::state::AppState;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Records an audit entry; a failure to record is logged (the action itself already happened).
+/// Positional on purpose: every call site names each field in the same order.
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    state: &AppState,
+    rid: &RequestId,
+    actor: &str,
+    tenant_id: Option<i64>,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    detail: &str,
+) {
+    let entry = NewAudit { actor, tenant_id, action, target, outcome, detail, request_id: &rid.0 };
+    if let Err(e) = state.db().audit(entry).await {
+        tracing::error!("could not write the audit entry for {action} {target}: {e}");
+    }
+}
+
+fn forbidden(what: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, format!("your role may not {what}"))
+}
+
+/// Runs `result`, auditing its outcome as `action` on `target`.
+async fn audited<T>(
+    state: &AppState,
+    rid: &RequestId,
+    p: &Principal,
+    tenant_id: Option<i64>,
+    action: &str,
+    target: &str,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match &result {
+        Ok(_) => audit(state, rid, &p.actor, tenant_id, action, target, "ok", "").await,
+        Err(e) => {
+            let outcome = if e.status().is_client_error() { "denied" } else { "failed" };
+            audit(state, rid, &p.actor, tenant_id, action, target, outcome, e.message()).await
+        }
+    }
+    result
+}
+
+/// The tenant `name`, if `p` may view it (or manage it, when `manage`). A tenant out of reach is
+/// reported as missing, and the attempt audited.
+async fn tenant_for(
+    state: &AppState,
+    rid: &RequestId,
+    p: &Principal,
+    name: &str,
+    manage: bool,
+) -> Result<Tenant, ApiError> {
+    let missing = || ApiError::not_found(format!("no tenant named {name}"));
+    let tenant = match state.db().tenant(name).await {
+        Ok(t) => t,
+        Err(crate::db::DbError::NotFound(_)) => return Err(missing()),
+        Err(e) => return Err(ApiError::from_db(e)),
+    };
+    if !can_view_tenant(p, tenant.id) {
+        audit(state, rid, &p.actor, p.tenant_id, "tenant.access", name, "denied", "tenant out of reach").await;
+        return Err(missing());
+    }
+    if manage && !can_manage_tenant(p, tenant.id) {
+        return Err(forbidden(&format!("manage tenant {name}")));
+    }
+    Ok(tenant)
+}
+
+// ---- sign-in ----
+
+/// `POST /v1/auth/login` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginRequest {
+    user: String,
+    password: String,
+    /// What the token is for (shown in listings).
+    #[serde(default)]
+    label: String,
+    /// Days until the token expires (default 30; 0: never).
+    ttl_days: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct LoginResponse {
+    token: String,
+    expires_at: i64,
+    user: String,
+    role: Role,
+    tenant: Option<String>,
+}
+
+/// `POST /v1/auth/login`: exchanges a user's password for an API token.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult {
+    let outcome = state.db().check_login(&req.user, &req.password).await.map_err(ApiError::from_db)?;
+    let actor = format!("user:{}", req.user);
+    match outcome {
+        LoginOutcome::Ok(user) => {
+            let ttl = req.ttl_days.unwrap_or(30).clamp(0, 3650);
+            let label = if req.label.is_empty() { "api".to_string() } else { req.label.chars().take(100).collect() };
+            let (token, expires_at) =
+                state.db().create_user_token(user.id, &label, ttl).await.map_err(ApiError::from_db)?;
+            let tenant_id = match &user.tenant {
+                Some(t) => Some(state.db().tenant(t).await.map_err(ApiError::from_db)?.id),
+                None => None,
+            };
+            audit(&state, &rid, &actor, tenant_id, "login", &req.user, "ok", &label).await;
+            Ok(Json(LoginResponse { token, expires_at, user: user.name, role: user.role, tenant: user.tenant })
+                .into_response())
+        }
+        LoginOutcome::BadCredentials => {
+            audit(&state, &rid, &actor, None, "login", &req.user, "denied", "wrong user or password").await;
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"))
+        }
+        LoginOutcome::Locked { until } => {
+            audit(&state, &rid, &actor, None, "login", &req.user, "denied", "account locked").await;
+            let when = chrono::DateTime::from_timestamp(until, 0).map_or(until.to_string(), |d| d.to_rfc3339());
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed sign-ins: the account is locked until {when}"),
+            ))
+        }
+        LoginOutcome::Disabled => {
+            audit(&state, &rid, &actor, None, "login", &req.user, "denied", "account disabled").await;
+            Err(ApiError::new(StatusCode::FORBIDDEN, "this account is disabled; ask an administrator"))
+        }
+    }
+}
+
+/// `POST /v1/auth/logout`: revokes the token the request carries.
+pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    state.db().revoke_token(p.token_id).await.map_err(ApiError::from_db)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    actor: String,
+    role: Role,
+    tenant: Option<String>,
+}
+
+/// `GET /v1/auth/whoami`: who the token belongs to.
+pub(crate) async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = match p.tenant_id {
+        Some(id) => Some(state.db().tenant_by_id(id).await.map_err(ApiError::from_db)?.name),
+        None => None,
+    };
+    Ok(Json(WhoAmI { actor: p.actor, role: p.role, tenant }).into_response())
+}
+
+/// `POST /v1/setup` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetupRequest {
+    setup_token: String,
+    user: String,
+    password: String,
+}
+
+/// `POST /v1/setup`: creates the first provider admin with the one-time token the server printed
+/// at its first start. Refused once any provider admin exists.
+pub(crate) async fn setup(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Json(req): Json<SetupRequest>,
+) -> ApiResult {
+    let valid =
+        state.setup_token().is_some_and(|t| blake3::hash(t.as_bytes()) == blake3::hash(req.setup_token.as_bytes()));
+    if !valid {
+        audit(&state, &rid, "anonymous", None, "setup", &req.user, "denied", "wrong setup token").await;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "wrong or expired setup token"));
+    }
+    if state.db().has_provider_admin().await.map_err(ApiError::from_db)? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "the server is already set up"));
+    }
+    let user =
+        state.db().create_user(&req.user, &req.password, Role::ProviderAdmin, None).await.map_err(ApiError::from_db)?;
+    audit(&state, &rid, &format!("user:{}", user.name), None, "setup", &user.name, "ok", "first provider admin").await;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+// ---- plans ----
+
+/// `GET /v1/admin/plans`.
+pub(crate) async fn list_plans(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    if !is_staff(&p) {
+        return Err(forbidden("list plans"));
+    }
+    Ok(Json(state.db().plans().await.map_err(ApiError::from_db)?).into_response())
+}
+
+/// `POST /v1/admin/plans`.
+pub(crate) async fn create_plan(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(plan): Json<Plan>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let result = if is_provider_admin(&p) {
+        state.db().create_plan(&plan).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("create plans"))
+    };
+    audited(&state, &rid, &p, None, "plan.create", &plan.name, result).await?;
+    Ok((StatusCode::CREATED, Json(plan)).into_response())
+}
+
+// ---- tenants ----
+
+/// `GET /v1/admin/tenants`: every tenant for staff; a tenant's own users see only it.
+pub(crate) async fn list_tenants(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenants = if is_staff(&p) {
+        state.db().tenants().await.map_err(ApiError::from_db)?
+    } else if let (Some(id), true) = (p.tenant_id, p.role != Role::Device) {
+        vec![state.db().tenant_by_id(id).await.map_err(ApiError::from_db)?]
+    } else {
+        return Err(forbidden("list tenants"));
+    };
+    Ok(Json(tenants).into_response())
+}
+
+/// `POST /v1/admin/tenants` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewTenant {
+    name: String,
+    #[serde(default)]
+    display_name: String,
+    plan: Option<String>,
+}
+
+/// `POST /v1/admin/tenants`.
+pub(crate) async fn create_tenant(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(req): Json<NewTenant>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let result = if is_provider_admin(&p) {
+        state.db().create_tenant(&req.name, &req.display_name, req.plan.as_deref()).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("create tenants"))
+    };
+    let tenant_id = result.as_ref().ok().map(|t| t.id);
+    let tenant = audited(&state, &rid, &p, tenant_id, "tenant.create", &req.name, result).await?;
+    Ok((StatusCode::CREATED, Json(tenant)).into_response())
+}
+
+/// `GET /v1/admin/tenants/{tenant}`.
+pub(crate) async fn get_tenant(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    Ok(Json(tenant_for(&state, &rid, &p, &name, false).await?).into_response())
+}
+
+/// `PATCH /v1/admin/tenants/{tenant}`: plan, quotas, suspension (provider admins only).
+pub(crate) async fn update_tenant(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(change): Json<TenantChange>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, false).await?;
+    let result = if is_provider_admin(&p) {
+        state.db().update_tenant(&name, &change).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("change a tenant's plan, quotas or status"))
+    };
+    let detail = serde_json::to_string(&change).unwrap_or_default();
+    let updated = audited(&state, &rid, &p, Some(tenant.id), "tenant.update", &name, result).await?;
+    audit(&state, &rid, &p.actor, Some(tenant.id), "tenant.update.detail", &name, "ok", &detail).await;
+    Ok(Json(updated).into_response())
+}
+
+/// `DELETE /v1/admin/tenants/{tenant}`: only once it has no repositories left.
+pub(crate) async fn delete_tenant(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, false).await?;
+    let result = if is_provider_admin(&p) {
+        state.db().delete_tenant(&name).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("delete tenants"))
+    };
+    audited(&state, &rid, &p, Some(tenant.id), "tenant.delete", &name, result).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- users ----
+
+/// `POST …/users` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewUser {
+    name: String,
+    password: String,
+    role: Role,
+}
+
+/// `GET /v1/admin/tenants/{tenant}/users`.
+pub(crate) async fn list_tenant_users(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, false).await?;
+    Ok(Json(state.db().users(Some(tenant.id)).await.map_err(ApiError::from_db)?).into_response())
+}
+
+/// `POST /v1/admin/tenants/{tenant}/users`: tenant admins and users (by the provider admin or the
+/// tenant's own admins).
+pub(crate) async fn create_tenant_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(req): Json<NewUser>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
+    let result = if matches!(req.role, Role::TenantAdmin | Role::TenantUser) {
+        state.db().create_user(&req.name, &req.password, req.role, Some(&name)).await.map_err(ApiError::from_db)
+    } else {
+        Err(ApiError::bad_request("a tenant's users are tenant-admin or tenant-user"))
+    };
+    let user = audited(&state, &rid, &p, Some(tenant.id), "user.create", &req.name, result).await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+/// `GET /v1/admin/users`: provider staff.
+pub(crate) async fn list_staff(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    if !is_staff(&p) {
+        return Err(forbidden("list provider staff"));
+    }
+    Ok(Json(state.db().users(None).await.map_err(ApiError::from_db)?).into_response())
+}
+
+/// `POST /v1/admin/users`: provider admins and operators.
+pub(crate) async fn create_staff(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(req): Json<NewUser>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let result = if !is_provider_admin(&p) {
+        Err(forbidden("create provider staff"))
+    } else if !req.role.is_provider() {
+        Err(ApiError::bad_request("provider staff are provider-admin or operator; add tenant users to their tenant"))
+    } else {
+        state.db().create_user(&req.name, &req.password, req.role, None).await.map_err(ApiError::from_db)
+    };
+    let user = audited(&state, &rid, &p, None, "user.create", &req.name, result).await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+// ---- repositories ----
+
+/// `GET /v1/admin/repos`: every repository the caller can see.
+pub(crate) async fn list_all_repos(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let repos = if is_staff(&p) {
+        state.db().repositories(None).await
+    } else if let (Some(t), true) = (p.tenant_id, p.role != Role::Device) {
+        state.db().repositories(Some(t)).await
+    } else {
+        return Err(forbidden("list repositories"));
+    };
+    Ok(Json(repos.map_err(ApiError::from_db)?).into_response())
+}
+
+/// `GET /v1/admin/tenants/{tenant}/repos`.
+pub(crate) async fn list_repos(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, false).await?;
+    Ok(Json(state.db().repositories(Some(tenant.id)).await.map_err(ApiError::from_db)?).into_response())
+}
+
+/// `POST /v1/admin/tenants/{tenant}/repos` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewRepo {
+    name: String,
+    /// Retention lock in days (default: the plan's; never less).
+    lock_days: Option<i64>,
+}
+
+/// `POST /v1/admin/tenants/{tenant}/repos`.
+pub(crate) async fn create_repo(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(req): Json<NewRepo>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
+    let result = state.db().create_repository(&name, &req.name, req.lock_days).await.map_err(ApiError::from_db);
+    let repo = audited(&state, &rid, &p, Some(tenant.id), "repo.create", &req.name, result).await?;
+    Ok((StatusCode::CREATED, Json(repo)).into_response())
+}
+
+/// `PATCH /v1/admin/repos/{repo}` body.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RepoChange {
+    lock_days: i64,
+    compliance: Option<bool>,
+}
+
+/// The repository `name` if `p` can see it (else "does not exist").
+async fn repo_for(
+    state: &AppState,
+    rid: &RequestId,
+    p: &Principal,
+    name: &str,
+) -> Result<crate::db::accounts::Repository, ApiError> {
+    let missing = || ApiError::not_found(format!("no repository named {name}"));
+    let repo = state.db().find_repository(name).await.map_err(ApiError::from_db)?.ok_or_else(missing)?;
+    if !can_view_tenant(p, repo.tenant_id) {
+        audit(state, rid, &p.actor, p.tenant_id, "repo.access", name, "denied", "repository out of reach").await;
+        return Err(missing());
+    }
+    Ok(repo)
+}
+
+/// `PATCH /v1/admin/repos/{repo}`: the retention lock (provider admins; compliance mode only
+/// ever extends it).
+pub(crate) async fn update_repo(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(change): Json<RepoChange>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let repo = repo_for(&state, &rid, &p, &name).await?;
+    // Tenant admins may lengthen their own locks, never shorten them.
+    let result = if is_provider_admin(&p)
+        || (can_manage_tenant(&p, repo.tenant_id)
+            && change.lock_days >= repo.lock_days
+            && change.compliance != Some(false))
+    {
+        state.db().set_repository_lock(&name, change.lock_days, change.compliance).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("shorten a retention lock or leave compliance mode"))
+    };
+    let detail = serde_json::to_string(&change).unwrap_or_default();
+    let result = audited(&state, &rid, &p, Some(repo.tenant_id), "repo.lock", &name, result).await;
+    if result.is_ok() {
+        audit(&state, &rid, &p.actor, Some(repo.tenant_id), "repo.lock.detail", &name, "ok", &detail).await;
+    }
+    Ok(Json(result?).into_response())
+}
+
+/// `DELETE /v1/admin/repos/{repo}`: only an empty repository (its objects go first, each when
+/// its retention lock allows).
+pub(crate) async fn delete_repo(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let repo = repo_for(&state, &rid, &p, &name).await?;
+    let result = if can_manage_tenant(&p, repo.tenant_id) {
+        state.db().delete_repository(&name).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("delete repositories"))
+    };
+    audited(&state, &rid, &p, Some(repo.tenant_id), "repo.delete", &name, result).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- devices ----
+
+/// `GET /v1/admin/tenants/{tenant}/devices`.
+pub(crate) async fn list_devices(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, false).await?;
+    Ok(Json(state.db().devices(Some(tenant.id)).await.map_err(ApiError::from_db)?).into_response())
+}
+
+/// `POST /v1/admin/tenants/{tenant}/devices` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewDevice {
+    name: String,
+    repo: String,
+}
+
+#[derive(Serialize)]
+struct NewDeviceResponse {
+    device: crate::db::accounts::Device,
+    /// Shown once: the server keeps only its hash.
+    token: String,
+}
+
+/// `POST /v1/admin/tenants/{tenant}/devices`: a device and its token (shown once).
+pub(crate) async fn create_device(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(req): Json<NewDevice>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
+    let result = state.db().create_device(&name, &req.name, &req.repo).await.map_err(ApiError::from_db);
+    let target = format!("{}@{name} -> {}", req.name, req.repo);
+    let (device, token) = audited(&state, &rid, &p, Some(tenant.id), "device.create", &target, result).await?;
+    Ok((StatusCode::CREATED, Json(NewDeviceResponse { device, token })).into_response())
+}
+
+/// `DELETE /v1/admin/tenants/{tenant}/devices/{device}`: revokes the device's token at once.
+pub(crate) async fn revoke_device(
+    State(state): State<AppState>,
+    Path((name, device)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
+    let result = state.db().revoke_device(&name, &device).await.map_err(ApiError::from_db);
+    let d = audited(&state, &rid, &p, Some(tenant.id), "device.revoke", &format!("{device}@{name}"), result).await?;
+    Ok(Json(d).into_response())
+}
+
+// ---- usage and audit ----
+
+/// `GET /v1/admin/usage` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UsageQuery {
+    tenant: Option<String>,
+    /// First day, `YYYY-MM-DD` (default: 30 days ago).
+    from: Option<String>,
+    /// Last day (default: today).
+    to: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+fn parse_day(s: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| ApiError::bad_request(format!("invalid day {s:?}: use YYYY-MM-DD")))
+}
+
+/// `GET /v1/admin/usage`: metering per tenant, repository and day, as JSON or CSV.
+pub(crate) async fn usage(
+    State(state): State<AppState>,
+    Query(q): Query<UsageQuery>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant_id = match (&q.tenant, is_staff(&p)) {
+        (Some(t), _) => Some(tenant_for(&state, &rid, &p, t, false).await?.id),
+        (None, true) => None,
+        (None, false) => match (p.tenant_id, p.role) {
+            (Some(t), r) if r != Role::Device => Some(t),
+            _ => return Err(forbidden("read usage")),
+        },
+    };
+    let today = chrono::Utc::now().date_naive();
+    let to = q.to.as_deref().map(parse_day).transpose()?.unwrap_or(today);
+    let from = q.from.as_deref().map(parse_day).transpose()?.unwrap_or(to - chrono::Days::new(29));
+    let rows = state.db().usage(tenant_id, from, to).await.map_err(ApiError::from_db)?;
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(rows).into_response()),
+        "csv" => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"arca-usage-{from}-{to}.csv\"")),
+            ],
+            to_csv(&rows),
+        )
+            .into_response()),
+        other => Err(ApiError::bad_request(format!("unknown format {other:?}: use json or csv"))),
+    }
+}
+
+/// `GET /v1/admin/audit` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuditQuery {
+    tenant: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/admin/audit`: newest first; staff see everything, tenant admins their tenant.
+pub(crate) async fn audit_log(
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant_id = match (&q.tenant, is_staff(&p)) {
+        (Some(t), _) => Some(tenant_for(&state, &rid, &p, t, true).await?.id),
+        (None, true) => None,
+        (None, false) if p.role == Role::TenantAdmin => p.tenant_id,
+        _ => return Err(forbidden("read the audit log")),
+    };
+    if !is_staff(&p) && p.role != Role::TenantAdmin {
+        return Err(forbidden("read the audit log"));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(state.db().audit_log(tenant_id, q.before, limit).await.map_err(ApiError::from_db)?).into_response())
+}

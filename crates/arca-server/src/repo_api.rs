@@ -1,0 +1,587 @@
+//! The repository hosting API: what `arca` clients (`HttpStore`) speak.
+//!
+//! Object bytes live in the [`crate::state::Backend`]; which objects exist is the catalogue in the
+//! metadata database. An upload is stored first and catalogued second, so a crash in between
+//! leaves at worst an invisible orphan, never a listed object without bytes. A delete is
+//! uncatalogued first for the same reason. Lock files (`locks/`) are coordination between clients,
+//! rewritten in place as they are refreshed: they bypass the catalogue, quotas and retention.
+
+use arca_core::envelope::read_manifest;
+use arca_core::snapshot::SNAPSHOT_MAGIC;
+use arca_store::{validate_name, ObjectKind, Store};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::access::{can_see_repo, check_repo_action, is_coordination, RepoAction};
+use crate::db::accounts::{valid_name, Principal, Repository, Role};
+use crate::db::audit::NewAudit;
+use crate::db::catalog::NewObject;
+use crate::db::now;
+use crate::errors::ApiError;
+use crate::routes::{authenticate, blocking, RequestId};
+use crate::state::AppState;
+use crate::MAX_BODY;
+
+/// Default and largest page of a listing.
+const DEFAULT_LIMIT: i64 = 1000;
+const MAX_LIMIT: i64 = 10_000;
+/// Header with an object's size on HEAD responses.
+const SIZE_HEADER: &str = "x-arca-size";
+
+/// Whether objects of `kind` are named by the BLAKE3 hash of their bytes.
+fn content_addressed(kind: ObjectKind) -> bool {
+    matches!(
+        kind,
+        ObjectKind::DataPack
+            | ObjectKind::MetaPack
+            | ObjectKind::Index
+            | ObjectKind::Snapshot
+            | ObjectKind::Key
+            | ObjectKind::Pending
+    )
+}
+
+fn parse_kind(kind: &str) -> Result<ObjectKind, ApiError> {
+    ObjectKind::from_dir(kind).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown object kind {kind:?} (use config, keys, data, meta, index, snapshots, locks or pending)"
+        ))
+    })
+}
+
+pub(crate) fn check_name(kind: ObjectKind, name: &str) -> Result<(), ApiError> {
+    let ok = match kind {
+        ObjectKind::Config => name == "config",
+        k if content_addressed(k) => {
+            name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+        _ => validate_name(name).is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else if content_addressed(kind) {
+        Err(ApiError::bad_request(format!(
+            "invalid {kind} object name {name:?}: expected 64 lowercase hex digits (the BLAKE3 hash of its bytes)"
+        )))
+    } else {
+        Err(ApiError::bad_request(format!("invalid {kind} object name {name:?}")))
+    }
+}
+
+/// A request's caller and repository, after every check of who may do what.
+struct Target {
+    principal: Principal,
+    repo: Repository,
+    request_id: String,
+}
+
+impl Target {
+    async fn audit(&self, state: &AppState, action: &str, target: &str, outcome: &str, detail: &str) {
+        let entry = NewAudit {
+            actor: &self.principal.actor,
+            tenant_id: Some(self.repo.tenant_id),
+            action,
+            target,
+            outcome,
+            detail,
+            request_id: &self.request_id,
+        };
+        if let Err(e) = state.db().audit(entry).await {
+            tracing::error!("could not write the audit entry for {action} {target}: {e}");
+        }
+    }
+}
+
+/// Authenticates the caller and checks `action` on repository `name`. A repository the caller
+/// cannot see does not exist for it (and the attempt is audited).
+async fn open_repo(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    action: RepoAction,
+    request_id: &RequestId,
+) -> Result<Target, ApiError> {
+    let principal = authenticate(state, headers).await?;
+    if !valid_name(name) {
+        return Err(ApiError::bad_request(format!("invalid repository name {name:?} (use [a-z0-9-], 1 to 64)")));
+    }
+    let missing = || ApiError::not_found(format!("repository {name} does not exist"));
+    let repo = state.db().find_repository(name).await.map_err(ApiError::from_db)?.ok_or_else(missing)?;
+    let target = Target { principal, repo, request_id: request_id.0.clone() };
+    if !can_see_repo(&target.principal, &target.repo) {
+        // Recorded under the caller's tenant, whose admins should know their token probes others.
+        let entry = NewAudit {
+            actor: &target.principal.actor,
+            tenant_id: target.principal.tenant_id,
+            action: "repo.access",
+            target: name,
+            outcome: "denied",
+            detail: "repository of another tenant or outside the token's scope",
+            request_id: &target.request_id,
+        };
+        if let Err(e) = state.db().audit(entry).await {
+            tracing::error!("could not write the audit entry: {e}");
+        }
+        return Err(missing());
+    }
+    if let Err(message) = check_repo_action(&target.principal, action) {
+        if let RepoAction::Delete(kind) = action {
+            target.audit(state, "object.delete", &format!("{name}/{kind}"), "denied", message).await;
+        }
+        return Err(ApiError::new(StatusCode::FORBIDDEN, message));
+    }
+    Ok(target)
+}
+
+/// `POST /v1/repos/{repo}`: prepare a repository for `arca init`. The repository must have been
+/// created by an admin (or is created here for a tenant admin); 409 if it is already initialised.
+pub(crate) async fn create_repo(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let principal = authenticate(&state, &headers).await?;
+    if principal.role == Role::TenantAdmin && valid_name(&name) {
+        if let Some(tenant_id) = principal.tenant_id {
+            if state.db().find_repository(&name).await.map_err(ApiError::from_db)?.is_none() {
+                let tenant = state.db().tenant_by_id(tenant_id).await.map_err(ApiError::from_db)?;
+                match state.db().create_repository(&tenant.name, &name, None).await {
+                    Ok(_) => {
+                        let e = NewAudit {
+                            actor: &principal.actor,
+                            tenant_id: Some(tenant_id),
+                            action: "repo.create",
+                            target: &name,
+                            outcome: "ok",
+                            detail: "",
+                            request_id: &rid.0,
+                        };
+                        let _ = state.db().audit(e).await;
+                    }
+                    Err(crate::db::DbError::Conflict(_)) => {}
+                    Err(e) => return Err(ApiError::from_db(e)),
+                }
+            }
+        }
+    }
+    let t = open_repo(&state, &headers, &name, RepoAction::Create, &rid).await?;
+    if state.db().object(t.repo.id, ObjectKind::Config.dir(), "config").await.map_err(ApiError::from_db)?.is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("repository {name} is already initialised")));
+    }
+    let store = state.store(&name);
+    blocking(move || match store.create() {
+        Ok(()) => Ok(()),
+        // Directories (or an orphaned config nobody catalogued) from an earlier attempt.
+        Err(e) if e.kind() == arca_store::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(ApiError::from_store(e, ObjectKind::Config, "config")),
+    })
+    .await?;
+    Ok((StatusCode::CREATED, "created").into_response())
+}
+
+/// Listing page parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct ListEntry {
+    name: String,
+    size: u64,
+}
+
+/// `GET /v1/repos/{repo}/{kind}/`: one page of a kind's objects, sorted by name.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Path((repo, kind)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let t = open_repo(&state, &headers, &repo, RepoAction::Read, &rid).await?;
+    let kind = parse_kind(&kind)?;
+    if let Some(after) = &q.after {
+        validate_name(after).map_err(|_| ApiError::bad_request(format!("invalid `after` name {after:?}")))?;
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let page: Vec<ListEntry> = if kind == ObjectKind::Lock {
+        let store = state.store(&repo);
+        let mut all = blocking(move || store.list(kind).map_err(|e| ApiError::from_store(e, kind, ""))).await?;
+        all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        all.into_iter()
+            .filter(|o| q.after.as_deref().is_none_or(|after| o.name.as_str() > after))
+            .take(limit as usize)
+            .map(|o| ListEntry { name: o.name, size: o.size })
+            .collect()
+    } else {
+        let rows = state
+            .db()
+            .list_objects(t.repo.id, kind.dir(), q.after.as_deref(), limit)
+            .await
+            .map_err(ApiError::from_db)?;
+        rows.into_iter().map(|o| ListEntry { name: o.name, size: o.size as u64 }).collect()
+    };
+    Ok(Json(page).into_response())
+}
+
+/// The size of a visible object, or 404.
+async fn visible_size(state: &AppState, t: &Target, kind: ObjectKind, name: &str) -> Result<u64, ApiError> {
+    let not_found = || ApiError::not_found(format!("{kind} object {name} does not exist"));
+    if kind == ObjectKind::Lock {
+        let store = state.store(&t.repo.name);
+        let n = name.to_string();
+        return blocking(move || store.stat(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n)))
+            .await?
+            .ok_or_else(not_found);
+    }
+    let row = state.db().object(t.repo.id, kind.dir(), name).await.map_err(ApiError::from_db)?;
+    row.map(|r| r.size as u64).ok_or_else(not_found)
+}
+
+/// `HEAD /v1/repos/{repo}/{kind}/{name}`: the object's size.
+pub(crate) async fn head_object(
+    State(state): State<AppState>,
+    Path((repo, kind, name)): Path<(String, String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let t = open_repo(&state, &headers, &repo, RepoAction::Read, &rid).await?;
+    let kind = parse_kind(&kind)?;
+    check_name(kind, &name)?;
+    let size = visible_size(&state, &t, kind, &name).await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_LENGTH, size.to_string()), (header::HeaderName::from_static(SIZE_HEADER), size.to_string())],
+    )
+        .into_response())
+}
+
+/// Parses `bytes=a-b` or `bytes=a-` (one range only).
+pub(crate) fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let a = a.trim().parse::<u64>().ok()?;
+    let b = if b.trim().is_empty() { None } else { Some(b.trim().parse::<u64>().ok()?) };
+    Some((a, b))
+}
+
+/// `GET /v1/repos/{repo}/{kind}/{name}`: the object, or one byte range of it (206).
+pub(crate) async fn get_object(
+    State(state): State<AppState>,
+    Path((repo, kind, name)): Path<(String, String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let t = open_repo(&state, &headers, &repo, RepoAction::Read, &rid).await?;
+    let kind = parse_kind(&kind)?;
+    check_name(kind, &name)?;
+    let range = match headers.get(header::RANGE) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(parse_range)
+                .ok_or_else(|| ApiError::bad_request("unsupported Range header: send a single `bytes=FIRST-LAST`"))?,
+        ),
+    };
+    let size = visible_size(&state, &t, kind, &name).await?;
+    let store = state.store(&repo);
+    let n = name.clone();
+    let (status, content_range, bytes) = match range {
+        None => {
+            let bytes = blocking(move || store.get(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+            (StatusCode::OK, None, bytes)
+        }
+        Some((first, last)) => {
+            let last = last.unwrap_or(size.saturating_sub(1));
+            if first > last || last >= size {
+                let mut resp = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("range bytes={first}-{last} is outside {kind} object {name} of {size} bytes"),
+                )
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(resp);
+            }
+            let bytes = blocking(move || {
+                store.get_range(kind, &n, first, last - first + 1).map_err(|e| ApiError::from_store(e, kind, &n))
+            })
+            .await?;
+            (StatusCode::PARTIAL_CONTENT, Some(format!("bytes {first}-{last}/{size}")), bytes)
+        }
+    };
+    if kind != ObjectKind::Lock {
+        state.db().record_traffic(&t.repo, 0, bytes.len() as i64).await.map_err(ApiError::from_db)?;
+    }
+    let mut resp = (status, Bytes::from(bytes)).into_response();
+    if let Some(cr) = content_range.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        resp.headers_mut().insert(header::CONTENT_RANGE, cr);
+    }
+    Ok(resp)
+}
+
+/// Reads a request body of exactly `len` bytes (the declared `Content-Length`).
+async fn read_body(body: Body, len: usize, kind: ObjectKind, name: &str) -> Result<Vec<u8>, ApiError> {
+    let truncated = |got: usize| {
+        ApiError::bad_request(format!(
+            "the upload of {kind} object {name} ended after {got} of {len} bytes: nothing was stored, retry it"
+        ))
+    };
+    let mut out = Vec::with_capacity(len);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| truncated(out.len()))?;
+        if out.len() + chunk.len() > len {
+            return Err(ApiError::bad_request(format!(
+                "the upload of {kind} object {name} is longer than its Content-Length of {len}: nothing was stored"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    if out.len() != len {
+        return Err(truncated(out.len()));
+    }
+    Ok(out)
+}
+
+/// The declared body length, required so quotas can be checked before any byte is accepted.
+fn content_length(headers: &HeaderMap) -> Result<usize, ApiError> {
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| ApiError::new(StatusCode::LENGTH_REQUIRED, "uploads need a Content-Length header"))?;
+    if len > MAX_BODY as u64 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("uploads are limited to {MAX_BODY} bytes; this one declares {len}"),
+        ));
+    }
+    Ok(len as usize)
+}
+
+fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v.abs() >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {} ({n} bytes)", UNITS[u])
+    }
+}
+
+/// `PUT /v1/repos/{repo}/{kind}/{name}`: stores an object after checking it.
+///
+/// Content-addressed kinds must hash (BLAKE3) to their name; a snapshot's plaintext manifest must
+/// name only packs that are stored; `config` is written once. The tenant's hard quota is checked
+/// against the declared length before the body is read. A repeated upload of a catalogued
+/// content-addressed object succeeds without reading or writing anything (idempotent retries).
+pub(crate) async fn put_object(
+    State(state): State<AppState>,
+    Path((repo, kind, name)): Path<(String, String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let t = open_repo(&state, &headers, &repo, RepoAction::Put, &rid).await?;
+    let kind = parse_kind(&kind)?;
+    check_name(kind, &name)?;
+    let len = content_length(&headers)?;
+    let store = state.store(&repo);
+    if kind == ObjectKind::Lock {
+        let bytes = read_body(body, len, kind, &name).await?;
+        let n = name.clone();
+        blocking(move || store.put(kind, &n, &bytes).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+        return Ok(StatusCode::CREATED.into_response());
+    }
+    let db = state.db();
+    if db.object(t.repo.id, kind.dir(), &name).await.map_err(ApiError::from_db)?.is_some() {
+        if content_addressed(kind) {
+            // Same name, so the same bytes (they were verified): already stored.
+            return Ok(StatusCode::OK.into_response());
+        }
+        let bytes = read_body(body, len, kind, &name).await?;
+        let n = name.clone();
+        let current = blocking(move || store.get(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+        if current == bytes {
+            return Ok(StatusCode::OK.into_response());
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{kind} object {name} already exists with other bytes and cannot be overwritten"),
+        ));
+    }
+    let reservation = match db.reserve(t.repo.tenant_id, len as i64).await.map_err(ApiError::from_db)? {
+        Ok(r) => r,
+        Err(refusal) => {
+            let message = format!(
+                "quota exceeded: tenant {} stores {} of its hard quota of {}{}; this upload of {} would pass it. \
+                 Nothing was stored. Forget and prune old snapshots, or ask your provider for a larger plan.",
+                t.repo.tenant,
+                human_bytes(refusal.stored_bytes),
+                human_bytes(refusal.hard_quota_bytes),
+                if refusal.reserved_bytes > 0 {
+                    format!(" (plus {} being uploaded)", human_bytes(refusal.reserved_bytes))
+                } else {
+                    String::new()
+                },
+                human_bytes(refusal.requested_bytes),
+            );
+            t.audit(&state, "object.put", &format!("{repo}/{kind}/{name}"), "denied", &message).await;
+            return Err(ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message));
+        }
+    };
+    let stored = store_checked(&state, &t, kind, &name, body, len, store).await;
+    let packs = match stored {
+        Ok(packs) => packs,
+        Err(e) => {
+            if let Err(release) = db.release(reservation).await {
+                tracing::error!("could not release a quota reservation (it expires on its own): {release}");
+            }
+            return Err(e);
+        }
+    };
+    let object = NewObject { kind: kind.dir(), name: &name, size: len as i64, packs: &packs, ingress: len as i64 };
+    db.commit_object(&t.repo, Some(reservation), &object).await.map_err(ApiError::from_db)?;
+    if matches!(kind, ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::Config) {
+        t.audit(&state, "object.put", &format!("{repo}/{kind}/{name}"), "ok", "").await;
+    }
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// Reads, verifies and stores an upload; returns the packs a snapshot's manifest names.
+async fn store_checked(
+    state: &AppState,
+    t: &Target,
+    kind: ObjectKind,
+    name: &str,
+    body: Body,
+    len: usize,
+    store: std::sync::Arc<dyn Store>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let bytes = read_body(body, len, kind, name).await?;
+    let n = name.to_string();
+    let bytes = blocking(move || {
+        if content_addressed(kind) {
+            let actual = blake3::hash(&bytes).to_hex();
+            if actual.as_str() != n {
+                return Err(ApiError::bad_request(format!(
+                    "the uploaded bytes of {kind} object {n} hash to {actual}: the upload is damaged or \
+                     truncated, nothing was stored"
+                )));
+            }
+        }
+        Ok(bytes)
+    })
+    .await?;
+    let mut packs = Vec::new();
+    if kind == ObjectKind::Snapshot {
+        let (manifest, _) = read_manifest(SNAPSHOT_MAGIC, &bytes)
+            .map_err(|e| ApiError::bad_request(format!("snapshot {name} has an unreadable manifest: {e}")))?;
+        packs = manifest.iter().map(|(k, id)| (k.object_kind().dir().to_string(), id.to_hex())).collect();
+        let missing = state.db().missing_objects(t.repo.id, &packs).await.map_err(ApiError::from_db)?;
+        if let Some((k, id)) = missing.first() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "snapshot {name} names {} packs that are not stored (first: {k}/{id}): upload the packs first",
+                    missing.len()
+                ),
+            ));
+        }
+    }
+    let n = name.to_string();
+    blocking(move || store.put(kind, &n, &bytes).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+    Ok(packs)
+}
+
+/// `DELETE /v1/repos/{repo}/{kind}/{name}`: removes an object (idempotent), unless the
+/// repository's retention lock still protects it.
+pub(crate) async fn delete_object(
+    State(state): State<AppState>,
+    Path((repo, kind, name)): Path<(String, String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let kind = parse_kind(&kind)?;
+    let t = open_repo(&state, &headers, &repo, RepoAction::Delete(kind), &rid).await?;
+    check_name(kind, &name)?;
+    let store = state.store(&repo);
+    if kind == ObjectKind::Lock {
+        blocking(move || store.delete(kind, &name).map_err(|e| ApiError::from_store(e, kind, &name))).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let target = format!("{repo}/{kind}/{name}");
+    let db = state.db();
+    let Some(row) = db.object(t.repo.id, kind.dir(), &name).await.map_err(ApiError::from_db)? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    // Re-read the lock period now: it may have been extended since the repository was opened.
+    let lock_days = db.repository(&repo).await.map_err(ApiError::from_db)?.lock_days;
+    let until = row.created_at + lock_days * 86_400;
+    if !is_coordination(kind) && now() < until {
+        let when = chrono::DateTime::from_timestamp(until, 0).map_or(until.to_string(), |d| d.to_rfc3339());
+        let message = format!(
+            "{kind} object {name} is under the repository's retention lock of {lock_days} days until {when}: \
+             nobody can delete it before then"
+        );
+        t.audit(&state, "object.delete", &target, "denied", &message).await;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, message));
+    }
+    db.remove_object(&t.repo, kind.dir(), &name).await.map_err(ApiError::from_db)?;
+    let n = name.clone();
+    if let Err(e) = blocking(move || store.delete(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await {
+        // Uncatalogued already: invisible, and a later scrub removes the orphaned bytes.
+        tracing::warn!("{target} was uncatalogued but its bytes could not be removed: {}", e.message());
+    }
+    if !is_coordination(kind) {
+        t.audit(&state, "object.delete", &target, "ok", &format!("{} bytes", row.size)).await;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse() {
+        assert_eq!(parse_range("bytes=0-9"), Some((0, Some(9))));
+        assert_eq!(parse_range("bytes=5-"), Some((5, None)));
+        assert_eq!(parse_range("bytes=-5"), None);
+        assert_eq!(parse_range("bytes=0-1,4-5"), None);
+        assert_eq!(parse_range("items=0-1"), None);
+    }
+
+    #[test]
+    fn names_are_checked_by_kind() {
+        let h = "ab".repeat(32);
+        assert!(check_name(ObjectKind::DataPack, &h).is_ok());
+        assert!(check_name(ObjectKind::DataPack, &h[1..]).is_err());
+        assert!(check_name(ObjectKind::DataPack, &"AB".repeat(32)).is_err());
+        assert!(check_name(ObjectKind::Config, "config").is_ok());
+        assert!(check_name(ObjectKind::Config, "other").is_err());
+        assert!(check_name(ObjectKind::Lock, "..").is_err());
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(10), "10 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB (3145728 bytes)");
+    }
+}
