@@ -975,7 +975,7 @@ pub enum LoginOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::testing::sqlite;
+    use crate::db::testing::databases;
 
     fn plan(name: &str, lock_days: i64, compliance: bool) -> Plan {
         Plan {
@@ -991,79 +991,82 @@ mod tests {
 
     #[tokio::test]
     async fn tenants_repos_devices_and_tokens() {
-        let (db, _dir) = sqlite().await;
-        db.create_plan(&plan("basic", 7, false)).await.unwrap();
-        assert!(matches!(db.create_plan(&plan("basic", 7, false)).await, Err(DbError::Conflict(_))));
-        let t = db.create_tenant("acme", "ACME Ltd", Some("basic")).await.unwrap();
-        assert_eq!((t.hard_quota_bytes, t.soft_quota_bytes, t.plan.as_deref()), (1000, 800, Some("basic")));
-        assert!(matches!(db.create_tenant("acme", "", None).await, Err(DbError::Conflict(_))));
-        assert!(matches!(db.create_tenant("../x", "", None).await, Err(DbError::Invalid(_))));
-        let r = db.create_repository("acme", "acme-laptop", None).await.unwrap();
-        assert_eq!((r.lock_days, r.compliance, r.tenant.as_str()), (7, false, "acme"));
-        assert!(matches!(db.create_repository("acme", "acme-x", Some(3)).await, Err(DbError::Invalid(_))));
-        let (dev, token) = db.create_device("acme", "laptop", "acme-laptop").await.unwrap();
-        assert!(token.starts_with("arca_") && token.len() == 69);
-        let p = db.authenticate(&token).await.unwrap().unwrap();
-        assert_eq!((p.role, p.repo_id, p.tenant_id), (Role::Device, Some(r.id), Some(t.id)));
-        assert_eq!(p.actor, "device:laptop@acme");
-        assert!(db.authenticate("arca_nope").await.unwrap().is_none());
-        assert!(matches!(db.create_device("acme", "laptop", "acme-laptop").await, Err(DbError::Conflict(_))));
-        let revoked = db.revoke_device("acme", "laptop").await.unwrap();
-        assert!(revoked.revoked_at > 0 && revoked.id == dev.id);
-        assert!(db.authenticate(&token).await.unwrap().is_none(), "a revoked device's token must stop working");
-        // The name is free again once revoked.
-        db.create_device("acme", "laptop", "acme-laptop").await.unwrap();
-        // Another tenant cannot attach a device to acme's repository.
-        db.create_tenant("other", "", None).await.unwrap();
-        assert!(matches!(db.create_device("other", "x", "acme-laptop").await, Err(DbError::NotFound(_))));
-        assert!(matches!(db.delete_tenant("acme").await, Err(DbError::Conflict(_))));
-        db.delete_repository("acme-laptop").await.unwrap();
-        db.delete_tenant("acme").await.unwrap();
-        assert_eq!(db.tenants().await.unwrap().len(), 1);
+        for (db, _guard) in databases().await {
+            db.create_plan(&plan("basic", 7, false)).await.unwrap();
+            assert!(matches!(db.create_plan(&plan("basic", 7, false)).await, Err(DbError::Conflict(_))));
+            let t = db.create_tenant("acme", "ACME Ltd", Some("basic")).await.unwrap();
+            assert_eq!((t.hard_quota_bytes, t.soft_quota_bytes, t.plan.as_deref()), (1000, 800, Some("basic")));
+            assert!(matches!(db.create_tenant("acme", "", None).await, Err(DbError::Conflict(_))));
+            assert!(matches!(db.create_tenant("../x", "", None).await, Err(DbError::Invalid(_))));
+            let r = db.create_repository("acme", "acme-laptop", None).await.unwrap();
+            assert_eq!((r.lock_days, r.compliance, r.tenant.as_str()), (7, false, "acme"));
+            assert!(matches!(db.create_repository("acme", "acme-x", Some(3)).await, Err(DbError::Invalid(_))));
+            let (dev, token) = db.create_device("acme", "laptop", "acme-laptop").await.unwrap();
+            assert!(token.starts_with("arca_") && token.len() == 69);
+            let p = db.authenticate(&token).await.unwrap().unwrap();
+            assert_eq!((p.role, p.repo_id, p.tenant_id), (Role::Device, Some(r.id), Some(t.id)));
+            assert_eq!(p.actor, "device:laptop@acme");
+            assert!(db.authenticate("arca_nope").await.unwrap().is_none());
+            assert!(matches!(db.create_device("acme", "laptop", "acme-laptop").await, Err(DbError::Conflict(_))));
+            let revoked = db.revoke_device("acme", "laptop").await.unwrap();
+            assert!(revoked.revoked_at > 0 && revoked.id == dev.id);
+            assert!(db.authenticate(&token).await.unwrap().is_none(), "a revoked device's token must stop working");
+            // The name is free again once revoked.
+            db.create_device("acme", "laptop", "acme-laptop").await.unwrap();
+            // Another tenant cannot attach a device to acme's repository.
+            db.create_tenant("other", "", None).await.unwrap();
+            assert!(matches!(db.create_device("other", "x", "acme-laptop").await, Err(DbError::NotFound(_))));
+            assert!(matches!(db.delete_tenant("acme").await, Err(DbError::Conflict(_))));
+            db.delete_repository("acme-laptop").await.unwrap();
+            db.delete_tenant("acme").await.unwrap();
+            assert_eq!(db.tenants().await.unwrap().len(), 1);
+        }
     }
 
     #[tokio::test]
     async fn compliance_locks_only_grow() {
-        let (db, _dir) = sqlite().await;
-        db.create_plan(&plan("gold", 30, true)).await.unwrap();
-        db.create_tenant("acme", "", Some("gold")).await.unwrap();
-        db.create_repository("acme", "r1", Some(40)).await.unwrap();
-        assert!(matches!(db.set_repository_lock("r1", 35, None).await, Err(DbError::Invalid(_))));
-        assert!(matches!(db.set_repository_lock("r1", 50, Some(false)).await, Err(DbError::Invalid(_))));
-        assert_eq!(db.set_repository_lock("r1", 50, None).await.unwrap().lock_days, 50);
-        db.create_plan(&plan("soft", 10, false)).await.unwrap();
-        db.create_tenant("b", "", Some("soft")).await.unwrap();
-        db.create_repository("b", "r2", None).await.unwrap();
-        assert_eq!(db.set_repository_lock("r2", 2, None).await.unwrap().lock_days, 2);
+        for (db, _guard) in databases().await {
+            db.create_plan(&plan("gold", 30, true)).await.unwrap();
+            db.create_tenant("acme", "", Some("gold")).await.unwrap();
+            db.create_repository("acme", "r1", Some(40)).await.unwrap();
+            assert!(matches!(db.set_repository_lock("r1", 35, None).await, Err(DbError::Invalid(_))));
+            assert!(matches!(db.set_repository_lock("r1", 50, Some(false)).await, Err(DbError::Invalid(_))));
+            assert_eq!(db.set_repository_lock("r1", 50, None).await.unwrap().lock_days, 50);
+            db.create_plan(&plan("soft", 10, false)).await.unwrap();
+            db.create_tenant("b", "", Some("soft")).await.unwrap();
+            db.create_repository("b", "r2", None).await.unwrap();
+            assert_eq!(db.set_repository_lock("r2", 2, None).await.unwrap().lock_days, 2);
+        }
     }
 
     #[tokio::test]
     async fn logins_lock_out_after_repeated_failures() {
-        let (db, _dir) = sqlite().await;
-        db.create_tenant("acme", "", None).await.unwrap();
-        assert!(matches!(
-            db.create_user("bob", "short", Role::TenantAdmin, Some("acme")).await,
-            Err(DbError::Invalid(_))
-        ));
-        assert!(matches!(
-            db.create_user("root", "long enough pw", Role::ProviderAdmin, Some("acme")).await,
-            Err(DbError::Invalid(_))
-        ));
-        let u = db.create_user("bob", "correct horse", Role::TenantAdmin, Some("acme")).await.unwrap();
-        assert_eq!(u.tenant.as_deref(), Some("acme"));
-        assert!(matches!(db.check_login("bob", "correct horse").await.unwrap(), LoginOutcome::Ok(_)));
-        assert!(matches!(db.check_login("nobody", "x").await.unwrap(), LoginOutcome::BadCredentials));
-        for _ in 0..LOCKOUT_AFTER - 1 {
-            assert!(matches!(db.check_login("bob", "wrong").await.unwrap(), LoginOutcome::BadCredentials));
+        for (db, _guard) in databases().await {
+            db.create_tenant("acme", "", None).await.unwrap();
+            assert!(matches!(
+                db.create_user("bob", "short", Role::TenantAdmin, Some("acme")).await,
+                Err(DbError::Invalid(_))
+            ));
+            assert!(matches!(
+                db.create_user("root", "long enough pw", Role::ProviderAdmin, Some("acme")).await,
+                Err(DbError::Invalid(_))
+            ));
+            let u = db.create_user("bob", "correct horse", Role::TenantAdmin, Some("acme")).await.unwrap();
+            assert_eq!(u.tenant.as_deref(), Some("acme"));
+            assert!(matches!(db.check_login("bob", "correct horse").await.unwrap(), LoginOutcome::Ok(_)));
+            assert!(matches!(db.check_login("nobody", "x").await.unwrap(), LoginOutcome::BadCredentials));
+            for _ in 0..LOCKOUT_AFTER - 1 {
+                assert!(matches!(db.check_login("bob", "wrong").await.unwrap(), LoginOutcome::BadCredentials));
+            }
+            assert!(matches!(db.check_login("bob", "wrong").await.unwrap(), LoginOutcome::Locked { .. }));
+            // Locked: even the right password is refused until the lock passes.
+            assert!(matches!(db.check_login("bob", "correct horse").await.unwrap(), LoginOutcome::Locked { .. }));
+            let (token, _) = db.create_user_token(u.id, "cli", 1).await.unwrap();
+            let p = db.authenticate(&token).await.unwrap().unwrap();
+            assert_eq!((p.role, p.actor.as_str()), (Role::TenantAdmin, "user:bob"));
+            db.revoke_token(p.token_id).await.unwrap();
+            assert!(db.authenticate(&token).await.unwrap().is_none());
         }
-        assert!(matches!(db.check_login("bob", "wrong").await.unwrap(), LoginOutcome::Locked { .. }));
-        // Locked: even the right password is refused until the lock passes.
-        assert!(matches!(db.check_login("bob", "correct horse").await.unwrap(), LoginOutcome::Locked { .. }));
-        let (token, _) = db.create_user_token(u.id, "cli", 1).await.unwrap();
-        let p = db.authenticate(&token).await.unwrap().unwrap();
-        assert_eq!((p.role, p.actor.as_str()), (Role::TenantAdmin, "user:bob"));
-        db.revoke_token(p.token_id).await.unwrap();
-        assert!(db.authenticate(&token).await.unwrap().is_none());
     }
 
     #[test]

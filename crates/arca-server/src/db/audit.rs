@@ -103,23 +103,24 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::testing::sqlite;
+    use crate::db::testing::databases;
 
     #[tokio::test]
     async fn entries_are_kept_per_tenant_newest_first() {
-        let (db, _dir) = sqlite().await;
-        let a = db.create_tenant("a", "", None).await.unwrap();
-        let b = db.create_tenant("b", "", None).await.unwrap();
-        for (t, action) in [(a.id, "one"), (b.id, "two"), (a.id, "three")] {
-            let e = NewAudit { actor: "user:x", tenant_id: Some(t), action, outcome: "ok", ..Default::default() };
-            db.audit(e).await.unwrap();
+        for (db, _guard) in databases().await {
+            let a = db.create_tenant("a", "", None).await.unwrap();
+            let b = db.create_tenant("b", "", None).await.unwrap();
+            for (t, action) in [(a.id, "one"), (b.id, "two"), (a.id, "three")] {
+                let e = NewAudit { actor: "user:x", tenant_id: Some(t), action, outcome: "ok", ..Default::default() };
+                db.audit(e).await.unwrap();
+            }
+            let of_a: Vec<String> =
+                db.audit_log(Some(a.id), None, 10).await.unwrap().into_iter().map(|e| e.action).collect();
+            assert_eq!(of_a, ["three", "one"]);
+            let all = db.audit_log(None, None, 10).await.unwrap();
+            assert_eq!(all.len(), 3);
+            assert_eq!(all[1].tenant.as_deref(), Some("b"));
+            assert_eq!(db.audit_log(None, Some(all[1].id), 10).await.unwrap().len(), 1);
         }
-        let of_a: Vec<String> =
-            db.audit_log(Some(a.id), None, 10).await.unwrap().into_iter().map(|e| e.action).collect();
-        assert_eq!(of_a, ["three", "one"]);
-        let all = db.audit_log(None, None, 10).await.unwrap();
-        assert_eq!(all.len(), 3);
-        assert_eq!(all[1].tenant.as_deref(), Some("b"));
-        assert_eq!(db.audit_log(None, Some(all[1].id), 10).await.unwrap().len(), 1);
     }
 }

@@ -352,63 +352,68 @@ mod tests {
     fn obj<'a>(kind: &'a str, name: &'a str, size: i64) -> NewObject<'a> {
         NewObject { kind, name, size, packs: &[], ingress: size }
     }
-    use crate::db::testing::sqlite;
+    use crate::db::testing::databases;
 
     #[tokio::test]
     async fn quota_reservations_and_counters_stay_exact() {
-        let (db, _dir) = sqlite().await;
-        let t = db.create_tenant("acme", "", None).await.unwrap();
-        db.update_tenant("acme", &TenantChange { hard_quota_bytes: Some(100), ..Default::default() }).await.unwrap();
-        let repo = db.create_repository("acme", "r", None).await.unwrap();
-        let a = db.reserve(t.id, 60).await.unwrap().unwrap();
-        // A concurrent 50-byte upload would pass the quota with the 60 in flight.
-        let refusal = db.reserve(t.id, 50).await.unwrap().unwrap_err();
-        assert_eq!((refusal.stored_bytes, refusal.reserved_bytes, refusal.hard_quota_bytes), (0, 60, 100));
-        assert!(db.commit_object(&repo, Some(a), &obj("data", "aa", 60)).await.unwrap());
-        // The same object again: counted once.
-        let again = db.reserve(t.id, 30).await.unwrap().unwrap();
-        assert!(!db.commit_object(&repo, Some(again), &obj("data", "aa", 60)).await.unwrap());
-        let b = db.reserve(t.id, 40).await.unwrap().unwrap();
-        db.release(b).await.unwrap();
-        assert!(db.reserve(t.id, 41).await.unwrap().is_err());
-        let tenant = db.tenant("acme").await.unwrap();
-        assert_eq!(tenant.stored_bytes, 60);
-        let repo = db.repository("r").await.unwrap();
-        assert_eq!((repo.stored_bytes, repo.object_count), (60, 1));
-        let removed = db.remove_object(&repo, "data", "aa").await.unwrap().unwrap();
-        assert_eq!(removed.size, 60);
-        assert!(db.remove_object(&repo, "data", "aa").await.unwrap().is_none());
-        assert_eq!(db.tenant("acme").await.unwrap().stored_bytes, 0);
-        let r: i64 = sqlx::query_scalar("SELECT reserved_bytes FROM tenants").fetch_one(db.pool()).await.unwrap();
-        assert_eq!(r, 0, "every reservation was given back");
+        for (db, _guard) in databases().await {
+            let t = db.create_tenant("acme", "", None).await.unwrap();
+            db.update_tenant("acme", &TenantChange { hard_quota_bytes: Some(100), ..Default::default() })
+                .await
+                .unwrap();
+            let repo = db.create_repository("acme", "r", None).await.unwrap();
+            let a = db.reserve(t.id, 60).await.unwrap().unwrap();
+            // A concurrent 50-byte upload would pass the quota with the 60 in flight.
+            let refusal = db.reserve(t.id, 50).await.unwrap().unwrap_err();
+            assert_eq!((refusal.stored_bytes, refusal.reserved_bytes, refusal.hard_quota_bytes), (0, 60, 100));
+            assert!(db.commit_object(&repo, Some(a), &obj("data", "aa", 60)).await.unwrap());
+            // The same object again: counted once.
+            let again = db.reserve(t.id, 30).await.unwrap().unwrap();
+            assert!(!db.commit_object(&repo, Some(again), &obj("data", "aa", 60)).await.unwrap());
+            let b = db.reserve(t.id, 40).await.unwrap().unwrap();
+            db.release(b).await.unwrap();
+            assert!(db.reserve(t.id, 41).await.unwrap().is_err());
+            let tenant = db.tenant("acme").await.unwrap();
+            assert_eq!(tenant.stored_bytes, 60);
+            let repo = db.repository("r").await.unwrap();
+            assert_eq!((repo.stored_bytes, repo.object_count), (60, 1));
+            let removed = db.remove_object(&repo, "data", "aa").await.unwrap().unwrap();
+            assert_eq!(removed.size, 60);
+            assert!(db.remove_object(&repo, "data", "aa").await.unwrap().is_none());
+            assert_eq!(db.tenant("acme").await.unwrap().stored_bytes, 0);
+            let r: i64 = sqlx::query_scalar("SELECT reserved_bytes FROM tenants").fetch_one(db.pool()).await.unwrap();
+            assert_eq!(r, 0, "every reservation was given back");
+        }
     }
 
     #[tokio::test]
     async fn expired_reservations_are_swept() {
-        let (db, _dir) = sqlite().await;
-        let t = db.create_tenant("acme", "", None).await.unwrap();
-        let r = db.reserve(t.id, 10).await.unwrap().unwrap();
-        drop(r); // the server "died" mid-upload: the row stays behind
-        sqlx::query("UPDATE reservations SET expires_at = 0").execute(db.pool()).await.unwrap();
-        assert_eq!(db.sweep_reservations().await.unwrap(), 1);
-        let n: i64 = sqlx::query_scalar("SELECT reserved_bytes FROM tenants").fetch_one(db.pool()).await.unwrap();
-        assert_eq!(n, 0);
+        for (db, _guard) in databases().await {
+            let t = db.create_tenant("acme", "", None).await.unwrap();
+            let r = db.reserve(t.id, 10).await.unwrap().unwrap();
+            drop(r); // the server "died" mid-upload: the row stays behind
+            sqlx::query("UPDATE reservations SET expires_at = 0").execute(db.pool()).await.unwrap();
+            assert_eq!(db.sweep_reservations().await.unwrap(), 1);
+            let n: i64 = sqlx::query_scalar("SELECT reserved_bytes FROM tenants").fetch_one(db.pool()).await.unwrap();
+            assert_eq!(n, 0);
+        }
     }
 
     #[tokio::test]
     async fn listing_is_paged_by_name() {
-        let (db, _dir) = sqlite().await;
-        db.create_tenant("acme", "", None).await.unwrap();
-        let repo = db.create_repository("acme", "r", None).await.unwrap();
-        for n in ["c", "a", "b", "d"] {
-            assert!(db.commit_object(&repo, None, &obj("index", n, 1)).await.unwrap());
+        for (db, _guard) in databases().await {
+            db.create_tenant("acme", "", None).await.unwrap();
+            let repo = db.create_repository("acme", "r", None).await.unwrap();
+            for n in ["c", "a", "b", "d"] {
+                assert!(db.commit_object(&repo, None, &obj("index", n, 1)).await.unwrap());
+            }
+            db.commit_object(&repo, None, &obj("data", "x", 1)).await.unwrap();
+            let page: Vec<String> =
+                db.list_objects(repo.id, "index", Some("a"), 2).await.unwrap().into_iter().map(|o| o.name).collect();
+            assert_eq!(page, ["b", "c"]);
+            let missing =
+                db.missing_objects(repo.id, &[("data".into(), "x".into()), ("data".into(), "y".into())]).await.unwrap();
+            assert_eq!(missing, [("data".to_string(), "y".to_string())]);
         }
-        db.commit_object(&repo, None, &obj("data", "x", 1)).await.unwrap();
-        let page: Vec<String> =
-            db.list_objects(repo.id, "index", Some("a"), 2).await.unwrap().into_iter().map(|o| o.name).collect();
-        assert_eq!(page, ["b", "c"]);
-        let missing =
-            db.missing_objects(repo.id, &[("data".into(), "x".into()), ("data".into(), "y".into())]).await.unwrap();
-        assert_eq!(missing, [("data".to_string(), "y".to_string())]);
     }
 }

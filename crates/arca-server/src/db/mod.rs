@@ -174,6 +174,29 @@ pub(crate) mod testing {
         let db = Db::connect(&format!("sqlite://{}/meta.db", dir.path().display())).await.unwrap();
         (db, dir)
     }
+
+    /// Fresh databases of every dialect available: SQLite always, and a throwaway PostgreSQL
+    /// database when `ARCA_TEST_POSTGRES` names a server (required when
+    /// `ARCA_TEST_REQUIRE_SCALEOUT=1`, as in CI).
+    pub async fn databases() -> Vec<(Db, Option<tempfile::TempDir>)> {
+        let (db, dir) = sqlite().await;
+        let mut out = vec![(db, Some(dir))];
+        match std::env::var("ARCA_TEST_POSTGRES") {
+            Ok(url) => {
+                sqlx::any::install_default_drivers();
+                let admin = sqlx::AnyPool::connect(&url).await.expect("connecting to ARCA_TEST_POSTGRES");
+                let name = format!("arca_unit_{}", hex::encode(rand::random::<[u8; 6]>()));
+                dyn_query(format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+                let (head, _) = url.rsplit_once('/').unwrap();
+                out.push((Db::connect(&format!("{head}/{name}")).await.unwrap(), None));
+            }
+            Err(_) if std::env::var("ARCA_TEST_REQUIRE_SCALEOUT").as_deref() == Ok("1") => {
+                panic!("ARCA_TEST_POSTGRES is required here (see scripts/test-services.sh)")
+            }
+            Err(_) => eprintln!("PostgreSQL half skipped: set ARCA_TEST_POSTGRES (see scripts/test-services.sh)"),
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -135,49 +135,50 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::testing::sqlite;
+    use crate::db::testing::databases;
 
     #[tokio::test]
     async fn days_without_activity_carry_stored_bytes_forward() {
-        let (db, _dir) = sqlite().await;
-        db.create_tenant("acme", "", None).await.unwrap();
-        let repo = db.create_repository("acme", "r", None).await.unwrap();
-        // Backdate the repository and write two days of history by hand.
-        sqlx::query("UPDATE repositories SET created_at = 1704067200").execute(db.pool()).await.unwrap(); // 2024-01-01
-        for (day, stored, peak, ingress) in [("2024-01-02", 100, 120, 120), ("2024-01-04", 50, 100, 0)] {
-            sqlx::query(
-                "INSERT INTO usage_daily (repo_id, day, tenant_id, ingress_bytes, egress_bytes, stored_bytes, \
+        for (db, _guard) in databases().await {
+            db.create_tenant("acme", "", None).await.unwrap();
+            let repo = db.create_repository("acme", "r", None).await.unwrap();
+            // Backdate the repository and write two days of history by hand.
+            sqlx::query("UPDATE repositories SET created_at = 1704067200").execute(db.pool()).await.unwrap(); // 2024-01-01
+            for (day, stored, peak, ingress) in [("2024-01-02", 100, 120, 120), ("2024-01-04", 50, 100, 0)] {
+                sqlx::query(
+                    "INSERT INTO usage_daily (repo_id, day, tenant_id, ingress_bytes, egress_bytes, stored_bytes, \
                  stored_peak_bytes, object_count) VALUES ($1, $2, $3, $4, 7, $5, $6, 3)",
-            )
-            .bind(repo.id)
-            .bind(day)
-            .bind(repo.tenant_id)
-            .bind(ingress)
-            .bind(stored)
-            .bind(peak)
-            .execute(db.pool())
-            .await
-            .unwrap();
+                )
+                .bind(repo.id)
+                .bind(day)
+                .bind(repo.tenant_id)
+                .bind(ingress)
+                .bind(stored)
+                .bind(peak)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            }
+            let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+            let rows = db.usage(None, d("2024-01-01"), d("2024-01-05")).await.unwrap();
+            let got: Vec<(&str, i64, i64, i64)> =
+                rows.iter().map(|r| (r.day.as_str(), r.stored_bytes, r.stored_peak_bytes, r.ingress_bytes)).collect();
+            assert_eq!(
+                got,
+                [
+                    ("2024-01-01", 0, 0, 0),
+                    ("2024-01-02", 100, 120, 120),
+                    ("2024-01-03", 100, 100, 0),
+                    ("2024-01-04", 50, 100, 0),
+                    ("2024-01-05", 50, 50, 0)
+                ]
+            );
+            let later = db.usage(None, d("2024-01-03"), d("2024-01-03")).await.unwrap();
+            assert_eq!(later[0].stored_bytes, 100, "carried from before the range");
+            let csv = to_csv(&rows);
+            assert!(csv.starts_with(CSV_HEADER));
+            assert!(csv.contains("\n2024-01-02,acme,r,100,120,3,120,7\n"), "{csv}");
+            assert!(db.usage(None, d("2024-01-05"), d("2024-01-01")).await.is_err());
         }
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        let rows = db.usage(None, d("2024-01-01"), d("2024-01-05")).await.unwrap();
-        let got: Vec<(&str, i64, i64, i64)> =
-            rows.iter().map(|r| (r.day.as_str(), r.stored_bytes, r.stored_peak_bytes, r.ingress_bytes)).collect();
-        assert_eq!(
-            got,
-            [
-                ("2024-01-01", 0, 0, 0),
-                ("2024-01-02", 100, 120, 120),
-                ("2024-01-03", 100, 100, 0),
-                ("2024-01-04", 50, 100, 0),
-                ("2024-01-05", 50, 50, 0)
-            ]
-        );
-        let later = db.usage(None, d("2024-01-03"), d("2024-01-03")).await.unwrap();
-        assert_eq!(later[0].stored_bytes, 100, "carried from before the range");
-        let csv = to_csv(&rows);
-        assert!(csv.starts_with(CSV_HEADER));
-        assert!(csv.contains("\n2024-01-02,acme,r,100,120,3,120,7\n"), "{csv}");
-        assert!(db.usage(None, d("2024-01-05"), d("2024-01-01")).await.is_err());
     }
 }
