@@ -18,12 +18,16 @@ mod error;
 mod http;
 mod kind;
 mod local;
+#[cfg(feature = "s3")]
+mod s3;
 
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "http")]
 pub use http::HttpStore;
 pub use kind::ObjectKind;
 pub use local::LocalStore;
+#[cfg(feature = "s3")]
+pub use s3::{S3Config, S3Store};
 
 /// One entry of a listing: an object's name and its size in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
