@@ -415,9 +415,12 @@ both_shapes!(quota_refusal_leaves_usage_unchanged, |c: &mut Cluster| {
     assert_eq!(r.status().as_u16(), 507);
     assert!(r.text().unwrap().contains("quota exceeded"));
     assert_eq!(tenant_stored(c, "acme"), after, "a refused upload changed the usage");
-    // Raising the quota lets the backup finish.
-    c.admin_ok(&admin, &["tenant", "set", "acme", "--hard-quota", "1GiB"]);
-    c.ok("acme", &dev, &["backup", big.to_str().unwrap()]);
+    // Raising the quota lets the backup finish; past the soft quota the client is warned.
+    c.admin_ok(&admin, &["tenant", "set", "acme", "--hard-quota", "1GiB", "--soft-quota", "1MB"]);
+    let out = c.arca("acme", &dev).args(["backup", big.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("past its soft quota of 976.6 KiB"), "{err}");
     c.ok("acme", &dev, &["check", "--read-data"]);
     let (_, audit) = c.get_json(&admin, "/v1/admin/audit?tenant=acme&limit=500");
     assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "object.put" && e["outcome"] == "denied"));
@@ -556,6 +559,60 @@ both_shapes!(fifty_clients_back_up_at_once, |c: &mut Cluster| {
     let src = c.path("client-7");
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
     assert_eq!(tenant_stored(c, "acme"), listed_bytes(c, "acme", &dev));
+});
+
+both_shapes!(scrub_finds_injected_corruption, |c: &mut Cluster| {
+    let dev = c.acme_device.clone();
+    c.ok("acme", &dev, &["init"]);
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    let admin = c.admin.clone();
+    // A clean repository scrubs clean.
+    let out = c.admin_cmd(&admin, &["--json", "scrub", "--start", "--wait"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"][0]["state"], "done");
+    assert_eq!(v["runs"][0]["damaged"], 0);
+    assert!(v["runs"][0]["objects_checked"].as_i64().unwrap() >= 5, "{v}");
+
+    // One byte of one data pack flips in storage.
+    let packs = json_list(c.http().get(format!("{}/data/", c.repo_url("acme"))).bearer_auth(&dev).send().unwrap());
+    let pack = packs[0]["name"].as_str().unwrap().to_string();
+    c.corrupt("acme", "data", &pack);
+    let out = c.admin_cmd(&admin, &["--json", "scrub", "--start", "--wait"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "damage must show in the exit code");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"][0]["damaged"], 1, "{v}");
+    let f = &v["findings"][0];
+    assert_eq!(
+        (f["tenant"].as_str(), f["repository"].as_str(), f["kind"].as_str()),
+        (Some("acme"), Some("acme"), Some("data"))
+    );
+    assert_eq!(f["name"], pack.as_str());
+    assert!(f["problem"].as_str().unwrap().starts_with("corrupt"), "{f}");
+    // The tenant's admin sees it; another tenant's admin sees nothing of it; devices see nothing.
+    let (_, mine) = c.get_json(&c.acme_admin, "/v1/admin/scrub");
+    assert_eq!(mine["findings"].as_array().unwrap().len(), 1);
+    let (_, theirs) = c.get_json(&c.other_admin, "/v1/admin/scrub");
+    assert!(theirs["findings"].as_array().unwrap().is_empty());
+    assert_eq!(c.get_json(&dev, "/v1/admin/scrub").0, 403);
+    // Only staff may start one; a second while one runs is refused (covered in the unit tests).
+    let r = c.http().post(format!("{}/v1/admin/scrub", c.base())).bearer_auth(&c.acme_admin).send().unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // The damage is in the audit log and in the metrics.
+    let (_, audit) = c.get_json(&admin, "/v1/admin/audit?tenant=acme");
+    assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "scrub.damage"));
+    let metrics = c.http().get(format!("{}/metrics", c.base())).bearer_auth(&admin).send().unwrap().text().unwrap();
+    assert!(metrics.contains("arca_server_scrub_last_damaged_objects 1"), "{metrics}");
+    assert!(metrics.contains(r#"arca_server_tenant_stored_bytes{tenant="acme"}"#), "{metrics}");
+    // The client's check names the same pack.
+    let out = c.arca("acme", &dev).args(["check", "--read-data"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&pack[..12])
+            || String::from_utf8_lossy(&out.stdout).contains(&pack[..12])
+    );
 });
 
 #[test]

@@ -654,7 +654,7 @@ pub(crate) async fn audit_log(
 ) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
     let tenant_id = match (&q.tenant, is_staff(&p)) {
-        (Some(t), _) => Some(tenant_for(&state, &rid, &p, t, true).await?.id),
+        (Some(t), _) => Some(tenant_for(&state, &rid, &p, t, false).await?.id),
         (None, true) => None,
         (None, false) if p.role == Role::TenantAdmin => p.tenant_id,
         _ => return Err(forbidden("read the audit log")),
@@ -664,4 +664,50 @@ pub(crate) async fn audit_log(
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(state.db().audit_log(tenant_id, q.before, limit).await.map_err(ApiError::from_db)?).into_response())
+}
+
+// ---- scrub ----
+
+#[derive(Serialize)]
+struct ScrubStatus {
+    runs: Vec<crate::db::scrub::ScrubRun>,
+    /// Damage found by the newest run (only the caller's tenant's, for tenant admins).
+    findings: Vec<crate::db::scrub::Finding>,
+}
+
+/// `POST /v1/admin/scrub`: starts a scrub now (provider staff); 409 if one is running.
+pub(crate) async fn start_scrub(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let result = if is_staff(&p) {
+        match crate::scrub::start(&state, &p.actor).await.map_err(ApiError::from_db)? {
+            Some(id) => Ok(id),
+            None => Err(ApiError::new(StatusCode::CONFLICT, "a scrub is already running")),
+        }
+    } else {
+        Err(forbidden("start a scrub"))
+    };
+    let id = audited(&state, &rid, &p, None, "scrub.start", "all repositories", result).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+/// `GET /v1/admin/scrub`: recent runs and the newest run's findings.
+pub(crate) async fn scrub_status(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = if is_staff(&p) {
+        None
+    } else if p.role == Role::TenantAdmin {
+        p.tenant_id
+    } else {
+        return Err(forbidden("read scrub reports"));
+    };
+    let runs = state.db().scrub_runs(20).await.map_err(ApiError::from_db)?;
+    let findings = match runs.first() {
+        Some(r) => state.db().scrub_findings(r.id, tenant).await.map_err(ApiError::from_db)?,
+        None => Vec::new(),
+    };
+    Ok(Json(ScrubStatus { runs, findings }).into_response())
 }

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod metrics;
 pub mod repo_api;
 mod routes;
+pub mod scrub;
 pub mod state;
 
 use std::future::Future;
@@ -55,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/repos/{repo}", axum::routing::patch(a::update_repo).delete(a::delete_repo))
         .route("/v1/admin/usage", get(a::usage))
         .route("/v1/admin/audit", get(a::audit_log))
+        .route("/v1/admin/scrub", get(a::scrub_status).post(a::start_scrub))
         .route("/v1/repos/{repo}", post(repo_api::create_repo))
         .route("/v1/repos/{repo}/{kind}/", get(repo_api::list))
         .route(

@@ -34,6 +34,9 @@ pub struct Metrics {
     bytes_out: Counter,
     tenant_stored: Family<TenantLabels, Gauge>,
     tenant_quota: Family<TenantLabels, Gauge>,
+    scrub_running: Gauge,
+    scrub_damaged: Gauge,
+    scrub_finished: Gauge,
 }
 
 impl Default for Metrics {
@@ -60,7 +63,29 @@ impl Metrics {
             tenant_stored.clone(),
         );
         registry.register("tenant_hard_quota_bytes", "Hard quota per tenant (0: unlimited)", tenant_quota.clone());
-        Metrics { registry, requests, bytes_in, bytes_out, tenant_stored, tenant_quota }
+        let (scrub_running, scrub_damaged, scrub_finished) = (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register("scrub_running", "Whether a scrub is running (1) or not (0)", scrub_running.clone());
+        registry.register(
+            "scrub_last_damaged_objects",
+            "Damaged objects found by the newest scrub",
+            scrub_damaged.clone(),
+        );
+        registry.register(
+            "scrub_last_finished_timestamp_seconds",
+            "When the newest finished scrub ended (Unix seconds; 0: never)",
+            scrub_finished.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            bytes_in,
+            bytes_out,
+            tenant_stored,
+            tenant_quota,
+            scrub_running,
+            scrub_damaged,
+            scrub_finished,
+        }
     }
 
     /// Counts one answered request.
@@ -70,7 +95,7 @@ impl Metrics {
         self.bytes_out.inc_by(bytes_out);
     }
 
-    /// Reads every tenant's figures from the database (at scrape time, so every server process of
+    /// Reads every tenant's figures and the scrub state from the database (at scrape time, so every server process of
     /// a scale-out pair reports the same, current values).
     pub async fn refresh_tenants(&self, db: &crate::db::Db) {
         match db.tenants().await {
@@ -84,6 +109,14 @@ impl Metrics {
                 }
             }
             Err(e) => tracing::warn!("metrics: cannot read tenants: {e}"),
+        }
+        match db.scrub_runs(20).await {
+            Ok(runs) => {
+                self.scrub_running.set(runs.first().is_some_and(|r| r.state == "running") as i64);
+                self.scrub_damaged.set(runs.first().map_or(0, |r| r.damaged));
+                self.scrub_finished.set(runs.iter().find(|r| r.finished_at > 0).map_or(0, |r| r.finished_at));
+            }
+            Err(e) => tracing::warn!("metrics: cannot read scrub runs: {e}"),
         }
     }
 

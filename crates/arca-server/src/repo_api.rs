@@ -32,9 +32,11 @@ const DEFAULT_LIMIT: i64 = 1000;
 const MAX_LIMIT: i64 = 10_000;
 /// Header with an object's size on HEAD responses.
 const SIZE_HEADER: &str = "x-arca-size";
+/// Header with a warning for the user on successful uploads (e.g. past the soft quota).
+const WARNING_HEADER: &str = "x-arca-warning";
 
 /// Whether objects of `kind` are named by the BLAKE3 hash of their bytes.
-fn content_addressed(kind: ObjectKind) -> bool {
+pub(crate) fn content_addressed(kind: ObjectKind) -> bool {
     matches!(
         kind,
         ObjectKind::DataPack
@@ -461,7 +463,26 @@ pub(crate) async fn put_object(
     if matches!(kind, ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::Config) {
         t.audit(&state, "object.put", &format!("{repo}/{kind}/{name}"), "ok", "").await;
     }
-    Ok(StatusCode::CREATED.into_response())
+    let mut resp = StatusCode::CREATED.into_response();
+    // Past the soft quota: the upload is stored, and the client is told (it prints a warning).
+    let tenant = db.tenant_by_id(t.repo.tenant_id).await.map_err(ApiError::from_db)?;
+    if tenant.soft_quota_bytes > 0 && tenant.stored_bytes > tenant.soft_quota_bytes {
+        let warning = format!(
+            "tenant {} stores {}, past its soft quota of {}{}",
+            tenant.name,
+            human_bytes(tenant.stored_bytes),
+            human_bytes(tenant.soft_quota_bytes),
+            if tenant.hard_quota_bytes > 0 {
+                format!("; uploads stop at the hard quota of {}", human_bytes(tenant.hard_quota_bytes))
+            } else {
+                String::new()
+            }
+        );
+        if let Ok(v) = HeaderValue::from_str(&warning) {
+            resp.headers_mut().insert(WARNING_HEADER, v);
+        }
+    }
+    Ok(resp)
 }
 
 /// Reads, verifies and stores an upload; returns the packs a snapshot's manifest names.

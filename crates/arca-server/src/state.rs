@@ -95,17 +95,23 @@ struct Inner {
     backend: Backend,
     metrics: crate::metrics::Metrics,
     setup_token: Option<String>,
+    scrub_rate: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
     /// State over a metadata database and an object backend.
     pub fn new(db: Db, backend: Backend) -> AppState {
-        AppState { inner: Arc::new(Inner { db, backend, metrics: Default::default(), setup_token: None }) }
+        Self::build(db, backend, None)
+    }
+
+    fn build(db: Db, backend: Backend, setup_token: Option<String>) -> AppState {
+        let scrub_rate = std::sync::atomic::AtomicU64::new(crate::scrub::DEFAULT_RATE);
+        AppState { inner: Arc::new(Inner { db, backend, metrics: Default::default(), setup_token, scrub_rate }) }
     }
 
     /// The same, accepting `setup_token` once to create the first provider admin.
     pub fn with_setup_token(db: Db, backend: Backend, setup_token: String) -> AppState {
-        AppState { inner: Arc::new(Inner { db, backend, metrics: Default::default(), setup_token: Some(setup_token) }) }
+        Self::build(db, backend, Some(setup_token))
     }
 
     /// The metadata database.
@@ -126,6 +132,16 @@ impl AppState {
     /// The first-start setup token, if this process printed one.
     pub fn setup_token(&self) -> Option<&str> {
         self.inner.setup_token.as_deref()
+    }
+
+    /// The scrub's read rate limit in bytes per second.
+    pub fn scrub_rate(&self) -> u64 {
+        self.inner.scrub_rate.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the scrub's read rate limit.
+    pub fn set_scrub_rate(&self, bytes_per_sec: u64) {
+        self.inner.scrub_rate.store(bytes_per_sec.max(1), std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store of repository `repo`.

@@ -146,9 +146,16 @@ fn status_error(what: &str, resp: Response) -> Error {
 impl Store for HttpStore {
     fn put(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         let url = self.object_url(kind, name)?;
-        self.send(&format!("uploading {kind} object {name}"), true, || {
+        let resp = self.send(&format!("uploading {kind} object {name}"), true, || {
             self.client.request(Method::PUT, &url).body(bytes.to_vec())
         })?;
+        // The server's warnings (a soft quota passed) are shown once per process.
+        if let Some(w) = resp.headers().get("x-arca-warning").and_then(|v| v.to_str().ok()) {
+            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!("the server warns: {w}");
+            }
+        }
         Ok(())
     }
 

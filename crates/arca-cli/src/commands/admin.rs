@@ -97,6 +97,15 @@ pub enum AdminCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// Scrub: re-hash every stored object and report damage (exit code 1 when the newest run found any)
+    Scrub {
+        /// Start a scrub now (otherwise: show the newest runs and findings)
+        #[arg(long)]
+        start: bool,
+        /// Wait until the newest scrub has finished, then report it
+        #[arg(long)]
+        wait: bool,
+    },
     /// The audit log, newest first
     Audit {
         /// Only this tenant
@@ -767,6 +776,57 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                     })
                     .collect();
                 table(&["DAY", "TENANT", "REPOSITORY", "STORED", "PEAK", "OBJECTS", "IN", "OUT"], rows);
+            }
+        }
+        AdminCommand::Scrub { start, wait } => {
+            if *start {
+                let v = api.json(Method::POST, "/v1/admin/scrub", None)?;
+                if !g.json && !g.quiet {
+                    println!("scrub {} started", i(&v, "id"));
+                }
+            }
+            let mut v = api.json(Method::GET, "/v1/admin/scrub", None)?;
+            while *wait && v["runs"][0]["state"] == "running" {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                v = api.json(Method::GET, "/v1/admin/scrub", None)?;
+            }
+            print_or(g, &v, |v| {
+                let runs = as_list(&v["runs"])
+                    .iter()
+                    .take(5)
+                    .map(|r| {
+                        vec![
+                            i(r, "id").to_string(),
+                            s(r, "state"),
+                            s(r, "started_by"),
+                            date(i(r, "started_at")),
+                            date(i(r, "finished_at")),
+                            i(r, "objects_checked").to_string(),
+                            human(i(r, "bytes_checked")),
+                            i(r, "damaged").to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["RUN", "STATE", "BY", "STARTED", "FINISHED", "OBJECTS", "READ", "DAMAGED"], runs);
+                let findings: Vec<Vec<String>> = as_list(&v["findings"])
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            s(f, "tenant"),
+                            s(f, "repository"),
+                            format!("{}/{}", s(f, "kind"), s(f, "name")),
+                            s(f, "problem"),
+                        ]
+                    })
+                    .collect();
+                if !findings.is_empty() {
+                    println!();
+                    table(&["TENANT", "REPOSITORY", "OBJECT", "PROBLEM"], findings);
+                }
+            });
+            let damaged = i(&v["runs"][0], "damaged");
+            if damaged > 0 {
+                return Ok(crate::exit::FATAL);
             }
         }
         AdminCommand::Audit { tenant, limit } => {

@@ -34,7 +34,7 @@ into the client's ARCA_TOKEN:
   arca -r http://HOST:PORT/REPO init
 
 Settings come from flags, then environment variables, then the config file (TOML with the same
-names: listen, data_dir, database, store). This build speaks plain HTTP: listen on loopback or
+names: listen, data_dir, database, store, scrub_every, scrub_rate). This build speaks plain HTTP: listen on loopback or
 behind a TLS-terminating reverse proxy; never send tokens over an untrusted network.
 
 SIGINT or SIGTERM stops the server after the requests in flight have finished. The log (standard
@@ -68,6 +68,14 @@ pub struct ServerArgs {
     /// Where object bytes go: file://DIR or s3://BUCKET[/PREFIX]?endpoint=URL&region=R [default: file://DATA_DIR]
     #[arg(long, env = "ARCA_STORE", value_name = "URL")]
     pub store: Option<String>,
+
+    /// Hours between scheduled scrubs, which re-hash every stored object (0: only on demand) [default: 24]
+    #[arg(long, env = "ARCA_SCRUB_EVERY", value_name = "HOURS")]
+    pub scrub_every: Option<u64>,
+
+    /// Scrub read rate limit in MiB/s, so it never starves uploads [default: 50]
+    #[arg(long, env = "ARCA_SCRUB_RATE", value_name = "MIB_PER_SEC")]
+    pub scrub_rate: Option<u64>,
 }
 
 /// The config file's keys.
@@ -78,6 +86,8 @@ struct ConfigFile {
     data_dir: Option<PathBuf>,
     database: Option<String>,
     store: Option<String>,
+    scrub_every: Option<u64>,
+    scrub_rate: Option<u64>,
 }
 
 /// The settings after merging flags, environment and the config file.
@@ -87,6 +97,8 @@ struct Settings {
     database: String,
     store: String,
     data_dir: Option<PathBuf>,
+    scrub_every_hours: u64,
+    scrub_rate_mib: u64,
 }
 
 fn settings(a: &ServerArgs) -> Result<Settings> {
@@ -115,7 +127,9 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
         None => format!("file://{}", need_dir()?.display()),
     };
     let listen = a.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8420".into());
-    Ok(Settings { listen, database, store, data_dir })
+    let scrub_every_hours = a.scrub_every.or(file.scrub_every).unwrap_or(24);
+    let scrub_rate_mib = a.scrub_rate.or(file.scrub_rate).unwrap_or(50).max(1);
+    Ok(Settings { listen, database, store, data_dir, scrub_every_hours, scrub_rate_mib })
 }
 
 /// Runs `arca server` until SIGINT or SIGTERM.
@@ -147,6 +161,7 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
             tokio::net::TcpListener::bind(&s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
         let addr = listener.local_addr().context("reading the listening address")?;
         let state = bootstrap(db, backend.clone(), addr).await?;
+        state.set_scrub_rate(s.scrub_rate_mib << 20);
         println!("arca server listening on http://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -155,7 +170,7 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
             arca_server::db::redact(&s.database),
             backend.describe()
         );
-        let sweeper = tokio::spawn(housekeeping(state.clone()));
+        let sweeper = tokio::spawn(housekeeping(state.clone(), s.scrub_every_hours));
         arca_server::serve(listener, state, arca_server::shutdown_signal()).await.context("serving")?;
         sweeper.abort();
         tracing::info!("stopped");
@@ -197,8 +212,9 @@ async fn bootstrap(db: Db, backend: Backend, addr: std::net::SocketAddr) -> Resu
     Ok(AppState::with_setup_token(db, backend, token))
 }
 
-/// Periodic upkeep: gives back quota reservations of uploads that died with a server.
-async fn housekeeping(state: AppState) {
+/// Periodic upkeep: gives back quota reservations of uploads that died with a server, and starts
+/// the scheduled scrub when the newest one (by any server process) is older than the interval.
+async fn housekeeping(state: AppState, scrub_every_hours: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
         tick.tick().await;
@@ -206,6 +222,25 @@ async fn housekeeping(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!("released {n} expired quota reservations"),
             Err(e) => tracing::warn!("sweeping quota reservations: {e}"),
+        }
+        if scrub_every_hours == 0 {
+            continue;
+        }
+        let due = match state.db().scrub_runs(1).await {
+            Ok(runs) => runs.first().is_none_or(|r| {
+                r.state != "running" && arca_server::db::now() - r.started_at >= (scrub_every_hours * 3600) as i64
+            }),
+            Err(e) => {
+                tracing::warn!("reading scrub runs: {e}");
+                false
+            }
+        };
+        if due {
+            match arca_server::scrub::start(&state, "scheduled").await {
+                Ok(Some(id)) => tracing::info!("scheduled scrub {id} started"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("starting the scheduled scrub: {e}"),
+            }
         }
     }
 }
@@ -215,7 +250,15 @@ mod tests {
     use super::*;
 
     fn args() -> ServerArgs {
-        ServerArgs { config: None, listen: None, data_dir: None, database: None, store: None }
+        ServerArgs {
+            config: None,
+            listen: None,
+            data_dir: None,
+            database: None,
+            store: None,
+            scrub_every: None,
+            scrub_rate: None,
+        }
     }
 
     #[test]

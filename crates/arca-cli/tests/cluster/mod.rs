@@ -302,6 +302,30 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Flips one byte of an object in storage, behind the server's back.
+    pub fn corrupt(&self, repo: &str, kind: &str, name: &str) {
+        match self.shape {
+            Shape::Embedded => {
+                let dir = self.dir.path().join("data/repos").join(repo).join(kind);
+                let path = if kind == "data" { dir.join(&name[..2]).join(name) } else { dir.join(name) };
+                let mut bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x40;
+                fs::write(&path, bytes).unwrap();
+            }
+            Shape::ScaleOut => {
+                use arca_store::Store;
+                let config = arca_store::S3Config::from_url(&self.store).unwrap();
+                let store = arca_store::S3Store::open(&config).unwrap().with_prefix(&format!("repos/{repo}"));
+                let kind = arca_store::ObjectKind::from_dir(kind).unwrap();
+                let mut bytes = store.get(kind, name).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x40;
+                store.put(kind, name, &bytes).unwrap();
+            }
+        }
+    }
+
     /// An HTTP client.
     pub fn http(&self) -> reqwest::blocking::Client {
         reqwest::blocking::Client::new()

@@ -51,6 +51,7 @@ impl Role {
 
 /// A plan: what a tenant buys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Unique name.
     pub name: String,

@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod audit;
 pub mod catalog;
 mod schema;
+pub mod scrub;
 pub mod usage;
 
 use std::time::Duration;

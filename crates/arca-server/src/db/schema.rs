@@ -125,6 +125,32 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_by_tenant ON audit_log(tenant_id, id)
 "#,
+    // 2: scrub runs and what they found.
+    r#"
+CREATE TABLE scrub_runs (
+    id {ID},
+    state TEXT NOT NULL,
+    started_by TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    finished_at BIGINT NOT NULL DEFAULT 0,
+    objects_checked BIGINT NOT NULL DEFAULT 0,
+    bytes_checked BIGINT NOT NULL DEFAULT 0,
+    damaged BIGINT NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX one_running_scrub ON scrub_runs(state) WHERE state = 'running';
+CREATE TABLE scrub_findings (
+    id {ID},
+    run_id BIGINT NOT NULL REFERENCES scrub_runs(id),
+    tenant_id BIGINT NOT NULL,
+    repo_id BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    problem TEXT NOT NULL,
+    found_at BIGINT NOT NULL
+);
+CREATE INDEX scrub_findings_by_run ON scrub_findings(run_id)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).
