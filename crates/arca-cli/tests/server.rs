@@ -213,7 +213,7 @@ both_shapes!(listing_is_paged, |c: &mut Cluster| {
     for i in 0..25u32 {
         let body = i.to_le_bytes();
         let name = blake3::hash(&body).to_hex().to_string();
-        let r = http.put(format!("{}/index/{name}", c.repo_url("acme"))).bearer_auth(&dev).body(body.to_vec()).send();
+        let r = http.put(format!("{}/pending/{name}", c.repo_url("acme"))).bearer_auth(&dev).body(body.to_vec()).send();
         assert_eq!(r.unwrap().status().as_u16(), 201);
         names.push(name);
     }
@@ -223,9 +223,9 @@ both_shapes!(listing_is_paged, |c: &mut Cluster| {
     loop {
         let repo = c.repo_url("acme");
         let url = if after.is_empty() {
-            format!("{repo}/index/?limit=10")
+            format!("{repo}/pending/?limit=10")
         } else {
-            format!("{repo}/index/?limit=10&after={after}")
+            format!("{repo}/pending/?limit=10&after={after}")
         };
         let page = json_list(http.get(url).bearer_auth(&dev).send().unwrap());
         seen.extend(page.iter().map(|e| e["name"].as_str().unwrap().to_string()));
@@ -613,6 +613,62 @@ both_shapes!(scrub_finds_injected_corruption, |c: &mut Cluster| {
         String::from_utf8_lossy(&out.stderr).contains(&pack[..12])
             || String::from_utf8_lossy(&out.stdout).contains(&pack[..12])
     );
+});
+
+both_shapes!(server_gc_frees_what_no_snapshot_needs_but_spares_running_backups, |c: &mut Cluster| {
+    let (dev, admin, tenant_admin) = (c.acme_device.clone(), c.admin.clone(), c.acme_admin.clone());
+    c.ok("acme", &dev, &["init"]);
+    let (one, two) = (c.path("one"), c.path("two"));
+    fs::create_dir_all(&one).unwrap();
+    fs::create_dir_all(&two).unwrap();
+    fs::write(one.join("only-in-one.bin"), noise(2 << 20, 11)).unwrap();
+    fs::write(two.join("only-in-two.bin"), noise(2 << 20, 12)).unwrap();
+    c.ok("acme", &dev, &["backup", "--host", "one", one.to_str().unwrap()]);
+    c.ok("acme", &dev, &["backup", "--host", "two", two.to_str().unwrap()]);
+    let snaps: Vec<serde_json::Value> = serde_json::from_str(&c.ok("acme", &dev, &["--json", "snapshots"])).unwrap();
+    let first = snaps.iter().find(|s| s["hostname"] == "one").unwrap()["id"].as_str().unwrap().to_string();
+    // The customer forgets snapshot one but never prunes: its packs stay, billed.
+    c.ok("acme", &tenant_admin, &["forget", &first]);
+    let stored_before = tenant_stored(c, "acme");
+    // A backup is "running": it holds a lock (its lease) taken before the collection.
+    let lease = format!("{}/locks/lease-test", c.repo_url("acme"));
+    assert_eq!(c.http().put(&lease).bearer_auth(&dev).body("{}").send().unwrap().status().as_u16(), 201);
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // objects must be older than the (0-day) lock
+    let gc = |c: &Cluster| -> serde_json::Value {
+        serde_json::from_str(&c.admin_ok(&admin, &["--json", "repo", "gc", "acme"])).unwrap()
+    };
+    let r = gc(c);
+    assert!(r["condemned"].as_i64().unwrap() >= 1, "{r}");
+    assert_eq!(r["freed_objects"], 0, "a running backup may still use the condemned packs: {r}");
+    assert!(r["waiting_for_leases"].as_i64().unwrap() >= 1, "{r}");
+    assert_eq!(tenant_stored(c, "acme"), stored_before);
+    // The backup ends (its lock goes); the next collection frees the packs.
+    assert_eq!(c.http().delete(&lease).bearer_auth(&dev).send().unwrap().status().as_u16(), 204);
+    let r = gc(c);
+    assert!(r["freed_objects"].as_i64().unwrap() >= 1 && r["freed_bytes"].as_i64().unwrap() >= 2 << 20, "{r}");
+    let stored_after = tenant_stored(c, "acme");
+    assert_eq!(stored_before - stored_after, r["freed_bytes"].as_i64().unwrap());
+    assert_eq!(stored_after, listed_bytes(c, "acme", &dev));
+    // What remains is whole: check passes (the index's freed packs are only a warning) and the
+    // other snapshot restores.
+    let out = c.arca("acme", &dev).args(["check", "--read-data"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let target = c.path("restored");
+    c.ok("acme", &dev, &["restore", "latest", "--host", "two", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&two, &target.join(two.strip_prefix("/").unwrap()));
+    // Backing up the freed data again stores it again instead of pointing at freed packs.
+    c.ok("acme", &dev, &["backup", "--host", "one", one.to_str().unwrap()]);
+    c.ok("acme", &dev, &["check", "--read-data"]);
+    let target = c.path("restored-one");
+    c.ok("acme", &dev, &["restore", "latest", "--host", "one", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&one, &target.join(one.strip_prefix("/").unwrap()));
+    // Retention by the server's clock: a tenant admin sets it; the newest snapshot always stays.
+    c.admin_ok(&tenant_admin, &["repo", "retention", "acme", "--days", "30"]);
+    let r = gc(c);
+    assert_eq!(r["expired_snapshots"], 0, "nothing is 30 days old: {r}");
+    assert_eq!(c.admin_cmd(&dev, &["repo", "gc", "acme"]).output().unwrap().status.code(), Some(1));
+    let (_, audit) = c.get_json(&admin, "/v1/admin/audit?tenant=acme&limit=500");
+    assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "gc"), "{audit}");
 });
 
 #[test]

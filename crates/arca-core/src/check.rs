@@ -116,12 +116,11 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     let mut damaged: HashSet<PackId> = HashSet::new();
     let indexed: HashSet<PackId> = repo.index().packs().iter().map(|p| p.id).collect();
+    let mut vanished: Vec<PackId> = Vec::new();
     for p in repo.index().packs() {
         match existing.get(&p.id) {
-            None => {
-                report.errors.push(format!("pack {} is missing from the store", p.id));
-                damaged.insert(p.id);
-            }
+            // Decided after the snapshots are read: harmless unless a snapshot needs it.
+            None => vanished.push(p.id),
             Some((kind, size)) if *size != p.size || *kind != p.kind => {
                 report
                     .errors
@@ -197,11 +196,13 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
     }
     report.snapshots = snapshots.len() as u64;
     let mut missing_blobs: HashSet<BlobId> = HashSet::new();
+    let mut needed_by_any: HashSet<PackId> = HashSet::new();
     for (sid, snap) in &snapshots {
         let manifest: HashSet<PackId> = match repo_ref.load_snapshot(sid) {
             Ok((_, m)) => m.into_iter().map(|(_, p)| p).collect(),
             Err(_) => HashSet::new(),
         };
+        needed_by_any.extend(manifest.iter().copied());
         let mut need_packs: HashSet<PackId> = HashSet::new();
         // A blob stored twice (by backups that ran at once) is fine in any of its packs.
         let mut note = |id: &BlobId, missing: &mut HashSet<BlobId>| match repo_ref
@@ -252,6 +253,28 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
     }
     for id in &missing_blobs {
         report.errors.push(format!("blob {id} is referenced but not in the index"));
+    }
+    // An indexed pack that is gone is lost data only if a snapshot needs it; otherwise it was
+    // freed (by a prune elsewhere, or a server's retention) and only the index is out of date.
+    let mut freed = 0usize;
+    for id in vanished {
+        if needed_by_any.contains(&id) {
+            report.errors.push(format!("pack {id} is missing from the store"));
+            damaged.insert(id);
+            if let Some(pos) = repo_ref.index().packs().iter().position(|p| p.id == id) {
+                if let Some(es) = entries.get(&(pos as u32)) {
+                    bad_blobs.extend(es.iter().map(|e| e.id));
+                }
+            }
+        } else {
+            freed += 1;
+        }
+    }
+    if freed > 0 {
+        report.warnings.push(format!(
+            "the index lists {freed} pack(s) that are gone but no snapshot needs (freed by a prune or the server's \
+             retention); harmless: `arca prune` or `arca repair index` tidies the index"
+        ));
     }
 
     // 4. Name affected files.

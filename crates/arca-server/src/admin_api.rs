@@ -711,3 +711,53 @@ pub(crate) async fn scrub_status(State(state): State<AppState>, headers: HeaderM
     };
     Ok(Json(ScrubStatus { runs, findings }).into_response())
 }
+
+// ---- retention and garbage collection ----
+
+/// `PUT /v1/admin/repos/{repo}/retention` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionChange {
+    /// Days the server keeps snapshots by its own clock (0: until the customer forgets them).
+    days: i64,
+}
+
+/// `PUT /v1/admin/repos/{repo}/retention`: the server-side retention policy (provider admins and
+/// the tenant's admins).
+pub(crate) async fn set_retention(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(change): Json<RetentionChange>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let repo = repo_for(&state, &rid, &p, &name).await?;
+    let result = if can_manage_tenant(&p, repo.tenant_id) {
+        state.db().set_retention(&name, change.days).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("change a repository's retention"))
+    };
+    let target = format!("{name}: {} days", change.days);
+    let repo = audited(&state, &rid, &p, Some(repo.tenant_id), "repo.retention", &target, result).await?;
+    let days = state.db().retention_days(repo.id).await.map_err(ApiError::from_db)?;
+    Ok(Json(serde_json::json!({ "repository": repo.name, "retention_days": days, "lock_days": repo.lock_days }))
+        .into_response())
+}
+
+/// `POST /v1/admin/repos/{repo}/gc`: applies retention and frees what no snapshot needs, now
+/// (provider staff and the tenant's admins). The server also runs it on a schedule.
+pub(crate) async fn run_gc(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let repo = repo_for(&state, &rid, &p, &name).await?;
+    if !(can_manage_tenant(&p, repo.tenant_id) || is_staff(&p)) {
+        return Err(forbidden("collect a repository"));
+    }
+    let report = crate::gc::collect(&state, &repo, &p.actor, &rid.0).await.map_err(ApiError::from_db)?;
+    Ok(Json(report).into_response())
+}

@@ -15,6 +15,7 @@ pub mod access;
 mod admin_api;
 pub mod db;
 pub mod errors;
+pub mod gc;
 pub mod metrics;
 pub mod repo_api;
 mod routes;
@@ -54,6 +55,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/tenants/{tenant}/devices/{device}", delete(a::revoke_device))
         .route("/v1/admin/repos", get(a::list_all_repos))
         .route("/v1/admin/repos/{repo}", axum::routing::patch(a::update_repo).delete(a::delete_repo))
+        .route("/v1/admin/repos/{repo}/retention", axum::routing::put(a::set_retention))
+        .route("/v1/admin/repos/{repo}/gc", post(a::run_gc))
         .route("/v1/admin/usage", get(a::usage))
         .route("/v1/admin/audit", get(a::audit_log))
         .route("/v1/admin/scrub", get(a::scrub_status).post(a::start_scrub))

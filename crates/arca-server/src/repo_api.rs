@@ -7,6 +7,7 @@
 //! rewritten in place as they are refreshed: they bypass the catalogue, quotas and retention.
 
 use arca_core::envelope::read_manifest;
+use arca_core::index::INDEX_MAGIC;
 use arca_core::snapshot::SNAPSHOT_MAGIC;
 use arca_store::{validate_name, ObjectKind, Store};
 use axum::body::{Body, Bytes};
@@ -332,6 +333,13 @@ pub(crate) async fn get_object(
     Ok(resp)
 }
 
+/// Starts or renews (`live`) or ends a lock's lease.
+async fn db_lease(state: &AppState, t: &Target, name: &str, live: bool) -> Result<(), ApiError> {
+    let db = state.db();
+    let r = if live { db.renew_lease(t.repo.id, name).await } else { db.end_lease(t.repo.id, name).await };
+    r.map_err(ApiError::from_db)
+}
+
 /// Reads a request body of exactly `len` bytes (the declared `Content-Length`).
 async fn read_body(body: Body, len: usize, kind: ObjectKind, name: &str) -> Result<Vec<u8>, ApiError> {
     let truncated = |got: usize| {
@@ -409,6 +417,8 @@ pub(crate) async fn put_object(
         let bytes = read_body(body, len, kind, &name).await?;
         let n = name.clone();
         blocking(move || store.put(kind, &n, &bytes).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+        // A lock is the client's lease: the garbage collector spares what a running backup may use.
+        db_lease(&state, &t, &name, true).await?;
         return Ok(StatusCode::CREATED.into_response());
     }
     let db = state.db();
@@ -459,7 +469,15 @@ pub(crate) async fn put_object(
         }
     };
     let object = NewObject { kind: kind.dir(), name: &name, size: len as i64, packs: &packs, ingress: len as i64 };
-    db.commit_object(&t.repo, Some(reservation), &object).await.map_err(ApiError::from_db)?;
+    if let Err(e) = db.commit_object(&t.repo, Some(reservation), &object).await {
+        if matches!(e, crate::db::DbError::Conflict(_)) {
+            // A snapshot naming a pack the collector just freed: its bytes must not stay behind.
+            let store = state.store(&repo);
+            let n = name.clone();
+            let _ = blocking(move || store.delete(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await;
+        }
+        return Err(ApiError::from_db(e));
+    }
     if matches!(kind, ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::Config) {
         t.audit(&state, "object.put", &format!("{repo}/{kind}/{name}"), "ok", "").await;
     }
@@ -511,6 +529,13 @@ async fn store_checked(
     })
     .await?;
     let mut packs = Vec::new();
+    if kind == ObjectKind::Index {
+        // The index's manifest tells the collector which packs it lists. An unreadable one is
+        // refused: every index the client writes has one.
+        let (manifest, _) = read_manifest(INDEX_MAGIC, &bytes)
+            .map_err(|e| ApiError::bad_request(format!("index {name} has an unreadable manifest: {e}")))?;
+        packs = manifest.iter().map(|(k, id)| (k.object_kind().dir().to_string(), id.to_hex())).collect();
+    }
     if kind == ObjectKind::Snapshot {
         let (manifest, _) = read_manifest(SNAPSHOT_MAGIC, &bytes)
             .map_err(|e| ApiError::bad_request(format!("snapshot {name} has an unreadable manifest: {e}")))?;
@@ -544,7 +569,9 @@ pub(crate) async fn delete_object(
     check_name(kind, &name)?;
     let store = state.store(&repo);
     if kind == ObjectKind::Lock {
-        blocking(move || store.delete(kind, &name).map_err(|e| ApiError::from_store(e, kind, &name))).await?;
+        let n = name.clone();
+        blocking(move || store.delete(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+        db_lease(&state, &t, &name, false).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let target = format!("{repo}/{kind}/{name}");

@@ -251,6 +251,19 @@ pub enum RepoCommand {
         #[arg(long)]
         compliance: bool,
     },
+    /// Set how long the server keeps snapshots, by its own clock (0: until forgotten)
+    Retention {
+        /// Repository name
+        name: String,
+        /// Days (the newest snapshot always stays; the retention lock always applies)
+        #[arg(long)]
+        days: i64,
+    },
+    /// Apply retention and free the packs no snapshot needs, now (the server also does it hourly)
+    Gc {
+        /// Repository name
+        name: String,
+    },
     /// Delete an empty repository
     Delete {
         /// Repository name
@@ -694,6 +707,30 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 if *compliance { json!({"lock_days": days, "compliance": true}) } else { json!({"lock_days": days}) };
             let v = api.json(Method::PATCH, &format!("/v1/admin/repos/{}", q(name)), Some(body))?;
             print_or(g, &v, |v| println!("repository {name}: retention lock {} days", i(v, "lock_days")));
+        }
+        AdminCommand::Repo(RepoCommand::Retention { name, days }) => {
+            let v =
+                api.json(Method::PUT, &format!("/v1/admin/repos/{}/retention", q(name)), Some(json!({"days": days})))?;
+            print_or(g, &v, |v| {
+                println!(
+                    "repository {name}: snapshots kept {} days by the server (retention lock {} days)",
+                    i(v, "retention_days"),
+                    i(v, "lock_days")
+                )
+            });
+        }
+        AdminCommand::Repo(RepoCommand::Gc { name }) => {
+            let v = api.json(Method::POST, &format!("/v1/admin/repos/{}/gc", q(name)), None)?;
+            print_or(g, &v, |v| {
+                println!(
+                    "repository {name}: {} snapshots expired, {} packs condemned, {} objects freed ({}), {} packs wait for running backups",
+                    i(v, "expired_snapshots"),
+                    i(v, "condemned"),
+                    i(v, "freed_objects"),
+                    human(i(v, "freed_bytes")),
+                    i(v, "waiting_for_leases")
+                )
+            });
         }
         AdminCommand::Repo(RepoCommand::Delete { name }) => {
             api.json(Method::DELETE, &format!("/v1/admin/repos/{}", q(name)), None)?;

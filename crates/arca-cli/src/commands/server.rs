@@ -34,7 +34,7 @@ into the client's ARCA_TOKEN:
   arca -r http://HOST:PORT/REPO init
 
 Settings come from flags, then environment variables, then the config file (TOML with the same
-names: listen, data_dir, database, store, scrub_every, scrub_rate). This build speaks plain HTTP: listen on loopback or
+names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every). This build speaks plain HTTP: listen on loopback or
 behind a TLS-terminating reverse proxy; never send tokens over an untrusted network.
 
 SIGINT or SIGTERM stops the server after the requests in flight have finished. The log (standard
@@ -76,6 +76,10 @@ pub struct ServerArgs {
     /// Scrub read rate limit in MiB/s, so it never starves uploads [default: 50]
     #[arg(long, env = "ARCA_SCRUB_RATE", value_name = "MIB_PER_SEC")]
     pub scrub_rate: Option<u64>,
+
+    /// Minutes between retention and garbage-collection passes over every repository (0: only on demand) [default: 60]
+    #[arg(long, env = "ARCA_GC_EVERY", value_name = "MINUTES")]
+    pub gc_every: Option<u64>,
 }
 
 /// The config file's keys.
@@ -88,6 +92,7 @@ struct ConfigFile {
     store: Option<String>,
     scrub_every: Option<u64>,
     scrub_rate: Option<u64>,
+    gc_every: Option<u64>,
 }
 
 /// The settings after merging flags, environment and the config file.
@@ -99,6 +104,7 @@ struct Settings {
     data_dir: Option<PathBuf>,
     scrub_every_hours: u64,
     scrub_rate_mib: u64,
+    gc_every_minutes: u64,
 }
 
 fn settings(a: &ServerArgs) -> Result<Settings> {
@@ -129,7 +135,8 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
     let listen = a.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8420".into());
     let scrub_every_hours = a.scrub_every.or(file.scrub_every).unwrap_or(24);
     let scrub_rate_mib = a.scrub_rate.or(file.scrub_rate).unwrap_or(50).max(1);
-    Ok(Settings { listen, database, store, data_dir, scrub_every_hours, scrub_rate_mib })
+    let gc_every_minutes = a.gc_every.or(file.gc_every).unwrap_or(60);
+    Ok(Settings { listen, database, store, data_dir, scrub_every_hours, scrub_rate_mib, gc_every_minutes })
 }
 
 /// Runs `arca server` until SIGINT or SIGTERM.
@@ -170,7 +177,7 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
             arca_server::db::redact(&s.database),
             backend.describe()
         );
-        let sweeper = tokio::spawn(housekeeping(state.clone(), s.scrub_every_hours));
+        let sweeper = tokio::spawn(housekeeping(state.clone(), s.scrub_every_hours, s.gc_every_minutes));
         arca_server::serve(listener, state, arca_server::shutdown_signal()).await.context("serving")?;
         sweeper.abort();
         tracing::info!("stopped");
@@ -212,12 +219,20 @@ async fn bootstrap(db: Db, backend: Backend, addr: std::net::SocketAddr) -> Resu
     Ok(AppState::with_setup_token(db, backend, token))
 }
 
-/// Periodic upkeep: gives back quota reservations of uploads that died with a server, and starts
-/// the scheduled scrub when the newest one (by any server process) is older than the interval.
-async fn housekeeping(state: AppState, scrub_every_hours: u64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
+/// Periodic upkeep: retention and garbage collection, quota reservations of uploads that died
+/// with a server, and the scheduled scrub when the newest one (by any server process) is older
+/// than the interval.
+async fn housekeeping(state: AppState, scrub_every_hours: u64, gc_every_minutes: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut last_gc = std::time::Instant::now();
     loop {
         tick.tick().await;
+        if gc_every_minutes > 0 && last_gc.elapsed() >= Duration::from_secs(gc_every_minutes * 60) {
+            last_gc = std::time::Instant::now();
+            if let Err(e) = arca_server::gc::collect_all(&state).await {
+                tracing::warn!("retention and garbage collection: {e}");
+            }
+        }
         match state.db().sweep_reservations().await {
             Ok(0) => {}
             Ok(n) => tracing::info!("released {n} expired quota reservations"),
@@ -258,6 +273,7 @@ mod tests {
             store: None,
             scrub_every: None,
             scrub_rate: None,
+            gc_every: None,
         }
     }
 

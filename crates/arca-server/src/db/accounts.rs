@@ -754,6 +754,8 @@ impl Db {
             "DELETE FROM devices WHERE repo_id = $1",
             "DELETE FROM usage_daily WHERE repo_id = $1",
             "DELETE FROM snapshot_packs WHERE repo_id = $1",
+            "DELETE FROM index_packs WHERE repo_id = $1",
+            "DELETE FROM leases WHERE repo_id = $1",
             "DELETE FROM repositories WHERE id = $1",
         ] {
             sqlx::query(sql).bind(repo.id).execute(&mut *tx).await?;

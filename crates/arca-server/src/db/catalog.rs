@@ -35,7 +35,7 @@ pub struct NewObject<'a> {
     pub name: &'a str,
     /// Size in bytes.
     pub size: i64,
-    /// The packs a snapshot's manifest names (empty for other kinds).
+    /// The packs a snapshot's or index file's manifest names (empty for other kinds).
     pub packs: &'a [(String, String)],
     /// Bytes received for it (metered as ingress).
     pub ingress: i64,
@@ -85,7 +85,8 @@ impl Db {
         row.as_ref().map(object_from).transpose()
     }
 
-    /// A page of one kind's objects, by name, after `after`.
+    /// A page of one kind's objects, by name, after `after`. Packs condemned by the garbage
+    /// collector are left out, so backups that start now do not build on them.
     pub async fn list_objects(
         &self,
         repo_id: i64,
@@ -95,7 +96,7 @@ impl Db {
     ) -> Result<Vec<ObjectRow>> {
         let rows = sqlx::query(
             "SELECT name, size, created_at FROM objects WHERE repo_id = $1 AND kind = $2 AND name > $3 \
-             ORDER BY name LIMIT $4",
+             AND condemned_at = 0 ORDER BY name LIMIT $4",
         )
         .bind(repo_id)
         .bind(kind)
@@ -217,8 +218,23 @@ impl Db {
         .rows_affected()
             == 1;
         let (delta_bytes, delta_objects) = if inserted { (size, 1) } else { (0, 0) };
-        if inserted {
+        if inserted && kind == "snapshots" {
             for (pack_kind, pack) in packs {
+                // A snapshot revives a pack the garbage collector condemned (a backup that began
+                // before the condemnation may use it); one already deleted fails the upload.
+                let present =
+                    sqlx::query("UPDATE objects SET condemned_at = 0 WHERE repo_id = $1 AND kind = $2 AND name = $3")
+                        .bind(repo.id)
+                        .bind(pack_kind)
+                        .bind(pack)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                if present == 0 {
+                    return Err(DbError::Conflict(format!(
+                        "snapshot {name} names {pack_kind}/{pack}, which is no longer stored: run the backup again"
+                    )));
+                }
                 sqlx::query(
                     "INSERT INTO snapshot_packs (repo_id, snapshot, pack_kind, pack) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT DO NOTHING",
@@ -230,6 +246,22 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
+        }
+        if inserted && kind == "index" {
+            for (pack_kind, pack) in packs {
+                sqlx::query(
+                    "INSERT INTO index_packs (repo_id, idx, pack_kind, pack) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(repo.id)
+                .bind(name)
+                .bind(pack_kind)
+                .bind(pack)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if inserted {
             sqlx::query("UPDATE tenants SET stored_bytes = stored_bytes + $1 WHERE id = $2")
                 .bind(size)
                 .bind(repo.tenant_id)
@@ -258,11 +290,11 @@ impl Db {
             return Ok(None);
         };
         let object = object_from(&row)?;
-        sqlx::query("DELETE FROM snapshot_packs WHERE repo_id = $1 AND snapshot = $2")
-            .bind(repo.id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let manifests = match kind {
+            "snapshots" => "DELETE FROM snapshot_packs WHERE repo_id = $1 AND snapshot = $2",
+            _ => "DELETE FROM index_packs WHERE repo_id = $1 AND idx = $2",
+        };
+        sqlx::query(manifests).bind(repo.id).bind(name).execute(&mut *tx).await?;
         sqlx::query("UPDATE tenants SET stored_bytes = stored_bytes - $1 WHERE id = $2")
             .bind(object.size)
             .bind(repo.tenant_id)
@@ -301,7 +333,7 @@ async fn drop_reservation(tx: &mut Transaction<'static, Any>, r: &Reservation) -
 
 /// Applies a change to the repository's counters and adds it to today's metering row, which
 /// records the counters as they stand after the change.
-async fn meter(
+pub(crate) async fn meter(
     tx: &mut Transaction<'static, Any>,
     repo: &Repository,
     delta_bytes: i64,

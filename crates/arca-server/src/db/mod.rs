@@ -14,6 +14,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod catalog;
+pub mod gc;
 mod schema;
 pub mod scrub;
 pub mod usage;

@@ -151,6 +151,26 @@ CREATE TABLE scrub_findings (
 );
 CREATE INDEX scrub_findings_by_run ON scrub_findings(run_id)
 "#,
+    // 3: server-side retention and garbage collection: condemned packs, leases, index manifests.
+    r#"
+ALTER TABLE objects ADD COLUMN condemned_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN retention_days BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE leases (
+    repo_id BIGINT NOT NULL REFERENCES repositories(id),
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    renewed_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, name)
+);
+CREATE TABLE index_packs (
+    repo_id BIGINT NOT NULL,
+    idx TEXT NOT NULL,
+    pack_kind TEXT NOT NULL,
+    pack TEXT NOT NULL,
+    PRIMARY KEY (repo_id, idx, pack_kind, pack)
+);
+CREATE INDEX index_packs_by_pack ON index_packs(repo_id, pack_kind, pack)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).
