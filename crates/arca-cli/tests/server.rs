@@ -719,3 +719,130 @@ fn first_start_without_a_password_prints_a_one_time_setup_command() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn tls_with_a_provider_certificate() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    // A provider CA and a server certificate it signed (for 127.0.0.1), made with openssl.
+    let p = |name: &str| dir.path().join(name);
+    let (ca_key, ca, key, csr, cert) = (p("ca.key"), p("ca.pem"), p("key.pem"), p("req.csr"), p("cert.pem"));
+    let ext = p("ext.cnf");
+    fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n").unwrap();
+    let openssl = |args: Vec<&std::ffi::OsStr>| {
+        let out = std::process::Command::new("openssl").args(args).output().expect("running openssl (Debian package)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    openssl(vec![
+        os("req"),
+        os("-x509"),
+        os("-newkey"),
+        os("ec"),
+        os("-pkeyopt"),
+        os("ec_paramgen_curve:P-256"),
+        os("-nodes"),
+        os("-days"),
+        os("2"),
+        os("-subj"),
+        os("/CN=arca test CA"),
+        os("-keyout"),
+        ca_key.as_os_str(),
+        os("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(vec![
+        os("req"),
+        os("-newkey"),
+        os("ec"),
+        os("-pkeyopt"),
+        os("ec_paramgen_curve:P-256"),
+        os("-nodes"),
+        os("-subj"),
+        os("/CN=127.0.0.1"),
+        os("-keyout"),
+        key.as_os_str(),
+        os("-out"),
+        csr.as_os_str(),
+    ]);
+    openssl(vec![
+        os("x509"),
+        os("-req"),
+        os("-in"),
+        csr.as_os_str(),
+        os("-CA"),
+        ca.as_os_str(),
+        os("-CAkey"),
+        ca_key.as_os_str(),
+        os("-CAcreateserial"),
+        os("-days"),
+        os("2"),
+        os("-extfile"),
+        ext.as_os_str(),
+        os("-out"),
+        cert.as_os_str(),
+    ]);
+    let mut server = std::process::Command::new(cluster::arca_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("ARCA_ADMIN_PASSWORD", cluster::ADMIN_PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut base = None;
+    for line in BufReader::new(server.stdout.take().unwrap()).lines().take(5) {
+        if let Some(b) = line.unwrap().split("listening on ").nth(1) {
+            base = Some(b.to_string());
+            break;
+        }
+    }
+    let base = base.expect("no listening line");
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let arca = |args: &[&str], token: &str, trust: bool| {
+        let mut c = std::process::Command::new(cluster::arca_bin());
+        c.args(args).env("ARCA_SERVER", &base).env("ARCA_TOKEN", token).env_remove("ARCA_LOG");
+        c.env("ARCA_ADMIN_PASSWORD", cluster::ADMIN_PASSWORD).env("ARCA_PASSWORD", cluster::PASSWORD);
+        c.env("ARCA_REPOSITORY", format!("{base}/acme"))
+            .env("ARCA_KDF_MEMORY_KIB", "64")
+            .env("ARCA_KDF_ITERATIONS", "1");
+        if trust {
+            c.env("ARCA_CA_CERT", &ca);
+        } else {
+            c.env_remove("ARCA_CA_CERT");
+        }
+        c.output().unwrap()
+    };
+    // Without trusting the certificate, the client refuses to talk.
+    let out = arca(&["admin", "login", "--user", "admin", "--quiet"], "", false);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).to_lowercase().contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = arca(&["admin", "login", "--user", "admin", "--quiet"], "", true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    for args in [&["admin", "tenant", "create", "acme"][..], &["admin", "repo", "create", "--tenant", "acme", "acme"]] {
+        let out = arca(args, &admin, true);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = arca(&["--json", "admin", "device", "add", "--tenant", "acme", "pc", "--repo", "acme"], &admin, true);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let device = v["token"].as_str().unwrap().to_string();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    for args in [&["init"][..], &["backup", src.to_str().unwrap()], &["check", "--read-data"]] {
+        let out = arca(args, &device, true);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = arca(&["backup", src.to_str().unwrap()], &device, false);
+    assert!(!out.status.success(), "a backup went to an untrusted server");
+    let _ = server.kill();
+    let _ = server.wait();
+}

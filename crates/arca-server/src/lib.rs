@@ -84,6 +84,31 @@ pub async fn serve(
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
 
+/// Serves [`app`] over TLS (rustls) on `listener` with the PEM certificate chain and private key
+/// at `cert` and `key`, until `shutdown` completes; requests in flight get up to a minute to
+/// finish.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    state: AppState,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("loading the TLS certificate {} and key {}: {e}", cert.display(), key.display()),
+        )
+    })?;
+    let handle = axum_server::Handle::new();
+    let on_signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(60)));
+    });
+    axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app(state).into_make_service()).await
+}
+
 /// Completes on SIGINT or SIGTERM (for [`serve`]'s graceful shutdown).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -59,7 +59,11 @@ impl HttpStore {
         if token.trim().is_empty() {
             return Err(Error::new(ErrorKind::PermissionDenied, "an empty token was given"));
         }
-        let client = Client::builder()
+        let mut builder = Client::builder();
+        if let Some(cert) = extra_root_certificate()? {
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(900))
             .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
@@ -103,6 +107,21 @@ impl HttpStore {
             };
         }
     }
+}
+
+/// The certificate authority in the PEM file named by `ARCA_CA_CERT`, if set: for servers whose
+/// certificate is not signed by a public authority (a provider's own CA, a self-signed test
+/// certificate). The system's usual authorities stay trusted.
+pub fn extra_root_certificate() -> Result<Option<reqwest::Certificate>> {
+    let Some(path) = std::env::var_os("ARCA_CA_CERT").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let shown = std::path::Path::new(&path).display().to_string();
+    let pem =
+        std::fs::read(&path).map_err(|e| Error::new(ErrorKind::Io, format!("reading ARCA_CA_CERT {shown}: {e}")))?;
+    reqwest::Certificate::from_pem(&pem)
+        .map(Some)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("ARCA_CA_CERT {shown} is not a PEM certificate: {e}")))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -374,7 +374,11 @@ impl Api {
             bail!("the server URL must start with http:// or https:// (got {base:?})");
         }
         let token = std::env::var("ARCA_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
-        let client = Client::builder()
+        let mut builder = Client::builder();
+        if let Some(cert) = arca_store::extra_root_certificate()? {
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
             .timeout(std::time::Duration::from_secs(120))
             .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -34,8 +34,10 @@ into the client's ARCA_TOKEN:
   arca -r http://HOST:PORT/REPO init
 
 Settings come from flags, then environment variables, then the config file (TOML with the same
-names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every). This build speaks plain HTTP: listen on loopback or
-behind a TLS-terminating reverse proxy; never send tokens over an untrusted network.
+names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every, tls_cert, tls_key). With --tls-cert and
+--tls-key the server speaks HTTPS (rustls); without them plain HTTP, for loopback or behind a
+TLS-terminating reverse proxy: never send tokens over an untrusted network in clear. Clients
+trust the system's certificate authorities, plus the PEM file in ARCA_CA_CERT if set.
 
 SIGINT or SIGTERM stops the server after the requests in flight have finished. The log (standard
 error) has one line per request with its request id, which internal errors also show the client.
@@ -77,6 +79,14 @@ pub struct ServerArgs {
     #[arg(long, env = "ARCA_SCRUB_RATE", value_name = "MIB_PER_SEC")]
     pub scrub_rate: Option<u64>,
 
+    /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS only
+    #[arg(long, env = "ARCA_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "ARCA_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Minutes between retention and garbage-collection passes over every repository (0: only on demand) [default: 60]
     #[arg(long, env = "ARCA_GC_EVERY", value_name = "MINUTES")]
     pub gc_every: Option<u64>,
@@ -93,6 +103,8 @@ struct ConfigFile {
     scrub_every: Option<u64>,
     scrub_rate: Option<u64>,
     gc_every: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// The settings after merging flags, environment and the config file.
@@ -105,6 +117,7 @@ struct Settings {
     scrub_every_hours: u64,
     scrub_rate_mib: u64,
     gc_every_minutes: u64,
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn settings(a: &ServerArgs) -> Result<Settings> {
@@ -136,7 +149,12 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
     let scrub_every_hours = a.scrub_every.or(file.scrub_every).unwrap_or(24);
     let scrub_rate_mib = a.scrub_rate.or(file.scrub_rate).unwrap_or(50).max(1);
     let gc_every_minutes = a.gc_every.or(file.gc_every).unwrap_or(60);
-    Ok(Settings { listen, database, store, data_dir, scrub_every_hours, scrub_rate_mib, gc_every_minutes })
+    let tls = match (a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key)) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate (tls_cert) and a key (tls_key)"),
+    };
+    Ok(Settings { listen, database, store, data_dir, scrub_every_hours, scrub_rate_mib, gc_every_minutes, tls })
 }
 
 /// Runs `arca server` until SIGINT or SIGTERM.
@@ -164,21 +182,32 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
         let db = Db::connect(&s.database)
             .await
             .with_context(|| format!("opening the metadata database {}", arca_server::db::redact(&s.database)))?;
-        let listener =
-            tokio::net::TcpListener::bind(&s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
+        let listener = std::net::TcpListener::bind(&s.listen).with_context(|| format!("listening on {}", s.listen))?;
         let addr = listener.local_addr().context("reading the listening address")?;
-        let state = bootstrap(db, backend.clone(), addr).await?;
+        let state =
+            bootstrap(db, backend.clone(), &format!("{}://{addr}", if s.tls.is_some() { "https" } else { "http" }))
+                .await?;
         state.set_scrub_rate(s.scrub_rate_mib << 20);
-        println!("arca server listening on http://{addr}");
+        let scheme = if s.tls.is_some() { "https" } else { "http" };
+        println!("arca server listening on {scheme}://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
         tracing::info!(
-            "serving on http://{addr}: metadata in {}, objects on {}",
+            "serving on {scheme}://{addr}: metadata in {}, objects on {}",
             arca_server::db::redact(&s.database),
             backend.describe()
         );
         let sweeper = tokio::spawn(housekeeping(state.clone(), s.scrub_every_hours, s.gc_every_minutes));
-        arca_server::serve(listener, state, arca_server::shutdown_signal()).await.context("serving")?;
+        match &s.tls {
+            Some((cert, key)) => arca_server::serve_tls(listener, state, cert, key, arca_server::shutdown_signal())
+                .await
+                .context("serving HTTPS")?,
+            None => {
+                listener.set_nonblocking(true).context("preparing the listener")?;
+                let listener = tokio::net::TcpListener::from_std(listener).context("preparing the listener")?;
+                arca_server::serve(listener, state, arca_server::shutdown_signal()).await.context("serving")?
+            }
+        }
         sweeper.abort();
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
@@ -187,7 +216,7 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
 }
 
 /// Creates the first provider admin, or prints how to, and returns the application state.
-async fn bootstrap(db: Db, backend: Backend, addr: std::net::SocketAddr) -> Result<AppState> {
+async fn bootstrap(db: Db, backend: Backend, url: &str) -> Result<AppState> {
     if db.has_provider_admin().await? {
         return Ok(AppState::new(db, backend));
     }
@@ -214,7 +243,7 @@ async fn bootstrap(db: Db, backend: Backend, addr: std::net::SocketAddr) -> Resu
     }
     let token = arca_server::db::accounts::new_token();
     println!("No provider admin exists yet. Create one with this one-time command (valid until this server stops):");
-    println!("  arca admin setup --server http://{addr} --setup-token {token} --user admin");
+    println!("  arca admin setup --server {url} --setup-token {token} --user admin");
     println!("or restart the server with ARCA_ADMIN_PASSWORD set.");
     Ok(AppState::with_setup_token(db, backend, token))
 }
@@ -274,6 +303,8 @@ mod tests {
             scrub_every: None,
             scrub_rate: None,
             gc_every: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
