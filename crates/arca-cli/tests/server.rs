@@ -846,3 +846,32 @@ fn tls_with_a_provider_certificate() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn tokens_are_rate_limited_and_clients_wait_their_turn() {
+    let c = Cluster::start_with(Shape::Embedded, &["--rate-limit", "20"]);
+    let dev = c.acme_device.clone();
+    let url = format!("{}/data/", c.repo_url("acme"));
+    let http = c.http();
+    let mut limited = None;
+    for _ in 0..200 {
+        let r = http.get(&url).bearer_auth(&dev).send().unwrap();
+        if r.status().as_u16() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("200 quick requests were never limited at 20/s");
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().unwrap().contains("too many requests"));
+    // Another token is not affected.
+    let r = http.get(format!("{}/data/", c.repo_url("other"))).bearer_auth(&c.other_device).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // The client waits as asked and completes (slowly) instead of failing.
+    let src = c.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"small").unwrap();
+    c.ok("acme", &dev, &["init"]);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    assert_eq!(snapshot_ids(&c, "acme", &dev).len(), 1);
+}

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    retry_after: Option<u64>,
 }
 
 /// Marks a response as an internal error, so the request middleware replaces its body with a
@@ -20,7 +21,7 @@ pub(crate) struct Internal;
 impl ApiError {
     /// An error with a status and a message the client sees.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), retry_after: None }
     }
 
     /// 400 Bad Request.
@@ -77,6 +78,12 @@ impl ApiError {
         }
     }
 
+    /// Adds a `Retry-After` (seconds) to the answer.
+    pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -99,6 +106,10 @@ impl IntoResponse for ApiError {
             return resp;
         }
         tracing::info!(status = self.status.as_u16(), "refused: {}", self.message);
-        (self.status, self.message).into_response()
+        let mut resp = (self.status, self.message).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        resp
     }
 }

@@ -17,6 +17,7 @@ pub mod db;
 pub mod errors;
 pub mod gc;
 pub mod metrics;
+pub mod ratelimit;
 pub mod repo_api;
 mod routes;
 pub mod scrub;

@@ -85,12 +85,20 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Resul
             "missing token: send `Authorization: Bearer <token>` (the client reads ARCA_TOKEN)",
         ));
     };
-    state
+    let p = state
         .db()
         .authenticate(token)
         .await
         .map_err(ApiError::from_db)?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid, expired or revoked token"))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid, expired or revoked token"))?;
+    if let Err(wait) = state.limiter().check(p.token_id) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests with this token: retry in {:.1} s", wait.max(0.1)),
+        )
+        .with_retry_after(wait.ceil().max(1.0) as u64));
+    }
+    Ok(p)
 }
 
 /// Runs blocking store work off the async threads.

@@ -96,6 +96,7 @@ struct Inner {
     metrics: crate::metrics::Metrics,
     setup_token: Option<String>,
     scrub_rate: std::sync::atomic::AtomicU64,
+    limiter: std::sync::RwLock<Arc<crate::ratelimit::RateLimiter>>,
 }
 
 impl AppState {
@@ -106,7 +107,11 @@ impl AppState {
 
     fn build(db: Db, backend: Backend, setup_token: Option<String>) -> AppState {
         let scrub_rate = std::sync::atomic::AtomicU64::new(crate::scrub::DEFAULT_RATE);
-        AppState { inner: Arc::new(Inner { db, backend, metrics: Default::default(), setup_token, scrub_rate }) }
+        let limiter =
+            std::sync::RwLock::new(Arc::new(crate::ratelimit::RateLimiter::new(crate::ratelimit::DEFAULT_RATE)));
+        AppState {
+            inner: Arc::new(Inner { db, backend, metrics: Default::default(), setup_token, scrub_rate, limiter }),
+        }
     }
 
     /// The same, accepting `setup_token` once to create the first provider admin.
@@ -142,6 +147,17 @@ impl AppState {
     /// Sets the scrub's read rate limit.
     pub fn set_scrub_rate(&self, bytes_per_sec: u64) {
         self.inner.scrub_rate.store(bytes_per_sec.max(1), std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The per-token request rate limiter.
+    pub fn limiter(&self) -> Arc<crate::ratelimit::RateLimiter> {
+        self.inner.limiter.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets the per-token request rate (requests per second; 0: unlimited).
+    pub fn set_rate_limit(&self, per_sec: f64) {
+        *self.inner.limiter.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(crate::ratelimit::RateLimiter::new(per_sec));
     }
 
     /// The store of repository `repo`.

@@ -2,7 +2,8 @@
 //!
 //! Every request carries the caller's bearer token. Idempotent requests (GET, HEAD, PUT, DELETE)
 //! are retried up to [`RETRIES`] times with growing pauses when the connection fails or the server
-//! answers 5xx (except 507, a full disk, which a retry does not cure). Listing follows pages.
+//! answers 5xx (except 507, a full disk or quota, which a retry does not cure) or 429 (after the
+//! `Retry-After` it asks for). Listing follows pages.
 
 use std::time::Duration;
 
@@ -86,16 +87,30 @@ impl HttpStore {
         loop {
             let result = build().bearer_auth(&self.token).send();
             let retry = match &result {
-                Ok(r) => r.status().is_server_error() && r.status() != StatusCode::INSUFFICIENT_STORAGE,
+                Ok(r) => {
+                    (r.status().is_server_error() && r.status() != StatusCode::INSUFFICIENT_STORAGE)
+                        || r.status() == StatusCode::TOO_MANY_REQUESTS
+                }
                 Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            };
+            // A rate-limited request waits as long as the server asks (at most half a minute).
+            let asked = match &result {
+                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s.min(30))),
+                _ => None,
             };
             if retry && attempt < attempts {
                 let why = match &result {
                     Ok(r) => r.status().to_string(),
                     Err(e) => e.to_string(),
                 };
-                tracing::warn!("{what}: {why}; retrying in {pause:?} ({attempt}/{RETRIES})");
-                std::thread::sleep(pause);
+                let wait = asked.unwrap_or(pause);
+                tracing::warn!("{what}: {why}; retrying in {wait:?} ({attempt}/{RETRIES})");
+                std::thread::sleep(wait);
                 pause *= 4;
                 attempt += 1;
                 continue;

@@ -408,7 +408,30 @@ impl Api {
         if let Some(b) = body {
             rb = rb.header("content-type", "application/json").body(b.to_string());
         }
-        let resp = rb.send().with_context(|| format!("{method} {}{path}: cannot reach the server", self.base))?;
+        let mut resp = rb
+            .try_clone()
+            .context("building the request")?
+            .send()
+            .with_context(|| format!("{method} {}{path}: cannot reach the server", self.base))?;
+        // Rate limited: wait as the server asks (a few times, at most half a minute each).
+        for _ in 0..5 {
+            if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+                break;
+            }
+            let wait = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .min(30);
+            std::thread::sleep(std::time::Duration::from_secs(wait));
+            resp = rb
+                .try_clone()
+                .context("building the request")?
+                .send()
+                .with_context(|| format!("{method} {}{path}: cannot reach the server", self.base))?;
+        }
         let status = resp.status();
         let text = resp.text().unwrap_or_default();
         if !status.is_success() {

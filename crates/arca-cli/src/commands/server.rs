@@ -34,7 +34,7 @@ into the client's ARCA_TOKEN:
   arca -r http://HOST:PORT/REPO init
 
 Settings come from flags, then environment variables, then the config file (TOML with the same
-names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every, tls_cert, tls_key). With --tls-cert and
+names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every, tls_cert, tls_key, rate_limit). With --tls-cert and
 --tls-key the server speaks HTTPS (rustls); without them plain HTTP, for loopback or behind a
 TLS-terminating reverse proxy: never send tokens over an untrusted network in clear. Clients
 trust the system's certificate authorities, plus the PEM file in ARCA_CA_CERT if set.
@@ -87,6 +87,10 @@ pub struct ServerArgs {
     #[arg(long, env = "ARCA_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Requests per second each token may make, in bursts of twice that (0: unlimited) [default: 1000]
+    #[arg(long, env = "ARCA_RATE_LIMIT", value_name = "PER_SEC")]
+    pub rate_limit: Option<f64>,
+
     /// Minutes between retention and garbage-collection passes over every repository (0: only on demand) [default: 60]
     #[arg(long, env = "ARCA_GC_EVERY", value_name = "MINUTES")]
     pub gc_every: Option<u64>,
@@ -105,6 +109,7 @@ struct ConfigFile {
     gc_every: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    rate_limit: Option<f64>,
 }
 
 /// The settings after merging flags, environment and the config file.
@@ -118,6 +123,7 @@ struct Settings {
     scrub_rate_mib: u64,
     gc_every_minutes: u64,
     tls: Option<(PathBuf, PathBuf)>,
+    rate_limit: f64,
 }
 
 fn settings(a: &ServerArgs) -> Result<Settings> {
@@ -154,7 +160,18 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both a certificate (tls_cert) and a key (tls_key)"),
     };
-    Ok(Settings { listen, database, store, data_dir, scrub_every_hours, scrub_rate_mib, gc_every_minutes, tls })
+    let rate_limit = a.rate_limit.or(file.rate_limit).unwrap_or(arca_server::ratelimit::DEFAULT_RATE).max(0.0);
+    Ok(Settings {
+        listen,
+        database,
+        store,
+        data_dir,
+        scrub_every_hours,
+        scrub_rate_mib,
+        gc_every_minutes,
+        tls,
+        rate_limit,
+    })
 }
 
 /// Runs `arca server` until SIGINT or SIGTERM.
@@ -188,6 +205,7 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
             bootstrap(db, backend.clone(), &format!("{}://{addr}", if s.tls.is_some() { "https" } else { "http" }))
                 .await?;
         state.set_scrub_rate(s.scrub_rate_mib << 20);
+        state.set_rate_limit(s.rate_limit);
         let scheme = if s.tls.is_some() { "https" } else { "http" };
         println!("arca server listening on {scheme}://{addr}");
         use std::io::Write;
@@ -305,6 +323,7 @@ mod tests {
             gc_every: None,
             tls_cert: None,
             tls_key: None,
+            rate_limit: None,
         }
     }
 

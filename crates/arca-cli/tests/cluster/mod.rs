@@ -80,6 +80,7 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     database: String,
     store: String,
+    extra_args: Vec<String>,
     next: AtomicUsize,
     /// Provider admin's API token.
     pub admin: String,
@@ -115,6 +116,11 @@ impl Drop for Cluster {
 impl Cluster {
     /// Starts a deployment of `shape` and sets up its accounts.
     pub fn start(shape: Shape) -> Cluster {
+        Self::start_with(shape, &[])
+    }
+
+    /// The same, with extra `arca server` flags.
+    pub fn start_with(shape: Shape, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let (database, store) = match shape {
             Shape::Embedded => {
@@ -139,6 +145,7 @@ impl Cluster {
             nodes: Vec::new(),
             database,
             store,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             next: AtomicUsize::new(0),
             admin: String::new(),
             acme_device: String::new(),
@@ -158,6 +165,7 @@ impl Cluster {
         let log = self.dir.path().join(format!("server-{i}.log"));
         let mut cmd = Command::new(arca_bin());
         cmd.args(["server", "--listen", "127.0.0.1:0", "--database", &self.database, "--store", &self.store])
+            .args(&self.extra_args)
             .env("ARCA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ARCA_LOG", "info")
             .env_remove("RUST_LOG")
