@@ -875,3 +875,72 @@ fn tokens_are_rate_limited_and_clients_wait_their_turn() {
     c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
     assert_eq!(snapshot_ids(&c, "acme", &dev).len(), 1);
 }
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    use std::io::{Read, Write};
+    let mut c = Cluster::start(Shape::Embedded);
+    let dev = c.acme_device.clone();
+    c.ok("acme", &dev, &["init"]);
+    let data = noise(3 << 20, 21);
+    let name = blake3::hash(&data).to_hex().to_string();
+    let base = c.nodes[0].base.clone();
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "PUT /v1/repos/acme/data/{name} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {dev}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .unwrap();
+    stream.write_all(&data[..1 << 20]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(c.nodes[0].child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stream.write_all(&data[1 << 20..]).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "the upload in flight was not finished: {answer}");
+    assert_eq!(c.nodes[0].child.wait().unwrap().code(), Some(0));
+    // After a restart the acknowledged object is there, whole.
+    c.kill_and_restart(0);
+    let got = c.http().get(format!("{}/data/{name}", c.repo_url("acme"))).bearer_auth(&dev).send().unwrap();
+    assert_eq!(got.bytes().unwrap().as_ref(), &data[..]);
+}
+
+#[test]
+fn database_outage_answers_503_and_loses_nothing() {
+    if !cluster::available(Shape::ScaleOut) {
+        return;
+    }
+    let c = Cluster::start(Shape::ScaleOut);
+    let dev = c.acme_device.clone();
+    c.ok("acme", &dev, &["init"]);
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    let before = snapshot_ids(&c, "acme", &dev);
+    // The metadata database goes away: new connections are refused, existing ones are cut.
+    let db = c.database_name();
+    c.psql(&format!("ALTER DATABASE {db} CONNECTION LIMIT 0"));
+    c.psql(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"));
+    let data = noise(10_000, 5);
+    let name = blake3::hash(&data).to_hex().to_string();
+    for _ in 0..2 {
+        let r = c.http().put(format!("{}/data/{name}", c.repo_url("acme"))).bearer_auth(&dev).body(data.clone()).send();
+        let r = r.unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        assert!(r.text().unwrap().contains("metadata database is unavailable"));
+    }
+    let health = c.http().get(format!("{}/healthz", c.base())).send().unwrap();
+    assert_eq!(health.status().as_u16(), 503);
+    // It comes back: everything acknowledged is there, and the refused upload is not.
+    c.psql(&format!("ALTER DATABASE {db} CONNECTION LIMIT -1"));
+    assert_eq!(snapshot_ids(&c, "acme", &dev), before);
+    let r = c.http().head(format!("{}/data/{name}", c.repo_url("acme"))).bearer_auth(&dev).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    c.ok("acme", &dev, &["check", "--read-data"]);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+}

@@ -53,7 +53,15 @@ impl ApiError {
                 tracing::error!("disk full: {err}");
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, "the server's disk is full; nothing was stored")
             }
-            _ => Self::internal(err.to_string()),
+            ErrorKind::Io | ErrorKind::PermissionDenied => {
+                // The object store (a disk, an S3 endpoint) failed or is unreachable: a retry may
+                // well succeed; the details stay in the log.
+                tracing::error!("object store failure on {kind}/{name}: {err}");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server's object store is unavailable; nothing was changed, retry later",
+                )
+            }
         }
     }
 
@@ -66,8 +74,21 @@ impl ApiError {
             DbError::NotFound(m) => Self::not_found(m),
             DbError::Invalid(m) => Self::bad_request(m),
             DbError::Sql(e) => match e {
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::Io(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => {
                     tracing::error!("metadata database unavailable: {e}");
+                    Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server's metadata database is unavailable; nothing was changed, retry later",
+                    )
+                }
+                // PostgreSQL's "connection exception" and "operator intervention" classes: the
+                // server went away or was shut down under us.
+                sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57")) => {
+                    tracing::error!("metadata database unavailable: {d}");
                     Self::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the server's metadata database is unavailable; nothing was changed, retry later",

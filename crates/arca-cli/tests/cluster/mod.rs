@@ -310,6 +310,18 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The scale-out deployment's database name.
+    pub fn database_name(&self) -> String {
+        self.database.rsplit('/').next().unwrap().to_string()
+    }
+
+    /// Runs SQL on the scale-out PostgreSQL server (as the test role, on its admin database).
+    pub fn psql(&self, sql: &str) {
+        let (pg, _) = scale_out_env().unwrap();
+        let out = Command::new("psql").arg(&pg).args(["-qc", sql]).output().unwrap();
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Flips one byte of an object in storage, behind the server's back.
     pub fn corrupt(&self, repo: &str, kind: &str, name: &str) {
         match self.shape {

@@ -88,7 +88,9 @@ impl Db {
                 redact(url)
             )));
         };
-        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        // A request waits at most this long for a connection; then it answers 503 and the client
+        // retries, rather than hanging while the database is away.
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         options = match dialect {
             // One writer at a time in SQLite anyway; WAL lets readers run beside it, and the busy
             // timeout makes writers queue instead of failing.
