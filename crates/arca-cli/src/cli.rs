@@ -15,6 +15,7 @@ the environment:
   ARCA_REPOSITORY       repository location (same as -r/--repo)
   ARCA_TOKEN            bearer token for a repository on an arca server (http(s)://...)
   ARCA_CA_CERT          PEM file of an extra certificate authority to trust for https:// servers
+  ARCA_LOG_FORMAT       `json` for one JSON object per log line (servers, log collectors)
   ARCA_PASSWORD         the repository password
   ARCA_PASSWORD_FILE    a file holding the password (same as --password-file)
   ARCA_HOST             host name for new snapshots and for snapshot filters (same as --host)

@@ -123,6 +123,12 @@ fn init_tracing(global: &cli::GlobalOpts, server: bool) {
     };
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(global.verbose >= 2);
+    // ARCA_LOG_FORMAT=json: one JSON object per line (with the request span's id, method and
+    // path), for log collectors.
+    if std::env::var("ARCA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        let _ = builder.json().with_current_span(true).with_span_list(false).try_init();
+        return;
+    }
     // A server's log lines need their time; a command's messages do not.
     let _ = if server { builder.try_init() } else { builder.without_time().try_init() };
 }
