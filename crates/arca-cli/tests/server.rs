@@ -438,11 +438,16 @@ both_shapes!(metering_equals_the_bytes_sent_and_stored, |c: &mut Cluster| {
         let rows = v.as_array().unwrap().clone();
         rows.into_iter().rfind(|r| r["repository"] == "acme").unwrap()
     };
-    let u0 = usage(c);
+    let snaps: Vec<serde_json::Value> = serde_json::from_str(&c.ok("acme", &dev, &["--json", "snapshots"])).unwrap();
+    let represented: i64 = snaps.iter().map(|s| s["summary"]["total_bytes"].as_i64().unwrap()).sum();
     let stored = listed_bytes(c, "acme", &dev);
+    let u0 = usage(c);
     assert_eq!(u0["stored_bytes"].as_i64().unwrap(), stored);
     // Every upload was new, so ingress is exactly what is stored.
     assert_eq!(u0["ingress_bytes"].as_i64().unwrap(), stored, "{u0}");
+    // Logical bytes: what the snapshot represents, as the client counted it.
+    assert!(represented > 300_000);
+    assert_eq!(u0["logical_bytes"].as_i64().unwrap(), represented, "{u0}");
     // Known transfers move the counters by exactly their size.
     let data = noise(123_457, 3);
     let name = blake3::hash(&data).to_hex().to_string();

@@ -76,7 +76,7 @@ impl Snapshot {
     pub fn encode(&self, master: &MasterKey, packs: &[(PackKind, PackId)]) -> Vec<u8> {
         let mut body = vec![SNAPSHOT_VERSION];
         body.extend_from_slice(&postcard::to_stdvec(self).expect("snapshot serialises"));
-        envelope::seal(master, SNAPSHOT_MAGIC, packs, &body)
+        envelope::seal_with_logical(master, SNAPSHOT_MAGIC, packs, self.summary.total_bytes, &body)
     }
 
     /// Opens a stored snapshot.

@@ -227,7 +227,9 @@ type Opened = (Vec<(PackKind, PackId)>, Vec<u8>);
 fn check_envelope(magic: &[u8; 8], bytes: &[u8]) -> Option<Opened> {
     let manifest = envelope::read_manifest(magic, bytes);
     if let Ok((packs, salt_at)) = &manifest {
-        assert_eq!(*salt_at, 13 + 33 * packs.len());
+        // Version 2 adds the 8-byte logical size after the manifest.
+        let logical = if bytes[8] >= 2 { 8 } else { 0 };
+        assert_eq!(*salt_at, 13 + 33 * packs.len() + logical);
         assert!(salt_at + 32 + 16 <= bytes.len());
     }
     let (packs, body) = envelope::open(master(), magic, bytes).ok()?;

@@ -112,6 +112,7 @@ mod tests {
             compliance: false,
             stored_bytes: 0,
             object_count: 0,
+            logical_bytes: 0,
             created_at: 0,
         }
     }

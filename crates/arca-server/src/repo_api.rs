@@ -6,7 +6,7 @@
 //! uncatalogued first for the same reason. Lock files (`locks/`) are coordination between clients,
 //! rewritten in place as they are refreshed: they bypass the catalogue, quotas and retention.
 
-use arca_core::envelope::read_manifest;
+use arca_core::envelope::{read_logical, read_manifest};
 use arca_core::index::INDEX_MAGIC;
 use arca_core::snapshot::SNAPSHOT_MAGIC;
 use arca_store::{validate_name, ObjectKind, Store};
@@ -459,8 +459,8 @@ pub(crate) async fn put_object(
         }
     };
     let stored = store_checked(&state, &t, kind, &name, body, len, store).await;
-    let packs = match stored {
-        Ok(packs) => packs,
+    let (packs, logical) = match stored {
+        Ok(found) => found,
         Err(e) => {
             if let Err(release) = db.release(reservation).await {
                 tracing::error!("could not release a quota reservation (it expires on its own): {release}");
@@ -468,7 +468,8 @@ pub(crate) async fn put_object(
             return Err(e);
         }
     };
-    let object = NewObject { kind: kind.dir(), name: &name, size: len as i64, packs: &packs, ingress: len as i64 };
+    let object =
+        NewObject { kind: kind.dir(), name: &name, size: len as i64, packs: &packs, ingress: len as i64, logical };
     if let Err(e) = db.commit_object(&t.repo, Some(reservation), &object).await {
         if matches!(e, crate::db::DbError::Conflict(_)) {
             // A snapshot naming a pack the collector just freed: its bytes must not stay behind.
@@ -503,7 +504,8 @@ pub(crate) async fn put_object(
     Ok(resp)
 }
 
-/// Reads, verifies and stores an upload; returns the packs a snapshot's manifest names.
+/// Reads, verifies and stores an upload; returns the packs its manifest names and, for a snapshot,
+/// the bytes it represents.
 async fn store_checked(
     state: &AppState,
     t: &Target,
@@ -512,7 +514,7 @@ async fn store_checked(
     body: Body,
     len: usize,
     store: std::sync::Arc<dyn Store>,
-) -> Result<Vec<(String, String)>, ApiError> {
+) -> Result<(Vec<(String, String)>, i64), ApiError> {
     let bytes = read_body(body, len, kind, name).await?;
     let n = name.to_string();
     let bytes = blocking(move || {
@@ -536,7 +538,9 @@ async fn store_checked(
             .map_err(|e| ApiError::bad_request(format!("index {name} has an unreadable manifest: {e}")))?;
         packs = manifest.iter().map(|(k, id)| (k.object_kind().dir().to_string(), id.to_hex())).collect();
     }
+    let mut logical = 0;
     if kind == ObjectKind::Snapshot {
+        logical = read_logical(SNAPSHOT_MAGIC, &bytes).ok().flatten().map_or(0, |l| l.min(i64::MAX as u64) as i64);
         let (manifest, _) = read_manifest(SNAPSHOT_MAGIC, &bytes)
             .map_err(|e| ApiError::bad_request(format!("snapshot {name} has an unreadable manifest: {e}")))?;
         packs = manifest.iter().map(|(k, id)| (k.object_kind().dir().to_string(), id.to_hex())).collect();
@@ -553,7 +557,7 @@ async fn store_checked(
     }
     let n = name.to_string();
     blocking(move || store.put(kind, &n, &bytes).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
-    Ok(packs)
+    Ok((packs, logical))
 }
 
 /// `DELETE /v1/repos/{repo}/{kind}/{name}`: removes an object (idempotent), unless the

@@ -705,6 +705,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                             s(r, "name"),
                             s(r, "tenant"),
                             human(i(r, "stored_bytes")),
+                            human(i(r, "logical_bytes")),
                             i(r, "object_count").to_string(),
                             format!(
                                 "{} days{}",
@@ -715,7 +716,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                         ]
                     })
                     .collect();
-                table(&["REPOSITORY", "TENANT", "STORED", "OBJECTS", "LOCK", "CREATED"], rows);
+                table(&["REPOSITORY", "TENANT", "STORED", "PROTECTED", "OBJECTS", "LOCK", "CREATED"], rows);
             });
         }
         AdminCommand::Repo(RepoCommand::Create { tenant, name, lock_days }) => {
@@ -833,13 +834,14 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                             s(r, "repository"),
                             human(i(r, "stored_bytes")),
                             human(i(r, "stored_peak_bytes")),
+                            human(i(r, "logical_bytes")),
                             i(r, "object_count").to_string(),
                             human(i(r, "ingress_bytes")),
                             human(i(r, "egress_bytes")),
                         ]
                     })
                     .collect();
-                table(&["DAY", "TENANT", "REPOSITORY", "STORED", "PEAK", "OBJECTS", "IN", "OUT"], rows);
+                table(&["DAY", "TENANT", "REPOSITORY", "STORED", "PEAK", "PROTECTED", "OBJECTS", "IN", "OUT"], rows);
             }
         }
         AdminCommand::Scrub { start, wait } => {

@@ -128,6 +128,8 @@ pub struct Repository {
     pub stored_bytes: i64,
     /// Objects stored.
     pub object_count: i64,
+    /// Bytes its snapshots represent (sum of their total file sizes).
+    pub logical_bytes: i64,
     /// Creation time.
     pub created_at: i64,
 }
@@ -281,7 +283,8 @@ fn tenant_from(row: &AnyRow) -> Result<Tenant> {
 }
 
 const REPO_SELECT: &str = "SELECT r.id, r.name, r.tenant_id, t.name AS tenant, r.lock_days, r.compliance, \
-     r.stored_bytes, r.object_count, r.created_at FROM repositories r JOIN tenants t ON t.id = r.tenant_id";
+     r.stored_bytes, r.object_count, r.logical_bytes, r.created_at FROM repositories r \
+     JOIN tenants t ON t.id = r.tenant_id";
 
 fn repo_from(row: &AnyRow) -> Result<Repository> {
     Ok(Repository {
@@ -293,6 +296,7 @@ fn repo_from(row: &AnyRow) -> Result<Repository> {
         compliance: col::<i64>(row, "compliance")? != 0,
         stored_bytes: col(row, "stored_bytes")?,
         object_count: col(row, "object_count")?,
+        logical_bytes: col(row, "logical_bytes")?,
         created_at: col(row, "created_at")?,
     })
 }

@@ -39,6 +39,18 @@ pub struct NewObject<'a> {
     pub packs: &'a [(String, String)],
     /// Bytes received for it (metered as ingress).
     pub ingress: i64,
+    /// Bytes it represents (a snapshot's total file size; 0 for other kinds).
+    pub logical: i64,
+}
+
+/// A change to a repository's counters and its day's metering.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Delta {
+    pub bytes: i64,
+    pub objects: i64,
+    pub logical: i64,
+    pub ingress: i64,
+    pub egress: i64,
 }
 
 /// Bytes set aside for an upload in progress, so concurrent uploads cannot together pass the hard
@@ -199,13 +211,13 @@ impl Db {
         reservation: Option<Reservation>,
         object: &NewObject<'_>,
     ) -> Result<bool> {
-        let NewObject { kind, name, size, packs, ingress } = *object;
+        let NewObject { kind, name, size, packs, ingress, logical } = *object;
         let mut tx = self.pool().begin().await?;
         if let Some(r) = &reservation {
             drop_reservation(&mut tx, r).await?;
         }
         let inserted = sqlx::query(
-            "INSERT INTO objects (repo_id, kind, name, size, created_at) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO objects (repo_id, kind, name, size, created_at, logical_bytes) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (repo_id, kind, name) DO NOTHING",
         )
         .bind(repo.id)
@@ -213,11 +225,15 @@ impl Db {
         .bind(name)
         .bind(size)
         .bind(now())
+        .bind(logical)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
-        let (delta_bytes, delta_objects) = if inserted { (size, 1) } else { (0, 0) };
+        let mut delta = Delta { ingress, ..Default::default() };
+        if inserted {
+            delta = Delta { bytes: size, objects: 1, logical, ingress, egress: 0 };
+        }
         if inserted && kind == "snapshots" {
             for (pack_kind, pack) in packs {
                 // A snapshot revives a pack the garbage collector condemned (a backup that began
@@ -268,7 +284,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        meter(&mut tx, repo, delta_bytes, delta_objects, ingress, 0).await?;
+        meter(&mut tx, repo, delta).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -278,7 +294,8 @@ impl Db {
     pub async fn remove_object(&self, repo: &Repository, kind: &str, name: &str) -> Result<Option<ObjectRow>> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
-            "DELETE FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3 RETURNING name, size, created_at",
+            "DELETE FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3 \
+             RETURNING name, size, created_at, logical_bytes",
         )
         .bind(repo.id)
         .bind(kind)
@@ -290,6 +307,7 @@ impl Db {
             return Ok(None);
         };
         let object = object_from(&row)?;
+        let logical: i64 = col(&row, "logical_bytes")?;
         let manifests = match kind {
             "snapshots" => "DELETE FROM snapshot_packs WHERE repo_id = $1 AND snapshot = $2",
             _ => "DELETE FROM index_packs WHERE repo_id = $1 AND idx = $2",
@@ -300,7 +318,8 @@ impl Db {
             .bind(repo.tenant_id)
             .execute(&mut *tx)
             .await?;
-        meter(&mut tx, repo, -object.size, -1, 0, 0).await?;
+        meter(&mut tx, repo, Delta { bytes: -object.size, objects: -1, logical: -logical, ..Default::default() })
+            .await?;
         tx.commit().await?;
         Ok(Some(object))
     }
@@ -312,7 +331,7 @@ impl Db {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
-        meter(&mut tx, repo, 0, 0, ingress, egress).await?;
+        meter(&mut tx, repo, Delta { ingress, egress, ..Default::default() }).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -333,44 +352,41 @@ async fn drop_reservation(tx: &mut Transaction<'static, Any>, r: &Reservation) -
 
 /// Applies a change to the repository's counters and adds it to today's metering row, which
 /// records the counters as they stand after the change.
-pub(crate) async fn meter(
-    tx: &mut Transaction<'static, Any>,
-    repo: &Repository,
-    delta_bytes: i64,
-    delta_objects: i64,
-    ingress: i64,
-    egress: i64,
-) -> Result<()> {
+pub(crate) async fn meter(tx: &mut Transaction<'static, Any>, repo: &Repository, d: Delta) -> Result<()> {
     // The UPDATE also locks the repository row, so metering rows see counters in commit order.
     let row = sqlx::query(
-        "UPDATE repositories SET stored_bytes = stored_bytes + $1, object_count = object_count + $2 WHERE id = $3 \
-         RETURNING stored_bytes, object_count",
+        "UPDATE repositories SET stored_bytes = stored_bytes + $1, object_count = object_count + $2, \
+         logical_bytes = logical_bytes + $3 WHERE id = $4 RETURNING stored_bytes, object_count, logical_bytes",
     )
-    .bind(delta_bytes)
-    .bind(delta_objects)
+    .bind(d.bytes)
+    .bind(d.objects)
+    .bind(d.logical)
     .bind(repo.id)
     .fetch_one(&mut **tx)
     .await?;
     let stored: i64 = col(&row, "stored_bytes")?;
     let objects: i64 = col(&row, "object_count")?;
+    let logical: i64 = col(&row, "logical_bytes")?;
     sqlx::query(
         "INSERT INTO usage_daily (repo_id, day, tenant_id, ingress_bytes, egress_bytes, stored_bytes, \
-             stored_peak_bytes, object_count) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
+             stored_peak_bytes, object_count, logical_bytes) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) \
          ON CONFLICT (repo_id, day) DO UPDATE SET \
              ingress_bytes = usage_daily.ingress_bytes + excluded.ingress_bytes, \
              egress_bytes = usage_daily.egress_bytes + excluded.egress_bytes, \
              stored_bytes = excluded.stored_bytes, \
              stored_peak_bytes = CASE WHEN excluded.stored_bytes > usage_daily.stored_peak_bytes \
                  THEN excluded.stored_bytes ELSE usage_daily.stored_peak_bytes END, \
-             object_count = excluded.object_count",
+             object_count = excluded.object_count, \
+             logical_bytes = excluded.logical_bytes",
     )
     .bind(repo.id)
     .bind(today())
     .bind(repo.tenant_id)
-    .bind(ingress)
-    .bind(egress)
+    .bind(d.ingress)
+    .bind(d.egress)
     .bind(stored)
     .bind(objects)
+    .bind(logical)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -382,7 +398,7 @@ mod tests {
     use crate::db::accounts::TenantChange;
 
     fn obj<'a>(kind: &'a str, name: &'a str, size: i64) -> NewObject<'a> {
-        NewObject { kind, name, size, packs: &[], ingress: size }
+        NewObject { kind, name, size, packs: &[], ingress: size, logical: 0 }
     }
     use crate::db::testing::databases;
 

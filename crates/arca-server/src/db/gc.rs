@@ -197,7 +197,8 @@ impl Db {
             .bind(repo.tenant_id)
             .execute(&mut *tx)
             .await?;
-        super::catalog::meter(&mut tx, repo, -size, -1, 0, 0).await?;
+        let delta = super::catalog::Delta { bytes: -size, objects: -1, ..Default::default() };
+        super::catalog::meter(&mut tx, repo, delta).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -239,7 +240,7 @@ mod tests {
                 let db = db.clone();
                 let repo = repo.clone();
                 async move {
-                    let o = NewObject { kind, name, size: 10, packs: &packs, ingress: 10 };
+                    let o = NewObject { kind, name, size: 10, packs: &packs, ingress: 10, logical: 0 };
                     db.commit_object(&repo, None, &o).await
                 }
             };
@@ -284,7 +285,7 @@ mod tests {
         for (db, _guard) in databases().await {
             db.create_tenant("acme", "", None).await.unwrap();
             let repo = db.create_repository("acme", "r", None).await.unwrap();
-            let o = NewObject { kind: "data", name: "p", size: 1, packs: &[], ingress: 1 };
+            let o = NewObject { kind: "data", name: "p", size: 1, packs: &[], ingress: 1, logical: 0 };
             db.commit_object(&repo, None, &o).await.unwrap();
             sqlx::query("UPDATE objects SET created_at = created_at - 10").execute(db.pool()).await.unwrap();
             db.renew_lease(repo.id, "crashed").await.unwrap();
@@ -301,7 +302,7 @@ mod tests {
             db.create_tenant("acme", "", None).await.unwrap();
             let repo = db.create_repository("acme", "r", Some(10)).await.unwrap();
             for (name, age_days) in [("old", 40), ("mid", 20), ("young", 5), ("newest", 30)] {
-                let o = NewObject { kind: "snapshots", name, size: 1, packs: &[], ingress: 1 };
+                let o = NewObject { kind: "snapshots", name, size: 1, packs: &[], ingress: 1, logical: 0 };
                 db.commit_object(&repo, None, &o).await.unwrap();
                 sqlx::query("UPDATE objects SET created_at = $1 WHERE name = $2")
                     .bind(crate::db::now() - age_days * 86_400 + if name == "newest" { 30 * 86_400 } else { 0 })

@@ -171,6 +171,12 @@ CREATE TABLE index_packs (
 );
 CREATE INDEX index_packs_by_pack ON index_packs(repo_id, pack_kind, pack)
 "#,
+    // 4: logical bytes (what the snapshots represent, from their authenticated plaintext header).
+    r#"
+ALTER TABLE objects ADD COLUMN logical_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN logical_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage_daily ADD COLUMN logical_bytes BIGINT NOT NULL DEFAULT 0
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

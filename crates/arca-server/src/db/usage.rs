@@ -22,6 +22,9 @@ pub struct UsageRow {
     pub stored_bytes: i64,
     /// The most bytes stored at any moment of the day.
     pub stored_peak_bytes: i64,
+    /// Bytes the repository's snapshots represent at the end of the day (what the customer
+    /// protects, before deduplication and compression).
+    pub logical_bytes: i64,
     /// Objects stored at the end of the day.
     pub object_count: i64,
     /// Bytes received in uploads that day.
@@ -35,7 +38,7 @@ pub const MAX_DAYS: i64 = 400;
 
 /// The CSV header of [`to_csv`].
 pub const CSV_HEADER: &str =
-    "day,tenant,repository,stored_bytes,stored_peak_bytes,object_count,ingress_bytes,egress_bytes";
+    "day,tenant,repository,stored_bytes,stored_peak_bytes,logical_bytes,object_count,ingress_bytes,egress_bytes";
 
 /// Rows as CSV (names are `[a-z0-9-]`, so nothing needs quoting).
 pub fn to_csv(rows: &[UsageRow]) -> String {
@@ -44,12 +47,13 @@ pub fn to_csv(rows: &[UsageRow]) -> String {
     out.push('\n');
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{}\n",
             r.day,
             r.tenant,
             r.repository,
             r.stored_bytes,
             r.stored_peak_bytes,
+            r.logical_bytes,
             r.object_count,
             r.ingress_bytes,
             r.egress_bytes
@@ -76,19 +80,21 @@ impl Db {
             let created = chrono::DateTime::from_timestamp(repo.created_at, 0).map_or(from, |t| t.date_naive());
             // The last figures before the range, carried into its first days.
             let before = sqlx::query(
-                "SELECT stored_bytes, object_count FROM usage_daily WHERE repo_id = $1 AND day < $2 \
+                "SELECT stored_bytes, object_count, logical_bytes FROM usage_daily WHERE repo_id = $1 AND day < $2 \
                  ORDER BY day DESC LIMIT 1",
             )
             .bind(repo.id)
             .bind(from.to_string())
             .fetch_optional(self.pool())
             .await?;
-            let (mut stored, mut objects) = match &before {
-                Some(r) => (col::<i64>(r, "stored_bytes")?, col::<i64>(r, "object_count")?),
-                None => (0, 0),
+            let (mut stored, mut objects, mut logical) = match &before {
+                Some(r) => {
+                    (col::<i64>(r, "stored_bytes")?, col::<i64>(r, "object_count")?, col::<i64>(r, "logical_bytes")?)
+                }
+                None => (0, 0, 0),
             };
             let rows = sqlx::query(
-                "SELECT day, ingress_bytes, egress_bytes, stored_bytes, stored_peak_bytes, object_count \
+                "SELECT day, ingress_bytes, egress_bytes, stored_bytes, stored_peak_bytes, object_count, logical_bytes \
                  FROM usage_daily WHERE repo_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
             )
             .bind(repo.id)
@@ -106,6 +112,7 @@ impl Db {
                     repository: repo.name.clone(),
                     stored_bytes: stored,
                     stored_peak_bytes: stored,
+                    logical_bytes: logical,
                     object_count: objects,
                     ingress_bytes: 0,
                     egress_bytes: 0,
@@ -117,8 +124,10 @@ impl Db {
                     // The day opened with the carried figure, which counts toward its peak too.
                     row.stored_peak_bytes = col::<i64>(r, "stored_peak_bytes")?.max(stored);
                     row.object_count = col(r, "object_count")?;
+                    row.logical_bytes = col(r, "logical_bytes")?;
                     stored = row.stored_bytes;
                     objects = row.object_count;
+                    logical = row.logical_bytes;
                 }
                 out.push(row);
                 match day.succ_opt() {
@@ -177,7 +186,7 @@ mod tests {
             assert_eq!(later[0].stored_bytes, 100, "carried from before the range");
             let csv = to_csv(&rows);
             assert!(csv.starts_with(CSV_HEADER));
-            assert!(csv.contains("\n2024-01-02,acme,r,100,120,3,120,7\n"), "{csv}");
+            assert!(csv.contains("\n2024-01-02,acme,r,100,120,0,3,120,7\n"), "{csv}");
             assert!(db.usage(None, d("2024-01-05"), d("2024-01-01")).await.is_err());
         }
     }
