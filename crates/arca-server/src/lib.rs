@@ -22,6 +22,7 @@ pub mod repo_api;
 mod routes;
 pub mod scrub;
 pub mod state;
+pub mod web;
 
 use std::future::Future;
 
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
                 .put(repo_api::put_object)
                 .delete(repo_api::delete_object),
         )
+        .merge(web::router())
         .fallback(routes::no_route)
         .layer(DefaultBodyLimit::max(1 << 20))
         .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_context))

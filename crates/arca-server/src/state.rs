@@ -97,6 +97,7 @@ struct Inner {
     setup_token: Option<String>,
     scrub_rate: std::sync::atomic::AtomicU64,
     limiter: std::sync::RwLock<Arc<crate::ratelimit::RateLimiter>>,
+    tls: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -110,7 +111,15 @@ impl AppState {
         let limiter =
             std::sync::RwLock::new(Arc::new(crate::ratelimit::RateLimiter::new(crate::ratelimit::DEFAULT_RATE)));
         AppState {
-            inner: Arc::new(Inner { db, backend, metrics: Default::default(), setup_token, scrub_rate, limiter }),
+            inner: Arc::new(Inner {
+                db,
+                backend,
+                metrics: Default::default(),
+                setup_token,
+                scrub_rate,
+                limiter,
+                tls: Default::default(),
+            }),
         }
     }
 
@@ -158,6 +167,16 @@ impl AppState {
     pub fn set_rate_limit(&self, per_sec: f64) {
         *self.inner.limiter.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(crate::ratelimit::RateLimiter::new(per_sec));
+    }
+
+    /// Records whether this process serves HTTPS (for the URLs pages show).
+    pub fn set_tls(&self, tls: bool) {
+        self.inner.tls.store(tls, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether this process serves HTTPS.
+    pub fn tls(&self) -> bool {
+        self.inner.tls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store of repository `repo`.

@@ -206,6 +206,7 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
                 .await?;
         state.set_scrub_rate(s.scrub_rate_mib << 20);
         state.set_rate_limit(s.rate_limit);
+        state.set_tls(s.tls.is_some());
         let scheme = if s.tls.is_some() { "https" } else { "http" };
         println!("arca server listening on {scheme}://{addr}");
         use std::io::Write;

@@ -26,6 +26,21 @@ fn object_from(row: &AnyRow) -> Result<ObjectRow> {
     Ok(ObjectRow { name: col(row, "name")?, size: col(row, "size")?, created_at: col(row, "created_at")? })
 }
 
+/// A snapshot as the server sees it, without the customer's key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotRow {
+    /// Its name (the BLAKE3 of its bytes; the client's snapshot id).
+    pub name: String,
+    /// When the server received it (Unix seconds).
+    pub received_at: i64,
+    /// The bytes it represents.
+    pub logical_bytes: i64,
+    /// Its own size.
+    pub size: i64,
+    /// How many packs its manifest names.
+    pub packs: i64,
+}
+
 /// An object just stored, for [`Db::commit_object`].
 #[derive(Debug, Clone, Copy)]
 pub struct NewObject<'a> {
@@ -117,6 +132,31 @@ impl Db {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(object_from).collect()
+    }
+
+    /// The newest snapshots of a repository (at most `limit`), as the server sees them: name,
+    /// when it arrived, the bytes it represents and how many packs it needs.
+    pub async fn snapshot_rows(&self, repo_id: i64, limit: i64) -> Result<Vec<SnapshotRow>> {
+        let rows = sqlx::query(
+            "SELECT o.name, o.created_at, o.logical_bytes, o.size, (SELECT COUNT(*) FROM snapshot_packs s \
+             WHERE s.repo_id = o.repo_id AND s.snapshot = o.name) AS packs FROM objects o \
+             WHERE o.repo_id = $1 AND o.kind = 'snapshots' ORDER BY o.created_at DESC, o.name LIMIT $2",
+        )
+        .bind(repo_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SnapshotRow {
+                    name: col(r, "name")?,
+                    received_at: col(r, "created_at")?,
+                    logical_bytes: col(r, "logical_bytes")?,
+                    size: col(r, "size")?,
+                    packs: col(r, "packs")?,
+                })
+            })
+            .collect()
     }
 
     /// Which of `packs` (kind, name) the repository does not hold.

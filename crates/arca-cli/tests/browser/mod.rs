@@ -1,0 +1,227 @@
+//! A small W3C WebDriver client for driving Debian's headless Chromium through `chromedriver`.
+//!
+//! Written here rather than pulled in because the tests need a dozen commands, and the blocking
+//! `reqwest` client they already use speaks the protocol (JSON over HTTP) directly.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Whether Chromium and chromedriver are installed; prints why not (or panics where required).
+pub fn available() -> bool {
+    let ok = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+    if !ok {
+        if std::env::var("ARCA_TEST_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("browser tests are required here but chromium/chromedriver are missing (apt install chromium chromium-driver)");
+        }
+        eprintln!("skipped: browser test needs Debian's chromium and chromium-driver");
+    }
+    ok
+}
+
+/// A headless Chromium session, closed (with its chromedriver) when dropped.
+pub struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::blocking::Client,
+    shots: PathBuf,
+    shot_no: usize,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and a headless Chromium session; screenshots go to
+    /// `shots`.
+    pub fn start(shots: &Path) -> Browser {
+        let mut driver = Command::new("/usr/bin/chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let mut port = None;
+        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+        for line in lines.by_ref().take(20) {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                port = rest.trim().trim_end_matches('.').parse::<u16>().ok();
+                break;
+            }
+        }
+        // Keep reading its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let base = format!("http://127.0.0.1:{}", port.expect("chromedriver did not say its port"));
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().map(|r| !r.status().is_success()).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "chromedriver never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--window-size=1280,900".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+        }}});
+        let v: Value = http.post(format!("{base}/session")).json_body(&caps).send().unwrap().json_value();
+        let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
+        std::fs::create_dir_all(shots).unwrap();
+        let b = Browser { driver, base, session, http, shots: shots.to_path_buf(), shot_no: 0, _profile: profile };
+        // Finding an element waits up to 10 s for it (pages load after a form is submitted).
+        b.cmd(reqwest::Method::POST, "/timeouts", Some(json!({"implicit": 10_000, "pageLoad": 30_000})));
+        b
+    }
+
+    /// Waits (up to 10 s) until the current URL ends with `suffix`; returns the URL.
+    pub fn wait_url(&self, suffix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url();
+            if url.ends_with(suffix) || Instant::now() > deadline {
+                return url;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (up to 10 s) until the page's HTML contains `text`; returns the HTML.
+    pub fn wait_source(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let html = self.source();
+            if html.contains(text) || Instant::now() > deadline {
+                return html;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut rb = self.http.request(method, &url);
+        if let Some(b) = body {
+            rb = rb.json_body(&b);
+        }
+        let v = rb.send().unwrap().json_value();
+        if v["value"].is_object() && v["value"].get("error").is_some() {
+            panic!("webdriver {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    /// Opens a URL and waits for the page to load.
+    pub fn go(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})));
+    }
+
+    /// The current URL.
+    pub fn url(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/url", None).as_str().unwrap_or_default().to_string()
+    }
+
+    /// The page's HTML.
+    pub fn source(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/source", None).as_str().unwrap_or_default().to_string()
+    }
+
+    /// The first element matching a CSS selector.
+    pub fn find(&self, css: &str) -> String {
+        let v = self.cmd(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css})));
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
+    }
+
+    /// Types into the element matching `css`.
+    pub fn fill(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/clear"), Some(json!({})));
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({"text": text})));
+    }
+
+    /// Clicks the element matching `css` (a click that submits a form waits for the new page).
+    pub fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({})));
+    }
+
+    /// The visible text of the element matching `css`.
+    pub fn text(&self, css: &str) -> String {
+        let e = self.find(css);
+        self.cmd(reqwest::Method::GET, &format!("/element/{e}/text"), None).as_str().unwrap_or_default().to_string()
+    }
+
+    /// An attribute of the element matching `css`.
+    pub fn attr(&self, css: &str, name: &str) -> String {
+        let e = self.find(css);
+        self.cmd(reqwest::Method::GET, &format!("/element/{e}/attribute/{name}"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// A cookie's value.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let url = format!("{}/session/{}/cookie/{name}", self.base, self.session);
+        let v = self.http.get(url).send().unwrap().json_value();
+        v["value"]["value"].as_str().map(str::to_string)
+    }
+
+    /// Saves a screenshot as `NN-name.png` in the screenshot directory (the test's artefacts).
+    pub fn screenshot(&mut self, name: &str) -> PathBuf {
+        use base64::Engine as _;
+        let v = self.cmd(reqwest::Method::GET, "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+        self.shot_no += 1;
+        let path = self.shots.join(format!("{:02}-{name}.png", self.shot_no));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+trait JsonBody {
+    fn json_body(self, v: &Value) -> Self;
+}
+
+impl JsonBody for reqwest::blocking::RequestBuilder {
+    fn json_body(self, v: &Value) -> Self {
+        self.header("content-type", "application/json").body(v.to_string())
+    }
+}
+
+trait JsonValue {
+    fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::blocking::Response {
+    fn json_value(self) -> Value {
+        let text = self.text().unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+}

@@ -1,0 +1,167 @@
+//! The provider console and customer portal in real headless Chromium, against a real
+//! `arca server`, with a real `arca backup` in the middle. Screenshots of each page are kept in
+//! `target/tmp/web-screenshots/` as test artefacts.
+
+#[macro_use]
+mod cluster;
+mod browser;
+
+use std::path::PathBuf;
+
+use browser::Browser;
+use cluster::{make_tree, Cluster, Shape, ADMIN_PASSWORD, TENANT_ADMIN_PASSWORD};
+
+fn shots_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots")
+}
+
+fn sign_in(b: &Browser, base: &str, user: &str, password: &str) {
+    b.go(&format!("{base}/login"));
+    b.fill("#user", user);
+    b.fill("#password", password);
+    b.click("#signin");
+    // Wait for the answer page (the form's page had no #flash/#error/nav yet).
+    let _ = b.wait_url("");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.url().ends_with("/login") && !b.source().contains("id=\"error\"") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn provider_and_customer_in_the_browser() {
+    if !browser::available() {
+        return;
+    }
+    let c = Cluster::start(Shape::Embedded);
+    let base = c.nodes[0].base.clone();
+    let mut b = Browser::start(&shots_dir());
+
+    // A wrong password: a clear message, no session.
+    sign_in(&b, &base, "admin", "not the password");
+    assert!(b.text("#error").contains("Wrong user name or password"), "{}", b.source());
+    b.screenshot("login-refused");
+
+    // The provider admin signs in and lands on the dashboard.
+    sign_in(&b, &base, "admin", ADMIN_PASSWORD);
+    assert!(b.wait_url("/console").ends_with("/console"), "{}\n{}", b.url(), b.source());
+    assert!(b.wait_source("Traffic, last 30 days").contains("Traffic, last 30 days"));
+    b.screenshot("dashboard");
+
+    // A plan, then a tenant whose display name carries markup (which must stay text).
+    b.go(&format!("{base}/console/plans"));
+    b.fill("#plan-name", "office");
+    b.click("#create-plan");
+    assert!(b.wait_source(">office<").contains(">office<"), "{}", b.source());
+    b.screenshot("plans");
+    b.go(&format!("{base}/console"));
+    b.fill("#tenant-name", "globex");
+    b.fill("#tenant-display", "Globex <b>Corp</b><script>alert(1)</script>");
+    b.click("#create-tenant");
+    assert!(b.wait_url("/tenants/globex").ends_with("/tenants/globex"), "{}", b.url());
+    let html = b.source();
+    assert!(!html.contains("<script>alert(1)</script>") && !html.contains("<b>Corp</b>"), "markup got through");
+    assert!(b.text("h1").contains("Globex <b>Corp</b>"), "the name is shown as typed");
+
+    // A repository and a device; the token is shown once, with the commands to paste.
+    b.fill("#repo-name", "globex-office");
+    b.click("#create-repo");
+    b.wait_source("id=\"repos\"");
+    b.fill("#device-name", "front-desk");
+    b.click("#add-device");
+    let token = b.text("#device-token");
+    assert!(token.starts_with("arca_") && token.len() == 69, "{token}");
+    let commands = b.text("#device-commands");
+    assert!(
+        commands.contains("arca backup") && commands.contains(&format!("ARCA_REPOSITORY={base}/globex-office")),
+        "{commands}"
+    );
+    b.screenshot("device-added");
+
+    // A real backup with that token.
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("globex-office", &token, &["init"]);
+    c.ok("globex-office", &token, &["backup", src.to_str().unwrap()]);
+    let snaps: Vec<serde_json::Value> =
+        serde_json::from_str(&c.ok("globex-office", &token, &["--json", "snapshots"])).unwrap();
+    let short = snaps[0]["short_id"].as_str().unwrap().to_string();
+
+    // The snapshot appears, with what it represents.
+    b.go(&format!("{base}/repos/globex-office"));
+    assert!(b.text("#snapshots").contains(&short), "{}", b.source());
+    b.screenshot("snapshots");
+    b.go(&format!("{base}/tenants/globex"));
+    assert!(b.text("#devices").contains("front-desk"));
+    b.screenshot("tenant");
+
+    // Usage: the page and the CSV show the bytes that were sent and stored.
+    let (_, tenant) = c.get_json(&c.admin, "/v1/admin/tenants/globex");
+    let stored = tenant["stored_bytes"].as_i64().unwrap();
+    assert!(stored > 1_000);
+    b.go(&format!("{base}/usage?tenant=globex"));
+    assert_eq!(b.attr("#usage tbody tr td[data-bytes]", "data-bytes"), stored.to_string(), "{}", b.source());
+    b.screenshot("usage");
+    let cookie = b.cookie("arca_session").expect("a session cookie");
+    let http = reqwest::blocking::Client::new();
+    let csv = http
+        .get(format!("{base}/usage.csv?tenant=globex"))
+        .header("cookie", format!("arca_session={cookie}"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = csv.lines().rfind(|l| l.contains(",globex,globex-office,")).unwrap_or_else(|| panic!("{csv}"));
+    let f: Vec<&str> = line.split(',').collect();
+    assert_eq!(f[3], stored.to_string(), "stored bytes in the CSV: {line}");
+    assert_eq!(f[7], stored.to_string(), "every byte stored was sent once: {line}");
+
+    // The audit log shows what the admin did in the browser.
+    b.go(&format!("{base}/console/audit?tenant=globex"));
+    let audit = b.text("#audit");
+    assert!(audit.contains("device.create") && audit.contains("repo.create"), "{audit}");
+    b.screenshot("audit");
+
+    // Sign out: the session is revoked on the server, not just forgotten.
+    b.click(".signout button");
+    assert!(b.wait_url("/login").ends_with("/login"));
+    let r = http.get(format!("{base}/console")).header("cookie", format!("arca_session={cookie}")).send().unwrap();
+    assert!(r.url().path().ends_with("/login"), "an old session still works: {}", r.url());
+
+    // Another tenant's admin: their own pages work; globex's pages and files do not exist.
+    sign_in(&b, &base, "other-admin", TENANT_ADMIN_PASSWORD);
+    assert!(b.wait_url("/tenants/other").ends_with("/tenants/other"), "{}", b.url());
+    b.screenshot("portal");
+    for path in ["/tenants/globex", "/repos/globex-office", "/usage?tenant=globex", "/console"] {
+        b.go(&format!("{base}{path}"));
+        let page = b.source();
+        assert!(
+            page.contains("There is no") || page.contains("may not"),
+            "{path} was shown to another tenant's admin:\n{page}"
+        );
+        assert!(!page.contains("front-desk") && !page.contains(&short));
+    }
+    b.screenshot("cross-tenant-refused");
+    let other_cookie = b.cookie("arca_session").unwrap();
+    let r = http
+        .get(format!("{base}/usage.csv?tenant=globex"))
+        .header("cookie", format!("arca_session={other_cookie}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // A forged form (no valid CSRF token) changes nothing.
+    let r = http
+        .post(format!("{base}/tenants/other/devices"))
+        .header("cookie", format!("arca_session={other_cookie}"))
+        .form(&[("csrf", "forged"), ("name", "sneaky"), ("repo", "other")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let (_, devices) = c.get_json(&c.admin, "/v1/admin/tenants/other/devices");
+    assert!(devices.as_array().unwrap().iter().all(|d| d["name"] != "sneaky"));
+    // The attempts are audited under the intruder's tenant.
+    let (_, audit) = c.get_json(&c.admin, "/v1/admin/audit?tenant=other&limit=100");
+    let denied: Vec<&serde_json::Value> =
+        audit.as_array().unwrap().iter().filter(|e| e["outcome"] == "denied").collect();
+    assert!(denied.iter().any(|e| e["target"] == "globex"), "{audit}");
+}

@@ -1,0 +1,309 @@
+//! The provider console and the customer portal: server-rendered pages, served by `arca server`
+//! itself, with the templates and the stylesheet built into the binary. No JavaScript.
+//!
+//! Sign-in makes a session: a user token (the same kind `arca admin login` issues, labelled
+//! `web session`, valid for a day) in an `HttpOnly`, `SameSite=Strict` cookie. Every form carries
+//! a CSRF token derived from the session token (BLAKE3 key derivation), which a page of another
+//! site cannot know; the login form uses a double-submit cookie. Every page checks the role on
+//! the server with the same rules as the API ([`crate::access`]); a tenant out of reach is "not
+//! found", and the attempt is audited. Templates escape everything a user typed (minijinja's
+//! HTML auto-escaping).
+
+// Handlers return `Result<Response, Response>`: the error *is* the page to show, and it is
+// produced once per request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+mod pages;
+
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use minijinja::{context, Environment, Value};
+use serde::Serialize;
+
+use crate::db::accounts::{Principal, Role};
+use crate::db::audit::NewAudit;
+use crate::state::AppState;
+
+/// The session cookie.
+const SESSION_COOKIE: &str = "arca_session";
+/// The login form's double-submit cookie.
+const LOGIN_COOKIE: &str = "arca_login";
+/// Days a web session lasts.
+const SESSION_DAYS: i64 = 1;
+
+/// The pages' routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/static/arca.css", get(stylesheet))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/console", get(pages::console))
+        .route("/console/tenants", post(pages::create_tenant))
+        .route("/console/plans", get(pages::plans).post(pages::create_plan))
+        .route("/console/audit", get(pages::audit))
+        .route("/tenants/{tenant}", get(pages::tenant))
+        .route("/tenants/{tenant}/repos", post(pages::create_repo))
+        .route("/tenants/{tenant}/devices", post(pages::add_device))
+        .route("/tenants/{tenant}/devices/{device}/revoke", post(pages::revoke_device))
+        .route("/repos/{repo}", get(pages::repo))
+        .route("/usage", get(pages::usage))
+        .route("/usage.csv", get(pages::usage_csv))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../templates/arca.css"),
+    )
+        .into_response()
+}
+
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("base.html", include_str!("../../templates/base.html")),
+            ("login.html", include_str!("../../templates/login.html")),
+            ("message.html", include_str!("../../templates/message.html")),
+            ("console.html", include_str!("../../templates/console.html")),
+            ("tenant.html", include_str!("../../templates/tenant.html")),
+            ("repo.html", include_str!("../../templates/repo.html")),
+            ("usage.html", include_str!("../../templates/usage.html")),
+            ("plans.html", include_str!("../../templates/plans.html")),
+            ("audit.html", include_str!("../../templates/audit.html")),
+        ] {
+            env.add_template(name, source).expect("the built-in templates parse");
+        }
+        env
+    })
+}
+
+/// Renders a template with `status`. Pages are never cached: they show account data.
+fn render(status: StatusCode, name: &str, ctx: Value) -> Response {
+    match templates().get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!("rendering {name}: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered; the details are in the server log")
+                .into_response()
+        }
+    }
+}
+
+/// The signed-in user, as templates see them.
+#[derive(Debug, Clone, Serialize)]
+struct Me {
+    name: String,
+    role: &'static str,
+    tenant: Option<String>,
+    /// Provider staff (admin or operator).
+    staff: bool,
+    /// Provider admin.
+    admin: bool,
+}
+
+/// A signed-in request.
+pub(crate) struct Session {
+    principal: Principal,
+    me: Me,
+    csrf: String,
+    token: String,
+}
+
+impl Session {
+    fn ctx(&self, extra: Value) -> Value {
+        context! { me => &self.me, csrf => &self.csrf, ..extra }
+    }
+
+    async fn audit(
+        &self,
+        state: &AppState,
+        tenant_id: Option<i64>,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: &str,
+    ) {
+        let entry =
+            NewAudit { actor: &self.principal.actor, tenant_id, action, target, outcome, detail, request_id: "web" };
+        if let Err(e) = state.db().audit(entry).await {
+            tracing::error!("could not write the audit entry for {action} {target}: {e}");
+        }
+    }
+}
+
+/// The CSRF token of a session: derived from its secret token, so only pages served to the
+/// session know it.
+fn csrf_for(token: &str) -> String {
+    hex::encode(&blake3::derive_key("arca web console 2026-11 CSRF token", token.as_bytes())[..16])
+}
+
+/// A cookie's value from the request.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: i64) {
+    let c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The session of the request, or a redirect to the sign-in page.
+async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
+    let to_login = || Redirect::to("/login").into_response();
+    let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
+        return Err(to_login());
+    };
+    let principal = match state.db().authenticate(token).await {
+        Ok(Some(p)) if p.role != Role::Device => p,
+        Ok(_) => return Err(to_login()),
+        Err(e) => return Err(message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string(), None)),
+    };
+    let tenant = match principal.tenant_id {
+        Some(id) => state.db().tenant_by_id(id).await.ok().map(|t| t.name),
+        None => None,
+    };
+    let me = Me {
+        name: principal.actor.trim_start_matches("user:").to_string(),
+        role: principal.role.as_str(),
+        tenant,
+        staff: principal.role.is_provider(),
+        admin: principal.role == Role::ProviderAdmin,
+    };
+    Ok(Session { csrf: csrf_for(token), token: token.to_string(), principal, me })
+}
+
+/// Checks a form's CSRF token against the session's.
+fn check_csrf(s: &Session, submitted: &str) -> Result<(), Response> {
+    let expected = blake3::hash(s.csrf.as_bytes());
+    if blake3::hash(submitted.as_bytes()) == expected {
+        Ok(())
+    } else {
+        Err(message(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form was not sent by a page of this session (it may be old, or come from another site). Nothing \
+             was changed: reload the page and try again.",
+            Some(s),
+        ))
+    }
+}
+
+/// A page with one message (errors, refusals).
+fn message(status: StatusCode, heading: &str, text: &str, s: Option<&Session>) -> Response {
+    let extra = context! { heading, message => text };
+    let ctx = match s {
+        Some(s) => s.ctx(extra),
+        None => extra,
+    };
+    render(status, "message.html", ctx)
+}
+
+fn not_found(s: &Session, what: &str) -> Response {
+    message(StatusCode::NOT_FOUND, "Not found", &format!("There is no {what} here."), Some(s))
+}
+
+fn forbidden(s: &Session, what: &str) -> Response {
+    message(StatusCode::FORBIDDEN, "Not allowed", &format!("Your role ({}) may not {what}.", s.me.role), Some(s))
+}
+
+/// Bytes for people.
+fn human(n: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v.abs() >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn date(ts: i64) -> String {
+    if ts == 0 {
+        return "never".into();
+    }
+    chrono::DateTime::from_timestamp(ts, 0).map_or(ts.to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string())
+}
+
+/// A bar chart of daily ingress and egress as inline SVG (drawn on the server, no script).
+fn traffic_chart(days: &[(String, i64, i64)]) -> String {
+    let max = days.iter().map(|(_, i, e)| (*i).max(*e)).max().unwrap_or(0).max(1) as f64;
+    let n = days.len().max(1) as f64;
+    let (w, h) = (600.0, 140.0);
+    let slot = w / n;
+    let bar = (slot / 2.0 - 1.0).max(1.0);
+    let mut svg = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"ingress and egress per day\" \
+         preserveAspectRatio=\"none\">",
+        h + 16.0
+    );
+    for (k, (day, ingress, egress)) in days.iter().enumerate() {
+        let x = k as f64 * slot;
+        for (j, (v, class)) in [(*ingress, "in"), (*egress, "out")].into_iter().enumerate() {
+            let bh = (v as f64 / max * h).max(if v > 0 { 1.0 } else { 0.0 });
+            svg.push_str(&format!(
+                "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{bh:.1}\"><title>{} {}: {}</title></rect>",
+                x + j as f64 * (bar + 1.0),
+                h - bh,
+                minijinja::HtmlEscape(day),
+                if j == 0 { "in" } else { "out" },
+                human(v)
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_tokens_are_per_session_and_cookies_parse() {
+        assert_ne!(csrf_for("a"), csrf_for("b"));
+        assert_eq!(csrf_for("a").len(), 32);
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("x=1; arca_session=tok; y=2"));
+        assert_eq!(cookie(&h, "arca_session"), Some("tok"));
+        assert_eq!(cookie(&h, "arca"), None);
+    }
+
+    #[test]
+    fn the_chart_escapes_and_scales() {
+        let svg = traffic_chart(&[("<d>".into(), 10, 0), ("d2".into(), 5, 20)]);
+        assert!(svg.contains("&lt;d&gt;") && !svg.contains("<d>"));
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn templates_escape_what_users_type() {
+        let html = templates()
+            .get_template("message.html")
+            .unwrap()
+            .render(context! { heading => "<script>alert(1)</script>", message => "x" })
+            .unwrap();
+        assert!(!html.contains("<script>alert(1)"), "{html}");
+        assert!(html.contains("&lt;script&gt;"));
+    }
+}

@@ -1,0 +1,714 @@
+//! The page handlers.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_csrf, cookie, date, forbidden, human, message, not_found, render, session, set_cookie, traffic_chart,
+    Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
+};
+use crate::access::{can_manage_tenant, can_view_tenant, is_provider_admin, is_staff};
+use crate::db::accounts::{LoginOutcome, Plan, Repository, Tenant};
+use crate::db::audit::NewAudit;
+use crate::db::DbError;
+use crate::state::AppState;
+
+type Page = Result<Response, Response>;
+
+fn db_error(s: Option<&Session>, e: DbError) -> Response {
+    match e {
+        DbError::Conflict(m) | DbError::Invalid(m) => message(StatusCode::BAD_REQUEST, "Not done", &m, s),
+        DbError::NotFound(m) => message(StatusCode::NOT_FOUND, "Not found", &m, s),
+        DbError::Sql(e) => {
+            tracing::error!("web: metadata database: {e}");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "The server's database is unavailable right now. Nothing was changed; try again in a moment.",
+                s,
+            )
+        }
+    }
+}
+
+/// `GET /`: the start page of the user's role.
+pub(super) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    Ok(match &s.me.tenant {
+        _ if s.me.staff => Redirect::to("/console").into_response(),
+        Some(t) => Redirect::to(&format!("/tenants/{t}")).into_response(),
+        None => Redirect::to("/login").into_response(),
+    })
+}
+
+/// `GET /login`.
+pub(super) async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if session(&state, &headers).await.is_ok() {
+        return Redirect::to("/").into_response();
+    }
+    login_page(StatusCode::OK, None)
+}
+
+fn login_page(status: StatusCode, error: Option<&str>) -> Response {
+    let login_csrf = crate::db::accounts::new_token();
+    let mut resp = render(status, "login.html", context! { login_csrf => &login_csrf, error });
+    super::set_cookie(&mut resp, LOGIN_COOKIE, &login_csrf, 3600);
+    resp
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    user: String,
+    password: String,
+    csrf: String,
+}
+
+/// `POST /login`.
+pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if expected.is_empty() || blake3::hash(expected.as_bytes()) != blake3::hash(f.csrf.as_bytes()) {
+        return login_page(StatusCode::FORBIDDEN, Some("The sign-in form expired. Please try again."));
+    }
+    let actor = format!("user:{}", f.user);
+    let audit = |outcome: &'static str, detail: &'static str, tenant_id: Option<i64>| {
+        let state = state.clone();
+        let (actor, user) = (actor.clone(), f.user.clone());
+        async move {
+            let e = NewAudit {
+                actor: &actor,
+                tenant_id,
+                action: "login.web",
+                target: &user,
+                outcome,
+                detail,
+                request_id: "web",
+            };
+            if let Err(err) = state.db().audit(e).await {
+                tracing::error!("audit: {err}");
+            }
+        }
+    };
+    let outcome = match state.db().check_login(&f.user, &f.password).await {
+        Ok(o) => o,
+        Err(e) => return db_error(None, e),
+    };
+    match outcome {
+        LoginOutcome::Ok(user) => {
+            let (token, _) = match state.db().create_user_token(user.id, "web session", SESSION_DAYS).await {
+                Ok(t) => t,
+                Err(e) => return db_error(None, e),
+            };
+            let tenant_id = match &user.tenant {
+                Some(t) => state.db().tenant(t).await.ok().map(|t| t.id),
+                None => None,
+            };
+            audit("ok", "", tenant_id).await;
+            let mut resp = Redirect::to("/").into_response();
+            set_cookie(&mut resp, SESSION_COOKIE, &token, SESSION_DAYS * 86_400);
+            set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
+            resp
+        }
+        LoginOutcome::BadCredentials => {
+            audit("denied", "wrong user or password", None).await;
+            login_page(StatusCode::UNAUTHORIZED, Some("Wrong user name or password."))
+        }
+        LoginOutcome::Locked { until } => {
+            audit("denied", "account locked", None).await;
+            login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&format!("Too many failed sign-ins: the account is locked until {} UTC.", date(until))),
+            )
+        }
+        LoginOutcome::Disabled => {
+            audit("denied", "account disabled", None).await;
+            login_page(StatusCode::FORBIDDEN, Some("This account is disabled. Ask an administrator."))
+        }
+    }
+}
+
+/// A form with only its CSRF token.
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /logout`: ends the session (its token is revoked, not just forgotten by the browser).
+pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    state.db().revoke_token(s.principal.token_id).await.map_err(|e| db_error(Some(&s), e))?;
+    let _ = &s.token;
+    let mut resp = Redirect::to("/login").into_response();
+    set_cookie(&mut resp, SESSION_COOKIE, "", 0);
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+struct TenantRow {
+    name: String,
+    display_name: String,
+    plan: Option<String>,
+    stored: String,
+    quota: String,
+    status: String,
+}
+
+fn quota_text(bytes: i64) -> String {
+    if bytes == 0 {
+        "unlimited".into()
+    } else {
+        human(bytes)
+    }
+}
+
+fn status_text(t: &Tenant) -> String {
+    if t.suspended {
+        "suspended".into()
+    } else if t.hard_quota_bytes > 0 && t.stored_bytes * 10 >= t.hard_quota_bytes * 9 {
+        "near its hard quota".into()
+    } else if t.soft_quota_bytes > 0 && t.stored_bytes > t.soft_quota_bytes {
+        "over its soft quota".into()
+    } else {
+        "active".into()
+    }
+}
+
+/// `GET /console`: the provider's dashboard.
+pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    if !is_staff(&s.principal) {
+        return Err(forbidden(&s, "see the provider console"));
+    }
+    let db = state.db();
+    let err = |e| db_error(Some(&s), e);
+    let tenants = db.tenants().await.map_err(err)?;
+    let plans = db.plans().await.map_err(err)?;
+    let repos = db.repositories(None).await.map_err(err)?;
+    let today = chrono::Utc::now().date_naive();
+    let usage = db.usage(None, today - chrono::Days::new(29), today).await.map_err(err)?;
+    let mut days: Vec<(String, i64, i64)> = Vec::new();
+    for r in &usage {
+        match days.last_mut() {
+            Some(d) if d.0 == r.day => {
+                d.1 += r.ingress_bytes;
+                d.2 += r.egress_bytes;
+            }
+            _ => days.push((r.day.clone(), r.ingress_bytes, r.egress_bytes)),
+        }
+    }
+    let peak = days.iter().map(|d| d.1.max(d.2)).max().unwrap_or(0);
+    let runs = db.scrub_runs(1).await.map_err(err)?;
+    let scrub = match runs.first() {
+        None => "never".to_string(),
+        Some(r) if r.state == "running" => "running".to_string(),
+        Some(r) => format!("{}, {} damaged", date(r.finished_at.max(r.started_at)), r.damaged),
+    };
+    let mut attention: Vec<String> = tenants
+        .iter()
+        .filter(|t| status_text(t) != "active")
+        .map(|t| {
+            format!(
+                "{} is {} ({} of {})",
+                t.name,
+                status_text(t),
+                human(t.stored_bytes),
+                quota_text(t.hard_quota_bytes)
+            )
+        })
+        .collect();
+    if let Some(r) = runs.first().filter(|r| r.damaged > 0) {
+        attention.push(format!("the last scrub found {} damaged objects (see `arca admin scrub`)", r.damaged));
+    }
+    let rows: Vec<TenantRow> = tenants
+        .iter()
+        .map(|t| TenantRow {
+            name: t.name.clone(),
+            display_name: t.display_name.clone(),
+            plan: t.plan.clone(),
+            stored: human(t.stored_bytes),
+            quota: quota_text(t.hard_quota_bytes),
+            status: status_text(t),
+        })
+        .collect();
+    let stored: i64 = repos.iter().map(|r| r.stored_bytes).sum();
+    let logical: i64 = repos.iter().map(|r| r.logical_bytes).sum();
+    Ok(render(
+        StatusCode::OK,
+        "console.html",
+        s.ctx(context! {
+            tenants => rows, plans => plans, stored => human(stored), logical => human(logical), scrub,
+            chart => traffic_chart(&days), peak => human(peak), peak_bytes => peak, attention,
+        }),
+    ))
+}
+
+/// The new-tenant form.
+#[derive(Deserialize)]
+pub(super) struct NewTenantForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    plan: String,
+}
+
+/// `POST /console/tenants`.
+pub(super) async fn create_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<NewTenantForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    if !is_provider_admin(&s.principal) {
+        s.audit(&state, None, "tenant.create", &f.name, "denied", "web: not a provider admin").await;
+        return Err(forbidden(&s, "create tenants"));
+    }
+    let plan = Some(f.plan.trim()).filter(|p| !p.is_empty());
+    match state.db().create_tenant(f.name.trim(), &f.display_name, plan).await {
+        Ok(t) => {
+            s.audit(&state, Some(t.id), "tenant.create", &t.name, "ok", "web").await;
+            Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+        }
+        Err(e) => {
+            s.audit(&state, None, "tenant.create", &f.name, "denied", &e.to_string()).await;
+            Err(db_error(Some(&s), e))
+        }
+    }
+}
+
+/// A tenant the session may see, or the "not found" page (audited).
+async fn visible_tenant(state: &AppState, s: &Session, name: &str) -> Result<Tenant, Response> {
+    match state.db().tenant(name).await {
+        Ok(t) if can_view_tenant(&s.principal, t.id) => Ok(t),
+        Ok(_) => {
+            s.audit(state, s.principal.tenant_id, "tenant.access", name, "denied", "web: tenant out of reach").await;
+            Err(not_found(s, &format!("tenant named {name}")))
+        }
+        Err(DbError::NotFound(_)) => Err(not_found(s, &format!("tenant named {name}"))),
+        Err(e) => Err(db_error(Some(s), e)),
+    }
+}
+
+#[derive(Serialize)]
+struct RepoRow {
+    name: String,
+    stored: String,
+    logical: String,
+    objects: i64,
+    lock: String,
+}
+
+fn lock_text(r: &Repository) -> String {
+    format!("{} days{}", r.lock_days, if r.compliance { " (compliance)" } else { "" })
+}
+
+#[derive(Serialize)]
+struct DeviceRow {
+    name: String,
+    repo: String,
+    created: String,
+    seen: String,
+    status: String,
+    active: bool,
+}
+
+/// The tenant page with an optional freshly added device.
+async fn tenant_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    s: &Session,
+    t: &Tenant,
+    new_device: Option<(&str, &str, &str)>,
+) -> Page {
+    let err = |e| db_error(Some(s), e);
+    let repos = state.db().repositories(Some(t.id)).await.map_err(err)?;
+    let devices = state.db().devices(Some(t.id)).await.map_err(err)?;
+    let repo_rows: Vec<RepoRow> = repos
+        .iter()
+        .map(|r| RepoRow {
+            name: r.name.clone(),
+            stored: human(r.stored_bytes),
+            logical: human(r.logical_bytes),
+            objects: r.object_count,
+            lock: lock_text(r),
+        })
+        .collect();
+    let device_rows: Vec<DeviceRow> = devices
+        .iter()
+        .map(|d| DeviceRow {
+            name: d.name.clone(),
+            repo: d.repo.clone(),
+            created: date(d.created_at),
+            seen: date(d.last_seen_at),
+            status: if d.revoked_at > 0 { format!("revoked {}", date(d.revoked_at)) } else { "active".into() },
+            active: d.revoked_at == 0,
+        })
+        .collect();
+    let (new_device, new_repo, new_token) = match new_device {
+        Some((d, r, t)) => (Some(d), Some(r), Some(t)),
+        None => (None, None, None),
+    };
+    Ok(render(
+        StatusCode::OK,
+        "tenant.html",
+        s.ctx(context! {
+            tenant => t, stored => human(t.stored_bytes), quota => quota_text(t.hard_quota_bytes), status => status_text(t),
+            repos => repo_rows, devices => device_rows, manage => can_manage_tenant(&s.principal, t.id),
+            new_device, new_repo, new_token, base_url => public_base(state, headers),
+        }),
+    ))
+}
+
+/// The server's address as clients should use it: `ARCA_PUBLIC_URL` when set (behind a proxy),
+/// else the address this page was asked for.
+fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = std::env::var("ARCA_PUBLIC_URL").ok().filter(|u| !u.is_empty()) {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("SERVER");
+    format!("{}://{host}", if state.tls() { "https" } else { "http" })
+}
+
+/// `GET /tenants/{tenant}`.
+pub(super) async fn tenant(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    tenant_page(&state, &headers, &s, &t, None).await
+}
+
+/// The new-repository form.
+#[derive(Deserialize)]
+pub(super) struct NewRepoForm {
+    csrf: String,
+    name: String,
+}
+
+/// `POST /tenants/{tenant}/repos`.
+pub(super) async fn create_repo(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<NewRepoForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    if !can_manage_tenant(&s.principal, t.id) {
+        s.audit(&state, Some(t.id), "repo.create", &f.name, "denied", "web: may not manage the tenant").await;
+        return Err(forbidden(&s, "create repositories"));
+    }
+    match state.db().create_repository(&t.name, f.name.trim(), None).await {
+        Ok(r) => {
+            s.audit(&state, Some(t.id), "repo.create", &r.name, "ok", "web").await;
+            Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+        }
+        Err(e) => {
+            s.audit(&state, Some(t.id), "repo.create", &f.name, "denied", &e.to_string()).await;
+            Err(db_error(Some(&s), e))
+        }
+    }
+}
+
+/// The new-device form.
+#[derive(Deserialize)]
+pub(super) struct NewDeviceForm {
+    csrf: String,
+    name: String,
+    repo: String,
+}
+
+/// `POST /tenants/{tenant}/devices`: shows the new token once, on the answer page itself.
+pub(super) async fn add_device(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<NewDeviceForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    let target = format!("{}@{} -> {}", f.name, t.name, f.repo);
+    if !can_manage_tenant(&s.principal, t.id) {
+        s.audit(&state, Some(t.id), "device.create", &target, "denied", "web: may not manage the tenant").await;
+        return Err(forbidden(&s, "add devices"));
+    }
+    match state.db().create_device(&t.name, f.name.trim(), &f.repo).await {
+        Ok((d, token)) => {
+            s.audit(&state, Some(t.id), "device.create", &target, "ok", "web").await;
+            tenant_page(&state, &headers, &s, &t, Some((&d.name, &d.repo, &token))).await
+        }
+        Err(e) => {
+            s.audit(&state, Some(t.id), "device.create", &target, "denied", &e.to_string()).await;
+            Err(db_error(Some(&s), e))
+        }
+    }
+}
+
+/// `POST /tenants/{tenant}/devices/{device}/revoke`.
+pub(super) async fn revoke_device(
+    State(state): State<AppState>,
+    Path((name, device)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    let target = format!("{device}@{}", t.name);
+    if !can_manage_tenant(&s.principal, t.id) {
+        s.audit(&state, Some(t.id), "device.revoke", &target, "denied", "web: may not manage the tenant").await;
+        return Err(forbidden(&s, "revoke devices"));
+    }
+    state.db().revoke_device(&t.name, &device).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, Some(t.id), "device.revoke", &target, "ok", "web").await;
+    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+}
+
+#[derive(Serialize)]
+struct SnapshotView {
+    short: String,
+    received: String,
+    logical: String,
+    packs: i64,
+}
+
+/// `GET /repos/{repo}`: a repository's snapshots as the server sees them.
+pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    let r = match state.db().find_repository(&name).await {
+        Ok(Some(r)) if can_view_tenant(&s.principal, r.tenant_id) => r,
+        Ok(Some(_)) => {
+            s.audit(&state, s.principal.tenant_id, "repo.access", &name, "denied", "web: repository out of reach")
+                .await;
+            return Err(not_found(&s, &format!("repository named {name}")));
+        }
+        Ok(None) => return Err(not_found(&s, &format!("repository named {name}"))),
+        Err(e) => return Err(db_error(Some(&s), e)),
+    };
+    let snaps = state.db().snapshot_rows(r.id, 500).await.map_err(|e| db_error(Some(&s), e))?;
+    let rows: Vec<SnapshotView> = snaps
+        .iter()
+        .map(|x| SnapshotView {
+            short: x.name[..8].to_string(),
+            received: date(x.received_at),
+            logical: human(x.logical_bytes),
+            packs: x.packs,
+        })
+        .collect();
+    Ok(render(
+        StatusCode::OK,
+        "repo.html",
+        s.ctx(context! {
+            repo => &r, stored => human(r.stored_bytes), logical => human(r.logical_bytes), lock => lock_text(&r),
+            snapshots => rows,
+        }),
+    ))
+}
+
+/// `?tenant=` of the usage pages.
+#[derive(Deserialize)]
+pub(super) struct UsageQuery {
+    tenant: Option<String>,
+}
+
+/// The tenant whose usage the session may see (`None`: all, for staff).
+async fn usage_scope(state: &AppState, s: &Session, q: &UsageQuery) -> Result<Option<Tenant>, Response> {
+    match (q.tenant.as_deref().filter(|t| !t.is_empty()), &s.me.tenant) {
+        (Some(t), _) => Ok(Some(visible_tenant(state, s, t).await?)),
+        (None, _) if s.me.staff => Ok(None),
+        (None, Some(own)) => Ok(Some(visible_tenant(state, s, &own.clone()).await?)),
+        (None, None) => Err(forbidden(s, "see usage")),
+    }
+}
+
+#[derive(Serialize)]
+struct UsageView {
+    day: String,
+    tenant: String,
+    repository: String,
+    stored: String,
+    stored_bytes: i64,
+    logical: String,
+    ingress: String,
+    ingress_bytes: i64,
+    egress: String,
+}
+
+/// `GET /usage`.
+pub(super) async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    let scope = usage_scope(&state, &s, &q).await?;
+    let today = chrono::Utc::now().date_naive();
+    let rows = state
+        .db()
+        .usage(scope.as_ref().map(|t| t.id), today - chrono::Days::new(29), today)
+        .await
+        .map_err(|e| db_error(Some(&s), e))?;
+    let view: Vec<UsageView> = rows
+        .iter()
+        .rev()
+        .map(|r| UsageView {
+            day: r.day.clone(),
+            tenant: r.tenant.clone(),
+            repository: r.repository.clone(),
+            stored: human(r.stored_bytes),
+            stored_bytes: r.stored_bytes,
+            logical: human(r.logical_bytes),
+            ingress: human(r.ingress_bytes),
+            ingress_bytes: r.ingress_bytes,
+            egress: human(r.egress_bytes),
+        })
+        .collect();
+    Ok(render(StatusCode::OK, "usage.html", s.ctx(context! { rows => view, tenant => scope.map(|t| t.name) })))
+}
+
+/// `GET /usage.csv`: the same figures as CSV, for a billing system.
+pub(super) async fn usage_csv(State(state): State<AppState>, Query(q): Query<UsageQuery>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    let scope = usage_scope(&state, &s, &q).await?;
+    let today = chrono::Utc::now().date_naive();
+    let from = today - chrono::Days::new(29);
+    let rows = state.db().usage(scope.as_ref().map(|t| t.id), from, today).await.map_err(|e| db_error(Some(&s), e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"arca-usage-{from}-{today}.csv\"")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        crate::db::usage::to_csv(&rows),
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+struct PlanView {
+    name: String,
+    hard: String,
+    soft: String,
+    lock: i64,
+    compliance: &'static str,
+    price: String,
+    overage: String,
+}
+
+/// `GET /console/plans`.
+pub(super) async fn plans(State(state): State<AppState>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    if !is_staff(&s.principal) {
+        return Err(forbidden(&s, "see plans"));
+    }
+    let plans = state.db().plans().await.map_err(|e| db_error(Some(&s), e))?;
+    let view: Vec<PlanView> = plans
+        .iter()
+        .map(|p| PlanView {
+            name: p.name.clone(),
+            hard: quota_text(p.hard_quota_bytes),
+            soft: if p.soft_quota_bytes == 0 { "—".into() } else { human(p.soft_quota_bytes) },
+            lock: p.lock_days,
+            compliance: if p.compliance { "yes" } else { "no" },
+            price: format!("{:.2}", p.yearly_price_cents as f64 / 100.0),
+            overage: format!("{:.2}", p.overage_cents_per_gb as f64 / 100.0),
+        })
+        .collect();
+    Ok(render(StatusCode::OK, "plans.html", s.ctx(context! { plans => view })))
+}
+
+/// The new-plan form.
+#[derive(Deserialize)]
+pub(super) struct NewPlanForm {
+    csrf: String,
+    name: String,
+    hard_gb: f64,
+    soft_gb: f64,
+    lock_days: i64,
+    price: f64,
+    overage: f64,
+    compliance: Option<String>,
+}
+
+/// `POST /console/plans`.
+pub(super) async fn create_plan(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<NewPlanForm>) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    if !is_provider_admin(&s.principal) {
+        s.audit(&state, None, "plan.create", &f.name, "denied", "web: not a provider admin").await;
+        return Err(forbidden(&s, "create plans"));
+    }
+    let bad = |v: f64| !v.is_finite() || v < 0.0;
+    if bad(f.hard_gb) || bad(f.soft_gb) || bad(f.price) || bad(f.overage) {
+        return Err(message(StatusCode::BAD_REQUEST, "Not done", "Quotas and prices cannot be negative.", Some(&s)));
+    }
+    let plan = Plan {
+        name: f.name.trim().to_string(),
+        hard_quota_bytes: (f.hard_gb * 1e9).round() as i64,
+        soft_quota_bytes: (f.soft_gb * 1e9).round() as i64,
+        lock_days: f.lock_days,
+        compliance: f.compliance.is_some(),
+        yearly_price_cents: (f.price * 100.0).round() as i64,
+        overage_cents_per_gb: (f.overage * 100.0).round() as i64,
+    };
+    match state.db().create_plan(&plan).await {
+        Ok(()) => {
+            s.audit(&state, None, "plan.create", &plan.name, "ok", "web").await;
+            Ok(Redirect::to("/console/plans").into_response())
+        }
+        Err(e) => {
+            s.audit(&state, None, "plan.create", &plan.name, "denied", &e.to_string()).await;
+            Err(db_error(Some(&s), e))
+        }
+    }
+}
+
+/// Audit log filters.
+#[derive(Deserialize)]
+pub(super) struct AuditQuery {
+    tenant: Option<String>,
+    outcome: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AuditView {
+    when: String,
+    actor: String,
+    tenant: Option<String>,
+    action: String,
+    target: String,
+    outcome: String,
+    detail: String,
+}
+
+/// `GET /console/audit`: staff see everything; filter by tenant and outcome.
+pub(super) async fn audit(State(state): State<AppState>, Query(q): Query<AuditQuery>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    if !is_staff(&s.principal) {
+        return Err(forbidden(&s, "read the provider's audit log"));
+    }
+    let tenant = q.tenant.as_deref().filter(|t| !t.is_empty());
+    let tenant_id = match tenant {
+        Some(t) => Some(visible_tenant(&state, &s, t).await?.id),
+        None => None,
+    };
+    let outcome = q.outcome.as_deref().filter(|o| !o.is_empty());
+    let entries = state.db().audit_log(tenant_id, None, 500).await.map_err(|e| db_error(Some(&s), e))?;
+    let view: Vec<AuditView> = entries
+        .into_iter()
+        .filter(|e| outcome.is_none_or(|o| e.outcome == o))
+        .map(|e| AuditView {
+            when: date(e.at),
+            actor: e.actor,
+            tenant: e.tenant,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            detail: e.detail,
+        })
+        .collect();
+    Ok(render(StatusCode::OK, "audit.html", s.ctx(context! { entries => view, tenant, outcome })))
+}
