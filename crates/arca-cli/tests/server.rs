@@ -690,11 +690,15 @@ fn first_start_without_a_password_prints_a_one_time_setup_command() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut setup = None;
+    let mut link = None;
     let mut base = None;
     for line in lines.by_ref().take(6) {
         let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("arca admin setup ") {
+        if let Some(rest) = line.trim().strip_prefix("or with: arca admin setup ") {
             setup = Some(rest.to_string());
+        }
+        if line.contains("/setup?token=") {
+            link = Some(line.trim().to_string());
         }
         if let Some(b) = line.split("listening on ").nth(1) {
             base = Some(b.to_string());
@@ -703,6 +707,14 @@ fn first_start_without_a_password_prints_a_one_time_setup_command() {
     }
     let (setup, base) = (setup.expect("no setup command printed"), base.unwrap());
     let token = setup.split("--setup-token ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    // The printed link opens the setup page (a wrong token does not).
+    let link = link.expect("no setup link printed");
+    assert!(link.ends_with(&format!("/setup?token={token}")), "{link}");
+    let page = reqwest::blocking::get(&link).unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().unwrap().contains("Create administrator"));
+    let wrong = reqwest::blocking::get(format!("{base}/setup?token=nope")).unwrap();
+    assert_eq!(wrong.status().as_u16(), 404);
     let run = |token: &str| {
         std::process::Command::new(cluster::arca_bin())
             .args(["admin", "--server", &base, "setup", "--setup-token", token, "--user", "boss"])
@@ -711,9 +723,16 @@ fn first_start_without_a_password_prints_a_one_time_setup_command() {
             .unwrap()
     };
     assert!(!run("arca_wrong").status.success());
-    let out = run(&token);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let http = reqwest::blocking::Client::new();
+    let form =
+        |t: &str| [("token", t.to_string()), ("user", "boss".into()), ("password", "a long enough password".into())];
+    assert_eq!(http.post(format!("{base}/setup")).form(&form("nope")).send().unwrap().status().as_u16(), 403);
+    // The operator follows the link and submits the form.
+    let done = http.post(format!("{base}/setup")).form(&form(&token)).send().unwrap();
+    assert_eq!(done.status().as_u16(), 201, "{}", done.text().unwrap());
     assert!(!run(&token).status.success(), "setup worked twice");
+    assert_eq!(http.post(format!("{base}/setup")).form(&form(&token)).send().unwrap().status().as_u16(), 409);
+    assert_eq!(reqwest::blocking::get(&link).unwrap().status().as_u16(), 404, "the link works once");
     let out = std::process::Command::new(cluster::arca_bin())
         .args(["admin", "--server", &base, "login", "--user", "boss", "--quiet"])
         .env("ARCA_ADMIN_PASSWORD", "a long enough password")

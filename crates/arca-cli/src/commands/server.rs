@@ -261,8 +261,9 @@ async fn bootstrap(db: Db, backend: Backend, url: &str) -> Result<AppState> {
         return Ok(AppState::new(db, backend));
     }
     let token = arca_server::db::accounts::new_token();
-    println!("No provider admin exists yet. Create one with this one-time command (valid until this server stops):");
-    println!("  arca admin setup --server {url} --setup-token {token} --user admin");
+    println!("No provider admin exists yet. Create one (valid until this server stops) in a browser:");
+    println!("  {url}/setup?token={token}");
+    println!("or with: arca admin setup --server {url} --setup-token {token} --user admin");
     println!("or restart the server with ARCA_ADMIN_PASSWORD set.");
     Ok(AppState::with_setup_token(db, backend, token))
 }

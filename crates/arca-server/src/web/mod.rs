@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(pages::home))
         .route("/static/arca.css", get(stylesheet))
         .route("/login", get(pages::login_form).post(pages::login))
+        .route("/setup", get(pages::setup_form).post(pages::setup))
         .route("/logout", post(pages::logout))
         .route("/console", get(pages::console))
         .route("/console/tenants", post(pages::create_tenant))
@@ -77,6 +78,7 @@ fn templates() -> &'static Environment<'static> {
             ("usage.html", include_str!("../../templates/usage.html")),
             ("plans.html", include_str!("../../templates/plans.html")),
             ("audit.html", include_str!("../../templates/audit.html")),
+            ("setup.html", include_str!("../../templates/setup.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }

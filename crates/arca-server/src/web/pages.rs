@@ -712,3 +712,83 @@ pub(super) async fn audit(State(state): State<AppState>, Query(q): Query<AuditQu
         .collect();
     Ok(render(StatusCode::OK, "audit.html", s.ctx(context! { entries => view, tenant, outcome })))
 }
+
+/// The one-time setup link's token.
+#[derive(Deserialize)]
+pub(super) struct SetupQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn setup_token_ok(state: &AppState, token: &str) -> bool {
+    state.setup_token().is_some_and(|t| blake3::hash(t.as_bytes()) == blake3::hash(token.as_bytes()))
+}
+
+/// `GET /setup?token=…`: the first provider admin, from the link a new server prints.
+pub(super) async fn setup_form(State(state): State<AppState>, Query(q): Query<SetupQuery>) -> Response {
+    if !setup_token_ok(&state, &q.token) || state.db().has_provider_admin().await.unwrap_or(true) {
+        return message(
+            StatusCode::NOT_FOUND,
+            "Nothing to set up",
+            "This setup link is not valid (any more): the server is set up, or it was restarted and printed a new one.",
+            None,
+        );
+    }
+    render(
+        StatusCode::OK,
+        "setup.html",
+        context! { token => q.token, min_len => crate::db::accounts::MIN_PASSWORD_LEN },
+    )
+}
+
+/// The setup form.
+#[derive(Deserialize)]
+pub(super) struct SetupForm {
+    token: String,
+    user: String,
+    password: String,
+}
+
+/// `POST /setup`. The link's token stands in for a CSRF token: only the operator who saw the
+/// server's output knows it.
+pub(super) async fn setup(State(state): State<AppState>, Form(f): Form<SetupForm>) -> Response {
+    let audit = |outcome: &'static str, detail: String| {
+        let state = state.clone();
+        let user = f.user.clone();
+        async move {
+            let e = NewAudit {
+                actor: "anonymous",
+                tenant_id: None,
+                action: "setup",
+                target: &user,
+                outcome,
+                detail: &detail,
+                request_id: "web",
+            };
+            let _ = state.db().audit(e).await;
+        }
+    };
+    if !setup_token_ok(&state, &f.token) {
+        audit("denied", "web: wrong setup token".into()).await;
+        return message(StatusCode::FORBIDDEN, "Not allowed", "This setup link is not valid.", None);
+    }
+    match state.db().has_provider_admin().await {
+        Ok(false) => {}
+        Ok(true) => {
+            return message(StatusCode::CONFLICT, "Already set up", "This server already has an administrator.", None)
+        }
+        Err(e) => return db_error(None, e),
+    }
+    match state.db().create_user(f.user.trim(), &f.password, crate::db::accounts::Role::ProviderAdmin, None).await {
+        Ok(u) => {
+            audit("ok", "web: first provider admin".into()).await;
+            message(
+                StatusCode::CREATED,
+                "Done",
+                &format!("The administrator {} was created. Sign in now.", u.name),
+                None,
+            )
+        }
+        Err(e) => db_error(None, e),
+    }
+}
