@@ -48,6 +48,52 @@ fn provider_and_customer_in_the_browser() {
     assert!(b.wait_source("Traffic, last 30 days").contains("Traffic, last 30 days"));
     b.screenshot("dashboard");
 
+    // The provider admin turns on two-factor sign-in: QR code, a code from the "app", recovery
+    // codes shown once.
+    b.go(&format!("{base}/account"));
+    b.click("#totp-begin");
+    let secret = b.text("#totp-secret");
+    assert!(b.source().contains("<svg"), "no QR code");
+    b.screenshot("totp-enrol");
+    let key = arca_server::totp::unbase32(&secret).unwrap();
+    let step = |t: u64| t / arca_server::totp::STEP;
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let enrolled_at = step(now());
+    b.fill("#totp-code", &arca_server::totp::code_at(&key, enrolled_at));
+    b.click("#totp-enable");
+    let recovery = b.text("#recovery-codes");
+    let recovery: Vec<&str> = recovery.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(recovery.len(), 10, "{recovery:?}");
+    let recovery_code = recovery[0].to_string();
+    b.click(".signout button");
+    b.wait_url("/login");
+    // Password alone is no longer enough; a wrong code is refused; the right one signs in.
+    sign_in(&b, &base, "admin", ADMIN_PASSWORD);
+    b.fill("#code", "123456");
+    b.click("#verify");
+    assert!(b.wait_source("not right").contains("not right"));
+    while step(now()) == enrolled_at {
+        std::thread::sleep(std::time::Duration::from_millis(200)); // each code works once
+    }
+    b.fill("#code", &arca_server::totp::code_at(&key, step(now())));
+    b.click("#verify");
+    assert!(b.wait_url("/console").ends_with("/console"), "{}", b.source());
+    // The API asks for the code too.
+    let api_login = |totp: Option<&str>| {
+        let mut cmd = std::process::Command::new(cluster::arca_bin());
+        cmd.args(["admin", "login", "--user", "admin", "--quiet"]).env("ARCA_SERVER", &base);
+        cmd.env("ARCA_ADMIN_PASSWORD", ADMIN_PASSWORD).env_remove("ARCA_TOTP");
+        if let Some(t) = totp {
+            cmd.env("ARCA_TOTP", t);
+        }
+        cmd.output().unwrap()
+    };
+    let out = api_login(None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one-time code"));
+    assert!(api_login(Some(&recovery_code)).status.success(), "a recovery code signs in once");
+    assert!(!api_login(Some(&recovery_code)).status.success(), "and only once");
+
     // A plan, then a tenant whose display name carries markup (which must stay text).
     b.go(&format!("{base}/console/plans"));
     b.fill("#plan-name", "office");

@@ -103,6 +103,8 @@ pub(crate) struct LoginRequest {
     label: String,
     /// Days until the token expires (default 30; 0: never).
     ttl_days: Option<i64>,
+    /// The one-time code (or a recovery code), for users with two-factor sign-in.
+    totp: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -124,6 +126,20 @@ pub(crate) async fn login(
     let actor = format!("user:{}", req.user);
     match outcome {
         LoginOutcome::Ok(user) => {
+            if state.db().totp_enabled(user.id).await.map_err(ApiError::from_db)? {
+                let code = req.totp.as_deref().unwrap_or("");
+                if code.is_empty() {
+                    audit(&state, &rid, &actor, None, "login", &req.user, "denied", "one-time code missing").await;
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "this account signs in with a one-time code: send it as `totp` (arca admin login --totp CODE)",
+                    ));
+                }
+                if !state.db().check_second_factor(user.id, code).await.map_err(ApiError::from_db)? {
+                    audit(&state, &rid, &actor, None, "login", &req.user, "denied", "wrong one-time code").await;
+                    return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong or already used one-time code"));
+                }
+            }
             let ttl = req.ttl_days.unwrap_or(30).clamp(0, 3650);
             let label = if req.label.is_empty() { "api".to_string() } else { req.label.chars().take(100).collect() };
             let (token, expires_at) =

@@ -22,6 +22,7 @@ pub mod repo_api;
 mod routes;
 pub mod scrub;
 pub mod state;
+pub mod totp;
 pub mod web;
 
 use std::future::Future;

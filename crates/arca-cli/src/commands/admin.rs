@@ -62,6 +62,9 @@ pub enum AdminCommand {
         /// Days until the token expires (0: never)
         #[arg(long, default_value_t = 30)]
         ttl_days: i64,
+        /// The one-time code of an account with two-factor sign-in (or a recovery code)
+        #[arg(long, env = "ARCA_TOTP", value_name = "CODE")]
+        totp: Option<String>,
     },
     /// Revoke the token in ARCA_TOKEN
     Logout,
@@ -529,12 +532,12 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 println!("created the provider admin {user:?}; sign in with `arca admin login --user {user}`");
             }
         }
-        AdminCommand::Login { user, ttl_days } => {
+        AdminCommand::Login { user, ttl_days, totp } => {
             let password = password_from("ARCA_ADMIN_PASSWORD", &format!("Password for {user}: "))?;
             let text = api.call(
                 Method::POST,
                 "/v1/auth/login",
-                Some(json!({"user": user, "password": password, "label": "arca admin", "ttl_days": ttl_days})),
+                Some(json!({"user": user, "password": password, "label": "arca admin", "ttl_days": ttl_days, "totp": totp})),
             )?;
             let v: Value = serde_json::from_str(&text).context("the server's answer is not JSON")?;
             if g.json {

@@ -872,6 +872,21 @@ impl Db {
         Ok((token, expires))
     }
 
+    /// A user's login name by id.
+    pub async fn user_name(&self, user_id: i64) -> Result<String> {
+        Ok(sqlx::query_scalar("SELECT name FROM users WHERE id = $1").bind(user_id).fetch_one(self.pool()).await?)
+    }
+
+    /// Revokes every token of a user (sign-out everywhere); returns how many.
+    pub async fn revoke_user_tokens(&self, user_id: i64) -> Result<u64> {
+        Ok(sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at = 0")
+            .bind(now())
+            .bind(user_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
     /// Revokes one token (sign-out) by its id.
     pub async fn revoke_token(&self, token_id: i64) -> Result<()> {
         sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0")

@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod audit;
 pub mod catalog;
 pub mod gc;
+pub mod mfa;
 mod schema;
 pub mod scrub;
 pub mod usage;

@@ -177,6 +177,23 @@ ALTER TABLE objects ADD COLUMN logical_bytes BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE repositories ADD COLUMN logical_bytes BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE usage_daily ADD COLUMN logical_bytes BIGINT NOT NULL DEFAULT 0
 "#,
+    // 5: two-factor sign-in (TOTP), recovery codes, pending second-factor challenges.
+    r#"
+ALTER TABLE users ADD COLUMN totp_secret TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN totp_pending TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN totp_last_step BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE recovery_codes (
+    user_id BIGINT NOT NULL REFERENCES users(id),
+    code_hash TEXT NOT NULL,
+    used_at BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, code_hash)
+);
+CREATE TABLE login_challenges (
+    token_hash TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users(id),
+    expires_at BIGINT NOT NULL
+)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

@@ -42,6 +42,12 @@ pub fn router() -> Router<AppState> {
         .route("/static/arca.css", get(stylesheet))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/setup", get(pages::setup_form).post(pages::setup))
+        .route("/login/code", post(pages::login_code))
+        .route("/account", get(pages::account))
+        .route("/account/totp/begin", post(pages::totp_begin))
+        .route("/account/totp/confirm", post(pages::totp_confirm))
+        .route("/account/totp/disable", post(pages::totp_disable))
+        .route("/account/signout-everywhere", post(pages::signout_everywhere))
         .route("/logout", post(pages::logout))
         .route("/console", get(pages::console))
         .route("/console/tenants", post(pages::create_tenant))
@@ -79,6 +85,8 @@ fn templates() -> &'static Environment<'static> {
             ("plans.html", include_str!("../../templates/plans.html")),
             ("audit.html", include_str!("../../templates/audit.html")),
             ("setup.html", include_str!("../../templates/setup.html")),
+            ("login_code.html", include_str!("../../templates/login_code.html")),
+            ("account.html", include_str!("../../templates/account.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }

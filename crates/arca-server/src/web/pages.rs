@@ -99,19 +99,23 @@ pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, For
     };
     match outcome {
         LoginOutcome::Ok(user) => {
-            let (token, _) = match state.db().create_user_token(user.id, "web session", SESSION_DAYS).await {
-                Ok(t) => t,
+            match state.db().totp_enabled(user.id).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    // The password was right; the session waits for the second factor.
+                    return match state.db().create_challenge(user.id).await {
+                        Ok(challenge) => {
+                            audit("ok", "password accepted, code asked", None).await;
+                            let mut resp = render(StatusCode::OK, "login_code.html", context! { challenge });
+                            set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
+                            resp
+                        }
+                        Err(e) => db_error(None, e),
+                    };
+                }
                 Err(e) => return db_error(None, e),
-            };
-            let tenant_id = match &user.tenant {
-                Some(t) => state.db().tenant(t).await.ok().map(|t| t.id),
-                None => None,
-            };
-            audit("ok", "", tenant_id).await;
-            let mut resp = Redirect::to("/").into_response();
-            set_cookie(&mut resp, SESSION_COOKIE, &token, SESSION_DAYS * 86_400);
-            set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
-            resp
+            }
+            start_session(&state, user.id, &user.tenant).await
         }
         LoginOutcome::BadCredentials => {
             audit("denied", "wrong user or password", None).await;
@@ -129,6 +133,152 @@ pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, For
             login_page(StatusCode::FORBIDDEN, Some("This account is disabled. Ask an administrator."))
         }
     }
+}
+
+/// Signs a user in: a session token in the cookie, then the start page.
+async fn start_session(state: &AppState, user_id: i64, tenant: &Option<String>) -> Response {
+    let (token, _) = match state.db().create_user_token(user_id, "web session", SESSION_DAYS).await {
+        Ok(t) => t,
+        Err(e) => return db_error(None, e),
+    };
+    let tenant_id = match tenant {
+        Some(t) => state.db().tenant(t).await.ok().map(|t| t.id),
+        None => None,
+    };
+    let name = state.db().user_name(user_id).await.unwrap_or_default();
+    let e = NewAudit {
+        actor: &format!("user:{name}"),
+        tenant_id,
+        action: "login.web",
+        target: &name,
+        outcome: "ok",
+        detail: "session started",
+        request_id: "web",
+    };
+    let _ = state.db().audit(e).await;
+    let mut resp = Redirect::to("/").into_response();
+    set_cookie(&mut resp, SESSION_COOKIE, &token, SESSION_DAYS * 86_400);
+    set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
+    resp
+}
+
+/// The second sign-in step.
+#[derive(Deserialize)]
+pub(super) struct CodeForm {
+    challenge: String,
+    code: String,
+}
+
+/// `POST /login/code`: the one-time code after the password. The challenge token (from the
+/// password step, valid 5 minutes) stands in for a CSRF token.
+pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<CodeForm>) -> Response {
+    let user_id = match state.db().challenge_user(&f.challenge).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return login_page(StatusCode::UNAUTHORIZED, Some("The sign-in took too long. Please start again."))
+        }
+        Err(e) => return db_error(None, e),
+    };
+    let name = state.db().user_name(user_id).await.unwrap_or_default();
+    match state.db().check_second_factor(user_id, &f.code).await {
+        Ok(true) => {
+            let _ = state.db().end_challenge(&f.challenge).await;
+            let tenant = state.db().user(&name).await.ok().and_then(|u| u.tenant);
+            start_session(&state, user_id, &tenant).await
+        }
+        Ok(false) => {
+            let e = NewAudit {
+                actor: &format!("user:{name}"),
+                tenant_id: None,
+                action: "login.web",
+                target: &name,
+                outcome: "denied",
+                detail: "wrong one-time code",
+                request_id: "web",
+            };
+            let _ = state.db().audit(e).await;
+            let mut resp = render(
+                StatusCode::UNAUTHORIZED,
+                "login_code.html",
+                context! {
+                    challenge => f.challenge, error => "That code is not right (or was already used). Try the next one.",
+                },
+            );
+            resp.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
+            resp
+        }
+        Err(e) => db_error(None, e),
+    }
+}
+
+/// `GET /account`.
+pub(super) async fn account(State(state): State<AppState>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    let uid = s.principal.user_id.unwrap_or(0);
+    let enabled = state.db().totp_enabled(uid).await.map_err(|e| db_error(Some(&s), e))?;
+    Ok(render(StatusCode::OK, "account.html", s.ctx(context! { enabled })))
+}
+
+/// `POST /account/totp/begin`: a new secret, shown as a QR code.
+pub(super) async fn totp_begin(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let uid = s.principal.user_id.unwrap_or(0);
+    let secret = state.db().begin_totp(uid).await.map_err(|e| db_error(Some(&s), e))?;
+    let qr = crate::totp::qr_svg(&crate::totp::uri(&secret, &s.me.name, "arca"));
+    Ok(render(StatusCode::OK, "account.html", s.ctx(context! { secret, qr })))
+}
+
+/// A form with a one-time code.
+#[derive(Deserialize)]
+pub(super) struct TotpForm {
+    csrf: String,
+    code: String,
+}
+
+/// `POST /account/totp/confirm`: turns two-factor sign-in on and shows the recovery codes once.
+pub(super) async fn totp_confirm(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<TotpForm>) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let uid = s.principal.user_id.unwrap_or(0);
+    let recovery = state.db().confirm_totp(uid, &f.code).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, s.principal.tenant_id, "user.totp.enable", &s.me.name, "ok", "web").await;
+    Ok(render(StatusCode::OK, "account.html", s.ctx(context! { recovery, enabled => true })))
+}
+
+/// `POST /account/totp/disable`: needs a current code.
+pub(super) async fn totp_disable(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<TotpForm>) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let uid = s.principal.user_id.unwrap_or(0);
+    if !state.db().check_second_factor(uid, &f.code).await.map_err(|e| db_error(Some(&s), e))? {
+        s.audit(&state, s.principal.tenant_id, "user.totp.disable", &s.me.name, "denied", "wrong code").await;
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "Not done",
+            "That code is not right; two-factor sign-in stays on.",
+            Some(&s),
+        ));
+    }
+    state.db().disable_totp(uid).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, s.principal.tenant_id, "user.totp.disable", &s.me.name, "ok", "web").await;
+    Ok(Redirect::to("/account").into_response())
+}
+
+/// `POST /account/signout-everywhere`: revokes every token of the user (sessions and API tokens).
+pub(super) async fn signout_everywhere(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let uid = s.principal.user_id.unwrap_or(0);
+    let n = state.db().revoke_user_tokens(uid).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, s.principal.tenant_id, "user.signout-everywhere", &s.me.name, "ok", &format!("{n} tokens")).await;
+    let mut resp = Redirect::to("/login").into_response();
+    set_cookie(&mut resp, SESSION_COOKIE, "", 0);
+    Ok(resp)
 }
 
 /// A form with only its CSRF token.
