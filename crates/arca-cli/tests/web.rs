@@ -139,6 +139,16 @@ fn provider_and_customer_in_the_browser() {
     b.screenshot("snapshots");
     b.go(&format!("{base}/tenants/globex"));
     assert!(b.text("#devices").contains("front-desk"));
+    // The provider sets a hard quota; the customer's admin is added from the same page.
+    b.fill("#hard-gb", "5");
+    b.click("#save-tenant");
+    b.wait_source("4.7 GiB");
+    let (_, t) = c.get_json(&c.admin, "/v1/admin/tenants/globex");
+    assert_eq!(t["hard_quota_bytes"], 5_000_000_000i64);
+    b.fill("#user-name", "globex-boss");
+    b.fill("#user-password", "globex boss password");
+    b.click("#add-user");
+    assert!(b.wait_source("globex-boss").contains("globex-boss"));
     b.screenshot("tenant");
 
     // Usage: the page and the CSV show the bytes that were sent and stored.

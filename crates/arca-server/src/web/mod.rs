@@ -55,6 +55,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit", get(pages::audit))
         .route("/tenants/{tenant}", get(pages::tenant))
         .route("/tenants/{tenant}/repos", post(pages::create_repo))
+        .route("/tenants/{tenant}/users", post(pages::create_user))
+        .route("/tenants/{tenant}/settings", post(pages::tenant_settings))
         .route("/tenants/{tenant}/devices", post(pages::add_device))
         .route("/tenants/{tenant}/devices/{device}/revoke", post(pages::revoke_device))
         .route("/repos/{repo}", get(pages::repo))

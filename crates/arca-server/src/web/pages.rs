@@ -460,6 +460,14 @@ fn lock_text(r: &Repository) -> String {
 }
 
 #[derive(Serialize)]
+struct UserView {
+    name: String,
+    role: &'static str,
+    created: String,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
 struct DeviceRow {
     name: String,
     repo: String,
@@ -501,6 +509,20 @@ async fn tenant_page(
             active: d.revoked_at == 0,
         })
         .collect();
+    let users: Vec<UserView> = state
+        .db()
+        .users(Some(t.id))
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|u| UserView {
+            name: u.name,
+            role: u.role.as_str(),
+            created: date(u.created_at),
+            status: if u.disabled { "disabled" } else { "active" },
+        })
+        .collect();
+    let plans = if s.me.admin { state.db().plans().await.map_err(err)? } else { Vec::new() };
     let (new_device, new_repo, new_token) = match new_device {
         Some((d, r, t)) => (Some(d), Some(r), Some(t)),
         None => (None, None, None),
@@ -511,7 +533,8 @@ async fn tenant_page(
         s.ctx(context! {
             tenant => t, stored => human(t.stored_bytes), quota => quota_text(t.hard_quota_bytes), status => status_text(t),
             repos => repo_rows, devices => device_rows, manage => can_manage_tenant(&s.principal, t.id),
-            new_device, new_repo, new_token, base_url => public_base(state, headers),
+            new_device, new_repo, new_token, base_url => public_base(state, headers), users, plans,
+            hard_gb => t.hard_quota_bytes as f64 / 1e9, soft_gb => t.soft_quota_bytes as f64 / 1e9,
         }),
     ))
 }
@@ -564,6 +587,97 @@ pub(super) async fn create_repo(
             Err(db_error(Some(&s), e))
         }
     }
+}
+
+/// The new-user form.
+#[derive(Deserialize)]
+pub(super) struct NewUserForm {
+    csrf: String,
+    name: String,
+    password: String,
+    role: String,
+}
+
+/// `POST /tenants/{tenant}/users`: a tenant admin or user (by the provider admin or the tenant's
+/// own admins).
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<NewUserForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    if !can_manage_tenant(&s.principal, t.id) {
+        s.audit(&state, Some(t.id), "user.create", &f.name, "denied", "web: may not manage the tenant").await;
+        return Err(forbidden(&s, "add users"));
+    }
+    let role = match crate::db::accounts::Role::parse(&f.role) {
+        Some(r @ (crate::db::accounts::Role::TenantAdmin | crate::db::accounts::Role::TenantUser)) => r,
+        _ => {
+            return Err(message(
+                StatusCode::BAD_REQUEST,
+                "Not done",
+                "A tenant's users are tenant admins or tenant users.",
+                Some(&s),
+            ))
+        }
+    };
+    match state.db().create_user(f.name.trim(), &f.password, role, Some(&t.name)).await {
+        Ok(u) => {
+            s.audit(&state, Some(t.id), "user.create", &u.name, "ok", "web").await;
+            Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+        }
+        Err(e) => {
+            s.audit(&state, Some(t.id), "user.create", &f.name, "denied", &e.to_string()).await;
+            Err(db_error(Some(&s), e))
+        }
+    }
+}
+
+/// The tenant settings form.
+#[derive(Deserialize)]
+pub(super) struct TenantSettingsForm {
+    csrf: String,
+    display_name: String,
+    #[serde(default)]
+    plan: String,
+    hard_gb: f64,
+    soft_gb: f64,
+    suspended: Option<String>,
+}
+
+/// `POST /tenants/{tenant}/settings`: plan, quotas, suspension (provider admins).
+pub(super) async fn tenant_settings(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<TenantSettingsForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    if !is_provider_admin(&s.principal) {
+        s.audit(&state, Some(t.id), "tenant.update", &t.name, "denied", "web: not a provider admin").await;
+        return Err(forbidden(&s, "change a tenant's plan, quotas or status"));
+    }
+    if !f.hard_gb.is_finite() || !f.soft_gb.is_finite() || f.hard_gb < 0.0 || f.soft_gb < 0.0 {
+        return Err(message(StatusCode::BAD_REQUEST, "Not done", "Quotas cannot be negative.", Some(&s)));
+    }
+    let plan = Some(f.plan.trim().to_string()).filter(|p| !p.is_empty());
+    // A new plan brings its quotas; otherwise the quotas typed here apply.
+    let change = crate::db::accounts::TenantChange {
+        display_name: Some(f.display_name.clone()),
+        hard_quota_bytes: plan.is_none().then(|| (f.hard_gb * 1e9).round() as i64),
+        soft_quota_bytes: plan.is_none().then(|| (f.soft_gb * 1e9).round() as i64),
+        plan,
+        suspended: Some(f.suspended.is_some()),
+    };
+    let detail = serde_json::to_string(&change).unwrap_or_default();
+    state.db().update_tenant(&t.name, &change).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, Some(t.id), "tenant.update", &t.name, "ok", &format!("web: {detail}")).await;
+    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
 /// The new-device form.
