@@ -904,6 +904,7 @@ impl Db {
             "SELECT k.id AS token_id, k.expires_at, \
                     u.id AS user_id, u.name AS user_name, u.role, u.tenant_id AS user_tenant, u.disabled, \
                     d.id AS device_id, d.name AS device_name, d.repo_id, d.tenant_id AS device_tenant, d.revoked_at, \
+                    d.last_seen_at, \
                     t.name AS tenant_name, t.suspended \
              FROM tokens k \
              LEFT JOIN users u ON u.id = k.user_id \
@@ -927,13 +928,17 @@ impl Db {
                 return Ok(None);
             }
             let name: String = col(&row, "device_name")?;
-            // Recorded at most once a minute per device, so backups do not write on every request.
-            sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
-                .bind(now())
-                .bind(device_id)
-                .bind(now() - 60)
-                .execute(self.pool())
-                .await?;
+            // Recorded at most once a minute per device, and the write is only issued when due:
+            // even an UPDATE that changes nothing takes SQLite's write lock and would queue every
+            // read behind the uploads.
+            if col::<Option<i64>>(&row, "last_seen_at")?.unwrap_or(0) < now() - 60 {
+                sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
+                    .bind(now())
+                    .bind(device_id)
+                    .bind(now() - 60)
+                    .execute(self.pool())
+                    .await?;
+            }
             return Ok(Some(Principal {
                 token_id,
                 role: Role::Device,
