@@ -626,7 +626,12 @@ impl Db {
             return Ok(LoginOutcome::Locked { until: locked_until });
         }
         if ok {
-            sqlx::query("UPDATE users SET failed_logins = 0 WHERE id = $1").bind(id).execute(self.pool()).await?;
+            // With a second factor, the count is cleared only once the code is right too;
+            // otherwise knowing the password would allow unlimited code guesses.
+            sqlx::query("UPDATE users SET failed_logins = 0 WHERE id = $1 AND totp_secret = ''")
+                .bind(id)
+                .execute(self.pool())
+                .await?;
             return Ok(LoginOutcome::Ok(self.user(name).await?));
         }
         let failed: i64 = sqlx::query_scalar(

@@ -209,6 +209,21 @@ mod tests {
             assert_eq!(db.challenge_user(&ch).await.unwrap(), Some(u.id));
             db.end_challenge(&ch).await.unwrap();
             assert_eq!(db.challenge_user(&ch).await.unwrap(), None);
+            // Knowing the password does not reset the count of wrong codes: guessing stays
+            // limited to the lockout.
+            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0").execute(db.pool()).await.unwrap();
+            for _ in 0..crate::db::accounts::LOCKOUT_AFTER - 1 {
+                assert!(matches!(
+                    db.check_login("boss", "long enough password").await.unwrap(),
+                    crate::db::accounts::LoginOutcome::Ok(_)
+                ));
+                assert!(!db.check_second_factor(u.id, "not-a-code").await.unwrap());
+            }
+            assert!(!db.check_second_factor(u.id, "still-not-a-code").await.unwrap());
+            assert!(matches!(
+                db.check_login("boss", "long enough password").await.unwrap(),
+                crate::db::accounts::LoginOutcome::Locked { .. }
+            ));
             db.disable_totp(u.id).await.unwrap();
             assert!(!db.totp_enabled(u.id).await.unwrap());
         }
