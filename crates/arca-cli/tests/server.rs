@@ -867,6 +867,15 @@ fn tls_with_a_provider_certificate() {
     }
     let out = arca(&["backup", src.to_str().unwrap()], &device, false);
     assert!(!out.status.success(), "a backup went to an untrusted server");
+    // The console's cookies are marked Secure over HTTPS.
+    let ca_pem = reqwest::Certificate::from_pem(&fs::read(&ca).unwrap()).unwrap();
+    let client = reqwest::blocking::Client::builder().add_root_certificate(ca_pem).build().unwrap();
+    let login = client.get(format!("{base}/login")).send().unwrap();
+    let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
     let _ = server.kill();
     let _ = server.wait();
 }

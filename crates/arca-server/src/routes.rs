@@ -39,6 +39,19 @@ pub(crate) async fn request_context(State(state): State<AppState>, req: Request,
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    // Over HTTPS, cookies (the console's session) are never sent back over plain HTTP.
+    if state.tls() {
+        let cookies: Vec<HeaderValue> = resp.headers().get_all(header::SET_COOKIE).iter().cloned().collect();
+        if !cookies.is_empty() {
+            resp.headers_mut().remove(header::SET_COOKIE);
+            for c in cookies {
+                let secured = format!("{}; Secure", c.to_str().unwrap_or_default());
+                if let Ok(v) = HeaderValue::from_str(&secured) {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+        }
+    }
     span.in_scope(|| {
         tracing::info!(status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "done");
     });
