@@ -317,13 +317,6 @@ impl Db {
                 .await?;
             }
         }
-        if inserted {
-            sqlx::query("UPDATE tenants SET stored_bytes = stored_bytes + $1 WHERE id = $2")
-                .bind(size)
-                .bind(repo.tenant_id)
-                .execute(&mut *tx)
-                .await?;
-        }
         meter(&mut tx, repo, delta).await?;
         tx.commit().await?;
         Ok(inserted)
@@ -332,14 +325,27 @@ impl Db {
     /// Removes an object from the catalogue (after the store deleted it, or to hide it first).
     /// Returns its row if it was there.
     pub async fn remove_object(&self, repo: &Repository, kind: &str, name: &str) -> Result<Option<ObjectRow>> {
+        self.uncatalogue(repo, kind, name, false).await
+    }
+
+    /// Removes a catalogue row (only a condemned one, if `only_condemned`) with its manifest and
+    /// its share of the counters, in one transaction. Returns the row if it was removed.
+    pub(crate) async fn uncatalogue(
+        &self,
+        repo: &Repository,
+        kind: &str,
+        name: &str,
+        only_condemned: bool,
+    ) -> Result<Option<ObjectRow>> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
-            "DELETE FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3 \
+            "DELETE FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3 AND condemned_at >= $4 \
              RETURNING name, size, created_at, logical_bytes",
         )
         .bind(repo.id)
         .bind(kind)
         .bind(name)
+        .bind(if only_condemned { 1i64 } else { 0 })
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -349,15 +355,13 @@ impl Db {
         let object = object_from(&row)?;
         let logical: i64 = col(&row, "logical_bytes")?;
         let manifests = match kind {
-            "snapshots" => "DELETE FROM snapshot_packs WHERE repo_id = $1 AND snapshot = $2",
-            _ => "DELETE FROM index_packs WHERE repo_id = $1 AND idx = $2",
+            "snapshots" => Some("DELETE FROM snapshot_packs WHERE repo_id = $1 AND snapshot = $2"),
+            "index" => Some("DELETE FROM index_packs WHERE repo_id = $1 AND idx = $2"),
+            _ => None,
         };
-        sqlx::query(manifests).bind(repo.id).bind(name).execute(&mut *tx).await?;
-        sqlx::query("UPDATE tenants SET stored_bytes = stored_bytes - $1 WHERE id = $2")
-            .bind(object.size)
-            .bind(repo.tenant_id)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(sql) = manifests {
+            sqlx::query(sql).bind(repo.id).bind(name).execute(&mut *tx).await?;
+        }
         meter(&mut tx, repo, Delta { bytes: -object.size, objects: -1, logical: -logical, ..Default::default() })
             .await?;
         tx.commit().await?;
@@ -390,9 +394,16 @@ async fn drop_reservation(tx: &mut Transaction<'static, Any>, r: &Reservation) -
     Ok(())
 }
 
-/// Applies a change to the repository's counters and adds it to today's metering row, which
-/// records the counters as they stand after the change.
+/// Applies a change to the repository's and tenant's counters and adds it to today's metering
+/// row, which records the counters as they stand after the change.
 pub(crate) async fn meter(tx: &mut Transaction<'static, Any>, repo: &Repository, d: Delta) -> Result<()> {
+    if d.bytes != 0 {
+        sqlx::query("UPDATE tenants SET stored_bytes = stored_bytes + $1 WHERE id = $2")
+            .bind(d.bytes)
+            .bind(repo.tenant_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     // The UPDATE also locks the repository row, so metering rows see counters in commit order.
     let row = sqlx::query(
         "UPDATE repositories SET stored_bytes = stored_bytes + $1, object_count = object_count + $2, \

@@ -177,30 +177,7 @@ impl Db {
     /// Uncatalogues a condemned pack, unless a snapshot revived it meanwhile. Returns whether it
     /// was removed (the caller then deletes its bytes).
     pub async fn remove_condemned(&self, repo: &Repository, kind: &str, name: &str) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(
-            "DELETE FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3 AND condemned_at > 0 \
-             RETURNING size",
-        )
-        .bind(repo.id)
-        .bind(kind)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.commit().await?;
-            return Ok(false);
-        };
-        let size: i64 = col(&row, "size")?;
-        sqlx::query("UPDATE tenants SET stored_bytes = stored_bytes - $1 WHERE id = $2")
-            .bind(size)
-            .bind(repo.tenant_id)
-            .execute(&mut *tx)
-            .await?;
-        let delta = super::catalog::Delta { bytes: -size, objects: -1, ..Default::default() };
-        super::catalog::meter(&mut tx, repo, delta).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self.uncatalogue(repo, kind, name, true).await?.is_some())
     }
 
     /// Index files past the lock whose every listed pack is gone.
