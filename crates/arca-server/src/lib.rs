@@ -23,6 +23,7 @@ mod routes;
 pub mod scrub;
 pub mod state;
 pub mod totp;
+pub mod units;
 pub mod web;
 
 use std::future::Future;

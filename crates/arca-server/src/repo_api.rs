@@ -26,6 +26,7 @@ use crate::db::now;
 use crate::errors::ApiError;
 use crate::routes::{authenticate, blocking, RequestId};
 use crate::state::AppState;
+use crate::units::human_bytes_exact;
 use crate::MAX_BODY;
 
 /// Default and largest page of a listing.
@@ -380,21 +381,6 @@ fn content_length(headers: &HeaderMap) -> Result<usize, ApiError> {
     Ok(len as usize)
 }
 
-fn human_bytes(n: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v.abs() >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {} ({n} bytes)", UNITS[u])
-    }
-}
-
 /// `PUT /v1/repos/{repo}/{kind}/{name}`: stores an object after checking it.
 ///
 /// Content-addressed kinds must hash (BLAKE3) to their name; a snapshot's plaintext manifest must
@@ -445,14 +431,14 @@ pub(crate) async fn put_object(
                 "quota exceeded: tenant {} stores {} of its hard quota of {}{}; this upload of {} would pass it. \
                  Nothing was stored. Forget and prune old snapshots, or ask your provider for a larger plan.",
                 t.repo.tenant,
-                human_bytes(refusal.stored_bytes),
-                human_bytes(refusal.hard_quota_bytes),
+                human_bytes_exact(refusal.stored_bytes),
+                human_bytes_exact(refusal.hard_quota_bytes),
                 if refusal.reserved_bytes > 0 {
-                    format!(" (plus {} being uploaded)", human_bytes(refusal.reserved_bytes))
+                    format!(" (plus {} being uploaded)", human_bytes_exact(refusal.reserved_bytes))
                 } else {
                     String::new()
                 },
-                human_bytes(refusal.requested_bytes),
+                human_bytes_exact(refusal.requested_bytes),
             );
             t.audit(&state, "object.put", &format!("{repo}/{kind}/{name}"), "denied", &message).await;
             return Err(ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message));
@@ -489,10 +475,10 @@ pub(crate) async fn put_object(
         let warning = format!(
             "tenant {} stores {}, past its soft quota of {}{}",
             tenant.name,
-            human_bytes(tenant.stored_bytes),
-            human_bytes(tenant.soft_quota_bytes),
+            human_bytes_exact(tenant.stored_bytes),
+            human_bytes_exact(tenant.soft_quota_bytes),
             if tenant.hard_quota_bytes > 0 {
-                format!("; uploads stop at the hard quota of {}", human_bytes(tenant.hard_quota_bytes))
+                format!("; uploads stop at the hard quota of {}", human_bytes_exact(tenant.hard_quota_bytes))
             } else {
                 String::new()
             }
@@ -629,11 +615,5 @@ mod tests {
         assert!(check_name(ObjectKind::Config, "config").is_ok());
         assert!(check_name(ObjectKind::Config, "other").is_err());
         assert!(check_name(ObjectKind::Lock, "..").is_err());
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_bytes(10), "10 B");
-        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB (3145728 bytes)");
     }
 }

@@ -94,15 +94,7 @@ impl HttpStore {
                 Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
             };
             // A rate-limited request waits as long as the server asks (at most half a minute).
-            let asked = match &result {
-                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => r
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s.min(30))),
-                _ => None,
-            };
+            let asked = result.as_ref().ok().and_then(retry_after);
             if retry && attempt < attempts {
                 let why = match &result {
                     Ok(r) => r.status().to_string(),
@@ -122,6 +114,19 @@ impl HttpStore {
             };
         }
     }
+}
+
+/// How long a rate-limited (429) answer asks the client to wait (its `Retry-After` in seconds),
+/// at most half a minute; `None` for other answers or without the header.
+pub fn retry_after(resp: &Response) -> Option<Duration> {
+    if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(30)))
 }
 
 /// The certificate authority in the PEM file named by `ARCA_CA_CERT`, if set: for servers whose

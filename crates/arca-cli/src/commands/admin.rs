@@ -7,6 +7,8 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use arca_server::units::human_bytes as human;
+
 use crate::cli::GlobalOpts;
 
 const LONG_ABOUT: &str = "\
@@ -338,21 +340,6 @@ fn parse_cents(s: &str) -> Result<i64> {
     Ok((v * 100.0).round() as i64)
 }
 
-fn human(n: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v.abs() >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 fn date(ts: i64) -> String {
     if ts == 0 {
         return "-".into();
@@ -421,14 +408,7 @@ impl Api {
             if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
                 break;
             }
-            let wait = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(1)
-                .min(30);
-            std::thread::sleep(std::time::Duration::from_secs(wait));
+            std::thread::sleep(arca_store::retry_after(&resp).unwrap_or(std::time::Duration::from_secs(1)));
             resp = rb
                 .try_clone()
                 .context("building the request")?

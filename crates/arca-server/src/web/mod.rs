@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::db::accounts::{Principal, Role};
 use crate::db::audit::NewAudit;
 use crate::state::AppState;
+use crate::units::human_bytes as human;
 
 /// The session cookie.
 const SESSION_COOKIE: &str = "arca_session";
@@ -125,7 +126,6 @@ pub(crate) struct Session {
     principal: Principal,
     me: Me,
     csrf: String,
-    token: String,
 }
 
 impl Session {
@@ -197,7 +197,7 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
         staff: principal.role.is_provider(),
         admin: principal.role == Role::ProviderAdmin,
     };
-    Ok(Session { csrf: csrf_for(token), token: token.to_string(), principal, me })
+    Ok(Session { csrf: csrf_for(token), principal, me })
 }
 
 /// Checks a form's CSRF token against the session's.
@@ -232,22 +232,6 @@ fn not_found(s: &Session, what: &str) -> Response {
 
 fn forbidden(s: &Session, what: &str) -> Response {
     message(StatusCode::FORBIDDEN, "Not allowed", &format!("Your role ({}) may not {what}.", s.me.role), Some(s))
-}
-
-/// Bytes for people.
-fn human(n: i64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v.abs() >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn date(ts: i64) -> String {

@@ -292,7 +292,6 @@ pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap, Fo
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     state.db().revoke_token(s.principal.token_id).await.map_err(|e| db_error(Some(&s), e))?;
-    let _ = &s.token;
     let mut resp = Redirect::to("/login").into_response();
     set_cookie(&mut resp, SESSION_COOKIE, "", 0);
     Ok(resp)
