@@ -109,6 +109,7 @@ pub enum Command {
     Version(commands::version::VersionArgs),
     Server(commands::server::ServerArgs),
     Admin(commands::admin::AdminArgs),
+    Appliance(commands::appliance::ApplianceArgs),
 }
 
 /// `--host`, `--tag`, `--path`: which snapshots a command considers.

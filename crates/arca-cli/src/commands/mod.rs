@@ -2,6 +2,7 @@
 //! that returns the exit code.
 
 pub mod admin;
+pub mod appliance;
 pub mod backup;
 pub mod check;
 pub mod copy;
@@ -49,6 +50,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Version(a) => version::run(g, a),
         Command::Server(a) => server::run(g, a),
         Command::Admin(a) => admin::run(g, a),
+        Command::Appliance(a) => appliance::run(g, a),
     }
 }
 

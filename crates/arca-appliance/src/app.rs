@@ -1,0 +1,185 @@
+//! The running appliance: opens the local repository, starts one scheduler task per share and the
+//! replication task, and serves the WebDAV shares and the status page on one listener.
+//!
+//! What may run at the same time: WebDAV requests (any number; they read the local repository's
+//! snapshots through the catalogue's current view and never wait for jobs); at most one snapshot
+//! job (shares take turns through `jobs`); one replication pass.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arca_core::crypto::MasterKey;
+use arca_core::repository::{DynStore, Repository};
+use arca_store::LocalStore;
+use axum::response::Redirect;
+use axum::routing::get;
+use axum::Router;
+use chrono::{Local, Utc};
+use tokio::net::TcpListener;
+
+use crate::catalog::Catalog;
+use crate::config::{Config, ShareConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::replicate::Replicator;
+use crate::schedule::Schedule;
+use crate::share::Dav;
+use crate::snapshot::snapshot_share;
+use crate::status::{ReplicationStatus, ShareStatus, SnapshotRef, Status, StatusBoard};
+use crate::users::Users;
+
+/// The parts the tasks share.
+struct Shared {
+    store: DynStore,
+    key: MasterKey,
+    catalog: Arc<Catalog>,
+    status: Arc<StatusBoard>,
+    jobs: tokio::sync::Mutex<()>,
+    replicate: Arc<tokio::sync::Notify>,
+}
+
+/// A started appliance: its address, and the future that serves it.
+pub struct Running {
+    /// The address it listens on (with the real port when the configuration said 0).
+    pub addr: SocketAddr,
+    server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl Running {
+    /// Serves until the process ends (or the listener fails).
+    pub async fn serve(self) -> Result<()> {
+        self.server.await.map_err(|e| Error::new(ErrorKind::Io, format!("serving: {e}")))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::new(ErrorKind::Io, format!("a worker thread failed: {e}")))?
+}
+
+/// Opens everything `config` names, starts the tasks and binds the listener.
+pub async fn start(config: Config) -> Result<Running> {
+    let password = config.repository.password()?;
+    let repo_path = config.repository.path.clone();
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("creating the data directory {}: {e}", config.data_dir.display())))?;
+    let store: DynStore = Arc::new(LocalStore::new(&repo_path));
+    let s = store.clone();
+    let key = blocking(move || {
+        let repo = Repository::open(s, password.as_bytes())
+            .map_err(|e| Error::from(e).context(format!("opening the local repository {}", repo_path.display())))?;
+        Ok(repo.key().as_ref().clone())
+    })
+    .await?;
+    let folders = config.shares.iter().map(|(n, s)| (n.clone(), s.path.clone())).collect();
+    let (s, k) = (store.clone(), key.clone());
+    let catalog = Arc::new(blocking(move || Catalog::open(s, k, folders)).await?);
+
+    let mut status = Status { version: env!("CARGO_PKG_VERSION").to_string(), started: Some(Utc::now()), ..Status::default() };
+    let view = catalog.view();
+    for (name, share) in &config.shares {
+        let snaps = view.shares.get(name).cloned().unwrap_or_default();
+        status.shares.insert(
+            name.clone(),
+            ShareStatus {
+                path: share.path.display().to_string(),
+                schedule: share.schedule.clone(),
+                snapshots: snaps.len(),
+                last_snapshot: snaps.last().map(|s| SnapshotRef { id: s.id.to_hex(), time: s.time }),
+                ..ShareStatus::default()
+            },
+        );
+    }
+    if let Some(p) = &config.provider {
+        status.replication = Some(ReplicationStatus {
+            provider: p.url.clone(),
+            state: "starting".into(),
+            upload_limit: p.upload_limit.map(|r| r.0),
+            ..ReplicationStatus::default()
+        });
+    }
+    let status = Arc::new(StatusBoard::new(status, Some(config.data_dir.join("status.json"))));
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        key,
+        catalog: catalog.clone(),
+        status: status.clone(),
+        jobs: tokio::sync::Mutex::new(()),
+        replicate: Arc::new(tokio::sync::Notify::new()),
+    });
+
+    for (name, share) in &config.shares {
+        if let Some(text) = &share.schedule {
+            let schedule = Schedule::parse(text)?;
+            tokio::spawn(schedule_loop(shared.clone(), name.clone(), share.clone(), schedule));
+        }
+    }
+    if let Some(p) = &config.provider {
+        let replicator = Arc::new(Replicator::new(store, config.repository.path.clone(), p, status.clone())?);
+        tokio::spawn(replicator.run(shared.replicate.clone()));
+    }
+
+    let hashes = config.users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect();
+    let users = Arc::new(blocking(move || Ok(Users::new(hashes))).await?);
+    let dav = Arc::new(Dav::new(&config.shares, users, catalog, config.max_upload.0));
+    let app = Router::new()
+        .route("/", get(|| async { Redirect::to("/status") }))
+        .merge(dav.router())
+        .merge(status.router());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("listening on {}: {e}", config.listen)))?;
+    let addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    tracing::info!("appliance listening on {addr}");
+    let server = Box::pin(async move { axum::serve(listener, app).await });
+    Ok(Running { addr, server })
+}
+
+/// Takes share `name`'s snapshots on its schedule, forever.
+async fn schedule_loop(shared: Arc<Shared>, name: String, share: ShareConfig, schedule: Schedule) {
+    loop {
+        let Some(next) = schedule.next_after(Local::now()) else {
+            tracing::warn!("share {name}: schedule {} never fires again", schedule.as_str());
+            return;
+        };
+        shared.status.share(&name, |s| s.next_snapshot = Some(next.with_timezone(&Utc)));
+        let wait = (next - Local::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        run_job(&shared, &name, &share).await;
+    }
+}
+
+/// Runs one snapshot job of share `name` and records its outcome.
+async fn run_job(shared: &Arc<Shared>, name: &str, share: &ShareConfig) {
+    let _turn = shared.jobs.lock().await;
+    let (store, key, n, folder) = (shared.store.clone(), shared.key.clone(), name.to_string(), share.path.clone());
+    let policy = share.retention.policy();
+    let outcome = blocking(move || snapshot_share(store, key, &n, &folder, &policy?)).await;
+    let catalog = shared.catalog.clone();
+    if let Err(e) = blocking(move || catalog.refresh()).await {
+        tracing::warn!("refreshing previous versions: {e}");
+    }
+    let count = shared.catalog.view().shares.get(name).map_or(0, |l| l.len());
+    match outcome {
+        Ok(done) => {
+            tracing::info!("share {name}: snapshot {} ({} files, {} bytes new)", &done.id[..8], done.files, done.added);
+            shared.status.share(name, |s| {
+                s.last_snapshot = Some(SnapshotRef { id: done.id.clone(), time: done.time });
+                s.last_run = Some(Utc::now());
+                s.last_error = if done.warnings.is_empty() {
+                    None
+                } else {
+                    Some(format!("{} entries could not be read: {}", done.warnings.len(), done.warnings[0]))
+                };
+                s.snapshots = count;
+            });
+            shared.replicate.notify_one();
+        }
+        Err(e) => {
+            tracing::error!("share {name}: {e}");
+            shared.status.share(name, |s| {
+                s.last_run = Some(Utc::now());
+                s.last_error = Some(e.to_string());
+                s.snapshots = count;
+            });
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The arca office appliance: one process on a machine in the customer's office that
+//!
+//! - serves folders as WebDAV shares to the office, with users of its own ([`share`], [`users`]);
+//! - snapshots each share on a cron schedule into a local arca repository and applies its
+//!   retention policy ([`schedule`], [`snapshot`]);
+//! - shows every snapshot read-only as "previous versions" inside the share, under
+//!   `/.snapshots/<time>/` ([`snapshots_fs`], [`catalog`]);
+//! - replicates the repository to the tenant's repository at the provider, byte for byte,
+//!   resumable, throttled and verified ([`replicate`], [`throttle`]);
+//! - reports what it does on a status page ([`status`]).
+//!
+//! The configuration is one TOML file ([`config`]); [`start`] runs everything it names.
+#![warn(missing_docs)]
+
+mod app;
+pub mod catalog;
+pub mod config;
+mod error;
+pub mod replicate;
+pub mod schedule;
+pub mod share;
+pub mod snapshot;
+pub mod snapshots_fs;
+pub mod status;
+pub mod throttle;
+pub mod users;
+
+pub use app::{start, Running};
+pub use config::Config;
+pub use error::{Error, ErrorKind, Result};
+pub use users::hash_password;

@@ -1,0 +1,307 @@
+//! Replication: the local repository's objects, copied byte for byte to the tenant's repository on
+//! the provider's `arca server`.
+//!
+//! Objects are content-addressed and never change, so "the provider has it" is "the provider
+//! lists that name", and a pass is a set difference. Nothing is decrypted or re-encrypted: the
+//! provider repository opens with the same password, because the key slots and the config are
+//! copied too (key slots are the master key sealed under the password; the provider cannot open
+//! them without it). Lock files and prune marks are local coordination and are not copied.
+//!
+//! One pass, in steps:
+//! 1. Take a shared lock on the local repository, so a local prune does not delete packs this pass
+//!    may still read (prune waits for it, or leaves the deletion to a later run).
+//! 2. Make sure the provider repository exists: create it, upload the key slots, then the config
+//!    (the config last: it is what makes a store a repository). An existing config must be
+//!    byte-identical to ours, or this is someone else's repository and the pass stops.
+//! 3. List the local snapshots first, then index files, then packs: a backup writes packs, then
+//!    indexes, then the snapshot, so every listed snapshot's objects are in the later listings.
+//! 4. List what the provider has. An object it has with another size is damage: reported, never
+//!    overwritten (the server refuses overwrites anyway).
+//! 5. Upload what is missing, in the order packs, indexes, snapshots (the server refuses a
+//!    snapshot whose packs it lacks). Each object is read, checked against its name (the BLAKE3 of
+//!    its bytes; a damaged local object is reported, not sent), paced by the upload limit, sent,
+//!    then checked on arrival with a HEAD for its size (the server verified the hash).
+//!
+//! Deleting or pruning locally never deletes at the provider: a pass only ever uploads. A
+//! killed pass loses at most the object in flight; the next pass (after a restart too) starts from
+//! what the provider lists. Errors are retried with exponential backoff.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arca_core::id::{content_hash, PackId};
+use arca_core::lock::LockGuard;
+use arca_core::repository::DynStore;
+use arca_store::{HttpStore, ObjectKind, Store};
+use chrono::{Timelike, Utc};
+
+use crate::config::{ProviderConfig, TimeWindow};
+use crate::error::{Error, ErrorKind, Result};
+use crate::status::StatusBoard;
+use crate::throttle::Throttled;
+
+/// First pause after a failed pass; it doubles up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest pause between failed passes.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A pass also runs this often without a new snapshot (to catch up after an outage).
+pub const PERIOD: Duration = Duration::from_secs(600);
+
+/// Kinds copied, in upload order.
+const DATA_KINDS: [ObjectKind; 4] = [ObjectKind::DataPack, ObjectKind::MetaPack, ObjectKind::Index, ObjectKind::Snapshot];
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Objects uploaded.
+    pub uploaded: u64,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Objects the provider already had.
+    pub present: u64,
+    /// Objects that vanished locally before they were sent (pruned meanwhile).
+    pub vanished: u64,
+}
+
+/// Copies the local repository to the provider.
+pub struct Replicator {
+    local: DynStore,
+    local_root: std::path::PathBuf,
+    remote: Arc<Throttled<HttpStore>>,
+    windows: Vec<TimeWindow>,
+    status: Arc<StatusBoard>,
+}
+
+impl Replicator {
+    /// A replicator from `local` to the provider in `cfg`.
+    pub fn new(
+        local: DynStore,
+        local_root: std::path::PathBuf,
+        cfg: &ProviderConfig,
+        status: Arc<StatusBoard>,
+    ) -> Result<Replicator> {
+        let token = cfg.token()?;
+        let http = HttpStore::new(&cfg.url, &token).map_err(|e| Error::config(format!("provider: {e}")))?;
+        let remote = Arc::new(Throttled::new(http, cfg.upload_limit.map(|r| r.0)));
+        Ok(Replicator { local, local_root, remote, windows: cfg.windows.clone(), status })
+    }
+
+    /// Whether uploads may run now (inside a window, or no windows configured).
+    fn in_window(&self) -> bool {
+        if self.windows.is_empty() {
+            return true;
+        }
+        let now = chrono::Local::now();
+        let minute = now.hour() * 60 + now.minute();
+        self.windows.iter().any(|w| w.contains(minute))
+    }
+
+    /// Waits (blocking) until uploads may run.
+    fn wait_for_window(&self) {
+        if self.in_window() {
+            return;
+        }
+        self.status.replication(|r| r.state = "waiting for window".into());
+        while !self.in_window() {
+            std::thread::sleep(Duration::from_secs(20));
+        }
+        self.status.replication(|r| r.state = "uploading".into());
+    }
+
+    /// Makes sure the provider repository exists and is ours (steps 1–2 of a pass).
+    fn ensure_remote(&self) -> Result<()> {
+        let config = self.local.get(ObjectKind::Config, "config")?;
+        match self.remote.get(ObjectKind::Config, "config") {
+            Ok(theirs) if theirs == config => {}
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::Provider,
+                    format!(
+                        "the provider repository {} holds a different repository (its config differs); \
+                         nothing was uploaded. Give the appliance an empty repository of its own.",
+                        self.remote.location()
+                    ),
+                ))
+            }
+            Err(e) if e.is_not_found() => {
+                if let Err(e) = self.remote.create() {
+                    if e.kind() != arca_store::ErrorKind::AlreadyExists {
+                        tracing::debug!("creating the provider repository: {e} (uploading the config decides)");
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Key slots first (new slots added locally follow), the config last.
+        let theirs: HashSet<String> = self.remote.list(ObjectKind::Key)?.into_iter().map(|o| o.name).collect();
+        for slot in self.local.list(ObjectKind::Key)? {
+            if !theirs.contains(&slot.name) {
+                let bytes = self.local.get(ObjectKind::Key, &slot.name)?;
+                self.remote.put(ObjectKind::Key, &slot.name, &bytes)?;
+            }
+        }
+        if self.remote.stat(ObjectKind::Config, "config")?.is_none() {
+            self.remote.put(ObjectKind::Config, "config", &config)?;
+        }
+        Ok(())
+    }
+
+    /// One pass (see the module documentation). Blocking.
+    pub fn pass(&self) -> Result<PassReport> {
+        let _lock = LockGuard::acquire(self.local.clone(), "replicate")?;
+        self.wait_for_window();
+        self.ensure_remote()?;
+        // Step 3: local listings, snapshots first.
+        let mut local: HashMap<ObjectKind, Vec<(String, u64)>> = HashMap::new();
+        for kind in DATA_KINDS.iter().rev() {
+            let list = self.local.list(*kind)?.into_iter().map(|o| (o.name, o.size)).collect();
+            local.insert(*kind, list);
+        }
+        let marked: HashSet<String> =
+            arca_core::pending::marked_packs(&self.local)?.iter().map(PackId::to_hex).collect();
+        // Step 4: what the provider has.
+        let mut report = PassReport::default();
+        let mut todo: Vec<(ObjectKind, String, u64)> = Vec::new();
+        for kind in DATA_KINDS {
+            let theirs: HashMap<String, u64> = self.remote.list(kind)?.into_iter().map(|o| (o.name, o.size)).collect();
+            for (name, size) in &local[&kind] {
+                match theirs.get(name) {
+                    Some(s) if s == size => report.present += 1,
+                    Some(s) => {
+                        return Err(Error::new(
+                            ErrorKind::Provider,
+                            format!(
+                                "the provider's copy of {kind} object {name} has {s} bytes, ours {size}: it is damaged \
+                                 there (ask the provider to scrub and remove it); replication stopped"
+                            ),
+                        ))
+                    }
+                    None if kind.is_fanned_out() && marked.contains(name) => {}
+                    None => todo.push((kind, name.clone(), *size)),
+                }
+            }
+        }
+        let snapshots_waiting: Vec<&String> =
+            todo.iter().filter(|(k, _, _)| *k == ObjectKind::Snapshot).map(|(_, n, _)| n).collect();
+        let pending_bytes: u64 = todo.iter().map(|(_, _, s)| s).sum();
+        let oldest = self.oldest_snapshot_time(&snapshots_waiting);
+        let waiting = snapshots_waiting.len();
+        self.status.replication(|r| {
+            r.pending_snapshots = waiting;
+            r.pending_bytes = pending_bytes;
+            r.oldest_pending = oldest;
+            r.state = if todo.is_empty() { "idle".into() } else { "uploading".into() };
+        });
+        // Step 5: upload.
+        let mut left = pending_bytes;
+        let mut snapshots_left = waiting;
+        for (kind, name, size) in todo {
+            self.wait_for_window();
+            let bytes = match self.local.get(kind, &name) {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => {
+                    report.vanished += 1;
+                    continue;
+                }
+                Err(e) => return Err(Error::from(e).context(format!("reading local {kind} object {name}"))),
+            };
+            if hex::encode(content_hash(&bytes)) != name {
+                return Err(Error::new(
+                    ErrorKind::Repository,
+                    format!(
+                        "local {kind} object {name} is damaged (its bytes do not hash to its name); it was not sent. \
+                         Run `arca check --read-data` on the local repository."
+                    ),
+                ));
+            }
+            self.remote.put(kind, &name, &bytes).map_err(|e| Error::from(e).context(format!("uploading {kind} object {name}")))?;
+            match self.remote.stat(kind, &name)? {
+                Some(s) if s == bytes.len() as u64 => {}
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::Provider,
+                        format!("after uploading {kind} object {name} ({} bytes) the provider reports {other:?}", bytes.len()),
+                    ))
+                }
+            }
+            report.uploaded += 1;
+            report.bytes += bytes.len() as u64;
+            left = left.saturating_sub(size);
+            if kind == ObjectKind::Snapshot {
+                snapshots_left -= 1;
+            }
+            let total = self.remote.uploaded.load(Ordering::Relaxed);
+            self.status.replication(|r| {
+                r.pending_bytes = left;
+                r.pending_snapshots = snapshots_left;
+                r.uploaded_bytes = total;
+                r.uploaded_objects += 1;
+            });
+        }
+        Ok(report)
+    }
+
+    /// The time of the oldest of these local snapshots (unreadable ones are skipped).
+    fn oldest_snapshot_time(&self, names: &[&String]) -> Option<chrono::DateTime<Utc>> {
+        // Snapshot times are inside the encrypted part; the object's modification time on disk is
+        // close enough for a lag display and needs no key.
+        names
+            .iter()
+            .filter_map(|n| std::fs::metadata(self.local_root.join("snapshots").join(n)).ok())
+            .filter_map(|m| m.modified().ok())
+            .map(chrono::DateTime::<Utc>::from)
+            .min()
+    }
+
+    /// Runs passes forever: at start, after every `wake`, and every [`PERIOD`]; failed passes are
+    /// retried with exponential backoff.
+    pub async fn run(self: Arc<Self>, wake: Arc<tokio::sync::Notify>) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let me = self.clone();
+            let result = tokio::task::spawn_blocking(move || me.pass()).await;
+            let result = result.unwrap_or_else(|e| Err(Error::new(ErrorKind::Io, format!("replication crashed: {e}"))));
+            match result {
+                Ok(report) => {
+                    backoff = FIRST_BACKOFF;
+                    if report.uploaded > 0 {
+                        tracing::info!(
+                            "replication: uploaded {} objects ({} bytes); the provider had {}",
+                            report.uploaded,
+                            report.bytes,
+                            report.present
+                        );
+                    }
+                    self.status.replication(|r| {
+                        r.state = "idle".into();
+                        r.last_error = None;
+                        r.next_attempt = None;
+                        if report.vanished == 0 {
+                            r.last_success = Some(Utc::now());
+                            r.pending_snapshots = 0;
+                            r.pending_bytes = 0;
+                            r.oldest_pending = None;
+                        }
+                    });
+                    if report.vanished > 0 {
+                        continue;
+                    }
+                    let _ = tokio::time::timeout(PERIOD, wake.notified()).await;
+                }
+                Err(e) => {
+                    tracing::warn!("replication: {e}; retrying in {backoff:?}");
+                    let next = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default();
+                    self.status.replication(|r| {
+                        r.state = "backing off".into();
+                        r.last_error = Some(e.to_string());
+                        r.next_attempt = Some(next);
+                    });
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The WebDAV endpoint: `/dav/<share>/…`, HTTP Basic authentication against the appliance's
+//! users, then dav-server over the share's [`ShareFs`] with an in-memory lock system.
+//!
+//! Before dav-server sees a request it is checked here: a path with `..` or `.` segments (raw or
+//! percent-encoded) is refused with 400, a body declared larger than `max_upload` with 413, and a
+//! body without a declared length is cut off at `max_upload`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use base64::Engine;
+use dav_server::{memls::MemLs, DavConfig, DavHandler};
+
+use super::fs::ShareFs;
+use crate::catalog::Catalog;
+use crate::config::ShareConfig;
+use crate::users::Users;
+
+/// One share as the endpoint serves it.
+struct Share {
+    handler: DavHandler,
+    /// Users allowed (empty: all).
+    users: Vec<String>,
+}
+
+/// Everything the endpoint needs.
+pub struct Dav {
+    shares: BTreeMap<String, Share>,
+    users: Arc<Users>,
+    max_upload: u64,
+}
+
+impl Dav {
+    /// The endpoint for `shares`.
+    pub fn new(
+        shares: &BTreeMap<String, ShareConfig>,
+        users: Arc<Users>,
+        catalog: Arc<Catalog>,
+        max_upload: u64,
+    ) -> Dav {
+        let shares = shares
+            .iter()
+            .map(|(name, cfg)| {
+                let handler = DavHandler::builder()
+                    .filesystem(Box::new(ShareFs::new(cfg.path.clone(), name, catalog.clone())))
+                    .locksystem(MemLs::new())
+                    .strip_prefix(format!("/dav/{name}"))
+                    .hide_symlinks(true)
+                    .build_handler();
+                (name.clone(), Share { handler, users: cfg.users.clone() })
+            })
+            .collect();
+        Dav { shares, users, max_upload }
+    }
+
+    /// The routes under `/dav`.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/dav/{share}", any(handle))
+            .route("/dav/{share}/", any(handle))
+            .route("/dav/{share}/{*path}", any(handle))
+            .with_state(self)
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
+}
+
+fn unauthorized() -> Response {
+    let mut r = refuse(StatusCode::UNAUTHORIZED, "a share user name and password are needed");
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"arca appliance\", charset=\"UTF-8\""));
+    r
+}
+
+/// The user and password of a Basic `Authorization` header.
+fn basic_credentials(req: &Request) -> Option<(String, String)> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Whether a raw request path has a `.` or `..` segment, plain or percent-encoded.
+fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let lower = seg.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+/// The share name from `/dav/<share>/…`.
+fn share_name(path: &str) -> Option<&str> {
+    path.strip_prefix("/dav/")?.split('/').next().filter(|s| !s.is_empty())
+}
+
+async fn handle(State(dav): State<Arc<Dav>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    if has_dot_segments(&path) {
+        return refuse(StatusCode::BAD_REQUEST, "paths with '.' or '..' segments are refused");
+    }
+    let Some((user, password)) = basic_credentials(&req) else { return unauthorized() };
+    if !dav.users.verify(&user, &password).await {
+        tracing::warn!(user = %user, "WebDAV: wrong user name or password");
+        return unauthorized();
+    }
+    let Some(share) = share_name(&path).and_then(|n| dav.shares.get(n)) else {
+        return refuse(StatusCode::NOT_FOUND, "there is no such share");
+    };
+    if !share.users.is_empty() && !share.users.contains(&user) {
+        return refuse(StatusCode::FORBIDDEN, "this user may not use this share");
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > dav.max_upload) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than this appliance's max_upload of {} bytes", dav.max_upload),
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, dav.max_upload as usize);
+    let req = Request::from_parts(parts, Body::new(limited));
+    let config = DavConfig::new().principal(user);
+    share.handler.handle_with(config, req).await.map(Body::new).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling() {
+        assert!(has_dot_segments("/dav/docs/../etc/passwd"));
+        assert!(has_dot_segments("/dav/docs/%2e%2e/x"));
+        assert!(has_dot_segments("/dav/docs/%2E./x"));
+        assert!(has_dot_segments("/dav/docs/./x"));
+        assert!(!has_dot_segments("/dav/docs/..hidden/x"));
+        assert!(!has_dot_segments("/dav/docs/.snapshots/x"));
+        assert_eq!(share_name("/dav/docs/a"), Some("docs"));
+        assert_eq!(share_name("/dav/"), None);
+    }
+}

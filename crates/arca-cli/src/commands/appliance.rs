@@ -1,0 +1,163 @@
+//! `arca appliance`: runs the office appliance (see the `arca-appliance` crate), makes password
+//! hashes for its users, and reports its status.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use arca_appliance::status::Status;
+use arca_appliance::Config;
+use clap::{Args, Subcommand};
+
+use crate::cli::GlobalOpts;
+use crate::output::print_json;
+
+const ABOUT: &str = "\
+Run the office appliance: WebDAV shares, scheduled snapshots into a local repository, previous
+versions under /.snapshots in every share, and replication to the provider.
+
+The configuration file is described in the arca-appliance crate's documentation (config.rs).
+The local repository must exist first: `arca init -r /var/lib/arca-appliance/repo`.
+
+Examples:
+  arca appliance --config /etc/arca/appliance.toml
+  ARCA_NEW_PASSWORD=... arca appliance hash-password
+  arca appliance --config /etc/arca/appliance.toml status --json";
+
+/// `arca appliance`.
+#[derive(Debug, Args)]
+#[command(about = "Run the office appliance (file share, snapshots, replication)", long_about = ABOUT)]
+pub struct ApplianceArgs {
+    /// The appliance's configuration file
+    #[arg(long, short = 'c', value_name = "FILE", env = "ARCA_APPLIANCE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<ApplianceCommand>,
+}
+
+/// Subcommands of `arca appliance` (none: run it).
+#[derive(Debug, Subcommand)]
+pub enum ApplianceCommand {
+    /// Print an Argon2id hash of a share user's password, for `password_hash` in the configuration
+    /// (the password comes from ARCA_NEW_PASSWORD or a prompt)
+    HashPassword,
+    /// Show what a running appliance is doing (from its /status.json, or its last recorded state)
+    Status {
+        /// The appliance's address, if the configuration's listen address does not reach it
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
+/// Runs `arca appliance`.
+pub fn run(g: &GlobalOpts, a: &ApplianceArgs) -> Result<i32> {
+    match &a.command {
+        Some(ApplianceCommand::HashPassword) => hash_password(),
+        Some(ApplianceCommand::Status { url }) => status(g, a, url.as_deref()),
+        None => serve(a),
+    }
+}
+
+fn config(a: &ApplianceArgs) -> Result<Config> {
+    let Some(path) = &a.config else { bail!("give the configuration file with --config FILE") };
+    Ok(Config::load(path)?)
+}
+
+fn serve(a: &ApplianceArgs) -> Result<i32> {
+    let config = config(a)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("arca-appliance")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let running = arca_appliance::start(config).await.context("starting the appliance")?;
+        println!("arca appliance listening on http://{}", running.addr);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        running.serve().await.context("serving")?;
+        Ok(crate::exit::OK)
+    })
+}
+
+fn hash_password() -> Result<i32> {
+    let password = match std::env::var("ARCA_NEW_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let first = rpassword::prompt_password("share user's password: ").context("reading the password")?;
+            let again = rpassword::prompt_password("the same again: ").context("reading the password")?;
+            if first != again {
+                bail!("the two passwords differ; nothing was hashed");
+            }
+            first
+        }
+    };
+    println!("{}", arca_appliance::hash_password(&password)?);
+    Ok(crate::exit::OK)
+}
+
+fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
+    let (base, state_file) = match (url, &a.config) {
+        (Some(u), _) => (u.trim_end_matches('/').to_string(), a.config.as_ref().map(|_| config(a)).transpose()?),
+        (None, Some(_)) => {
+            let c = config(a)?;
+            let mut addr = c.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            (format!("http://{addr}"), Some(c))
+        }
+        (None, None) => bail!("give the configuration file with --config FILE, or the appliance's address with --url"),
+    };
+    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+    let live = client
+        .get(format!("{base}/status.json"))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.bytes())
+        .map_err(anyhow::Error::from)
+        .and_then(|b| serde_json::from_slice::<Status>(&b).context("reading its status"));
+    let (status, live) = match live {
+        Ok(s) => (s, true),
+        Err(e) => {
+            let Some(c) = state_file else {
+                bail!("the appliance at {base} did not answer ({e}) and no configuration was given to find its state file")
+            };
+            let file = c.data_dir.join("status.json");
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("the appliance at {base} did not answer ({e}); reading {}", file.display()))?;
+            eprintln!("the appliance at {base} did not answer ({e}); showing its last recorded state");
+            (serde_json::from_slice(&bytes).with_context(|| format!("reading {}", file.display()))?, false)
+        }
+    };
+    if g.json {
+        let mut v = serde_json::to_value(&status)?;
+        v["live"] = serde_json::Value::Bool(live);
+        print_json(&v)?;
+        return Ok(crate::exit::OK);
+    }
+    for (name, s) in &status.shares {
+        let last = s.last_snapshot.as_ref().map(|l| format!("{} ({})", l.time, &l.id[..8])).unwrap_or_else(|| "none".into());
+        println!("share {name}: {} snapshots, last {last}, schedule {}", s.snapshots, s.schedule.as_deref().unwrap_or("none"));
+        if let Some(e) = &s.last_error {
+            println!("  problem: {e}");
+        }
+    }
+    match &status.replication {
+        None => println!("replication: no provider configured"),
+        Some(r) => {
+            println!(
+                "replication to {}: {}; {} snapshots and {} bytes waiting; last complete {}",
+                r.provider,
+                r.state,
+                r.pending_snapshots,
+                r.pending_bytes,
+                r.last_success.map(|t| t.to_string()).unwrap_or_else(|| "never".into())
+            );
+            if let Some(e) = &r.last_error {
+                println!("  problem: {e}");
+            }
+        }
+    }
+    Ok(crate::exit::OK)
+}
