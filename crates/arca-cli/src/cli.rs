@@ -109,6 +109,7 @@ pub enum Command {
     Version(commands::version::VersionArgs),
     Server(commands::server::ServerArgs),
     Admin(commands::admin::AdminArgs),
+    Nbd(commands::nbd::NbdArgs),
     Appliance(commands::appliance::ApplianceArgs),
 }
 

@@ -15,6 +15,7 @@ macro_rules! say {
 
 mod cli;
 mod commands;
+mod nbd;
 mod output;
 mod progress;
 mod repo;

@@ -4,7 +4,8 @@
 //! - [`id`], [`crypto`], [`keys`], [`config`]: identifiers, keys, the plaintext config;
 //! - [`chunker`], [`pack`], [`envelope`], [`index`], [`tree`], [`snapshot`]: the stored formats;
 //! - [`repository`]: an opened repository (store + key + index) with typed reads and writes;
-//! - engines: [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`copy`].
+//! - engines: [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`copy`], [`image`];
+//! - [`reader`]: random access to one stored file through a bounded blob cache (NBD, mount).
 //!
 //! This crate never speaks HTTP and never touches a database: the server and the appliance build
 //! on it, not the other way round.
@@ -21,6 +22,7 @@ mod error;
 pub mod forget;
 pub mod fsmeta;
 pub mod id;
+pub mod image;
 pub mod index;
 pub mod keys;
 pub mod lock;
@@ -28,6 +30,8 @@ pub mod pack;
 pub mod packer;
 pub mod pending;
 pub mod prune;
+pub mod qcow2;
+pub mod reader;
 pub mod repair;
 pub mod repository;
 pub mod restore;

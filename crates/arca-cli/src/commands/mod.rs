@@ -10,9 +10,11 @@ pub mod diff;
 pub mod dump;
 pub mod find;
 pub mod forget;
+pub mod image;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod nbd;
 pub mod prune;
 pub mod repair;
 pub mod restore;
@@ -50,6 +52,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Version(a) => version::run(g, a),
         Command::Server(a) => server::run(g, a),
         Command::Admin(a) => admin::run(g, a),
+        Command::Nbd(a) => nbd::run(g, a),
         Command::Appliance(a) => appliance::run(g, a),
     }
 }

@@ -28,10 +28,15 @@ match and rewrites only the parts that differ, so an interrupted restore resumes
 `always` rewrites, `if-newer` only replaces files older than the snapshot's, `never` keeps every
 existing file. --verify reads every restored file back and checks it against the snapshot.
 
+--image TARGET writes one file of the snapshot (an image backed up with `backup --image`; PATH may
+be left out when the snapshot holds just one) to a raw file, sparse, or to a block device, which must
+be at least as large as the image (checked before anything is written).
+
 Examples:
   arca restore latest --target /tmp/restored
   arca restore 1a2b3c4d:/home/me/work --target ~/work-yesterday --include '*.md'
-  arca restore latest --target / --overwrite if-newer --verify";
+  arca restore latest --target / --overwrite if-newer --verify
+  arca restore latest --image /dev/vdb --verify";
 
 /// `--overwrite` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -66,8 +71,12 @@ pub struct RestoreArgs {
     pub snapshot: String,
 
     /// Directory to restore into (created if missing)
-    #[arg(short, long, value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(short, long, value_name = "DIR", required_unless_present = "image")]
+    pub target: Option<PathBuf>,
+
+    /// Write the disk image at SNAPSHOT[:PATH] to this raw file or block device (sparse)
+    #[arg(long, value_name = "FILE_OR_DEVICE", conflicts_with_all = ["target", "includes", "excludes", "dry_run"])]
+    pub image: Option<PathBuf>,
 
     /// Only restore entries matching this pattern, and what is below them (repeatable)
     #[arg(short, long = "include", value_name = "PATTERN")]
@@ -95,11 +104,16 @@ pub struct RestoreArgs {
 
 /// Runs `arca restore`.
 pub fn run(g: &GlobalOpts, a: &RestoreArgs) -> Result<i32> {
+    let target = match (&a.image, &a.target) {
+        (Some(image), _) => return super::image::restore(g, &a.snapshot, &a.filter, image, a.verify),
+        (None, Some(t)) => t,
+        (None, None) => bail!("give --target DIR (or --image FILE_OR_DEVICE for an image snapshot)"),
+    };
     let (spec, subpath) = match a.snapshot.split_once(':') {
         Some((s, p)) => (s, Some(p.to_string()).filter(|p| !p.is_empty())),
         None => (a.snapshot.as_str(), None),
     };
-    if a.target.as_os_str().is_empty() {
+    if target.as_os_str().is_empty() {
         bail!("--target must not be empty");
     }
     let mut opened = repo::open(g)?;
@@ -110,7 +124,7 @@ pub fn run(g: &GlobalOpts, a: &RestoreArgs) -> Result<i32> {
     }
     let (id, snap) = super::find_snapshot(repo, spec, &a.filter)?;
     let opts = RestoreOptions {
-        target: a.target.clone(),
+        target: target.clone(),
         subpath,
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
@@ -125,7 +139,7 @@ pub fn run(g: &GlobalOpts, a: &RestoreArgs) -> Result<i32> {
         id.short(),
         snap.paths.join(" "),
         output::local_time(snap.time),
-        a.target.display()
+        target.display()
     );
     let counters = RestoreProgress::default();
     let started = Instant::now();

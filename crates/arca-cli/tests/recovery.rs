@@ -1,0 +1,442 @@
+//! End-to-end tests of the recovery services: image backups and restores (compared with
+//! `qemu-img compare`), the NBD export, the FUSE mount and restore drills.
+//!
+//! `qemu-img`/`qemu-io` (Debian `qemu-utils`) are required: CI installs them. Tests needing FUSE
+//! or a loop device skip with a loud message when the machine lacks them, unless
+//! ARCA_TEST_REQUIRE_FUSE=1 (set by CI) makes a missing FUSE a failure.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const PASSWORD: &str = "recovery test password";
+
+struct Env {
+    dir: TempDir,
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so that failures reproduce.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+const MIB: u64 = 1 << 20;
+
+impl Env {
+    fn new() -> Env {
+        let env = Env { dir: tempfile::tempdir().unwrap() };
+        env.ok(&["init"]);
+        env
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    fn std_cmd(&self) -> StdCommand {
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("arca"));
+        for var in ["ARCA_REPOSITORY", "ARCA_PASSWORD_FILE", "ARCA_HOST", "ARCA_LOG", "RUST_LOG"] {
+            c.env_remove(var);
+        }
+        c.env("ARCA_REPOSITORY", self.repo())
+            .env("ARCA_PASSWORD", PASSWORD)
+            .env("ARCA_KDF_MEMORY_KIB", "64")
+            .env("ARCA_KDF_ITERATIONS", "1");
+        c
+    }
+
+    fn arca(&self) -> Command {
+        Command::from_std(self.std_cmd())
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.arca().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "arca {args:?} failed with {:?}:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(self.ok(&all).trim()).unwrap()
+    }
+
+    /// Runs a command that must fail; returns (exit code, stderr).
+    fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.arca().args(args).output().unwrap();
+        assert!(!out.status.success(), "arca {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn snapshot_count(&self) -> usize {
+        self.json(&["snapshots"]).as_array().unwrap().len()
+    }
+
+    /// The data packs, newest last.
+    fn data_packs(&self) -> Vec<PathBuf> {
+        let mut packs = Vec::new();
+        for d in fs::read_dir(self.repo().join("data")).unwrap() {
+            for f in fs::read_dir(d.unwrap().path()).unwrap() {
+                packs.push(f.unwrap().path());
+            }
+        }
+        packs.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+        packs
+    }
+}
+
+/// A raw image with data, text, and large all-zero regions (sparse on disk).
+fn make_image(path: &Path, size: u64, seed: u64) {
+    let f = fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    f.write_all_at(&noise(seed, 3 * MIB as usize), 2 * MIB).unwrap();
+    f.write_all_at(&b"the same line again\n".repeat(100_000), size / 2).unwrap();
+    f.write_all_at(&noise(seed + 1, 100_000), size - 200_000).unwrap();
+}
+
+fn qemu_compare(a: &str, b: &str) -> (bool, String) {
+    let out = StdCommand::new("qemu-img").args(["compare", a, b]).output().expect("qemu-img (qemu-utils) is needed");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn qemu_img(args: &[&str]) {
+    let out = StdCommand::new("qemu-img").args(args).output().expect("qemu-img (qemu-utils) is needed");
+    assert!(out.status.success(), "qemu-img {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn raw_image_round_trip_is_sparse_and_verified() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    make_image(&img, 24 * MIB, 1);
+    let v = env.json(&["backup", "--image", s(&img), "--chunk-size", "1M"]);
+    assert_eq!(v["summary"]["total_bytes"], 24 * MIB);
+    // 3 MiB of noise, ~2 MiB of text over 2-3 blocks, 100 kB of noise over 1-2 blocks: the 24 MiB
+    // disk needs at most 8 one-MiB blocks; the rest are holes.
+    let added = v["summary"]["data_added"].as_u64().unwrap();
+    assert!(added <= 8 * MIB + 64 * 1024, "stored {added} bytes for a mostly empty disk");
+
+    let out = env.path("restored.raw");
+    let r = env.json(&["restore", "latest", "--image", s(&out), "--verify"]);
+    assert_eq!(r["verified"], true);
+    let (same, msg) = qemu_compare(s(&img), s(&out));
+    assert!(same, "{msg}");
+    let allocated = fs::metadata(&out).unwrap().blocks() * 512;
+    assert!(allocated <= 8 * MIB, "restored file takes {allocated} bytes on disk: holes were written");
+
+    // Restoring over an existing, fully written file still gives the image (holes included).
+    fs::write(&out, noise(9, 30 * MIB as usize)).unwrap();
+    env.ok(&["restore", "latest", "--image", s(&out), "--verify"]);
+    let (same, msg) = qemu_compare(s(&img), s(&out));
+    assert!(same, "{msg}");
+    assert_eq!(fs::metadata(&out).unwrap().len(), 24 * MIB);
+}
+
+#[test]
+fn qcow2_images_round_trip() {
+    let env = Env::new();
+    let raw = env.path("disk.raw");
+    make_image(&raw, 20 * MIB, 2);
+    for (name, extra) in
+        [("plain.qcow2", &[][..]), ("compressed.qcow2", &["-c"][..]), ("v2.qcow2", &["-o", "compat=0.10"][..])]
+    {
+        let q = env.path(name);
+        let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[s(&raw), s(&q)]);
+        qemu_img(&args);
+        let v = env.json(&["backup", "--image", s(&q)]);
+        assert_eq!(v["summary"]["total_bytes"], 20 * MIB, "{name}: the guest size is backed up, not the file");
+        let id = v["id"].as_str().unwrap().to_string();
+        let out = env.path(&format!("{name}.restored"));
+        env.ok(&["restore", &id, "--image", s(&out), "--verify"]);
+        let (same, msg) = qemu_compare(s(&raw), s(&out));
+        assert!(same, "{name}: {msg}");
+        let (same, msg) = qemu_compare(s(&q), s(&out));
+        assert!(same, "{name} vs restore: {msg}");
+    }
+    // The same disk in three containers deduplicates to the first one's blocks.
+    let stats: Vec<u64> = env
+        .json(&["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["summary"]["data_added"].as_u64().unwrap())
+        .collect();
+    assert!(stats[1..].iter().all(|&a| a < 64 * 1024), "later backups stored data again: {stats:?}");
+}
+
+#[test]
+fn one_percent_changed_stores_about_one_percent() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    // 400 blocks of 64 KiB, all data.
+    let block = 64 * 1024u64;
+    fs::write(&img, noise(3, (400 * block) as usize)).unwrap();
+    let first = env.json(&["backup", "--image", s(&img), "--chunk-size", "64k"]);
+    assert!(first["summary"]["data_added"].as_u64().unwrap() >= 400 * block);
+
+    let same = env.json(&["backup", "--image", s(&img), "--chunk-size", "64k"]);
+    let added = same["summary"]["data_added"].as_u64().unwrap();
+    assert!(added < 16 * 1024, "an unchanged disk added {added} bytes");
+
+    // Change 4 blocks (1%): a few bytes in each.
+    let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    for b in [7u64, 99, 200, 399] {
+        f.write_all_at(b"changed!", b * block + 100).unwrap();
+    }
+    drop(f);
+    let changed = env.json(&["backup", "--image", s(&img), "--chunk-size", "64k"]);
+    let added = changed["summary"]["data_added"].as_u64().unwrap();
+    assert!(added >= 4 * block, "only {added} bytes stored for 4 changed blocks");
+    assert!(added <= 4 * block + 16 * 1024, "{added} bytes stored for 4 changed 64 KiB blocks (1%)");
+    let out = env.path("restored.raw");
+    env.ok(&["restore", "latest", "--image", s(&out), "--verify"]);
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&img).unwrap());
+}
+
+#[test]
+fn bad_image_input_is_refused_before_anything_is_stored() {
+    let env = Env::new();
+    let raw = env.path("disk.raw");
+    make_image(&raw, 4 * MIB, 4);
+    let (_, err) = env.fails(&["backup", "--image", s(&raw), "--image-format", "qcow2"]);
+    assert!(err.contains("not a qcow2 image"), "{err}");
+    let (_, err) = env.fails(&["backup", "--image", s(&env.repo())]);
+    assert!(err.contains("neither a regular file nor a block device"), "{err}");
+    let vmdk = env.path("disk.vmdk");
+    qemu_img(&["convert", "-f", "raw", "-O", "vmdk", s(&raw), s(&vmdk)]);
+    let (_, err) = env.fails(&["backup", "--image", s(&vmdk)]);
+    assert!(err.contains("VMDK"), "{err}");
+    let with_backing = env.path("overlay.qcow2");
+    qemu_img(&["create", "-f", "qcow2", "-b", s(&raw), "-F", "raw", s(&with_backing)]);
+    let (_, err) = env.fails(&["backup", "--image", s(&with_backing)]);
+    assert!(err.contains("backing file"), "{err}");
+    let (_, err) = env.fails(&["backup", "--image", s(&raw), "--chunk-size", "1k"]);
+    assert!(err.contains("out of range"), "{err}");
+    assert_eq!(env.snapshot_count(), 0);
+    assert!(env.data_packs().is_empty());
+}
+
+/// A loop device of `size` bytes over a file, detached on drop; None (with a loud message) where
+/// loop devices cannot be made.
+struct Loop(String);
+impl Loop {
+    fn new(file: &Path, size: u64) -> Option<Loop> {
+        fs::File::create(file).unwrap().set_len(size).unwrap();
+        match StdCommand::new("losetup").args(["-f", "--show", s(file)]).output() {
+            Ok(o) if o.status.success() => Some(Loop(String::from_utf8_lossy(&o.stdout).trim().to_string())),
+            other => {
+                eprintln!("\n*** SKIPPED: cannot make a loop device ({other:?}); block-device restore untested ***\n");
+                None
+            }
+        }
+    }
+}
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+#[test]
+fn restore_to_block_device_checks_its_size_first() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    make_image(&img, 8 * MIB, 5);
+    env.ok(&["backup", "--image", s(&img)]);
+    let Some(small) = Loop::new(&env.path("small.backing"), 4 * MIB) else { return };
+    fs::OpenOptions::new().write(true).open(&small.0).unwrap().write_all_at(&[0xee; 4096], 0).unwrap();
+    let (_, err) = env.fails(&["restore", "latest", "--image", &small.0]);
+    assert!(err.contains("nothing was written"), "{err}");
+    let mut head = [0u8; 4096];
+    fs::File::open(&small.0).unwrap().read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(head, [0xee; 4096], "the too-small device was written to");
+
+    let Some(big) = Loop::new(&env.path("big.backing"), 10 * MIB) else { return };
+    // Junk where the image has zeros: a device gets its zero blocks written.
+    fs::OpenOptions::new().write(true).open(&big.0).unwrap().write_all_at(&noise(6, MIB as usize), 6 * MIB).unwrap();
+    let r = env.json(&["restore", "latest", "--image", &big.0, "--verify"]);
+    assert_eq!(r["device"], true);
+    let mut dev = vec![0u8; 8 * MIB as usize];
+    fs::File::open(&big.0).unwrap().read_exact_at(&mut dev, 0).unwrap();
+    assert!(dev == fs::read(&img).unwrap(), "the device does not hold the image");
+}
+
+/// `arca nbd` running in the background, killed on drop.
+struct Nbd {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Nbd {
+    fn start(env: &Env, args: &[&str]) -> Nbd {
+        let log = env.path(&format!("nbd-{}.log", rand_suffix()));
+        let mut cmd = env.std_cmd();
+        cmd.args(["--json", "nbd", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|_| panic!("arca nbd did not start: {line:?} {}", fs::read_to_string(&log).unwrap()));
+        let addr = v["address"].as_str().unwrap();
+        Nbd { child, url: format!("nbd://{addr}"), log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Nbd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// Runs qemu-io commands against `url`; `-r` opens read-only (a read-only export refuses a
+/// read-write open).
+fn qemu_io(url: &str, read_only: bool, cmds: &[&str]) -> (bool, String) {
+    let mut c = StdCommand::new("qemu-io");
+    c.args(["-f", "raw"]);
+    if read_only {
+        c.arg("-r");
+    }
+    for cmd in cmds {
+        c.args(["-c", cmd]);
+    }
+    let out = c.arg(url).output().expect("qemu-io (qemu-utils) is needed");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success() && !text.contains("failed") && !text.contains("Pattern verification"), text)
+}
+
+#[test]
+fn nbd_export_is_identical_to_the_image() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    make_image(&img, 16 * MIB, 7);
+    let q = env.path("disk.qcow2");
+    qemu_img(&["convert", "-f", "raw", "-O", "qcow2", s(&img), s(&q)]);
+    env.ok(&["backup", "--image", s(&q), "--chunk-size", "1M"]);
+    let nbd = Nbd::start(&env, &["latest", "--cache-size", "2M"]);
+    let (same, msg) = qemu_compare(s(&img), &nbd.url);
+    assert!(same, "{msg}\n{}", nbd.log());
+    // A second client, while the first cache content was evicted many times over.
+    let (same, msg) = qemu_compare(s(&q), &nbd.url);
+    assert!(same, "{msg}\n{}", nbd.log());
+    // Writes are refused without an overlay.
+    let (ok, text) = qemu_io(&nbd.url, false, &["write -P 0xab 0 4k"]);
+    assert!(!ok, "a write to a read-only export succeeded: {text}");
+}
+
+#[test]
+fn nbd_overlay_takes_writes_and_leaves_the_backup_alone() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    make_image(&img, 8 * MIB, 8);
+    env.ok(&["backup", "--image", s(&img)]);
+    let overlay = env.path("scratch.img");
+    let nbd = Nbd::start(&env, &["latest", "--overlay", s(&overlay)]);
+    // A partial block write (copy-on-write of its 64 KiB block), read back, and its untouched
+    // neighbour still reads as the backup.
+    let (ok, text) = qemu_io(
+        &nbd.url,
+        false,
+        &[
+            "write -P 0xab 2100k 3k",
+            "read -P 0xab 2100k 3k",
+            "read -P 0x00 0 64k",
+            "write -P 0xcd 7m 1m",
+            "read -P 0xcd 7m 1m",
+        ],
+    );
+    assert!(ok, "{text}\n{}", nbd.log());
+    let (same, _) = qemu_compare(s(&img), &nbd.url);
+    assert!(!same, "the export does not show the writes");
+    drop(nbd);
+    let out = env.path("restored.raw");
+    env.ok(&["restore", "latest", "--image", s(&out), "--verify"]);
+    let (same, msg) = qemu_compare(s(&img), s(&out));
+    assert!(same, "the backup changed: {msg}");
+    assert!(overlay.exists());
+    let (_, err) = env.fails(&["nbd", "latest", "--overlay", s(&overlay), "--listen", "127.0.0.1:0"]);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn nbd_damaged_pack_fails_only_its_reads() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    fs::write(&img, noise(10, 8 * MIB as usize)).unwrap();
+    env.ok(&["backup", "--image", s(&img), "--chunk-size", "1M"]);
+    let before = env.data_packs();
+    // Change block 5: the second backup stores just that block, in a pack of its own.
+    fs::OpenOptions::new().write(true).open(&img).unwrap().write_all_at(&noise(11, 4096), 5 * MIB).unwrap();
+    env.ok(&["backup", "--image", s(&img), "--chunk-size", "1M"]);
+    let after = env.data_packs();
+    let new: Vec<&PathBuf> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert_eq!(new.len(), 1, "expected one new pack");
+    let pack = new[0];
+    let mut bytes = fs::read(pack).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    fs::write(pack, &bytes).unwrap();
+    let pack_name = pack.file_name().unwrap().to_str().unwrap().to_string();
+
+    let nbd = Nbd::start(&env, &["latest"]);
+    let (ok, text) = qemu_io(&nbd.url, true, &["read 5m 64k"]);
+    assert!(!ok && text.contains("Input/output error"), "a read from the damaged pack did not fail with EIO: {text}");
+    let (ok, text) = qemu_io(&nbd.url, true, &["read 0 5m", "read 6m 2m"]);
+    assert!(ok, "reads from intact packs failed after the damaged one: {text}\n{}", nbd.log());
+    let log = nbd.log();
+    assert!(log.contains(&pack_name), "the log does not name the damaged pack {pack_name}:\n{log}");
+}
+
+#[test]
+fn nbd_handshake_refuses_a_missing_image_path() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    make_image(&img, 4 * MIB, 12);
+    env.ok(&["backup", "--image", s(&img)]);
+    let (_, err) = env.fails(&["nbd", "latest:/no/such/file", "--listen", "127.0.0.1:0"]);
+    assert!(err.contains("not in the snapshot"), "{err}");
+}
