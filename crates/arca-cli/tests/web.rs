@@ -132,6 +132,7 @@ fn provider_and_customer_in_the_browser() {
     let snaps: Vec<serde_json::Value> =
         serde_json::from_str(&c.ok("globex-office", &token, &["--json", "snapshots"])).unwrap();
     let short = snaps[0]["short_id"].as_str().unwrap().to_string();
+    let snap_id = snaps[0]["id"].as_str().unwrap().to_string();
 
     // The snapshot appears, with what it represents.
     b.go(&format!("{base}/repos/globex-office"));
@@ -177,6 +178,9 @@ fn provider_and_customer_in_the_browser() {
     let audit = b.text("#audit");
     assert!(audit.contains("device.create") && audit.contains("repo.create"), "{audit}");
     b.screenshot("audit");
+    // Provider staff cannot open the customer's files: they never handle its password.
+    b.go(&format!("{base}/repos/globex-office/restore"));
+    assert!(b.source().contains("Only the customer can open this"), "{}", b.source());
 
     // Sign out: the session is revoked on the server, not just forgotten.
     b.click(".signout button");
@@ -184,11 +188,90 @@ fn provider_and_customer_in_the_browser() {
     let r = http.get(format!("{base}/console")).header("cookie", format!("arca_session={cookie}")).send().unwrap();
     assert!(r.url().path().ends_with("/login"), "an old session still works: {}", r.url());
 
+    // Restore in the browser, by the customer's user: the repository password opens the
+    // snapshots for this session; a file and a folder download byte-identical to the source.
+    sign_in(&b, &base, "globex-boss", "globex boss password");
+    b.go(&format!("{base}/repos/globex-office"));
+    b.click("#restore-link");
+    b.fill("#repo-password", "not the repository password");
+    b.click("#unlock-button");
+    assert!(b.text("#error").contains("does not open this repository"), "{}", b.source());
+    b.fill("#repo-password", cluster::PASSWORD);
+    b.click("#unlock-button");
+    assert!(b.wait_source("restore-snapshots").contains(&short), "{}", b.source());
+    b.screenshot("restore-snapshots");
+    b.click(".snapshot-link");
+    let sub_url = format!("{base}/repos/globex-office/restore/{snap_id}/browse{}/sub", src.display());
+    b.go(&sub_url);
+    assert!(b.text("#entries").contains("b.bin"), "{}", b.source());
+    b.screenshot("restore-browse");
+    b.click("a.entry[href$='/b.bin']");
+    let got = std::fs::read(b.wait_download("b.bin")).unwrap();
+    assert!(got == std::fs::read(src.join("sub/b.bin")).unwrap(), "the downloaded file differs from the original");
+    b.click("#download-zip");
+    let zip_path = b.wait_download("sub.zip");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).expect("a valid zip");
+    for (inside, original) in [("sub/b.bin", "sub/b.bin"), ("sub/deeper/c.txt", "sub/deeper/c.txt")] {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name(inside).unwrap(), &mut data).unwrap();
+        assert!(data == std::fs::read(src.join(original)).unwrap(), "{inside} differs in the zip");
+    }
+    // A resumed download: the rest of the file from byte 100,000 on.
+    let boss_cookie = b.cookie("arca_session").unwrap();
+    let file_url = format!("{base}/repos/globex-office/restore/{snap_id}/download{}/sub/b.bin", src.display());
+    let r = http
+        .get(&file_url)
+        .header("cookie", format!("arca_session={boss_cookie}"))
+        .header("range", "bytes=100000-")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert!(r.bytes().unwrap()[..] == std::fs::read(src.join("sub/b.bin")).unwrap()[100_000..]);
+    // Path tricks find nothing.
+    let r = http
+        .get(format!("{base}/repos/globex-office/restore/{snap_id}/download/..%2F..%2Fetc/passwd"))
+        .header("cookie", format!("arca_session={boss_cookie}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // Locking forgets the key: the same URL asks for the password again.
+    b.go(&format!("{base}/repos/globex-office/restore"));
+    b.click("#lock-button");
+    b.go(&sub_url);
+    assert!(b.wait_source("repo-password").contains("repo-password"), "{}", b.source());
+    // Every unlock, failed unlock and download is in the audit log; downloads count as egress.
+    let (_, audit) = c.get_json(&c.admin, "/v1/admin/audit?tenant=globex&limit=200");
+    let entries = audit.as_array().unwrap();
+    let has = |action: &str, outcome: &str| entries.iter().any(|e| e["action"] == action && e["outcome"] == outcome);
+    assert!(has("repo.unlock", "denied") && has("repo.unlock", "ok") && has("repo.lock", "ok"), "{audit}");
+    assert!(entries.iter().filter(|e| e["action"] == "restore.download").count() >= 3, "{audit}");
+    let file_size = std::fs::metadata(src.join("sub/b.bin")).unwrap().len() as i64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, usage) = c.get_json(&c.admin, "/v1/admin/usage?tenant=globex");
+        let egress: i64 = usage.as_array().unwrap().iter().map(|d| d["egress_bytes"].as_i64().unwrap_or(0)).sum();
+        if egress >= 2 * file_size {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "egress {egress} does not count the downloads: {usage}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    b.click(".signout button");
+    assert!(b.wait_url("/login").ends_with("/login"));
+
     // Another tenant's admin: their own pages work; globex's pages and files do not exist.
     sign_in(&b, &base, "other-admin", TENANT_ADMIN_PASSWORD);
     assert!(b.wait_url("/tenants/other").ends_with("/tenants/other"), "{}", b.url());
     b.screenshot("portal");
-    for path in ["/tenants/globex", "/repos/globex-office", "/usage?tenant=globex", "/console"] {
+    let browse_url = format!("/repos/globex-office/restore/{snap_id}/browse");
+    for path in [
+        "/tenants/globex",
+        "/repos/globex-office",
+        "/usage?tenant=globex",
+        "/console",
+        "/repos/globex-office/restore",
+        &browse_url,
+    ] {
         b.go(&format!("{base}{path}"));
         let page = b.source();
         assert!(

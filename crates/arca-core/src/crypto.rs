@@ -49,6 +49,20 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
+/// Keys are wiped when dropped: a server that held a customer's key for a browsing session (the
+/// web portal's restore pages) leaves no copy of it in freed memory.
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        for key in [&mut self.secret, &mut self.encryption, &mut self.blob_id, &mut self.chunker] {
+            for byte in key.iter_mut() {
+                // SAFETY: `byte` is a valid, aligned, exclusive reference; a volatile write is
+                // used only so that the compiler cannot drop the wipe as a dead store.
+                unsafe { std::ptr::write_volatile(byte, 0) };
+            }
+        }
+    }
+}
+
 impl MasterKey {
     /// A fresh random master key.
     pub fn generate() -> Self {

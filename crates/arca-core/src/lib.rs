@@ -4,6 +4,7 @@
 //! - [`id`], [`crypto`], [`keys`], [`config`]: identifiers, keys, the plaintext config;
 //! - [`chunker`], [`pack`], [`envelope`], [`index`], [`tree`], [`snapshot`]: the stored formats;
 //! - [`repository`]: an opened repository (store + key + index) with typed reads and writes;
+//! - [`browse`], [`archive`]: paths inside snapshots, a file's bytes, directories as tar or zip;
 //! - engines: [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`copy`], [`image`];
 //! - [`reader`]: random access to one stored file through a bounded blob cache (NBD, mount).
 //!
@@ -11,7 +12,9 @@
 //! on it, not the other way round.
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod backup;
+pub mod browse;
 pub mod check;
 pub mod chunker;
 pub mod config;

@@ -75,6 +75,13 @@ pub fn can_view_tenant(p: &Principal, tenant_id: i64) -> bool {
     }
 }
 
+/// Whether `p` may open repository `repo`'s contents in the web portal (browse and download
+/// restores with the repository password). Only the customer's own users: provider staff never
+/// handle a customer's password, and a device token is for `arca` itself, not for the portal.
+pub fn can_browse_repo(p: &Principal, repo: &Repository) -> bool {
+    matches!(p.role, Role::TenantAdmin | Role::TenantUser) && p.tenant_id == Some(repo.tenant_id)
+}
+
 /// Whether `p` is provider staff who may see everything.
 pub fn is_staff(p: &Principal) -> bool {
     p.role.is_provider()
@@ -171,5 +178,25 @@ mod tests {
         assert!(!can_manage_tenant(&principal(Role::Operator, None, None), 1));
         assert!(can_view_tenant(&principal(Role::Operator, None, None), 1));
         assert!(!can_manage_tenant(&principal(Role::TenantUser, Some(1), None), 1));
+    }
+
+    /// Opening a repository's contents in the portal: the customer's users only.
+    #[test]
+    fn only_the_customers_users_browse_contents() {
+        let mine = repo(1, 1);
+        let theirs = repo(3, 2);
+        let table = [
+            (Role::ProviderAdmin, false),
+            (Role::Operator, false),
+            (Role::TenantAdmin, true),
+            (Role::TenantUser, true),
+            (Role::Device, false),
+        ];
+        for (role, want) in table {
+            let tenant = (!role.is_provider()).then_some(1);
+            let p = principal(role, tenant, Some(1));
+            assert_eq!(can_browse_repo(&p, &mine), want, "{role:?}");
+            assert!(!can_browse_repo(&p, &theirs), "{role:?} browsed another tenant's repository");
+        }
     }
 }

@@ -98,6 +98,7 @@ struct Inner {
     scrub_rate: std::sync::atomic::AtomicU64,
     limiter: std::sync::RwLock<Arc<crate::ratelimit::RateLimiter>>,
     tls: std::sync::atomic::AtomicBool,
+    vault: crate::web::Vault,
 }
 
 impl AppState {
@@ -119,6 +120,7 @@ impl AppState {
                 scrub_rate,
                 limiter,
                 tls: Default::default(),
+                vault: crate::web::Vault::new(),
             }),
         }
     }
@@ -177,6 +179,11 @@ impl AppState {
     /// Whether this process serves HTTPS.
     pub fn tls(&self) -> bool {
         self.inner.tls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Repositories unlocked by browser sessions for restores (memory only).
+    pub(crate) fn vault(&self) -> &crate::web::Vault {
+        &self.inner.vault
     }
 
     /// The store of repository `repo`.

@@ -35,6 +35,7 @@ pub struct Browser {
     shots: PathBuf,
     shot_no: usize,
     _profile: tempfile::TempDir,
+    downloads: tempfile::TempDir,
 }
 
 impl Drop for Browser {
@@ -87,14 +88,38 @@ impl Browser {
             "--window-size=1280,900".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        let downloads = tempfile::tempdir().unwrap();
+        let prefs = json!({
+            "download.default_directory": downloads.path(),
+            "download.prompt_for_download": false,
+            "download.directory_upgrade": true,
+            "safebrowsing.enabled": false,
+        });
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args, "prefs": prefs},
         }}});
         let v: Value = http.post(format!("{base}/session")).json_body(&caps).send().unwrap().json_value();
         let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
         std::fs::create_dir_all(shots).unwrap();
-        let b = Browser { driver, base, session, http, shots: shots.to_path_buf(), shot_no: 0, _profile: profile };
+        let b = Browser {
+            driver,
+            base,
+            session,
+            http,
+            shots: shots.to_path_buf(),
+            shot_no: 0,
+            _profile: profile,
+            downloads,
+        };
+        // Headless Chromium saves downloads only when told where (the DevTools protocol, through
+        // chromedriver's pass-through).
+        let dir = b.downloads.path().to_string_lossy().into_owned();
+        b.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Browser.setDownloadBehavior", "params": {"behavior": "allow", "downloadPath": dir}})),
+        );
         // Finding an element waits up to 10 s for it (pages load after a form is submitted).
         b.cmd(reqwest::Method::POST, "/timeouts", Some(json!({"implicit": 10_000, "pageLoad": 30_000})));
         b
@@ -191,6 +216,26 @@ impl Browser {
         let url = format!("{}/session/{}/cookie/{name}", self.base, self.session);
         let v = self.http.get(url).send().unwrap().json_value();
         v["value"]["value"].as_str().map(str::to_string)
+    }
+
+    /// Waits (up to 60 s) for a finished download named `name` and returns its path.
+    pub fn wait_download(&self, name: &str) -> PathBuf {
+        let path = self.downloads.path().join(name);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let partial = std::fs::read_dir(self.downloads.path())
+                .unwrap()
+                .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".crdownload"));
+            if path.exists() && !partial {
+                return path;
+            }
+            let present: Vec<String> = std::fs::read_dir(self.downloads.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(Instant::now() < deadline, "no download {name} (the folder holds {present:?})");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Saves a screenshot as `NN-name.png` in the screenshot directory (the test's artefacts).

@@ -14,6 +14,9 @@
 #![allow(clippy::result_large_err)]
 
 mod pages;
+mod restore;
+
+pub use restore::Vault;
 
 use std::sync::OnceLock;
 
@@ -61,6 +64,13 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/devices", post(pages::add_device))
         .route("/tenants/{tenant}/devices/{device}/revoke", post(pages::revoke_device))
         .route("/repos/{repo}", get(pages::repo))
+        .route("/repos/{repo}/restore", get(restore::restore))
+        .route("/repos/{repo}/restore/unlock", post(restore::unlock))
+        .route("/repos/{repo}/restore/lock", post(restore::lock))
+        .route("/repos/{repo}/restore/{snap}/browse", get(restore::browse))
+        .route("/repos/{repo}/restore/{snap}/browse/{*path}", get(restore::browse))
+        .route("/repos/{repo}/restore/{snap}/download", get(restore::download))
+        .route("/repos/{repo}/restore/{snap}/download/{*path}", get(restore::download))
         .route("/usage", get(pages::usage))
         .route("/usage.csv", get(pages::usage_csv))
 }
@@ -90,6 +100,8 @@ fn templates() -> &'static Environment<'static> {
             ("setup.html", include_str!("../../templates/setup.html")),
             ("login_code.html", include_str!("../../templates/login_code.html")),
             ("account.html", include_str!("../../templates/account.html")),
+            ("restore.html", include_str!("../../templates/restore.html")),
+            ("browse.html", include_str!("../../templates/browse.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }
@@ -126,6 +138,8 @@ pub(crate) struct Session {
     principal: Principal,
     me: Me,
     csrf: String,
+    /// Which repositories this session unlocked for restores ([`restore::Vault`]).
+    vault_key: restore::SessionKey,
 }
 
 impl Session {
@@ -197,7 +211,7 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
         staff: principal.role.is_provider(),
         admin: principal.role == Role::ProviderAdmin,
     };
-    Ok(Session { csrf: csrf_for(token), principal, me })
+    Ok(Session { csrf: csrf_for(token), vault_key: restore::session_key(token), principal, me })
 }
 
 /// Checks a form's CSRF token against the session's.

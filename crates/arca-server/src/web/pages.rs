@@ -19,7 +19,7 @@ use crate::state::AppState;
 
 type Page = Result<Response, Response>;
 
-fn db_error(s: Option<&Session>, e: DbError) -> Response {
+pub(super) fn db_error(s: Option<&Session>, e: DbError) -> Response {
     match e {
         DbError::Conflict(m) | DbError::Invalid(m) => message(StatusCode::BAD_REQUEST, "Not done", &m, s),
         DbError::NotFound(m) => message(StatusCode::NOT_FOUND, "Not found", &m, s),
@@ -275,6 +275,7 @@ pub(super) async fn signout_everywhere(
     check_csrf(&s, &f.csrf)?;
     let uid = s.principal.user_id.unwrap_or(0);
     let n = state.db().revoke_user_tokens(uid).await.map_err(|e| db_error(Some(&s), e))?;
+    state.vault().forget_user(uid);
     s.audit(&state, s.principal.tenant_id, "user.signout-everywhere", &s.me.name, "ok", &format!("{n} tokens")).await;
     let mut resp = Redirect::to("/login").into_response();
     set_cookie(&mut resp, SESSION_COOKIE, "", 0);
@@ -292,6 +293,7 @@ pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap, Fo
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     state.db().revoke_token(s.principal.token_id).await.map_err(|e| db_error(Some(&s), e))?;
+    state.vault().forget_session(&s.vault_key);
     let mut resp = Redirect::to("/login").into_response();
     set_cookie(&mut resp, SESSION_COOKIE, "", 0);
     Ok(resp)
@@ -770,7 +772,7 @@ pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>
         "repo.html",
         s.ctx(context! {
             repo => &r, stored => human(r.stored_bytes), logical => human(r.logical_bytes), lock => lock_text(&r),
-            snapshots => rows,
+            snapshots => rows, can_browse => crate::access::can_browse_repo(&s.principal, &r),
         }),
     ))
 }
