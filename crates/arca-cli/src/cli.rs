@@ -110,6 +110,7 @@ pub enum Command {
     Server(commands::server::ServerArgs),
     Admin(commands::admin::AdminArgs),
     Nbd(commands::nbd::NbdArgs),
+    Mount(commands::mount::MountArgs),
     Appliance(commands::appliance::ApplianceArgs),
 }
 

@@ -440,3 +440,215 @@ fn nbd_handshake_refuses_a_missing_image_path() {
     let (_, err) = env.fails(&["nbd", "latest:/no/such/file", "--listen", "127.0.0.1:0"]);
     assert!(err.contains("not in the snapshot"), "{err}");
 }
+
+// ---- arca mount ------------------------------------------------------------------------------
+
+mod cluster;
+
+/// Whether FUSE mounts can be made here; a loud skip otherwise, a failure under
+/// ARCA_TEST_REQUIRE_FUSE=1 (CI).
+fn fuse_available() -> bool {
+    let has_fusermount = StdCommand::new("fusermount3").arg("-V").output().is_ok_and(|o| o.status.success());
+    let why = if !Path::new("/dev/fuse").exists() {
+        "/dev/fuse is missing"
+    } else if !has_fusermount {
+        "fusermount3 is missing (Debian package fuse3)"
+    } else {
+        return true;
+    };
+    if std::env::var("ARCA_TEST_REQUIRE_FUSE").as_deref() == Ok("1") {
+        panic!("FUSE tests are required here (ARCA_TEST_REQUIRE_FUSE=1) but {why}");
+    }
+    eprintln!("\n*** SKIPPED: FUSE mount test: {why} ***\n");
+    false
+}
+
+/// `arca mount` running in the background; stopped with SIGTERM on drop.
+struct Mounted {
+    child: Option<Child>,
+    point: PathBuf,
+    log: PathBuf,
+}
+
+fn mounted(point: &Path) -> bool {
+    fs::read_to_string("/proc/mounts").unwrap().lines().any(|l| l.split(' ').nth(1) == Some(point.to_str().unwrap()))
+}
+
+impl Mounted {
+    /// Starts `cmd` (an `arca … mount …` command) and waits for its "mounted" line.
+    fn start(mut cmd: StdCommand, point: &Path, log: PathBuf) -> Mounted {
+        cmd.stdout(Stdio::piped()).stderr(fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(line.trim()).unwrap_or_else(|_| {
+            let _ = child.wait();
+            panic!("arca mount did not start: {line:?}\n{}", fs::read_to_string(&log).unwrap())
+        });
+        assert_eq!(v["message_type"], "mounted");
+        assert!(mounted(point), "{} is not in /proc/mounts", point.display());
+        Mounted { child: Some(child), point: point.to_path_buf(), log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as systemd or Ctrl-C would stop it; returns the exit code.
+    fn stop(&mut self) -> i32 {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        if mounted(&self.point) {
+            let _ = StdCommand::new("fusermount3").args(["-u", "-z", s(&self.point)]).status();
+        }
+    }
+}
+
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    fs::write(root.join("a.txt"), b"hello, mount\n").unwrap();
+    fs::write(root.join("sub/big.bin"), noise(20, 3 * MIB as usize + 12345)).unwrap();
+    fs::write(root.join("sub/deeper/c.txt"), "x".repeat(10_000)).unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
+}
+
+#[test]
+fn mount_lists_snapshots_and_reads_files() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    env.ok(&["backup", s(&src), "--host", "laptop"]);
+    let old_a = fs::read(src.join("a.txt")).unwrap();
+    fs::write(src.join("a.txt"), b"changed after the first backup\n").unwrap();
+    env.ok(&["backup", s(&src), "--host", "laptop"]);
+    let snaps = env.json(&["snapshots"]);
+    let ids: Vec<String> =
+        snaps.as_array().unwrap().iter().map(|s| s["short_id"].as_str().unwrap().to_string()).collect();
+
+    let point = env.path("mnt");
+    fs::create_dir(&point).unwrap();
+    // The repository as the first argument (not from the environment).
+    let mut cmd = env.std_cmd();
+    cmd.env_remove("ARCA_REPOSITORY").args(["--json", "mount", s(&env.repo()), s(&point)]);
+    let mut m = Mounted::start(cmd, &point, env.path("mount.log"));
+
+    let mut listed: Vec<String> =
+        fs::read_dir(point.join("snapshots")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    listed.sort();
+    let mut expected = ids.clone();
+    expected.push("latest".into());
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(fs::read_link(point.join("snapshots/latest")).unwrap(), PathBuf::from(&ids[1]));
+    let host_dir = point.join("hosts/laptop");
+    assert_eq!(fs::read_dir(&host_dir).unwrap().count(), 3, "two times and latest");
+
+    let inside = |snap: &str| point.join("snapshots").join(snap).join(src.strip_prefix("/").unwrap());
+    for rel in ["sub/big.bin", "sub/deeper/c.txt", "empty", "a.txt"] {
+        assert!(fs::read(inside("latest").join(rel)).unwrap() == fs::read(src.join(rel)).unwrap(), "{rel} differs");
+    }
+    assert_eq!(fs::read(inside(&ids[0]).join("a.txt")).unwrap(), old_a);
+    // The same through hosts/laptop/latest.
+    let via_host = host_dir.join("latest").join(src.strip_prefix("/").unwrap()).join("sub/big.bin");
+    assert!(fs::read(via_host).unwrap() == fs::read(src.join("sub/big.bin")).unwrap());
+    assert_eq!(fs::read_link(inside("latest").join("link")).unwrap(), PathBuf::from("a.txt"));
+    let meta = fs::metadata(inside("latest").join("sub/big.bin")).unwrap();
+    assert_eq!(meta.len(), 3 * MIB + 12345);
+    assert_eq!(meta.mtime(), fs::metadata(src.join("sub/big.bin")).unwrap().mtime());
+    // Read-only.
+    assert!(fs::write(inside("latest").join("new"), b"x").is_err());
+
+    // A second mount on the same point is refused before anything happens.
+    let (_, err) = env.fails(&["mount", s(&point)]);
+    assert!(err.contains("busy"), "{err}");
+
+    assert_eq!(m.stop(), 0, "{}", m.log());
+    assert!(!mounted(&point), "still mounted after SIGTERM");
+    assert!(m.log().is_empty() || !m.log().contains("ERROR"), "{}", m.log());
+}
+
+#[test]
+fn mount_refuses_missing_and_non_empty_mount_points() {
+    let env = Env::new();
+    let (_, err) = env.fails(&["mount", s(&env.path("nowhere"))]);
+    assert!(err.contains("does not exist"), "{err}");
+    let full = env.path("full");
+    fs::create_dir(&full).unwrap();
+    fs::write(full.join("x"), b"x").unwrap();
+    let (_, err) = env.fails(&["mount", s(&full)]);
+    assert!(err.contains("busy") && err.contains("not empty"), "{err}");
+}
+
+#[test]
+fn mount_damaged_pack_fails_only_its_files() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("good.bin"), noise(30, 2 * MIB as usize)).unwrap();
+    env.ok(&["backup", s(&src)]);
+    let before = env.data_packs();
+    fs::write(src.join("bad.bin"), noise(31, 2 * MIB as usize)).unwrap();
+    env.ok(&["backup", s(&src)]);
+    let new: Vec<PathBuf> = env.data_packs().into_iter().filter(|p| !before.contains(p)).collect();
+    assert_eq!(new.len(), 1);
+    let mut bytes = fs::read(&new[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    fs::write(&new[0], &bytes).unwrap();
+
+    let point = env.path("mnt");
+    fs::create_dir(&point).unwrap();
+    let mut cmd = env.std_cmd();
+    cmd.args(["--json", "mount", s(&point)]);
+    let mut m = Mounted::start(cmd, &point, env.path("mount.log"));
+    let dir = point.join("snapshots/latest").join(src.strip_prefix("/").unwrap());
+    let err = fs::read(dir.join("bad.bin")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "expected EIO, got {err}");
+    assert!(fs::read(dir.join("good.bin")).unwrap() == fs::read(src.join("good.bin")).unwrap());
+    assert_eq!(m.stop(), 0);
+    let pack_name = new[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(m.log().contains(&pack_name), "the log does not name the damaged pack:\n{}", m.log());
+}
+
+#[test]
+fn mount_reads_a_repository_on_an_arca_server() {
+    if !fuse_available() {
+        return;
+    }
+    let c = cluster::Cluster::start(cluster::Shape::Embedded);
+    let dev = c.acme_device.clone();
+    c.ok("acme", &dev, &["init"]);
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme", &dev, &["backup", s(&src)]);
+    let point = c.path("mnt");
+    fs::create_dir(&point).unwrap();
+    let mut cmd = StdCommand::new(cluster::arca_bin());
+    cmd.env("ARCA_PASSWORD", cluster::PASSWORD)
+        .env("ARCA_TOKEN", &dev)
+        .env_remove("ARCA_REPOSITORY")
+        .env_remove("ARCA_LOG")
+        .args(["--json", "mount", &c.repo_url("acme"), s(&point)]);
+    let mut m = Mounted::start(cmd, &point, c.path("mount.log"));
+    let dir = point.join("snapshots/latest").join(src.strip_prefix("/").unwrap());
+    assert!(fs::read(dir.join("sub/big.bin")).unwrap() == fs::read(src.join("sub/big.bin")).unwrap());
+    assert_eq!(fs::read(dir.join("a.txt")).unwrap(), b"hello, mount\n");
+    assert_eq!(m.stop(), 0, "{}", m.log());
+}

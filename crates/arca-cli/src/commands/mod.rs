@@ -14,6 +14,7 @@ pub mod image;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod mount;
 pub mod nbd;
 pub mod prune;
 pub mod repair;
@@ -53,6 +54,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Server(a) => server::run(g, a),
         Command::Admin(a) => admin::run(g, a),
         Command::Nbd(a) => nbd::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Appliance(a) => appliance::run(g, a),
     }
 }
