@@ -52,15 +52,18 @@ impl Running {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::new(ErrorKind::Io, format!("a worker thread failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("a worker thread failed: {e}")))?
 }
 
 /// Opens everything `config` names, starts the tasks and binds the listener.
 pub async fn start(config: Config) -> Result<Running> {
     let password = config.repository.password()?;
     let repo_path = config.repository.path.clone();
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("creating the data directory {}: {e}", config.data_dir.display())))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("creating the data directory {}: {e}", config.data_dir.display()))
+    })?;
     let store: DynStore = Arc::new(LocalStore::new(&repo_path));
     let s = store.clone();
     let key = blocking(move || {
@@ -73,7 +76,8 @@ pub async fn start(config: Config) -> Result<Running> {
     let (s, k) = (store.clone(), key.clone());
     let catalog = Arc::new(blocking(move || Catalog::open(s, k, folders)).await?);
 
-    let mut status = Status { version: env!("CARGO_PKG_VERSION").to_string(), started: Some(Utc::now()), ..Status::default() };
+    let mut status =
+        Status { version: env!("CARGO_PKG_VERSION").to_string(), started: Some(Utc::now()), ..Status::default() };
     let view = catalog.view();
     for (name, share) in &config.shares {
         let snaps = view.shares.get(name).cloned().unwrap_or_default();
@@ -113,17 +117,17 @@ pub async fn start(config: Config) -> Result<Running> {
         }
     }
     if let Some(p) = &config.provider {
-        let replicator = Arc::new(Replicator::new(store, config.repository.path.clone(), p, status.clone())?);
+        // The HTTP client is a blocking one: it must be made (and dropped) off the async threads.
+        let (p, root, st) = (p.clone(), config.repository.path.clone(), status.clone());
+        let replicator = Arc::new(blocking(move || Replicator::new(store, root, &p, st)).await?);
         tokio::spawn(replicator.run(shared.replicate.clone()));
     }
 
     let hashes = config.users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect();
     let users = Arc::new(blocking(move || Ok(Users::new(hashes))).await?);
     let dav = Arc::new(Dav::new(&config.shares, users, catalog, config.max_upload.0));
-    let app = Router::new()
-        .route("/", get(|| async { Redirect::to("/status") }))
-        .merge(dav.router())
-        .merge(status.router());
+    let app =
+        Router::new().route("/", get(|| async { Redirect::to("/status") })).merge(dav.router()).merge(status.router());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("listening on {}: {e}", config.listen)))?;

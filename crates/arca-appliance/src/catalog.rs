@@ -85,7 +85,7 @@ fn build(store: &DynStore, key: &MasterKey, shares: &BTreeMap<String, std::path:
     for (name, folder) in shares {
         let tag = share_tag(name);
         let mut list: Vec<(SnapshotId, Snapshot)> =
-            all.iter().filter(|(_, s)| s.tags.iter().any(|t| *t == tag)).cloned().collect();
+            all.iter().filter(|(_, s)| s.tags.contains(&tag)).cloned().collect();
         list.sort_by_key(|(_, s)| s.time);
         let mut entries: Vec<ShareSnapshot> = Vec::new();
         for (id, snap) in list {
@@ -121,9 +121,9 @@ fn descend(repo: &Repository, root: BlobId, folder: &Path) -> Result<BlobId> {
         let node = t
             .find(name.as_encoded_bytes())
             .ok_or_else(|| Error::new(ErrorKind::Repository, format!("{} is not in it", folder.display())))?;
-        tree = node
-            .subtree
-            .ok_or_else(|| Error::new(ErrorKind::Repository, format!("{} is not a directory in it", folder.display())))?;
+        tree = node.subtree.ok_or_else(|| {
+            Error::new(ErrorKind::Repository, format!("{} is not a directory in it", folder.display()))
+        })?;
     }
     Ok(tree)
 }

@@ -80,8 +80,9 @@ impl SecretSource {
             (None, Some(f), None) => std::fs::read_to_string(f)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| Error::config(format!("reading the {what} from {}: {e}", f.display()))),
-            (None, None, Some(var)) => std::env::var(var)
-                .map_err(|_| Error::config(format!("the {what} should be in environment variable {var}, which is not set"))),
+            (None, None, Some(var)) => std::env::var(var).map_err(|_| {
+                Error::config(format!("the {what} should be in environment variable {var}, which is not set"))
+            }),
             (None, None, None) => Err(Error::config(format!("no {what} given"))),
             _ => Err(Error::config(format!("give the {what} one way only (inline, file or env)"))),
         }
@@ -158,7 +159,9 @@ impl Retention {
     /// As arca-core's forget policy.
     pub fn policy(&self) -> Result<ForgetPolicy> {
         let keep_within = match &self.keep_within {
-            Some(s) => Some(arca_core::forget::KeepWithin::parse(s).map_err(|e| Error::config(format!("keep_within: {e}")))?),
+            Some(s) => {
+                Some(arca_core::forget::KeepWithin::parse(s).map_err(|e| Error::config(format!("keep_within: {e}")))?)
+            }
             None => None,
         };
         Ok(ForgetPolicy {
@@ -279,7 +282,9 @@ impl FromStr for ByteSize {
             "GiB" => 1024.0 * 1024.0 * 1024.0,
             "T" | "TB" => 1e12,
             "TiB" => 1024f64.powi(4),
-            other => return Err(Error::config(format!("unknown unit {other:?} in {s:?} (use B, KiB, MiB, GiB, kB, MB…)"))),
+            other => {
+                return Err(Error::config(format!("unknown unit {other:?} in {s:?} (use B, KiB, MiB, GiB, kB, MB…)")))
+            }
         };
         Ok(ByteSize((n * mult).round() as u64))
     }
@@ -307,9 +312,10 @@ pub struct ByteRate(pub u64);
 impl FromStr for ByteRate {
     type Err = Error;
     fn from_str(s: &str) -> Result<ByteRate> {
-        let body = s.trim().strip_suffix("/s").ok_or_else(|| {
-            Error::config(format!("{s:?} is not a rate: write it like \"10 MiB/s\""))
-        })?;
+        let body = s
+            .trim()
+            .strip_suffix("/s")
+            .ok_or_else(|| Error::config(format!("{s:?} is not a rate: write it like \"10 MiB/s\"")))?;
         let b: ByteSize = body.parse()?;
         if b.0 == 0 {
             return Err(Error::config(format!("upload limit {s:?} must be above zero (leave it out for no limit)")));

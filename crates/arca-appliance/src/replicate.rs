@@ -18,9 +18,10 @@
 //! 4. List what the provider has. An object it has with another size is damage: reported, never
 //!    overwritten (the server refuses overwrites anyway).
 //! 5. Upload what is missing, in the order packs, indexes, snapshots (the server refuses a
-//!    snapshot whose packs it lacks). Each object is read, checked against its name (the BLAKE3 of
-//!    its bytes; a damaged local object is reported, not sent), paced by the upload limit, sent,
-//!    then checked on arrival with a HEAD for its size (the server verified the hash).
+//!    snapshot whose packs it lacks), smallest first within each kind. Each object is read, checked against its name (the BLAKE3 of
+//!    its bytes; a damaged local object is reported, not sent), sent with its body paced by the
+//!    upload limit, then checked on arrival with a HEAD for its size (the server verified the
+//!    hash).
 //!
 //! Deleting or pruning locally never deletes at the provider: a pass only ever uploads. A
 //! killed pass loses at most the object in flight; the next pass (after a restart too) starts from
@@ -40,7 +41,7 @@ use chrono::{Timelike, Utc};
 use crate::config::{ProviderConfig, TimeWindow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::status::StatusBoard;
-use crate::throttle::Throttled;
+use crate::throttle::{Throttled, TokenBucket};
 
 /// First pause after a failed pass; it doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
@@ -50,7 +51,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const PERIOD: Duration = Duration::from_secs(600);
 
 /// Kinds copied, in upload order.
-const DATA_KINDS: [ObjectKind; 4] = [ObjectKind::DataPack, ObjectKind::MetaPack, ObjectKind::Index, ObjectKind::Snapshot];
+const DATA_KINDS: [ObjectKind; 4] =
+    [ObjectKind::DataPack, ObjectKind::MetaPack, ObjectKind::Index, ObjectKind::Snapshot];
 
 /// What a pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -83,8 +85,12 @@ impl Replicator {
         status: Arc<StatusBoard>,
     ) -> Result<Replicator> {
         let token = cfg.token()?;
-        let http = HttpStore::new(&cfg.url, &token).map_err(|e| Error::config(format!("provider: {e}")))?;
-        let remote = Arc::new(Throttled::new(http, cfg.upload_limit.map(|r| r.0)));
+        let mut http = HttpStore::new(&cfg.url, &token).map_err(|e| Error::config(format!("provider: {e}")))?;
+        if let Some(limit) = cfg.upload_limit {
+            http = http.with_pacer(crate::throttle::pacer(Arc::new(TokenBucket::new(limit.0))));
+        }
+        // Paced inside the body; the wrapper only counts.
+        let remote = Arc::new(Throttled::new(http, None));
         Ok(Replicator { local, local_root, remote, windows: cfg.windows.clone(), status })
     }
 
@@ -183,6 +189,9 @@ impl Replicator {
                 }
             }
         }
+        // Within each kind, small objects first: after a cut, as many objects as possible are
+        // complete (an interrupted object is sent again whole).
+        todo.sort_by_key(|(kind, _, size)| (DATA_KINDS.iter().position(|k| k == kind), *size));
         let snapshots_waiting: Vec<&String> =
             todo.iter().filter(|(k, _, _)| *k == ObjectKind::Snapshot).map(|(_, n, _)| n).collect();
         let pending_bytes: u64 = todo.iter().map(|(_, _, s)| s).sum();
@@ -216,13 +225,18 @@ impl Replicator {
                     ),
                 ));
             }
-            self.remote.put(kind, &name, &bytes).map_err(|e| Error::from(e).context(format!("uploading {kind} object {name}")))?;
+            self.remote
+                .put(kind, &name, &bytes)
+                .map_err(|e| Error::from(e).context(format!("uploading {kind} object {name}")))?;
             match self.remote.stat(kind, &name)? {
                 Some(s) if s == bytes.len() as u64 => {}
                 other => {
                     return Err(Error::new(
                         ErrorKind::Provider,
-                        format!("after uploading {kind} object {name} ({} bytes) the provider reports {other:?}", bytes.len()),
+                        format!(
+                            "after uploading {kind} object {name} ({} bytes) the provider reports {other:?}",
+                            bytes.len()
+                        ),
                     ))
                 }
             }

@@ -62,7 +62,8 @@ pub fn snapshot_share(
         ..BackupOptions::default()
     };
     let progress = BackupProgress::default();
-    let out = backup(&mut repo, &opts, &progress, None).map_err(|e| Error::from(e).context(format!("share {name}: backup")))?;
+    let out = backup(&mut repo, &opts, &progress, None)
+        .map_err(|e| Error::from(e).context(format!("share {name}: backup")))?;
     for w in &out.warnings {
         tracing::warn!("share {name}: {w}");
     }

@@ -48,7 +48,11 @@ fn system_time(secs: i64, nanos: u32) -> SystemTime {
 }
 
 fn node_meta(n: &Node) -> SnapMeta {
-    SnapMeta { len: if n.is_file() { n.size } else { 0 }, modified: system_time(n.mtime.secs, n.mtime.nanos), dir: n.is_dir() }
+    SnapMeta {
+        len: if n.is_file() { n.size } else { 0 },
+        modified: system_time(n.mtime.secs, n.mtime.nanos),
+        dir: n.is_dir(),
+    }
 }
 
 fn snap_meta(s: &ShareSnapshot) -> SnapMeta {

@@ -161,8 +161,12 @@ pub fn render(s: &Status) -> String {
          <title>arca appliance</title><style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em .8em;\
          text-align:left}.err{color:#b00}</style></head><body><h1>arca appliance</h1>",
     );
-    h += &format!("<p>version {} · running since {}</p><h2>Shares</h2><table><tr><th>share</th><th>folder</th>\
-        <th>schedule</th><th>next</th><th>snapshots</th><th>last snapshot</th><th>problem</th></tr>", esc(&s.version), when(&s.started));
+    h += &format!(
+        "<p>version {} · running since {}</p><h2>Shares</h2><table><tr><th>share</th><th>folder</th>\
+        <th>schedule</th><th>next</th><th>snapshots</th><th>last snapshot</th><th>problem</th></tr>",
+        esc(&s.version),
+        when(&s.started)
+    );
     for (name, sh) in &s.shares {
         h += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
@@ -171,7 +175,10 @@ pub fn render(s: &Status) -> String {
             esc(sh.schedule.as_deref().unwrap_or("none")),
             when(&sh.next_snapshot),
             sh.snapshots,
-            sh.last_snapshot.as_ref().map(|l| format!("{} ({})", when(&Some(l.time)), &l.id[..8])).unwrap_or_else(|| "—".into()),
+            sh.last_snapshot
+                .as_ref()
+                .map(|l| format!("{} ({})", when(&Some(l.time)), &l.id[..8]))
+                .unwrap_or_else(|| "—".into()),
             esc(sh.last_error.as_deref().unwrap_or("")),
         );
     }

@@ -1,13 +1,18 @@
-//! Upload throttling: a [`Store`] wrapper that paces `put`s with a token bucket over bytes.
+//! Upload throttling with a token bucket over bytes.
 //!
-//! Each upload pays for its bytes before it is sent: the bucket goes into debt by the object's
-//! size and the caller sleeps until the debt is paid back at the configured rate. Over a transfer
-//! the average rate therefore never exceeds the limit (plus at most [`BURST`] of saved-up
-//! tokens), while a single pack still leaves at the link's full speed. Reads, listings and stats
-//! are not throttled: they are small, and the limit is about the office's upstream bandwidth.
+//! The bucket goes into debt by what is about to be sent and the sender sleeps until the debt is
+//! paid back at the configured rate, so over a transfer the average never exceeds the limit (plus
+//! at most [`BURST`] of saved-up tokens). Two ways to apply it:
+//! - [`pacer`]: inside an HTTP upload's body, 64 KiB at a time (`arca_store::Pacer`), which keeps
+//!   the rate even within one large pack; replication to the provider uses this;
+//! - [`Throttled`]: a [`Store`] wrapper that pays for a whole object before its `put`, for stores
+//!   without a paced body (and it counts the bytes uploaded either way).
+//!
+//! Reads, listings and stats are not throttled: they are small, and the limit is about the
+//! office's upstream bandwidth.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arca_store::{ObjectInfo, ObjectKind, Result, Store};
@@ -44,6 +49,11 @@ impl TokenBucket {
             Duration::from_secs_f64(-tokens / self.rate)
         }
     }
+}
+
+/// A pacer for `arca_store::HttpStore::with_pacer` drawing on `bucket`.
+pub fn pacer(bucket: Arc<TokenBucket>) -> arca_store::Pacer {
+    arca_store::Pacer(Arc::new(move |n| std::thread::sleep(bucket.take(n as u64))))
 }
 
 /// A store whose uploads are paced by a bucket (none: unthrottled) and counted.
@@ -123,7 +133,7 @@ mod tests {
             t.put(ObjectKind::Lock, &format!("l{i}"), &vec![0u8; 500_000]).unwrap();
         }
         let rate = 4_000_000.0 / started.elapsed().as_secs_f64();
-        assert!(rate <= 4_000_000.0 * 1.1 && rate >= 4_000_000.0 * 0.8, "rate {rate}");
+        assert!((4_000_000.0 * 0.8..=4_000_000.0 * 1.1).contains(&rate), "rate {rate}");
         assert_eq!(t.uploaded.load(Ordering::Relaxed), 4_000_000);
     }
 }

@@ -24,6 +24,42 @@ pub struct HttpStore {
     base: String,
     token: String,
     client: Client,
+    pacer: Option<Pacer>,
+}
+
+/// Paces uploads (an upload limit): called with the size of each piece of a request body just
+/// before that piece is sent; it sleeps as long as the limit requires. Pacing inside the body,
+/// rather than before each request, keeps the rate even within one large pack.
+#[derive(Clone)]
+pub struct Pacer(pub std::sync::Arc<dyn Fn(usize) + Send + Sync>);
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pacer")
+    }
+}
+
+/// Bytes sent per call of the pacer.
+const PACE_PIECE: usize = 64 * 1024;
+
+/// An upload body that asks the pacer before each piece.
+struct PacedBody {
+    bytes: std::sync::Arc<Vec<u8>>,
+    at: usize,
+    pacer: Pacer,
+}
+
+impl std::io::Read for PacedBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(PACE_PIECE).min(self.bytes.len() - self.at);
+        if n == 0 {
+            return Ok(0);
+        }
+        (self.pacer.0)(n);
+        buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -70,7 +106,13 @@ impl HttpStore {
             .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::new(ErrorKind::Io, format!("setting up the HTTP client: {e}")))?;
-        Ok(HttpStore { base: base.to_string(), token: token.trim().to_string(), client })
+        Ok(HttpStore { base: base.to_string(), token: token.trim().to_string(), client, pacer: None })
+    }
+
+    /// The same store, with upload bodies sent at the pace `pacer` sets.
+    pub fn with_pacer(mut self, pacer: Pacer) -> HttpStore {
+        self.pacer = Some(pacer);
+        self
     }
 
     fn object_url(&self, kind: ObjectKind, name: &str) -> Result<String> {
@@ -185,8 +227,16 @@ fn status_error(what: &str, resp: Response) -> Error {
 impl Store for HttpStore {
     fn put(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         let url = self.object_url(kind, name)?;
+        let shared = self.pacer.as_ref().map(|_| std::sync::Arc::new(bytes.to_vec()));
         let resp = self.send(&format!("uploading {kind} object {name}"), true, || {
-            self.client.request(Method::PUT, &url).body(bytes.to_vec())
+            let request = self.client.request(Method::PUT, &url);
+            match (&self.pacer, &shared) {
+                (Some(pacer), Some(b)) => {
+                    let body = PacedBody { bytes: b.clone(), at: 0, pacer: pacer.clone() };
+                    request.body(reqwest::blocking::Body::sized(body, b.len() as u64))
+                }
+                _ => request.body(bytes.to_vec()),
+            }
         })?;
         // The server's warnings (a soft quota passed) are shown once per process.
         if let Some(w) = resp.headers().get("x-arca-warning").and_then(|v| v.to_str().ok()) {

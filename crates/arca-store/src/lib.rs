@@ -23,7 +23,7 @@ mod s3;
 
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "http")]
-pub use http::{extra_root_certificate, retry_after, HttpStore};
+pub use http::{extra_root_certificate, retry_after, HttpStore, Pacer};
 pub use kind::ObjectKind;
 pub use local::LocalStore;
 #[cfg(feature = "s3")]

@@ -151,9 +151,10 @@ impl DavFileSystem for ShareFs {
                 let me = self.clone();
                 let extra = futures_util::stream::once(async move {
                     // Only shown when its metadata can be read.
-                    me.snapshots.metadata(b"/".to_vec()).await.map(|m| {
-                        Box::new(ListedSnapshots { meta: m }) as Box<dyn DavDirEntry>
-                    })
+                    me.snapshots
+                        .metadata(b"/".to_vec())
+                        .await
+                        .map(|m| Box::new(ListedSnapshots { meta: m }) as Box<dyn DavDirEntry>)
                 });
                 let s: FsStream<Box<dyn DavDirEntry>> = Box::pin(live.chain(extra));
                 return Ok(s);
@@ -252,7 +253,10 @@ impl DavFileSystem for ShareFs {
         DavFileSystem::set_modified(self.local.as_ref(), path, tm)
     }
 
-    fn have_props<'a>(&'a self, path: &'a DavPath) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+    fn have_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         Box::pin(futures_util::future::ready(under_snapshots(path.as_bytes()).is_none()))
     }
 

@@ -75,7 +75,10 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 fn unauthorized() -> Response {
     let mut r = refuse(StatusCode::UNAUTHORIZED, "a share user name and password are needed");
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"arca appliance\", charset=\"UTF-8\""));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"arca appliance\", charset=\"UTF-8\""),
+    );
     r
 }
 
@@ -101,6 +104,29 @@ fn has_dot_segments(path: &str) -> bool {
     })
 }
 
+/// Whether `req` would change something under a share's `/.snapshots` (its path for methods that
+/// write, or its `Destination` for COPY and MOVE). The file system refuses these too; answering
+/// here gives one clear 403 instead of a multi-status listing every refused file.
+fn writes_previous_versions(req: &Request) -> bool {
+    let in_snapshots = |path: &str| {
+        let mut segs = path.strip_prefix("/dav/").unwrap_or("").split('/');
+        segs.next();
+        segs.next() == Some(crate::snapshots_fs::SNAPSHOTS_DIR)
+    };
+    let method = req.method().as_str();
+    let reads = matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "COPY");
+    if !reads && in_snapshots(req.uri().path()) {
+        return true;
+    }
+    if matches!(method, "COPY" | "MOVE") {
+        if let Some(dest) = req.headers().get("destination").and_then(|d| d.to_str().ok()) {
+            let path = dest.parse::<http::Uri>().map(|u| u.path().to_string()).unwrap_or_default();
+            return in_snapshots(&path);
+        }
+    }
+    false
+}
+
 /// The share name from `/dav/<share>/…`.
 fn share_name(path: &str) -> Option<&str> {
     path.strip_prefix("/dav/")?.split('/').next().filter(|s| !s.is_empty())
@@ -122,11 +148,11 @@ async fn handle(State(dav): State<Arc<Dav>>, req: Request) -> Response {
     if !share.users.is_empty() && !share.users.contains(&user) {
         return refuse(StatusCode::FORBIDDEN, "this user may not use this share");
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    if writes_previous_versions(&req) {
+        return refuse(StatusCode::FORBIDDEN, "previous versions (.snapshots) are read-only; copy files out of them");
+    }
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > dav.max_upload) {
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,

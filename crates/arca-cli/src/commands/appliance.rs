@@ -137,8 +137,13 @@ fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
         return Ok(crate::exit::OK);
     }
     for (name, s) in &status.shares {
-        let last = s.last_snapshot.as_ref().map(|l| format!("{} ({})", l.time, &l.id[..8])).unwrap_or_else(|| "none".into());
-        println!("share {name}: {} snapshots, last {last}, schedule {}", s.snapshots, s.schedule.as_deref().unwrap_or("none"));
+        let last =
+            s.last_snapshot.as_ref().map(|l| format!("{} ({})", l.time, &l.id[..8])).unwrap_or_else(|| "none".into());
+        println!(
+            "share {name}: {} snapshots, last {last}, schedule {}",
+            s.snapshots,
+            s.schedule.as_deref().unwrap_or("none")
+        );
         if let Some(e) = &s.last_error {
             println!("  problem: {e}");
         }

@@ -1,0 +1,463 @@
+//! End-to-end tests of `arca appliance`: the real binary, a real WebDAV client (reqwest, litmus),
+//! and for replication a real `arca server` on loopback (tests/cluster).
+
+mod cluster;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster::{arca_bin, assert_same_tree, noise, Cluster, Shape, PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::Method;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const USER: &str = "alice";
+const USER_PASSWORD: &str = "alice's share password";
+
+/// A running `arca appliance` process; killed when dropped.
+struct Appliance {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- appliance log (last lines) ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// A test setup: a directory with the local repository, a share folder, and a config.
+struct Office {
+    dir: TempDir,
+}
+
+impl Office {
+    fn new() -> Office {
+        let o = Office { dir: tempfile::tempdir().unwrap() };
+        fs::create_dir_all(o.share()).unwrap();
+        let out = Command::new(arca_bin())
+            .args(["init", "-r"])
+            .arg(o.repo())
+            .env("ARCA_PASSWORD", PASSWORD)
+            .env("ARCA_KDF_MEMORY_KIB", "64")
+            .env("ARCA_KDF_ITERATIONS", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "arca init: {}", String::from_utf8_lossy(&out.stderr));
+        o
+    }
+    fn share(&self) -> PathBuf {
+        self.dir.path().join("share")
+    }
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// Writes `appliance.toml` with `extra` appended (shares' schedules, provider) and starts it.
+    fn start(&self, share_extra: &str, extra: &str) -> Appliance {
+        let out = Command::new(arca_bin())
+            .args(["appliance", "hash-password"])
+            .env("ARCA_NEW_PASSWORD", USER_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "hash-password: {}", String::from_utf8_lossy(&out.stderr));
+        let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let config = format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "{data}"
+max_upload = "4 MiB"
+[repository]
+path = "{repo}"
+password_env = "TEST_REPO_PASSWORD"
+[users.{USER}]
+password_hash = "{hash}"
+[shares.docs]
+path = "{share}"
+{share_extra}
+{extra}
+"#,
+            data = self.dir.path().join("state").display(),
+            repo = self.repo().display(),
+            share = self.share().display(),
+        );
+        let path = self.dir.path().join("appliance.toml");
+        fs::write(&path, config).unwrap();
+        let log = self.dir.path().join("appliance.log");
+        let mut child = Command::new(arca_bin())
+            .args(["appliance", "--config"])
+            .arg(&path)
+            .env("TEST_REPO_PASSWORD", PASSWORD)
+            .env("ARCA_LOG", "info")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .split("listening on ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("the appliance did not start:\n{}", fs::read_to_string(&log).unwrap_or_default()))
+            .to_string();
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        Appliance { child, base, log }
+    }
+}
+
+fn client() -> Client {
+    static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| Client::builder().timeout(Duration::from_secs(30)).build().unwrap()).clone()
+}
+
+impl Appliance {
+    fn url(&self, path: &str) -> String {
+        format!("{}/dav/docs{path}", self.base)
+    }
+    fn dav(&self, method: &str, path: &str) -> reqwest::blocking::RequestBuilder {
+        client()
+            .request(Method::from_bytes(method.as_bytes()).unwrap(), self.url(path))
+            .basic_auth(USER, Some(USER_PASSWORD))
+    }
+    fn status(&self) -> Value {
+        let body = client().get(format!("{}/status.json", self.base)).send().unwrap().bytes().unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+    /// Polls the status until `ok` holds, or fails after `secs` seconds.
+    fn wait_for(&self, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.status();
+            if ok(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {s:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    fn snapshot_count(&self) -> u64 {
+        self.status()["shares"]["docs"]["snapshots"].as_u64().unwrap()
+    }
+}
+
+/// Whether litmus can run here; panics in CI (`ARCA_TEST_REQUIRE_LITMUS=1`) if it is missing.
+fn have_litmus() -> bool {
+    if Command::new("litmus").arg("--version").output().is_ok() || Path::new("/usr/bin/litmus").exists() {
+        return true;
+    }
+    if std::env::var("ARCA_TEST_REQUIRE_LITMUS").as_deref() == Ok("1") {
+        panic!("litmus is required here (ARCA_TEST_REQUIRE_LITMUS=1) but is not installed: apt-get install litmus");
+    }
+    eprintln!("SKIPPED: litmus is not installed (apt-get install litmus); the WebDAV conformance test did not run");
+    false
+}
+
+#[test]
+fn litmus_passes_basic_copymove_props_and_locks() {
+    if !have_litmus() {
+        return;
+    }
+    let office = Office::new();
+    let app = office.start("", "");
+    let out = Command::new("litmus")
+        .arg(app.url("/"))
+        .args([USER, USER_PASSWORD])
+        .env("TESTS", "basic copymove props locks")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{}", text.lines().filter(|l| l.contains("summary for")).collect::<Vec<_>>().join("\n"));
+    for group in ["basic", "copymove", "props", "locks"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("summary for `{group}'")))
+            .unwrap_or_else(|| panic!("litmus did not run group {group}:\n{text}"));
+        assert!(line.contains(" 0 failed"), "litmus group {group} failed: {line}\n{text}");
+    }
+    assert!(out.status.success(), "litmus exited with {:?}:\n{text}", out.status);
+}
+
+#[test]
+fn the_share_takes_files_and_refuses_strangers_tricks_and_huge_bodies() {
+    let office = Office::new();
+    let app = office.start("", "");
+    // A real client writes a file into a new folder and reads it back.
+    assert_eq!(app.dav("MKCOL", "/reports/").send().unwrap().status().as_u16(), 201);
+    let body = noise(300_000, 1);
+    assert_eq!(app.dav("PUT", "/reports/q3.bin").body(body.clone()).send().unwrap().status().as_u16(), 201);
+    assert_eq!(app.dav("GET", "/reports/q3.bin").send().unwrap().bytes().unwrap().as_ref(), &body[..]);
+    assert_eq!(fs::read(office.share().join("reports/q3.bin")).unwrap(), body, "the file lands in the folder");
+
+    // Wrong password, unknown user, no credentials: 401 with a Basic challenge, nothing written.
+    for (user, pass) in [(USER, "wrong password"), ("mallory", USER_PASSWORD)] {
+        let r = client().put(app.url("/evil.txt")).basic_auth(user, Some(pass)).body("x").send().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{user}");
+    }
+    let r = client().get(app.url("/reports/q3.bin")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert!(!office.share().join("evil.txt").exists());
+
+    // Path tricks: raw and encoded dot segments are refused before they reach the file system.
+    let secret = office.dir.path().join("secret.txt");
+    fs::write(&secret, "outside the share").unwrap();
+    for path in ["/dav/docs/../secret.txt", "/dav/docs/%2e%2e/secret.txt", "/dav/docs/reports/..%2f..%2f../secret.txt"]
+    {
+        let out = Command::new("curl")
+            .args(["-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", "-u"])
+            .arg(format!("{USER}:{USER_PASSWORD}"))
+            .arg(format!("{}{path}", app.base))
+            .output()
+            .unwrap();
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(code.starts_with('4'), "{path} answered {code}");
+    }
+    // Unknown share.
+    let r = client().get(format!("{}/dav/nope/", app.base)).basic_auth(USER, Some(USER_PASSWORD)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // A body declared larger than max_upload (4 MiB) is refused before it is read; one without a
+    // declared length (chunked) is cut off at the limit and reported as a failure.
+    let big = office.dir.path().join("big.bin");
+    fs::write(&big, vec![7u8; 5 << 20]).unwrap();
+    let curl_put = |args: &[&str], name: &str| -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", &format!("{USER}:{USER_PASSWORD}")])
+            .args(args)
+            .arg(app.url(&format!("/{name}")))
+            .stdin(fs::File::open(&big).unwrap())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(curl_put(&["-T", big.to_str().unwrap()], "big.bin"), "413");
+    assert!(!office.share().join("big.bin").exists(), "nothing of a refused upload is left");
+    let code = curl_put(&["-T", "-"], "chunked.bin");
+    assert!(!code.starts_with('2'), "an over-long chunked upload was accepted: {code}");
+    let left = fs::metadata(office.share().join("chunked.bin")).map(|m| m.len()).unwrap_or(0);
+    assert!(left <= 4 << 20, "more than max_upload was written: {left}");
+}
+
+#[test]
+fn a_schedule_fires_and_previous_versions_serve_the_old_bytes() {
+    let office = Office::new();
+    let app = office.start("schedule = \"*/2 * * * * *\"\nretention = { keep_last = 3 }", "");
+    let v1 = noise(200_000, 11);
+    let v2 = noise(150_000, 22);
+    assert!(app.dav("PUT", "/plan.bin").body(v1.clone()).send().unwrap().status().is_success());
+    // A snapshot taken after the write.
+    let written = chrono::Utc::now();
+    app.wait_for(15, "a snapshot after the first write", |s| {
+        s["shares"]["docs"]["last_snapshot"]["time"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t > written)
+    });
+    assert!(app.dav("PUT", "/plan.bin").body(v2.clone()).send().unwrap().status().is_success());
+
+    // The snapshots directory lists the snapshots; the oldest one holding the file has v1.
+    let listing = app.dav("PROPFIND", "/.snapshots/").header("Depth", "1").send().unwrap();
+    assert_eq!(listing.status().as_u16(), 207);
+    let xml = listing.text().unwrap();
+    let dirs: Vec<String> = xml
+        .split("/dav/docs/.snapshots/")
+        .skip(1)
+        .filter_map(|s| s.split('<').next())
+        .map(|s| s.trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(!dirs.is_empty(), "no snapshot directories in {xml}");
+    let mut found = None;
+    for d in &dirs {
+        let r = app.dav("GET", &format!("/.snapshots/{d}/plan.bin")).send().unwrap();
+        if r.status().is_success() && r.bytes().unwrap().as_ref() == &v1[..] {
+            found = Some(d.clone());
+        }
+    }
+    let old = found.unwrap_or_else(|| panic!("no snapshot among {dirs:?} serves the old bytes"));
+    assert_eq!(app.dav("GET", "/plan.bin").send().unwrap().bytes().unwrap().as_ref(), &v2[..]);
+    // Ranges work (clients resume downloads).
+    let r = app.dav("GET", &format!("/.snapshots/{old}/plan.bin")).header("Range", "bytes=1000-1999").send().unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.bytes().unwrap().as_ref(), &v1[1000..2000]);
+
+    // Previous versions are read-only.
+    for (method, path) in [
+        ("PUT", format!("/.snapshots/{old}/plan.bin")),
+        ("DELETE", format!("/.snapshots/{old}/plan.bin")),
+        ("MKCOL", format!("/.snapshots/{old}/new/")),
+        ("DELETE", "/.snapshots/".to_string()),
+        ("PROPPATCH", format!("/.snapshots/{old}/plan.bin")),
+        ("MOVE", format!("/.snapshots/{old}/plan.bin")),
+    ] {
+        let mut req = app.dav(method, &path);
+        if method == "PUT" {
+            req = req.body("x");
+        }
+        let r = req.send().unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{method} {path}");
+    }
+    let r = app
+        .dav("COPY", "/plan.bin")
+        .header("Destination", app.url(&format!("/.snapshots/{old}/x.bin")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "COPY into previous versions");
+    let r = app.dav("GET", &format!("/.snapshots/{old}/plan.bin")).send().unwrap();
+    assert_eq!(r.bytes().unwrap().as_ref(), &v1[..], "the old version is still there");
+    // A user restores the old version by copying it back into the share.
+    let r = app
+        .dav("COPY", &format!("/.snapshots/{old}/plan.bin"))
+        .header("Destination", app.url("/plan-restored.bin"))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "COPY from a snapshot: {}", r.status());
+    assert_eq!(fs::read(office.share().join("plan-restored.bin")).unwrap(), v1);
+
+    // Retention keeps the newest three of the share's snapshots.
+    app.wait_for(20, "more snapshots than retention keeps", |s| {
+        s["shares"]["docs"]["last_snapshot"]["time"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t > written + chrono::Duration::seconds(8))
+    });
+    assert!(app.snapshot_count() <= 3, "retention kept {}", app.snapshot_count());
+    let out = Command::new(arca_bin())
+        .args(["--json", "snapshots", "-r"])
+        .arg(office.repo())
+        .env("ARCA_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list.as_array().unwrap().len() <= 3, "the local repository keeps {}", list);
+}
+
+/// Bytes of every file under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                tree_bytes(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .sum()
+}
+
+fn provider_section(c: &Cluster, token: &str, limit: &str) -> String {
+    format!("[provider]\nurl = \"{}\"\ntoken = \"{token}\"\nupload_limit = \"{limit}\"\n", c.repo_url("office"))
+}
+
+#[test]
+fn replication_survives_kills_is_throttled_and_the_provider_copy_checks_and_restores() {
+    let mut c = Cluster::start(Shape::Embedded);
+    let token = c.new_repo("acme", "office", None);
+    let office = Office::new();
+    // 40 MiB of incompressible files: a 32 MiB data pack and a smaller one.
+    fs::create_dir_all(office.share().join("projects")).unwrap();
+    for i in 0..5u64 {
+        fs::write(office.share().join(format!("projects/part{i}.bin")), noise(8 << 20, i)).unwrap();
+    }
+    fs::write(office.share().join("readme.txt"), "office files\n").unwrap();
+    let total = tree_bytes(&office.share());
+    let schedule = "schedule = \"*/3 * * * * *\"\nretention = { keep_last = 2 }";
+
+    // First run, throttled to 8 MiB/s: killed together with the server once one data pack has
+    // arrived and the other is still waiting (a power cut in the middle of a pass).
+    let app = office.start(schedule, &provider_section(&c, &token, "8 MiB/s"));
+    let s = app.wait_for(60, "the first pack on the provider", |s| {
+        let r = &s["replication"];
+        r["uploaded_bytes"].as_u64().unwrap_or(0) >= 4 << 20 && r["pending_bytes"].as_u64().unwrap_or(0) >= 4 << 20
+    });
+    c.kill_and_restart(0);
+    drop(app);
+    let before_kill = s["replication"]["uploaded_bytes"].as_u64().unwrap();
+    assert!(before_kill < total, "the pass had finished before the kill: {s:#}");
+
+    // Second run against the restarted server: it resumes from what the provider lists (the big
+    // pack that was still waiting), at a limit of 8 MiB/s. The rate is measured from the start of
+    // the pass to the arrival of its data packs (the metadata objects after them are tiny and
+    // dominated by request latency), and must keep within 10% of the limit.
+    let limit = 8u64 << 20;
+    let app = office.start(schedule, &provider_section(&c, &token, "8 MiB/s"));
+    let mut start: Option<(Instant, u64, u64)> = None;
+    let mut data_done: Option<(Instant, u64)> = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let done_bytes = loop {
+        let s = app.status();
+        let r = &s["replication"];
+        let uploaded = r["uploaded_bytes"].as_u64().unwrap_or(0);
+        let pending = r["pending_bytes"].as_u64().unwrap_or(0);
+        if start.is_none() && r["state"] == "uploading" && pending > 0 {
+            start = Some((Instant::now(), uploaded, pending));
+        }
+        if let Some((_, b0, p0)) = start {
+            if data_done.is_none() && (uploaded - b0) * 10 >= p0 * 9 {
+                data_done = Some((Instant::now(), uploaded));
+            }
+            if r["last_success"].is_string() && r["pending_snapshots"] == 0 {
+                break uploaded;
+            }
+        }
+        assert!(Instant::now() < deadline, "replication did not finish: {s:#}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (t0, b0, _) = start.unwrap();
+    let (t1, b1) = data_done.unwrap();
+    let (sent, secs) = (b1 - b0, t1.duration_since(t0).as_secs_f64());
+    let rate = sent as f64 / secs;
+    eprintln!("resumed pass: {sent} bytes in {secs:.2} s = {:.2} MiB/s (limit 8 MiB/s)", rate / (1 << 20) as f64);
+    assert!(done_bytes - b0 < total, "the resumed pass sent everything again ({} of {total} bytes)", done_bytes - b0);
+    assert!(secs >= 2.0, "the transfer was too short to measure a rate ({secs:.2} s)");
+    assert!((rate - limit as f64).abs() <= 0.1 * limit as f64, "rate {rate:.0} B/s is not within 10% of {limit}");
+
+    // The provider repository checks, data included, and restores the same bytes.
+    c.ok("office", &token, &["check", "--read-data"]);
+    let target = c.path("restored");
+    c.ok("office", &token, &["restore", "latest", "--target", target.to_str().unwrap()]);
+    let restored = target.join(office.share().strip_prefix("/").unwrap());
+    assert_same_tree(&office.share(), &restored);
+
+    // Local retention (keep 2) never deletes at the provider: it accumulates every snapshot.
+    let count = |json: String| serde_json::from_str::<Value>(&json).unwrap().as_array().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let remote = count(c.ok("office", &token, &["--json", "snapshots"]));
+        let local = app.snapshot_count();
+        if remote >= 3 && local <= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "provider has {remote} snapshots, the appliance {local}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The status command reads the running appliance.
+    let out = Command::new(arca_bin()).args(["--json", "appliance", "status", "--url", &app.base]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["live"], true);
+    assert!(v["replication"]["uploaded_bytes"].as_u64().unwrap() > 0);
+}
