@@ -111,6 +111,7 @@ pub enum Command {
     Admin(commands::admin::AdminArgs),
     Nbd(commands::nbd::NbdArgs),
     Mount(commands::mount::MountArgs),
+    Drill(commands::drill::DrillArgs),
     Appliance(commands::appliance::ApplianceArgs),
 }
 

@@ -652,3 +652,65 @@ fn mount_reads_a_repository_on_an_arca_server() {
     assert_eq!(fs::read(dir.join("a.txt")).unwrap(), b"hello, mount\n");
     assert_eq!(m.stop(), 0, "{}", m.log());
 }
+
+// ---- arca drill ------------------------------------------------------------------------------
+
+#[test]
+fn drills_prove_a_snapshot_and_detect_an_injected_corruption() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..6u64 {
+        fs::write(src.join(format!("d/f{i}.bin")), noise(40 + i, 300_000 + i as usize * 1000)).unwrap();
+    }
+    fs::write(src.join("small.txt"), b"small\n").unwrap();
+    let sparse = fs::File::create(src.join("sparse")).unwrap();
+    sparse.set_len(8 * MIB).unwrap();
+    sparse.write_all_at(b"tail", 8 * MIB - 4).unwrap();
+    env.ok(&["backup", s(&src)]);
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+
+    let whole = env.json(&["drill", "--scratch", s(&scratch)]);
+    assert_eq!(whole["passed"], true, "{whole}");
+    assert_eq!(whole["whole_snapshot"], true);
+    assert_eq!(whole["files_in_snapshot"], 8);
+    assert_eq!(whole["files_verified"], 8);
+    assert!(whole["restore_bytes_per_second"].as_f64().unwrap() > 0.0);
+    assert!(whole["estimated_full_restore_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0, "the scratch files were left behind");
+
+    // A sample is repeatable by its seed.
+    let a = env.json(&["drill", "--sample", "3", "--seed", "42", "--scratch", s(&scratch), "--keep"]);
+    assert_eq!(a["files_restored"], 3);
+    assert_eq!(a["whole_snapshot"], false);
+    assert_eq!(a["passed"], true);
+    let kept = PathBuf::from(a["kept"].as_str().unwrap());
+    assert_eq!(fs::read_dir(&kept).unwrap().count(), 3);
+    let b = env.json(&["drill", "--sample", "3", "--seed", "42", "--scratch", s(&scratch)]);
+    assert_eq!(a["bytes_restored"], b["bytes_restored"]);
+
+    // Flip bytes in the middle of every data pack: the drill must fail, say which files, and
+    // name the pack.
+    let packs = env.data_packs();
+    assert!(!packs.is_empty());
+    for p in &packs {
+        let mut bytes = fs::read(p).unwrap();
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[mid..mid + 16] {
+            *b ^= 0xff;
+        }
+        fs::write(p, &bytes).unwrap();
+    }
+    let out = env.arca().args(["--json", "drill", "--scratch", s(&scratch)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a drill over a corrupted pack did not fail");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], false);
+    let failures = v["failures"].as_array().unwrap();
+    assert!(!failures.is_empty());
+    let all = serde_json::to_string(failures).unwrap();
+    let named = packs.iter().any(|p| all.contains(p.file_name().unwrap().to_str().unwrap()));
+    assert!(named, "no failure names a damaged pack: {all}");
+    assert!((v["files_verified"].as_u64().unwrap() as usize) + failures.len() == 8);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("drill FAILED"));
+}

@@ -5,7 +5,7 @@
 //! - [`chunker`], [`pack`], [`envelope`], [`index`], [`tree`], [`snapshot`]: the stored formats;
 //! - [`repository`]: an opened repository (store + key + index) with typed reads and writes;
 //! - [`browse`], [`archive`]: paths inside snapshots, a file's bytes, directories as tar or zip;
-//! - engines: [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`copy`], [`image`];
+//! - engines: [`backup`], [`restore`], [`check`], [`forget`], [`prune`], [`copy`], [`image`], [`drill`];
 //! - [`reader`]: random access to one stored file through a bounded blob cache (NBD, mount).
 //!
 //! This crate never speaks HTTP and never touches a database: the server and the appliance build
@@ -20,6 +20,7 @@ pub mod chunker;
 pub mod config;
 pub mod copy;
 pub mod crypto;
+pub mod drill;
 pub mod envelope;
 mod error;
 pub mod forget;

@@ -80,19 +80,21 @@ impl BlobCache {
         if let Some(d) = self.get(id) {
             return Ok(d);
         }
-        let data = Arc::new(repo.read_blob(id).map_err(|e| {
-            // Name the pack, so that an operator knows what to repair (read_blob names it only
-            // for blobs that fail to decrypt, not for packs that cannot be read at all).
-            match repo.index().get(id) {
-                Some((pack, _)) if !e.to_string().contains(&pack.id.to_hex()) => {
-                    e.context(format!("blob {id} in pack {}", pack.id))
-                }
-                _ => e,
-            }
-        })?);
+        let data = Arc::new(read_blob_naming_pack(repo, id)?);
         self.put(*id, data.clone());
         Ok(data)
     }
+}
+
+/// Reads a blob; a failure names the pack, so that an operator knows what to repair
+/// (`read_blob` names it only for blobs that fail to decrypt, not for packs that cannot be read).
+pub fn read_blob_naming_pack(repo: &Repository, id: &BlobId) -> Result<Vec<u8>> {
+    repo.read_blob(id).map_err(|e| match repo.index().get(id) {
+        Some((pack, _)) if !e.to_string().contains(&pack.id.to_hex()) => {
+            e.context(format!("blob {id} in pack {}", pack.id))
+        }
+        _ => e,
+    })
 }
 
 /// One file's content laid out by offset.

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod check;
 pub mod copy;
 pub mod diff;
+pub mod drill;
 pub mod dump;
 pub mod find;
 pub mod forget;
@@ -55,6 +56,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Admin(a) => admin::run(g, a),
         Command::Nbd(a) => nbd::run(g, a),
         Command::Mount(a) => mount::run(g, a),
+        Command::Drill(a) => drill::run(g, a),
         Command::Appliance(a) => appliance::run(g, a),
     }
 }
