@@ -443,6 +443,7 @@ both_shapes!(metering_equals_the_bytes_sent_and_stored, |c: &mut Cluster| {
     let stored = listed_bytes(c, "acme", &dev);
     let u0 = usage(c);
     assert_eq!(u0["stored_bytes"].as_i64().unwrap(), stored);
+    assert_eq!(u0["snapshots"].as_i64().unwrap(), snaps.len() as i64, "snapshots taken today");
     // Every upload was new, so ingress is exactly what is stored.
     assert_eq!(u0["ingress_bytes"].as_i64().unwrap(), stored, "{u0}");
     // Logical bytes: what the snapshot represents, as the client counted it.
@@ -469,7 +470,15 @@ both_shapes!(metering_equals_the_bytes_sent_and_stored, |c: &mut Cluster| {
     let out = c.admin_ok(&admin, &["usage", "--tenant", "acme", "--csv"]);
     let line = out.lines().rfind(|l| l.contains(",acme,acme,")).unwrap().to_string();
     assert!(line.contains(&format!(",{},", u1["stored_bytes"])), "{line}");
-    assert!(line.ends_with(&format!(",{},{}", u1["ingress_bytes"], u1["egress_bytes"])), "{line}");
+    assert!(line.ends_with(&format!(",{},{},{}", u1["ingress_bytes"], u1["egress_bytes"], u1["snapshots"])), "{line}");
+    // Billing: the tenant began today, so its month's average is what it stores now.
+    let out = c.admin_ok(&admin, &["billing", "--tenant", "acme", "--csv"]);
+    let line = out.lines().find(|l| l.contains(",acme,")).unwrap_or_else(|| panic!("{out}"));
+    let f: Vec<&str> = line.split(',').collect();
+    assert_eq!((f[3], f[5]), ("1", tenant_stored(c, "acme").to_string().as_str()), "{line}");
+    assert_eq!(f[10], snaps.len().to_string(), "snapshots this month: {line}");
+    let (status, _) = c.get_json(&c.acme_admin, "/v1/admin/billing");
+    assert_eq!(status, 403, "prices are the provider's business");
 });
 
 both_shapes!(sigterm_stops_the_server_cleanly, |c: &mut Cluster| {

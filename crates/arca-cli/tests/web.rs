@@ -97,6 +97,7 @@ fn provider_and_customer_in_the_browser() {
     // A plan, then a tenant whose display name carries markup (which must stay text).
     b.go(&format!("{base}/console/plans"));
     b.fill("#plan-name", "office");
+    b.fill("#new-plan input[name=price]", "120");
     b.click("#create-plan");
     assert!(b.wait_source(">office<").contains(">office<"), "{}", b.source());
     b.screenshot("plans");
@@ -108,6 +109,7 @@ fn provider_and_customer_in_the_browser() {
     let html = b.source();
     assert!(!html.contains("<script>alert(1)</script>") && !html.contains("<b>Corp</b>"), "markup got through");
     assert!(b.text("h1").contains("Globex <b>Corp</b>"), "the name is shown as typed");
+    c.admin_ok(&c.admin, &["tenant", "set", "globex", "--plan", "office"]);
 
     // A repository and a device; the token is shown once, with the commands to paste.
     b.fill("#repo-name", "globex-office");
@@ -159,6 +161,31 @@ fn provider_and_customer_in_the_browser() {
     b.go(&format!("{base}/usage?tenant=globex"));
     assert_eq!(b.attr("#usage tbody tr td[data-bytes]", "data-bytes"), stored.to_string(), "{}", b.source());
     b.screenshot("usage");
+
+    // Billing: the month so far, priced from the plan; the page, its CSV and the API agree.
+    let (_, bill) = c.get_json(&c.admin, "/v1/admin/billing?tenant=globex");
+    let bill = &bill[0];
+    assert_eq!(bill["plan"], "office");
+    assert_eq!(bill["avg_stored_bytes"].as_i64().unwrap(), stored, "one day so far: the average is today's bytes");
+    assert!(bill["base_cents"].as_i64().unwrap() > 0 && bill["snapshots"] == 1, "{bill}");
+    b.go(&format!("{base}/console/billing"));
+    assert!(b.text("#billing").contains("Globex"), "{}", b.source());
+    let total = bill["total_cents"].as_i64().unwrap();
+    assert_eq!(b.text("#billing-total"), format!("{}.{:02}", total / 100, total % 100));
+    b.screenshot("billing");
+    b.click("#billing a[href^='/console/billing/globex']");
+    assert!(b.wait_source("invoice-lines").contains("Plan office"), "{}", b.source());
+    b.screenshot("invoice");
+    let admin_cookie = b.cookie("arca_session").unwrap();
+    let csv = reqwest::blocking::Client::new()
+        .get(format!("{base}/console/billing.csv"))
+        .header("cookie", format!("arca_session={admin_cookie}"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = csv.lines().find(|l| l.contains(",globex,office,")).unwrap_or_else(|| panic!("{csv}"));
+    assert!(line.ends_with(&format!(",{total}")), "{line}");
     let cookie = b.cookie("arca_session").expect("a session cookie");
     let http = reqwest::blocking::Client::new();
     let csv = http
@@ -201,6 +228,7 @@ fn provider_and_customer_in_the_browser() {
     assert!(b.wait_source("restore-snapshots").contains(&short), "{}", b.source());
     b.screenshot("restore-snapshots");
     b.click(".snapshot-link");
+    b.screenshot("restore-root");
     let sub_url = format!("{base}/repos/globex-office/restore/{snap_id}/browse{}/sub", src.display());
     b.go(&sub_url);
     assert!(b.text("#entries").contains("b.bin"), "{}", b.source());
@@ -256,6 +284,10 @@ fn provider_and_customer_in_the_browser() {
         assert!(std::time::Instant::now() < deadline, "egress {egress} does not count the downloads: {usage}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The customer's usage page: stored bytes against the quota.
+    b.go(&format!("{base}/usage"));
+    assert!(b.source().contains("id=\"quota-chart\"") && b.source().contains("class=\"hard\""), "{}", b.source());
+    b.screenshot("portal-usage");
     b.click(".signout button");
     assert!(b.wait_url("/login").ends_with("/login"));
 
@@ -269,6 +301,8 @@ fn provider_and_customer_in_the_browser() {
         "/repos/globex-office",
         "/usage?tenant=globex",
         "/console",
+        "/console/billing",
+        "/console/billing/globex",
         "/repos/globex-office/restore",
         &browse_url,
     ] {

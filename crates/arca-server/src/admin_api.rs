@@ -653,6 +653,49 @@ pub(crate) async fn usage(
     }
 }
 
+/// `GET /v1/admin/billing` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BillingQuery {
+    tenant: Option<String>,
+    /// `YYYY-MM` (default: this month, so far).
+    month: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// `GET /v1/admin/billing`: per tenant and month, average and peak stored bytes, traffic,
+/// snapshots and the invoice lines from the tenant's plan. Provider staff only: prices are the
+/// provider's business.
+pub(crate) async fn billing(
+    State(state): State<AppState>,
+    Query(q): Query<BillingQuery>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    if !is_staff(&p) {
+        return Err(forbidden("read billing"));
+    }
+    let tenant_id = match &q.tenant {
+        Some(t) => Some(tenant_for(&state, &rid, &p, t, false).await?.id),
+        None => None,
+    };
+    let month = q.month.clone().unwrap_or_else(crate::db::billing::this_month);
+    let rows = state.db().billing(tenant_id, &month).await.map_err(ApiError::from_db)?;
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(rows).into_response()),
+        "csv" => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"arca-billing-{month}.csv\"")),
+            ],
+            crate::db::billing::to_csv(&rows),
+        )
+            .into_response()),
+        other => Err(ApiError::bad_request(format!("unknown format {other:?}: use json or csv"))),
+    }
+}
+
 /// `GET /v1/admin/audit` parameters.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AuditQuery {

@@ -62,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/repos/{repo}/retention", axum::routing::put(a::set_retention))
         .route("/v1/admin/repos/{repo}/gc", post(a::run_gc))
         .route("/v1/admin/usage", get(a::usage))
+        .route("/v1/admin/billing", get(a::billing))
         .route("/v1/admin/audit", get(a::audit_log))
         .route("/v1/admin/scrub", get(a::scrub_status).post(a::start_scrub))
         .route("/v1/repos/{repo}", post(repo_api::create_repo))

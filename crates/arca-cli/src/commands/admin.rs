@@ -102,6 +102,18 @@ pub enum AdminCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// Monthly billing per tenant: average and peak stored, traffic, snapshots, invoice lines from the plan
+    Billing {
+        /// Only this tenant
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The month (YYYY-MM; default this month, so far)
+        #[arg(long)]
+        month: Option<String>,
+        /// CSV for a billing system instead of a table
+        #[arg(long)]
+        csv: bool,
+    },
     /// Scrub: re-hash every stored object and report damage (exit code 1 when the newest run found any)
     Scrub {
         /// Start a scrub now (otherwise: show the newest runs and findings)
@@ -825,6 +837,60 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                     })
                     .collect();
                 table(&["DAY", "TENANT", "REPOSITORY", "STORED", "PEAK", "PROTECTED", "OBJECTS", "IN", "OUT"], rows);
+            }
+        }
+        AdminCommand::Billing { tenant, month, csv } => {
+            api.need_token()?;
+            let mut path = format!("/v1/admin/billing?format={}", if *csv { "csv" } else { "json" });
+            for (k, v) in [("tenant", tenant), ("month", month)] {
+                if let Some(v) = v {
+                    path.push_str(&format!("&{k}={}", q(v)));
+                }
+            }
+            let text = api.call(Method::GET, &path, None)?;
+            if *csv || g.json {
+                print!("{text}");
+                if g.json {
+                    println!();
+                }
+            } else {
+                let v: Value = serde_json::from_str(&text).context("the server's answer is not JSON")?;
+                let money = |c: i64| format!("{:.2}", c as f64 / 100.0);
+                let rows = as_list(&v)
+                    .iter()
+                    .map(|r| {
+                        let month = s(r, "month");
+                        vec![
+                            if r["partial"] == true { format!("{month} (so far)") } else { month },
+                            s(r, "tenant"),
+                            r["plan"].as_str().unwrap_or("-").to_string(),
+                            human(i(r, "avg_stored_bytes")),
+                            human(i(r, "peak_stored_bytes")),
+                            human(i(r, "ingress_bytes")),
+                            human(i(r, "egress_bytes")),
+                            i(r, "snapshots").to_string(),
+                            money(i(r, "base_cents")),
+                            money(i(r, "overage_cents")),
+                            money(i(r, "total_cents")),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "MONTH",
+                        "TENANT",
+                        "PLAN",
+                        "AVG STORED",
+                        "PEAK",
+                        "IN",
+                        "OUT",
+                        "SNAPSHOTS",
+                        "PLAN FEE",
+                        "OVERAGE",
+                        "TOTAL",
+                    ],
+                    rows,
+                );
             }
         }
         AdminCommand::Scrub { start, wait } => {

@@ -66,6 +66,8 @@ pub(crate) struct Delta {
     pub logical: i64,
     pub ingress: i64,
     pub egress: i64,
+    /// Snapshots added (metered per day for billing).
+    pub snapshots: i64,
 }
 
 /// Bytes set aside for an upload in progress, so concurrent uploads cannot together pass the hard
@@ -272,7 +274,8 @@ impl Db {
             == 1;
         let mut delta = Delta { ingress, ..Default::default() };
         if inserted {
-            delta = Delta { bytes: size, objects: 1, logical, ingress, egress: 0 };
+            let snapshots = i64::from(kind == "snapshots");
+            delta = Delta { bytes: size, objects: 1, logical, ingress, egress: 0, snapshots };
         }
         if inserted && kind == "snapshots" {
             for (pack_kind, pack) in packs {
@@ -420,10 +423,11 @@ pub(crate) async fn meter(tx: &mut Transaction<'static, Any>, repo: &Repository,
     let logical: i64 = col(&row, "logical_bytes")?;
     sqlx::query(
         "INSERT INTO usage_daily (repo_id, day, tenant_id, ingress_bytes, egress_bytes, stored_bytes, \
-             stored_peak_bytes, object_count, logical_bytes) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) \
+             stored_peak_bytes, object_count, logical_bytes, snapshots) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) \
          ON CONFLICT (repo_id, day) DO UPDATE SET \
              ingress_bytes = usage_daily.ingress_bytes + excluded.ingress_bytes, \
              egress_bytes = usage_daily.egress_bytes + excluded.egress_bytes, \
+             snapshots = usage_daily.snapshots + excluded.snapshots, \
              stored_bytes = excluded.stored_bytes, \
              stored_peak_bytes = CASE WHEN excluded.stored_bytes > usage_daily.stored_peak_bytes \
                  THEN excluded.stored_bytes ELSE usage_daily.stored_peak_bytes END, \
@@ -438,6 +442,7 @@ pub(crate) async fn meter(tx: &mut Transaction<'static, Any>, repo: &Repository,
     .bind(stored)
     .bind(objects)
     .bind(logical)
+    .bind(d.snapshots)
     .execute(&mut **tx)
     .await?;
     Ok(())

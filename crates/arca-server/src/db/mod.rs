@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod billing;
 pub mod catalog;
 pub mod gc;
 pub mod mfa;

@@ -194,6 +194,30 @@ CREATE TABLE login_challenges (
     expires_at BIGINT NOT NULL
 )
 "#,
+    // 6: billing (snapshots taken per day) and backup health (each device's schedule, last
+    // backup and last reported failure; alerts waiting for delivery).
+    r#"
+ALTER TABLE usage_daily ADD COLUMN snapshots BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN backup_every_hours BIGINT NOT NULL DEFAULT 24;
+ALTER TABLE devices ADD COLUMN last_backup_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN last_failure_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN last_failure TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN overdue_alerted_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN soft_quota_alerted_at BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE alerts (
+    id {ID},
+    tenant_id BIGINT,
+    device_id BIGINT,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    delivered_at BIGINT NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX alerts_by_delivery ON alerts(delivered_at, created_at)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

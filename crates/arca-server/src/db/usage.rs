@@ -31,6 +31,8 @@ pub struct UsageRow {
     pub ingress_bytes: i64,
     /// Bytes sent in downloads that day.
     pub egress_bytes: i64,
+    /// Snapshots added that day.
+    pub snapshots: i64,
 }
 
 /// Longest range one export covers.
@@ -38,7 +40,7 @@ pub const MAX_DAYS: i64 = 400;
 
 /// The CSV header of [`to_csv`].
 pub const CSV_HEADER: &str =
-    "day,tenant,repository,stored_bytes,stored_peak_bytes,logical_bytes,object_count,ingress_bytes,egress_bytes";
+    "day,tenant,repository,stored_bytes,stored_peak_bytes,logical_bytes,object_count,ingress_bytes,egress_bytes,snapshots";
 
 /// Rows as CSV (names are `[a-z0-9-]`, so nothing needs quoting).
 pub fn to_csv(rows: &[UsageRow]) -> String {
@@ -47,7 +49,7 @@ pub fn to_csv(rows: &[UsageRow]) -> String {
     out.push('\n');
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{}\n",
             r.day,
             r.tenant,
             r.repository,
@@ -56,7 +58,8 @@ pub fn to_csv(rows: &[UsageRow]) -> String {
             r.logical_bytes,
             r.object_count,
             r.ingress_bytes,
-            r.egress_bytes
+            r.egress_bytes,
+            r.snapshots
         ));
     }
     out
@@ -94,7 +97,8 @@ impl Db {
                 None => (0, 0, 0),
             };
             let rows = sqlx::query(
-                "SELECT day, ingress_bytes, egress_bytes, stored_bytes, stored_peak_bytes, object_count, logical_bytes \
+                "SELECT day, ingress_bytes, egress_bytes, stored_bytes, stored_peak_bytes, object_count, logical_bytes, \
+                 snapshots \
                  FROM usage_daily WHERE repo_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
             )
             .bind(repo.id)
@@ -116,10 +120,12 @@ impl Db {
                     object_count: objects,
                     ingress_bytes: 0,
                     egress_bytes: 0,
+                    snapshots: 0,
                 };
                 if let Some(r) = rows.next_if(|r| col::<String>(r, "day").is_ok_and(|d| d == key)) {
                     row.ingress_bytes = col(r, "ingress_bytes")?;
                     row.egress_bytes = col(r, "egress_bytes")?;
+                    row.snapshots = col(r, "snapshots")?;
                     row.stored_bytes = col(r, "stored_bytes")?;
                     // The day opened with the carried figure, which counts toward its peak too.
                     row.stored_peak_bytes = col::<i64>(r, "stored_peak_bytes")?.max(stored);
@@ -186,7 +192,7 @@ mod tests {
             assert_eq!(later[0].stored_bytes, 100, "carried from before the range");
             let csv = to_csv(&rows);
             assert!(csv.starts_with(CSV_HEADER));
-            assert!(csv.contains("\n2024-01-02,acme,r,100,120,0,3,120,7\n"), "{csv}");
+            assert!(csv.contains("\n2024-01-02,acme,r,100,120,0,3,120,7,0\n"), "{csv}");
             assert!(db.usage(None, d("2024-01-05"), d("2024-01-01")).await.is_err());
         }
     }

@@ -13,6 +13,7 @@
 // produced once per request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod billing;
 mod pages;
 mod restore;
 
@@ -57,6 +58,9 @@ pub fn router() -> Router<AppState> {
         .route("/console/tenants", post(pages::create_tenant))
         .route("/console/plans", get(pages::plans).post(pages::create_plan))
         .route("/console/audit", get(pages::audit))
+        .route("/console/billing", get(billing::billing))
+        .route("/console/billing.csv", get(billing::billing_csv))
+        .route("/console/billing/{tenant}", get(billing::invoice))
         .route("/tenants/{tenant}", get(pages::tenant))
         .route("/tenants/{tenant}/repos", post(pages::create_repo))
         .route("/tenants/{tenant}/users", post(pages::create_user))
@@ -102,6 +106,8 @@ fn templates() -> &'static Environment<'static> {
             ("account.html", include_str!("../../templates/account.html")),
             ("restore.html", include_str!("../../templates/restore.html")),
             ("browse.html", include_str!("../../templates/browse.html")),
+            ("billing.html", include_str!("../../templates/billing.html")),
+            ("invoice.html", include_str!("../../templates/invoice.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }
@@ -285,9 +291,54 @@ fn traffic_chart(days: &[(String, i64, i64)]) -> String {
     svg
 }
 
+/// Stored bytes per day against the tenant's quotas, as inline SVG: bars for the days, a dashed
+/// line for the soft quota and a solid one for the hard quota (when set).
+fn quota_chart(days: &[(String, i64)], soft: i64, hard: i64) -> String {
+    let top = days.iter().map(|(_, v)| *v).chain([soft, hard]).max().unwrap_or(0).max(1) as f64 * 1.05;
+    let n = days.len().max(1) as f64;
+    let (w, h) = (600.0, 140.0);
+    let slot = w / n;
+    let mut svg = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"stored bytes per day against the \
+         quota\" preserveAspectRatio=\"none\">"
+    );
+    for (k, (day, v)) in days.iter().enumerate() {
+        let bh = (*v as f64 / top * h).max(if *v > 0 { 1.0 } else { 0.0 });
+        svg.push_str(&format!(
+            "<rect class=\"in\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{}: {}</title></rect>",
+            k as f64 * slot,
+            h - bh,
+            (slot - 1.0).max(1.0),
+            minijinja::HtmlEscape(day),
+            human(*v)
+        ));
+    }
+    for (limit, class, label) in [(soft, "soft", "soft quota"), (hard, "hard", "hard quota")] {
+        if limit > 0 {
+            let y = h - limit as f64 / top * h;
+            svg.push_str(&format!(
+                "<line class=\"{class}\" x1=\"0\" x2=\"{w}\" y1=\"{y:.1}\" y2=\"{y:.1}\"><title>{label}: {}</title></line>",
+                human(limit)
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quota_chart_draws_days_and_limits() {
+        let days = vec![("2026-11-01".to_string(), 50), ("2026-11-02<".to_string(), 100)];
+        let svg = quota_chart(&days, 80, 200);
+        assert_eq!(svg.matches("<rect").count(), 2);
+        assert!(svg.contains("class=\"soft\"") && svg.contains("class=\"hard\""));
+        assert!(svg.contains("2026-11-02&lt;") && !svg.contains("2026-11-02<"), "escaped");
+        assert!(!quota_chart(&days, 0, 0).contains("<line"), "no quota, no line");
+    }
 
     #[test]
     fn csrf_tokens_are_per_session_and_cookies_parse() {

@@ -831,7 +831,31 @@ pub(super) async fn usage(State(state): State<AppState>, Query(q): Query<UsageQu
             egress: human(r.egress_bytes),
         })
         .collect();
-    Ok(render(StatusCode::OK, "usage.html", s.ctx(context! { rows => view, tenant => scope.map(|t| t.name) })))
+    // One tenant: its stored bytes per day against its quotas.
+    let quota = scope.as_ref().map(|t| {
+        let mut days: Vec<(String, i64)> = Vec::new();
+        for r in &rows {
+            match days.last_mut() {
+                Some((d, v)) if *d == r.day => *v += r.stored_bytes,
+                _ => days.push((r.day.clone(), r.stored_bytes)),
+            }
+        }
+        let used = if t.hard_quota_bytes > 0 {
+            format!(
+                "{:.0} % of {}",
+                t.stored_bytes as f64 * 100.0 / t.hard_quota_bytes as f64,
+                human(t.hard_quota_bytes)
+            )
+        } else {
+            "no hard quota".to_string()
+        };
+        context! {
+            chart => super::quota_chart(&days, t.soft_quota_bytes, t.hard_quota_bytes),
+            stored => human(t.stored_bytes), used,
+            soft => if t.soft_quota_bytes > 0 { human(t.soft_quota_bytes) } else { "none".into() },
+        }
+    });
+    Ok(render(StatusCode::OK, "usage.html", s.ctx(context! { rows => view, tenant => scope.map(|t| t.name), quota })))
 }
 
 /// `GET /usage.csv`: the same figures as CSV, for a billing system.

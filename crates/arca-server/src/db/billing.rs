@@ -1,0 +1,278 @@
+//! Monthly billing figures per tenant, and an invoice preview from the tenant's plan.
+//!
+//! Built on the daily metering rows ([`super::usage`]), which carry stored bytes forward over
+//! quiet days: the average stored bytes of a month is the mean over its days of the tenant's
+//! end-of-day total, so a customer who stored 1 TB for half the month pays for 0.5 TB. The
+//! current month is month-to-date (its days so far). Prices come from the tenant's plan as it is
+//! now (plans are not versioned): the yearly price is billed in twelfths, prorated by the days of
+//! the month the tenant existed; stored bytes above the soft quota are billed per GB (10^9 bytes)
+//! at the plan's overage price.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use serde::Serialize;
+
+use super::{Db, DbError, Result};
+
+/// One tenant's month.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantMonth {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Name for people.
+    pub display_name: String,
+    /// The plan priced (the tenant's current plan), if any.
+    pub plan: Option<String>,
+    /// Days counted: the month's days (so far, for the current month) since the tenant existed.
+    pub days: i64,
+    /// Whether the month is still running (figures are month-to-date).
+    pub partial: bool,
+    /// Mean over the days of the stored bytes at the end of each day.
+    pub avg_stored_bytes: i64,
+    /// The most stored on any day.
+    pub peak_stored_bytes: i64,
+    /// Bytes the snapshots represented at the end of the month (or now).
+    pub logical_bytes: i64,
+    /// Bytes received.
+    pub ingress_bytes: i64,
+    /// Bytes sent (restores).
+    pub egress_bytes: i64,
+    /// Snapshots added.
+    pub snapshots: i64,
+    /// The soft quota the overage is measured from (0: none, so no overage).
+    pub soft_quota_bytes: i64,
+    /// The plan's twelfth, prorated by days, in cents.
+    pub base_cents: i64,
+    /// Average stored bytes above the soft quota.
+    pub overage_bytes: i64,
+    /// Their price, in cents.
+    pub overage_cents: i64,
+    /// What an invoice would say, in cents.
+    pub total_cents: i64,
+}
+
+/// The CSV header of [`to_csv`].
+pub const CSV_HEADER: &str = "month,tenant,plan,days,partial,avg_stored_bytes,peak_stored_bytes,logical_bytes,\
+                              ingress_bytes,egress_bytes,snapshots,soft_quota_bytes,base_cents,overage_bytes,\
+                              overage_cents,total_cents";
+
+/// Months as CSV for a billing system (names are `[a-z0-9-]`: nothing needs quoting).
+pub fn to_csv(rows: &[TenantMonth]) -> String {
+    let mut out = String::from(CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.month,
+            r.tenant,
+            r.plan.as_deref().unwrap_or(""),
+            r.days,
+            r.partial,
+            r.avg_stored_bytes,
+            r.peak_stored_bytes,
+            r.logical_bytes,
+            r.ingress_bytes,
+            r.egress_bytes,
+            r.snapshots,
+            r.soft_quota_bytes,
+            r.base_cents,
+            r.overage_bytes,
+            r.overage_cents,
+            r.total_cents
+        ));
+    }
+    out
+}
+
+/// The first and last day of month `YYYY-MM`.
+pub fn month_range(month: &str) -> Result<(NaiveDate, NaiveDate)> {
+    let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+        .map_err(|_| DbError::Invalid(format!("{month:?} is not a month: use YYYY-MM, e.g. 2026-11")))?;
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .ok_or_else(|| DbError::Invalid("month out of range".into()))?;
+    Ok((first, next.pred_opt().expect("a month has a last day")))
+}
+
+/// The current month, `YYYY-MM` (UTC).
+pub fn this_month() -> String {
+    chrono::Utc::now().format("%Y-%m").to_string()
+}
+
+/// `a * b / c` rounded to the nearest integer, in 128 bits (no overflow for any stored amount).
+fn mul_div_round(a: i64, b: i64, c: i64) -> i64 {
+    if c == 0 {
+        return 0;
+    }
+    let (a, b, c) = (a as i128, b as i128, c as i128);
+    ((a * b + c / 2) / c) as i64
+}
+
+impl Db {
+    /// Billing figures of `month` (`YYYY-MM`) for one tenant or all, ordered by tenant name.
+    /// Tenants created after the month are left out.
+    pub async fn billing(&self, tenant_id: Option<i64>, month: &str) -> Result<Vec<TenantMonth>> {
+        let (first, last) = month_range(month)?;
+        let today = chrono::Utc::now().date_naive();
+        if first > today {
+            return Err(DbError::Invalid(format!("{month} has not begun")));
+        }
+        let days_in_month = last.day() as i64;
+        let end = last.min(today);
+        let partial = last >= today;
+        let rows = self.usage(tenant_id, first, end).await?;
+        let tenants = match tenant_id {
+            Some(id) => vec![self.tenant_by_id(id).await?],
+            None => self.tenants().await?,
+        };
+        let plans: BTreeMap<String, super::accounts::Plan> =
+            self.plans().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
+        // Per tenant, per day: totals over its repositories.
+        let mut per_day: BTreeMap<&str, BTreeMap<&str, (i64, i64, i64)>> = BTreeMap::new();
+        let mut traffic: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+        for r in &rows {
+            let d = per_day.entry(r.tenant.as_str()).or_default().entry(r.day.as_str()).or_default();
+            d.0 += r.stored_bytes;
+            d.1 += r.stored_peak_bytes;
+            d.2 += r.logical_bytes;
+            let t = traffic.entry(r.tenant.as_str()).or_default();
+            t.0 += r.ingress_bytes;
+            t.1 += r.egress_bytes;
+            t.2 += r.snapshots;
+        }
+        let mut out = Vec::new();
+        for t in &tenants {
+            let created = chrono::DateTime::from_timestamp(t.created_at, 0).map_or(first, |d| d.date_naive());
+            if created > end {
+                continue;
+            }
+            let from = first.max(created);
+            let days = (end - from).num_days() + 1;
+            let billed_days = (last - from).num_days() + 1;
+            let from_day = from.to_string();
+            let daily: Vec<(i64, i64, i64)> = per_day
+                .get(t.name.as_str())
+                .map(|d| d.range(from_day.as_str()..).map(|(_, v)| *v).collect())
+                .unwrap_or_default();
+            // Days without a row (no repository yet) count as zero bytes stored.
+            let sum: i64 = daily.iter().map(|d| d.0).sum();
+            let avg = mul_div_round(sum, 1, days);
+            let peak = daily.iter().map(|d| d.1).max().unwrap_or(0);
+            let logical = daily.last().map_or(0, |d| d.2);
+            let (ingress, egress, snapshots) = traffic.get(t.name.as_str()).copied().unwrap_or_default();
+            let plan = t.plan.as_ref().and_then(|p| plans.get(p));
+            let base = plan.map_or(0, |p| mul_div_round(p.yearly_price_cents, billed_days, 12 * days_in_month));
+            let soft = t.soft_quota_bytes;
+            let overage = if soft > 0 { (avg - soft).max(0) } else { 0 };
+            let overage_cents = plan.map_or(0, |p| mul_div_round(overage, p.overage_cents_per_gb, 1_000_000_000));
+            out.push(TenantMonth {
+                month: month.to_string(),
+                tenant: t.name.clone(),
+                display_name: t.display_name.clone(),
+                plan: t.plan.clone(),
+                days,
+                partial,
+                avg_stored_bytes: avg,
+                peak_stored_bytes: peak,
+                logical_bytes: logical,
+                ingress_bytes: ingress,
+                egress_bytes: egress,
+                snapshots,
+                soft_quota_bytes: soft,
+                base_cents: base,
+                overage_bytes: overage,
+                overage_cents,
+                total_cents: base + overage_cents,
+            });
+        }
+        out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::accounts::{Plan, TenantChange};
+    use crate::db::testing::databases;
+
+    #[test]
+    fn months_parse_and_round() {
+        assert_eq!(month_range("2024-02").unwrap().1.to_string(), "2024-02-29");
+        assert_eq!(month_range("2026-12").unwrap().1.to_string(), "2026-12-31");
+        assert!(month_range("2026-13").is_err() && month_range("nov").is_err());
+        assert_eq!(mul_div_round(12_000, 15, 12 * 30), 500);
+        assert_eq!(mul_div_round(1, 1, 2), 1, "half rounds up");
+        assert_eq!(mul_div_round(i64::MAX / 2, 4, 4), i64::MAX / 2, "no overflow");
+    }
+
+    /// A month of history written by hand: the average, peak, traffic and the invoice's lines
+    /// follow from it exactly.
+    #[tokio::test]
+    async fn a_month_is_averaged_and_priced_from_the_plan() {
+        for (db, _guard) in databases().await {
+            let plan = Plan {
+                name: "office".into(),
+                hard_quota_bytes: 0,
+                soft_quota_bytes: 100_000_000_000,
+                lock_days: 0,
+                compliance: false,
+                yearly_price_cents: 12_000,
+                overage_cents_per_gb: 5,
+            };
+            db.create_plan(&plan).await.unwrap();
+            let t = db.create_tenant("acme", "Acme", Some("office")).await.unwrap();
+            db.update_tenant("acme", &TenantChange { soft_quota_bytes: Some(100_000_000_000), ..Default::default() })
+                .await
+                .unwrap();
+            let repo = db.create_repository("acme", "r", None).await.unwrap();
+            // Created 2024-01-01; April has 30 days. Stored 100 GB for 10 days, then 400 GB.
+            sqlx::query("UPDATE tenants SET created_at = 1704067200").execute(db.pool()).await.unwrap();
+            sqlx::query("UPDATE repositories SET created_at = 1704067200").execute(db.pool()).await.unwrap();
+            for (day, stored, ingress, egress, snaps) in [
+                ("2024-03-31", 100_000_000_000i64, 0i64, 0i64, 0i64),
+                ("2024-04-11", 400_000_000_000, 300_000_000_000, 7, 2),
+                ("2024-04-20", 400_000_000_000, 0, 5, 1),
+            ] {
+                sqlx::query(
+                    "INSERT INTO usage_daily (repo_id, day, tenant_id, ingress_bytes, egress_bytes, stored_bytes, \
+                     stored_peak_bytes, object_count, snapshots) VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7)",
+                )
+                .bind(repo.id)
+                .bind(day)
+                .bind(t.id)
+                .bind(ingress)
+                .bind(egress)
+                .bind(stored)
+                .bind(snaps)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            }
+            let bill = db.billing(None, "2024-04").await.unwrap();
+            assert_eq!(bill.len(), 1);
+            let b = &bill[0];
+            assert_eq!((b.days, b.partial), (30, false));
+            // 10 days at 100 GB + 20 days at 400 GB = 9000 GB-days / 30 = 300 GB.
+            assert_eq!(b.avg_stored_bytes, 300_000_000_000);
+            assert_eq!(b.peak_stored_bytes, 400_000_000_000);
+            assert_eq!((b.ingress_bytes, b.egress_bytes, b.snapshots), (300_000_000_000, 12, 3));
+            assert_eq!(b.base_cents, 1_000, "a twelfth of 120.00");
+            assert_eq!(b.overage_bytes, 200_000_000_000, "above the 100 GB soft quota");
+            assert_eq!(b.overage_cents, 1_000, "200 GB at 0.05");
+            assert_eq!(b.total_cents, 2_000);
+            let csv = to_csv(&bill);
+            assert!(csv.starts_with(CSV_HEADER));
+            assert!(csv.contains("\n2024-04,acme,office,30,false,300000000000,"), "{csv}");
+            // A tenant that joined mid-month pays for its days only.
+            sqlx::query("UPDATE tenants SET created_at = 1713139200").execute(db.pool()).await.unwrap(); // 2024-04-15
+            let b = &db.billing(Some(t.id), "2024-04").await.unwrap()[0];
+            assert_eq!((b.days, b.base_cents), (16, mul_div_round(12_000, 16, 360)));
+            assert!(db.billing(None, "2024-03").await.unwrap().is_empty(), "not a customer yet");
+            assert!(db.billing(None, "2999-01").await.is_err(), "the future");
+        }
+    }
+}
