@@ -7,7 +7,9 @@
 //!   `/.snapshots/<time>/` ([`snapshots_fs`], [`catalog`]);
 //! - replicates the repository to the tenant's repository at the provider, byte for byte,
 //!   resumable, throttled and verified ([`replicate`], [`throttle`]);
-//! - reports what it does on a status page ([`status`]).
+//! - reports what it does on a status page ([`status`]);
+//! - after a disaster, pulls the repository back from the provider and restores the shares
+//!   ([`recover`]).
 //!
 //! The configuration is one TOML file ([`config`]); [`start`] runs everything it names.
 #![warn(missing_docs)]
@@ -16,6 +18,7 @@ mod app;
 pub mod catalog;
 pub mod config;
 mod error;
+pub mod recover;
 pub mod replicate;
 pub mod schedule;
 pub mod share;

@@ -18,10 +18,13 @@
 //! 4. List what the provider has. An object it has with another size is damage: reported, never
 //!    overwritten (the server refuses overwrites anyway).
 //! 5. Upload what is missing, in the order packs, indexes, snapshots (the server refuses a
-//!    snapshot whose packs it lacks), smallest first within each kind. Each object is read, checked against its name (the BLAKE3 of
-//!    its bytes; a damaged local object is reported, not sent), sent with its body paced by the
-//!    upload limit, then checked on arrival with a HEAD for its size (the server verified the
-//!    hash).
+//!    snapshot whose packs it lacks), smallest first within each kind. Each object is read,
+//!    checked against its name (the BLAKE3 of its bytes; a damaged local object is reported, not
+//!    sent), sent with its body paced by the upload limit, then checked on arrival with a HEAD for
+//!    its size (the server verified the hash). An index is sent only when every pack it names is
+//!    on the provider. If anything was left out (a local prune deleted it meanwhile), the pass
+//!    sends no snapshot, because that snapshot's blobs might be indexed only in what was left
+//!    out; the next pass starts at once from fresh listings.
 //!
 //! Deleting or pruning locally never deletes at the provider: a pass only ever uploads. A
 //! killed pass loses at most the object in flight; the next pass (after a restart too) starts from
@@ -32,7 +35,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::id::{content_hash, PackId};
+use arca_core::envelope::read_manifest;
+use arca_core::id::content_hash;
+use arca_core::index::INDEX_MAGIC;
 use arca_core::lock::LockGuard;
 use arca_core::repository::DynStore;
 use arca_store::{HttpStore, ObjectKind, Store};
@@ -63,8 +68,10 @@ pub struct PassReport {
     pub bytes: u64,
     /// Objects the provider already had.
     pub present: u64,
-    /// Objects that vanished locally before they were sent (pruned meanwhile).
-    pub vanished: u64,
+    /// Objects left for the next pass: ones that vanished locally before they were sent (a local
+    /// prune), indexes naming packs the provider lacks, and snapshots held back because something
+    /// before them was left out (their blobs might be indexed only there).
+    pub deferred: u64,
 }
 
 /// Copies the local repository to the provider.
@@ -165,13 +172,15 @@ impl Replicator {
             let list = self.local.list(*kind)?.into_iter().map(|o| (o.name, o.size)).collect();
             local.insert(*kind, list);
         }
-        let marked: HashSet<String> =
-            arca_core::pending::marked_packs(&self.local)?.iter().map(PackId::to_hex).collect();
         // Step 4: what the provider has.
         let mut report = PassReport::default();
         let mut todo: Vec<(ObjectKind, String, u64)> = Vec::new();
+        let mut remote_packs: HashSet<String> = HashSet::new();
         for kind in DATA_KINDS {
             let theirs: HashMap<String, u64> = self.remote.list(kind)?.into_iter().map(|o| (o.name, o.size)).collect();
+            if kind.is_fanned_out() {
+                remote_packs.extend(theirs.keys().cloned());
+            }
             for (name, size) in &local[&kind] {
                 match theirs.get(name) {
                     Some(s) if s == size => report.present += 1,
@@ -184,7 +193,6 @@ impl Replicator {
                             ),
                         ))
                     }
-                    None if kind.is_fanned_out() && marked.contains(name) => {}
                     None => todo.push((kind, name.clone(), *size)),
                 }
             }
@@ -207,15 +215,29 @@ impl Replicator {
         let mut left = pending_bytes;
         let mut snapshots_left = waiting;
         for (kind, name, size) in todo {
+            if kind == ObjectKind::Snapshot && report.deferred > 0 {
+                report.deferred += 1;
+                continue;
+            }
             self.wait_for_window();
             let bytes = match self.local.get(kind, &name) {
                 Ok(b) => b,
                 Err(e) if e.is_not_found() => {
-                    report.vanished += 1;
+                    report.deferred += 1;
                     continue;
                 }
                 Err(e) => return Err(Error::from(e).context(format!("reading local {kind} object {name}"))),
             };
+            if kind == ObjectKind::Index {
+                let (packs, _) = read_manifest(INDEX_MAGIC, &bytes)
+                    .map_err(|e| Error::from(e).context(format!("local index {name}")))?;
+                if packs.iter().any(|(_, p)| !remote_packs.contains(&p.to_hex())) {
+                    // A pack of it was pruned locally before it was sent: a later index covers
+                    // what is still needed.
+                    report.deferred += 1;
+                    continue;
+                }
+            }
             if hex::encode(content_hash(&bytes)) != name {
                 return Err(Error::new(
                     ErrorKind::Repository,
@@ -239,6 +261,9 @@ impl Replicator {
                         ),
                     ))
                 }
+            }
+            if kind.is_fanned_out() {
+                remote_packs.insert(name.clone());
             }
             report.uploaded += 1;
             report.bytes += bytes.len() as u64;
@@ -292,14 +317,19 @@ impl Replicator {
                         r.state = "idle".into();
                         r.last_error = None;
                         r.next_attempt = None;
-                        if report.vanished == 0 {
+                        if report.deferred == 0 {
                             r.last_success = Some(Utc::now());
                             r.pending_snapshots = 0;
                             r.pending_bytes = 0;
                             r.oldest_pending = None;
                         }
                     });
-                    if report.vanished > 0 {
+                    if report.deferred > 0 {
+                        tracing::info!(
+                            "replication: {} objects left for the next pass (pruned locally meanwhile)",
+                            report.deferred
+                        );
+                        tokio::time::sleep(FIRST_BACKOFF).await;
                         continue;
                     }
                     let _ = tokio::time::timeout(PERIOD, wake.notified()).await;

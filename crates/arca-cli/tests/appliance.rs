@@ -69,6 +69,44 @@ impl Office {
 
     /// Writes `appliance.toml` with `extra` appended (shares' schedules, provider) and starts it.
     fn start(&self, share_extra: &str, extra: &str) -> Appliance {
+        let path = self.write_config(share_extra, extra);
+        let log = self.dir.path().join("appliance.log");
+        let mut child = self
+            .command()
+            .arg("--config")
+            .arg(&path)
+            .env("ARCA_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .split("listening on ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("the appliance did not start:\n{}", fs::read_to_string(&log).unwrap_or_default()))
+            .to_string();
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        Appliance { child, base, log }
+    }
+
+    /// `arca appliance` with the environment the configuration refers to.
+    fn command(&self) -> Command {
+        let mut c = Command::new(arca_bin());
+        c.arg("appliance").env("TEST_REPO_PASSWORD", PASSWORD).env_remove("RUST_LOG").env_remove("ARCA_LOG");
+        c
+    }
+
+    /// Writes `appliance.toml`; returns its path.
+    fn write_config(&self, share_extra: &str, extra: &str) -> PathBuf {
         let out = Command::new(arca_bin())
             .args(["appliance", "hash-password"])
             .env("ARCA_NEW_PASSWORD", USER_PASSWORD)
@@ -96,33 +134,7 @@ path = "{share}"
         );
         let path = self.dir.path().join("appliance.toml");
         fs::write(&path, config).unwrap();
-        let log = self.dir.path().join("appliance.log");
-        let mut child = Command::new(arca_bin())
-            .args(["appliance", "--config"])
-            .arg(&path)
-            .env("TEST_REPO_PASSWORD", PASSWORD)
-            .env("ARCA_LOG", "info")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let base = line
-            .trim()
-            .split("listening on ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("the appliance did not start:\n{}", fs::read_to_string(&log).unwrap_or_default()))
-            .to_string();
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
-        Appliance { child, base, log }
+        path
     }
 }
 
@@ -460,4 +472,64 @@ fn replication_survives_kills_is_throttled_and_the_provider_copy_checks_and_rest
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["live"], true);
     assert!(v["replication"]["uploaded_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn disaster_recovery_onto_an_empty_appliance() {
+    let c = Cluster::start(Shape::Embedded);
+    let token = c.new_repo("acme", "office", None);
+    let office = Office::new();
+    fs::create_dir_all(office.share().join("sub")).unwrap();
+    fs::write(office.share().join("a.txt"), "the office's files\n").unwrap();
+    fs::write(office.share().join("sub/b.bin"), noise(3 << 20, 5)).unwrap();
+    let provider = format!("[provider]\nurl = \"{}\"\ntoken = \"{token}\"\n", c.repo_url("office"));
+    let app = office.start("schedule = \"*/2 * * * * *\"", &provider);
+    app.wait_for(60, "a snapshot on the provider", |s| {
+        s["shares"]["docs"]["snapshots"].as_u64().unwrap_or(0) >= 1
+            && s["replication"]["last_success"].is_string()
+            && s["replication"]["uploaded_objects"].as_u64().unwrap_or(0) > 0
+            && s["replication"]["pending_snapshots"] == 0
+    });
+    drop(app);
+
+    // The appliance is lost: its repository and its share are gone.
+    let expected = tempfile::tempdir().unwrap();
+    fs::create_dir_all(expected.path().join("sub")).unwrap();
+    fs::copy(office.share().join("a.txt"), expected.path().join("a.txt")).unwrap();
+    fs::copy(office.share().join("sub/b.bin"), expected.path().join("sub/b.bin")).unwrap();
+    fs::remove_dir_all(office.repo()).unwrap();
+    fs::remove_dir_all(office.share()).unwrap();
+    let config = office.dir.path().join("appliance.toml");
+
+    // A share folder that is not empty is refused before anything is pulled.
+    fs::create_dir_all(office.share()).unwrap();
+    fs::write(office.share().join("new.txt"), "written after the disaster").unwrap();
+    let out = office.command().arg("--config").arg(&config).arg("restore").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!office.repo().exists(), "a refused recovery pulled data");
+    fs::remove_file(office.share().join("new.txt")).unwrap();
+
+    // Recovery pulls the repository and restores the share.
+    let out = office.command().arg("--config").arg(&config).args(["--json", "restore"]).output().unwrap();
+    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["objects_pulled"].as_u64().unwrap() > 0);
+    assert_eq!(report["shares"][0]["share"], "docs");
+    assert_same_tree(expected.path(), &office.share());
+    assert_same_tree(&office.share(), expected.path());
+
+    // The recovered appliance runs, and its previous versions are back.
+    let app = office.start("", &provider);
+    let xml = app.dav("PROPFIND", "/.snapshots/").header("Depth", "1").send().unwrap().text().unwrap();
+    let dir = xml
+        .split("/dav/docs/.snapshots/")
+        .skip(1)
+        .filter_map(|s| s.split('<').next())
+        .map(|s| s.trim_end_matches('/'))
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| panic!("no previous versions after recovery: {xml}"))
+        .to_string();
+    let got = app.dav("GET", &format!("/.snapshots/{dir}/sub/b.bin")).send().unwrap().bytes().unwrap();
+    assert_eq!(got.as_ref(), &fs::read(expected.path().join("sub/b.bin")).unwrap()[..]);
 }

@@ -41,6 +41,19 @@ pub enum ApplianceCommand {
     /// Print an Argon2id hash of a share user's password, for `password_hash` in the configuration
     /// (the password comes from ARCA_NEW_PASSWORD or a prompt)
     HashPassword,
+    /// Disaster recovery: pull the repository back from the provider, then restore every share's
+    /// (or the given shares') newest snapshot into its folder, which must be empty unless --force
+    Restore {
+        /// Only this share (repeatable; default: all)
+        #[arg(long = "share", value_name = "NAME")]
+        shares: Vec<String>,
+        /// Restore into folders that are not empty (rewriting files that differ)
+        #[arg(long)]
+        force: bool,
+        /// Only pull the repository from the provider; restore no share
+        #[arg(long)]
+        pull_only: bool,
+    },
     /// Show what a running appliance is doing (from its /status.json, or its last recorded state)
     Status {
         /// The appliance's address, if the configuration's listen address does not reach it
@@ -54,6 +67,30 @@ pub fn run(g: &GlobalOpts, a: &ApplianceArgs) -> Result<i32> {
     match &a.command {
         Some(ApplianceCommand::HashPassword) => hash_password(),
         Some(ApplianceCommand::Status { url }) => status(g, a, url.as_deref()),
+        Some(ApplianceCommand::Restore { shares, force, pull_only }) => {
+            let opts = arca_appliance::recover::RecoverOptions {
+                shares: shares.clone(),
+                force: *force,
+                pull_only: *pull_only,
+            };
+            let report = arca_appliance::recover::recover(&config(a)?, &opts).context("disaster recovery")?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!("pulled {} objects ({} bytes) from the provider", report.objects_pulled, report.bytes_pulled);
+                for s in &report.shares {
+                    println!(
+                        "share {}: restored snapshot {} of {} ({} files, {} bytes written)",
+                        s.share,
+                        &s.snapshot[..8],
+                        s.time,
+                        s.files,
+                        s.bytes
+                    );
+                }
+            }
+            Ok(crate::exit::OK)
+        }
         None => serve(a),
     }
 }
