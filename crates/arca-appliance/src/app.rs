@@ -41,6 +41,8 @@ struct Shared {
 pub struct Running {
     /// The address it listens on (with the real port when the configuration said 0).
     pub addr: SocketAddr,
+    /// The backup target's address, if one is configured.
+    pub target_addr: Option<SocketAddr>,
     server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>,
 }
 
@@ -133,8 +135,19 @@ pub async fn start(config: Config) -> Result<Running> {
         .map_err(|e| Error::new(ErrorKind::Io, format!("listening on {}: {e}", config.listen)))?;
     let addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     tracing::info!("appliance listening on {addr}");
+    let mut target_addr = None;
+    if let Some(t) = &config.backup_target {
+        let (taddr, serve_target) = crate::target::start(t).await?;
+        tracing::info!("backup target listening on {taddr}");
+        target_addr = Some(taddr);
+        tokio::spawn(async move {
+            if let Err(e) = serve_target.await {
+                tracing::error!("the backup target stopped: {e}");
+            }
+        });
+    }
     let server = Box::pin(async move { axum::serve(listener, app).await });
-    Ok(Running { addr, server })
+    Ok(Running { addr, target_addr, server })
 }
 
 /// Takes share `name`'s snapshots on its schedule, forever.

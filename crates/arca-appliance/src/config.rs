@@ -22,6 +22,11 @@
 //! token_file = "/etc/arca/device-token"          # or token = "…" or token_env = "VAR"
 //! upload_limit = "10 MiB/s"
 //! windows = ["19:00-07:00"]                      # local time; uploads wait outside them
+//!
+//! [backup_target]                                # office machines `arca backup` here
+//! listen = "0.0.0.0:8443"
+//! data_dir = "/var/lib/arca-appliance/target"
+//! admin_password_env = "ARCA_TARGET_ADMIN_PASSWORD"  # the first admin, user "admin"
 //! ```
 
 use std::collections::BTreeMap;
@@ -55,6 +60,40 @@ pub struct Config {
     pub shares: BTreeMap<String, ShareConfig>,
     /// Where snapshots are replicated to (none: local snapshots only).
     pub provider: Option<ProviderConfig>,
+    /// A local backup target for the office's machines (none: not offered).
+    pub backup_target: Option<TargetConfig>,
+}
+
+/// The local backup target (`arca backup` from office machines to the appliance).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Its own address (the hosting API and `arca admin`).
+    pub listen: SocketAddr,
+    /// Where its accounts database and repositories live.
+    pub data_dir: PathBuf,
+    /// The first admin's password, inline (used only while no admin exists).
+    pub admin_password: Option<String>,
+    /// A file holding it.
+    pub admin_password_file: Option<PathBuf>,
+    /// An environment variable holding it.
+    pub admin_password_env: Option<String>,
+}
+
+impl TargetConfig {
+    /// The first admin's password.
+    pub fn admin_password(&self) -> Result<String> {
+        let p = SecretSource {
+            value: self.admin_password.clone(),
+            file: self.admin_password_file.clone(),
+            env: self.admin_password_env.clone(),
+        }
+        .read("backup target admin password")?;
+        if p.chars().count() < 10 {
+            return Err(Error::config("the backup target's admin password needs at least 10 characters"));
+        }
+        Ok(p)
+    }
 }
 
 fn default_max_upload() -> ByteSize {

@@ -7,6 +7,8 @@
 //!   `/.snapshots/<time>/` ([`snapshots_fs`], [`catalog`]);
 //! - replicates the repository to the tenant's repository at the provider, byte for byte,
 //!   resumable, throttled and verified ([`replicate`], [`throttle`]);
+//! - offers a local backup target to the office's machines, the provider's hosting API in-process
+//!   ([`target`]);
 //! - reports what it does on a status page ([`status`]);
 //! - after a disaster, pulls the repository back from the provider and restores the shares
 //!   ([`recover`]).
@@ -25,6 +27,7 @@ pub mod share;
 pub mod snapshot;
 pub mod snapshots_fs;
 pub mod status;
+pub mod target;
 pub mod throttle;
 pub mod users;
 

@@ -22,6 +22,8 @@ const USER_PASSWORD: &str = "alice's share password";
 struct Appliance {
     child: Child,
     base: String,
+    /// The backup target's base URL, if configured.
+    target: Option<String>,
     log: PathBuf,
 }
 
@@ -81,21 +83,30 @@ impl Office {
             .spawn()
             .unwrap();
         let mut reader = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let base = line
-            .trim()
-            .split("listening on ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("the appliance did not start:\n{}", fs::read_to_string(&log).unwrap_or_default()))
-            .to_string();
+        let (mut base, mut target) = (None, None);
+        for _ in 0..3 {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            if let Some(t) = line.trim().split("backup target on ").nth(1) {
+                target = Some(t.to_string());
+            }
+            if let Some(b) = line.trim().split("listening on ").nth(1) {
+                base = Some(b.to_string());
+                break;
+            }
+        }
+        let base = base.unwrap_or_else(|| {
+            panic!("the appliance did not start:\n{}", fs::read_to_string(&log).unwrap_or_default())
+        });
         std::thread::spawn(move || {
             let mut sink = String::new();
             while reader.read_line(&mut sink).unwrap_or(0) > 0 {
                 sink.clear();
             }
         });
-        Appliance { child, base, log }
+        Appliance { child, base, target, log }
     }
 
     /// `arca appliance` with the environment the configuration refers to.
@@ -532,4 +543,71 @@ fn disaster_recovery_onto_an_empty_appliance() {
         .to_string();
     let got = app.dav("GET", &format!("/.snapshots/{dir}/sub/b.bin")).send().unwrap().bytes().unwrap();
     assert_eq!(got.as_ref(), &fs::read(expected.path().join("sub/b.bin")).unwrap()[..]);
+}
+
+#[test]
+fn office_machines_back_up_to_the_appliance() {
+    let office = Office::new();
+    let target_dir = office.dir.path().join("target");
+    let app = office.start(
+        "",
+        &format!(
+            "[backup_target]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_password = \"{}\"\n",
+            target_dir.display(),
+            cluster::ADMIN_PASSWORD
+        ),
+    );
+    let server = app.target.clone().expect("the backup target's address");
+    let arca = |envs: &[(&str, &str)], args: &[&str]| -> String {
+        let mut c = Command::new(arca_bin());
+        for var in ["ARCA_PASSWORD_FILE", "ARCA_LOG", "RUST_LOG", "ARCA_TOKEN", "ARCA_REPOSITORY"] {
+            c.env_remove(var);
+        }
+        c.env("ARCA_SERVER", &server).env("ARCA_KDF_MEMORY_KIB", "64").env("ARCA_KDF_ITERATIONS", "1");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.args(args).output().unwrap();
+        assert!(out.status.success(), "arca {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The office admin sets up a device for a laptop, as on a provider's server.
+    let admin =
+        arca(&[("ARCA_ADMIN_PASSWORD", cluster::ADMIN_PASSWORD)], &["admin", "login", "--quiet", "--user", "admin"]);
+    let admin = admin.trim();
+    arca(&[("ARCA_TOKEN", admin)], &["admin", "plan", "create", "office", "--hard-quota", "1GiB"]);
+    arca(&[("ARCA_TOKEN", admin)], &["admin", "tenant", "create", "staff", "--plan", "office"]);
+    arca(&[("ARCA_TOKEN", admin)], &["admin", "repo", "create", "--tenant", "staff", "laptop"]);
+    let dev = arca(
+        &[("ARCA_TOKEN", admin)],
+        &["admin", "--json", "device", "add", "--tenant", "staff", "l1", "--repo", "laptop"],
+    );
+    let token = serde_json::from_str::<Value>(&dev).unwrap()["token"].as_str().unwrap().to_string();
+
+    // The laptop backs up to the appliance and restores the same bytes.
+    let src = office.dir.path().join("laptop");
+    cluster::make_tree(&src);
+    fs::write(src.join("big.bin"), noise(2 << 20, 9)).unwrap();
+    let repo = format!("{server}/v1/repos/laptop");
+    let env = [("ARCA_REPOSITORY", repo.as_str()), ("ARCA_TOKEN", token.as_str()), ("ARCA_PASSWORD", PASSWORD)];
+    arca(&env, &["init"]);
+    arca(&env, &["backup", src.to_str().unwrap()]);
+    let out = office.dir.path().join("restored");
+    arca(&env, &["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out.join(src.strip_prefix("/").unwrap()));
+    // The device token cannot delete what it backed up.
+    let mut c = Command::new(arca_bin());
+    c.env_remove("ARCA_LOG").env_remove("ARCA_PASSWORD_FILE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let forget = c.args(["forget", "latest"]).output().unwrap();
+    assert!(!forget.status.success(), "a device token deleted a snapshot");
+    assert!(
+        String::from_utf8_lossy(&forget.stderr).contains("not allowed"),
+        "{}",
+        String::from_utf8_lossy(&forget.stderr)
+    );
+    let snaps = arca(&env, &["--json", "snapshots"]);
+    assert_eq!(serde_json::from_str::<Value>(&snaps).unwrap().as_array().unwrap().len(), 1);
 }

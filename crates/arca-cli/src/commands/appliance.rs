@@ -109,6 +109,9 @@ fn serve(a: &ApplianceArgs) -> Result<i32> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let running = arca_appliance::start(config).await.context("starting the appliance")?;
+        if let Some(t) = running.target_addr {
+            println!("arca appliance backup target on http://{t}");
+        }
         println!("arca appliance listening on http://{}", running.addr);
         use std::io::Write;
         let _ = std::io::stdout().flush();
