@@ -386,6 +386,8 @@ pub struct ImageRestoreOptions {
     pub target: PathBuf,
     /// Read the target back and check every block against the snapshot.
     pub verify: bool,
+    /// Most bytes per second to read from the repository (`None`: no limit).
+    pub limit_rate: Option<u64>,
 }
 
 /// What an image restore did.
@@ -447,10 +449,13 @@ pub fn restore_image(
     progress.bytes_total.store(size, Ordering::Relaxed);
     let pieces: Vec<(u64, ContentRef)> = map.pieces().map(|(s, c)| (s, *c)).collect();
     let written = AtomicU64::new(0);
+    let throttle = crate::throttle::Throttle::new(opts.limit_rate);
     pieces.par_iter().with_max_len(1).try_for_each(|&(at, piece)| -> Result<()> {
         match piece {
             ContentRef::Blob { id, .. } => {
-                let data = repo.read_blob(&id).map_err(|e| e.context(format!("image block at offset {at}")))?;
+                let data = crate::reader::read_blob_naming_pack(repo, &id)
+                    .map_err(|e| e.context(format!("image block at offset {at}")))?;
+                throttle.take(data.len() as u64);
                 // On a regular file, zero runs inside a block stay holes too (a 4 MiB block is
                 // often mostly empty): write only the runs of non-zero 64 KiB pieces.
                 let step = if device { data.len().max(1) } else { 64 << 10 };

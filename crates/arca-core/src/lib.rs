@@ -42,6 +42,7 @@ pub mod restore;
 pub mod snapshot;
 pub mod stats;
 pub mod sys;
+pub mod throttle;
 pub mod tree;
 pub mod walk;
 

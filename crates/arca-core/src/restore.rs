@@ -18,7 +18,7 @@
 //! A damaged pack fails only the files that need it; everything else is restored, and the
 //! outcome names the damaged files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -37,6 +37,7 @@ use crate::index::BlobLocation;
 use crate::pack::open_blob_with;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
+use crate::throttle::Throttle;
 use crate::tree::{ContentRef, Node, NodeKind, Tree};
 
 /// What to do with files that already exist in the target.
@@ -72,6 +73,11 @@ pub struct RestoreOptions {
     pub apply: Option<ApplyOptions>,
     /// Plan only: count what would be written.
     pub dry_run: bool,
+    /// Delete what the target holds beyond the snapshot, in every directory restored whole, so
+    /// the target matches it (entries matching `excludes` are kept).
+    pub delete: bool,
+    /// Most bytes per second to read from the repository (`None`: no limit).
+    pub limit_rate: Option<u64>,
 }
 
 /// Live counters.
@@ -102,6 +108,8 @@ pub struct RestoreOutcome {
     pub files_skipped: u64,
     /// Files verified after restoring (with `verify`).
     pub files_verified: u64,
+    /// Entries deleted from the target (with `delete`; with `dry_run`, that would be).
+    pub deleted: u64,
     /// Problems; non-empty means the restore is incomplete.
     pub errors: Vec<String>,
 }
@@ -134,6 +142,8 @@ struct Planner<'a> {
     dirs: Vec<(PathBuf, Node)>,
     hardlinks: HashMap<(u64, u64), PathBuf>,
     links_to_make: Vec<(PathBuf, PathBuf)>,
+    /// With `delete`: target directories to prune, with their snapshot path and entry names.
+    delete_dirs: Vec<(PathBuf, PathBuf, HashSet<Vec<u8>>)>,
     outcome: RestoreOutcome,
     apply: ApplyOptions,
 }
@@ -147,7 +157,7 @@ pub fn restore(
 ) -> Result<RestoreOutcome> {
     raise_fd_limit();
     let t0 = std::time::Instant::now();
-    let (start_nodes, base) = resolve_start(repo, snapshot, opts.subpath.as_deref())?;
+    let (start_nodes, base, start_is_dir) = resolve_start(repo, snapshot, opts.subpath.as_deref())?;
     if !opts.dry_run {
         std::fs::create_dir_all(&opts.target)
             .map_err(|e| Error::local_io(format!("creating restore target {}", opts.target.display()), e))?;
@@ -161,11 +171,17 @@ pub fn restore(
         dirs: Vec::new(),
         hardlinks: HashMap::new(),
         links_to_make: Vec::new(),
+        delete_dirs: Vec::new(),
         outcome: RestoreOutcome::default(),
         apply: opts.apply.unwrap_or_default(),
     };
+    // A single file restored into a directory does not make the rest of it extra.
+    if opts.delete && start_is_dir && planner.includes.is_none() {
+        let names = start_nodes.iter().map(|n| n.name.clone()).collect();
+        planner.delete_dirs.push((opts.target.clone(), base.clone(), names));
+    }
     planner.walk(&start_nodes, &base, &opts.target, false, false)?;
-    let Planner { files, dirs, links_to_make, mut outcome, apply, .. } = planner;
+    let Planner { files, dirs, links_to_make, delete_dirs, excludes, mut outcome, apply, .. } = planner;
     tracing::debug!("restore: walked the tree in {:?}", t0.elapsed());
 
     // Step 2: decide what to write.
@@ -208,6 +224,7 @@ pub fn restore(
     outcome.files = files.len() as u64;
     if opts.dry_run {
         outcome.bytes_written = bytes_total;
+        outcome.deleted = delete_extra(&delete_dirs, &excludes, true, &mut outcome.errors);
         return Ok(outcome);
     }
 
@@ -226,10 +243,11 @@ pub fn restore(
     tracing::debug!("restore: planned and created empty files in {:?}", t0.elapsed());
     // Step 3: packs in parallel.
     let bytes_written = AtomicU64::new(0);
+    let throttle = Throttle::new(opts.limit_rate);
     let mut packs: Vec<(u32, PackPlan)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(p, _)| repo.index().pack(*p).id);
     packs.into_par_iter().with_max_len(1).for_each(|(pack_pos, blobs)| {
-        if let Err(e) = restore_pack(repo, pack_pos, blobs, &files, apply, progress, &bytes_written) {
+        if let Err(e) = restore_pack(repo, pack_pos, blobs, &files, apply, progress, &bytes_written, &throttle) {
             record(e.to_string());
         }
     });
@@ -254,6 +272,12 @@ pub fn restore(
             Err(e) => record(format!("linking {} to {}: {e}", path.display(), src.display())),
         }
     }
+    // Before directory metadata: deleting changes a directory's modification time.
+    let mut delete_errors = Vec::new();
+    outcome.deleted = delete_extra(&delete_dirs, &excludes, false, &mut delete_errors);
+    for e in delete_errors {
+        record(e);
+    }
     for (path, node) in dirs.iter().rev() {
         if let Err(e) = apply_metadata(path, node, apply) {
             record(e.to_string());
@@ -277,10 +301,11 @@ pub fn restore(
 
 /// Finds the nodes to restore: the root tree's entries, or the entries of `subpath` (a directory),
 /// or `subpath` itself (a file). Returns the nodes and their path inside the snapshot.
-fn resolve_start(repo: &Repository, snapshot: &Snapshot, subpath: Option<&str>) -> Result<(Vec<Node>, PathBuf)> {
+/// The flag says whether the start is a directory (the root, or `subpath` naming one).
+fn resolve_start(repo: &Repository, snapshot: &Snapshot, subpath: Option<&str>) -> Result<(Vec<Node>, PathBuf, bool)> {
     let root = repo.load_tree(&snapshot.tree)?;
     let Some(sub) = subpath.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty()) else {
-        return Ok((root.nodes, PathBuf::from("/")));
+        return Ok((root.nodes, PathBuf::from("/"), true));
     };
     let mut tree = root;
     let mut here = PathBuf::from("/");
@@ -292,8 +317,8 @@ fn resolve_start(repo: &Repository, snapshot: &Snapshot, subpath: Option<&str>) 
         here.push(c);
         if i + 1 == comps.len() {
             return match node.subtree {
-                Some(id) if node.is_dir() => Ok((repo.load_tree(&id)?.nodes, here)),
-                _ => Ok((vec![node], here.parent().map(Path::to_path_buf).unwrap_or_default())),
+                Some(id) if node.is_dir() => Ok((repo.load_tree(&id)?.nodes, here, true)),
+                _ => Ok((vec![node], here.parent().map(Path::to_path_buf).unwrap_or_default(), false)),
             };
         }
         let id = node
@@ -302,7 +327,7 @@ fn resolve_start(repo: &Repository, snapshot: &Snapshot, subpath: Option<&str>) 
             .ok_or_else(|| Error::not_found(format!("{} is not a directory in the snapshot", here.display())))?;
         tree = repo.load_tree(&id)?;
     }
-    Ok((tree.nodes, here))
+    Ok((tree.nodes, here, true))
 }
 
 impl Planner<'_> {
@@ -336,6 +361,10 @@ impl Planner<'_> {
                         Err(e) => return Err(e),
                     };
                     let created = if self.opts.dry_run { false } else { ensure_dir(&dpath, fresh)? };
+                    if self.opts.delete && !created && (self.includes.is_none() || inc) {
+                        let names = sub.nodes.iter().map(|n| n.name.clone()).collect();
+                        self.delete_dirs.push((dpath.clone(), spath.clone(), names));
+                    }
                     let below = self.walk(&sub.nodes, &spath, &dpath, inc, created)?;
                     if inc || below {
                         self.dirs.push((dpath, node.clone()));
@@ -446,6 +475,38 @@ fn ensure_dir(path: &Path, fresh: bool) -> Result<bool> {
     }
 }
 
+/// Deletes (or with `dry_run` counts) the entries of each directory that are not among its
+/// snapshot names, keeping entries whose snapshot path matches `excludes`. Returns the count;
+/// failures go to `errors`.
+fn delete_extra(
+    dirs: &[(PathBuf, PathBuf, HashSet<Vec<u8>>)],
+    excludes: &Excludes,
+    dry_run: bool,
+    errors: &mut Vec<String>,
+) -> u64 {
+    let mut deleted = 0;
+    for (dst, src, names) in dirs {
+        let Ok(entries) = std::fs::read_dir(dst) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if names.contains(name.as_bytes()) || excludes.matches(&src.join(&name)) {
+                continue;
+            }
+            let path = entry.path();
+            if !dry_run {
+                let is_dir = std::fs::symlink_metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+                let r = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                if let Err(e) = r {
+                    errors.push(format!("deleting {}: {e}", path.display()));
+                    continue;
+                }
+            }
+            deleted += 1;
+        }
+    }
+    deleted
+}
+
 /// Whether the existing file already holds blob `id` at `offset` (resume and in-place updates).
 fn existing_matches(path: &Path, offset: u64, length: u32, id: &BlobId, repo: &Repository) -> bool {
     let Ok(f) = File::open(path) else { return false };
@@ -520,6 +581,7 @@ fn finish_file(job: &FileJob, apply: ApplyOptions, progress: &RestoreProgress) -
 }
 
 /// Reads the needed spans of one pack and writes every blob to every place that needs it.
+#[allow(clippy::too_many_arguments)] // the shared state of one restore, passed down unchanged
 fn restore_pack(
     repo: &Repository,
     pack_pos: u32,
@@ -528,6 +590,7 @@ fn restore_pack(
     apply: ApplyOptions,
     progress: &RestoreProgress,
     written: &AtomicU64,
+    throttle: &Throttle,
 ) -> Result<()> {
     let pack = repo.index().pack(pack_pos);
     let kind = pack.kind.object_kind();
@@ -566,6 +629,8 @@ fn restore_pack(
             }
         };
         for (id, loc, uses) in &blobs[range] {
+            // Paced per blob, not per span, so that writes (and progress) flow evenly.
+            throttle.take(loc.length as u64);
             let s = (loc.offset as u64 - start) as usize;
             let sealed = &bytes[s..s + loc.length as usize];
             let plain = match open_blob_with(&key, repo.key(), &loc.entry(*id), sealed) {

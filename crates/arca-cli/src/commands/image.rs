@@ -112,7 +112,14 @@ pub fn backup(g: &GlobalOpts, a: &super::backup::BackupArgs, image: &Path) -> Re
 }
 
 /// Runs `arca restore SNAPSHOT[:PATH] --image TARGET`.
-pub fn restore(g: &GlobalOpts, snapshot: &str, filter: &FilterArgs, target: &Path, verify: bool) -> Result<i32> {
+pub fn restore(
+    g: &GlobalOpts,
+    snapshot: &str,
+    filter: &FilterArgs,
+    target: &Path,
+    verify: bool,
+    limit_rate: Option<u64>,
+) -> Result<i32> {
     if target.as_os_str().is_empty() {
         bail!("--image must not be empty");
     }
@@ -131,7 +138,7 @@ pub fn restore(g: &GlobalOpts, snapshot: &str, filter: &FilterArgs, target: &Pat
     let counters = RestoreProgress::default();
     let started = Instant::now();
     let repo: &arca_core::repository::Repository = repo;
-    let opts = ImageRestoreOptions { target: target.to_path_buf(), verify };
+    let opts = ImageRestoreOptions { target: target.to_path_buf(), verify, limit_rate };
     let outcome = progress::run(
         progress::enabled(g),
         Style::Bytes,

@@ -27,6 +27,9 @@ handled by --overwrite: `if-changed` (default) skips files whose size and modifi
 match and rewrites only the parts that differ, so an interrupted restore resumes where it stopped;
 `always` rewrites, `if-newer` only replaces files older than the snapshot's, `never` keeps every
 existing file. --verify reads every restored file back and checks it against the snapshot.
+--delete removes what the target holds beyond the snapshot (in every directory restored whole;
+entries matching --exclude are kept), so that the target matches the snapshot. --limit-rate caps
+how fast the repository is read (per second); the progress bar shows the rate and an ETA.
 
 --image TARGET writes one file of the snapshot (an image backed up with `backup --image`; PATH may
 be left out when the snapshot holds just one) to a raw file, sparse, or to a block device, which must
@@ -36,6 +39,7 @@ Examples:
   arca restore latest --target /tmp/restored
   arca restore 1a2b3c4d:/home/me/work --target ~/work-yesterday --include '*.md'
   arca restore latest --target / --overwrite if-newer --verify
+  arca restore latest:/srv/www --target /srv/www --delete --limit-rate 50M
   arca restore latest --image /dev/vdb --verify";
 
 /// `--overwrite` values.
@@ -98,6 +102,15 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Delete files and directories in the target that are not in the snapshot (those matching
+    /// --exclude are kept), so the target matches it
+    #[arg(long, conflicts_with = "image")]
+    pub delete: bool,
+
+    /// Read from the repository at most this many bytes per second (e.g. 20M)
+    #[arg(long, value_name = "SIZE", value_parser = super::image::parse_size)]
+    pub limit_rate: Option<u64>,
+
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -105,7 +118,9 @@ pub struct RestoreArgs {
 /// Runs `arca restore`.
 pub fn run(g: &GlobalOpts, a: &RestoreArgs) -> Result<i32> {
     let target = match (&a.image, &a.target) {
-        (Some(image), _) => return super::image::restore(g, &a.snapshot, &a.filter, image, a.verify),
+        (Some(image), _) => {
+            return super::image::restore(g, &a.snapshot, &a.filter, image, a.verify, a.limit_rate);
+        }
         (None, Some(t)) => t,
         (None, None) => bail!("give --target DIR (or --image FILE_OR_DEVICE for an image snapshot)"),
     };
@@ -132,6 +147,8 @@ pub fn run(g: &GlobalOpts, a: &RestoreArgs) -> Result<i32> {
         overwrite: a.overwrite.into(),
         apply: None,
         dry_run: a.dry_run,
+        delete: a.delete,
+        limit_rate: a.limit_rate,
     };
     say!(
         g,
@@ -174,6 +191,10 @@ pub fn run(g: &GlobalOpts, a: &RestoreArgs) -> Result<i32> {
             if a.dry_run { "to write" } else { "written" },
             output::duration(secs)
         );
+        if a.delete {
+            let verb = if a.dry_run { "would delete" } else { "deleted" };
+            println!("{verb} {} entries not in the snapshot", outcome.deleted);
+        }
         if outcome.files_skipped > 0 {
             println!("skipped {} files that were already complete", outcome.files_skipped);
         }
