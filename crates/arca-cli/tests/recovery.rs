@@ -151,6 +151,8 @@ fn raw_image_round_trip_is_sparse_and_verified() {
     assert!(same, "{msg}");
     let allocated = fs::metadata(&out).unwrap().blocks() * 512;
     assert!(allocated <= 8 * MIB, "restored file takes {allocated} bytes on disk: holes were written");
+    // Image snapshots are ordinary snapshots: check reads and verifies them like any other.
+    env.ok(&["check", "--read-data"]);
 
     // Restoring over an existing, fully written file still gives the image (holes included).
     fs::write(&out, noise(9, 30 * MIB as usize)).unwrap();

@@ -238,3 +238,40 @@ impl Qcow2 {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Hostile headers and tables give errors, never panics or runaway allocations.
+        #[test]
+        fn garbage_never_panics(
+            version in 1u32..5,
+            cluster_bits in 0u32..40,
+            size in any::<u64>(),
+            l1_size in 0u32..4096,
+            incompat in any::<u64>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..70_000),
+        ) {
+            let mut h = vec![0u8; 112];
+            h[..4].copy_from_slice(&QCOW2_MAGIC);
+            h[4..8].copy_from_slice(&version.to_be_bytes());
+            h[20..24].copy_from_slice(&cluster_bits.to_be_bytes());
+            h[24..32].copy_from_slice(&(size % (1 << 40)).to_be_bytes());
+            h[36..40].copy_from_slice(&l1_size.to_be_bytes());
+            h[40..48].copy_from_slice(&112u64.to_be_bytes());
+            h[72..80].copy_from_slice(&(incompat & 0x1f).to_be_bytes());
+            h[100..104].copy_from_slice(&112u32.to_be_bytes());
+            h.extend_from_slice(&tail);
+            let mut f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut f, &h).unwrap();
+            if let Ok(mut q) = Qcow2::open(f, "fuzz") {
+                let mut buf = vec![0u8; 70_000];
+                let _ = q.read_at(0, &mut buf);
+                let _ = q.read_at(q.size().saturating_sub(1000), &mut buf[..1000]);
+            }
+        }
+    }
+}
