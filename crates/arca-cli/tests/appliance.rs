@@ -611,3 +611,45 @@ fn office_machines_back_up_to_the_appliance() {
     let snaps = arca(&env, &["--json", "snapshots"]);
     assert_eq!(serde_json::from_str::<Value>(&snaps).unwrap().as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_seed_by_disk_is_imported_and_replication_then_sends_only_what_is_new() {
+    let c = Cluster::start(Shape::Embedded);
+    c.new_repo("acme", "office", None);
+    let token = c.new_repo("acme", "office2", None);
+    let office = Office::new();
+    fs::write(office.share().join("archive.bin"), noise(4 << 20, 77)).unwrap();
+    let app = office.start("schedule = \"*/2 * * * * *\"", "");
+    app.wait_for(30, "a first snapshot", |s| s["shares"]["docs"]["snapshots"].as_u64().unwrap_or(0) >= 1);
+    drop(app);
+
+    // The appliance's repository goes to a disk, and the provider imports the disk.
+    let disk = office.dir.path().join("usb-disk");
+    let config = office.dir.path().join("appliance.toml");
+    let out = office.command().arg("--config").arg(&config).args(["export", "--to"]).arg(&disk).output().unwrap();
+    assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+    let out = c.admin_cmd(&c.acme_admin, &["import", "--repo", "office2", disk.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported"), "{}", String::from_utf8_lossy(&out.stdout));
+    // Importing again sends nothing.
+    let again = c.admin_ok(&c.acme_admin, &["import", "--repo", "office2", disk.to_str().unwrap()]);
+    assert!(again.contains("imported 0 objects"), "{again}");
+
+    // Replication afterwards sends only what the seed lacks: a new small file's snapshot.
+    fs::write(office.share().join("new.txt"), "written after seeding\n").unwrap();
+    let provider = format!("[provider]\nurl = \"{}\"\ntoken = \"{token}\"\n", c.repo_url("office2"));
+    let app = office.start("schedule = \"*/2 * * * * *\"", &provider);
+    let s = app.wait_for(40, "a new snapshot replicated", |s| {
+        s["shares"]["docs"]["snapshots"].as_u64().unwrap_or(0) >= 2
+            && s["replication"]["last_success"].is_string()
+            && s["replication"]["uploaded_objects"].as_u64().unwrap_or(0) > 0
+            && s["replication"]["pending_snapshots"] == 0
+    });
+    let sent = s["replication"]["uploaded_bytes"].as_u64().unwrap();
+    assert!(sent < 1 << 20, "replication resent the seed: {sent} bytes");
+    drop(app);
+    c.ok("office2", &token, &["check", "--read-data"]);
+    let restored = c.path("seed-restored");
+    c.ok("office2", &token, &["restore", "latest", "--target", restored.to_str().unwrap()]);
+    assert_same_tree(&office.share(), &restored.join(office.share().strip_prefix("/").unwrap()));
+}

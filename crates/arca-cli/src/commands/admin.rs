@@ -87,6 +87,16 @@ pub enum AdminCommand {
     /// Backup clients and their tokens
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Seeding by courier: upload a repository directory (from `arca appliance export`, on a disk
+    /// that came by post) into a hosted repository, byte for byte; only what is missing is sent, so
+    /// an interrupted import is simply run again
+    Import {
+        /// The hosted repository to fill (empty, or the same repository)
+        #[arg(long)]
+        repo: String,
+        /// The exported repository directory
+        dir: std::path::PathBuf,
+    },
     /// Metering per tenant, repository and day
     Usage {
         /// Only this tenant
@@ -511,6 +521,21 @@ fn q(s: &str) -> String {
 pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
     let api = Api::new(a.server.as_deref())?;
     match &a.command {
+        AdminCommand::Import { repo, dir } => {
+            let token = api.token.clone().ok_or_else(|| anyhow::anyhow!("set ARCA_TOKEN (an admin's token)"))?;
+            let from = arca_store::LocalStore::new(dir);
+            if !arca_store::Store::exists(&from)? {
+                bail!("{} is not an exported arca repository (it has no config)", dir.display());
+            }
+            let to = arca_store::HttpStore::new(&format!("{}/v1/repos/{repo}", api.base), &token)?;
+            let (objects, bytes) = arca_appliance::recover::pull(&from, &to)
+                .with_context(|| format!("importing {} into repository {repo}", dir.display()))?;
+            if g.json {
+                println!("{}", json!({"repo": repo, "objects": objects, "bytes": bytes}));
+            } else {
+                println!("imported {objects} objects ({bytes} bytes) into repository {repo}");
+            }
+        }
         AdminCommand::Setup { setup_token, user } => {
             let password = password_from("ARCA_ADMIN_PASSWORD", "New admin password: ")?;
             let text = api.call(

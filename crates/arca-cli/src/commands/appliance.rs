@@ -54,6 +54,13 @@ pub enum ApplianceCommand {
         #[arg(long)]
         pull_only: bool,
     },
+    /// Seeding: copy the local repository to a directory (a removable disk) for the provider's
+    /// `arca admin import`; copies only what the directory lacks, so it can be rerun
+    Export {
+        /// The directory to copy to
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
     /// Show what a running appliance is doing (from its /status.json, or its last recorded state)
     Status {
         /// The appliance's address, if the configuration's listen address does not reach it
@@ -67,6 +74,14 @@ pub fn run(g: &GlobalOpts, a: &ApplianceArgs) -> Result<i32> {
     match &a.command {
         Some(ApplianceCommand::HashPassword) => hash_password(),
         Some(ApplianceCommand::Status { url }) => status(g, a, url.as_deref()),
+        Some(ApplianceCommand::Export { to }) => {
+            let c = config(a)?;
+            let from = arca_store::LocalStore::new(&c.repository.path);
+            let (objects, bytes) = arca_appliance::recover::pull(&from, &arca_store::LocalStore::new(to))
+                .with_context(|| format!("exporting to {}", to.display()))?;
+            println!("exported {objects} objects ({bytes} bytes) to {}", to.display());
+            Ok(crate::exit::OK)
+        }
         Some(ApplianceCommand::Restore { shares, force, pull_only }) => {
             let opts = arca_appliance::recover::RecoverOptions {
                 shares: shares.clone(),
