@@ -278,8 +278,17 @@ fn the_share_takes_files_and_refuses_strangers_tricks_and_huge_bodies() {
     assert!(!office.share().join("big.bin").exists(), "nothing of a refused upload is left");
     let code = curl_put(&["-T", "-"], "chunked.bin");
     assert!(!code.starts_with('2'), "an over-long chunked upload was accepted: {code}");
-    let left = fs::metadata(office.share().join("chunked.bin")).map(|m| m.len()).unwrap_or(0);
-    assert!(left <= 4 << 20, "more than max_upload was written: {left}");
+    assert!(!office.share().join("chunked.bin").exists(), "a broken-off upload left a partial file");
+    // A broken-off upload over an existing file leaves the old bytes, and no temporary files.
+    let code = curl_put(&["-T", "-"], "reports/q3.bin");
+    assert!(!code.starts_with('2'), "an over-long chunked upload was accepted: {code}");
+    assert_eq!(fs::read(office.share().join("reports/q3.bin")).unwrap(), body, "a failed upload damaged the file");
+    for dir in [office.share(), office.share().join("reports")] {
+        for e in fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            assert!(!name.starts_with(".arca-upload-"), "temporary upload left behind: {name}");
+        }
+    }
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Dead properties (PROPPATCH) live in `user.davprop.<hash>` extended attributes of the file
 //! itself, so they move with it on MOVE, survive restarts and are part of every snapshot. COPY
 //! copies them explicitly (a file copy does not). Nothing under `/.snapshots` can be written,
-//! moved or deleted; copying *from* it into the live folder is how users restore a file.
+//! moved or deleted; copying *from* it into the live folder is how users restore a file. Whole-file
+//! PUTs go through [`super::upload`], so an upload appears only when it is complete.
 
 use std::path::{Component, PathBuf};
 use std::sync::Arc;
@@ -106,7 +107,7 @@ impl ShareFs {
     async fn copy_from_snapshot(&self, rel: Vec<u8>, to: &DavPath) -> FsResult<()> {
         let mut src = self.snapshots.open(rel).await?;
         let mut dst = DavFileSystem::open(
-            self.local.as_ref(),
+            self,
             to,
             OpenOptions { write: true, create: true, truncate: true, ..OpenOptions::default() },
         )
@@ -131,6 +132,11 @@ impl DavFileSystem for ShareFs {
                 }
                 return self.snapshots.open(rel).await;
             }
+            if options.write && options.truncate && !options.append {
+                let dest = self.os_path(path)?;
+                let upload = super::upload::AtomicUpload::start(dest, options.create, options.create_new).await?;
+                return Ok(Box::new(upload) as Box<dyn DavFile>);
+            }
             DavFileSystem::open(self.local.as_ref(), path, options).await
         }
         .boxed()
@@ -144,7 +150,8 @@ impl DavFileSystem for ShareFs {
             let live = DavFileSystem::read_dir(self.local.as_ref(), path, meta).await?;
             // A real `.snapshots` in the folder is hidden by the virtual one.
             let live = live.filter(|e| {
-                let hide = matches!(e, Ok(e) if e.name() == SNAPSHOTS_DIR.as_bytes());
+                let hide = matches!(e, Ok(e) if e.name() == SNAPSHOTS_DIR.as_bytes()
+                    || e.name().starts_with(super::upload::UPLOAD_PREFIX.as_bytes()));
                 futures_util::future::ready(!hide)
             });
             if path.as_bytes() == b"/" || path.as_bytes().is_empty() {

@@ -22,6 +22,9 @@ use crate::catalog::Catalog;
 use crate::config::ShareConfig;
 use crate::users::Users;
 
+/// Bytes read from a file per step of a GET.
+const READ_BUF: usize = 256 * 1024;
+
 /// One share as the endpoint serves it.
 struct Share {
     handler: DavHandler,
@@ -52,6 +55,9 @@ impl Dav {
                     .locksystem(MemLs::new())
                     .strip_prefix(format!("/dav/{name}"))
                     .hide_symlinks(true)
+                    // Larger reads than dav-server's 16 KiB default: fewer blocking-thread hops per
+                    // MiB of a download (GET of a large file ran at 45% of rclone's speed).
+                    .read_buf_size(READ_BUF)
                     .build_handler();
                 (name.clone(), Share { handler, users: cfg.users.clone() })
             })
