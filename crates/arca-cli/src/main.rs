@@ -19,6 +19,7 @@ mod nbd;
 mod output;
 mod progress;
 mod repo;
+mod report;
 mod walk;
 
 use std::io::Write;

@@ -986,3 +986,194 @@ fn database_outage_answers_503_and_loses_nothing() {
     c.ok("acme", &dev, &["check", "--read-data"]);
     c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
 }
+
+/// Receivers for alerts on loopback: an HTTP endpoint that records each POST body, and an SMTP
+/// server that speaks just enough of RFC 5321 to take mail and record each message.
+mod sinks {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    pub type Received = Arc<Mutex<Vec<String>>>;
+
+    /// An HTTP endpoint answering 204 to every request; returns its URL and the bodies.
+    pub fn webhook() -> (String, Received) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got: Received = Default::default();
+        let bodies = got.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                if r.read_exact(&mut body).is_ok() {
+                    bodies.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                }
+                let _ = (&conn).write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+            }
+        });
+        (url, got)
+    }
+
+    /// An SMTP server; returns its port and the messages (envelope and data).
+    pub fn smtp() -> (u16, Received) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got: Received = Default::default();
+        let mails = got.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let mails = mails.clone();
+                std::thread::spawn(move || {
+                    let mut w = conn.try_clone().unwrap();
+                    let mut r = BufReader::new(conn);
+                    let _ = w.write_all(b"220 sink ESMTP\r\n");
+                    let mut message = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
+                            "HELO" => b"250 sink\r\n",
+                            "MAIL" | "RCPT" => {
+                                message.push_str(&line);
+                                b"250 OK\r\n"
+                            }
+                            "DATA" => {
+                                let _ = w.write_all(b"354 go on\r\n");
+                                loop {
+                                    let mut l = String::new();
+                                    if r.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                                        break;
+                                    }
+                                    message.push_str(&l);
+                                }
+                                mails.lock().unwrap().push(std::mem::take(&mut message));
+                                b"250 queued\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = w.write_all(b"221 bye\r\n");
+                                return;
+                            }
+                            _ => b"250 OK\r\n",
+                        };
+                        let _ = w.write_all(reply);
+                    }
+                });
+            }
+        });
+        (port, got)
+    }
+}
+
+/// Backup health and alerts: a device's backup shows on the health page; a failed backup is
+/// reported by `arca backup`, shows as failing and reaches the webhook and the mailbox exactly
+/// once (on the scale-out shape, two servers race to deliver it); passing the soft quota does too.
+fn health_and_alerts(shape: Shape) {
+    if shape == Shape::ScaleOut && !cluster::available(Shape::ScaleOut) {
+        return;
+    }
+    let (hook_url, hooks) = sinks::webhook();
+    let (smtp_port, mails) = sinks::smtp();
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let args = [
+        "--alert-webhook",
+        &hook_url,
+        "--smtp-url",
+        &smtp_url,
+        "--alert-from",
+        "arca@provider.test",
+        "--alert-to",
+        "ops@provider.test",
+    ];
+    let c = Cluster::start_with(shape, &args);
+    let (dev, admin) = (c.acme_device.clone(), c.admin.clone());
+    let health = |c: &Cluster| {
+        let (status, v) = c.get_json(&admin, "/v1/admin/health?tenant=acme");
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    assert_eq!(health(&c)["devices"][0]["status"], "waiting", "no backup yet");
+    c.admin_ok(&admin, &["device", "schedule", "--tenant", "acme", "laptop", "--every-hours", "24"]);
+    c.ok("acme", &dev, &["init"]);
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    let h = health(&c);
+    let d = &h["devices"][0];
+    assert_eq!((d["device"].as_str(), d["status"].as_str()), (Some("laptop"), Some("ok")), "{h}");
+    assert!(d["last_backup_at"].as_i64().unwrap() > 0 && d["backup_every_hours"] == 24);
+    // A failing backup is reported, shown, and alerted.
+    let out = c.arca("acme", &dev).args(["backup", "/nonexistent/arca-test-path"]).output().unwrap();
+    assert!(!out.status.success());
+    let d = &health(&c)["devices"][0];
+    assert_eq!(d["status"], "failing", "{d}");
+    assert!(d["last_failure"].as_str().unwrap().contains("/nonexistent/arca-test-path"), "{d}");
+    let out = c.admin_cmd(&admin, &["health", "--tenant", "acme"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a failing device makes `arca admin health` exit 1");
+    // Passing the soft quota: the next upload is stored, with an alert.
+    c.admin_ok(&admin, &["tenant", "set", "acme", "--soft-quota", "1"]);
+    fs::write(src.join("new.bin"), noise(50_000, 7)).unwrap();
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    assert_eq!(health(&c)["devices"][0]["status"], "ok", "a backup after the failure");
+    // Both alerts arrive on both channels, once each.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (h, m) = (hooks.lock().unwrap().clone(), mails.lock().unwrap().clone());
+        let done = h.len() >= 2 && m.len() >= 2;
+        if done || std::time::Instant::now() > deadline {
+            let kinds: Vec<String> = h
+                .iter()
+                .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["kind"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(kinds.len(), 2, "webhook bodies: {h:?}");
+            assert!(kinds.contains(&"backup-failed".into()) && kinds.contains(&"soft-quota".into()), "{kinds:?}");
+            assert_eq!(m.len(), 2, "mails: {m:?}");
+            assert!(m.iter().any(|mail| mail.contains("Subject: [arca] Backup failed: laptop of acme")), "{m:?}");
+            assert!(m.iter().all(|mail| mail.contains("RCPT TO:<ops@provider.test>")), "{m:?}");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // And no second delivery follows.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(hooks.lock().unwrap().len(), 2, "an alert was delivered twice");
+    let alerts = health(&c)["alerts"].as_array().unwrap().clone();
+    assert!(alerts.iter().all(|a| a["delivered_at"].as_i64().unwrap() > 0), "{alerts:?}");
+    // A person's token cannot report runs; the tenant's admin sees its own health, not others'.
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/report", c.repo_url("acme")))
+        .bearer_auth(&c.acme_admin)
+        .header("content-type", "application/json")
+        .body(r#"{"outcome":"failed","message":"x"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let (status, _) = c.get_json(&c.acme_admin, "/v1/admin/health?tenant=other");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn health_and_alerts_embedded() {
+    health_and_alerts(Shape::Embedded);
+}
+
+#[test]
+fn health_and_alerts_scale_out() {
+    health_and_alerts(Shape::ScaleOut);
+}

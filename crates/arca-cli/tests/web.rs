@@ -186,6 +186,12 @@ fn provider_and_customer_in_the_browser() {
         .unwrap();
     let line = csv.lines().find(|l| l.contains(",globex,office,")).unwrap_or_else(|| panic!("{csv}"));
     assert!(line.ends_with(&format!(",{total}")), "{line}");
+
+    // Backup health: the device's backup is on the health page and the tenant's page.
+    b.go(&format!("{base}/console/health"));
+    let health = b.text("#health");
+    assert!(health.contains("front-desk") && health.contains("ok"), "{health}");
+    b.screenshot("health");
     let cookie = b.cookie("arca_session").expect("a session cookie");
     let http = reqwest::blocking::Client::new();
     let csv = http

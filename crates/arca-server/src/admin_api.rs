@@ -600,6 +600,59 @@ pub(crate) async fn revoke_device(
     Ok(Json(d).into_response())
 }
 
+/// `PUT /v1/admin/tenants/{tenant}/devices/{device}/schedule` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Schedule {
+    /// Hours between expected backups (0: none, never overdue).
+    every_hours: i64,
+}
+
+/// `PUT /v1/admin/tenants/{tenant}/devices/{device}/schedule`: how often the device should back
+/// up; a device later than that (plus an hour) is overdue and raises an alert.
+pub(crate) async fn set_device_schedule(
+    State(state): State<AppState>,
+    Path((name, device)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(s): Json<Schedule>,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
+    let result = state.db().set_device_schedule(&name, &device, s.every_hours).await.map_err(ApiError::from_db);
+    let target = format!("{device}@{name}");
+    audited(&state, &rid, &p, Some(tenant.id), "device.schedule", &target, result).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/admin/health` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct HealthQuery {
+    tenant: Option<String>,
+}
+
+/// `GET /v1/admin/health`: every device with its schedule, last backup and status, and the newest
+/// alerts. Provider staff see every tenant; a tenant's admins and users their own.
+pub(crate) async fn health(
+    State(state): State<AppState>,
+    Query(q): Query<HealthQuery>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let tenant_id = match (&q.tenant, is_staff(&p)) {
+        (Some(t), _) => Some(tenant_for(&state, &rid, &p, t, false).await?.id),
+        (None, true) => None,
+        (None, false) => match (p.tenant_id, p.role) {
+            (Some(t), r) if r != Role::Device => Some(t),
+            _ => return Err(forbidden("read backup health")),
+        },
+    };
+    let devices = state.db().device_health(tenant_id).await.map_err(ApiError::from_db)?;
+    let alerts = state.db().alerts(tenant_id, 50).await.map_err(ApiError::from_db)?;
+    Ok(Json(serde_json::json!({ "devices": devices, "alerts": alerts })).into_response())
+}
+
 // ---- usage and audit ----
 
 /// `GET /v1/admin/usage` parameters.

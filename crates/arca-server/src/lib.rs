@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod alerts;
 mod admin_api;
 pub mod db;
 pub mod errors;
@@ -57,6 +58,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/tenants/{tenant}/repos", get(a::list_repos).post(a::create_repo))
         .route("/v1/admin/tenants/{tenant}/devices", get(a::list_devices).post(a::create_device))
         .route("/v1/admin/tenants/{tenant}/devices/{device}", delete(a::revoke_device))
+        .route("/v1/admin/tenants/{tenant}/devices/{device}/schedule", axum::routing::put(a::set_device_schedule))
+        .route("/v1/admin/health", get(a::health))
         .route("/v1/admin/repos", get(a::list_all_repos))
         .route("/v1/admin/repos/{repo}", axum::routing::patch(a::update_repo).delete(a::delete_repo))
         .route("/v1/admin/repos/{repo}/retention", axum::routing::put(a::set_retention))
@@ -66,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/audit", get(a::audit_log))
         .route("/v1/admin/scrub", get(a::scrub_status).post(a::start_scrub))
         .route("/v1/repos/{repo}", post(repo_api::create_repo))
+        .route("/v1/repos/{repo}/report", post(repo_api::report))
         .route("/v1/repos/{repo}/{kind}/", get(repo_api::list))
         .route(
             "/v1/repos/{repo}/{kind}/{name}",

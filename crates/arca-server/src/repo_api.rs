@@ -468,6 +468,12 @@ pub(crate) async fn put_object(
     if matches!(kind, ObjectKind::Snapshot | ObjectKind::Key | ObjectKind::Config) {
         t.audit(&state, "object.put", &format!("{repo}/{kind}/{name}"), "ok", "").await;
     }
+    if let (ObjectKind::Snapshot, Some(device)) = (kind, t.principal.device_id) {
+        // The device's backup arrived: the health page and the overdue check go by this.
+        if let Err(e) = db.device_backed_up(device).await {
+            tracing::warn!("recording the backup of device {device}: {e}");
+        }
+    }
     let mut resp = StatusCode::CREATED.into_response();
     // Past the soft quota: the upload is stored, and the client is told (it prints a warning).
     let tenant = db.tenant_by_id(t.repo.tenant_id).await.map_err(ApiError::from_db)?;
@@ -486,8 +492,45 @@ pub(crate) async fn put_object(
         if let Ok(v) = HeaderValue::from_str(&warning) {
             resp.headers_mut().insert(WARNING_HEADER, v);
         }
+        // The provider hears of it once (until the tenant drops back under).
+        if let Err(e) = db.raise_soft_quota_alert(tenant.id).await {
+            tracing::warn!("raising the soft-quota alert of {}: {e}", tenant.name);
+        }
     }
     Ok(resp)
+}
+
+/// `POST /v1/repos/{repo}/report` body.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RunReport {
+    /// `failed` (the only outcome reported: successes are seen as snapshots arrive).
+    outcome: String,
+    /// What went wrong, as the client printed it.
+    #[serde(default)]
+    message: String,
+}
+
+/// `POST /v1/repos/{repo}/report`: a device reports a backup run that failed, so the provider's
+/// health page shows it and an alert goes out. Device tokens only (a person's token is not a
+/// backup job).
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    Path(repo): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    axum::Json(r): axum::Json<RunReport>,
+) -> Result<Response, ApiError> {
+    let t = open_repo(&state, &headers, &repo, RepoAction::Read, &rid).await?;
+    let Some(device) = t.principal.device_id else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "only a device token reports backup runs"));
+    };
+    if r.outcome != "failed" {
+        return Err(ApiError::bad_request(format!("unknown outcome {:?}: report `failed`", r.outcome)));
+    }
+    state.db().device_failed(device, &r.message).await.map_err(ApiError::from_db)?;
+    let detail: String = r.message.chars().take(300).collect();
+    t.audit(&state, "backup.failed", &repo, "reported", &detail).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Reads, verifies and stores an upload; returns the packs its manifest names and, for a snapshot,

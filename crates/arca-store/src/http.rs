@@ -115,6 +115,18 @@ impl HttpStore {
         self
     }
 
+    /// Tells the server that a backup run of this device failed, with the message the user saw,
+    /// so the provider's health page and alerts know (successes need no report: the server sees
+    /// their snapshots arrive). Only device tokens may report.
+    pub fn report_failure(&self, message: &str) -> Result<()> {
+        let url = format!("{}report", self.base);
+        let body = serde_json::json!({ "outcome": "failed", "message": message }).to_string();
+        self.send("reporting the failed backup", false, || {
+            self.client.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())
+        })?;
+        Ok(())
+    }
+
     fn object_url(&self, kind: ObjectKind, name: &str) -> Result<String> {
         validate_name(name)?;
         Ok(format!("{}{kind}/{name}", self.base))

@@ -112,6 +112,13 @@ pub enum AdminCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// Backup health: every device's last backup, schedule and status, and the newest alerts
+    /// (exit code 1 when a device is failing or overdue)
+    Health {
+        /// Only this tenant
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Monthly billing per tenant: average and peak stored, traffic, snapshots, invoice lines from the plan
     Billing {
         /// Only this tenant
@@ -325,6 +332,17 @@ pub enum DeviceCommand {
         tenant: String,
         /// Device name
         name: String,
+    },
+    /// Set how often a device should back up; later than that plus an hour it is overdue (an alert)
+    Schedule {
+        /// The tenant
+        #[arg(long)]
+        tenant: String,
+        /// Device name
+        name: String,
+        /// Hours between backups (0: no schedule, never overdue)
+        #[arg(long)]
+        every_hours: i64,
     },
 }
 
@@ -862,6 +880,71 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                     })
                     .collect();
                 table(&["DAY", "TENANT", "REPOSITORY", "STORED", "PEAK", "PROTECTED", "OBJECTS", "IN", "OUT"], rows);
+            }
+        }
+        AdminCommand::Device(DeviceCommand::Schedule { tenant, name, every_hours }) => {
+            let path = format!("/v1/admin/tenants/{}/devices/{}/schedule", q(tenant), q(name));
+            api.call(Method::PUT, &path, Some(json!({ "every_hours": every_hours })))?;
+            if !g.quiet && !g.json {
+                match every_hours {
+                    0 => println!("device {name} of {tenant} has no schedule: it is never overdue"),
+                    h => println!("device {name} of {tenant} should back up every {h} hours"),
+                }
+            }
+        }
+        AdminCommand::Health { tenant } => {
+            let path = match tenant {
+                Some(t) => format!("/v1/admin/health?tenant={}", q(t)),
+                None => "/v1/admin/health".to_string(),
+            };
+            let v = api.json(Method::GET, &path, None)?;
+            let troubled =
+                as_list(&v["devices"]).iter().any(|d| matches!(d["status"].as_str(), Some("failing" | "overdue")));
+            print_or(g, &v, |v| {
+                let when = |t: i64| if t == 0 { "never".to_string() } else { date(t) };
+                let rows = as_list(&v["devices"])
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            s(d, "tenant"),
+                            s(d, "device"),
+                            s(d, "repo"),
+                            match i(d, "backup_every_hours") {
+                                0 => "-".to_string(),
+                                h => format!("{h} h"),
+                            },
+                            when(i(d, "last_backup_at")),
+                            s(d, "status"),
+                            s(d, "last_failure").lines().next().unwrap_or("").chars().take(60).collect(),
+                        ]
+                    })
+                    .collect();
+                table(&["TENANT", "DEVICE", "REPOSITORY", "EVERY", "LAST BACKUP", "STATUS", "LAST FAILURE"], rows);
+                let alerts = as_list(&v["alerts"]);
+                if !alerts.is_empty() {
+                    println!();
+                    let rows = alerts
+                        .iter()
+                        .take(10)
+                        .map(|a| {
+                            vec![
+                                when(i(a, "created_at")),
+                                s(a, "subject"),
+                                if i(a, "delivered_at") > 0 {
+                                    "delivered".to_string()
+                                } else if s(a, "last_error").is_empty() {
+                                    "pending".to_string()
+                                } else {
+                                    format!("retrying: {}", s(a, "last_error"))
+                                },
+                            ]
+                        })
+                        .collect();
+                    table(&["RAISED", "ALERT", "DELIVERY"], rows);
+                }
+            });
+            if troubled {
+                return Ok(crate::exit::FATAL);
             }
         }
         AdminCommand::Billing { tenant, month, csv } => {

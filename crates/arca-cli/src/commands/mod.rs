@@ -37,7 +37,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
     match &cli.command {
         Command::Init(a) => init::run(g, a),
-        Command::Backup(a) => backup::run(g, a),
+        Command::Backup(a) => backup::run(g, a).inspect_err(|e| crate::report::backup_failed(g, e)),
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Ls(a) => ls::run(g, a),
         Command::Find(a) => find::run(g, a),

@@ -34,10 +34,15 @@ into the client's ARCA_TOKEN:
   arca -r http://HOST:PORT/REPO init
 
 Settings come from flags, then environment variables, then the config file (TOML with the same
-names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every, tls_cert, tls_key, rate_limit). With --tls-cert and
+names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every, tls_cert, tls_key, rate_limit,
+alert_webhook, smtp_url, alert_from, alert_to). With --tls-cert and
 --tls-key the server speaks HTTPS (rustls); without them plain HTTP, for loopback or behind a
 TLS-terminating reverse proxy: never send tokens over an untrusted network in clear. Clients
 trust the system's certificate authorities, plus the PEM file in ARCA_CA_CERT if set.
+
+Alerts (a device reported a failed backup, a scheduled device is overdue, a tenant passed its
+soft quota) go to --alert-webhook as JSON and, with --smtp-url, --alert-from and --alert-to, by
+e-mail; undelivered alerts are retried with growing pauses and survive restarts.
 
 SIGINT or SIGTERM stops the server after the requests in flight have finished. The log (standard
 error) has one line per request with its request id, which internal errors also show the client.
@@ -94,6 +99,22 @@ pub struct ServerArgs {
     /// Minutes between retention and garbage-collection passes over every repository (0: only on demand) [default: 60]
     #[arg(long, env = "ARCA_GC_EVERY", value_name = "MINUTES")]
     pub gc_every: Option<u64>,
+
+    /// URL that receives every alert as a JSON POST (chat or ticket systems; Slack-style `text` included)
+    #[arg(long, env = "ARCA_ALERT_WEBHOOK", value_name = "URL")]
+    pub alert_webhook: Option<String>,
+
+    /// SMTP server for alert e-mail: smtp://[USER:PASS@]HOST[:PORT] (plain), add ?tls=required for STARTTLS, or smtps://
+    #[arg(long, env = "ARCA_SMTP_URL", value_name = "URL")]
+    pub smtp_url: Option<String>,
+
+    /// Sender of alert e-mail
+    #[arg(long, env = "ARCA_ALERT_FROM", value_name = "ADDRESS")]
+    pub alert_from: Option<String>,
+
+    /// Recipients of alert e-mail, comma-separated
+    #[arg(long, env = "ARCA_ALERT_TO", value_name = "ADDRESSES")]
+    pub alert_to: Option<String>,
 }
 
 /// The config file's keys.
@@ -110,6 +131,10 @@ struct ConfigFile {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     rate_limit: Option<f64>,
+    alert_webhook: Option<String>,
+    smtp_url: Option<String>,
+    alert_from: Option<String>,
+    alert_to: Option<String>,
 }
 
 /// The settings after merging flags, environment and the config file.
@@ -124,6 +149,7 @@ struct Settings {
     gc_every_minutes: u64,
     tls: Option<(PathBuf, PathBuf)>,
     rate_limit: f64,
+    alerts: arca_server::alerts::AlertConfig,
 }
 
 fn settings(a: &ServerArgs) -> Result<Settings> {
@@ -161,6 +187,24 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
         _ => anyhow::bail!("TLS needs both a certificate (tls_cert) and a key (tls_key)"),
     };
     let rate_limit = a.rate_limit.or(file.rate_limit).unwrap_or(arca_server::ratelimit::DEFAULT_RATE).max(0.0);
+    let email = match (
+        a.smtp_url.clone().or(file.smtp_url),
+        a.alert_from.clone().or(file.alert_from),
+        a.alert_to.clone().or(file.alert_to),
+    ) {
+        (None, None, None) => None,
+        (Some(smtp_url), Some(from), Some(to)) => {
+            let from = arca_server::alerts::parse_mailboxes(&from)
+                .map_err(anyhow::Error::msg)?
+                .pop()
+                .context("alert_from is empty")?;
+            let to = arca_server::alerts::parse_mailboxes(&to).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(!to.is_empty(), "alert_to names no recipient");
+            Some(arca_server::alerts::EmailConfig { smtp_url, from, to })
+        }
+        _ => anyhow::bail!("alert e-mail needs all three of smtp_url, alert_from and alert_to"),
+    };
+    let alerts = arca_server::alerts::AlertConfig { webhook: a.alert_webhook.clone().or(file.alert_webhook), email };
     Ok(Settings {
         listen,
         database,
@@ -171,6 +215,7 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
         gc_every_minutes,
         tls,
         rate_limit,
+        alerts,
     })
 }
 
@@ -217,6 +262,15 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
             backend.describe()
         );
         let sweeper = tokio::spawn(housekeeping(state.clone(), s.scrub_every_hours, s.gc_every_minutes));
+        let notifier = if s.alerts.enabled() {
+            Some(arca_server::alerts::Notifier::new(s.alerts.clone()).map_err(anyhow::Error::msg)?)
+        } else {
+            tracing::info!(
+                "no alert channel configured (--alert-webhook, --smtp-url): alerts are only listed in the console"
+            );
+            None
+        };
+        let alerter = tokio::spawn(alert_loop(state.clone(), notifier));
         match &s.tls {
             Some((cert, key)) => arca_server::serve_tls(listener, state, cert, key, arca_server::shutdown_signal())
                 .await
@@ -228,6 +282,7 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
             }
         }
         sweeper.abort();
+        alerter.abort();
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;
@@ -266,6 +321,15 @@ async fn bootstrap(db: Db, backend: Backend, url: &str) -> Result<AppState> {
     println!("or with: arca admin setup --server {url} --setup-token {token} --user admin");
     println!("or restart the server with ARCA_ADMIN_PASSWORD set.");
     Ok(AppState::with_setup_token(db, backend, token))
+}
+
+/// Every few seconds: raise alerts for overdue backups and deliver the alerts that are due.
+async fn alert_loop(state: AppState, notifier: Option<arca_server::alerts::Notifier>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        arca_server::alerts::tick(&state, notifier.as_ref()).await;
+    }
 }
 
 /// Periodic upkeep: retention and garbage collection, quota reservations of uploads that died
@@ -326,7 +390,26 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             rate_limit: None,
+            alert_webhook: None,
+            smtp_url: None,
+            alert_from: None,
+            alert_to: None,
         }
+    }
+
+    #[test]
+    fn alert_email_needs_server_sender_and_recipients() {
+        let mut a = args();
+        a.data_dir = Some("/tmp/x".into());
+        assert!(!settings(&a).unwrap().alerts.enabled());
+        a.smtp_url = Some("smtp://127.0.0.1:25".into());
+        assert!(settings(&a).is_err(), "a server without a sender and recipients");
+        a.alert_from = Some("arca@provider.example".into());
+        a.alert_to = Some("ops@provider.example, oncall@provider.example".into());
+        let s = settings(&a).unwrap();
+        assert_eq!(s.alerts.email.as_ref().unwrap().to.len(), 2);
+        a.alert_to = Some("not an address".into());
+        assert!(settings(&a).is_err());
     }
 
     #[test]

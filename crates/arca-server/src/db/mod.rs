@@ -16,6 +16,7 @@ pub mod audit;
 pub mod billing;
 pub mod catalog;
 pub mod gc;
+pub mod health;
 pub mod mfa;
 mod schema;
 pub mod scrub;

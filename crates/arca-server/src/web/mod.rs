@@ -14,6 +14,7 @@
 #![allow(clippy::result_large_err)]
 
 mod billing;
+mod health;
 mod pages;
 mod restore;
 
@@ -59,6 +60,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/plans", get(pages::plans).post(pages::create_plan))
         .route("/console/audit", get(pages::audit))
         .route("/console/billing", get(billing::billing))
+        .route("/console/health", get(health::health))
+        .route("/tenants/{tenant}/devices/{device}/schedule", post(health::set_schedule))
         .route("/console/billing.csv", get(billing::billing_csv))
         .route("/console/billing/{tenant}", get(billing::invoice))
         .route("/tenants/{tenant}", get(pages::tenant))
@@ -108,6 +111,7 @@ fn templates() -> &'static Environment<'static> {
             ("browse.html", include_str!("../../templates/browse.html")),
             ("billing.html", include_str!("../../templates/billing.html")),
             ("invoice.html", include_str!("../../templates/invoice.html")),
+            ("health.html", include_str!("../../templates/health.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }

@@ -372,6 +372,24 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
             )
         })
         .collect();
+    for d in db.device_health(None).await.map_err(err)? {
+        match d.status.as_str() {
+            "failing" => attention.push(format!(
+                "device {} of {} failed its last backup: {}",
+                d.device,
+                d.tenant,
+                d.last_failure.lines().next().unwrap_or("")
+            )),
+            "overdue" => attention.push(format!(
+                "device {} of {} is overdue (every {} h; last backup {})",
+                d.device,
+                d.tenant,
+                d.backup_every_hours,
+                date(d.last_backup_at)
+            )),
+            _ => {}
+        }
+    }
     if let Some(r) = runs.first().filter(|r| r.damaged > 0) {
         attention.push(format!("the last scrub found {} damaged objects (see `arca admin scrub`)", r.damaged));
     }
@@ -435,7 +453,7 @@ pub(super) async fn create_tenant(
 }
 
 /// A tenant the session may see, or the "not found" page (audited).
-async fn visible_tenant(state: &AppState, s: &Session, name: &str) -> Result<Tenant, Response> {
+pub(super) async fn visible_tenant(state: &AppState, s: &Session, name: &str) -> Result<Tenant, Response> {
     match state.db().tenant(name).await {
         Ok(t) if can_view_tenant(&s.principal, t.id) => Ok(t),
         Ok(_) => {
@@ -476,6 +494,10 @@ struct DeviceRow {
     seen: String,
     status: String,
     active: bool,
+    last_backup: String,
+    every_hours: i64,
+    health: String,
+    failure: String,
 }
 
 /// The tenant page with an optional freshly added device.
@@ -489,6 +511,15 @@ async fn tenant_page(
     let err = |e| db_error(Some(s), e);
     let repos = state.db().repositories(Some(t.id)).await.map_err(err)?;
     let devices = state.db().devices(Some(t.id)).await.map_err(err)?;
+    let health: std::collections::HashMap<String, crate::db::health::DeviceHealth> = state
+        .db()
+        .device_health(Some(t.id))
+        .await
+        .map_err(err)?
+        .into_iter()
+        .filter(|h| h.status != "revoked")
+        .map(|h| (h.device.clone(), h))
+        .collect();
     let repo_rows: Vec<RepoRow> = repos
         .iter()
         .map(|r| RepoRow {
@@ -508,6 +539,19 @@ async fn tenant_page(
             seen: date(d.last_seen_at),
             status: if d.revoked_at > 0 { format!("revoked {}", date(d.revoked_at)) } else { "active".into() },
             active: d.revoked_at == 0,
+            last_backup: health
+                .get(&d.name)
+                .filter(|_| d.revoked_at == 0)
+                .map_or("-".into(), |h| date(h.last_backup_at)),
+            every_hours: health.get(&d.name).map_or(0, |h| h.backup_every_hours),
+            health: match health.get(&d.name) {
+                Some(h) if d.revoked_at == 0 => h.status.clone(),
+                _ => "revoked".into(),
+            },
+            failure: health
+                .get(&d.name)
+                .filter(|h| h.status == "failing")
+                .map_or(String::new(), |h| h.last_failure.clone()),
         })
         .collect();
     let users: Vec<UserView> = state

@@ -1,0 +1,111 @@
+//! Backup health in the console: every device of every tenant with its last backup, schedule
+//! and status, the alerts raised with their delivery state, and the schedule form.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+
+use super::pages::db_error;
+use super::{check_csrf, date, forbidden, render, session};
+use crate::access::{can_manage_tenant, is_staff};
+use crate::state::AppState;
+
+type Page = Result<Response, Response>;
+
+#[derive(Serialize)]
+struct DeviceView {
+    tenant: String,
+    device: String,
+    repo: String,
+    every: String,
+    last_backup: String,
+    status: String,
+    failure: String,
+}
+
+#[derive(Serialize)]
+struct AlertView {
+    raised: String,
+    kind: String,
+    subject: String,
+    delivery: String,
+}
+
+/// `GET /console/health`: provider staff.
+pub(super) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    if !is_staff(&s.principal) {
+        return Err(forbidden(&s, "see every tenant's backup health"));
+    }
+    let err = |e| db_error(Some(&s), e);
+    let devices: Vec<DeviceView> = state
+        .db()
+        .device_health(None)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .filter(|d| d.status != "revoked")
+        .map(|d| DeviceView {
+            every: if d.backup_every_hours > 0 { format!("{} h", d.backup_every_hours) } else { "no schedule".into() },
+            last_backup: date(d.last_backup_at),
+            failure: if d.status == "failing" { d.last_failure.clone() } else { String::new() },
+            tenant: d.tenant,
+            device: d.device,
+            repo: d.repo,
+            status: d.status,
+        })
+        .collect();
+    let troubled = devices.iter().filter(|d| d.status == "failing" || d.status == "overdue").count();
+    let alerts: Vec<AlertView> = state
+        .db()
+        .alerts(None, 100)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|a| AlertView {
+            raised: date(a.created_at),
+            delivery: if a.delivered_at > 0 {
+                format!("delivered {}", date(a.delivered_at))
+            } else if a.attempts == 0 {
+                "waiting".into()
+            } else if a.attempts >= crate::db::health::MAX_ATTEMPTS {
+                format!("given up after {} attempts: {}", a.attempts, a.last_error)
+            } else {
+                format!("retrying ({} attempts): {}", a.attempts, a.last_error)
+            },
+            kind: a.kind,
+            subject: a.subject,
+        })
+        .collect();
+    Ok(render(StatusCode::OK, "health.html", s.ctx(context! { devices, alerts, troubled })))
+}
+
+/// The schedule form.
+#[derive(Deserialize)]
+pub(super) struct ScheduleForm {
+    csrf: String,
+    every_hours: i64,
+}
+
+/// `POST /tenants/{tenant}/devices/{device}/schedule`.
+pub(super) async fn set_schedule(
+    State(state): State<AppState>,
+    Path((name, device)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<ScheduleForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = super::pages::visible_tenant(&state, &s, &name).await?;
+    let target = format!("{device}@{}", t.name);
+    if !can_manage_tenant(&s.principal, t.id) {
+        s.audit(&state, Some(t.id), "device.schedule", &target, "denied", "web: may not manage the tenant").await;
+        return Err(forbidden(&s, "change device schedules"));
+    }
+    state.db().set_device_schedule(&t.name, &device, f.every_hours).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, Some(t.id), "device.schedule", &target, "ok", &format!("web: every {} h", f.every_hours)).await;
+    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+}
