@@ -153,6 +153,22 @@ fn provider_and_customer_in_the_browser() {
     b.click("#add-user");
     assert!(b.wait_source("globex-boss").contains("globex-boss"));
     b.screenshot("tenant");
+    // The user's password is reset, and the user disabled and enabled again; while disabled,
+    // sign-in is refused.
+    b.fill("#user-globex-boss input[name=password]", "globex boss new password");
+    b.click("#user-globex-boss form.schedule button");
+    b.click("#user-globex-boss button.toggle");
+    assert!(b.text("#user-globex-boss").contains("disabled"), "{}", b.source());
+    let login = |user: &str, password: &str| {
+        let mut cmd = std::process::Command::new(cluster::arca_bin());
+        cmd.args(["admin", "login", "--user", user, "--quiet"]).env("ARCA_SERVER", &base);
+        cmd.env("ARCA_ADMIN_PASSWORD", password).env_remove("ARCA_TOTP");
+        cmd.output().unwrap().status.success()
+    };
+    assert!(!login("globex-boss", "globex boss new password"), "a disabled user signed in");
+    b.click("#user-globex-boss button.toggle");
+    assert!(!b.text("#user-globex-boss").contains("disabled"), "{}", b.source());
+    assert!(!login("globex-boss", "globex boss password"), "the old password still works");
 
     // Usage: the page and the CSV show the bytes that were sent and stored.
     let (_, tenant) = c.get_json(&c.admin, "/v1/admin/tenants/globex");
@@ -223,7 +239,7 @@ fn provider_and_customer_in_the_browser() {
 
     // Restore in the browser, by the customer's user: the repository password opens the
     // snapshots for this session; a file and a folder download byte-identical to the source.
-    sign_in(&b, &base, "globex-boss", "globex boss password");
+    sign_in(&b, &base, "globex-boss", "globex boss new password");
     b.go(&format!("{base}/repos/globex-office"));
     b.click("#restore-link");
     b.fill("#repo-password", "not the repository password");

@@ -593,6 +593,42 @@ impl Db {
         rows.iter().map(user_from).collect()
     }
 
+    /// Disables or re-enables a user's sign-in. Disabling also revokes every token of the user,
+    /// so open sessions and `arca admin` logins end at once.
+    pub async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> Result<()> {
+        let n = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(i64::from(disabled))
+            .bind(user_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(DbError::NotFound("no such user".into()));
+        }
+        if disabled {
+            self.revoke_user_tokens(user_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets a new password (Argon2id), clears a lockout and revokes the user's tokens: whoever
+    /// knew the old password is signed out everywhere.
+    pub async fn reset_password(&self, user_id: i64, password: &str) -> Result<()> {
+        check_password(password)?;
+        let hash = hash_password(password)?;
+        let n = sqlx::query("UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = 0 WHERE id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(DbError::NotFound("no such user".into()));
+        }
+        self.revoke_user_tokens(user_id).await?;
+        Ok(())
+    }
+
     /// Whether any provider admin exists (first start creates one).
     pub async fn has_provider_admin(&self) -> Result<bool> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = $1")

@@ -67,6 +67,7 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}", get(pages::tenant))
         .route("/tenants/{tenant}/repos", post(pages::create_repo))
         .route("/tenants/{tenant}/users", post(pages::create_user))
+        .route("/tenants/{tenant}/users/{user}/{action}", post(pages::user_action))
         .route("/tenants/{tenant}/settings", post(pages::tenant_settings))
         .route("/tenants/{tenant}/devices", post(pages::add_device))
         .route("/tenants/{tenant}/devices/{device}/revoke", post(pages::revoke_device))

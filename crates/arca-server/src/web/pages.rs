@@ -681,6 +681,60 @@ pub(super) async fn create_user(
     }
 }
 
+/// The user-management forms: the action and, for a reset, the new password.
+#[derive(Deserialize)]
+pub(super) struct UserActionForm {
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /tenants/{tenant}/users/{user}/{action}` with action `disable`, `enable` or `password`:
+/// a tenant's admins (and provider admins) manage its users. Disabling and a new password end
+/// the user's sessions. Nobody disables their own account here (they could not undo it).
+pub(super) async fn user_action(
+    State(state): State<AppState>,
+    Path((name, user, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<UserActionForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    let audit_action = format!("user.{action}");
+    if !can_manage_tenant(&s.principal, t.id) {
+        s.audit(&state, Some(t.id), &audit_action, &user, "denied", "web: may not manage the tenant").await;
+        return Err(forbidden(&s, "manage users"));
+    }
+    let u = match state.db().user(&user).await {
+        Ok(u) if u.tenant.as_deref() == Some(t.name.as_str()) => u,
+        Ok(_) | Err(DbError::NotFound(_)) => {
+            s.audit(&state, Some(t.id), &audit_action, &user, "denied", "web: not a user of this tenant").await;
+            return Err(not_found(&s, &format!("user named {user} in {}", t.name)));
+        }
+        Err(e) => return Err(db_error(Some(&s), e)),
+    };
+    let result = match action.as_str() {
+        "disable" if s.principal.user_id == Some(u.id) => Err(DbError::Invalid(
+            "You cannot disable your own account: ask another admin of the tenant, or the provider.".into(),
+        )),
+        "disable" => state.db().set_user_disabled(u.id, true).await,
+        "enable" => state.db().set_user_disabled(u.id, false).await,
+        "password" => state.db().reset_password(u.id, &f.password).await,
+        _ => return Err(not_found(&s, "such action")),
+    };
+    match result {
+        Ok(()) => {
+            s.audit(&state, Some(t.id), &audit_action, &u.name, "ok", "web").await;
+            Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+        }
+        Err(e) => {
+            s.audit(&state, Some(t.id), &audit_action, &u.name, "denied", &e.to_string()).await;
+            Err(db_error(Some(&s), e))
+        }
+    }
+}
+
 /// The tenant settings form.
 #[derive(Deserialize)]
 pub(super) struct TenantSettingsForm {
