@@ -6,7 +6,7 @@
 //! exist", exactly as a missing one does.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::NaiveDate;
@@ -88,6 +88,25 @@ async fn tenant_for(
         return Err(forbidden(&format!("manage tenant {name}")));
     }
     Ok(tenant)
+}
+
+/// Whose figures a read of tenant data covers: the named tenant (if visible), else every tenant
+/// for provider staff, else the caller's own tenant; device tokens read none. `None` is "all".
+async fn read_scope(
+    state: &AppState,
+    rid: &RequestId,
+    p: &Principal,
+    tenant: Option<&str>,
+    what: &str,
+) -> Result<Option<i64>, ApiError> {
+    match (tenant, is_staff(p)) {
+        (Some(t), _) => Ok(Some(tenant_for(state, rid, p, t, false).await?.id)),
+        (None, true) => Ok(None),
+        (None, false) => match (p.tenant_id, p.role) {
+            (Some(t), r) if r != Role::Device => Ok(Some(t)),
+            _ => Err(forbidden(what)),
+        },
+    }
 }
 
 // ---- sign-in ----
@@ -640,14 +659,7 @@ pub(crate) async fn health(
     headers: HeaderMap,
 ) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
-    let tenant_id = match (&q.tenant, is_staff(&p)) {
-        (Some(t), _) => Some(tenant_for(&state, &rid, &p, t, false).await?.id),
-        (None, true) => None,
-        (None, false) => match (p.tenant_id, p.role) {
-            (Some(t), r) if r != Role::Device => Some(t),
-            _ => return Err(forbidden("read backup health")),
-        },
-    };
+    let tenant_id = read_scope(&state, &rid, &p, q.tenant.as_deref(), "read backup health").await?;
     let devices = state.db().device_health(tenant_id).await.map_err(ApiError::from_db)?;
     let alerts = state.db().alerts(tenant_id, 50).await.map_err(ApiError::from_db)?;
     Ok(Json(serde_json::json!({ "devices": devices, "alerts": alerts })).into_response())
@@ -680,28 +692,14 @@ pub(crate) async fn usage(
     headers: HeaderMap,
 ) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
-    let tenant_id = match (&q.tenant, is_staff(&p)) {
-        (Some(t), _) => Some(tenant_for(&state, &rid, &p, t, false).await?.id),
-        (None, true) => None,
-        (None, false) => match (p.tenant_id, p.role) {
-            (Some(t), r) if r != Role::Device => Some(t),
-            _ => return Err(forbidden("read usage")),
-        },
-    };
+    let tenant_id = read_scope(&state, &rid, &p, q.tenant.as_deref(), "read usage").await?;
     let today = chrono::Utc::now().date_naive();
     let to = q.to.as_deref().map(parse_day).transpose()?.unwrap_or(today);
     let from = q.from.as_deref().map(parse_day).transpose()?.unwrap_or(to - chrono::Days::new(29));
     let rows = state.db().usage(tenant_id, from, to).await.map_err(ApiError::from_db)?;
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(rows).into_response()),
-        "csv" => Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"arca-usage-{from}-{to}.csv\"")),
-            ],
-            to_csv(&rows),
-        )
-            .into_response()),
+        "csv" => Ok(crate::routes::csv_download(&format!("arca-usage-{from}-{to}.csv"), to_csv(&rows))),
         other => Err(ApiError::bad_request(format!("unknown format {other:?}: use json or csv"))),
     }
 }
@@ -737,14 +735,9 @@ pub(crate) async fn billing(
     let rows = state.db().billing(tenant_id, &month).await.map_err(ApiError::from_db)?;
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(rows).into_response()),
-        "csv" => Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"arca-billing-{month}.csv\"")),
-            ],
-            crate::db::billing::to_csv(&rows),
-        )
-            .into_response()),
+        "csv" => {
+            Ok(crate::routes::csv_download(&format!("arca-billing-{month}.csv"), crate::db::billing::to_csv(&rows)))
+        }
         other => Err(ApiError::bad_request(format!("unknown format {other:?}: use json or csv"))),
     }
 }

@@ -141,6 +141,20 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Any path that is not an API endpoint.
+/// A CSV file for download (usage and billing exports, in the API and the pages): never cached,
+/// as it holds account data.
+pub(crate) fn csv_download(file_name: &str, csv: String) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")),
+            (axum::http::header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
 pub(crate) async fn no_route() -> ApiError {
     ApiError::not_found(
         "no such endpoint (the repository API lives under /v1/repos/REPO/, the admin API under /v1/admin/)",

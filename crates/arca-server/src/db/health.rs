@@ -99,13 +99,16 @@ fn when(ts: i64) -> String {
 }
 
 impl Db {
-    /// Records that `device` uploaded a snapshot now (clears its overdue alert).
+    /// Records that `device` uploaded a snapshot now: clears its overdue alert, and a failure
+    /// reported before (the events' order decides, not their timestamps, which share a second).
     pub async fn device_backed_up(&self, device_id: i64) -> Result<()> {
-        sqlx::query("UPDATE devices SET last_backup_at = $1, overdue_alerted_at = 0 WHERE id = $2")
-            .bind(now())
-            .bind(device_id)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE devices SET last_backup_at = $1, overdue_alerted_at = 0, last_failure_at = 0 WHERE id = $2",
+        )
+        .bind(now())
+        .bind(device_id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
@@ -431,6 +434,8 @@ mod tests {
             db.device_failed(id, "disk <full>").await.unwrap();
             let health = db.device_health(Some(t.id)).await.unwrap();
             assert_eq!((health[0].status.as_str(), health[0].last_failure.as_str()), ("failing", "disk <full>"));
+            db.device_backed_up(id).await.unwrap();
+            assert_eq!(db.device_health(Some(t.id)).await.unwrap()[0].status, "ok", "a backup in the same second");
             // Soft quota: raised once while over, again only after dropping under.
             db.update_tenant("acme", &TenantChange { soft_quota_bytes: Some(10), ..Default::default() }).await.unwrap();
             sqlx::query("UPDATE tenants SET stored_bytes = 50").execute(db.pool()).await.unwrap();

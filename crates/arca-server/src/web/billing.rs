@@ -2,8 +2,8 @@
 //! snapshots, what the plan charges), the same as CSV, and a printable invoice preview.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
@@ -97,15 +97,7 @@ pub(super) async fn billing_csv(
     let s = staff_session(&state, &headers).await?;
     let month = q.month();
     let months = state.db().billing(None, &month).await.map_err(|e| db_error(Some(&s), e))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"arca-billing-{month}.csv\"")),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        to_csv(&months),
-    )
-        .into_response())
+    Ok(crate::routes::csv_download(&format!("arca-billing-{month}.csv"), to_csv(&months)))
 }
 
 #[derive(Serialize)]

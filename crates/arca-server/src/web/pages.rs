@@ -963,15 +963,7 @@ pub(super) async fn usage_csv(State(state): State<AppState>, Query(q): Query<Usa
     let today = chrono::Utc::now().date_naive();
     let from = today - chrono::Days::new(29);
     let rows = state.db().usage(scope.as_ref().map(|t| t.id), from, today).await.map_err(|e| db_error(Some(&s), e))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"arca-usage-{from}-{today}.csv\"")),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        crate::db::usage::to_csv(&rows),
-    )
-        .into_response())
+    Ok(crate::routes::csv_download(&format!("arca-usage-{from}-{today}.csv"), crate::db::usage::to_csv(&rows)))
 }
 
 #[derive(Serialize)]
