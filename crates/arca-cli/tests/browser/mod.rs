@@ -150,6 +150,11 @@ impl Browser {
     }
 
     fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body).unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
+    }
+
+    /// A WebDriver command; `Err` has the driver's error object.
+    fn try_cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Value> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut rb = self.http.request(method, &url);
         if let Some(b) = body {
@@ -157,9 +162,26 @@ impl Browser {
         }
         let v = rb.send().unwrap().json_value();
         if v["value"].is_object() && v["value"].get("error").is_some() {
-            panic!("webdriver {path}: {}", v["value"]);
+            return Err(v["value"].clone());
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
+    }
+
+    /// Finds the element matching `css` and runs a command on it. A page that was still being
+    /// replaced (a form just submitted) makes the element stale: it is found again on the new
+    /// page, for up to 10 s.
+    fn on_element(&self, css: &str, method: reqwest::Method, action: &str, body: Option<Value>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.find(css);
+            match self.try_cmd(method.clone(), &format!("/element/{e}{action}"), body.clone()) {
+                Ok(v) => return v,
+                Err(err) if err["error"] == "stale element reference" && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(err) => panic!("webdriver {css} {action}: {err}"),
+            }
+        }
     }
 
     /// Opens a URL and waits for the page to load.
@@ -185,27 +207,23 @@ impl Browser {
 
     /// Types into the element matching `css`.
     pub fn fill(&self, css: &str, text: &str) {
-        let e = self.find(css);
-        self.cmd(reqwest::Method::POST, &format!("/element/{e}/clear"), Some(json!({})));
-        self.cmd(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({"text": text})));
+        self.on_element(css, reqwest::Method::POST, "/clear", Some(json!({})));
+        self.on_element(css, reqwest::Method::POST, "/value", Some(json!({"text": text})));
     }
 
     /// Clicks the element matching `css` (a click that submits a form waits for the new page).
     pub fn click(&self, css: &str) {
-        let e = self.find(css);
-        self.cmd(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({})));
+        self.on_element(css, reqwest::Method::POST, "/click", Some(json!({})));
     }
 
     /// The visible text of the element matching `css`.
     pub fn text(&self, css: &str) -> String {
-        let e = self.find(css);
-        self.cmd(reqwest::Method::GET, &format!("/element/{e}/text"), None).as_str().unwrap_or_default().to_string()
+        self.on_element(css, reqwest::Method::GET, "/text", None).as_str().unwrap_or_default().to_string()
     }
 
     /// An attribute of the element matching `css`.
     pub fn attr(&self, css: &str, name: &str) -> String {
-        let e = self.find(css);
-        self.cmd(reqwest::Method::GET, &format!("/element/{e}/attribute/{name}"), None)
+        self.on_element(css, reqwest::Method::GET, &format!("/attribute/{name}"), None)
             .as_str()
             .unwrap_or_default()
             .to_string()
