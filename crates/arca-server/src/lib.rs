@@ -12,8 +12,8 @@
 #![warn(missing_docs)]
 
 pub mod access;
-pub mod alerts;
 mod admin_api;
+pub mod alerts;
 pub mod db;
 pub mod errors;
 pub mod gc;
