@@ -294,6 +294,16 @@ impl Replicator {
             .min()
     }
 
+    /// Tells the provider how replication stands, so its console shows it (best effort: one
+    /// attempt; a provider that cannot be reached only adds a log line).
+    async fn report_state(self: &Arc<Self>, state: String) {
+        let me = self.clone();
+        let sent = tokio::task::spawn_blocking(move || me.remote.inner().report("replication", &state)).await;
+        if let Ok(Err(e)) = sent {
+            tracing::debug!("replication: could not report the state to the provider: {e}");
+        }
+    }
+
     /// Runs passes forever: at start, after every `wake`, and every [`PERIOD`]; failed passes are
     /// retried with exponential backoff.
     pub async fn run(self: Arc<Self>, wake: Arc<tokio::sync::Notify>) {
@@ -324,6 +334,15 @@ impl Replicator {
                             r.oldest_pending = None;
                         }
                     });
+                    self.report_state(if report.deferred == 0 {
+                        format!(
+                            "up to date (last pass sent {} objects, {} bytes; {} already there)",
+                            report.uploaded, report.bytes, report.present
+                        )
+                    } else {
+                        format!("{} objects wait for the next pass", report.deferred)
+                    })
+                    .await;
                     if report.deferred > 0 {
                         tracing::info!(
                             "replication: {} objects left for the next pass (pruned locally meanwhile)",
@@ -336,6 +355,7 @@ impl Replicator {
                 }
                 Err(e) => {
                     tracing::warn!("replication: {e}; retrying in {backoff:?}");
+                    self.report_state(format!("backing off after an error: {e}")).await;
                     let next = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default();
                     self.status.replication(|r| {
                         r.state = "backing off".into();

@@ -65,6 +65,11 @@ pub struct Throttled<S> {
 }
 
 impl<S: Store> Throttled<S> {
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
     /// Wraps `inner`; `limit` in bytes per second.
     pub fn new(inner: S, limit: Option<u64>) -> Throttled<S> {
         Throttled { inner, bucket: limit.map(TokenBucket::new), uploaded: AtomicU64::new(0) }

@@ -1,6 +1,7 @@
-//! Telling the provider's server that a backup failed, so that its health page shows the device
-//! as failing and an alert reaches the provider's staff. Best effort: one attempt, and a server
-//! that cannot be reached (often the very reason the backup failed) only adds a log line.
+//! Telling the provider's server how runs went: a failed backup (its health page shows the device
+//! as failing and an alert reaches the provider's staff) and restore drills (the last proven
+//! restore). Best effort: one attempt, and a server that cannot be reached (often the very reason
+//! the backup failed) only adds a log line.
 
 use arca_store::HttpStore;
 
@@ -8,6 +9,15 @@ use crate::cli::GlobalOpts;
 
 /// Reports `err` for the repository of `g`, if it is on an arca server.
 pub fn backup_failed(g: &GlobalOpts, err: &anyhow::Error) {
+    send(g, "failed", &format!("{err:#}"));
+}
+
+/// Reports a restore drill's result (the console shows each device's last proven restore).
+pub fn drill(g: &GlobalOpts, passed: bool, summary: &str) {
+    send(g, if passed { "drill" } else { "drill-failed" }, summary);
+}
+
+fn send(g: &GlobalOpts, outcome: &str, message: &str) {
     let Ok(location) = crate::repo::location(g) else { return };
     let lower = location.to_ascii_lowercase();
     if !lower.starts_with("http://") && !lower.starts_with("https://") {
@@ -17,9 +27,8 @@ pub fn backup_failed(g: &GlobalOpts, err: &anyhow::Error) {
     if token.trim().is_empty() {
         return;
     }
-    let message = format!("{err:#}");
-    match HttpStore::new(&location, &token).and_then(|store| store.report_failure(&message)) {
-        Ok(()) => tracing::info!("the failure was reported to the server"),
-        Err(e) => tracing::warn!("could not report the failure to the server: {e}"),
+    match HttpStore::new(&location, &token).and_then(|store| store.report(outcome, message)) {
+        Ok(()) => tracing::info!("reported {outcome} to the server"),
+        Err(e) => tracing::warn!("could not report {outcome} to the server: {e}"),
     }
 }

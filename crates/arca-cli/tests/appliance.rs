@@ -510,6 +510,19 @@ fn disaster_recovery_onto_an_empty_appliance() {
             && s["replication"]["uploaded_objects"].as_u64().unwrap_or(0) > 0
             && s["replication"]["pending_snapshots"] == 0
     });
+    // The provider's console knows how the appliance's replication stands.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, h) = c.get_json(&c.admin, "/v1/admin/health?tenant=acme");
+        let reported = h["devices"].as_array().unwrap().iter().any(|d| {
+            d["device"] == "dev-office" && d["last_replication"].as_str().is_some_and(|s| s.starts_with("up to date"))
+        });
+        if reported {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the appliance never reported its replication: {h}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(app);
 
     // The appliance is lost: its repository and its share are gone.

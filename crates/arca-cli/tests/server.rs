@@ -1118,6 +1118,12 @@ fn health_and_alerts(shape: Shape) {
     let d = &h["devices"][0];
     assert_eq!((d["device"].as_str(), d["status"].as_str()), (Some("laptop"), Some("ok")), "{h}");
     assert!(d["last_backup_at"].as_i64().unwrap() > 0 && d["backup_every_hours"] == 24);
+    assert_eq!(d["last_drill_at"], 0, "no restore proven yet");
+    // A restore drill run by the device is its last proven restore.
+    c.ok("acme", &dev, &["drill", "latest"]);
+    let d = &health(&c)["devices"][0];
+    assert!(d["last_drill_at"].as_i64().unwrap() > 0, "{d}");
+    assert!(d["last_drill"].as_str().unwrap().contains("matched their stored hashes"), "{d}");
     // A failing backup is reported, shown, and alerted.
     let out = c.arca("acme", &dev).args(["backup", "/nonexistent/arca-test-path"]).output().unwrap();
     assert!(!out.status.success());

@@ -503,7 +503,8 @@ pub(crate) async fn put_object(
 /// `POST /v1/repos/{repo}/report` body.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct RunReport {
-    /// `failed` (the only outcome reported: successes are seen as snapshots arrive).
+    /// `failed` (a backup run failed; successes are seen as snapshots arrive), `drill` or
+    /// `drill-failed` (a restore drill's result), `replication` (an appliance's state).
     outcome: String,
     /// What went wrong, as the client printed it.
     #[serde(default)]
@@ -524,12 +525,29 @@ pub(crate) async fn report(
     let Some(device) = t.principal.device_id else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "only a device token reports backup runs"));
     };
-    if r.outcome != "failed" {
-        return Err(ApiError::bad_request(format!("unknown outcome {:?}: report `failed`", r.outcome)));
-    }
-    state.db().device_failed(device, &r.message).await.map_err(ApiError::from_db)?;
+    let db = state.db();
+    let action = match r.outcome.as_str() {
+        "failed" => {
+            db.device_failed(device, &r.message).await.map_err(ApiError::from_db)?;
+            "backup.failed"
+        }
+        "drill" | "drill-failed" => {
+            db.device_drilled(device, r.outcome == "drill", &r.message).await.map_err(ApiError::from_db)?;
+            "restore.drill"
+        }
+        "replication" => {
+            // Frequent and routine: recorded, not audited.
+            db.device_replication(device, &r.message).await.map_err(ApiError::from_db)?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown outcome {other:?}: report failed, drill, drill-failed or replication"
+            )))
+        }
+    };
     let detail: String = r.message.chars().take(300).collect();
-    t.audit(&state, "backup.failed", &repo, "reported", &detail).await;
+    t.audit(&state, action, &repo, &r.outcome, &detail).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -119,9 +119,15 @@ impl HttpStore {
     /// so the provider's health page and alerts know (successes need no report: the server sees
     /// their snapshots arrive). Only device tokens may report.
     pub fn report_failure(&self, message: &str) -> Result<()> {
+        self.report("failed", message)
+    }
+
+    /// Reports a run's outcome to the server (`failed`, `drill`, `drill-failed` or
+    /// `replication`, see the server's API): one attempt, no retries.
+    pub fn report(&self, outcome: &str, message: &str) -> Result<()> {
         let url = format!("{}report", self.base);
-        let body = serde_json::json!({ "outcome": "failed", "message": message }).to_string();
-        self.send("reporting the failed backup", false, || {
+        let body = serde_json::json!({ "outcome": outcome, "message": message }).to_string();
+        self.send(&format!("reporting {outcome} to the server"), false, || {
             self.client.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())
         })?;
         Ok(())

@@ -37,6 +37,14 @@ pub struct DeviceHealth {
     pub last_failure: String,
     /// `ok`, `overdue`, `failing`, `waiting` (no backup yet, not overdue) or `revoked`.
     pub status: String,
+    /// When `arca drill` last proved a restore from this device's repository (0: never).
+    pub last_drill_at: i64,
+    /// What that drill proved (or, after a failed drill, what failed).
+    pub last_drill: String,
+    /// When the device (an appliance) last reported its replication state (0: never).
+    pub last_replication_at: i64,
+    /// That state, one line.
+    pub last_replication: String,
 }
 
 /// The status word of a device at `now`.
@@ -135,6 +143,49 @@ impl Db {
         Ok(())
     }
 
+    /// Records a restore drill the device ran: a passed one becomes its last proven restore; a
+    /// failed one leaves that as it was and raises an alert.
+    pub async fn device_drilled(&self, device_id: i64, passed: bool, summary: &str) -> Result<()> {
+        let summary: String = summary.chars().take(2000).collect();
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "UPDATE devices SET last_drill_at = CASE WHEN $1 = 1 THEN $2 ELSE last_drill_at END, \
+             last_drill = CASE WHEN $1 = 1 THEN $3 ELSE last_drill END WHERE id = $4 \
+             RETURNING tenant_id, name, (SELECT name FROM tenants WHERE tenants.id = devices.tenant_id) AS tenant",
+        )
+        .bind(i64::from(passed))
+        .bind(now())
+        .bind(&summary)
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| DbError::NotFound("no such device".into()))?;
+        if !passed {
+            let (tenant_id, device, tenant): (i64, String, String) =
+                (col(&row, "tenant_id")?, col(&row, "name")?, col(&row, "tenant")?);
+            let subject = format!("Restore drill failed: {device} of {tenant}");
+            let body = format!(
+                "A restore drill of device {device} (tenant {tenant}) failed at {}:\n\n{summary}\n",
+                when(now())
+            );
+            insert_alert(&mut tx, Some(tenant_id), Some(device_id), "drill-failed", &subject, &body).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a device's (an appliance's) replication state.
+    pub async fn device_replication(&self, device_id: i64, state: &str) -> Result<()> {
+        let state: String = state.chars().take(500).collect();
+        sqlx::query("UPDATE devices SET last_replication_at = $1, last_replication = $2 WHERE id = $3")
+            .bind(now())
+            .bind(state)
+            .bind(device_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Sets how often a device is expected to back up (0: no schedule).
     pub async fn set_device_schedule(&self, tenant: &str, device: &str, every_hours: i64) -> Result<()> {
         if !(0..=24 * 366).contains(&every_hours) {
@@ -160,7 +211,8 @@ impl Db {
     pub async fn device_health(&self, tenant_id: Option<i64>) -> Result<Vec<DeviceHealth>> {
         let rows = sqlx::query(
             "SELECT t.name AS tenant, d.name AS device, r.name AS repo, d.backup_every_hours, d.created_at, \
-             d.last_backup_at, d.last_failure_at, d.last_failure, d.revoked_at FROM devices d \
+             d.last_backup_at, d.last_failure_at, d.last_failure, d.revoked_at, d.last_drill_at, d.last_drill, \
+             d.last_replication_at, d.last_replication FROM devices d \
              JOIN tenants t ON t.id = d.tenant_id JOIN repositories r ON r.id = d.repo_id \
              WHERE $1 = 0 OR d.tenant_id = $1 ORDER BY t.name, d.name, d.id",
         )
@@ -187,6 +239,10 @@ impl Db {
                 last_failure_at: failed,
                 last_failure: col(&r, "last_failure")?,
                 status: status_of(every, created, last, failed, revoked, at).to_string(),
+                last_drill_at: col(&r, "last_drill_at")?,
+                last_drill: col(&r, "last_drill")?,
+                last_replication_at: col(&r, "last_replication_at")?,
+                last_replication: col(&r, "last_replication")?,
             });
         }
         let rank = |s: &str| match s {
@@ -436,6 +492,13 @@ mod tests {
             assert_eq!((health[0].status.as_str(), health[0].last_failure.as_str()), ("failing", "disk <full>"));
             db.device_backed_up(id).await.unwrap();
             assert_eq!(db.device_health(Some(t.id)).await.unwrap()[0].status, "ok", "a backup in the same second");
+            // Drills: a passed one is the last proven restore; a failed one keeps it and alerts.
+            db.device_drilled(id, true, "12 files proved").await.unwrap();
+            db.device_drilled(id, false, "pack abc damaged").await.unwrap();
+            db.device_replication(id, "up to date").await.unwrap();
+            let h = &db.device_health(Some(t.id)).await.unwrap()[0];
+            assert!(h.last_drill_at > 0 && h.last_drill == "12 files proved", "{h:?}");
+            assert_eq!((h.last_replication.as_str(), h.last_replication_at > 0), ("up to date", true));
             // Soft quota: raised once while over, again only after dropping under.
             db.update_tenant("acme", &TenantChange { soft_quota_bytes: Some(10), ..Default::default() }).await.unwrap();
             sqlx::query("UPDATE tenants SET stored_bytes = 50").execute(db.pool()).await.unwrap();
@@ -447,10 +510,10 @@ mod tests {
             assert!(db.raise_soft_quota_alert(t.id).await.unwrap());
             let all = db.alerts(None, 10).await.unwrap();
             let kinds: Vec<&str> = all.iter().map(|a| a.kind.as_str()).collect();
-            assert_eq!(kinds, ["soft-quota", "soft-quota", "backup-failed", "backup-overdue"]);
+            assert_eq!(kinds, ["soft-quota", "soft-quota", "drill-failed", "backup-failed", "backup-overdue"]);
             // Delivery: one claim per attempt; a failure keeps it due later; success ends it.
             let due = db.due_alerts(now()).await.unwrap();
-            assert_eq!(due.len(), 4);
+            assert_eq!(due.len(), 5);
             assert!(db.claim_alert(&due[0]).await.unwrap());
             assert!(!db.claim_alert(&due[0]).await.unwrap(), "the same attempt cannot be claimed twice");
             db.alert_attempted(due[0].id, Some("connection refused")).await.unwrap();

@@ -218,6 +218,13 @@ CREATE TABLE alerts (
 );
 CREATE INDEX alerts_by_delivery ON alerts(delivered_at, created_at)
 "#,
+    // 7: restore drills and replication state reported by devices (`arca drill`, the appliance).
+    r#"
+ALTER TABLE devices ADD COLUMN last_drill_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN last_drill TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN last_replication_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN last_replication TEXT NOT NULL DEFAULT ''
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

@@ -24,6 +24,9 @@ struct DeviceView {
     last_backup: String,
     status: String,
     failure: String,
+    drill: String,
+    drill_summary: String,
+    replication: String,
 }
 
 #[derive(Serialize)]
@@ -52,6 +55,13 @@ pub(super) async fn health(State(state): State<AppState>, headers: HeaderMap) ->
             every: if d.backup_every_hours > 0 { format!("{} h", d.backup_every_hours) } else { "no schedule".into() },
             last_backup: date(d.last_backup_at),
             failure: if d.status == "failing" { d.last_failure.clone() } else { String::new() },
+            drill: date(d.last_drill_at),
+            drill_summary: d.last_drill.clone(),
+            replication: if d.last_replication_at > 0 {
+                format!("{}: {}", date(d.last_replication_at), d.last_replication)
+            } else {
+                String::new()
+            },
             tenant: d.tenant,
             device: d.device,
             repo: d.repo,
