@@ -203,9 +203,12 @@ fn litmus_passes_basic_copymove_props_and_locks() {
     }
     let office = Office::new();
     let app = office.start("", "");
+    // litmus writes child.log and debug.log into its working directory.
+    let logs = tempfile::tempdir().unwrap();
     let out = Command::new("litmus")
         .arg(app.url("/"))
         .args([USER, USER_PASSWORD])
+        .current_dir(logs.path())
         .env("TESTS", "basic copymove props locks")
         .output()
         .unwrap();
