@@ -250,6 +250,7 @@ fn provider_and_customer_in_the_browser() {
     assert!(b.wait_source("restore-snapshots").contains(&short), "{}", b.source());
     b.screenshot("restore-snapshots");
     b.click(".snapshot-link");
+    assert!(b.wait_url("/browse").ends_with("/browse"), "{}", b.url());
     b.screenshot("restore-root");
     let sub_url = format!("{base}/repos/globex-office/restore/{snap_id}/browse{}/sub", src.display());
     b.go(&sub_url);
@@ -287,6 +288,8 @@ fn provider_and_customer_in_the_browser() {
     // Locking forgets the key: the same URL asks for the password again.
     b.go(&format!("{base}/repos/globex-office/restore"));
     b.click("#lock-button");
+    // The lock's answer redirects to the repository page: wait for it before the next page.
+    assert!(b.wait_url("/repos/globex-office").ends_with("/repos/globex-office"), "{}", b.url());
     b.go(&sub_url);
     assert!(b.wait_source("repo-password").contains("repo-password"), "{}", b.source());
     // Every unlock, failed unlock and download is in the audit log; downloads count as egress.
