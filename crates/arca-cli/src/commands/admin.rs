@@ -387,6 +387,33 @@ fn date(ts: i64) -> String {
     chrono::DateTime::from_timestamp(ts, 0).map_or(ts.to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string())
 }
 
+/// Fetches an export (usage, billing) as CSV or JSON. CSV, and JSON under `--json`, are printed
+/// as the server sent them (`None`); otherwise the JSON comes back for a table.
+fn export(
+    api: &Api,
+    g: &GlobalOpts,
+    path: &str,
+    params: &[(&str, &Option<String>)],
+    csv: bool,
+) -> Result<Option<Value>> {
+    api.need_token()?;
+    let mut path = format!("{path}?format={}", if csv { "csv" } else { "json" });
+    for (k, v) in params {
+        if let Some(v) = v {
+            path.push_str(&format!("&{k}={}", q(v)));
+        }
+    }
+    let text = api.call(Method::GET, &path, None)?;
+    if csv || g.json {
+        print!("{text}");
+        if g.json {
+            println!();
+        }
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_str(&text).context("the server's answer is not JSON")?))
+}
+
 /// The admin API's client.
 struct Api {
     base: String,
@@ -848,21 +875,8 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             print_or(g, &v, |_| println!("revoked device {name} of {tenant}"));
         }
         AdminCommand::Usage { tenant, from, to, csv } => {
-            api.need_token()?;
-            let mut path = format!("/v1/admin/usage?format={}", if *csv { "csv" } else { "json" });
-            for (k, v) in [("tenant", tenant), ("from", from), ("to", to)] {
-                if let Some(v) = v {
-                    path.push_str(&format!("&{k}={}", q(v)));
-                }
-            }
-            let text = api.call(Method::GET, &path, None)?;
-            if *csv || g.json {
-                print!("{text}");
-                if g.json {
-                    println!();
-                }
-            } else {
-                let v: Value = serde_json::from_str(&text).context("the server's answer is not JSON")?;
+            let params = [("tenant", tenant), ("from", from), ("to", to)];
+            if let Some(v) = export(&api, g, "/v1/admin/usage", &params, *csv)? {
                 let rows = as_list(&v)
                     .iter()
                     .map(|r| {
@@ -948,21 +962,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             }
         }
         AdminCommand::Billing { tenant, month, csv } => {
-            api.need_token()?;
-            let mut path = format!("/v1/admin/billing?format={}", if *csv { "csv" } else { "json" });
-            for (k, v) in [("tenant", tenant), ("month", month)] {
-                if let Some(v) = v {
-                    path.push_str(&format!("&{k}={}", q(v)));
-                }
-            }
-            let text = api.call(Method::GET, &path, None)?;
-            if *csv || g.json {
-                print!("{text}");
-                if g.json {
-                    println!();
-                }
-            } else {
-                let v: Value = serde_json::from_str(&text).context("the server's answer is not JSON")?;
+            if let Some(v) = export(&api, g, "/v1/admin/billing", &[("tenant", tenant), ("month", month)], *csv)? {
                 let money = |c: i64| format!("{:.2}", c as f64 / 100.0);
                 let rows = as_list(&v)
                     .iter()

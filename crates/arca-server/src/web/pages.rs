@@ -285,7 +285,7 @@ pub(super) async fn signout_everywhere(
 /// A form with only its CSRF token.
 #[derive(Deserialize)]
 pub(super) struct CsrfForm {
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 /// `POST /logout`: ends the session (its token is revoked, not just forgotten by the browser).

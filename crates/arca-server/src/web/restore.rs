@@ -355,17 +355,12 @@ pub(super) async fn unlock(
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfOnly {
-    csrf: String,
-}
-
 /// `POST /repos/{repo}/restore/lock`: forgets the key now.
 pub(super) async fn lock(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<super::pages::CsrfForm>,
 ) -> Page {
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
