@@ -74,10 +74,11 @@ impl Catalog {
 
 fn build(store: &DynStore, key: &MasterKey, shares: &BTreeMap<String, std::path::PathBuf>) -> Result<View> {
     let mut repo = Repository::open_with_key(store.clone(), key.clone())?;
+    // Snapshots before the index: a snapshot written meanwhile is then covered by the index.
+    let (all, damaged) = repo.snapshots()?;
     for problem in repo.load_index_for_reading()? {
         tracing::warn!("local repository index: {problem}");
     }
-    let (all, damaged) = repo.snapshots()?;
     for e in damaged {
         tracing::warn!("skipping a damaged snapshot: {e}");
     }

@@ -17,6 +17,8 @@
 //!    indexes, then the snapshot, so every listed snapshot's objects are in the later listings.
 //! 4. List what the provider has. An object it has with another size is damage: reported, never
 //!    overwritten (the server refuses overwrites anyway).
+//!    Take a lease there (a lock object, as a backup does), so the provider's garbage collector
+//!    does not free packs this pass sends before the snapshot that references them arrives.
 //! 5. Upload what is missing, in the order packs, indexes, snapshots (the server refuses a
 //!    snapshot whose packs it lacks), smallest first within each kind. Each object is read,
 //!    checked against its name (the BLAKE3 of its bytes; a damaged local object is reported, not
@@ -24,7 +26,9 @@
 //!    its size (the server verified the hash). An index is sent only when every pack it names is
 //!    on the provider. If anything was left out (a local prune deleted it meanwhile), the pass
 //!    sends no snapshot, because that snapshot's blobs might be indexed only in what was left
-//!    out; the next pass starts at once from fresh listings.
+//!    out; the next pass starts at once from fresh listings. Before the first snapshot, the
+//!    provider's index files are listed again: one that was there at step 4 and is gone now (its
+//!    collector freed all its packs) also holds the snapshots back.
 //!
 //! Deleting or pruning locally never deletes at the provider: a pass only ever uploads. A
 //! killed pass loses at most the object in flight; the next pass (after a restart too) starts from
@@ -166,6 +170,11 @@ impl Replicator {
         let _lock = LockGuard::acquire(self.local.clone(), "replicate")?;
         self.wait_for_window();
         self.ensure_remote()?;
+        // A lease at the provider, as a backup takes: its garbage collector leaves alone packs
+        // this pass uploads before the snapshot that references them arrives.
+        let remote: DynStore = self.remote.clone();
+        let _lease = LockGuard::acquire(remote, "replicate")
+            .map_err(|e| Error::from(e).context("taking a lease on the provider repository"))?;
         // Step 3: local listings, snapshots first.
         let mut local: HashMap<ObjectKind, Vec<(String, u64)>> = HashMap::new();
         for kind in DATA_KINDS.iter().rev() {
@@ -176,6 +185,7 @@ impl Replicator {
         let mut report = PassReport::default();
         let mut todo: Vec<(ObjectKind, String, u64)> = Vec::new();
         let mut remote_packs: HashSet<String> = HashSet::new();
+        let mut present_indexes: Vec<String> = Vec::new();
         for kind in DATA_KINDS {
             let theirs: HashMap<String, u64> = self.remote.list(kind)?.into_iter().map(|o| (o.name, o.size)).collect();
             if kind.is_fanned_out() {
@@ -183,7 +193,12 @@ impl Replicator {
             }
             for (name, size) in &local[&kind] {
                 match theirs.get(name) {
-                    Some(s) if s == size => report.present += 1,
+                    Some(s) if s == size => {
+                        report.present += 1;
+                        if kind == ObjectKind::Index {
+                            present_indexes.push(name.clone());
+                        }
+                    }
                     Some(s) => {
                         return Err(Error::new(
                             ErrorKind::Provider,
@@ -214,7 +229,20 @@ impl Replicator {
         // Step 5: upload.
         let mut left = pending_bytes;
         let mut snapshots_left = waiting;
+        let mut indexes_rechecked = false;
         for (kind, name, size) in todo {
+            if kind == ObjectKind::Snapshot && !indexes_rechecked {
+                indexes_rechecked = true;
+                // The provider's collector may have removed an index file it had at the listing
+                // (all its packs had been freed) while this pass sent one of those packs again;
+                // a snapshot sent now could then lack the index that covers its blobs.
+                let theirs: HashSet<String> =
+                    self.remote.list(ObjectKind::Index)?.into_iter().map(|o| o.name).collect();
+                if let Some(gone) = present_indexes.iter().find(|n| !theirs.contains(*n)) {
+                    tracing::info!("the provider no longer has index {gone}; snapshots wait for the next pass");
+                    report.deferred += 1;
+                }
+            }
             if kind == ObjectKind::Snapshot && report.deferred > 0 {
                 report.deferred += 1;
                 continue;

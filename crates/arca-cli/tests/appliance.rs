@@ -502,9 +502,9 @@ fn disaster_recovery_onto_an_empty_appliance() {
     let c = Cluster::start(Shape::Embedded);
     let token = c.new_repo("acme", "office", None);
     let office = Office::new();
-    fs::create_dir_all(office.share().join("sub")).unwrap();
-    fs::write(office.share().join("a.txt"), "the office's files\n").unwrap();
-    fs::write(office.share().join("sub/b.bin"), noise(3 << 20, 5)).unwrap();
+    // History: a file that is deleted later (4 MiB the latest snapshot does not need).
+    fs::create_dir_all(office.share()).unwrap();
+    fs::write(office.share().join("old.bin"), noise(4 << 20, 9)).unwrap();
     let provider = format!("[provider]\nurl = \"{}\"\ntoken = \"{token}\"\n", c.repo_url("office"));
     let app = office.start("schedule = \"*/2 * * * * *\"", &provider);
     app.wait_for(60, "a snapshot on the provider", |s| {
@@ -513,6 +513,25 @@ fn disaster_recovery_onto_an_empty_appliance() {
             && s["replication"]["uploaded_objects"].as_u64().unwrap_or(0) > 0
             && s["replication"]["pending_snapshots"] == 0
     });
+    // Today's files, and a snapshot of them (taken after the change) on the provider.
+    let changed = chrono::Utc::now();
+    fs::remove_file(office.share().join("old.bin")).unwrap();
+    fs::create_dir_all(office.share().join("sub")).unwrap();
+    fs::write(office.share().join("a.txt"), "the office's files\n").unwrap();
+    fs::write(office.share().join("sub/b.bin"), noise(3 << 20, 5)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let snaps: Value = serde_json::from_str(&c.ok("office", &token, &["--json", "snapshots"])).unwrap();
+        let after = snaps.as_array().unwrap().iter().any(|s| {
+            chrono::DateTime::parse_from_rfc3339(s["time"].as_str().unwrap()).unwrap()
+                > changed + chrono::Duration::seconds(1)
+        });
+        if after {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no snapshot of the changed share reached the provider: {snaps}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     // The provider's console knows how the appliance's replication stands.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -546,11 +565,39 @@ fn disaster_recovery_onto_an_empty_appliance() {
     assert!(!office.repo().exists(), "a refused recovery pulled data");
     fs::remove_file(office.share().join("new.txt")).unwrap();
 
-    // Recovery pulls the repository and restores the share.
+    // The fast way back: only the newest snapshot and what it needs. The local repository it
+    // leaves is complete in itself (it checks, data included) and holds that one snapshot.
+    let out =
+        office.command().arg("--config").arg(&config).args(["--json", "restore", "--latest-only"]).output().unwrap();
+    assert!(out.status.success(), "restore --latest-only: {}", String::from_utf8_lossy(&out.stderr));
+    let latest: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_same_tree(expected.path(), &office.share());
+    assert_same_tree(&office.share(), expected.path());
+    let local = |args: &[&str]| {
+        let out = Command::new(arca_bin())
+            .args(args)
+            .arg("-r")
+            .arg(office.repo())
+            .env("ARCA_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "arca {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    local(&["check", "--read-data"]);
+    let kept: Value = serde_json::from_str(&local(&["--json", "snapshots"])).unwrap();
+    assert_eq!(kept.as_array().unwrap().len(), 1, "{kept}");
+    fs::remove_dir_all(office.repo()).unwrap();
+    fs::remove_dir_all(office.share()).unwrap();
+
+    // The whole repository: the history comes back too (the deleted file's 4 MiB with it).
     let out = office.command().arg("--config").arg(&config).args(["--json", "restore"]).output().unwrap();
     assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["objects_pulled"].as_u64().unwrap() > 0);
+    let (all_bytes, latest_bytes) =
+        (report["bytes_pulled"].as_u64().unwrap(), latest["bytes_pulled"].as_u64().unwrap());
+    assert!(all_bytes >= latest_bytes + (4 << 20), "everything: {all_bytes} bytes, the latest only: {latest_bytes}");
     assert_eq!(report["shares"][0]["share"], "docs");
     assert_same_tree(expected.path(), &office.share());
     assert_same_tree(&office.share(), expected.path());
@@ -558,16 +605,26 @@ fn disaster_recovery_onto_an_empty_appliance() {
     // The recovered appliance runs, and its previous versions are back.
     let app = office.start("", &provider);
     let xml = app.dav("PROPFIND", "/.snapshots/").header("Depth", "1").send().unwrap().text().unwrap();
-    let dir = xml
+    let mut dirs: Vec<&str> = xml
         .split("/dav/docs/.snapshots/")
         .skip(1)
         .filter_map(|s| s.split('<').next())
         .map(|s| s.trim_end_matches('/'))
-        .find(|s| !s.is_empty())
-        .unwrap_or_else(|| panic!("no previous versions after recovery: {xml}"))
-        .to_string();
-    let got = app.dav("GET", &format!("/.snapshots/{dir}/sub/b.bin")).send().unwrap().bytes().unwrap();
-    assert_eq!(got.as_ref(), &fs::read(expected.path().join("sub/b.bin")).unwrap()[..]);
+        .filter(|s| !s.is_empty())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    assert!(dirs.len() >= 2, "the history is not back after recovery: {xml}");
+    // The oldest version has the deleted file, the newest today's files.
+    let get = |path: String| {
+        let r = app.dav("GET", &path).send().unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.bytes().unwrap()
+    };
+    let old = get(format!("/.snapshots/{}/old.bin", dirs[0]));
+    assert!(old.as_ref() == &noise(4 << 20, 9)[..], "the deleted file's old version differs");
+    let got = get(format!("/.snapshots/{}/sub/b.bin", dirs[dirs.len() - 1]));
+    assert!(got.as_ref() == &fs::read(expected.path().join("sub/b.bin")).unwrap()[..], "b.bin differs");
 }
 
 #[test]

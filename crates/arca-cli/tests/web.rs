@@ -285,6 +285,20 @@ fn provider_and_customer_in_the_browser() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+    // A backup that lands after the unlock opens without a new password: its blobs are in index
+    // files newer than the ones loaded at the unlock, and the portal loads them when it meets it.
+    std::fs::write(src.join("after-unlock.txt"), b"backed up while the portal was unlocked\n").unwrap();
+    c.ok("globex-office", &token, &["backup", src.to_str().unwrap()]);
+    let snaps: Vec<serde_json::Value> =
+        serde_json::from_str(&c.ok("globex-office", &token, &["--json", "snapshots"])).unwrap();
+    let newest = snaps.iter().map(|s| s["id"].as_str().unwrap()).find(|id| *id != snap_id).unwrap().to_string();
+    let r = http
+        .get(format!("{base}/repos/globex-office/restore/{newest}/download{}/after-unlock.txt", src.display()))
+        .header("cookie", format!("arca_session={boss_cookie}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap_or_default());
+    assert_eq!(&r.bytes().unwrap()[..], b"backed up while the portal was unlocked\n");
     // Locking forgets the key: the same URL asks for the password again.
     b.go(&format!("{base}/repos/globex-office/restore"));
     b.click("#lock-button");

@@ -106,10 +106,15 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
             None
         }
     };
-    let existing = repo.list_packs()?;
+    // Snapshots first, then the index, then the packs: a backup writes packs, then index files,
+    // then its snapshot, so everything a listed snapshot needs is in the later listings even while
+    // backups (or an appliance's replication) keep adding to the repository. Snapshots that arrive
+    // after this listing are left for the next check instead of being reported as missing blobs.
+    let (snapshots, bad_snaps) = repo.snapshots()?;
     for e in repo.load_index()? {
         report.errors.push(format!("{e} (rebuild it from the packs with `arca repair index`)"));
     }
+    let existing = repo.list_packs()?;
     report.blobs = repo.index().len() as u64;
 
     // 1. Index against packs.
@@ -133,7 +138,7 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
     for id in existing.keys().filter(|id| !indexed.contains(id)) {
         report
             .warnings
-            .push(format!("pack {id} is not in any index (left by an interrupted backup; `arca prune` removes it)"));
+            .push(format!("pack {id} is not in any index (being written by a backup running now, or left by an interrupted one; `arca prune` removes the latter)"));
     }
     for (name, info) in crate::lock::list_locks(repo.store())? {
         if info.as_ref().is_some_and(|i| i.is_stale(chrono::Utc::now())) {
@@ -190,7 +195,6 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
     }
 
     // 2. Snapshots and trees.
-    let (snapshots, bad_snaps) = repo_ref.snapshots()?;
     for e in bad_snaps {
         report.errors.push(e.to_string());
     }

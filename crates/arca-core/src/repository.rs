@@ -263,6 +263,29 @@ impl Repository {
         Ok(problems)
     }
 
+    /// Another handle on this repository (same store, config and key) with its index loaded
+    /// afresh for reading, plus the index files it could not read. For long-lived readers (the
+    /// portal's unlocked repositories, a mount) that meet a snapshot backed up after they loaded
+    /// their index: its blobs are in index files newer than theirs.
+    pub fn reopened_for_reading(&self) -> Result<(Repository, Vec<Error>)> {
+        let mut fresh = Repository {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            key: self.key.clone(),
+            index: Index::new(),
+            index_files: HashMap::new(),
+            meta_cache: Mutex::new(HashMap::new()),
+        };
+        let problems = fresh.load_index_for_reading()?;
+        Ok((fresh, problems))
+    }
+
+    /// Whether the loaded index knows `snapshot`'s root tree; when it does not, the snapshot is
+    /// newer than the index (see [`Repository::reopened_for_reading`]) or its tree is lost.
+    pub fn index_covers(&self, snapshot: &Snapshot) -> bool {
+        self.index.get(&snapshot.tree).is_some()
+    }
+
     /// Loads the index for reading data (restore, dump, ls): as [`Repository::load_index`], then
     /// drops entries whose pack no longer exists (a prune, possibly by the server, deleted it), so
     /// a surviving copy of a blob is used instead.

@@ -4,12 +4,14 @@ mod common;
 mod e2e;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arca_core::check::ReadData;
+use arca_core::check::{check, CheckOptions, CheckProgress, ReadData};
 use arca_core::lock::LockGuard;
 use arca_core::pack::PackKind;
 use arca_core::prune::{prune, PruneOptions};
+use arca_store::{LocalStore, ObjectKind};
 use common::*;
 use e2e::*;
 
@@ -266,4 +268,72 @@ fn blobs_stored_twice_stay_consistent() {
     assert_eq!(all_packs(&repo_dir), before.difference(&only_first).copied().collect::<BTreeSet<_>>());
     assert_check_clean(&repo_dir, ReadData::All);
     assert_restores(&repo_dir, &second.id, &src, &tmp.path().join("r"));
+}
+
+/// A store that runs a whole backup of `src` right after its first listing of index files, the
+/// moment a concurrent backup is most likely to slip in between what a reader lists.
+struct BackupAfterIndexListing {
+    inner: LocalStore,
+    repo_dir: std::path::PathBuf,
+    src: std::path::PathBuf,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl arca_store::Store for BackupAfterIndexListing {
+    fn put(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> arca_store::Result<()> {
+        self.inner.put(kind, name, bytes)
+    }
+    fn get(&self, kind: ObjectKind, name: &str) -> arca_store::Result<Vec<u8>> {
+        self.inner.get(kind, name)
+    }
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> arca_store::Result<Vec<u8>> {
+        self.inner.get_range(kind, name, offset, length)
+    }
+    fn stat(&self, kind: ObjectKind, name: &str) -> arca_store::Result<Option<u64>> {
+        self.inner.stat(kind, name)
+    }
+    fn list(&self, kind: ObjectKind) -> arca_store::Result<Vec<arca_store::ObjectInfo>> {
+        let listed = self.inner.list(kind)?;
+        if kind == ObjectKind::Index && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut other = open_repo(&self.repo_dir);
+            backup_dir(&mut other, &self.src);
+        }
+        Ok(listed)
+    }
+    fn delete(&self, kind: ObjectKind, name: &str) -> arca_store::Result<()> {
+        self.inner.delete(kind, name)
+    }
+    fn create(&self) -> arca_store::Result<()> {
+        self.inner.create()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+/// A check that runs while backups keep arriving (an appliance replicating into the provider's
+/// copy, say) checks the snapshots it listed and raises no false alarm about the newer ones.
+#[test]
+fn check_beside_a_backup_that_lands_mid_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_dir = tmp.path().join("repo");
+    drop(init_repo(&repo_dir));
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    write_files(&a, &[("one.bin", 600_000, 41)]);
+    write_files(&b, &[("two.bin", 700_000, 43), ("three.bin", 300_000, 47)]);
+    backup_dir(&mut open_repo(&repo_dir), &a);
+
+    let store = Arc::new(BackupAfterIndexListing {
+        inner: LocalStore::new(&repo_dir),
+        repo_dir: repo_dir.clone(),
+        src: b.clone(),
+        done: Default::default(),
+    });
+    let mut repo = arca_core::repository::Repository::open(store.clone(), b"pw").unwrap();
+    let report = check(&mut repo, &CheckOptions { read_data: ReadData::All }, &CheckProgress::default()).unwrap();
+    assert!(store.done.load(std::sync::atomic::Ordering::SeqCst), "the backup never ran during the check");
+    assert!(report.errors.is_empty(), "false alarms: {:#?}", report.errors);
+    assert_eq!(report.snapshots, 1, "the check covers the snapshots that existed when it started");
+    // The next check sees both.
+    assert_eq!(assert_check_clean(&repo_dir, ReadData::All).snapshots, 2);
 }

@@ -45,7 +45,7 @@ pub async fn collect(state: &AppState, repo: &Repository, actor: &str, request_i
         }
     }
     for idx in db.dead_index_files(repo).await? {
-        if db.remove_object(repo, ObjectKind::Index.dir(), &idx.name).await?.is_some() {
+        if db.remove_dead_index(repo, &idx.name).await?.is_some() {
             delete_bytes(state, repo, ObjectKind::Index, &idx.name).await;
             report.freed_objects += 1;
             report.freed_bytes += idx.size;

@@ -53,6 +53,10 @@ pub enum ApplianceCommand {
         /// Only pull the repository from the provider; restore no share
         #[arg(long)]
         pull_only: bool,
+        /// Pull only each share's newest snapshot and the data it needs, not the history (a
+        /// faster recovery; older versions stay at the provider)
+        #[arg(long)]
+        latest_only: bool,
     },
     /// Seeding: copy the local repository to a directory (a removable disk) for the provider's
     /// `arca admin import`; copies only what the directory lacks, so it can be rerun
@@ -82,11 +86,12 @@ pub fn run(g: &GlobalOpts, a: &ApplianceArgs) -> Result<i32> {
             println!("exported {objects} objects ({bytes} bytes) to {}", to.display());
             Ok(crate::exit::OK)
         }
-        Some(ApplianceCommand::Restore { shares, force, pull_only }) => {
+        Some(ApplianceCommand::Restore { shares, force, pull_only, latest_only }) => {
             let opts = arca_appliance::recover::RecoverOptions {
                 shares: shares.clone(),
                 force: *force,
                 pull_only: *pull_only,
+                latest_only: *latest_only,
             };
             let report = arca_appliance::recover::recover(&config(a)?, &opts).context("disaster recovery")?;
             if g.json {

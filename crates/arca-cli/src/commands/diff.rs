@@ -222,11 +222,9 @@ impl Differ<'_> {
 pub fn run(g: &GlobalOpts, a: &DiffArgs) -> Result<i32> {
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
-    for problem in repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
     let (id_a, snap_a) = super::find_snapshot(repo, &a.a, &a.filter)?;
     let (id_b, snap_b) = super::find_snapshot(repo, &a.b, &a.filter)?;
+    super::load_index_for(repo)?;
     let mut d =
         Differ { repo, changes: Vec::new(), stats: Stats::default(), blobs_a: HashMap::new(), blobs_b: HashMap::new() };
     if snap_a.tree != snap_b.tree {

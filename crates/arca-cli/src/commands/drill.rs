@@ -65,10 +65,8 @@ pub fn run(g: &GlobalOpts, a: &DrillArgs) -> Result<i32> {
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
     let _lock = LockGuard::acquire(repo.store().clone(), "restore")?;
-    for problem in repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
     let (id, snap) = super::find_snapshot(repo, &a.snapshot, &a.filter)?;
+    super::load_index_for(repo)?;
     let base = a.scratch.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = tempfile::Builder::new()
         .prefix("arca-drill-")

@@ -66,10 +66,8 @@ pub fn run(g: &GlobalOpts, a: &DumpArgs) -> Result<i32> {
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
     let _lock = LockGuard::acquire(repo.store().clone(), "dump")?;
-    for problem in repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
     let (_, snap) = super::find_snapshot(repo, &a.snapshot, &a.filter)?;
+    super::load_index_for(repo)?;
     let repo: &Repository = repo;
     let target = walk::resolve(repo, &snap.tree, &a.path)?;
     let is_archive = !matches!(&target, Target::Node(_, n) if !n.is_dir());

@@ -83,10 +83,8 @@ pub fn run(g: &GlobalOpts, a: &FindArgs) -> Result<i32> {
     let matcher = Matcher::new(&a.patterns, a.ignore_case)?;
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
-    for problem in repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
     let snapshots = super::snapshots_or_all(repo, &a.snapshots, &a.filter)?;
+    super::load_index_for(repo)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut results = Vec::new();
     let mut total = 0usize;

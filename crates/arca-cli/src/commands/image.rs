@@ -130,10 +130,8 @@ pub fn restore(
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
     let _lock = LockGuard::acquire(repo.store().clone(), "restore")?;
-    for problem in repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
     let (id, snap) = super::find_snapshot(repo, spec, filter)?;
+    super::load_index_for(repo)?;
     let node = arca_core::image::find_file(repo, &snap, subpath)?;
     let counters = RestoreProgress::default();
     let started = Instant::now();

@@ -52,10 +52,8 @@ pub struct LsArgs {
 pub fn run(g: &GlobalOpts, a: &LsArgs) -> Result<i32> {
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
-    for problem in repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
     let (id, snap) = super::find_snapshot(repo, &a.snapshot, &a.filter)?;
+    super::load_index_for(repo)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if g.json {
         let mut v = snapshot_json(&id, &snap);

@@ -61,6 +61,18 @@ pub fn run(cli: &Cli) -> Result<i32> {
     }
 }
 
+/// Loads the index for reading the snapshots already resolved, warning about damaged index files.
+///
+/// Call it after [`find_snapshot`]: a backup writes its index before its snapshot, so a snapshot
+/// that arrived a moment ago (a backup or a replication running beside us) is covered by an
+/// index loaded after it was found, never by one loaded before.
+pub fn load_index_for(repo: &mut Repository) -> Result<()> {
+    for problem in repo.load_index_for_reading()? {
+        tracing::warn!("{problem}");
+    }
+    Ok(())
+}
+
 /// Resolves a snapshot argument (`latest` or an id prefix) among the snapshots passing the filter.
 pub fn find_snapshot(repo: &Repository, spec: &str, filter: &FilterArgs) -> Result<(SnapshotId, Snapshot)> {
     Ok(repo.find_snapshot(spec.trim(), &filter.filter())?)

@@ -165,11 +165,13 @@ fn node_attr(node: &Node) -> FileAttr {
 
 impl SnapshotFs {
     /// Builds the fixed part of the tree: `snapshots/` and `hosts/` with their links.
-    fn new(repo: Repository, cache_bytes: usize) -> Result<SnapshotFs> {
+    fn new(mut repo: Repository, cache_bytes: usize) -> Result<SnapshotFs> {
         let (mut snaps, damaged) = repo.snapshots()?;
         for e in damaged {
             tracing::warn!("skipping a damaged snapshot: {e}");
         }
+        // The index after the snapshots (see `super::load_index_for`).
+        super::load_index_for(&mut repo)?;
         snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         let now = SystemTime::now();
         let mut inodes = vec![
@@ -479,10 +481,7 @@ pub fn run(g: &GlobalOpts, a: &MountArgs) -> Result<i32> {
     if !Path::new("/dev/fuse").exists() {
         bail!("FUSE is not available: /dev/fuse is missing (load the fuse module, or run the container with it)");
     }
-    let mut opened = repo::open(&global)?;
-    for problem in opened.repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
+    let opened = repo::open(&global)?;
     let location = opened.repo.store().location();
     let fs = SnapshotFs::new(opened.repo, a.cache_size as usize)?;
     let snapshots = fs.lock().iter().filter(|i| i.parent == 2 && matches!(i.kind, Kind::Tree(_))).count();

@@ -180,10 +180,8 @@ pub fn run(g: &GlobalOpts, a: &NbdArgs) -> Result<i32> {
     }
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
-    for problem in repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
     let (id, snap) = super::find_snapshot(repo, spec, &a.filter)?;
+    super::load_index_for(repo)?;
     let node = arca_core::image::find_file(repo, &snap, subpath)?;
     let map = ContentMap::new(node.content.clone());
     if map.size() != node.size {

@@ -134,10 +134,8 @@ pub fn run(g: &GlobalOpts, a: &RestoreArgs) -> Result<i32> {
     let mut opened = repo::open(g)?;
     let repo = &mut opened.repo;
     let _lock = LockGuard::acquire(repo.store().clone(), "restore")?;
-    for problem in repo.load_index_for_reading()? {
-        tracing::warn!("{problem}");
-    }
     let (id, snap) = super::find_snapshot(repo, spec, &a.filter)?;
+    super::load_index_for(repo)?;
     let opts = RestoreOptions {
         target: target.clone(),
         subpath,

@@ -101,6 +101,17 @@ pub fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
 
+/// When [`Db::uncatalogue`] keeps a row after all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unless {
+    /// Always removes it.
+    Nothing,
+    /// Keeps a pack a snapshot revived since it was condemned.
+    NotCondemned,
+    /// Keeps an index file that lists a pack the catalogue holds.
+    IndexListsALivePack,
+}
+
 impl Db {
     /// One object's catalogue row.
     pub async fn object(&self, repo_id: i64, kind: &str, name: &str) -> Result<Option<ObjectRow>> {
@@ -328,27 +339,39 @@ impl Db {
     /// Removes an object from the catalogue (after the store deleted it, or to hide it first).
     /// Returns its row if it was there.
     pub async fn remove_object(&self, repo: &Repository, kind: &str, name: &str) -> Result<Option<ObjectRow>> {
-        self.uncatalogue(repo, kind, name, false).await
+        self.uncatalogue(repo, kind, name, Unless::Nothing).await
     }
 
-    /// Removes a catalogue row (only a condemned one, if `only_condemned`) with its manifest and
-    /// its share of the counters, in one transaction. Returns the row if it was removed.
+    /// Removes a catalogue row (unless `unless` holds, checked in the same statement) with its
+    /// manifest and its share of the counters, in one transaction. Returns the row if it was
+    /// removed.
     pub(crate) async fn uncatalogue(
         &self,
         repo: &Repository,
         kind: &str,
         name: &str,
-        only_condemned: bool,
+        unless: Unless,
     ) -> Result<Option<ObjectRow>> {
         let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(
-            "DELETE FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3 AND condemned_at >= $4 \
-             RETURNING name, size, created_at, logical_bytes",
-        )
+        let guard = match unless {
+            Unless::Nothing => "",
+            Unless::NotCondemned => " AND condemned_at > 0",
+            // Checked again here, not only when the collector chose it: a pack it lists may have
+            // been uploaded again since (a client resending what it lost), and the index then
+            // covers a live pack again.
+            Unless::IndexListsALivePack => {
+                " AND NOT EXISTS (SELECT 1 FROM index_packs i JOIN objects p ON p.repo_id = i.repo_id \
+                 AND p.kind = i.pack_kind AND p.name = i.pack WHERE i.repo_id = objects.repo_id AND i.idx = objects.name)"
+            }
+        };
+        // `guard` is one of the constant clauses above, never input.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM objects WHERE repo_id = $1 AND kind = $2 AND name = $3{guard} \
+             RETURNING name, size, created_at, logical_bytes"
+        )))
         .bind(repo.id)
         .bind(kind)
         .bind(name)
-        .bind(if only_condemned { 1i64 } else { 0 })
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {

@@ -19,7 +19,7 @@
 use serde::Serialize;
 
 use super::accounts::Repository;
-use super::catalog::ObjectRow;
+use super::catalog::{ObjectRow, Unless};
 use super::{col, now, Db, DbError, Result};
 
 /// A lease not renewed for this long has lapsed (the client refreshes its lock every 5 minutes
@@ -177,7 +177,13 @@ impl Db {
     /// Uncatalogues a condemned pack, unless a snapshot revived it meanwhile. Returns whether it
     /// was removed (the caller then deletes its bytes).
     pub async fn remove_condemned(&self, repo: &Repository, kind: &str, name: &str) -> Result<bool> {
-        Ok(self.uncatalogue(repo, kind, name, true).await?.is_some())
+        Ok(self.uncatalogue(repo, kind, name, Unless::NotCondemned).await?.is_some())
+    }
+
+    /// Uncatalogues a dead index file, unless one of its packs was stored again meanwhile.
+    /// Returns the row if it was removed (the caller then deletes its bytes).
+    pub async fn remove_dead_index(&self, repo: &Repository, name: &str) -> Result<Option<ObjectRow>> {
+        self.uncatalogue(repo, "index", name, Unless::IndexListsALivePack).await
     }
 
     /// Index files past the lock whose every listed pack is gone.
@@ -254,6 +260,14 @@ mod tests {
             assert!(err.to_string().contains("no longer stored"), "{err}");
             assert_eq!(db.repository("r").await.unwrap().stored_bytes, 10 * 6);
             assert_eq!(db.tenant("acme").await.unwrap().stored_bytes, 10 * 6);
+            // A client uploads p3 again (say, an appliance resending what it lost) after the
+            // collector chose i2: i2 covers a live pack again and stays.
+            put("data", "p3", vec![]).await.unwrap();
+            assert!(db.remove_dead_index(&repo, "i2").await.unwrap().is_none(), "i2 lists p3 again");
+            // Gone again: now it goes.
+            sqlx::query("UPDATE objects SET condemned_at = 1 WHERE name = 'p3'").execute(db.pool()).await.unwrap();
+            assert!(db.remove_condemned(&repo, "data", "p3").await.unwrap());
+            assert!(db.remove_dead_index(&repo, "i2").await.unwrap().is_some());
         }
     }
 

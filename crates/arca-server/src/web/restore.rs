@@ -102,6 +102,16 @@ impl Vault {
         open.insert((session, repo_id), Unlocked { repo: Arc::new(repo), user_id, last_used: Instant::now() });
     }
 
+    /// Swaps the handle `session` unlocked for a fresher one (a newer index); returns it. A
+    /// repository locked meanwhile stays locked (the handle serves only the request in flight).
+    fn replace(&self, session: &SessionKey, repo_id: i64, repo: OpenRepository) -> Arc<OpenRepository> {
+        let repo = Arc::new(repo);
+        if let Some(u) = self.open_map().get_mut(&(*session, repo_id)) {
+            u.repo = repo.clone();
+        }
+        repo
+    }
+
     /// Locks one repository of one session again.
     fn lock(&self, session: &SessionKey, repo_id: i64) -> bool {
         self.open_map().remove(&(*session, repo_id)).is_some()
@@ -189,6 +199,37 @@ async fn unlocked(state: &AppState, headers: &HeaderMap, name: &str) -> Result<O
         Some(repo) => Ok(Opened { s, r, repo }),
         None => Err(Redirect::to(&format!("/repos/{}/restore", r.name)).into_response()),
     }
+}
+
+/// The session's unlocked repository with the snapshot the URL names loaded (plus the path
+/// inside it). A snapshot backed up after the unlock needs index files newer than the ones loaded
+/// then: the repository is reopened with a fresh index (same key, still only in memory) and the
+/// vault keeps the fresh handle for the rest of the session.
+async fn unlocked_snapshot(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(Opened, SnapshotId, String, Snapshot), Response> {
+    let name = params.get("repo").map(String::as_str).unwrap_or_default();
+    let mut o = unlocked(state, headers, name).await?;
+    let (snap_id, path) = snapshot_and_path(&o.s, params)?;
+    let repo = o.repo.clone();
+    let (snap, fresh) = blocking(&o.s, move || {
+        let (snap, _) = repo.load_snapshot(&snap_id)?;
+        if repo.index_covers(&snap) {
+            return Ok((snap, None));
+        }
+        let (fresh, problems) = repo.reopened_for_reading()?;
+        for problem in problems {
+            tracing::warn!("web restore: {problem}");
+        }
+        Ok((snap, Some(fresh)))
+    })
+    .await?;
+    if let Some(fresh) = fresh {
+        o.repo = state.vault().replace(&o.s.vault_key, o.r.id, fresh);
+    }
+    Ok((o, snap_id, path, snap))
 }
 
 struct Opened {
@@ -421,17 +462,10 @@ pub(super) async fn browse(
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Page {
-    let name = params.get("repo").cloned().unwrap_or_default();
-    let o = unlocked(&state, &headers, &name).await?;
-    let (snap_id, path) = snapshot_and_path(&o.s, &params)?;
+    let (o, snap_id, path, snap) = unlocked_snapshot(&state, &headers, &params).await?;
     let repo = o.repo.clone();
-    let p = path.clone();
-    let (snap, target) = blocking(&o.s, move || {
-        let (snap, _) = repo.load_snapshot(&snap_id)?;
-        let target = resolve(&repo, &snap.tree, &p)?;
-        Ok((snap, target))
-    })
-    .await?;
+    let (p, tree) = (path.clone(), snap.tree);
+    let target = blocking(&o.s, move || resolve(&repo, &tree, &p)).await?;
     let base = format!("/repos/{}/restore/{}", o.r.name, snap_id.to_hex());
     let tree = match target {
         Target::Root(tree) => tree,
@@ -498,16 +532,10 @@ pub(super) async fn download(
     Query(q): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Page {
-    let name = params.get("repo").cloned().unwrap_or_default();
-    let o = unlocked(&state, &headers, &name).await?;
-    let (snap_id, path) = snapshot_and_path(&o.s, &params)?;
+    let (o, snap_id, path, snap) = unlocked_snapshot(&state, &headers, &params).await?;
     let repo = o.repo.clone();
-    let p = path.clone();
-    let target = blocking(&o.s, move || {
-        let (snap, _) = repo.load_snapshot(&snap_id)?;
-        resolve(&repo, &snap.tree, &p)
-    })
-    .await?;
+    let (p, tree) = (path.clone(), snap.tree);
+    let target = blocking(&o.s, move || resolve(&repo, &tree, &p)).await?;
     let audit_target = format!("{}:{}", o.r.name, snap_id.short());
     match target {
         Target::Node(p, node) if node.is_file() => {
