@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::catalog::Catalog;
 use crate::config::{Config, ShareConfig};
+use crate::drill::{drill_share, DrillOutcome};
 use crate::error::{Error, ErrorKind, Result};
 use crate::replicate::Replicator;
 use crate::schedule::Schedule;
@@ -118,11 +119,19 @@ pub async fn start(config: Config) -> Result<Running> {
             tokio::spawn(schedule_loop(shared.clone(), name.clone(), share.clone(), schedule));
         }
     }
+    let mut replicator = None;
     if let Some(p) = &config.provider {
         // The HTTP client is a blocking one: it must be made (and dropped) off the async threads.
         let (p, root, st) = (p.clone(), config.repository.path.clone(), status.clone());
-        let replicator = Arc::new(blocking(move || Replicator::new(store, root, &p, st)).await?);
-        tokio::spawn(replicator.run(shared.replicate.clone()));
+        let r = Arc::new(blocking(move || Replicator::new(store, root, &p, st)).await?);
+        tokio::spawn(r.clone().run(shared.replicate.clone()));
+        replicator = Some(r);
+    }
+    if let Some(d) = &config.drill {
+        let schedule = Schedule::parse(&d.schedule)?;
+        let scratch = d.scratch.clone().unwrap_or_else(|| config.data_dir.join("drill"));
+        let shares: Vec<String> = config.shares.keys().cloned().collect();
+        tokio::spawn(drill_loop(shared.clone(), shares, d.sample(), scratch, schedule, replicator));
     }
 
     let hashes = config.users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect();
@@ -161,6 +170,48 @@ async fn schedule_loop(shared: Arc<Shared>, name: String, share: ShareConfig, sc
         let wait = (next - Local::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
         run_job(&shared, &name, &share).await;
+    }
+}
+
+/// Drills every share's newest snapshot on `schedule`, forever; results go to the status page
+/// and, through `provider`, to the provider's console.
+async fn drill_loop(
+    shared: Arc<Shared>,
+    shares: Vec<String>,
+    sample: Option<usize>,
+    scratch: std::path::PathBuf,
+    schedule: Schedule,
+    provider: Option<Arc<Replicator>>,
+) {
+    loop {
+        let Some(next) = schedule.next_after(Local::now()) else {
+            tracing::warn!("drill schedule {} never fires again", schedule.as_str());
+            return;
+        };
+        tokio::time::sleep((next - Local::now()).to_std().unwrap_or_default()).await;
+        let mut lines = Vec::new();
+        let mut all_passed = true;
+        for name in &shares {
+            let _turn = shared.jobs.lock().await;
+            let (store, key, n, dir) = (shared.store.clone(), shared.key.clone(), name.clone(), scratch.clone());
+            let outcome = match blocking(move || drill_share(store, key, &n, sample, &dir)).await {
+                Ok(Some(o)) => o,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!("drill of share {name}: {e}");
+                    DrillOutcome { time: Utc::now(), passed: false, summary: format!("share {name}: {e}") }
+                }
+            };
+            all_passed &= outcome.passed;
+            lines.push(outcome.summary.clone());
+            shared.status.share(name, |s| s.last_drill = Some(outcome));
+        }
+        if let (Some(p), false) = (&provider, lines.is_empty()) {
+            let outcome = if all_passed { "drill" } else { "drill-failed" };
+            if let Err(e) = p.clone().report(outcome, lines.join(" · ")).await {
+                tracing::warn!("could not report the drill to the provider: {e}");
+            }
+        }
     }
 }
 

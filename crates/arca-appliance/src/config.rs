@@ -62,6 +62,32 @@ pub struct Config {
     pub provider: Option<ProviderConfig>,
     /// A local backup target for the office's machines (none: not offered).
     pub backup_target: Option<TargetConfig>,
+    /// Scheduled restore drills of every share's newest snapshot (none: no drills).
+    pub drill: Option<DrillConfig>,
+}
+
+/// Scheduled restore drills (`[drill]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    /// When to drill (cron, as share schedules), e.g. `"0 0 4 * * Sun"`.
+    pub schedule: String,
+    /// Files restored per share and drill, chosen at random; 0 restores whole snapshots.
+    #[serde(default = "default_drill_sample")]
+    pub sample: usize,
+    /// Where drills restore to (deleted after each drill); default `<data_dir>/drill`.
+    pub scratch: Option<PathBuf>,
+}
+
+fn default_drill_sample() -> usize {
+    100
+}
+
+impl DrillConfig {
+    /// The sample as `arca_core::drill` takes it (`None`: every file).
+    pub fn sample(&self) -> Option<usize> {
+        (self.sample > 0).then_some(self.sample)
+    }
 }
 
 /// The local backup target (`arca backup` from office machines to the appliance).
@@ -287,6 +313,9 @@ impl Config {
         }
         if let Some(p) = &self.provider {
             arca_store::HttpStore::new(&p.url, "placeholder").map_err(|e| Error::config(format!("provider: {e}")))?;
+        }
+        if let Some(d) = &self.drill {
+            crate::schedule::Schedule::parse(&d.schedule).map_err(|e| e.context("[drill]"))?;
         }
         Ok(())
     }

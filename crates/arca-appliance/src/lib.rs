@@ -19,6 +19,7 @@
 mod app;
 pub mod catalog;
 pub mod config;
+pub mod drill;
 mod error;
 pub mod recover;
 pub mod replicate;

@@ -325,10 +325,18 @@ impl Replicator {
     /// Tells the provider how replication stands, so its console shows it (best effort: one
     /// attempt; a provider that cannot be reached only adds a log line).
     async fn report_state(self: &Arc<Self>, state: String) {
-        let me = self.clone();
-        let sent = tokio::task::spawn_blocking(move || me.remote.inner().report("replication", &state)).await;
-        if let Ok(Err(e)) = sent {
+        if let Err(e) = self.clone().report("replication", state).await {
             tracing::debug!("replication: could not report the state to the provider: {e}");
+        }
+    }
+
+    /// Sends one report to the provider with the appliance's device token (`POST
+    /// /v1/repos/{repo}/report`: `replication`, `drill` or `drill-failed`). One attempt.
+    pub async fn report(self: Arc<Self>, outcome: &'static str, message: String) -> Result<()> {
+        let sent = tokio::task::spawn_blocking(move || self.remote.inner().report(outcome, &message)).await;
+        match sent {
+            Ok(r) => r.map_err(Error::from),
+            Err(e) => Err(Error::new(ErrorKind::Io, format!("reporting to the provider: {e}"))),
         }
     }
 

@@ -31,6 +31,9 @@ pub struct ShareStatus {
     pub last_run: Option<DateTime<Utc>>,
     /// The last job's error, if it failed.
     pub last_error: Option<String>,
+    /// The last restore drill of its newest snapshot.
+    #[serde(default)]
+    pub last_drill: Option<crate::drill::DrillOutcome>,
 }
 
 /// A snapshot as the status shows it.
@@ -163,13 +166,13 @@ pub fn render(s: &Status) -> String {
     );
     h += &format!(
         "<p>version {} · running since {}</p><h2>Shares</h2><table><tr><th>share</th><th>folder</th>\
-        <th>schedule</th><th>next</th><th>snapshots</th><th>last snapshot</th><th>problem</th></tr>",
+        <th>schedule</th><th>next</th><th>snapshots</th><th>last snapshot</th><th>last drill</th><th>problem</th></tr>",
         esc(&s.version),
         when(&s.started)
     );
     for (name, sh) in &s.shares {
         h += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
             esc(name),
             esc(&sh.path),
             esc(sh.schedule.as_deref().unwrap_or("none")),
@@ -178,6 +181,15 @@ pub fn render(s: &Status) -> String {
             sh.last_snapshot
                 .as_ref()
                 .map(|l| format!("{} ({})", when(&Some(l.time)), &l.id[..8]))
+                .unwrap_or_else(|| "—".into()),
+            sh.last_drill
+                .as_ref()
+                .map(|d| format!(
+                    "{} {}: {}",
+                    if d.passed { "passed" } else { "<span class=\"err\">FAILED</span>" },
+                    when(&Some(d.time)),
+                    esc(&d.summary)
+                ))
                 .unwrap_or_else(|| "—".into()),
             esc(sh.last_error.as_deref().unwrap_or("")),
         );

@@ -735,3 +735,66 @@ fn a_seed_by_disk_is_imported_and_replication_then_sends_only_what_is_new() {
     c.ok("office2", &token, &["restore", "latest", "--target", restored.to_str().unwrap()]);
     assert_same_tree(&office.share(), &restored.join(office.share().strip_prefix("/").unwrap()));
 }
+
+/// Every data pack file of a local repository.
+fn data_packs(repo: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for fan in fs::read_dir(repo.join("data")).unwrap() {
+        for f in fs::read_dir(fan.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out
+}
+
+#[test]
+fn scheduled_drills_prove_the_newest_snapshot_and_tell_the_provider() {
+    let c = Cluster::start(Shape::Embedded);
+    let token = c.new_repo("acme", "office", None);
+    let office = Office::new();
+    fs::create_dir_all(office.share().join("sub")).unwrap();
+    fs::write(office.share().join("a.txt"), "proved by a drill\n").unwrap();
+    fs::write(office.share().join("sub/data.bin"), noise(2 << 20, 21)).unwrap();
+    let provider = format!("[provider]\nurl = \"{}\"\ntoken = \"{token}\"\n", c.repo_url("office"));
+    let drill = "[drill]\nschedule = \"*/2 * * * * *\"\nsample = 0\n";
+    let app = office.start("schedule = \"*/2 * * * * *\"", &format!("{provider}{drill}"));
+
+    // A drill restores the whole newest snapshot and checks every byte; it passes.
+    let s = app.wait_for(60, "a passed drill", |s| s["shares"]["docs"]["last_drill"]["passed"] == true);
+    let summary = s["shares"]["docs"]["last_drill"]["summary"].as_str().unwrap().to_string();
+    assert!(summary.contains("2 of 2 files") && summary.contains("matched their stored hashes"), "{summary}");
+    let page = client().get(format!("{}/status", app.base)).send().unwrap().text().unwrap();
+    assert!(page.contains("last drill") && page.contains("matched their stored hashes"), "{page}");
+    // The provider's console knows the office's last proven restore.
+    let device = |c: &Cluster| {
+        let (_, h) = c.get_json(&c.admin, "/v1/admin/health?tenant=acme");
+        h["devices"].as_array().unwrap().iter().find(|d| d["device"] == "dev-office").cloned().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while device(&c)["last_drill_at"].as_i64().unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "no drill reached the provider: {}", device(&c));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(device(&c)["last_drill"].as_str().unwrap().contains("share docs: snapshot"), "{}", device(&c));
+
+    // Damage in the local repository: the next drill fails, names the damaged pack, and the
+    // provider hears of it (an alert to its staff, in the audit log).
+    for pack in data_packs(&office.repo()) {
+        let mut bytes = fs::read(&pack).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&pack, bytes).unwrap();
+    }
+    let s = app.wait_for(60, "a failed drill", |s| s["shares"]["docs"]["last_drill"]["passed"] == false);
+    let summary = s["shares"]["docs"]["last_drill"]["summary"].as_str().unwrap();
+    assert!(summary.contains("files failed") && summary.contains("pack"), "{summary}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, audit) = c.get_json(&c.admin, "/v1/admin/audit?tenant=acme&limit=500");
+        if audit.as_array().unwrap().iter().any(|e| e["action"] == "restore.drill" && e["outcome"] == "drill-failed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the failed drill never reached the provider: {audit}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

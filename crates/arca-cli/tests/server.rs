@@ -1172,6 +1172,28 @@ fn health_and_alerts(shape: Shape) {
     assert_eq!(r.status().as_u16(), 403);
     let (status, _) = c.get_json(&c.acme_admin, "/v1/admin/health?tenant=other");
     assert_eq!(status, 404);
+
+    // The server's own restore check of the newest snapshot, without the customer's key: it
+    // passes, is shown per repository, and catches a pack damaged behind the server's back.
+    let out = c.admin_ok(&admin, &["restore-check", "--repo", "acme"]);
+    assert!(out.contains("ok") && out.contains("stored and indexed"), "{out}");
+    let check = |c: &Cluster| {
+        let (_, h) = c.get_json(&c.admin, "/v1/admin/health?tenant=acme");
+        h["repositories"].as_array().unwrap().iter().find(|r| r["repo"] == "acme").cloned().unwrap()
+    };
+    let r = check(&c);
+    assert!(r["ok"] == true && r["at"].as_i64().unwrap() > 0, "{r}");
+    let out = c.admin_cmd(&c.acme_admin, &["restore-check", "--repo", "acme"]).output().unwrap();
+    assert!(!out.status.success(), "a tenant's admin ran the provider's restore check");
+    let (_, packs) = c.get_json(&dev, "/v1/repos/acme/data/");
+    let pack = packs[0]["name"].as_str().unwrap().to_string();
+    c.corrupt("acme", "data", &pack);
+    let out = c.admin_cmd(&admin, &["--json", "restore-check", "--repo", "acme"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a failed restore check exits 1");
+    let r = check(&c);
+    assert!(r["ok"] == false && r["summary"].as_str().unwrap().contains(&pack), "{r}");
+    let alerts = health(&c)["alerts"].as_array().unwrap().clone();
+    assert!(alerts.iter().any(|a| a["kind"] == "restore-check-failed"), "{alerts:?}");
 }
 
 #[test]

@@ -90,6 +90,27 @@ impl DrillReport {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// One line for people and for the provider's console: what was proved and how fast (a
+    /// passed drill), or which files failed (the first five).
+    pub fn summary(&self, snapshot: &str) -> String {
+        use crate::units::{bytes, duration};
+        if !self.passed() {
+            let failed: Vec<String> =
+                self.failures.iter().take(5).map(|f| format!("{}: {}", f.path, f.error)).collect();
+            return format!("snapshot {snapshot}: {} files failed: {}", self.failures.len(), failed.join("; "));
+        }
+        format!(
+            "snapshot {snapshot}: {} of {} files ({} of {}) restored and matched their stored hashes at {}/s; \
+             estimated full restore {}",
+            self.files_verified,
+            self.files_in_snapshot,
+            bytes(self.bytes_restored),
+            bytes(self.bytes_in_snapshot),
+            bytes(self.restore_bytes_per_second as u64),
+            duration(self.estimated_full_restore_seconds.ceil() as u64)
+        )
+    }
 }
 
 fn collect(

@@ -44,6 +44,7 @@ pub mod stats;
 pub mod sys;
 pub mod throttle;
 pub mod tree;
+pub mod units;
 pub mod walk;
 
 pub use error::{Error, ErrorKind, Result};

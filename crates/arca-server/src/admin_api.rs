@@ -662,7 +662,41 @@ pub(crate) async fn health(
     let tenant_id = read_scope(&state, &rid, &p, q.tenant.as_deref(), "read backup health").await?;
     let devices = state.db().device_health(tenant_id).await.map_err(ApiError::from_db)?;
     let alerts = state.db().alerts(tenant_id, 50).await.map_err(ApiError::from_db)?;
-    Ok(Json(serde_json::json!({ "devices": devices, "alerts": alerts })).into_response())
+    let repositories = state.db().restore_checks(tenant_id).await.map_err(ApiError::from_db)?;
+    Ok(Json(serde_json::json!({ "devices": devices, "alerts": alerts, "repositories": repositories })).into_response())
+}
+
+/// `POST /v1/admin/restore-check` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RestoreCheckQuery {
+    repo: Option<String>,
+}
+
+/// `POST /v1/admin/restore-check`: runs the server's restore check of one repository's (or every
+/// repository's) newest snapshot now and returns the outcomes. Provider staff; audited.
+pub(crate) async fn restore_check(
+    State(state): State<AppState>,
+    Query(q): Query<RestoreCheckQuery>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    let target = q.repo.clone().unwrap_or_else(|| "all repositories".into());
+    let result = if !is_staff(&p) {
+        Err(forbidden("run restore checks"))
+    } else {
+        match &q.repo {
+            Some(name) => match state.db().repository(name).await {
+                Ok(repo) => {
+                    crate::restore_check::check(&state, &repo).await.map(|o| vec![o]).map_err(ApiError::from_db)
+                }
+                Err(e) => Err(ApiError::from_db(e)),
+            },
+            None => crate::restore_check::check_all(&state, None).await.map_err(ApiError::from_db),
+        }
+    };
+    let outcomes = audited(&state, &rid, &p, None, "restore.check", &target, result).await?;
+    Ok(Json(outcomes).into_response())
 }
 
 // ---- usage and audit ----

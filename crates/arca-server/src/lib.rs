@@ -20,6 +20,7 @@ pub mod gc;
 pub mod metrics;
 pub mod ratelimit;
 pub mod repo_api;
+pub mod restore_check;
 mod routes;
 pub mod scrub;
 pub mod state;
@@ -68,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/billing", get(a::billing))
         .route("/v1/admin/audit", get(a::audit_log))
         .route("/v1/admin/scrub", get(a::scrub_status).post(a::start_scrub))
+        .route("/v1/admin/restore-check", post(a::restore_check))
         .route("/v1/repos/{repo}", post(repo_api::create_repo))
         .route("/v1/repos/{repo}/report", post(repo_api::report))
         .route("/v1/repos/{repo}/{kind}/", get(repo_api::list))

@@ -127,17 +127,7 @@ pub fn run(g: &GlobalOpts, a: &DrillArgs) -> Result<i32> {
             println!("  restored files kept in {}", p.display());
         }
     }
-    let summary = format!(
-        "snapshot {}: {} of {} files ({} of {}) restored and matched their stored hashes at {}/s; estimated full \
-         restore {}",
-        id.short(),
-        report.files_verified,
-        report.files_in_snapshot,
-        output::bytes(report.bytes_restored),
-        output::bytes(report.bytes_in_snapshot),
-        output::bytes(report.restore_bytes_per_second as u64),
-        output::duration(report.estimated_full_restore_seconds.ceil() as u64)
-    );
+    let summary = report.summary(&id.short());
     if report.passed() {
         crate::report::drill(g, true, &summary);
         if !g.quiet && !g.json {
@@ -145,8 +135,7 @@ pub fn run(g: &GlobalOpts, a: &DrillArgs) -> Result<i32> {
         }
         return Ok(crate::exit::OK);
     }
-    let failed: Vec<String> = report.failures.iter().take(5).map(|f| format!("{}: {}", f.path, f.error)).collect();
-    crate::report::drill(g, false, &format!("{} files failed: {}", report.failures.len(), failed.join("; ")));
+    crate::report::drill(g, false, &summary);
     for f in &report.failures {
         eprintln!("error: {}: {}", f.path, f.error);
     }

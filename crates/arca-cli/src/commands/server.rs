@@ -34,8 +34,8 @@ into the client's ARCA_TOKEN:
   arca -r http://HOST:PORT/REPO init
 
 Settings come from flags, then environment variables, then the config file (TOML with the same
-names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every, tls_cert, tls_key, rate_limit,
-alert_webhook, smtp_url, alert_from, alert_to). With --tls-cert and
+names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every, restore_check_every, tls_cert,
+tls_key, rate_limit, alert_webhook, smtp_url, alert_from, alert_to). With --tls-cert and
 --tls-key the server speaks HTTPS (rustls); without them plain HTTP, for loopback or behind a
 TLS-terminating reverse proxy: never send tokens over an untrusted network in clear. Clients
 trust the system's certificate authorities, plus the PEM file in ARCA_CA_CERT if set.
@@ -100,6 +100,10 @@ pub struct ServerArgs {
     #[arg(long, env = "ARCA_GC_EVERY", value_name = "MINUTES")]
     pub gc_every: Option<u64>,
 
+    /// Hours between the server's restore checks of every repository's newest snapshot (its packs stored, indexed and a sample re-hashed, without customer keys; 0: only on demand) [default: 24]
+    #[arg(long, env = "ARCA_RESTORE_CHECK_EVERY", value_name = "HOURS")]
+    pub restore_check_every: Option<u64>,
+
     /// URL that receives every alert as a JSON POST (chat or ticket systems; Slack-style `text` included)
     #[arg(long, env = "ARCA_ALERT_WEBHOOK", value_name = "URL")]
     pub alert_webhook: Option<String>,
@@ -128,6 +132,7 @@ struct ConfigFile {
     scrub_every: Option<u64>,
     scrub_rate: Option<u64>,
     gc_every: Option<u64>,
+    restore_check_every: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     rate_limit: Option<f64>,
@@ -147,6 +152,7 @@ struct Settings {
     scrub_every_hours: u64,
     scrub_rate_mib: u64,
     gc_every_minutes: u64,
+    restore_check_every_hours: u64,
     tls: Option<(PathBuf, PathBuf)>,
     rate_limit: f64,
     alerts: arca_server::alerts::AlertConfig,
@@ -181,6 +187,7 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
     let scrub_every_hours = a.scrub_every.or(file.scrub_every).unwrap_or(24);
     let scrub_rate_mib = a.scrub_rate.or(file.scrub_rate).unwrap_or(50).max(1);
     let gc_every_minutes = a.gc_every.or(file.gc_every).unwrap_or(60);
+    let restore_check_every_hours = a.restore_check_every.or(file.restore_check_every).unwrap_or(24);
     let tls = match (a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key)) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
@@ -213,6 +220,7 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
         scrub_every_hours,
         scrub_rate_mib,
         gc_every_minutes,
+        restore_check_every_hours,
         tls,
         rate_limit,
         alerts,
@@ -261,7 +269,12 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
             arca_server::db::redact(&s.database),
             backend.describe()
         );
-        let sweeper = tokio::spawn(housekeeping(state.clone(), s.scrub_every_hours, s.gc_every_minutes));
+        let sweeper = tokio::spawn(housekeeping(
+            state.clone(),
+            s.scrub_every_hours,
+            s.gc_every_minutes,
+            s.restore_check_every_hours,
+        ));
         let notifier = if s.alerts.enabled() {
             Some(arca_server::alerts::Notifier::new(s.alerts.clone()).map_err(anyhow::Error::msg)?)
         } else {
@@ -332,18 +345,27 @@ async fn alert_loop(state: AppState, notifier: Option<arca_server::alerts::Notif
     }
 }
 
-/// Periodic upkeep: retention and garbage collection, quota reservations of uploads that died
-/// with a server, and the scheduled scrub when the newest one (by any server process) is older
-/// than the interval.
-async fn housekeeping(state: AppState, scrub_every_hours: u64, gc_every_minutes: u64) {
+/// Periodic upkeep: retention and garbage collection, the restore checks of every repository's
+/// newest snapshot, quota reservations of uploads that died with a server, and the scheduled
+/// scrub when the newest one (by any server process) is older than the interval.
+async fn housekeeping(state: AppState, scrub_every_hours: u64, gc_every_minutes: u64, restore_check_every_hours: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut last_gc = std::time::Instant::now();
+    let mut last_restore_check = std::time::Instant::now();
     loop {
         tick.tick().await;
         if gc_every_minutes > 0 && last_gc.elapsed() >= Duration::from_secs(gc_every_minutes * 60) {
             last_gc = std::time::Instant::now();
             if let Err(e) = arca_server::gc::collect_all(&state).await {
                 tracing::warn!("retention and garbage collection: {e}");
+            }
+        }
+        if restore_check_every_hours > 0
+            && last_restore_check.elapsed() >= Duration::from_secs(restore_check_every_hours * 3600)
+        {
+            last_restore_check = std::time::Instant::now();
+            if let Err(e) = arca_server::restore_check::check_all(&state, None).await {
+                tracing::warn!("restore checks: {e}");
             }
         }
         match state.db().sweep_reservations().await {
@@ -387,6 +409,7 @@ mod tests {
             scrub_every: None,
             scrub_rate: None,
             gc_every: None,
+            restore_check_every: None,
             tls_cert: None,
             tls_key: None,
             rate_limit: None,

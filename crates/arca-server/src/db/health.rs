@@ -394,7 +394,7 @@ impl Db {
     }
 }
 
-async fn insert_alert(
+pub(super) async fn insert_alert(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     tenant_id: Option<i64>,
     device_id: Option<i64>,

@@ -225,6 +225,12 @@ ALTER TABLE devices ADD COLUMN last_drill TEXT NOT NULL DEFAULT '';
 ALTER TABLE devices ADD COLUMN last_replication_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN last_replication TEXT NOT NULL DEFAULT ''
 "#,
+    // 8: the server's own restore check of each repository's newest snapshot.
+    r#"
+ALTER TABLE repositories ADD COLUMN restore_check_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN restore_check_ok BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN restore_check TEXT NOT NULL DEFAULT ''
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

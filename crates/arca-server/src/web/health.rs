@@ -1,5 +1,6 @@
 //! Backup health in the console: every device of every tenant with its last backup, schedule
-//! and status, the alerts raised with their delivery state, and the schedule form.
+//! and status, each repository's last server restore check, the alerts raised with their
+//! delivery state, and the schedule form.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -27,6 +28,15 @@ struct DeviceView {
     drill: String,
     drill_summary: String,
     replication: String,
+}
+
+#[derive(Serialize)]
+struct CheckView {
+    tenant: String,
+    repo: String,
+    when: String,
+    verdict: &'static str,
+    summary: String,
 }
 
 #[derive(Serialize)]
@@ -90,7 +100,25 @@ pub(super) async fn health(State(state): State<AppState>, headers: HeaderMap) ->
             subject: a.subject,
         })
         .collect();
-    Ok(render(StatusCode::OK, "health.html", s.ctx(context! { devices, alerts, troubled })))
+    let checks: Vec<CheckView> = state
+        .db()
+        .restore_checks(None)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|c| CheckView {
+            when: if c.at > 0 { date(c.at) } else { "never".into() },
+            verdict: match (c.at > 0, c.ok) {
+                (false, _) => "waiting",
+                (true, true) => "ok",
+                (true, false) => "failing",
+            },
+            tenant: c.tenant,
+            repo: c.repo,
+            summary: c.summary,
+        })
+        .collect();
+    Ok(render(StatusCode::OK, "health.html", s.ctx(context! { devices, alerts, troubled, checks })))
 }
 
 /// The schedule form.
