@@ -1205,3 +1205,42 @@ fn health_and_alerts_embedded() {
 fn health_and_alerts_scale_out() {
     health_and_alerts(Shape::ScaleOut);
 }
+
+both_shapes!(the_recovery_service_is_granted_from_the_client, |c: &mut Cluster| {
+    let (dev, admin) = (c.acme_device.clone(), c.admin.clone());
+    c.ok("acme", &dev, &["init"]);
+    // No recovery key yet: the client is told the provider offers none.
+    let out = c.arca("acme", &dev).args(["key", "add", "--provider"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no recovery service"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Only a provider admin makes it, with a passphrase long enough; once.
+    let make = |token: &str, pass: &str| {
+        c.admin_cmd(token, &["recovery-key", "--create"]).env("ARCA_NEW_PASSWORD", pass).output().unwrap()
+    };
+    assert!(!make(&c.acme_admin, "a tenant admin's try").status.success());
+    assert!(!make(&admin, "short").status.success());
+    let out = make(&admin, "the provider's recovery passphrase");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!make(&admin, "the provider's recovery passphrase").status.success(), "a second key replaced the first");
+    let (_, key) = c.get_json(&dev, "/v1/recovery-key");
+    let fingerprint = key["fingerprint"].as_str().unwrap().to_string();
+    // The customer grants it with their own client: a slot sealed to that key, beside the password.
+    let out = c.ok("acme", &dev, &["key", "add", "--provider"]);
+    assert!(out.contains(&fingerprint), "{out}");
+    let keys: serde_json::Value = serde_json::from_str(&c.ok("acme", &dev, &["--json", "key", "list"])).unwrap();
+    let slots = keys.as_array().unwrap();
+    assert_eq!(slots.len(), 2, "{keys}");
+    let provider = slots.iter().find(|k| k["kdf"] == "x25519").expect("a provider slot");
+    assert_eq!(provider["recipient"], fingerprint.as_str());
+    // The password still opens the repository (provider slots are skipped), backups go on.
+    let src = c.path("src");
+    make_tree(&src);
+    c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
+    c.ok("acme", &dev, &["check"]);
+    let (_, audit) = c.get_json(&admin, "/v1/admin/audit?limit=200");
+    assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "recovery.key.create" && e["outcome"] == "ok"));
+});

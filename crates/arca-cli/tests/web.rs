@@ -299,6 +299,59 @@ fn provider_and_customer_in_the_browser() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap_or_default());
     assert_eq!(&r.bytes().unwrap()[..], b"backed up while the portal was unlocked\n");
+    // The recovery service. The provider makes its recovery key; the customer's admin grants it
+    // on this repository (the unlocked key is sealed to the provider's public key).
+    let out = c
+        .admin_cmd(&c.admin, &["recovery-key", "--create"])
+        .env("ARCA_NEW_PASSWORD", "provider recovery passphrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "recovery-key --create: {}", String::from_utf8_lossy(&out.stderr));
+    b.go(&format!("{base}/repos/globex-office/restore"));
+    assert!(b.text("#recovery-state").contains("Not granted"), "{}", b.source());
+    b.click("#recovery-grant");
+    assert!(b.wait_source("Granted on").contains("recovery-revoke"), "{}", b.source());
+    b.screenshot("recovery-granted");
+    // Provider staff (an operator) restore for the customer with the recovery passphrase.
+    let out = c
+        .admin_cmd(&c.admin, &["user", "create", "ops-anna", "--role", "operator"])
+        .env("ARCA_NEW_PASSWORD", "operator anna's password")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut staff = Browser::start(&shots_dir());
+    sign_in(&staff, &base, "ops-anna", "operator anna's password");
+    staff.go(&format!("{base}/repos/globex-office/restore"));
+    assert!(staff.source().contains("Recovery passphrase"), "{}", staff.source());
+    staff.fill("#repo-password", "not the passphrase at all");
+    staff.click("#unlock-button");
+    // (Argon2id at the server's full cost: the answer takes a moment.)
+    let page = staff.wait_source("id=\"error\"");
+    assert!(page.contains("id=\"error\""), "{page}");
+    assert!(staff.text("#error").contains("not the provider's recovery passphrase"), "{}", staff.source());
+    staff.fill("#repo-password", "provider recovery passphrase");
+    staff.click("#unlock-button");
+    assert!(staff.wait_source("restore-snapshots").contains(&short), "{}", staff.source());
+    staff.screenshot("recovery-staff-snapshots");
+    let staff_cookie = staff.cookie("arca_session").unwrap();
+    let r = http.get(&file_url).header("cookie", format!("arca_session={staff_cookie}")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.bytes().unwrap()[..] == std::fs::read(src.join("sub/b.bin")).unwrap()[..], "staff restore differs");
+    // The customer sees every use, and revokes: staff are refused again.
+    b.go(&format!("{base}/repos/globex-office/restore"));
+    let trail = b.text("#recovery-trail");
+    assert!(
+        trail.contains("ops-anna") && trail.contains("repo.unlock") && trail.contains("restore.download"),
+        "{trail}"
+    );
+    assert!(trail.contains("recovery.grant"), "{trail}");
+    b.screenshot("recovery-trail");
+    b.click("#recovery-revoke");
+    assert!(b.wait_source("Not granted").contains("recovery-grant"), "{}", b.source());
+    staff.go(&format!("{base}/repos/globex-office/restore"));
+    assert!(staff.source().contains("Only the customer can open this"), "{}", staff.source());
+    drop(staff);
+
     // Locking forgets the key: the same URL asks for the password again.
     b.go(&format!("{base}/repos/globex-office/restore"));
     b.click("#lock-button");

@@ -58,6 +58,32 @@ pub struct KeySlot {
     /// Free-form label (`--label`).
     #[serde(default)]
     pub label: String,
+    /// For a provider recovery slot (`kdf` = `x25519`): the fingerprint of the provider's public
+    /// key it is sealed to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub recipient: String,
+}
+
+/// `kdf` of a slot sealed to a provider's X25519 public key instead of a password.
+pub const PROVIDER_SLOT: &str = "x25519";
+const PROVIDER_AAD: &[u8] = b"arca provider recovery slot v1";
+
+/// The fingerprint of a provider recovery public key, as slots and pages show it.
+pub fn fingerprint(public: &[u8; 32]) -> String {
+    blake3::derive_key("arca provider recovery key fingerprint v1", public)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The AES-256-GCM key of a provider slot: BLAKE3 key derivation from the X25519 shared secret,
+/// bound to both public keys.
+fn provider_kek(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> [u8; 32] {
+    let mut input = Vec::with_capacity(96);
+    input.extend_from_slice(shared);
+    input.extend_from_slice(ephemeral);
+    input.extend_from_slice(recipient);
+    blake3::derive_key("arca provider recovery slot v1 key", &input)
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -80,13 +106,19 @@ fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<[u8; 32
 impl KeySlot {
     /// Wraps `master` under `password`.
     pub fn seal(master: &MasterKey, password: &[u8], params: KdfParams, label: &str) -> Result<KeySlot> {
+        Self::seal_secret(master.secret(), password, params, label)
+    }
+
+    /// Wraps any 32-byte secret under `password` (the master secret; a provider's recovery
+    /// private key at rest).
+    pub fn seal_secret(secret: &[u8; 32], password: &[u8], params: KdfParams, label: &str) -> Result<KeySlot> {
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let kek = derive_kek(password, &salt, params)?;
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
-        let mut buf = master.secret().to_vec();
+        let mut buf = secret.to_vec();
         key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(SLOT_AAD), &mut buf)
             .expect("small message");
         Ok(KeySlot {
@@ -100,11 +132,84 @@ impl KeySlot {
             hostname: crate::sys::hostname(),
             username: crate::sys::username(),
             label: label.to_string(),
+            recipient: String::new(),
         })
     }
 
-    /// Unwraps the master key with `password`: `Ok(None)` if the password does not fit this slot.
+    /// Seals `master` to a provider's X25519 public key (ECIES: an ephemeral key pair, the shared
+    /// secret through BLAKE3 key derivation, AES-256-GCM). Only the holder of the matching private
+    /// key opens it; no password does.
+    pub fn seal_to_provider(master: &MasterKey, provider_public: &[u8; 32], label: &str) -> KeySlot {
+        let ephemeral = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let ephemeral_public = x25519_dalek::PublicKey::from(&ephemeral).to_bytes();
+        let shared = ephemeral.diffie_hellman(&x25519_dalek::PublicKey::from(*provider_public));
+        let kek = provider_kek(shared.as_bytes(), &ephemeral_public, provider_public);
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
+        let mut buf = master.secret().to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(PROVIDER_AAD), &mut buf)
+            .expect("small message");
+        KeySlot {
+            version: 1,
+            kdf: PROVIDER_SLOT.into(),
+            params: KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 },
+            salt: b64().encode(ephemeral_public),
+            nonce: b64().encode(nonce),
+            sealed: b64().encode(buf),
+            created: Utc::now(),
+            hostname: crate::sys::hostname(),
+            username: crate::sys::username(),
+            label: label.to_string(),
+            recipient: fingerprint(provider_public),
+        }
+    }
+
+    /// Whether this slot is sealed to a provider's key (opened by [`KeySlot::open_as_provider`],
+    /// never by a password).
+    pub fn is_provider_slot(&self) -> bool {
+        self.kdf == PROVIDER_SLOT
+    }
+
+    /// Opens a provider slot with the provider's private key: `Ok(None)` if it was sealed to
+    /// another key.
+    pub fn open_as_provider(&self, provider_private: &[u8; 32]) -> Result<Option<MasterKey>> {
+        if !self.is_provider_slot() {
+            return Ok(None);
+        }
+        let bad = |what: &str| Error::corrupt(format!("provider key slot field {what} is damaged"));
+        let secret = x25519_dalek::StaticSecret::from(*provider_private);
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        if fingerprint(&public) != self.recipient {
+            return Ok(None);
+        }
+        let ephemeral: [u8; 32] =
+            b64().decode(&self.salt).ok().and_then(|n| n.try_into().ok()).ok_or_else(|| bad("salt"))?;
+        let nonce: [u8; 12] =
+            b64().decode(&self.nonce).ok().and_then(|n| n.try_into().ok()).ok_or_else(|| bad("nonce"))?;
+        let mut sealed = b64().decode(&self.sealed).map_err(|_| bad("sealed"))?;
+        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(ephemeral));
+        let kek = provider_kek(shared.as_bytes(), &ephemeral, &public);
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
+        match key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(PROVIDER_AAD), &mut sealed) {
+            Ok(plain) if plain.len() == 32 => {
+                Ok(Some(MasterKey::from_secret(plain[..32].try_into().expect("length checked"))))
+            }
+            _ => Err(bad("sealed")),
+        }
+    }
+
+    /// Unwraps the master key with `password`: `Ok(None)` if the password does not fit this slot
+    /// (a provider slot never fits a password).
     pub fn open(&self, password: &[u8]) -> Result<Option<MasterKey>> {
+        Ok(self.open_secret(password)?.map(MasterKey::from_secret))
+    }
+
+    /// Unwraps the 32-byte secret with `password` (see [`KeySlot::seal_secret`]).
+    pub fn open_secret(&self, password: &[u8]) -> Result<Option<[u8; 32]>> {
+        if self.is_provider_slot() {
+            return Ok(None);
+        }
         if self.version != 1 || self.kdf != "argon2id" {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -119,10 +224,7 @@ impl KeySlot {
         let kek = derive_kek(password, &salt, self.params)?;
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
         match key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(SLOT_AAD), &mut sealed) {
-            Ok(plain) if plain.len() == 32 => {
-                let secret: [u8; 32] = plain[..32].try_into().expect("length checked");
-                Ok(Some(MasterKey::from_secret(secret)))
-            }
+            Ok(plain) if plain.len() == 32 => Ok(Some(plain[..32].try_into().expect("length checked"))),
             Ok(_) => Err(bad("sealed")),
             Err(_) => Ok(None),
         }
@@ -156,5 +258,37 @@ mod tests {
         let opened = slot.open(b"secret").unwrap().unwrap();
         assert_eq!(opened.blob_id(b"a"), master.blob_id(b"a"));
         assert!(slot.open(b"Secret").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_provider_slot_opens_with_the_provider_key_only() {
+        let master = MasterKey::generate();
+        let provider = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let public = x25519_dalek::PublicKey::from(&provider).to_bytes();
+        let slot = KeySlot::from_bytes(&KeySlot::seal_to_provider(&master, &public, "recovery").to_bytes()).unwrap();
+        assert!(slot.is_provider_slot() && slot.recipient == fingerprint(&public));
+        let opened = slot.open_as_provider(&provider.to_bytes()).unwrap().unwrap();
+        assert_eq!(opened.blob_id(b"a"), master.blob_id(b"a"));
+        // No password opens it, and another provider's key is not even tried.
+        assert!(slot.open(b"").unwrap().is_none());
+        let other = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        assert!(slot.open_as_provider(&other.to_bytes()).unwrap().is_none());
+        // A tampered slot is damage, not a silent miss.
+        let mut bad = slot.clone();
+        let mut sealed = b64().decode(&bad.sealed).unwrap();
+        sealed[0] ^= 1;
+        bad.sealed = b64().encode(sealed);
+        assert!(bad.open_as_provider(&provider.to_bytes()).is_err());
+        // A password slot is never a provider slot.
+        let pw = KeySlot::seal(&master, b"pw", cheap(), "").unwrap();
+        assert!(pw.open_as_provider(&provider.to_bytes()).unwrap().is_none());
+    }
+
+    #[test]
+    fn any_secret_seals_under_a_password() {
+        let secret = [7u8; 32];
+        let slot = KeySlot::seal_secret(&secret, b"passphrase", cheap(), "recovery key").unwrap();
+        assert_eq!(slot.open_secret(b"passphrase").unwrap(), Some(secret));
+        assert_eq!(slot.open_secret(b"wrong").unwrap(), None);
     }
 }

@@ -180,6 +180,15 @@ impl Repository {
         Ok(name)
     }
 
+    /// Adds a slot sealed to a provider's recovery public key (the recovery service: the
+    /// provider's staff can then open the repository with their private key; no password does).
+    pub fn add_provider_slot(&self, provider_public: &[u8; 32], label: &str) -> Result<String> {
+        let bytes = KeySlot::seal_to_provider(&self.key, provider_public, label).to_bytes();
+        let name = hex::encode(content_hash(&bytes));
+        self.store.put(ObjectKind::Key, &name, &bytes)?;
+        Ok(name)
+    }
+
     /// Lists key slots; `current` is the name of the slot that opened this session, if known.
     pub fn list_keys(&self, current: Option<&str>) -> Result<Vec<KeyInfo>> {
         let mut out = Vec::new();

@@ -666,6 +666,51 @@ pub(crate) async fn health(
     Ok(Json(serde_json::json!({ "devices": devices, "alerts": alerts, "repositories": repositories })).into_response())
 }
 
+/// `GET /v1/recovery-key`: the provider's public recovery key, for `arca key add --provider`
+/// (any signed-in principal, devices included: a public key is no secret).
+pub(crate) async fn recovery_key(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    authenticate(&state, &headers).await?;
+    match crate::recovery::public_key(&state).await {
+        Ok(Some((public, fingerprint))) => {
+            Ok(Json(serde_json::json!({ "public_key": hex::encode(public), "fingerprint": fingerprint }))
+                .into_response())
+        }
+        Ok(None) => Err(ApiError::not_found("this provider offers no recovery service (it has no recovery key)")),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
+/// `POST /v1/admin/recovery-key` body.
+#[derive(Deserialize)]
+pub(crate) struct NewRecoveryKey {
+    passphrase: String,
+}
+
+/// `POST /v1/admin/recovery-key`: makes the provider's recovery key pair, the private half
+/// sealed under the passphrase (provider admins; once: grants are sealed to it). Audited.
+pub(crate) async fn create_recovery_key(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(b): Json<NewRecoveryKey>,
+) -> ApiResult {
+    use crate::recovery::RecoveryError;
+    let p = authenticate(&state, &headers).await?;
+    let result = if !is_provider_admin(&p) {
+        Err(forbidden("create the provider's recovery key"))
+    } else if b.passphrase.chars().count() < 12 {
+        Err(ApiError::bad_request("the recovery passphrase needs at least 12 characters"))
+    } else {
+        let kdf = arca_core::keys::KdfParams::default();
+        crate::recovery::create_key(&state, &b.passphrase, kdf, &p.actor).await.map_err(|e| match e {
+            RecoveryError::Db(crate::db::DbError::Conflict(m)) => ApiError::new(StatusCode::CONFLICT, m),
+            e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })
+    };
+    let fingerprint = audited(&state, &rid, &p, None, "recovery.key.create", "provider", result).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "fingerprint": fingerprint }))).into_response())
+}
+
 /// `POST /v1/admin/restore-check` parameters.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RestoreCheckQuery {

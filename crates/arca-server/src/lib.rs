@@ -19,6 +19,7 @@ pub mod errors;
 pub mod gc;
 pub mod metrics;
 pub mod ratelimit;
+pub mod recovery;
 pub mod repo_api;
 pub mod restore_check;
 mod routes;
@@ -70,6 +71,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/audit", get(a::audit_log))
         .route("/v1/admin/scrub", get(a::scrub_status).post(a::start_scrub))
         .route("/v1/admin/restore-check", post(a::restore_check))
+        .route("/v1/admin/recovery-key", post(a::create_recovery_key))
+        .route("/v1/recovery-key", get(a::recovery_key))
         .route("/v1/repos/{repo}", post(repo_api::create_repo))
         .route("/v1/repos/{repo}/report", post(repo_api::report))
         .route("/v1/repos/{repo}/{kind}/", get(repo_api::list))

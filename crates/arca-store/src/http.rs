@@ -133,6 +133,21 @@ impl HttpStore {
         Ok(())
     }
 
+    /// The server's public recovery key (hex), for customers who opt in to its recovery service
+    /// (`GET /v1/recovery-key`); not found when the provider offers none.
+    pub fn provider_recovery_key(&self) -> Result<String> {
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+        url.set_path("/v1/recovery-key");
+        let r = self.send("fetching the provider's recovery key", true, || self.client.get(url.clone()))?;
+        let body = r.bytes().map_err(|e| Error::new(ErrorKind::Io, format!("reading the server's answer: {e}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("the server's recovery key answer is unreadable: {e}")))?;
+        v["public_key"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::new(ErrorKind::Io, "the server's recovery key answer has no public_key"))
+    }
+
     fn object_url(&self, kind: ObjectKind, name: &str) -> Result<String> {
         validate_name(name)?;
         Ok(format!("{}{kind}/{name}", self.base))

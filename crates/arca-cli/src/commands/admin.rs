@@ -140,6 +140,14 @@ pub enum AdminCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// The provider's recovery key: show it, or make it once with --create (the passphrase that
+    /// seals its private half comes from ARCA_NEW_PASSWORD or is asked for; staff type it in the
+    /// portal to restore for a customer who granted the recovery service)
+    RecoveryKey {
+        /// Make the key pair (once: customers' grants are sealed to it)
+        #[arg(long)]
+        create: bool,
+    },
     /// Restore check: prove now, without the customers' keys, that each repository's newest
     /// snapshot is restorable from this server (its packs stored, indexed, a sample re-hashed);
     /// exit code 1 when one fails
@@ -1059,6 +1067,18 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             if damaged > 0 {
                 return Ok(crate::exit::FATAL);
             }
+        }
+        AdminCommand::RecoveryKey { create } => {
+            if *create {
+                let passphrase =
+                    password_from("ARCA_NEW_PASSWORD", "Recovery passphrase (at least 12 characters, keep it safe): ")?;
+                let v = api.json(Method::POST, "/v1/admin/recovery-key", Some(json!({ "passphrase": passphrase })))?;
+                say!(g, "recovery key made, fingerprint {}", s(&v, "fingerprint"));
+            }
+            let v = api.json(Method::GET, "/v1/recovery-key", None)?;
+            print_or(g, &v, |v| {
+                println!("provider recovery key {} (public key {})", s(v, "fingerprint"), s(v, "public_key"));
+            });
         }
         AdminCommand::RestoreCheck { repo } => {
             let path = match repo {

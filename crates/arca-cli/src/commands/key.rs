@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -47,16 +47,23 @@ pub enum KeyCommand {
     #[command(long_about = "List the key slots: id, creating user and host, time and label. \
         The slot that the given password opens is marked with `*`.\n\nExample:\n  arca key list")]
     List,
-    /// Add a new password
+    /// Add a new password (or, with --provider, grant the provider's recovery service)
     #[command(long_about = "Add a password: a new key slot for the same master key. Both the \
-        old and the new password open the repository afterwards.\n\nExamples:\n  \
-        arca key add\n  ARCA_NEW_PASSWORD=secret arca key add --label backup-server")]
+        old and the new password open the repository afterwards.\n\nWith --provider (a repository \
+        on an arca server whose provider offers a recovery service): add a slot sealed to the \
+        provider's public recovery key instead, so its staff can restore for you if every password \
+        is lost. No password is asked; every use by the provider is audited and shown to you in the \
+        portal. Remove the slot (`arca key remove`) to revoke it.\n\nExamples:\n  \
+        arca key add\n  ARCA_NEW_PASSWORD=secret arca key add --label backup-server\n  arca key add --provider")]
     Add {
         #[command(flatten)]
         new: NewPassword,
         /// A free-form label stored with the slot
         #[arg(long, default_value = "")]
         label: String,
+        /// Seal the slot to the provider's recovery key instead of a new password
+        #[arg(long)]
+        provider: bool,
     },
     /// Remove a key slot by id (prefix)
     #[command(long_about = "Remove a key slot, given its id or a unique prefix of it (see \
@@ -109,13 +116,45 @@ pub fn run(g: &GlobalOpts, a: &KeyArgs) -> Result<i32> {
                         k.slot.username.clone(),
                         k.slot.hostname.clone(),
                         output::local_time(k.slot.created),
-                        k.slot.label.clone(),
+                        if k.slot.is_provider_slot() {
+                            format!("{} (provider recovery, key {})", k.slot.label, k.slot.recipient)
+                        } else {
+                            k.slot.label.clone()
+                        },
                     ]);
                 }
                 print!("{}", t.render());
             }
         }
-        KeyCommand::Add { new, label } => {
+        KeyCommand::Add { provider: true, label, .. } => {
+            let location = repo::location(g)?;
+            if !location.starts_with("http://") && !location.starts_with("https://") {
+                bail!("--provider needs a repository on an arca server (http(s)://HOST/v1/repos/NAME)");
+            }
+            let token = std::env::var("ARCA_TOKEN").unwrap_or_default();
+            let public = arca_store::HttpStore::new(&location, &token)
+                .and_then(|s| s.provider_recovery_key())
+                .context("fetching the provider's recovery key")?;
+            let public: [u8; 32] = hex::decode(&public)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("the provider's recovery key is not 32 bytes of hex")?;
+            let label = if label.is_empty() { "provider recovery" } else { label.as_str() };
+            let id = repo.add_provider_slot(&public, label)?;
+            if g.json {
+                print_json(&json!({ "message_type": "key_added", "id": id, "provider": true }))?;
+            } else {
+                say!(
+                    g,
+                    "saved provider recovery key slot {} (fingerprint {}): the provider can now restore for you; \
+                     `arca key remove {}` revokes it",
+                    short(&id),
+                    arca_core::keys::fingerprint(&public),
+                    short(&id)
+                );
+            }
+        }
+        KeyCommand::Add { new, label, .. } => {
             let pw = new_password(new)?;
             let id = repo.add_key(&pw, repo::kdf_params()?, label)?;
             if g.json {

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod gc;
 pub mod health;
 pub mod mfa;
+pub mod recovery;
 pub mod restore_check;
 mod schema;
 pub mod scrub;

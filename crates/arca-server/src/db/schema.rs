@@ -231,6 +231,16 @@ ALTER TABLE repositories ADD COLUMN restore_check_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE repositories ADD COLUMN restore_check_ok BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE repositories ADD COLUMN restore_check TEXT NOT NULL DEFAULT ''
 "#,
+    // 9: the provider's recovery key pair (the private half sealed under a passphrase).
+    r#"
+CREATE TABLE recovery_keys (
+    id {ID},
+    public_key TEXT NOT NULL,
+    sealed_private TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

@@ -75,6 +75,7 @@ pub fn router() -> Router<AppState> {
         .route("/repos/{repo}/restore", get(restore::restore))
         .route("/repos/{repo}/restore/unlock", post(restore::unlock))
         .route("/repos/{repo}/restore/lock", post(restore::lock))
+        .route("/repos/{repo}/restore/recovery", post(restore::set_recovery))
         .route("/repos/{repo}/restore/{snap}/browse", get(restore::browse))
         .route("/repos/{repo}/restore/{snap}/browse/{*path}", get(restore::browse))
         .route("/repos/{repo}/restore/{snap}/download", get(restore::download))

@@ -29,7 +29,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use super::{check_csrf, date, human, message, not_found, render, session, Session};
-use crate::access::{can_browse_repo, can_see_repo};
+use crate::access::{can_browse_repo, can_see_repo, is_staff};
 use crate::db::accounts::Repository;
 use crate::state::AppState;
 
@@ -117,6 +117,12 @@ impl Vault {
         self.open_map().remove(&(*session, repo_id)).is_some()
     }
 
+    /// Locks repository `repo_id` in every session but `keep` (the recovery service was revoked:
+    /// staff sessions that opened it with the provider's key lose it at once).
+    fn forget_repo(&self, repo_id: i64, keep: &SessionKey) {
+        self.open_map().retain(|(s, r), _| *r != repo_id || s == keep);
+    }
+
     /// Locks everything a session unlocked (sign-out).
     pub(super) fn forget_session(&self, session: &SessionKey) {
         self.open_map().retain(|(s, _), _| s != session);
@@ -180,6 +186,14 @@ async fn browsable_repo(state: &AppState, s: &Session, name: &str) -> Result<Rep
     if can_browse_repo(&s.principal, &r) {
         return Ok(r);
     }
+    // Provider staff, for a customer who granted the recovery service on this repository.
+    if is_staff(&s.principal) {
+        match crate::recovery::repo_grants(state, &r).await {
+            Ok(g) if !g.is_empty() => return Ok(r),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reading the recovery grants of {}: {e}", r.name),
+        }
+    }
     s.audit(state, Some(r.tenant_id), "repo.browse", name, "denied", "web restore: role may not open contents").await;
     Err(message(
         StatusCode::FORBIDDEN,
@@ -189,6 +203,16 @@ async fn browsable_repo(state: &AppState, s: &Session, name: &str) -> Result<Rep
          without the password (sizes, dates, usage).",
         Some(s),
     ))
+}
+
+/// An audit detail, marked as the provider's when staff act with the recovery key (the
+/// customer's page lists those).
+fn trail(s: &Session, detail: String) -> String {
+    if is_staff(&s.principal) {
+        format!("{}: {detail}", crate::recovery::TRAIL_MARK)
+    } else {
+        detail
+    }
 }
 
 /// The session's unlocked copy of the repository, or a redirect to the password form.
@@ -301,8 +325,14 @@ fn snapshot_row(id: &SnapshotId, snap: &Snapshot) -> SnapshotRow {
 pub(super) async fn restore(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Page {
     let s = session(&state, &headers).await?;
     let r = browsable_repo(&state, &s, &name).await?;
+    let provider = is_staff(&s.principal);
+    let recovery = recovery_view(&state, &s, &r).await;
     let Some(repo) = state.vault().get(&s.vault_key, r.id) else {
-        return Ok(render(StatusCode::OK, "restore.html", s.ctx(context! { repo => &r, locked => true })));
+        return Ok(render(
+            StatusCode::OK,
+            "restore.html",
+            s.ctx(context! { repo => &r, locked => true, provider, recovery }),
+        ));
     };
     let (mut snaps, damage) = blocking(&s, move || repo.snapshots()).await?;
     snaps.sort_by_key(|s| std::cmp::Reverse(s.1.time));
@@ -311,8 +341,106 @@ pub(super) async fn restore(State(state): State<AppState>, Path(name): Path<Stri
     Ok(render(
         StatusCode::OK,
         "restore.html",
-        s.ctx(context! { repo => &r, locked => false, snapshots => rows, damage }),
+        s.ctx(context! { repo => &r, locked => false, snapshots => rows, damage, provider, recovery }),
     ))
+}
+
+/// The recovery service as the restore page shows it to the customer.
+#[derive(Serialize)]
+struct RecoveryView {
+    /// The provider offers it (has a recovery key).
+    offered: bool,
+    /// When this repository's grant was made, if it has one.
+    granted: Option<String>,
+    /// The session may grant or revoke (the customer's own users).
+    may_change: bool,
+    /// The service's audit trail on this repository, newest first.
+    trail: Vec<TrailRow>,
+}
+
+#[derive(Serialize)]
+struct TrailRow {
+    when: String,
+    actor: String,
+    action: String,
+    outcome: String,
+    detail: String,
+}
+
+async fn recovery_view(state: &AppState, s: &Session, r: &Repository) -> RecoveryView {
+    let offered = matches!(crate::recovery::public_key(state).await, Ok(Some(_)));
+    let granted = match crate::recovery::repo_grants(state, r).await {
+        Ok(g) => g.first().map(|(_, slot)| slot.created.format("%Y-%m-%d %H:%M").to_string()),
+        Err(e) => {
+            tracing::warn!("reading the recovery grants of {}: {e}", r.name);
+            None
+        }
+    };
+    let trail = state
+        .db()
+        .recovery_trail(r.tenant_id, &r.name, 50)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| TrailRow { when: date(e.at), actor: e.actor, action: e.action, outcome: e.outcome, detail: e.detail })
+        .collect();
+    let may_change = can_browse_repo(&s.principal, r);
+    RecoveryView { offered, granted, may_change, trail }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RecoveryForm {
+    csrf: String,
+    /// `grant` or `revoke`.
+    action: String,
+}
+
+/// `POST /repos/{repo}/restore/recovery`: the customer grants the provider's recovery service
+/// on this repository (the repository must be unlocked in this session: its key is sealed to the
+/// provider's public key) or revokes it.
+pub(super) async fn set_recovery(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<RecoveryForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let r = visible_repo(&state, &s, &name).await?;
+    // The customer's own users (who can add key slots with `arca key add` anyway); granting also
+    // needs the repository unlocked with its password in this session.
+    let admin = can_browse_repo(&s.principal, &r);
+    let action = match f.action.as_str() {
+        "grant" => "recovery.grant",
+        "revoke" => "recovery.revoke",
+        _ => return Err(message(StatusCode::BAD_REQUEST, "Unknown action", "Grant or revoke.", Some(&s))),
+    };
+    if !admin {
+        s.audit(&state, Some(r.tenant_id), action, &r.name, "denied", "web: only the customer decides").await;
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "Only the customer can change this",
+            "Granting or revoking the provider's recovery service is decided by the customer's own users.",
+            Some(&s),
+        ));
+    }
+    let failed = |e: crate::recovery::RecoveryError| {
+        message(StatusCode::SERVICE_UNAVAILABLE, "The recovery service could not be changed", &e.to_string(), Some(&s))
+    };
+    if action == "recovery.grant" {
+        let Some(repo) = state.vault().get(&s.vault_key, r.id) else {
+            return Ok(Redirect::to(&format!("/repos/{}/restore", r.name)).into_response());
+        };
+        crate::recovery::grant(&state, &r, repo.key()).await.map_err(failed)?;
+        let detail = "web: a key slot sealed to the provider's recovery key was added";
+        s.audit(&state, Some(r.tenant_id), action, &r.name, "ok", detail).await;
+    } else {
+        let n = crate::recovery::revoke(&state, &r).await.map_err(failed)?;
+        state.vault().forget_repo(r.id, &s.vault_key);
+        let detail = format!("web: {n} provider key slot(s) removed");
+        s.audit(&state, Some(r.tenant_id), action, &r.name, "ok", &detail).await;
+    }
+    Ok(Redirect::to(&format!("/repos/{}/restore", r.name)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -350,6 +478,11 @@ pub(super) async fn unlock(
         .acquire()
         .await
         .map_err(|_| form_again(StatusCode::SERVICE_UNAVAILABLE, "The server is shutting down.".into()))?;
+    if is_staff(&s.principal) {
+        return unlock_as_provider(&state, &s, &r, &f.password).await.map_err(|(status, error)| {
+            render(status, "restore.html", s.ctx(context! { repo => &r, locked => true, provider => true, error }))
+        });
+    }
     let password = f.password.into_bytes();
     let opened = tokio::task::spawn_blocking(move || {
         let mut repo = OpenRepository::open(store, &password)?;
@@ -393,6 +526,51 @@ pub(super) async fn unlock(
             tracing::error!("web restore: unlocking failed: {e}");
             Err(form_again(StatusCode::INTERNAL_SERVER_ERROR, "Unlocking failed; see the server log.".into()))
         }
+    }
+}
+
+/// Staff unlock a repository whose customer granted the recovery service, with the provider's
+/// recovery passphrase; audited under the customer's tenant, which sees it.
+async fn unlock_as_provider(
+    state: &AppState,
+    s: &Session,
+    r: &Repository,
+    passphrase: &str,
+) -> Result<Response, (StatusCode, String)> {
+    use crate::recovery::RecoveryError as E;
+    let user = s.principal.user_id.unwrap_or(0);
+    let mark = crate::recovery::TRAIL_MARK;
+    match crate::recovery::open_as_provider(state, r, passphrase).await {
+        Ok(key) => {
+            let store = state.store(&r.name);
+            let opened = tokio::task::spawn_blocking(move || {
+                let mut repo = OpenRepository::open_with_key(store, key)?;
+                for problem in repo.load_index_for_reading()? {
+                    tracing::warn!("web restore: {problem}");
+                }
+                Ok::<_, arca_core::Error>(repo)
+            })
+            .await;
+            match opened {
+                Ok(Ok(repo)) => {
+                    state.vault().record_attempt(user, r.id, true);
+                    state.vault().put(s.vault_key, r.id, s.principal.user_id, repo);
+                    let detail = format!("{mark}: opened with the provider's recovery key for this staff session");
+                    s.audit(state, Some(r.tenant_id), "repo.unlock", &r.name, "ok", &detail).await;
+                    Ok(Redirect::to(&format!("/repos/{}/restore", r.name)).into_response())
+                }
+                Ok(Err(e)) => Err((StatusCode::BAD_GATEWAY, e.to_string())),
+                Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("unlocking failed: {e}"))),
+            }
+        }
+        Err(E::WrongPassphrase) => {
+            state.vault().record_attempt(user, r.id, false);
+            let detail = format!("{mark}: wrong recovery passphrase");
+            s.audit(state, Some(r.tenant_id), "repo.unlock", &r.name, "denied", &detail).await;
+            Err((StatusCode::FORBIDDEN, "That is not the provider's recovery passphrase.".into()))
+        }
+        Err(e @ (E::NoKey | E::NotGranted)) => Err((StatusCode::FORBIDDEN, format!("{e}."))),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
 
@@ -551,7 +729,7 @@ pub(super) async fn download(
             };
             let (start, end) = range.unwrap_or((0, node.size.saturating_sub(1)));
             let length = if node.size == 0 { 0 } else { end - start + 1 };
-            let detail = format!("web restore: file {p} ({} bytes from {start})", length);
+            let detail = trail(&o.s, format!("web restore: file {p} ({} bytes from {start})", length));
             o.s.audit(&state, Some(o.r.tenant_id), "restore.download", &audit_target, "ok", &detail).await;
             let repo = o.repo.clone();
             let size = node.size;
@@ -596,7 +774,7 @@ pub(super) async fn download(
                     ))
                 }
             };
-            let detail = format!("web restore: folder {path} as {}", format.extension());
+            let detail = trail(&o.s, format!("web restore: folder {path} as {}", format.extension()));
             o.s.audit(&state, Some(o.r.tenant_id), "restore.download", &audit_target, "ok", &detail).await;
             let repo = o.repo.clone();
             let body = stream_blocking(&state, &o.r, detail, move |out| {
