@@ -140,6 +140,20 @@ fn provider_and_customer_in_the_browser() {
     b.go(&format!("{base}/repos/globex-office"));
     assert!(b.text("#snapshots").contains(&short), "{}", b.source());
     b.screenshot("snapshots");
+    // Retention is set on the same page, never below the retention lock (7 days for this part).
+    c.admin_ok(&c.admin, &["repo", "lock", "globex-office", "--days", "7"]);
+    let lock = 7;
+    b.go(&format!("{base}/repos/globex-office"));
+    assert!(b.text("#retention-state").contains("keeps every snapshot"), "{}", b.source());
+    b.fill("#retention-days", &(lock - 1).to_string());
+    b.click("#retention-save");
+    assert!(b.wait_source("Retention not changed").contains("Retention not changed"), "{}", b.source());
+    b.go(&format!("{base}/repos/globex-office"));
+    b.fill("#retention-days", &(lock + 30).to_string());
+    b.click("#retention-save");
+    let want = format!("older than {} days", lock + 30);
+    assert!(b.wait_source(&want).contains(&want), "{}", b.source());
+    c.admin_ok(&c.admin, &["repo", "lock", "globex-office", "--days", "0"]);
     b.go(&format!("{base}/tenants/globex"));
     assert!(b.text("#devices").contains("front-desk"));
     // The provider sets a hard quota; the customer's admin is added from the same page.

@@ -917,10 +917,12 @@ pub(crate) async fn set_retention(
 ) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
     let repo = repo_for(&state, &rid, &p, &name).await?;
-    let result = if can_manage_tenant(&p, repo.tenant_id) {
-        state.db().set_retention(&name, change.days).await.map_err(ApiError::from_db)
-    } else {
+    let result = if !can_manage_tenant(&p, repo.tenant_id) {
         Err(forbidden("change a repository's retention"))
+    } else if let Err(why) = crate::db::Db::check_retention(&repo, change.days) {
+        Err(ApiError::bad_request(why))
+    } else {
+        state.db().set_retention(&name, change.days).await.map_err(ApiError::from_db)
     };
     let target = format!("{name}: {} days", change.days);
     let repo = audited(&state, &rid, &p, Some(repo.tenant_id), "repo.retention", &target, result).await?;

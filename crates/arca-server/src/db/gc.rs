@@ -93,6 +93,23 @@ impl Db {
         self.repository(repo).await
     }
 
+    /// Whether a customer may set `days` of retention on `repo`: 0 keeps everything; otherwise
+    /// at least the repository's retention lock (the plan's), since nothing younger can go
+    /// anyway, and at most ten years. `Err` says why not, for a person.
+    pub fn check_retention(repo: &Repository, days: i64) -> std::result::Result<(), String> {
+        match days {
+            0 => Ok(()),
+            d if d < 0 => Err("Retention cannot be negative.".into()),
+            d if d < repo.lock_days => Err(format!(
+                "At least {} days: the repository's retention lock keeps every snapshot that long anyway (0 keeps \
+                 everything).",
+                repo.lock_days
+            )),
+            d if d > 3650 => Err("At most 3650 days (ten years); 0 keeps everything.".into()),
+            _ => Ok(()),
+        }
+    }
+
     /// The repository's retention in days.
     pub async fn retention_days(&self, repo_id: i64) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT retention_days FROM repositories WHERE id = $1")
@@ -312,6 +329,9 @@ mod tests {
             let expired = db.expired_snapshots(&repo).await.unwrap();
             assert!(expired.iter().all(|o| o.name != "young"), "the 10-day lock protects it");
             assert!(expired.iter().all(|o| o.name != "newest"), "the newest snapshot always stays");
+            assert!(Db::check_retention(&repo, 0).is_ok() && Db::check_retention(&repo, 10).is_ok());
+            assert!(Db::check_retention(&repo, 9).unwrap_err().contains("At least 10 days"));
+            assert!(Db::check_retention(&repo, -1).is_err() && Db::check_retention(&repo, 4000).is_err());
         }
     }
 }

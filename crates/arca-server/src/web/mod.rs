@@ -72,6 +72,7 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/devices", post(pages::add_device))
         .route("/tenants/{tenant}/devices/{device}/revoke", post(pages::revoke_device))
         .route("/repos/{repo}", get(pages::repo))
+        .route("/repos/{repo}/retention", post(pages::set_retention))
         .route("/repos/{repo}/restore", get(restore::restore))
         .route("/repos/{repo}/restore/unlock", post(restore::unlock))
         .route("/repos/{repo}/restore/lock", post(restore::lock))

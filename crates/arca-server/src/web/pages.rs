@@ -865,14 +865,62 @@ pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>
             packs: x.packs,
         })
         .collect();
+    let retention = state.db().retention_days(r.id).await.map_err(|e| db_error(Some(&s), e))?;
     Ok(render(
         StatusCode::OK,
         "repo.html",
         s.ctx(context! {
             repo => &r, stored => human(r.stored_bytes), logical => human(r.logical_bytes), lock => lock_text(&r),
             snapshots => rows, can_browse => crate::access::can_browse_repo(&s.principal, &r),
+            retention, can_set_retention => can_manage_tenant(&s.principal, r.tenant_id),
         }),
     ))
+}
+
+/// The retention form.
+#[derive(Deserialize)]
+pub(super) struct RetentionForm {
+    csrf: String,
+    days: String,
+}
+
+/// `POST /repos/{repo}/retention`: the tenant's admins (and provider admins) set how long the
+/// server keeps snapshots, within the plan's retention lock.
+pub(super) async fn set_retention(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<RetentionForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let r = match state.db().find_repository(&name).await {
+        Ok(Some(r)) if can_view_tenant(&s.principal, r.tenant_id) => r,
+        Ok(_) => return Err(not_found(&s, &format!("repository named {name}"))),
+        Err(e) => return Err(db_error(Some(&s), e)),
+    };
+    if !can_manage_tenant(&s.principal, r.tenant_id) {
+        s.audit(&state, Some(r.tenant_id), "repo.retention", &r.name, "denied", "web: may not manage the tenant").await;
+        return Err(forbidden(&s, "change this repository's retention"));
+    }
+    let days = match f.days.trim().parse::<i64>() {
+        Ok(d) => d,
+        Err(_) => {
+            return Err(message(
+                StatusCode::BAD_REQUEST,
+                "Not a number of days",
+                "Give whole days; 0 keeps everything.",
+                Some(&s),
+            ))
+        }
+    };
+    if let Err(why) = crate::db::Db::check_retention(&r, days) {
+        s.audit(&state, Some(r.tenant_id), "repo.retention", &r.name, "denied", &why).await;
+        return Err(message(StatusCode::BAD_REQUEST, "Retention not changed", &why, Some(&s)));
+    }
+    state.db().set_retention(&r.name, days).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, Some(r.tenant_id), "repo.retention", &r.name, "ok", &format!("web: {days} days")).await;
+    Ok(Redirect::to(&format!("/repos/{}", r.name)).into_response())
 }
 
 /// `?tenant=` of the usage pages.
