@@ -1121,6 +1121,13 @@ fn health_and_alerts(shape: Shape) {
     assert_eq!(d["last_drill_at"], 0, "no restore proven yet");
     // A restore drill run by the device is its last proven restore.
     c.ok("acme", &dev, &["drill", "latest"]);
+    // The customer's own admin adds its IT address for alerts (and may change nothing else).
+    c.admin_ok(&c.acme_admin, &["tenant", "set", "acme", "--alert-email", "IT desk <it@acme.test>"]);
+    let out = c.admin_cmd(&c.acme_admin, &["tenant", "set", "acme", "--soft-quota", "1"]).output().unwrap();
+    assert!(!out.status.success(), "a tenant admin changed its own quota");
+    let out =
+        c.admin_cmd(&c.acme_admin, &["tenant", "set", "acme", "--alert-email", "not an address"]).output().unwrap();
+    assert!(!out.status.success(), "an unusable address was accepted");
     let d = &health(&c)["devices"][0];
     assert!(d["last_drill_at"].as_i64().unwrap() > 0, "{d}");
     assert!(d["last_drill"].as_str().unwrap().contains("matched their stored hashes"), "{d}");
@@ -1152,6 +1159,7 @@ fn health_and_alerts(shape: Shape) {
             assert_eq!(m.len(), 2, "mails: {m:?}");
             assert!(m.iter().any(|mail| mail.contains("Subject: [arca] Backup failed: laptop of acme")), "{m:?}");
             assert!(m.iter().all(|mail| mail.contains("RCPT TO:<ops@provider.test>")), "{m:?}");
+            assert!(m.iter().all(|mail| mail.contains("RCPT TO:<it@acme.test>")), "the customer was not told: {m:?}");
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));

@@ -337,10 +337,14 @@ pub(crate) async fn update_tenant(
 ) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
     let tenant = tenant_for(&state, &rid, &p, &name, false).await?;
-    let result = if is_provider_admin(&p) {
-        state.db().update_tenant(&name, &change).await.map_err(ApiError::from_db)
-    } else {
+    let allowed = is_provider_admin(&p) || (change.is_customer_setting() && can_manage_tenant(&p, tenant.id));
+    let addresses = change.alert_email.as_deref().map(crate::alerts::parse_mailboxes).transpose();
+    let result = if !allowed {
         Err(forbidden("change a tenant's plan, quotas or status"))
+    } else if let Err(e) = addresses {
+        Err(ApiError::bad_request(format!("alert_email: {e}")))
+    } else {
+        state.db().update_tenant(&name, &change).await.map_err(ApiError::from_db)
     };
     let detail = serde_json::to_string(&change).unwrap_or_default();
     let updated = audited(&state, &rid, &p, Some(tenant.id), "tenant.update", &name, result).await?;

@@ -112,6 +112,17 @@ impl Notifier {
             for to in &e.to {
                 builder = builder.to(to.clone());
             }
+            // The customer hears of its own backups' trouble too (not of the provider's storage).
+            if alert.kind != "restore-check-failed" {
+                match parse_mailboxes(&alert.contacts) {
+                    Ok(list) => {
+                        for to in list {
+                            builder = builder.to(to);
+                        }
+                    }
+                    Err(err) => tracing::warn!("alert {}: the tenant's alert addresses are unusable: {err}", alert.id),
+                }
+            }
             match builder.body(alert.message.clone()) {
                 Ok(message) => {
                     if let Err(err) = smtp.send(message).await {

@@ -218,7 +218,8 @@ pub enum TenantCommand {
         /// Tenant name
         name: String,
     },
-    /// Change a tenant's plan, quotas or status
+    /// Change a tenant's plan, quotas or status (provider admins), or its alert addresses
+    /// (its own admins too)
     Set {
         /// Tenant name
         name: String,
@@ -240,6 +241,10 @@ pub enum TenantCommand {
         /// Accept uploads again
         #[arg(long)]
         resume: bool,
+        /// The customer's own addresses for its alerts (comma-separated; "" clears them); alert
+        /// e-mail goes to them besides the provider's
+        #[arg(long, value_name = "ADDRESSES")]
+        alert_email: Option<String>,
     },
     /// Delete a tenant that has no repositories left
     Delete {
@@ -707,8 +712,12 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             soft_quota,
             suspend,
             resume,
+            alert_email,
         }) => {
             let mut change = serde_json::Map::new();
+            if let Some(a) = alert_email {
+                change.insert("alert_email".into(), json!(a));
+            }
             if let Some(d) = display_name {
                 change.insert("display_name".into(), json!(d));
             }
@@ -726,7 +735,8 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             }
             if change.is_empty() {
                 bail!(
-                    "nothing to change: give --plan, --hard-quota, --soft-quota, --display-name, --suspend or --resume"
+                    "nothing to change: give --plan, --hard-quota, --soft-quota, --display-name, --suspend, --resume or \
+                     --alert-email"
                 );
             }
             let v = api.json(Method::PATCH, &format!("/v1/admin/tenants/{}", q(name)), Some(Value::Object(change)))?;

@@ -90,6 +90,9 @@ pub struct Tenant {
     pub suspended: bool,
     /// Creation time (Unix seconds).
     pub created_at: i64,
+    /// The customer's own addresses for its alerts (comma-separated; empty: the provider's only).
+    #[serde(default)]
+    pub alert_email: String,
 }
 
 /// A user who signs in with a password.
@@ -266,7 +269,8 @@ fn plan_from(row: &AnyRow) -> Result<Plan> {
 }
 
 const TENANT_SELECT: &str = "SELECT t.id, t.name, t.display_name, p.name AS plan, t.hard_quota_bytes, \
-     t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at FROM tenants t LEFT JOIN plans p ON p.id = t.plan_id";
+     t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at, t.alert_email FROM tenants t \
+     LEFT JOIN plans p ON p.id = t.plan_id";
 
 fn tenant_from(row: &AnyRow) -> Result<Tenant> {
     Ok(Tenant {
@@ -279,6 +283,7 @@ fn tenant_from(row: &AnyRow) -> Result<Tenant> {
         stored_bytes: col(row, "stored_bytes")?,
         suspended: col::<i64>(row, "suspended")? != 0,
         created_at: col(row, "created_at")?,
+        alert_email: col(row, "alert_email")?,
     })
 }
 
@@ -345,6 +350,21 @@ pub struct TenantChange {
     pub soft_quota_bytes: Option<i64>,
     /// Suspend or resume.
     pub suspended: Option<bool>,
+    /// The customer's addresses for its alerts (comma-separated; empty clears them). Checked by
+    /// the caller (`alerts::parse_mailboxes`).
+    pub alert_email: Option<String>,
+}
+
+impl TenantChange {
+    /// Whether it changes only what the customer's own admins may change (their alert addresses).
+    pub fn is_customer_setting(&self) -> bool {
+        self.display_name.is_none()
+            && self.plan.is_none()
+            && self.hard_quota_bytes.is_none()
+            && self.soft_quota_bytes.is_none()
+            && self.suspended.is_none()
+            && self.alert_email.is_some()
+    }
 }
 
 impl Db {
@@ -458,6 +478,13 @@ impl Db {
     pub async fn update_tenant(&self, name: &str, change: &TenantChange) -> Result<Tenant> {
         let tenant = self.tenant(name).await?;
         let mut tx = self.pool().begin().await?;
+        if let Some(a) = &change.alert_email {
+            sqlx::query("UPDATE tenants SET alert_email = $1 WHERE id = $2")
+                .bind(a.trim())
+                .bind(tenant.id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(d) = &change.display_name {
             sqlx::query("UPDATE tenants SET display_name = $1 WHERE id = $2")
                 .bind(d.trim())

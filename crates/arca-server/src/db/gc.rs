@@ -329,9 +329,14 @@ mod tests {
             let expired = db.expired_snapshots(&repo).await.unwrap();
             assert!(expired.iter().all(|o| o.name != "young"), "the 10-day lock protects it");
             assert!(expired.iter().all(|o| o.name != "newest"), "the newest snapshot always stays");
-            assert!(crate::db::Db::check_retention(&repo, 0).is_ok() && crate::db::Db::check_retention(&repo, 10).is_ok());
+            assert!(
+                crate::db::Db::check_retention(&repo, 0).is_ok() && crate::db::Db::check_retention(&repo, 10).is_ok()
+            );
             assert!(crate::db::Db::check_retention(&repo, 9).unwrap_err().contains("At least 10 days"));
-            assert!(crate::db::Db::check_retention(&repo, -1).is_err() && crate::db::Db::check_retention(&repo, 4000).is_err());
+            assert!(
+                crate::db::Db::check_retention(&repo, -1).is_err()
+                    && crate::db::Db::check_retention(&repo, 4000).is_err()
+            );
         }
     }
 }

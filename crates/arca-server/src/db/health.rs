@@ -90,6 +90,9 @@ pub struct Alert {
     pub attempts: i64,
     /// The last delivery error.
     pub last_error: String,
+    /// The tenant's own alert addresses (comma-separated; filled for delivery only).
+    #[serde(skip)]
+    pub contacts: String,
 }
 
 impl Alert {
@@ -358,7 +361,8 @@ impl Db {
     pub async fn due_alerts(&self, at: i64) -> Result<Vec<Alert>> {
         let rows = sqlx::query(
             "SELECT a.id, a.kind, t.name AS tenant, a.subject, a.message, a.created_at, a.delivered_at, a.attempts, \
-             a.last_error FROM alerts a LEFT JOIN tenants t ON t.id = a.tenant_id WHERE a.delivered_at = 0 \
+             a.last_error, t.alert_email AS contacts FROM alerts a LEFT JOIN tenants t ON t.id = a.tenant_id \
+             WHERE a.delivered_at = 0 \
              AND a.attempts < $1 ORDER BY a.id LIMIT 100",
         )
         .bind(MAX_ATTEMPTS)
@@ -428,6 +432,7 @@ fn alert_of(r: &sqlx::any::AnyRow) -> Result<Alert> {
         delivered_at: col(r, "delivered_at")?,
         attempts: col(r, "attempts")?,
         last_error: col(r, "last_error")?,
+        contacts: col::<Option<String>>(r, "contacts").ok().flatten().unwrap_or_default(),
     })
 }
 

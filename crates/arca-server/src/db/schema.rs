@@ -241,6 +241,10 @@ CREATE TABLE recovery_keys (
     created_by TEXT NOT NULL
 )
 "#,
+    // 10: the customer's own addresses for its alerts.
+    r#"
+ALTER TABLE tenants ADD COLUMN alert_email TEXT NOT NULL DEFAULT ''
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

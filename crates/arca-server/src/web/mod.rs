@@ -73,6 +73,7 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/devices/{device}/revoke", post(pages::revoke_device))
         .route("/repos/{repo}", get(pages::repo))
         .route("/repos/{repo}/retention", post(pages::set_retention))
+        .route("/tenants/{tenant}/alert-email", post(pages::set_alert_email))
         .route("/repos/{repo}/restore", get(restore::restore))
         .route("/repos/{repo}/restore/unlock", post(restore::unlock))
         .route("/repos/{repo}/restore/lock", post(restore::lock))

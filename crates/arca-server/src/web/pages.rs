@@ -772,10 +772,42 @@ pub(super) async fn tenant_settings(
         soft_quota_bytes: plan.is_none().then(|| (f.soft_gb * 1e9).round() as i64),
         plan,
         suspended: Some(f.suspended.is_some()),
+        alert_email: None,
     };
     let detail = serde_json::to_string(&change).unwrap_or_default();
     state.db().update_tenant(&t.name, &change).await.map_err(|e| db_error(Some(&s), e))?;
     s.audit(&state, Some(t.id), "tenant.update", &t.name, "ok", &format!("web: {detail}")).await;
+    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+}
+
+/// The alert addresses form.
+#[derive(Deserialize)]
+pub(super) struct AlertEmailForm {
+    csrf: String,
+    alert_email: String,
+}
+
+/// `POST /tenants/{tenant}/alert-email`: the tenant's admins (and provider admins) set the
+/// customer's own addresses for its alerts.
+pub(super) async fn set_alert_email(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<AlertEmailForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    if !can_manage_tenant(&s.principal, t.id) {
+        s.audit(&state, Some(t.id), "tenant.alert-email", &t.name, "denied", "web: may not manage the tenant").await;
+        return Err(forbidden(&s, "change the tenant's alert addresses"));
+    }
+    if let Err(e) = crate::alerts::parse_mailboxes(&f.alert_email) {
+        return Err(message(StatusCode::BAD_REQUEST, "Addresses not saved", &e, Some(&s)));
+    }
+    let change = crate::db::accounts::TenantChange { alert_email: Some(f.alert_email.clone()), ..Default::default() };
+    state.db().update_tenant(&t.name, &change).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, Some(t.id), "tenant.alert-email", &t.name, "ok", &format!("web: {}", f.alert_email.trim())).await;
     Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
