@@ -466,6 +466,7 @@ mod tests {
             delivered_at: 0,
             attempts: 0,
             last_error: String::new(),
+            contacts: String::new(),
         };
         assert!(a.due(1000));
         a.attempts = 1;
