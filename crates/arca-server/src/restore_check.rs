@@ -3,7 +3,8 @@
 //! a restore (the customer's devices and appliances prove the other half, decryption, with
 //! `arca drill` and report it):
 //!
-//! 1. The newest snapshot's manifest names its packs (the server recorded them on upload).
+//! 1. The newest snapshot's manifest names its packs (the server recorded them on upload; snapshots
+//!    that arrived in the same second are all checked).
 //! 2. Every one of them must be in the catalogue with its size, present in the store at that size,
 //!    and listed by an index file (a client finds blobs through the index).
 //! 3. A sample of them, up to [`SAMPLE_BYTES`] chosen at random, is read whole and hashed: each
@@ -43,12 +44,18 @@ pub struct Outcome {
 /// Checks one repository and records the outcome (unless it has no snapshot yet).
 pub async fn check(state: &AppState, repo: &Repository) -> Result<Outcome, DbError> {
     let db = state.db();
-    let Some(snapshot) = db.newest_snapshot(repo.id).await? else {
+    let newest = db.newest_snapshots(repo.id).await?;
+    let Some(snapshot) = newest.last().cloned() else {
         return Ok(Outcome { repo: repo.name.clone(), snapshot: None, ok: true, summary: "no snapshot yet".into() });
     };
-    let needed = db.needed_packs(repo.id, &snapshot).await?;
+    let mut needed = Vec::new();
+    for name in &newest {
+        needed.extend(db.needed_packs(repo.id, name).await?);
+    }
+    needed.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    needed.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
     let store = state.store(&repo.name);
-    let short = &snapshot[..snapshot.len().min(8)];
+    let short = newest.iter().map(|n| &n[..n.len().min(8)]).collect::<Vec<_>>().join(", ");
     let (total_bytes, names) = (needed.iter().filter_map(|p| p.size).sum::<i64>(), needed.len());
     let work = needed.clone();
     let started = Instant::now();

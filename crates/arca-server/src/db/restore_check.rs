@@ -36,14 +36,16 @@ pub struct RestoreCheck {
 }
 
 impl Db {
-    /// The newest snapshot of a repository (by arrival): its name, or `None` without snapshots.
-    pub async fn newest_snapshot(&self, repo_id: i64) -> Result<Option<String>> {
+    /// The newest snapshots of a repository: every one that arrived in the newest second (arrival
+    /// times are whole seconds, so two backups finishing together are both "the newest"). Empty
+    /// without snapshots.
+    pub async fn newest_snapshots(&self, repo_id: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT name FROM objects WHERE repo_id = $1 AND kind = 'snapshots' ORDER BY created_at DESC, name DESC \
-             LIMIT 1",
+            "SELECT name FROM objects WHERE repo_id = $1 AND kind = 'snapshots' AND created_at = \
+             (SELECT MAX(created_at) FROM objects WHERE repo_id = $1 AND kind = 'snapshots') ORDER BY name",
         )
         .bind(repo_id)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?)
     }
 
