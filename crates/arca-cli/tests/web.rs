@@ -139,6 +139,7 @@ fn provider_and_customer_in_the_browser() {
     // The snapshot appears, with what it represents.
     b.go(&format!("{base}/repos/globex-office"));
     assert!(b.text("#snapshots").contains(&short), "{}", b.source());
+    assert!(b.text("#snapshots").contains("new pack"), "the first snapshot brought new data: {}", b.source());
     b.screenshot("snapshots");
     // Retention is set on the same page, never below the retention lock (7 days for this part).
     c.admin_ok(&c.admin, &["repo", "lock", "globex-office", "--days", "7"]);
@@ -313,6 +314,9 @@ fn provider_and_customer_in_the_browser() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap_or_default());
     assert_eq!(&r.bytes().unwrap()[..], b"backed up while the portal was unlocked\n");
+    // What changed, decrypted: the new snapshot has one new file.
+    b.go(&format!("{base}/repos/globex-office/restore"));
+    assert!(b.text("#restore-snapshots").contains("1 new, 0 changed"), "{}", b.source());
     // The recovery service. The provider makes its recovery key; the customer's admin grants it
     // on this repository (the unlocked key is sealed to the provider's public key).
     let out = c

@@ -39,6 +39,12 @@ pub struct SnapshotRow {
     pub size: i64,
     /// How many packs its manifest names.
     pub packs: i64,
+    /// What it changed, as far as the server can tell without the key: the bytes of the packs it
+    /// names that no snapshot received before it names (new data stored for it; after a forget,
+    /// data an older, removed snapshot had brought counts again).
+    pub new_bytes: i64,
+    /// How many such packs.
+    pub new_packs: i64,
 }
 
 /// An object just stored, for [`Db::commit_object`].
@@ -152,7 +158,20 @@ impl Db {
     pub async fn snapshot_rows(&self, repo_id: i64, limit: i64) -> Result<Vec<SnapshotRow>> {
         let rows = sqlx::query(
             "SELECT o.name, o.created_at, o.logical_bytes, o.size, (SELECT COUNT(*) FROM snapshot_packs s \
-             WHERE s.repo_id = o.repo_id AND s.snapshot = o.name) AS packs FROM objects o \
+             WHERE s.repo_id = o.repo_id AND s.snapshot = o.name) AS packs, \
+             (SELECT COUNT(*) FROM snapshot_packs s WHERE s.repo_id = o.repo_id AND s.snapshot = o.name \
+              AND NOT EXISTS (SELECT 1 FROM snapshot_packs e JOIN objects eo ON eo.repo_id = e.repo_id \
+              AND eo.kind = 'snapshots' AND eo.name = e.snapshot WHERE e.repo_id = s.repo_id \
+              AND e.pack_kind = s.pack_kind AND e.pack = s.pack AND e.snapshot <> o.name \
+              AND (eo.created_at < o.created_at OR (eo.created_at = o.created_at AND eo.name < o.name)))) \
+             AS new_packs, \
+             (SELECT CAST(COALESCE(SUM(p.size), 0) AS BIGINT) FROM snapshot_packs s JOIN objects p ON p.repo_id = s.repo_id \
+              AND p.kind = s.pack_kind AND p.name = s.pack WHERE s.repo_id = o.repo_id AND s.snapshot = o.name \
+              AND NOT EXISTS (SELECT 1 FROM snapshot_packs e JOIN objects eo ON eo.repo_id = e.repo_id \
+              AND eo.kind = 'snapshots' AND eo.name = e.snapshot WHERE e.repo_id = s.repo_id \
+              AND e.pack_kind = s.pack_kind AND e.pack = s.pack AND e.snapshot <> o.name \
+              AND (eo.created_at < o.created_at OR (eo.created_at = o.created_at AND eo.name < o.name)))) \
+             AS new_bytes FROM objects o \
              WHERE o.repo_id = $1 AND o.kind = 'snapshots' ORDER BY o.created_at DESC, o.name LIMIT $2",
         )
         .bind(repo_id)
@@ -167,6 +186,8 @@ impl Db {
                     logical_bytes: col(r, "logical_bytes")?,
                     size: col(r, "size")?,
                     packs: col(r, "packs")?,
+                    new_packs: col(r, "new_packs")?,
+                    new_bytes: col(r, "new_bytes")?,
                 })
             })
             .collect()
@@ -480,6 +501,37 @@ mod tests {
         NewObject { kind, name, size, packs: &[], ingress: size, logical: 0 }
     }
     use crate::db::testing::databases;
+
+    #[tokio::test]
+    async fn each_snapshot_shows_the_new_data_stored_for_it() {
+        for (db, _guard) in databases().await {
+            db.create_tenant("acme", "", None).await.unwrap();
+            let repo = db.create_repository("acme", "r", None).await.unwrap();
+            for (name, size) in [("p1", 100), ("p2", 20), ("p3", 7)] {
+                db.commit_object(&repo, None, &obj("data", name, size)).await.unwrap();
+            }
+            let pack = |n: &str| ("data".to_string(), n.to_string());
+            let snap = |name: &'static str, packs: Vec<(String, String)>, at: i64| {
+                let (db, repo) = (db.clone(), repo.clone());
+                async move {
+                    let o = NewObject { kind: "snapshots", name, size: 1, packs: &packs, ingress: 1, logical: 0 };
+                    db.commit_object(&repo, None, &o).await.unwrap();
+                    sqlx::query("UPDATE objects SET created_at = $1 WHERE name = $2")
+                        .bind(at)
+                        .bind(name)
+                        .execute(db.pool())
+                        .await
+                        .unwrap();
+                }
+            };
+            snap("s1", vec![pack("p1"), pack("p2")], 1000).await;
+            snap("s2", vec![pack("p1"), pack("p2"), pack("p3")], 2000).await;
+            snap("s3", vec![pack("p1"), pack("p3")], 3000).await;
+            let rows = db.snapshot_rows(repo.id, 10).await.unwrap();
+            let got: Vec<(&str, i64, i64)> = rows.iter().map(|r| (r.name.as_str(), r.new_packs, r.new_bytes)).collect();
+            assert_eq!(got, [("s3", 0, 0), ("s2", 1, 7), ("s1", 2, 120)]);
+        }
+    }
 
     #[tokio::test]
     async fn quota_reservations_and_counters_stay_exact() {

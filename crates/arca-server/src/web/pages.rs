@@ -872,6 +872,7 @@ struct SnapshotView {
     received: String,
     logical: String,
     packs: i64,
+    new_data: String,
 }
 
 /// `GET /repos/{repo}`: a repository's snapshots as the server sees them.
@@ -895,6 +896,11 @@ pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>
             received: date(x.received_at),
             logical: human(x.logical_bytes),
             packs: x.packs,
+            new_data: if x.new_packs == 0 {
+                "nothing new".into()
+            } else {
+                format!("{} in {} new pack{}", human(x.new_bytes), x.new_packs, if x.new_packs == 1 { "" } else { "s" })
+            },
         })
         .collect();
     let retention = state.db().retention_days(r.id).await.map_err(|e| db_error(Some(&s), e))?;

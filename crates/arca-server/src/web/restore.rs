@@ -305,6 +305,7 @@ struct SnapshotRow {
     tags: String,
     size: String,
     files: u64,
+    changes: String,
 }
 
 fn snapshot_row(id: &SnapshotId, snap: &Snapshot) -> SnapshotRow {
@@ -318,6 +319,13 @@ fn snapshot_row(id: &SnapshotId, snap: &Snapshot) -> SnapshotRow {
         tags: snap.tags.join(", "),
         size: human(sum.total_bytes as i64),
         files: sum.files_new + sum.files_changed + sum.files_unmodified,
+        changes: format!(
+            "{} new, {} changed, {} unchanged files; {} added",
+            sum.files_new,
+            sum.files_changed,
+            sum.files_unmodified,
+            human(sum.data_added as i64)
+        ),
     }
 }
 
