@@ -817,3 +817,34 @@ fn an_interrupted_throttled_restore_resumes_where_it_stopped() {
     let again = env.json(&["restore", &spec, "--target", s(&target)]);
     assert_eq!(again["bytes_written"], 0);
 }
+
+#[test]
+fn a_drill_of_many_files_needs_few_descriptors() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..600u64 {
+        fs::write(src.join(format!("f{i:04}.txt")), format!("file {i}\n")).unwrap();
+    }
+    env.ok(&["backup", s(&src)]);
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+    // 600 files under a limit of 128 open descriptors: each file is closed once written.
+    let mut c = env.std_cmd();
+    c.args(["--json", "drill", "--scratch", s(&scratch)]);
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 128, rlim_max: 128 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "drill: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["files_verified"].as_u64(), v["passed"].as_bool()), (Some(600), Some(true)), "{v}");
+}

@@ -239,12 +239,14 @@ pub fn drill(
     progress.bytes_total.store(report.bytes_restored, Ordering::Relaxed);
 
     let started = Instant::now();
-    let restored: Vec<(usize, Result<File>)> = chosen
+    // Each restored file is closed once written and opened again to be checked: a snapshot of
+    // many files must not hold a descriptor per file (a drill of 78,000 files ran out of them).
+    let restored: Vec<(usize, Result<()>)> = chosen
         .par_iter()
         .enumerate()
         .with_max_len(1)
         .map(|(i, (_, node))| {
-            let r = restore_file(repo, node, &opts.scratch.join(format!("{i:08}")));
+            let r = restore_file(repo, node, &opts.scratch.join(format!("{i:08}"))).map(drop);
             progress.bytes_done.fetch_add(node.size / 2, Ordering::Relaxed);
             (i, r)
         })
@@ -256,7 +258,11 @@ pub fn drill(
         .with_max_len(1)
         .map(|(i, r)| {
             let node = &chosen[i].1;
-            let out = r.and_then(|f| verify_file(repo, node, &f));
+            let path = opts.scratch.join(format!("{i:08}"));
+            let out = r.and_then(|()| {
+                let f = File::open(&path).map_err(|e| Error::local_io(format!("reopening {}", path.display()), e))?;
+                verify_file(repo, node, &f)
+            });
             progress.bytes_done.fetch_add(node.size - node.size / 2, Ordering::Relaxed);
             (i, out)
         })
