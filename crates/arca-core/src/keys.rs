@@ -103,6 +103,17 @@ fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<[u8; 32
     Ok(out)
 }
 
+/// Seals a 32-byte secret under `kek` with a fresh random nonce: the nonce, and the ciphertext
+/// followed by the tag (both slot kinds use it; they differ in `kek` and `aad`).
+fn seal_32(kek: &[u8; 32], aad: &'static [u8], secret: &[u8; 32]) -> ([u8; 12], Vec<u8>) {
+    let mut nonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).expect("32-byte key"));
+    let mut buf = secret.to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf).expect("small message");
+    (nonce, buf)
+}
+
 impl KeySlot {
     /// Wraps `master` under `password`.
     pub fn seal(master: &MasterKey, password: &[u8], params: KdfParams, label: &str) -> Result<KeySlot> {
@@ -113,14 +124,9 @@ impl KeySlot {
     /// private key at rest).
     pub fn seal_secret(secret: &[u8; 32], password: &[u8], params: KdfParams, label: &str) -> Result<KeySlot> {
         let mut salt = [0u8; 16];
-        let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut salt);
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
         let kek = derive_kek(password, &salt, params)?;
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
-        let mut buf = secret.to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(SLOT_AAD), &mut buf)
-            .expect("small message");
+        let (nonce, buf) = seal_32(&kek, SLOT_AAD, secret);
         Ok(KeySlot {
             version: 1,
             kdf: "argon2id".into(),
@@ -144,12 +150,7 @@ impl KeySlot {
         let ephemeral_public = x25519_dalek::PublicKey::from(&ephemeral).to_bytes();
         let shared = ephemeral.diffie_hellman(&x25519_dalek::PublicKey::from(*provider_public));
         let kek = provider_kek(shared.as_bytes(), &ephemeral_public, provider_public);
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
-        let mut buf = master.secret().to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(PROVIDER_AAD), &mut buf)
-            .expect("small message");
+        let (nonce, buf) = seal_32(&kek, PROVIDER_AAD, master.secret());
         KeySlot {
             version: 1,
             kdf: PROVIDER_SLOT.into(),
@@ -185,17 +186,26 @@ impl KeySlot {
         }
         let ephemeral: [u8; 32] =
             b64().decode(&self.salt).ok().and_then(|n| n.try_into().ok()).ok_or_else(|| bad("salt"))?;
+        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(ephemeral));
+        let kek = provider_kek(shared.as_bytes(), &ephemeral, &public);
+        // The slot names this key as its recipient: a tag mismatch is damage, not another key.
+        match self.open_32(&kek, PROVIDER_AAD, bad)? {
+            Some(plain) => Ok(Some(MasterKey::from_secret(plain))),
+            None => Err(bad("sealed")),
+        }
+    }
+
+    /// Opens `nonce` and `sealed` under `kek`: `Ok(None)` on a tag mismatch (the key does not
+    /// fit); undecodable fields or a plaintext that is not 32 bytes are damage.
+    fn open_32(&self, kek: &[u8; 32], aad: &'static [u8], bad: impl Fn(&str) -> Error) -> Result<Option<[u8; 32]>> {
         let nonce: [u8; 12] =
             b64().decode(&self.nonce).ok().and_then(|n| n.try_into().ok()).ok_or_else(|| bad("nonce"))?;
         let mut sealed = b64().decode(&self.sealed).map_err(|_| bad("sealed"))?;
-        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(ephemeral));
-        let kek = provider_kek(shared.as_bytes(), &ephemeral, &public);
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
-        match key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(PROVIDER_AAD), &mut sealed) {
-            Ok(plain) if plain.len() == 32 => {
-                Ok(Some(MasterKey::from_secret(plain[..32].try_into().expect("length checked"))))
-            }
-            _ => Err(bad("sealed")),
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).expect("32-byte key"));
+        match key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut sealed) {
+            Ok(plain) if plain.len() == 32 => Ok(Some(plain[..32].try_into().expect("length checked"))),
+            Ok(_) => Err(bad("sealed")),
+            Err(_) => Ok(None),
         }
     }
 
@@ -218,16 +228,8 @@ impl KeySlot {
         }
         let bad = |what: &str| Error::corrupt(format!("key slot field {what} is damaged"));
         let salt = b64().decode(&self.salt).map_err(|_| bad("salt"))?;
-        let nonce: [u8; 12] =
-            b64().decode(&self.nonce).ok().and_then(|n| n.try_into().ok()).ok_or_else(|| bad("nonce"))?;
-        let mut sealed = b64().decode(&self.sealed).map_err(|_| bad("sealed"))?;
         let kek = derive_kek(password, &salt, self.params)?;
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &kek).expect("32-byte key"));
-        match key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(SLOT_AAD), &mut sealed) {
-            Ok(plain) if plain.len() == 32 => Ok(Some(plain[..32].try_into().expect("length checked"))),
-            Ok(_) => Err(bad("sealed")),
-            Err(_) => Ok(None),
-        }
+        self.open_32(&kek, SLOT_AAD, bad)
     }
 
     /// Stored form.
