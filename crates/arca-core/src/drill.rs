@@ -146,7 +146,8 @@ fn next(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn restore_file(repo: &Repository, node: &Node, target: &Path) -> Result<File> {
+/// Restores `node` into `target`, closing the file when done.
+fn restore_file(repo: &Repository, node: &Node, target: &Path) -> Result<()> {
     let io = |what: &str, e| Error::local_io(format!("{what} {}", target.display()), e);
     let file =
         OpenOptions::new().read(true).write(true).create_new(true).open(target).map_err(|e| io("creating", e))?;
@@ -162,7 +163,7 @@ fn restore_file(repo: &Repository, node: &Node, target: &Path) -> Result<File> {
     if at != node.size {
         return Err(Error::corrupt(format!("its pieces add up to {at} bytes, the tree says {}", node.size)));
     }
-    Ok(file)
+    Ok(())
 }
 
 fn verify_file(repo: &Repository, node: &Node, file: &File) -> Result<()> {
@@ -246,7 +247,7 @@ pub fn drill(
         .enumerate()
         .with_max_len(1)
         .map(|(i, (_, node))| {
-            let r = restore_file(repo, node, &opts.scratch.join(format!("{i:08}"))).map(drop);
+            let r = restore_file(repo, node, &opts.scratch.join(format!("{i:08}")));
             progress.bytes_done.fetch_add(node.size / 2, Ordering::Relaxed);
             (i, r)
         })

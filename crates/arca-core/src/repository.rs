@@ -75,14 +75,14 @@ impl Repository {
         store.put(ObjectKind::Key, &hex::encode(content_hash(&bytes)), &bytes)?;
         // The config goes last: its presence is what makes the store a repository.
         store.put(ObjectKind::Config, "config", &config.to_bytes())?;
-        Ok(Self::from_parts(store, config, key))
+        Ok(Self::from_parts(store, config, Arc::new(key)))
     }
 
-    fn from_parts(store: DynStore, config: Config, key: MasterKey) -> Repository {
+    fn from_parts(store: DynStore, config: Config, key: Arc<MasterKey>) -> Repository {
         Repository {
             store,
             config,
-            key: Arc::new(key),
+            key,
             index: Index::new(),
             index_files: HashMap::new(),
             meta_cache: Mutex::new(HashMap::new()),
@@ -105,13 +105,13 @@ impl Repository {
     pub fn open(store: DynStore, password: &[u8]) -> Result<Repository> {
         let config = Self::read_config(store.as_ref())?;
         let (key, _) = Self::unlock(store.as_ref(), password)?;
-        Ok(Self::from_parts(store, config, key))
+        Ok(Self::from_parts(store, config, Arc::new(key)))
     }
 
     /// Opens a repository with an already unwrapped key.
     pub fn open_with_key(store: DynStore, key: MasterKey) -> Result<Repository> {
         let config = Self::read_config(store.as_ref())?;
-        Ok(Self::from_parts(store, config, key))
+        Ok(Self::from_parts(store, config, Arc::new(key)))
     }
 
     fn unlock(store: &dyn Store, password: &[u8]) -> Result<(MasterKey, String)> {
@@ -277,14 +277,7 @@ impl Repository {
     /// portal's unlocked repositories, a mount) that meet a snapshot backed up after they loaded
     /// their index: its blobs are in index files newer than theirs.
     pub fn reopened_for_reading(&self) -> Result<(Repository, Vec<Error>)> {
-        let mut fresh = Repository {
-            store: self.store.clone(),
-            config: self.config.clone(),
-            key: self.key.clone(),
-            index: Index::new(),
-            index_files: HashMap::new(),
-            meta_cache: Mutex::new(HashMap::new()),
-        };
+        let mut fresh = Self::from_parts(self.store.clone(), self.config.clone(), self.key.clone());
         let problems = fresh.load_index_for_reading()?;
         Ok((fresh, problems))
     }

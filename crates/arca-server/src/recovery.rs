@@ -105,6 +105,15 @@ pub fn grants(store: &dyn Store, fingerprint: &str) -> Result<Vec<(String, KeySl
 /// The repository's provider grants, read off the async threads.
 pub async fn repo_grants(state: &AppState, repo: &Repository) -> Result<Vec<(String, KeySlot)>, RecoveryError> {
     let Some((_, fp)) = public_key(state).await? else { return Ok(Vec::new()) };
+    grants_for(state, repo, fp).await
+}
+
+/// The repository's slots sealed to the key with fingerprint `fp`, read off the async threads.
+pub async fn grants_for(
+    state: &AppState,
+    repo: &Repository,
+    fp: String,
+) -> Result<Vec<(String, KeySlot)>, RecoveryError> {
     let store = state.store(&repo.name);
     tokio::task::spawn_blocking(move || grants(store.as_ref(), &fp))
         .await
@@ -114,8 +123,8 @@ pub async fn repo_grants(state: &AppState, repo: &Repository) -> Result<Vec<(Str
 /// Adds a slot sealed to the provider's key, wrapping `master` (the customer's unlocked key).
 /// Idempotent: an existing grant stays as it is.
 pub async fn grant(state: &AppState, repo: &Repository, master: &MasterKey) -> Result<(), RecoveryError> {
-    let (public, _) = public_key(state).await?.ok_or(RecoveryError::NoKey)?;
-    if !repo_grants(state, repo).await?.is_empty() {
+    let (public, fp) = public_key(state).await?.ok_or(RecoveryError::NoKey)?;
+    if !grants_for(state, repo, fp).await?.is_empty() {
         return Ok(());
     }
     let bytes = KeySlot::seal_to_provider(master, &public, "provider recovery").to_bytes();
@@ -159,7 +168,7 @@ pub async fn open_as_provider(
     passphrase: &str,
 ) -> Result<MasterKey, RecoveryError> {
     let key = state.db().recovery_key().await?.ok_or(RecoveryError::NoKey)?;
-    let grants = repo_grants(state, repo).await?;
+    let grants = grants_for(state, repo, fingerprint(&decode_public(&key.public_key)?)).await?;
     if grants.is_empty() {
         return Err(RecoveryError::NotGranted);
     }

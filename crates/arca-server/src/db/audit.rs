@@ -82,22 +82,23 @@ impl Db {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: col(r, "id")?,
-                    at: col(r, "at")?,
-                    actor: col(r, "actor")?,
-                    tenant: col(r, "tenant")?,
-                    action: col(r, "action")?,
-                    target: col(r, "target")?,
-                    outcome: col(r, "outcome")?,
-                    detail: col(r, "detail")?,
-                    request_id: col(r, "request_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from).collect()
     }
+}
+
+/// An entry from a row with the columns of `audit_log a` and `t.name AS tenant`.
+pub(super) fn entry_from(r: &sqlx::any::AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: col(r, "id")?,
+        at: col(r, "at")?,
+        actor: col(r, "actor")?,
+        tenant: col(r, "tenant")?,
+        action: col(r, "action")?,
+        target: col(r, "target")?,
+        outcome: col(r, "outcome")?,
+        detail: col(r, "detail")?,
+        request_id: col(r, "request_id")?,
+    })
 }
 
 #[cfg(test)]

@@ -65,12 +65,20 @@ impl Db {
     /// revocations, and every unlock and download provider staff made with the recovery key,
     /// newest first. The customer's portal shows them.
     pub async fn recovery_trail(&self, tenant_id: i64, repo: &str, limit: i64) -> Result<Vec<AuditEntry>> {
-        let entries = self.audit_log(Some(tenant_id), None, 2000).await?;
-        Ok(entries
-            .into_iter()
-            .filter(|e| e.target == repo || e.target.starts_with(&format!("{repo}:")))
-            .filter(|e| e.action.starts_with("recovery.") || e.detail.starts_with(super::super::recovery::TRAIL_MARK))
-            .take(limit as usize)
-            .collect())
+        // Targets are the repository or `REPO:SNAPSHOT`; repository names hold no LIKE wildcards.
+        let rows = sqlx::query(
+            "SELECT a.id, a.at, a.actor, t.name AS tenant, a.action, a.target, a.outcome, a.detail, a.request_id \
+             FROM audit_log a LEFT JOIN tenants t ON t.id = a.tenant_id WHERE a.tenant_id = $1 \
+             AND (a.target = $2 OR a.target LIKE $3) AND (a.action LIKE 'recovery.%' OR a.detail LIKE $4) \
+             ORDER BY a.id DESC LIMIT $5",
+        )
+        .bind(tenant_id)
+        .bind(repo)
+        .bind(format!("{repo}:%"))
+        .bind(format!("{}%", super::super::recovery::TRAIL_MARK))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(super::audit::entry_from).collect()
     }
 }

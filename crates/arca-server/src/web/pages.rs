@@ -878,16 +878,7 @@ struct SnapshotView {
 /// `GET /repos/{repo}`: a repository's snapshots as the server sees them.
 pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Page {
     let s = session(&state, &headers).await?;
-    let r = match state.db().find_repository(&name).await {
-        Ok(Some(r)) if can_view_tenant(&s.principal, r.tenant_id) => r,
-        Ok(Some(_)) => {
-            s.audit(&state, s.principal.tenant_id, "repo.access", &name, "denied", "web: repository out of reach")
-                .await;
-            return Err(not_found(&s, &format!("repository named {name}")));
-        }
-        Ok(None) => return Err(not_found(&s, &format!("repository named {name}"))),
-        Err(e) => return Err(db_error(Some(&s), e)),
-    };
+    let r = visible_repository(&state, &s, &name).await?;
     let snaps = state.db().snapshot_rows(r.id, 500).await.map_err(|e| db_error(Some(&s), e))?;
     let rows: Vec<SnapshotView> = snaps
         .iter()
@@ -915,6 +906,20 @@ pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>
     ))
 }
 
+/// The repository of the URL, if the session may see its tenant; "not found" (audited when it
+/// exists) otherwise.
+async fn visible_repository(state: &AppState, s: &Session, name: &str) -> Result<Repository, Response> {
+    match state.db().find_repository(name).await {
+        Ok(Some(r)) if can_view_tenant(&s.principal, r.tenant_id) => Ok(r),
+        Ok(Some(_)) => {
+            s.audit(state, s.principal.tenant_id, "repo.access", name, "denied", "web: repository out of reach").await;
+            Err(not_found(s, &format!("repository named {name}")))
+        }
+        Ok(None) => Err(not_found(s, &format!("repository named {name}"))),
+        Err(e) => Err(db_error(Some(s), e)),
+    }
+}
+
 /// The retention form.
 #[derive(Deserialize)]
 pub(super) struct RetentionForm {
@@ -932,11 +937,7 @@ pub(super) async fn set_retention(
 ) -> Page {
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
-    let r = match state.db().find_repository(&name).await {
-        Ok(Some(r)) if can_view_tenant(&s.principal, r.tenant_id) => r,
-        Ok(_) => return Err(not_found(&s, &format!("repository named {name}"))),
-        Err(e) => return Err(db_error(Some(&s), e)),
-    };
+    let r = visible_repository(&state, &s, &name).await?;
     if !can_manage_tenant(&s.principal, r.tenant_id) {
         s.audit(&state, Some(r.tenant_id), "repo.retention", &r.name, "denied", "web: may not manage the tenant").await;
         return Err(forbidden(&s, "change this repository's retention"));

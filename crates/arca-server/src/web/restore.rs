@@ -334,7 +334,8 @@ pub(super) async fn restore(State(state): State<AppState>, Path(name): Path<Stri
     let s = session(&state, &headers).await?;
     let r = browsable_repo(&state, &s, &name).await?;
     let provider = is_staff(&s.principal);
-    let recovery = recovery_view(&state, &s, &r).await;
+    // The recovery card is the customer's (staff see the notice that they act for the customer).
+    let recovery = if provider { RecoveryView::default() } else { recovery_view(&state, &s, &r).await };
     let Some(repo) = state.vault().get(&s.vault_key, r.id) else {
         return Ok(render(
             StatusCode::OK,
@@ -354,7 +355,7 @@ pub(super) async fn restore(State(state): State<AppState>, Path(name): Path<Stri
 }
 
 /// The recovery service as the restore page shows it to the customer.
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct RecoveryView {
     /// The provider offers it (has a recovery key).
     offered: bool,
@@ -376,13 +377,22 @@ struct TrailRow {
 }
 
 async fn recovery_view(state: &AppState, s: &Session, r: &Repository) -> RecoveryView {
-    let offered = matches!(crate::recovery::public_key(state).await, Ok(Some(_)));
-    let granted = match crate::recovery::repo_grants(state, r).await {
-        Ok(g) => g.first().map(|(_, slot)| slot.created.format("%Y-%m-%d %H:%M").to_string()),
+    let grants = match crate::recovery::public_key(state).await {
+        Ok(Some((_, fp))) => Some(crate::recovery::grants_for(state, r, fp).await),
+        Ok(None) => None,
         Err(e) => {
+            tracing::warn!("reading the provider's recovery key: {e}");
+            None
+        }
+    };
+    let offered = grants.is_some();
+    let granted = match grants {
+        Some(Ok(g)) => g.first().map(|(_, slot)| slot.created.format("%Y-%m-%d %H:%M").to_string()),
+        Some(Err(e)) => {
             tracing::warn!("reading the recovery grants of {}: {e}", r.name);
             None
         }
+        None => None,
     };
     let trail = state
         .db()
@@ -417,13 +427,13 @@ pub(super) async fn set_recovery(
     let r = visible_repo(&state, &s, &name).await?;
     // The customer's own users (who can add key slots with `arca key add` anyway); granting also
     // needs the repository unlocked with its password in this session.
-    let admin = can_browse_repo(&s.principal, &r);
+    let customer = can_browse_repo(&s.principal, &r);
     let action = match f.action.as_str() {
         "grant" => "recovery.grant",
         "revoke" => "recovery.revoke",
         _ => return Err(message(StatusCode::BAD_REQUEST, "Unknown action", "Grant or revoke.", Some(&s))),
     };
-    if !admin {
+    if !customer {
         s.audit(&state, Some(r.tenant_id), action, &r.name, "denied", "web: only the customer decides").await;
         return Err(message(
             StatusCode::FORBIDDEN,
@@ -492,28 +502,10 @@ pub(super) async fn unlock(
         });
     }
     let password = f.password.into_bytes();
-    let opened = tokio::task::spawn_blocking(move || {
-        let mut repo = OpenRepository::open(store, &password)?;
-        for problem in repo.load_index_for_reading()? {
-            tracing::warn!("web restore: {problem}");
-        }
-        Ok::<_, arca_core::Error>(repo)
-    })
-    .await;
+    let opened = tokio::task::spawn_blocking(move || ready_for_reading(OpenRepository::open(store, &password)?)).await;
     match opened {
         Ok(Ok(repo)) => {
-            state.vault().record_attempt(user, r.id, true);
-            state.vault().put(s.vault_key, r.id, s.principal.user_id, repo);
-            s.audit(
-                &state,
-                Some(r.tenant_id),
-                "repo.unlock",
-                &r.name,
-                "ok",
-                "web restore: key held in server memory for this session",
-            )
-            .await;
-            Ok(Redirect::to(&format!("/repos/{}/restore", r.name)).into_response())
+            Ok(keep_unlocked(&state, &s, &r, repo, "web restore: key held in server memory for this session").await)
         }
         Ok(Err(e)) if e.kind() == arca_core::ErrorKind::WrongPassword => {
             state.vault().record_attempt(user, r.id, false);
@@ -537,6 +529,22 @@ pub(super) async fn unlock(
     }
 }
 
+/// Loads the index of a repository just opened for the portal (blocking).
+fn ready_for_reading(mut repo: OpenRepository) -> arca_core::Result<OpenRepository> {
+    for problem in repo.load_index_for_reading()? {
+        tracing::warn!("web restore: {problem}");
+    }
+    Ok(repo)
+}
+
+/// Keeps `repo`, just opened, for this session; audits the unlock and shows the snapshots.
+async fn keep_unlocked(state: &AppState, s: &Session, r: &Repository, repo: OpenRepository, detail: &str) -> Response {
+    state.vault().record_attempt(s.principal.user_id.unwrap_or(0), r.id, true);
+    state.vault().put(s.vault_key, r.id, s.principal.user_id, repo);
+    s.audit(state, Some(r.tenant_id), "repo.unlock", &r.name, "ok", detail).await;
+    Redirect::to(&format!("/repos/{}/restore", r.name)).into_response()
+}
+
 /// Staff unlock a repository whose customer granted the recovery service, with the provider's
 /// recovery passphrase; audited under the customer's tenant, which sees it.
 async fn unlock_as_provider(
@@ -551,21 +559,13 @@ async fn unlock_as_provider(
     match crate::recovery::open_as_provider(state, r, passphrase).await {
         Ok(key) => {
             let store = state.store(&r.name);
-            let opened = tokio::task::spawn_blocking(move || {
-                let mut repo = OpenRepository::open_with_key(store, key)?;
-                for problem in repo.load_index_for_reading()? {
-                    tracing::warn!("web restore: {problem}");
-                }
-                Ok::<_, arca_core::Error>(repo)
-            })
-            .await;
+            let opened =
+                tokio::task::spawn_blocking(move || ready_for_reading(OpenRepository::open_with_key(store, key)?))
+                    .await;
             match opened {
                 Ok(Ok(repo)) => {
-                    state.vault().record_attempt(user, r.id, true);
-                    state.vault().put(s.vault_key, r.id, s.principal.user_id, repo);
                     let detail = format!("{mark}: opened with the provider's recovery key for this staff session");
-                    s.audit(state, Some(r.tenant_id), "repo.unlock", &r.name, "ok", &detail).await;
-                    Ok(Redirect::to(&format!("/repos/{}/restore", r.name)).into_response())
+                    Ok(keep_unlocked(state, s, r, repo, &detail).await)
                 }
                 Ok(Err(e)) => Err((StatusCode::BAD_GATEWAY, e.to_string())),
                 Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("unlocking failed: {e}"))),
