@@ -1,7 +1,8 @@
 //! The local backup target: office machines run `arca backup` to the appliance, at LAN speed, with
 //! device tokens of the appliance's own, over the same hosting API as the provider's server.
 //!
-//! This is `arca_server`'s router, run in-process on a second listener over a data directory of
+//! This is `arca_server`'s hosting router ([`arca_server::hosting_app`]: the repository and
+//! account APIs, no web console, billing or metrics), run in-process on a second listener over a data directory of
 //! the appliance (SQLite for accounts and the object catalogue, local disk for objects). Accounts
 //! are managed with `arca admin --server http://APPLIANCE:PORT …` as on a provider's server; the
 //! first admin (user `admin`) is created from the configured password. The provider-side upkeep
@@ -47,6 +48,6 @@ pub async fn start(
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.map_err(io(format!("listening on {}", cfg.listen)))?;
     let addr = listener.local_addr().map_err(io("reading the backup target's address".into()))?;
-    let server = Box::pin(arca_server::serve(listener, state, std::future::pending()));
+    let server = Box::pin(arca_server::serve_hosting(listener, state, std::future::pending()));
     Ok((addr, server))
 }

@@ -141,11 +141,14 @@ pub fn kdf_params() -> Result<KdfParams> {
     if let Some(i) = read("ARCA_KDF_ITERATIONS")? {
         kdf.iterations = i;
     }
-    if kdf != KdfParams::default() {
-        tracing::info!(
-            "using KDF cost {} KiB x {} iterations from the environment (for tests only)",
-            kdf.memory_kib,
-            kdf.iterations
+    let default = KdfParams::default();
+    if kdf.memory_kib < default.memory_kib || kdf.iterations < default.iterations {
+        // Never silent: a weakened slot makes the password cheap to brute-force for anyone who
+        // gets the key file (the provider, a thief of the backup disk).
+        eprintln!(
+            "arca: WARNING: ARCA_KDF_MEMORY_KIB/ARCA_KDF_ITERATIONS weaken the password hashing of this key slot to \
+             {} KiB x {} (default {} KiB x {}): for tests only, never for a real repository",
+            kdf.memory_kib, kdf.iterations, default.memory_kib, default.iterations
         );
     }
     Ok(kdf)

@@ -13,8 +13,8 @@ use crate::db::accounts::{Principal, Repository, Role};
 pub enum RepoAction {
     /// List, stat, read.
     Read,
-    /// Add an object.
-    Put,
+    /// Add an object of this kind.
+    Put(ObjectKind),
     /// Remove an object of this kind.
     Delete(ObjectKind),
     /// Initialise the repository (`arca init`).
@@ -41,10 +41,15 @@ pub fn check_repo_action(p: &Principal, action: RepoAction) -> Result<(), &'stat
     match (p.role, action) {
         (_, RepoAction::Read) => Ok(()),
         (Role::Operator, _) => Err("operators have read-only access to repositories"),
-        (_, RepoAction::Put | RepoAction::Create) if p.suspended => {
+        (_, RepoAction::Put(_) | RepoAction::Create) if p.suspended => {
             Err("the tenant is suspended: uploads are refused until the provider resumes it (restores still work)")
         }
-        (_, RepoAction::Put | RepoAction::Create) => Ok(()),
+        // A pending mark is prune's first phase: it tells backups to stop deduplicating against
+        // packs that prune will delete. Only those who may prune may write one.
+        (Role::Device | Role::TenantUser, RepoAction::Put(ObjectKind::Pending)) => {
+            Err("pending-deletion marks are written by prune, which needs a tenant admin's token")
+        }
+        (_, RepoAction::Put(_) | RepoAction::Create) => Ok(()),
         (_, RepoAction::Delete(kind)) if is_coordination(kind) => Ok(()),
         (Role::Device, RepoAction::Delete(_)) => {
             Err("a device token can add backups but not delete them: delete not allowed (forget and prune need a \
@@ -131,17 +136,19 @@ mod tests {
         let data = Delete(ObjectKind::DataPack);
         let snap = Delete(ObjectKind::Snapshot);
         let lock = Delete(ObjectKind::Lock);
-        let table: [(Role, [bool; 6]); 5] = [
-            //                      Read  Put   Create data  snap  lock
-            (Role::ProviderAdmin, [true, true, true, true, true, true]),
-            (Role::Operator, [true, false, false, false, false, false]),
-            (Role::TenantAdmin, [true, true, true, true, true, true]),
-            (Role::TenantUser, [true, true, true, false, false, true]),
-            (Role::Device, [true, true, true, false, false, true]),
+        let put = Put(ObjectKind::DataPack);
+        let mark = Put(ObjectKind::Pending);
+        let table: [(Role, [bool; 7]); 5] = [
+            //                      Read  Put   Create data  snap  lock  mark
+            (Role::ProviderAdmin, [true, true, true, true, true, true, true]),
+            (Role::Operator, [true, false, false, false, false, false, false]),
+            (Role::TenantAdmin, [true, true, true, true, true, true, true]),
+            (Role::TenantUser, [true, true, true, false, false, true, false]),
+            (Role::Device, [true, true, true, false, false, true, false]),
         ];
         for (role, expected) in table {
             let p = principal(role, Some(1), Some(1));
-            for (action, want) in [Read, Put, Create, data, snap, lock].into_iter().zip(expected) {
+            for (action, want) in [Read, put, Create, data, snap, lock, mark].into_iter().zip(expected) {
                 assert_eq!(check_repo_action(&p, action).is_ok(), want, "{role:?} {action:?}");
             }
         }
@@ -152,7 +159,7 @@ mod tests {
         let mut p = principal(Role::Device, Some(1), Some(1));
         p.suspended = true;
         assert!(check_repo_action(&p, RepoAction::Read).is_ok());
-        assert!(check_repo_action(&p, RepoAction::Put).is_err());
+        assert!(check_repo_action(&p, RepoAction::Put(ObjectKind::DataPack)).is_err());
     }
 
     #[test]

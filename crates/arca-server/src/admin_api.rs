@@ -18,9 +18,16 @@ use crate::db::audit::NewAudit;
 use crate::db::usage::to_csv;
 use crate::errors::ApiError;
 use crate::routes::{authenticate, RequestId};
+use crate::service::accounts as service;
+use crate::service::Caller;
 use crate::state::AppState;
 
 type ApiResult = Result<Response, ApiError>;
+
+/// The authenticated caller of an API request, for the service layer.
+async fn caller(state: &AppState, headers: &HeaderMap, rid: &RequestId) -> Result<Caller, ApiError> {
+    Ok(Caller::api(authenticate(state, headers).await?, &rid.0))
+}
 
 /// Records an audit entry; a failure to record is logged (the action itself already happened).
 /// Positional on purpose: every call site names each field in the same order.
@@ -139,9 +146,11 @@ struct LoginResponse {
 pub(crate) async fn login(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
+    Extension(client): Extension<crate::routes::ClientAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult {
-    let outcome = state.db().check_login(&req.user, &req.password).await.map_err(ApiError::from_db)?;
+    let outcome =
+        crate::signin::sign_in(&state, &req.user, &req.password, client.0).await.map_err(ApiError::from_db)?;
     let actor = format!("user:{}", req.user);
     match outcome {
         LoginOutcome::Ok(user) => {
@@ -176,12 +185,9 @@ pub(crate) async fn login(
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"))
         }
         LoginOutcome::Locked { until } => {
-            audit(&state, &rid, &actor, None, "login", &req.user, "denied", "account locked").await;
-            let when = chrono::DateTime::from_timestamp(until, 0).map_or(until.to_string(), |d| d.to_rfc3339());
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many failed sign-ins: the account is locked until {when}"),
-            ))
+            audit(&state, &rid, &actor, None, "login", &req.user, "denied", "locked or throttled").await;
+            let wait = (until - crate::db::now()).max(1) as u64;
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, crate::signin::locked_message(until)).with_retry_after(wait))
         }
         LoginOutcome::Disabled => {
             audit(&state, &rid, &actor, None, "login", &req.user, "denied", "account disabled").await;
@@ -263,13 +269,8 @@ pub(crate) async fn create_plan(
     headers: HeaderMap,
     Json(plan): Json<Plan>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let result = if is_provider_admin(&p) {
-        state.db().create_plan(&plan).await.map_err(ApiError::from_db)
-    } else {
-        Err(forbidden("create plans"))
-    };
-    audited(&state, &rid, &p, None, "plan.create", &plan.name, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    service::create_plan(&state, &caller, &plan).await?;
     Ok((StatusCode::CREATED, Json(plan)).into_response())
 }
 
@@ -305,14 +306,8 @@ pub(crate) async fn create_tenant(
     headers: HeaderMap,
     Json(req): Json<NewTenant>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let result = if is_provider_admin(&p) {
-        state.db().create_tenant(&req.name, &req.display_name, req.plan.as_deref()).await.map_err(ApiError::from_db)
-    } else {
-        Err(forbidden("create tenants"))
-    };
-    let tenant_id = result.as_ref().ok().map(|t| t.id);
-    let tenant = audited(&state, &rid, &p, tenant_id, "tenant.create", &req.name, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = service::create_tenant(&state, &caller, &req.name, &req.display_name, req.plan.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(tenant)).into_response())
 }
 
@@ -335,21 +330,9 @@ pub(crate) async fn update_tenant(
     headers: HeaderMap,
     Json(change): Json<TenantChange>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let tenant = tenant_for(&state, &rid, &p, &name, false).await?;
-    let allowed = is_provider_admin(&p) || (change.is_customer_setting() && can_manage_tenant(&p, tenant.id));
-    let addresses = change.alert_email.as_deref().map(crate::alerts::parse_mailboxes).transpose();
-    let result = if !allowed {
-        Err(forbidden("change a tenant's plan, quotas or status"))
-    } else if let Err(e) = addresses {
-        Err(ApiError::bad_request(format!("alert_email: {e}")))
-    } else {
-        state.db().update_tenant(&name, &change).await.map_err(ApiError::from_db)
-    };
-    let detail = serde_json::to_string(&change).unwrap_or_default();
-    let updated = audited(&state, &rid, &p, Some(tenant.id), "tenant.update", &name, result).await?;
-    audit(&state, &rid, &p.actor, Some(tenant.id), "tenant.update.detail", &name, "ok", &detail).await;
-    Ok(Json(updated).into_response())
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = crate::service::tenant_for(&state, &caller, &name, false).await?;
+    Ok(Json(service::update_tenant(&state, &caller, &tenant, &change).await?).into_response())
 }
 
 /// `DELETE /v1/admin/tenants/{tenant}`: only once it has no repositories left.
@@ -402,14 +385,9 @@ pub(crate) async fn create_tenant_user(
     headers: HeaderMap,
     Json(req): Json<NewUser>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
-    let result = if matches!(req.role, Role::TenantAdmin | Role::TenantUser) {
-        state.db().create_user(&req.name, &req.password, req.role, Some(&name)).await.map_err(ApiError::from_db)
-    } else {
-        Err(ApiError::bad_request("a tenant's users are tenant-admin or tenant-user"))
-    };
-    let user = audited(&state, &rid, &p, Some(tenant.id), "user.create", &req.name, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = crate::service::tenant_for(&state, &caller, &name, true).await?;
+    let user = service::create_tenant_user(&state, &caller, &tenant, &req.name, &req.password, req.role).await?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
@@ -485,10 +463,9 @@ pub(crate) async fn create_repo(
     headers: HeaderMap,
     Json(req): Json<NewRepo>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
-    let result = state.db().create_repository(&name, &req.name, req.lock_days).await.map_err(ApiError::from_db);
-    let repo = audited(&state, &rid, &p, Some(tenant.id), "repo.create", &req.name, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = crate::service::tenant_for(&state, &caller, &name, true).await?;
+    let repo = service::create_repository(&state, &caller, &tenant, &req.name, req.lock_days).await?;
     Ok((StatusCode::CREATED, Json(repo)).into_response())
 }
 
@@ -516,8 +493,8 @@ async fn repo_for(
     Ok(repo)
 }
 
-/// `PATCH /v1/admin/repos/{repo}`: the retention lock (provider admins; compliance mode only
-/// ever extends it).
+/// `PATCH /v1/admin/repos/{repo}`: the retention lock (provider admins; a tenant's admins may
+/// lengthen it; compliance mode only ever extends it).
 pub(crate) async fn update_repo(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -525,24 +502,10 @@ pub(crate) async fn update_repo(
     headers: HeaderMap,
     Json(change): Json<RepoChange>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let repo = repo_for(&state, &rid, &p, &name).await?;
-    // Tenant admins may lengthen their own locks, never shorten them.
-    let result = if is_provider_admin(&p)
-        || (can_manage_tenant(&p, repo.tenant_id)
-            && change.lock_days >= repo.lock_days
-            && change.compliance != Some(false))
-    {
-        state.db().set_repository_lock(&name, change.lock_days, change.compliance).await.map_err(ApiError::from_db)
-    } else {
-        Err(forbidden("shorten a retention lock or leave compliance mode"))
-    };
-    let detail = serde_json::to_string(&change).unwrap_or_default();
-    let result = audited(&state, &rid, &p, Some(repo.tenant_id), "repo.lock", &name, result).await;
-    if result.is_ok() {
-        audit(&state, &rid, &p.actor, Some(repo.tenant_id), "repo.lock.detail", &name, "ok", &detail).await;
-    }
-    Ok(Json(result?).into_response())
+    let caller = caller(&state, &headers, &rid).await?;
+    let repo = crate::service::repository_for(&state, &caller, &name).await?;
+    let repo = service::set_repository_lock(&state, &caller, &repo, change.lock_days, change.compliance).await?;
+    Ok(Json(repo).into_response())
 }
 
 /// `DELETE /v1/admin/repos/{repo}`: only an empty repository (its objects go first, each when
@@ -601,11 +564,9 @@ pub(crate) async fn create_device(
     headers: HeaderMap,
     Json(req): Json<NewDevice>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
-    let result = state.db().create_device(&name, &req.name, &req.repo).await.map_err(ApiError::from_db);
-    let target = format!("{}@{name} -> {}", req.name, req.repo);
-    let (device, token) = audited(&state, &rid, &p, Some(tenant.id), "device.create", &target, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = crate::service::tenant_for(&state, &caller, &name, true).await?;
+    let (device, token) = service::create_device(&state, &caller, &tenant, &req.name, &req.repo).await?;
     Ok((StatusCode::CREATED, Json(NewDeviceResponse { device, token })).into_response())
 }
 
@@ -616,11 +577,9 @@ pub(crate) async fn revoke_device(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
-    let result = state.db().revoke_device(&name, &device).await.map_err(ApiError::from_db);
-    let d = audited(&state, &rid, &p, Some(tenant.id), "device.revoke", &format!("{device}@{name}"), result).await?;
-    Ok(Json(d).into_response())
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = crate::service::tenant_for(&state, &caller, &name, true).await?;
+    Ok(Json(service::revoke_device(&state, &caller, &tenant, &device).await?).into_response())
 }
 
 /// `PUT /v1/admin/tenants/{tenant}/devices/{device}/schedule` body.
@@ -892,7 +851,7 @@ pub(crate) async fn scrub_status(State(state): State<AppState>, headers: HeaderM
     } else {
         return Err(forbidden("read scrub reports"));
     };
-    let runs = state.db().scrub_runs(20).await.map_err(ApiError::from_db)?;
+    let runs = state.db().scrub_runs_seen_by(tenant, 20).await.map_err(ApiError::from_db)?;
     let findings = match runs.first() {
         Some(r) => state.db().scrub_findings(r.id, tenant).await.map_err(ApiError::from_db)?,
         None => Vec::new(),
@@ -919,17 +878,9 @@ pub(crate) async fn set_retention(
     headers: HeaderMap,
     Json(change): Json<RetentionChange>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let repo = repo_for(&state, &rid, &p, &name).await?;
-    let result = if !can_manage_tenant(&p, repo.tenant_id) {
-        Err(forbidden("change a repository's retention"))
-    } else if let Err(why) = crate::db::Db::check_retention(&repo, change.days) {
-        Err(ApiError::bad_request(why))
-    } else {
-        state.db().set_retention(&name, change.days).await.map_err(ApiError::from_db)
-    };
-    let target = format!("{name}: {} days", change.days);
-    let repo = audited(&state, &rid, &p, Some(repo.tenant_id), "repo.retention", &target, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let repo = crate::service::repository_for(&state, &caller, &name).await?;
+    let repo = service::set_retention(&state, &caller, &repo, change.days).await?;
     let days = state.db().retention_days(repo.id).await.map_err(ApiError::from_db)?;
     Ok(Json(serde_json::json!({ "repository": repo.name, "retention_days": days, "lock_days": repo.lock_days }))
         .into_response())

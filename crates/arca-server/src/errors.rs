@@ -65,6 +65,17 @@ impl ApiError {
         }
     }
 
+    /// Maps a failure of the server's own disk (spooling an upload): a full disk is 507, anything
+    /// else 503 (a retry may succeed). The details, which name server paths, go to the log only.
+    pub fn from_io(what: String, err: std::io::Error) -> ApiError {
+        if err.kind() == std::io::ErrorKind::StorageFull {
+            tracing::error!("disk full: {what}: {err}");
+            return Self::new(StatusCode::INSUFFICIENT_STORAGE, "the server's disk is full; nothing was stored");
+        }
+        tracing::error!("{what}: {err}");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the server could not write the upload; nothing was stored, retry later")
+    }
+
     /// Maps a metadata failure. An unreachable database is 503 (clients retry), never a 500 that
     /// hides what happened.
     pub fn from_db(err: crate::db::DbError) -> ApiError {
@@ -73,6 +84,7 @@ impl ApiError {
             DbError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             DbError::NotFound(m) => Self::not_found(m),
             DbError::Invalid(m) => Self::bad_request(m),
+            DbError::Busy(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m).with_retry_after(1),
             DbError::Sql(e) => match e {
                 sqlx::Error::PoolTimedOut
                 | sqlx::Error::Io(_)

@@ -9,7 +9,13 @@
 //! - `/v1/auth/…`, `/v1/setup`, `/v1/admin/…`: sign-in and account management, which `arca admin`
 //!   and the web console use ([`admin_api`]);
 //! - `/healthz` and `/metrics` for operations.
+//!
+//! Layers: handlers ([`repo_api`], `admin_api`, [`web`]) parse requests and render answers; the
+//! account operations they share are written once in [`service`] (authorise, validate, store,
+//! audit); every figure a client sends is range-checked in [`limits`]; uploads stream through
+//! [`upload`]; sign-ins go through [`signin`] and [`passwords`]; the metadata lives in [`db`].
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod access;
 mod admin_api;
@@ -17,6 +23,11 @@ pub mod alerts;
 pub mod db;
 pub mod errors;
 pub mod gc;
+pub mod limits;
+pub mod passwords;
+pub mod service;
+pub mod signin;
+pub mod upload;
 pub mod metrics;
 pub mod ratelimit;
 pub mod recovery;
@@ -42,12 +53,47 @@ pub use state::AppState;
 /// requests (JSON) are limited to 1 MiB.
 pub const MAX_BODY: usize = 1 << 30;
 
-/// The HTTP application, without a listener (tests can drive it directly).
+/// The HTTP application of a provider's server, without a listener (tests can drive it
+/// directly): repository hosting, the account API, billing and the web console.
 pub fn app(state: AppState) -> Router {
-    use admin_api as a;
+    finish(hosting_routes().merge(account_routes()).merge(billing_routes()).merge(web::router()), state)
+}
+
+/// Repository hosting and the account API only: no web console, no billing, no metrics. What the
+/// office appliance's local backup target serves on a LAN, where nobody bills anybody.
+pub fn hosting_app(state: AppState) -> Router {
+    finish(hosting_routes().merge(account_routes()), state)
+}
+
+/// The shared tail of every application: the fallback, body limit and per-request context.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .fallback(routes::no_route)
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_context))
+        .with_state(state)
+}
+
+/// Hosting: what `arca` clients speak (`/v1/repos/…`), and `/healthz`.
+fn hosting_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(routes::healthz))
-        .route("/metrics", get(routes::metrics))
+        .route("/v1/repos/{repo}", post(repo_api::create_repo))
+        .route("/v1/repos/{repo}/report", post(repo_api::report))
+        .route("/v1/repos/{repo}/{kind}/", get(repo_api::list))
+        .route(
+            "/v1/repos/{repo}/{kind}/{name}",
+            get(repo_api::get_object)
+                .head(repo_api::head_object)
+                .put(repo_api::put_object)
+                .delete(repo_api::delete_object),
+        )
+}
+
+/// Accounts: sign-in, tenants, users, repositories, devices, health, audit, scrub, recovery keys.
+fn account_routes() -> Router<AppState> {
+    use admin_api as a;
+    Router::new()
         .route("/v1/setup", post(a::setup))
         .route("/v1/auth/login", post(a::login))
         .route("/v1/auth/logout", post(a::logout))
@@ -66,28 +112,20 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/repos/{repo}", axum::routing::patch(a::update_repo).delete(a::delete_repo))
         .route("/v1/admin/repos/{repo}/retention", axum::routing::put(a::set_retention))
         .route("/v1/admin/repos/{repo}/gc", post(a::run_gc))
-        .route("/v1/admin/usage", get(a::usage))
-        .route("/v1/admin/billing", get(a::billing))
         .route("/v1/admin/audit", get(a::audit_log))
         .route("/v1/admin/scrub", get(a::scrub_status).post(a::start_scrub))
         .route("/v1/admin/restore-check", post(a::restore_check))
         .route("/v1/admin/recovery-key", post(a::create_recovery_key))
         .route("/v1/recovery-key", get(a::recovery_key))
-        .route("/v1/repos/{repo}", post(repo_api::create_repo))
-        .route("/v1/repos/{repo}/report", post(repo_api::report))
-        .route("/v1/repos/{repo}/{kind}/", get(repo_api::list))
-        .route(
-            "/v1/repos/{repo}/{kind}/{name}",
-            get(repo_api::get_object)
-                .head(repo_api::head_object)
-                .put(repo_api::put_object)
-                .delete(repo_api::delete_object),
-        )
-        .merge(web::router())
-        .fallback(routes::no_route)
-        .layer(DefaultBodyLimit::max(1 << 20))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_context))
-        .with_state(state)
+}
+
+/// What the provider sells and bills: usage and billing exports, and `/metrics`.
+fn billing_routes() -> Router<AppState> {
+    use admin_api as a;
+    Router::new()
+        .route("/metrics", get(routes::metrics))
+        .route("/v1/admin/usage", get(a::usage))
+        .route("/v1/admin/billing", get(a::billing))
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes; requests in flight are finished first.
@@ -96,7 +134,26 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    serve_router(listener, app(state), shutdown).await
+}
+
+/// Serves [`hosting_app`] (no console, no billing) on `listener` until `shutdown` completes.
+pub async fn serve_hosting(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_router(listener, hosting_app(state), shutdown).await
+}
+
+async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves [`app`] over TLS (rustls) on `listener` with the PEM certificate chain and private key
@@ -121,7 +178,10 @@ pub async fn serve_tls(
         shutdown.await;
         on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(60)));
     });
-    axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app(state).into_make_service()).await
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
 }
 
 /// Completes on SIGINT or SIGTERM (for [`serve`]'s graceful shutdown).
@@ -138,5 +198,33 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: finishing requests in flight"),
         _ = term.recv() => tracing::info!("SIGTERM received: finishing requests in flight"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// The appliance's local target serves hosting and accounts, and nothing of the console or
+    /// of billing.
+    #[tokio::test]
+    async fn the_hosting_app_serves_no_console_or_billing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db::Db::connect(&format!("sqlite://{}/m.db", dir.path().display())).await.unwrap();
+        let state = AppState::new(db, state::Backend::Local(dir.path().to_path_buf()));
+        let get = |app: Router, path: &str| {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            async move { app.oneshot(req).await.unwrap().status() }
+        };
+        for path in ["/login", "/console", "/metrics", "/v1/admin/billing", "/v1/admin/usage"] {
+            assert_eq!(get(hosting_app(state.clone()), path).await, StatusCode::NOT_FOUND, "{path}");
+            assert_ne!(get(app(state.clone()), path).await, StatusCode::NOT_FOUND, "{path}");
+        }
+        for path in ["/healthz", "/v1/admin/tenants", "/v1/repos/r/data/"] {
+            assert_ne!(get(hosting_app(state.clone()), path).await, StatusCode::NOT_FOUND, "{path}");
+        }
     }
 }

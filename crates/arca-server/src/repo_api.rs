@@ -15,7 +15,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{can_see_repo, check_repo_action, is_coordination, RepoAction};
@@ -27,7 +26,7 @@ use crate::errors::ApiError;
 use crate::routes::{authenticate, blocking, RequestId};
 use crate::state::AppState;
 use crate::units::human_bytes_exact;
-use crate::MAX_BODY;
+use crate::{limits, MAX_BODY};
 
 /// Default and largest page of a listing.
 const DEFAULT_LIMIT: i64 = 1000;
@@ -298,12 +297,8 @@ pub(crate) async fn get_object(
     };
     let size = visible_size(&state, &t, kind, &name).await?;
     let store = state.store(&repo);
-    let n = name.clone();
-    let (status, content_range, bytes) = match range {
-        None => {
-            let bytes = blocking(move || store.get(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
-            (StatusCode::OK, None, bytes)
-        }
+    let (status, content_range, first, length) = match range {
+        None => (StatusCode::OK, None, 0, size),
         Some((first, last)) => {
             let last = last.unwrap_or(size.saturating_sub(1));
             if first > last || last >= size {
@@ -317,21 +312,72 @@ pub(crate) async fn get_object(
                 }
                 return Ok(resp);
             }
-            let bytes = blocking(move || {
-                store.get_range(kind, &n, first, last - first + 1).map_err(|e| ApiError::from_store(e, kind, &n))
-            })
-            .await?;
-            (StatusCode::PARTIAL_CONTENT, Some(format!("bytes {first}-{last}/{size}")), bytes)
+            (StatusCode::PARTIAL_CONTENT, Some(format!("bytes {first}-{last}/{size}")), first, last - first + 1)
         }
     };
+    let body = stream_object(store, kind, &name, first, length).await?;
     if kind != ObjectKind::Lock {
-        state.db().record_traffic(&t.repo, 0, bytes.len() as i64).await.map_err(ApiError::from_db)?;
+        state.db().record_traffic(&t.repo, 0, length as i64).await.map_err(ApiError::from_db)?;
     }
-    let mut resp = (status, Bytes::from(bytes)).into_response();
+    let mut resp = (status, [(header::CONTENT_LENGTH, length.to_string())], body).into_response();
     if let Some(cr) = content_range.and_then(|v| HeaderValue::from_str(&v).ok()) {
         resp.headers_mut().insert(header::CONTENT_RANGE, cr);
     }
     Ok(resp)
+}
+
+/// Piece size of streamed downloads: memory per download in flight is about two pieces.
+const DOWNLOAD_PIECE: u64 = 1 << 20;
+
+/// A body that streams `length` bytes of an object from `first` on, a piece at a time, read on
+/// a blocking thread. The first piece is read before answering, so a missing or unreadable
+/// object is a proper error status rather than a cut-off 200.
+async fn stream_object(
+    store: std::sync::Arc<dyn Store>,
+    kind: ObjectKind,
+    name: &str,
+    first: u64,
+    length: u64,
+) -> Result<Body, ApiError> {
+    let mut reader = arca_store::RangeReader::new(store, kind, name, first, length, DOWNLOAD_PIECE);
+    let n = name.to_string();
+    let (head, reader) = blocking(move || {
+        let head = reader.next_piece().map_err(|e| ApiError::from_store(e, kind, &n))?;
+        Ok((head, reader))
+    })
+    .await?;
+    let Some(head) = head else { return Ok(Body::empty()) };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
+            return;
+        }
+        loop {
+            match reader.next_piece() {
+                Ok(Some(piece)) => {
+                    if tx.blocking_send(Ok(Bytes::from(piece))).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!("reading {kind} object {name} mid-download: {e}");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(format!("reading {kind} object {name}"))));
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Body::from_stream(tokio_stream_from(rx)))
+}
+
+/// A stream over a channel's receiver (what `tokio-stream`'s `ReceiverStream` does, in four lines).
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 /// Starts or renews (`live`) or ends a lock's lease.
@@ -341,52 +387,75 @@ async fn db_lease(state: &AppState, t: &Target, name: &str, live: bool) -> Resul
     r.map_err(ApiError::from_db)
 }
 
-/// Reads a request body of exactly `len` bytes (the declared `Content-Length`).
-async fn read_body(body: Body, len: usize, kind: ObjectKind, name: &str) -> Result<Vec<u8>, ApiError> {
-    let truncated = |got: usize| {
-        ApiError::bad_request(format!(
-            "the upload of {kind} object {name} ended after {got} of {len} bytes: nothing was stored, retry it"
-        ))
-    };
-    let mut out = Vec::with_capacity(len);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| truncated(out.len()))?;
-        if out.len() + chunk.len() > len {
-            return Err(ApiError::bad_request(format!(
-                "the upload of {kind} object {name} is longer than its Content-Length of {len}: nothing was stored"
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    if out.len() != len {
-        return Err(truncated(out.len()));
-    }
-    Ok(out)
-}
-
-/// The declared body length, required so quotas can be checked before any byte is accepted.
-fn content_length(headers: &HeaderMap) -> Result<usize, ApiError> {
+/// The declared body length, required so quotas and size limits can be checked before any byte
+/// is accepted.
+fn content_length(headers: &HeaderMap, kind: ObjectKind) -> Result<u64, ApiError> {
     let len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .ok_or_else(|| ApiError::new(StatusCode::LENGTH_REQUIRED, "uploads need a Content-Length header"))?;
-    if len > MAX_BODY as u64 {
+    let max = limits::max_object_bytes(kind).min(MAX_BODY as u64);
+    if len > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("uploads are limited to {MAX_BODY} bytes; this one declares {len}"),
+            format!("{kind} objects are limited to {max} bytes; this one declares {len}"),
         ));
     }
-    Ok(len as usize)
+    Ok(len)
+}
+
+/// `PUT …/locks/{name}`: a lock is the client's lease, rewritten as it is refreshed. It is
+/// validated (the lock JSON every arca client writes, at most [`limits::MAX_LOCK_BYTES`]),
+/// bounded ([`limits::MAX_LOCKS_PER_REPO`] a repository, lapsed ones removed to make room) and
+/// metered as ingress; it bypasses the catalogue and the retention lock, since it is coordination,
+/// not backup data.
+async fn put_lock(state: &AppState, t: &Target, name: &str, len: u64, body: Body) -> Result<Response, ApiError> {
+    let kind = ObjectKind::Lock;
+    let bytes = crate::upload::read_small(body, len as usize, kind, name).await?;
+    if serde_json::from_slice::<arca_core::lock::LockInfo>(&bytes).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "lock {name} is not an arca lock (JSON with hostname, pid, operation, created, refreshed, exclusive): \
+             nothing was stored"
+        )));
+    }
+    let db = state.db();
+    if !db.has_lease(t.repo.id, name).await.map_err(ApiError::from_db)? {
+        let store = state.store(&t.repo.name);
+        for lapsed in db.lapsed_leases(t.repo.id).await.map_err(ApiError::from_db)? {
+            let (s, n) = (store.clone(), lapsed.clone());
+            blocking(move || s.delete(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+            db.end_lease(t.repo.id, &lapsed).await.map_err(ApiError::from_db)?;
+            tracing::info!("removed lock {lapsed} of {}: its lease lapsed", t.repo.name);
+        }
+        let held = db.lease_count(t.repo.id).await.map_err(ApiError::from_db)?;
+        if held >= limits::MAX_LOCKS_PER_REPO {
+            let message = format!(
+                "repository {} already holds {held} locks, the most it may: finish or remove running operations \
+                 (arca unlock) before starting another",
+                t.repo.name
+            );
+            t.audit(state, "object.put", &format!("{}/{kind}/{name}", t.repo.name), "denied", &message).await;
+            return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message));
+        }
+    }
+    let store = state.store(&t.repo.name);
+    let n = name.to_string();
+    blocking(move || store.put(kind, &n, &bytes).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+    // A lock is the client's lease: the garbage collector spares what a running backup may use.
+    db_lease(state, t, name, true).await?;
+    db.record_traffic(&t.repo, len as i64, 0).await.map_err(ApiError::from_db)?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
 /// `PUT /v1/repos/{repo}/{kind}/{name}`: stores an object after checking it.
 ///
 /// Content-addressed kinds must hash (BLAKE3) to their name; a snapshot's plaintext manifest must
-/// name only packs that are stored; `config` is written once. The tenant's hard quota is checked
-/// against the declared length before the body is read. A repeated upload of a catalogued
-/// content-addressed object succeeds without reading or writing anything (idempotent retries).
+/// name only packs that are stored; `config` is written once. The tenant's hard quota and the
+/// kind's size limit are checked against the declared length before the body is read. The body
+/// is hashed as it arrives and spooled to disk ([`crate::upload`]), never held whole in memory. A
+/// repeated upload of a catalogued content-addressed object succeeds without reading or writing
+/// anything (idempotent retries).
 pub(crate) async fn put_object(
     State(state): State<AppState>,
     Path((repo, kind, name)): Path<(String, String, String)>,
@@ -394,26 +463,22 @@ pub(crate) async fn put_object(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let t = open_repo(&state, &headers, &repo, RepoAction::Put, &rid).await?;
     let kind = parse_kind(&kind)?;
+    let t = open_repo(&state, &headers, &repo, RepoAction::Put(kind), &rid).await?;
     check_name(kind, &name)?;
-    let len = content_length(&headers)?;
-    let store = state.store(&repo);
+    let len = content_length(&headers, kind)?;
     if kind == ObjectKind::Lock {
-        let bytes = read_body(body, len, kind, &name).await?;
-        let n = name.clone();
-        blocking(move || store.put(kind, &n, &bytes).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
-        // A lock is the client's lease: the garbage collector spares what a running backup may use.
-        db_lease(&state, &t, &name, true).await?;
-        return Ok(StatusCode::CREATED.into_response());
+        return put_lock(&state, &t, &name, len, body).await;
     }
+    let store = state.store(&repo);
     let db = state.db();
     if db.object(t.repo.id, kind.dir(), &name).await.map_err(ApiError::from_db)?.is_some() {
         if content_addressed(kind) {
             // Same name, so the same bytes (they were verified): already stored.
             return Ok(StatusCode::OK.into_response());
         }
-        let bytes = read_body(body, len, kind, &name).await?;
+        // `config`: written once; the same bytes again are a harmless retry.
+        let bytes = crate::upload::read_small(body, len as usize, kind, &name).await?;
         let n = name.clone();
         let current = blocking(move || store.get(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
         if current == bytes {
@@ -424,6 +489,10 @@ pub(crate) async fn put_object(
             format!("{kind} object {name} already exists with other bytes and cannot be overwritten"),
         ));
     }
+    state.check_disk_space(len).map_err(|message| {
+        tracing::error!("refusing an upload of {len} bytes to {repo}: {message}");
+        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "the server's disk is nearly full; nothing was stored")
+    })?;
     let reservation = match db.reserve(t.repo.tenant_id, len as i64).await.map_err(ApiError::from_db)? {
         Ok(r) => r,
         Err(refusal) => {
@@ -551,6 +620,15 @@ pub(crate) async fn report(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The plaintext header of a snapshot, index or pending envelope: magic (8), version (1), count
+/// (4), 33 bytes a pack, the logical size (8), then the salt and tag (under 64). Reading this
+/// much of the spooled file is enough to parse the manifest without loading the body.
+fn manifest_prefix_len(spooled: &crate::upload::Spooled) -> Result<u64, ApiError> {
+    let head = spooled.read_prefix(13).map_err(|e| ApiError::from_io("reading a spooled upload".into(), e))?;
+    let count = head.get(9..13).map_or(0, |c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64);
+    Ok((13 + count * 33 + 8 + 64).min(spooled.len))
+}
+
 /// Reads, verifies and stores an upload; returns the packs its manifest names and, for a snapshot,
 /// the bytes it represents.
 async fn store_checked(
@@ -559,51 +637,62 @@ async fn store_checked(
     kind: ObjectKind,
     name: &str,
     body: Body,
-    len: usize,
+    len: u64,
     store: std::sync::Arc<dyn Store>,
 ) -> Result<(Vec<(String, String)>, i64), ApiError> {
-    let bytes = read_body(body, len, kind, name).await?;
-    let n = name.to_string();
-    let bytes = blocking(move || {
-        if content_addressed(kind) {
-            let actual = blake3::hash(&bytes).to_hex();
-            if actual.as_str() != n {
-                return Err(ApiError::bad_request(format!(
-                    "the uploaded bytes of {kind} object {n} hash to {actual}: the upload is damaged or \
-                     truncated, nothing was stored"
-                )));
+    let dir = store.staging_dir().unwrap_or_else(|| state.spool_dir());
+    let spooled = crate::upload::spool(body, len, &dir, kind, name).await?;
+    if content_addressed(kind) && spooled.hash != name {
+        return Err(ApiError::bad_request(format!(
+            "the uploaded bytes of {kind} object {name} hash to {}: the upload is damaged or truncated, nothing was \
+             stored",
+            spooled.hash
+        )));
+    }
+    let mut packs = Vec::new();
+    let mut logical = 0;
+    if matches!(kind, ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Pending) {
+        let wanted = if kind == ObjectKind::Pending { spooled.len } else { manifest_prefix_len(&spooled)? };
+        let header = spooled
+            .read_prefix(wanted)
+            .map_err(|e| ApiError::from_io("reading a spooled upload".into(), e))?;
+        if kind == ObjectKind::Pending {
+            // A prune mark is a plain list of packs; one that does not parse would stop every
+            // backup that reads the marks, so it is refused here.
+            arca_core::pending::decode(&header)
+                .map_err(|e| ApiError::bad_request(format!("pending mark {name} is not readable: {e}")))?;
+        } else {
+            let magic = if kind == ObjectKind::Index { INDEX_MAGIC } else { SNAPSHOT_MAGIC };
+            // The manifest tells the collector which packs the object needs. An unreadable one is
+            // refused: every index and snapshot the client writes has one.
+            let (manifest, _) = read_manifest(magic, &header)
+                .map_err(|e| ApiError::bad_request(format!("{kind} {name} has an unreadable manifest: {e}")))?;
+            packs = manifest.iter().map(|(k, id)| (k.object_kind().dir().to_string(), id.to_hex())).collect();
+        }
+        if kind == ObjectKind::Snapshot {
+            let claimed = read_logical(SNAPSHOT_MAGIC, &header).ok().flatten().unwrap_or(0);
+            logical = i64::try_from(claimed).ok().filter(|l| *l <= limits::MAX_SNAPSHOT_LOGICAL).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "snapshot {name} claims to represent {claimed} bytes, more than the {} a snapshot may: \
+                     nothing was stored",
+                    limits::MAX_SNAPSHOT_LOGICAL
+                ))
+            })?;
+            let missing = state.db().missing_objects(t.repo.id, &packs).await.map_err(ApiError::from_db)?;
+            if let Some((k, id)) = missing.first() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "snapshot {name} names {} packs that are not stored (first: {k}/{id}): upload the packs first",
+                        missing.len()
+                    ),
+                ));
             }
         }
-        Ok(bytes)
-    })
-    .await?;
-    let mut packs = Vec::new();
-    if kind == ObjectKind::Index {
-        // The index's manifest tells the collector which packs it lists. An unreadable one is
-        // refused: every index the client writes has one.
-        let (manifest, _) = read_manifest(INDEX_MAGIC, &bytes)
-            .map_err(|e| ApiError::bad_request(format!("index {name} has an unreadable manifest: {e}")))?;
-        packs = manifest.iter().map(|(k, id)| (k.object_kind().dir().to_string(), id.to_hex())).collect();
-    }
-    let mut logical = 0;
-    if kind == ObjectKind::Snapshot {
-        logical = read_logical(SNAPSHOT_MAGIC, &bytes).ok().flatten().map_or(0, |l| l.min(i64::MAX as u64) as i64);
-        let (manifest, _) = read_manifest(SNAPSHOT_MAGIC, &bytes)
-            .map_err(|e| ApiError::bad_request(format!("snapshot {name} has an unreadable manifest: {e}")))?;
-        packs = manifest.iter().map(|(k, id)| (k.object_kind().dir().to_string(), id.to_hex())).collect();
-        let missing = state.db().missing_objects(t.repo.id, &packs).await.map_err(ApiError::from_db)?;
-        if let Some((k, id)) = missing.first() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "snapshot {name} names {} packs that are not stored (first: {k}/{id}): upload the packs first",
-                    missing.len()
-                ),
-            ));
-        }
     }
     let n = name.to_string();
-    blocking(move || store.put(kind, &n, &bytes).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
+    let path = spooled.into_path();
+    blocking(move || store.put_file(kind, &n, &path).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
     Ok((packs, logical))
 }
 
@@ -632,7 +721,7 @@ pub(crate) async fn delete_object(
     };
     // Re-read the lock period now: it may have been extended since the repository was opened.
     let lock_days = db.repository(&repo).await.map_err(ApiError::from_db)?.lock_days;
-    let until = row.created_at + lock_days * 86_400;
+    let until = crate::limits::lock_end(row.created_at, lock_days);
     if !is_coordination(kind) && now() < until {
         let when = chrono::DateTime::from_timestamp(until, 0).map_or(until.to_string(), |d| d.to_rfc3339());
         let message = format!(

@@ -15,6 +15,39 @@ use crate::db::accounts::Principal;
 use crate::errors::{ApiError, Internal};
 use crate::state::AppState;
 
+/// The address of the client that sent the request, when known: the peer of the connection, or
+/// with a trusted reverse proxy ([`AppState::behind_proxy`]) the last address of its
+/// `X-Forwarded-For`. Used to throttle sign-ins per client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+fn client_addr(state: &AppState, req: &Request) -> Option<std::net::IpAddr> {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if !state.behind_proxy() {
+        return peer;
+    }
+    req.headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .next_back()
+        .or(peer)
+}
+
+/// Whether the client reached the server over HTTPS: this process serves TLS, or a trusted
+/// reverse proxy says so with `X-Forwarded-Proto: https`.
+fn over_https(state: &AppState, req: &Request) -> bool {
+    state.tls()
+        || (state.behind_proxy()
+            && req
+                .headers()
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("https")))
+}
+
 /// The id of the request being served (also in the `x-request-id` response header and in every
 /// log line of the request).
 #[derive(Debug, Clone)]
@@ -28,7 +61,10 @@ pub(crate) async fn request_context(State(state): State<AppState>, req: Request,
     let bytes_in = body_len(req.body());
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let mut req = req;
+    let https = over_https(&state, &req);
+    let client = ClientAddr(client_addr(&state, &req));
     req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(client);
     let start = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     if resp.extensions().get::<Internal>().is_some() {
@@ -39,8 +75,13 @@ pub(crate) async fn request_context(State(state): State<AppState>, req: Request,
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    // Over HTTPS, cookies (the console's session) are never sent back over plain HTTP.
-    if state.tls() {
+    security_headers(resp.headers_mut());
+    // Over HTTPS (here or at a trusted proxy), cookies (the console's session) are never sent back
+    // over plain HTTP, and browsers are told to keep to HTTPS.
+    if https {
+        resp.headers_mut()
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(HeaderValue::from_static("max-age=31536000"));
         let cookies: Vec<HeaderValue> = resp.headers().get_all(header::SET_COOKIE).iter().cloned().collect();
         if !cookies.is_empty() {
             resp.headers_mut().remove(header::SET_COOKIE);
@@ -55,8 +96,30 @@ pub(crate) async fn request_context(State(state): State<AppState>, req: Request,
     span.in_scope(|| {
         tracing::info!(status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "done");
     });
-    state.metrics().observe(&method, resp.status().as_u16(), bytes_in, body_len(resp.body()));
+    // A streamed download has no exact size hint; its Content-Length says what it sends.
+    let bytes_out = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| body_len(resp.body()));
+    state.metrics().observe(&method, resp.status().as_u16(), bytes_in, bytes_out);
     resp
+}
+
+/// The content security policy of every answer: the pages run no script at all, load styles and
+/// images only from the server itself (inline styles and `data:` images for the charts and the
+/// two-factor QR code), post forms only to the server, and may not be framed (clickjacking).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Headers every answer carries (pages, JSON, downloads): a strict CSP, no framing, no MIME
+/// sniffing (an uploaded object is never rendered as HTML) and no referrer leaking page URLs.
+fn security_headers(h: &mut HeaderMap) {
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    h.entry(header::X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
 }
 
 /// A body's length when known up front (every body arca sends or serves has one).
@@ -122,19 +185,25 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// `GET /healthz`, unauthenticated, for load balancers and monitoring: 200 when the metadata
-/// database answers and the object store accepts a write (a probe is written and removed), 503
-/// otherwise. It says nothing about any tenant or repository.
+/// database answers, the object store accepted a write at its last probe and the server's disk is
+/// above its free-space reserve; 503 otherwise. It says nothing about any tenant or repository.
+///
+/// The store probe (an object written and removed) runs at most once per
+/// [`crate::state::HEALTH_PROBE_EVERY`], whoever asks how often: an unauthenticated caller cannot
+/// make the server write.
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let db_ok = state.db().ping().await;
-    let backend = state.backend().clone();
-    let store_ok = tokio::task::spawn_blocking(move || backend.healthy()).await.unwrap_or(false);
-    let status = if db_ok && store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let store_ok = state.store_healthy().await;
+    let disk_ok = state.disk_ok();
+    let ok = db_ok && store_ok && disk_ok;
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let word = |ok: bool| if ok { "ok" } else { "failing" };
     let body = format!(
-        "{{\"status\":\"{}\",\"database\":\"{}\",\"store\":\"{}\",\"version\":\"{}\"}}",
-        word(db_ok && store_ok),
+        "{{\"status\":\"{}\",\"database\":\"{}\",\"store\":\"{}\",\"disk\":\"{}\",\"version\":\"{}\"}}",
+        word(ok),
         word(db_ok),
         word(store_ok),
+        if disk_ok { "ok" } else { "below reserve" },
         env!("CARGO_PKG_VERSION")
     );
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()

@@ -73,6 +73,7 @@ async fn run(state: &AppState, id: i64) -> Result<Summary, crate::db::DbError> {
     let mut sum = Summary::default();
     let mut last_beat = Instant::now();
     for repo in state.db().repositories(None).await? {
+        let damaged_before = sum.damaged;
         for kind in KINDS {
             let mut after: Option<String> = None;
             loop {
@@ -98,6 +99,10 @@ async fn run(state: &AppState, id: i64) -> Result<Summary, crate::db::DbError> {
                 }
             }
         }
+        if sum.damaged > damaged_before {
+            // Findings are listed in the console; an alert makes sure someone looks.
+            state.db().raise_scrub_alert(id, &repo, sum.damaged - damaged_before).await?;
+        }
     }
     state.db().scrub_progress(id, sum.objects, sum.bytes, sum.damaged).await?;
     Ok(sum)
@@ -113,9 +118,21 @@ async fn verify(
 ) -> Result<Option<String>, crate::db::DbError> {
     let store = state.store(&repo.name);
     let n = name.to_string();
-    let read = tokio::task::spawn_blocking(move || store.get(kind, &n)).await;
-    let bytes = match read {
-        Ok(Ok(b)) => b,
+    // Hashed a piece at a time: a 1 GiB pack costs one piece of memory, not a gigabyte.
+    let read = tokio::task::spawn_blocking(move || -> arca_store::Result<(u64, String)> {
+        let Some(stored) = store.stat(kind, &n)? else {
+            return Err(arca_store::Error::new(ErrorKind::NotFound, format!("{kind} object {n}")));
+        };
+        let mut reader = arca_store::RangeReader::new(store, kind, &n, 0, stored, 4 << 20);
+        let mut hasher = blake3::Hasher::new();
+        while let Some(piece) = reader.next_piece()? {
+            hasher.update(&piece);
+        }
+        Ok((stored, hasher.finalize().to_hex().to_string()))
+    })
+    .await;
+    let (stored, actual) = match read {
+        Ok(Ok(found)) => found,
         Ok(Err(e)) if e.kind() == ErrorKind::NotFound => {
             // Deleted (by prune) since it was listed? Then it is not damage.
             if state.db().object(repo.id, kind.dir(), name).await?.is_none() {
@@ -126,15 +143,11 @@ async fn verify(
         Ok(Err(e)) => return Ok(Some(format!("unreadable: {e}"))),
         Err(e) => return Ok(Some(format!("unreadable: {e}"))),
     };
-    if bytes.len() as i64 != size {
-        return Ok(Some(format!("wrong size: {} bytes stored, {size} catalogued", bytes.len())));
+    if stored as i64 != size {
+        return Ok(Some(format!("wrong size: {stored} bytes stored, {size} catalogued")));
     }
-    if content_addressed(kind) {
-        let actual = tokio::task::spawn_blocking(move || blake3::hash(&bytes)).await;
-        let actual = actual.map(|h| h.to_hex().to_string()).unwrap_or_default();
-        if actual != name {
-            return Ok(Some(format!("corrupt: the stored bytes hash to {actual}")));
-        }
+    if content_addressed(kind) && actual != name {
+        return Ok(Some(format!("corrupt: the stored bytes hash to {actual}")));
     }
     Ok(None)
 }

@@ -99,7 +99,21 @@ struct Inner {
     limiter: std::sync::RwLock<Arc<crate::ratelimit::RateLimiter>>,
     tls: std::sync::atomic::AtomicBool,
     vault: crate::web::Vault,
+    spool_dir: std::sync::RwLock<PathBuf>,
+    store_probe: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    signin_throttle: crate::signin::Throttle,
+    behind_proxy: std::sync::atomic::AtomicBool,
+    disk_reserve: std::sync::atomic::AtomicU64,
 }
+
+/// How often `/healthz` really probes the object store (a write and a delete); answers in
+/// between reuse the last result.
+pub const HEALTH_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Free space kept back on the server's own disk by default: uploads that would eat into it are
+/// refused (507), so the metadata database, the audit log and sign-ins keep working on a full
+/// server. The smaller of 1 GiB and 5% of the file system.
+pub const DEFAULT_DISK_RESERVE: u64 = 1 << 30;
 
 impl AppState {
     /// State over a metadata database and an object backend.
@@ -121,6 +135,11 @@ impl AppState {
                 limiter,
                 tls: Default::default(),
                 vault: crate::web::Vault::new(),
+                store_probe: tokio::sync::Mutex::new(None),
+                signin_throttle: Default::default(),
+                behind_proxy: Default::default(),
+                spool_dir: std::sync::RwLock::new(std::env::temp_dir().join("arca-spool")),
+                disk_reserve: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         }
     }
@@ -189,5 +208,87 @@ impl AppState {
     /// The store of repository `repo`.
     pub fn store(&self, repo: &str) -> Arc<dyn Store> {
         self.inner.backend.store(repo)
+    }
+
+    /// The failed sign-in counters ([`crate::signin`]).
+    pub(crate) fn signin_throttle(&self) -> &crate::signin::Throttle {
+        &self.inner.signin_throttle
+    }
+
+    /// Records that a TLS-terminating reverse proxy on this machine or network forwards every
+    /// request: its `X-Forwarded-For` names the client and its `X-Forwarded-Proto: https` makes
+    /// cookies `Secure` and pages send HSTS. Off by default, since a client could forge both.
+    pub fn set_behind_proxy(&self, on: bool) {
+        self.inner.behind_proxy.store(on, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether [`AppState::set_behind_proxy`] is on.
+    pub fn behind_proxy(&self) -> bool {
+        self.inner.behind_proxy.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Where uploads are spooled for stores without a file system of their own (S3).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.inner.spool_dir.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets where uploads are spooled for S3 (the server's data directory, rather than /tmp).
+    pub fn set_spool_dir(&self, dir: PathBuf) {
+        *self.inner.spool_dir.write().unwrap_or_else(|p| p.into_inner()) = dir;
+    }
+
+    /// Sets the free space kept back on the server's disk (bytes; 0: none; the default is
+    /// [`DEFAULT_DISK_RESERVE`] or 5% of the file system, whichever is smaller).
+    pub fn set_disk_reserve(&self, bytes: u64) {
+        self.inner.disk_reserve.store(bytes, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether an upload of `len` bytes leaves the disk it is written to above the reserve.
+    /// `Err` says what is short, for the log.
+    pub fn check_disk_space(&self, len: u64) -> Result<(), String> {
+        let dir = match &self.inner.backend {
+            Backend::Local(dir) => dir.clone(),
+            #[cfg(feature = "s3")]
+            Backend::S3(_) => self.spool_dir(),
+        };
+        // The directory may not exist yet (a new data directory): ask its nearest ancestor.
+        let probe = dir.ancestors().find(|d| d.exists()).unwrap_or(&dir).to_path_buf();
+        let stat = match rustix::fs::statvfs(&probe) {
+            Ok(s) => s,
+            Err(e) => return Err(format!("cannot read the free space of {}: {e}", probe.display())),
+        };
+        let total = stat.f_blocks.saturating_mul(stat.f_frsize);
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let reserve = match self.inner.disk_reserve.load(std::sync::atomic::Ordering::Relaxed) {
+            u64::MAX => DEFAULT_DISK_RESERVE.min(total / 20),
+            set => set,
+        };
+        if free.saturating_sub(len) < reserve {
+            return Err(format!(
+                "{} has {free} bytes free; storing {len} more would leave less than the reserve of {reserve}",
+                probe.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the object store accepted a write at its last probe, probing again when the last
+    /// is older than [`HEALTH_PROBE_EVERY`] (one probe at a time; callers meanwhile wait for it).
+    pub async fn store_healthy(&self) -> bool {
+        let mut last = self.inner.store_probe.lock().await;
+        if let Some((at, ok)) = *last {
+            if at.elapsed() < HEALTH_PROBE_EVERY {
+                return ok;
+            }
+        }
+        let backend = self.inner.backend.clone();
+        let ok = tokio::task::spawn_blocking(move || backend.healthy()).await.unwrap_or(false);
+        *last = Some((std::time::Instant::now(), ok));
+        ok
+    }
+
+    /// Whether the server's disk is above its free-space reserve (for `/healthz`).
+    pub fn disk_ok(&self) -> bool {
+        self.check_disk_space(0).is_ok()
     }
 }

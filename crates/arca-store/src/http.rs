@@ -153,6 +153,28 @@ impl HttpStore {
         Ok(format!("{}{kind}/{name}", self.base))
     }
 
+    /// Sends a read built by `build` and reads its whole answer, retrying when the body breaks off
+    /// midway (the server streams objects, so a failure can come after the status), as
+    /// [`HttpStore::send`] retries failures before it.
+    fn fetch(&self, what: &str, build: impl Fn() -> RequestBuilder) -> Result<(StatusCode, Vec<u8>)> {
+        let mut pause = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let resp = self.send(what, true, &build)?;
+            let status = resp.status();
+            match resp.bytes() {
+                Ok(bytes) => return Ok((status, bytes.to_vec())),
+                Err(e) if attempt <= RETRIES => {
+                    tracing::warn!("{what}: the answer broke off ({}); retrying in {pause:?}", error_chain(&e));
+                    std::thread::sleep(pause);
+                    pause *= 4;
+                    attempt += 1;
+                }
+                Err(e) => return Err(Error::new(ErrorKind::Io, format!("{what}: {}", error_chain(&e)))),
+            }
+        }
+    }
+
     /// Sends a request built by `build`, retrying idempotent ones; returns a successful response or
     /// the error the server's answer maps to.
     fn send(&self, what: &str, idempotent: bool, build: impl Fn() -> RequestBuilder) -> Result<Response> {
@@ -284,9 +306,8 @@ impl Store for HttpStore {
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let url = self.object_url(kind, name)?;
         let what = format!("reading {kind} object {name}");
-        let resp = self.send(&what, true, || self.client.get(&url))?;
-        let bytes = resp.bytes().map_err(|e| Error::new(ErrorKind::Io, format!("{what}: {}", error_chain(&e))))?;
-        Ok(bytes.to_vec())
+        let (_, bytes) = self.fetch(&what, || self.client.get(&url))?;
+        Ok(bytes)
     }
 
     fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
@@ -302,13 +323,12 @@ impl Store for HttpStore {
         let last = offset
             .checked_add(length - 1)
             .ok_or_else(|| Error::new(ErrorKind::Truncated, format!("{what}: range too large")))?;
-        let resp =
-            self.send(&what, true, || self.client.get(&url).header("range", format!("bytes={offset}-{last}")))?;
-        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
-        let bytes = resp.bytes().map_err(|e| Error::new(ErrorKind::Io, format!("{what}: {}", error_chain(&e))))?;
+        let (status, bytes) =
+            self.fetch(&what, || self.client.get(&url).header("range", format!("bytes={offset}-{last}")))?;
+        let partial = status == StatusCode::PARTIAL_CONTENT;
         // A server that ignores Range sends the whole object with 200.
         let bytes = if partial {
-            bytes.to_vec()
+            bytes
         } else {
             let start = usize::try_from(offset).unwrap_or(usize::MAX);
             bytes.get(start..).map(|b| b[..b.len().min(length as usize)].to_vec()).unwrap_or_default()

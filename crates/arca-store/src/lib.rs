@@ -12,6 +12,7 @@
 //!    (content-addressed names) and is allowed, so retries are idempotent.
 //! 3. `list` shows every object whose `put` returned before the listing started.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 #[cfg(feature = "http")]
@@ -45,6 +46,23 @@ pub struct ObjectInfo {
 pub trait Store: Send + Sync {
     /// Stores `bytes` under `kind`/`name`, atomically and durably (see the crate rules).
     fn put(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()>;
+    /// Stores the bytes of the file at `path` under `kind`/`name`, with the guarantees of
+    /// [`Store::put`], without holding the object in memory. The file is consumed: moved into
+    /// place when it lies on the store's own file system (see [`Store::staging_dir`]), else read
+    /// and removed. This is how the server stores uploads it spooled to disk while hashing them.
+    ///
+    /// The default reads the file whole and calls [`Store::put`]; stores that can stream override it.
+    fn put_file(&self, kind: ObjectKind, name: &str, path: &std::path::Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        self.put(kind, name, &bytes)?;
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    }
+    /// A directory where a caller may stage a file for [`Store::put_file`] so that it can be
+    /// renamed into place instead of copied; `None` if the store has no file system of its own.
+    fn staging_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
     /// Reads a whole object.
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>>;
     /// Reads `length` bytes starting at `offset`. Fails with [`ErrorKind::Truncated`] if the
@@ -71,6 +89,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn put(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         (**self).put(kind, name, bytes)
     }
+    fn put_file(&self, kind: ObjectKind, name: &str, path: &std::path::Path) -> Result<()> {
+        (**self).put_file(kind, name, path)
+    }
+    fn staging_dir(&self) -> Option<std::path::PathBuf> {
+        (**self).staging_dir()
+    }
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         (**self).get(kind, name)
     }
@@ -94,6 +118,37 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn location(&self) -> String {
         (**self).location()
+    }
+}
+
+/// Reads `length` bytes of an object from `offset` on, a piece of at most `piece` bytes at a
+/// time, so that serving a large object holds one piece in memory instead of the whole object.
+/// Works over any [`Store`] through [`Store::get_range`].
+pub struct RangeReader<S> {
+    store: S,
+    kind: ObjectKind,
+    name: String,
+    offset: u64,
+    remaining: u64,
+    piece: u64,
+}
+
+impl<S: Store> RangeReader<S> {
+    /// A reader of `length` bytes of `kind`/`name` from `offset`.
+    pub fn new(store: S, kind: ObjectKind, name: &str, offset: u64, length: u64, piece: u64) -> Self {
+        RangeReader { store, kind, name: name.to_string(), offset, remaining: length, piece: piece.max(1) }
+    }
+
+    /// The next piece, or `None` at the end.
+    pub fn next_piece(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let n = self.remaining.min(self.piece);
+        let bytes = self.store.get_range(self.kind, &self.name, self.offset, n)?;
+        self.offset += n;
+        self.remaining -= n;
+        Ok(Some(bytes))
     }
 }
 

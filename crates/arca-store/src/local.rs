@@ -90,6 +90,49 @@ impl Store for LocalStore {
         })
     }
 
+    /// Renames the staged file into place (after an fsync) when it lies under this store's
+    /// `tmp/`, and copies it otherwise; no object is ever held in memory.
+    fn put_file(&self, kind: ObjectKind, name: &str, path: &Path) -> Result<()> {
+        let target = self.path(kind, name)?;
+        let what = || format!("writing {} from {}", self.describe(kind, name), path.display());
+        let tmp_dir = self.root.join("tmp");
+        let staged = if path.parent() == Some(tmp_dir.as_path()) {
+            path.to_path_buf()
+        } else {
+            // Another file system or directory: copy into tmp/ first, so the rename stays atomic.
+            let mut suffix = [0u8; 12];
+            rand::thread_rng().fill_bytes(&mut suffix);
+            let copy = tmp_dir.join(format!("{}-{}", name, hex::encode(suffix)));
+            fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(what(), e))?;
+            if let Err(e) = fs::copy(path, &copy) {
+                let _ = fs::remove_file(&copy);
+                return Err(Error::io(what(), e));
+            }
+            let _ = fs::remove_file(path);
+            copy
+        };
+        let result = (|| -> std::io::Result<()> {
+            File::open(&staged)?.sync_all()?;
+            let parent = target.parent().expect("object paths always have a parent");
+            if let Err(e) = fs::rename(&staged, &target) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(e);
+                }
+                fs::create_dir_all(parent)?;
+                fs::rename(&staged, &target)?;
+            }
+            sync_dir(parent)
+        })();
+        result.map_err(|e| {
+            let _ = fs::remove_file(&staged);
+            Error::io(what(), e)
+        })
+    }
+
+    fn staging_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join("tmp"))
+    }
+
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let path = self.path(kind, name)?;
         let mut buf = Vec::new();

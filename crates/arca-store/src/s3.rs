@@ -44,6 +44,10 @@ use crate::{validate_name, Error, ErrorKind, ObjectInfo, ObjectKind, Result, Sto
 
 /// Retries after the first attempt of a request that failed temporarily.
 const RETRIES: u32 = 3;
+/// Piece size of streamed uploads ([`Store::put_file`]): S3 multipart parts must be at least
+/// 5 MiB; 16 MiB keeps a pack of tens of MiB to a few parts.
+const UPLOAD_PIECE: usize = 16 << 20;
+
 /// Threads of the runtime each [`S3Store::open`] starts for its requests.
 const WORKER_THREADS: usize = 2;
 /// Region used when the URL names none.
@@ -383,6 +387,49 @@ impl Store for S3Store {
             async move { op.write(&k, body).await.map(|_| ()) }
         })
         .map_err(|e| self.error("writing", &key, e))
+    }
+
+    /// Streams the file in pieces of [`UPLOAD_PIECE`] (a multipart upload when larger), so an
+    /// object of any size costs one piece of memory. Each retry starts again from the file.
+    fn put_file(&self, kind: ObjectKind, name: &str, path: &std::path::Path) -> Result<()> {
+        let key = self.key(kind, name)?;
+        let (k, file_path) = (key.clone(), path.to_path_buf());
+        let result = self
+            .run(move |op| {
+                let (k, file_path) = (k.clone(), file_path.clone());
+                async move {
+                    use std::io::Read;
+                    let io = |e: std::io::Error| {
+                        opendal::Error::new(opendal::ErrorKind::Unexpected, "reading the staged upload").set_source(e)
+                    };
+                    // Reads of a local file between network writes: the store's own runtime
+                    // threads may block for that long.
+                    let mut file = std::fs::File::open(&file_path).map_err(io)?;
+                    let mut writer = op.writer_with(&k).chunk(UPLOAD_PIECE).await?;
+                    let mut piece = vec![0u8; UPLOAD_PIECE];
+                    loop {
+                        let mut filled = 0;
+                        while filled < piece.len() {
+                            let n = file.read(&mut piece[filled..]).map_err(io)?;
+                            if n == 0 {
+                                break;
+                            }
+                            filled += n;
+                        }
+                        if filled == 0 {
+                            break;
+                        }
+                        writer.write(Buffer::from(piece[..filled].to_vec())).await?;
+                        if filled < piece.len() {
+                            break;
+                        }
+                    }
+                    writer.close().await.map(|_| ())
+                }
+            })
+            .map_err(|e| self.error("writing", &key, e));
+        let _ = std::fs::remove_file(path);
+        result
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {

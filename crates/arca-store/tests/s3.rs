@@ -2,7 +2,7 @@
 //!
 //! Needs `ARCA_TEST_S3=s3://BUCKET?endpoint=...&region=...` plus `AWS_ACCESS_KEY_ID` and
 //! `AWS_SECRET_ACCESS_KEY`; `eval "$(scripts/test-services.sh)"` sets all three. Without them each
-//! test prints why and passes, unless `ARCA_TEST_REQUIRE_SCALEOUT=1` (CI), where it fails.
+//! test fails saying so, unless `ARCA_TEST_ALLOW_MISSING_SERVICES=1` asks to skip it (it then prints why).
 //! Every test works under its own random prefix and removes what it wrote.
 #![cfg(feature = "s3")]
 
@@ -17,9 +17,9 @@ fn test_store(test: &str) -> Option<S3Store> {
     let url = match std::env::var("ARCA_TEST_S3") {
         Ok(url) if !url.trim().is_empty() => url,
         _ => {
-            if std::env::var("ARCA_TEST_REQUIRE_SCALEOUT").as_deref() == Ok("1") {
+            if std::env::var("ARCA_TEST_ALLOW_MISSING_SERVICES").as_deref() != Ok("1") {
                 panic!(
-                    "ARCA_TEST_REQUIRE_SCALEOUT=1 but ARCA_TEST_S3 is not set: start the test services with \
+                    "ARCA_TEST_S3 is not set (set ARCA_TEST_ALLOW_MISSING_SERVICES=1 to skip): start the test services with \
                      `eval \"$(scripts/test-services.sh)\"` (a single-node Garage) and run the tests again"
                 );
             }

@@ -35,7 +35,7 @@ into the client's ARCA_TOKEN:
 
 Settings come from flags, then environment variables, then the config file (TOML with the same
 names: listen, data_dir, database, store, scrub_every, scrub_rate, gc_every, restore_check_every, tls_cert,
-tls_key, rate_limit, alert_webhook, smtp_url, alert_from, alert_to). With --tls-cert and
+tls_key, rate_limit, alert_webhook, smtp_url, alert_from, alert_to, behind_proxy, disk_reserve). With --tls-cert and
 --tls-key the server speaks HTTPS (rustls); without them plain HTTP, for loopback or behind a
 TLS-terminating reverse proxy: never send tokens over an untrusted network in clear. Clients
 trust the system's certificate authorities, plus the PEM file in ARCA_CA_CERT if set.
@@ -119,6 +119,14 @@ pub struct ServerArgs {
     /// Recipients of alert e-mail, comma-separated
     #[arg(long, env = "ARCA_ALERT_TO", value_name = "ADDRESSES")]
     pub alert_to: Option<String>,
+
+    /// Behind a TLS-terminating reverse proxy that every request passes: trust its X-Forwarded-For (sign-in throttling per client) and X-Forwarded-Proto: https (Secure cookies, HSTS). Never set this when clients can reach the server directly: they could forge both
+    #[arg(long, env = "ARCA_BEHIND_PROXY")]
+    pub behind_proxy: bool,
+
+    /// Free disk space (MiB) to keep: uploads that would eat into it are refused with 507, so the database, sign-ins and restores keep working on a full disk [default: 1024, or 5% of a smaller disk]
+    #[arg(long, env = "ARCA_DISK_RESERVE", value_name = "MIB")]
+    pub disk_reserve: Option<u64>,
 }
 
 /// The config file's keys.
@@ -140,6 +148,8 @@ struct ConfigFile {
     smtp_url: Option<String>,
     alert_from: Option<String>,
     alert_to: Option<String>,
+    behind_proxy: Option<bool>,
+    disk_reserve: Option<u64>,
 }
 
 /// The settings after merging flags, environment and the config file.
@@ -156,6 +166,8 @@ struct Settings {
     tls: Option<(PathBuf, PathBuf)>,
     rate_limit: f64,
     alerts: arca_server::alerts::AlertConfig,
+    behind_proxy: bool,
+    disk_reserve_mib: Option<u64>,
 }
 
 fn settings(a: &ServerArgs) -> Result<Settings> {
@@ -224,6 +236,8 @@ fn settings(a: &ServerArgs) -> Result<Settings> {
         tls,
         rate_limit,
         alerts,
+        behind_proxy: a.behind_proxy || file.behind_proxy.unwrap_or(false),
+        disk_reserve_mib: a.disk_reserve.or(file.disk_reserve),
     })
 }
 
@@ -260,6 +274,14 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
         state.set_scrub_rate(s.scrub_rate_mib << 20);
         state.set_rate_limit(s.rate_limit);
         state.set_tls(s.tls.is_some());
+        state.set_behind_proxy(s.behind_proxy);
+        if let Some(mib) = s.disk_reserve_mib {
+            state.set_disk_reserve(mib.saturating_mul(1 << 20));
+        }
+        if let Some(dir) = &s.data_dir {
+            // Uploads bound for S3 are spooled here rather than in /tmp (often a small tmpfs).
+            state.set_spool_dir(dir.join("spool"));
+        }
         let scheme = if s.tls.is_some() { "https" } else { "http" };
         println!("arca server listening on {scheme}://{addr}");
         use std::io::Write;
@@ -417,6 +439,8 @@ mod tests {
             smtp_url: None,
             alert_from: None,
             alert_to: None,
+            behind_proxy: false,
+            disk_reserve: None,
         }
     }
 

@@ -6,8 +6,8 @@
 //!
 //! Scale-out needs `ARCA_TEST_POSTGRES` (a URL of a database where the user may create databases)
 //! and `ARCA_TEST_S3` (+ `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`); `scripts/test-services.sh`
-//! starts both and prints them. Without them a scale-out test is skipped with a message, unless
-//! `ARCA_TEST_REQUIRE_SCALEOUT=1` (CI), where it fails.
+//! starts both and prints them. Without them a scale-out test is skipped with a message only when
+//! asked with `ARCA_TEST_ALLOW_MISSING_SERVICES=1`; otherwise it fails.
 //!
 //! Every deployment is set up through `arca admin` as a provider would: a plan, tenants `acme` and
 //! `other`, a repository and a device for each, and a tenant admin of `acme`.
@@ -52,8 +52,8 @@ pub fn available(shape: Shape) -> bool {
     match scale_out_env() {
         Ok(_) => true,
         Err(why) => {
-            if std::env::var("ARCA_TEST_REQUIRE_SCALEOUT").as_deref() == Ok("1") {
-                panic!("scale-out tests are required here but {why} (run `eval \"$(scripts/test-services.sh)\"`)");
+            if std::env::var("ARCA_TEST_ALLOW_MISSING_SERVICES").as_deref() != Ok("1") {
+                panic!("scale-out tests need PostgreSQL and S3 but {why}: run `eval \"$(scripts/test-services.sh)\"`, or set ARCA_TEST_ALLOW_MISSING_SERVICES=1 to skip");
             }
             eprintln!("skipped: scale-out test needs PostgreSQL and S3 ({why}; see scripts/test-services.sh)");
             false
@@ -231,7 +231,7 @@ impl Cluster {
         c
     }
 
-    fn login(&self, user: &str, password: &str) -> String {
+    pub fn login(&self, user: &str, password: &str) -> String {
         let out = Command::new(arca_bin())
             .args(["admin", "login", "--quiet", "--user", user])
             .env("ARCA_SERVER", self.base())

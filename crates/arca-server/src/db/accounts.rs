@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use super::{col, dyn_query, is_unique_violation, now, Db, DbError, Result};
+use crate::limits;
 
 /// What a principal is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,13 +374,11 @@ impl Db {
     /// Creates a plan.
     pub async fn create_plan(&self, plan: &Plan) -> Result<()> {
         check_name("plan", &plan.name)?;
-        if [plan.hard_quota_bytes, plan.soft_quota_bytes, plan.lock_days, plan.yearly_price_cents]
-            .iter()
-            .chain([&plan.overage_cents_per_gb])
-            .any(|v| *v < 0)
-        {
-            return Err(DbError::Invalid("plan figures cannot be negative".into()));
-        }
+        limits::quota("hard_quota_bytes", plan.hard_quota_bytes)?;
+        limits::quota("soft_quota_bytes", plan.soft_quota_bytes)?;
+        limits::days("lock_days", plan.lock_days)?;
+        limits::cents("yearly_price_cents", plan.yearly_price_cents)?;
+        limits::cents("overage_cents_per_gb", plan.overage_cents_per_gb)?;
         dyn_query(format!("INSERT INTO plans ({PLAN_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
             .bind(&plan.name)
             .bind(plan.hard_quota_bytes)
@@ -431,7 +430,8 @@ impl Db {
             }
             None => (None, 0i64, 0i64),
         };
-        let display = if display_name.trim().is_empty() { name } else { display_name.trim() };
+        let display = limits::display_name(display_name).map_err(DbError::Invalid)?;
+        let display = if display.is_empty() { name } else { display.as_str() };
         sqlx::query(
             "INSERT INTO tenants (name, display_name, plan_id, hard_quota_bytes, soft_quota_bytes, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -486,8 +486,9 @@ impl Db {
                 .await?;
         }
         if let Some(d) = &change.display_name {
+            let d = limits::display_name(d).map_err(DbError::Invalid)?;
             sqlx::query("UPDATE tenants SET display_name = $1 WHERE id = $2")
-                .bind(d.trim())
+                .bind(if d.is_empty() { tenant.name.as_str() } else { d.as_str() })
                 .bind(tenant.id)
                 .execute(&mut *tx)
                 .await?;
@@ -510,9 +511,7 @@ impl Db {
             [("hard_quota_bytes", change.hard_quota_bytes), ("soft_quota_bytes", change.soft_quota_bytes)]
         {
             if let Some(v) = value {
-                if v < 0 {
-                    return Err(DbError::Invalid(format!("{column} cannot be negative")));
-                }
+                limits::quota(column, v)?;
                 dyn_query(format!("UPDATE tenants SET {column} = $1 WHERE id = $2"))
                     .bind(v)
                     .bind(tenant.id)
@@ -673,14 +672,16 @@ impl Db {
             .bind(name)
             .fetch_optional(self.pool())
             .await?;
+        let pool = crate::passwords::PasswordPool::global();
+        let busy = |e: crate::passwords::Busy| DbError::Busy(e.to_string());
         let Some(row) = row else {
             // Spend the same time as a real check, so timing does not reveal which names exist.
-            let _ = verify_password(password, dummy_hash());
+            let _ = pool.verify(password, dummy_hash()).await.map_err(busy)?;
             return Ok(LoginOutcome::BadCredentials);
         };
         let id: i64 = col(&row, "id")?;
         let hash: String = col(&row, "password_hash")?;
-        let ok = verify_password(password, &hash);
+        let ok = pool.verify(password, &hash).await.map_err(busy)?;
         if col::<i64>(&row, "disabled")? != 0 {
             return Ok(LoginOutcome::Disabled);
         }
@@ -727,7 +728,7 @@ impl Db {
         };
         let plan_lock = plan.as_ref().map_or(0, |p| p.lock_days);
         let compliance = plan.as_ref().is_some_and(|p| p.compliance);
-        let lock = lock_days.unwrap_or(plan_lock);
+        let lock = limits::days("lock_days", lock_days.unwrap_or(plan_lock))?;
         if lock < plan_lock {
             return Err(DbError::Invalid(format!(
                 "the plan {} requires a retention lock of at least {plan_lock} days",
@@ -782,9 +783,7 @@ impl Db {
         compliance: Option<bool>,
     ) -> Result<Repository> {
         let repo = self.repository(name).await?;
-        if lock_days < 0 {
-            return Err(DbError::Invalid("lock days cannot be negative".into()));
-        }
+        limits::days("lock_days", lock_days)?;
         if repo.compliance && lock_days < repo.lock_days {
             return Err(DbError::Invalid(format!(
                 "repository {name} is in compliance mode: its retention lock of {} days can be extended but never \
@@ -926,7 +925,7 @@ impl Db {
     /// Issues an API token for a user (after [`Db::check_login`]); `ttl_days` 0 means no expiry.
     pub async fn create_user_token(&self, user_id: i64, label: &str, ttl_days: i64) -> Result<(String, i64)> {
         let token = new_token();
-        let expires = if ttl_days > 0 { now() + ttl_days * 86_400 } else { 0 };
+        let expires = if ttl_days > 0 { limits::lock_end(now(), ttl_days) } else { 0 };
         sqlx::query(
             "INSERT INTO tokens (token_hash, user_id, label, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -1040,8 +1039,13 @@ impl Db {
     }
 }
 
-/// Failed logins in a row that lock an account.
-pub const LOCKOUT_AFTER: i64 = 5;
+/// Failed passwords in a row, from every client together, that lock an account. The limit that
+/// stops one guesser is per client and much lower ([`crate::signin`]); this one only stops a
+/// guess spread over many addresses, so that nobody can lock a user out from one machine.
+pub const LOCKOUT_AFTER: i64 = 50;
+/// Wrong one-time codes in a row that lock an account (asked only once the password was right,
+/// so only someone who knows it can cause this lock).
+pub const CODE_LOCKOUT_AFTER: i64 = 5;
 /// How long a locked account stays locked.
 pub const LOCKOUT_SECS: i64 = 15 * 60;
 

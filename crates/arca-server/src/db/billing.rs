@@ -135,13 +135,13 @@ impl Db {
         let mut traffic: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
         for r in &rows {
             let d = per_day.entry(r.tenant.as_str()).or_default().entry(r.day.as_str()).or_default();
-            d.0 += r.stored_bytes;
-            d.1 += r.stored_peak_bytes;
-            d.2 += r.logical_bytes;
+            d.0 = d.0.saturating_add(r.stored_bytes);
+            d.1 = d.1.saturating_add(r.stored_peak_bytes);
+            d.2 = d.2.saturating_add(r.logical_bytes);
             let t = traffic.entry(r.tenant.as_str()).or_default();
-            t.0 += r.ingress_bytes;
-            t.1 += r.egress_bytes;
-            t.2 += r.snapshots;
+            t.0 = t.0.saturating_add(r.ingress_bytes);
+            t.1 = t.1.saturating_add(r.egress_bytes);
+            t.2 = t.2.saturating_add(r.snapshots);
         }
         let mut out = Vec::new();
         for t in &tenants {
@@ -158,7 +158,7 @@ impl Db {
                 .map(|d| d.range(from_day.as_str()..).map(|(_, v)| *v).collect())
                 .unwrap_or_default();
             // Days without a row (no repository yet) count as zero bytes stored.
-            let sum: i64 = daily.iter().map(|d| d.0).sum();
+            let sum: i64 = daily.iter().fold(0i64, |s, d| s.saturating_add(d.0));
             let avg = mul_div_round(sum, 1, days);
             let peak = daily.iter().map(|d| d.1).max().unwrap_or(0);
             let logical = daily.last().map_or(0, |d| d.2);

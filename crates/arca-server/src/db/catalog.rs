@@ -441,6 +441,10 @@ async fn drop_reservation(tx: &mut Transaction<'static, Any>, r: &Reservation) -
     Ok(())
 }
 
+/// Where a repository's logical total saturates: the sum of snapshots' claims (each at most
+/// [`crate::limits::MAX_SNAPSHOT_LOGICAL`], so `total + claim` cannot overflow below this).
+pub(crate) const LOGICAL_CAP: i64 = 1 << 62;
+
 /// Applies a change to the repository's and tenant's counters and adds it to today's metering
 /// row, which records the counters as they stand after the change.
 pub(crate) async fn meter(tx: &mut Transaction<'static, Any>, repo: &Repository, d: Delta) -> Result<()> {
@@ -454,12 +458,14 @@ pub(crate) async fn meter(tx: &mut Transaction<'static, Any>, repo: &Repository,
     // The UPDATE also locks the repository row, so metering rows see counters in commit order.
     let row = sqlx::query(
         "UPDATE repositories SET stored_bytes = stored_bytes + $1, object_count = object_count + $2, \
-         logical_bytes = logical_bytes + $3 WHERE id = $4 RETURNING stored_bytes, object_count, logical_bytes",
+         logical_bytes = CASE WHEN logical_bytes + $3 > $5 THEN $5 ELSE logical_bytes + $3 END \
+         WHERE id = $4 RETURNING stored_bytes, object_count, logical_bytes",
     )
     .bind(d.bytes)
     .bind(d.objects)
     .bind(d.logical)
     .bind(repo.id)
+    .bind(LOGICAL_CAP)
     .fetch_one(&mut **tx)
     .await?;
     let stored: i64 = col(&row, "stored_bytes")?;

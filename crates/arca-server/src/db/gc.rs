@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use super::accounts::Repository;
 use super::catalog::{ObjectRow, Unless};
-use super::{col, now, Db, DbError, Result};
+use super::{col, now, Db, Result};
+use crate::limits;
 
 /// A lease not renewed for this long has lapsed (the client refreshes its lock every 5 minutes
 /// and gives up its own backup after 25 minutes without a refresh).
@@ -68,6 +69,34 @@ impl Db {
         Ok(())
     }
 
+    /// Whether lock `name` of a repository holds a lease (live or lapsed).
+    pub async fn has_lease(&self, repo_id: i64, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE repo_id = $1 AND name = $2")
+            .bind(repo_id)
+            .bind(name)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// How many locks of a repository hold a lease (live or lapsed).
+    pub async fn lease_count(&self, repo_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE repo_id = $1")
+            .bind(repo_id)
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// The locks of a repository whose lease lapsed (not renewed for [`LEASE_TTL`]): their
+    /// holders are gone, so the server may remove them.
+    pub async fn lapsed_leases(&self, repo_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM leases WHERE repo_id = $1 AND renewed_at < $2 ORDER BY name")
+            .bind(repo_id)
+            .bind(now() - LEASE_TTL)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
     /// When the oldest live lease of a repository started, if any is live.
     pub async fn oldest_live_lease(&self, repo_id: i64) -> Result<Option<i64>> {
         let v: Option<i64> =
@@ -81,9 +110,7 @@ impl Db {
 
     /// Sets how many days the server keeps snapshots (0: until the customer forgets them).
     pub async fn set_retention(&self, repo: &str, days: i64) -> Result<Repository> {
-        if days < 0 {
-            return Err(DbError::Invalid("retention days cannot be negative".into()));
-        }
+        limits::days("retention_days", days)?;
         let r = self.repository(repo).await?;
         sqlx::query("UPDATE repositories SET retention_days = $1 WHERE id = $2")
             .bind(days)
@@ -124,7 +151,7 @@ impl Db {
         if days == 0 {
             return Ok(Vec::new());
         }
-        let cutoff = (now() - days * 86_400).min(now() - repo.lock_days * 86_400);
+        let cutoff = limits::days_before(now(), days).min(limits::days_before(now(), repo.lock_days));
         let rows = sqlx::query(
             "SELECT name, size, created_at FROM objects WHERE repo_id = $1 AND kind = 'snapshots' \
              AND created_at < $2 ORDER BY created_at DESC, name DESC",
@@ -159,7 +186,7 @@ impl Db {
         )
         .bind(now())
         .bind(repo.id)
-        .bind(now() - repo.lock_days * 86_400)
+        .bind(limits::days_before(now(), repo.lock_days))
         .execute(self.pool())
         .await?
         .rows_affected();
@@ -213,7 +240,7 @@ impl Db {
              WHERE i.repo_id = o.repo_id AND i.idx = o.name)",
         )
         .bind(repo.id)
-        .bind(now() - repo.lock_days * 86_400)
+        .bind(limits::days_before(now(), repo.lock_days))
         .fetch_all(self.pool())
         .await?;
         rows.iter()

@@ -10,6 +10,7 @@
 use serde::Serialize;
 
 use super::{col, now, Db, DbError, Result};
+use super::accounts::Repository;
 
 /// How late a backup may be, past its schedule, before it counts as overdue.
 pub const GRACE_SECS: i64 = 3600;
@@ -341,6 +342,22 @@ impl Db {
         insert_alert(&mut tx, Some(tenant_id), None, "soft-quota", &subject, &body).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Raises a `scrub-damage` alert: a scrub found `damaged` objects of `repo` damaged. The
+    /// provider and the tenant's own alert addresses hear of it.
+    pub async fn raise_scrub_alert(&self, run_id: i64, repo: &Repository, damaged: i64) -> Result<()> {
+        let subject = format!("Scrub found damage: {} damaged objects in {}", damaged, repo.name);
+        let body = format!(
+            "Scrub run {run_id} found {damaged} stored objects of repository {} (tenant {}) missing or not matching \
+             their content address. Restore them from another copy of the storage if there is one; otherwise the \
+             customer's `arca check` names the snapshots affected, and the next backup uploads the data again.\n",
+            repo.name, repo.tenant
+        );
+        let mut tx = self.pool().begin().await?;
+        insert_alert(&mut tx, Some(repo.tenant_id), None, "scrub-damage", &subject, &body).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The newest alerts (of one tenant, or all).

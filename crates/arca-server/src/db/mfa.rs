@@ -1,7 +1,7 @@
 //! Two-factor sign-in: a TOTP secret per user, one-time recovery codes, and the short-lived
 //! challenge between the password step and the code step.
 
-use super::accounts::{hash_token, new_token, LOCKOUT_AFTER, LOCKOUT_SECS};
+use super::accounts::{hash_token, new_token, CODE_LOCKOUT_AFTER, LOCKOUT_SECS};
 use super::{col, now, Db, DbError, Result};
 use crate::totp;
 
@@ -136,7 +136,7 @@ impl Db {
             .bind(user_id)
             .fetch_one(self.pool())
             .await?;
-            if failed >= LOCKOUT_AFTER {
+            if failed >= CODE_LOCKOUT_AFTER {
                 sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2")
                     .bind(now() + LOCKOUT_SECS)
                     .bind(user_id)
@@ -212,7 +212,7 @@ mod tests {
             // Knowing the password does not reset the count of wrong codes: guessing stays
             // limited to the lockout.
             sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0").execute(db.pool()).await.unwrap();
-            for _ in 0..crate::db::accounts::LOCKOUT_AFTER - 1 {
+            for _ in 0..crate::db::accounts::CODE_LOCKOUT_AFTER - 1 {
                 assert!(matches!(
                     db.check_login("boss", "long enough password").await.unwrap(),
                     crate::db::accounts::LoginOutcome::Ok(_)

@@ -44,6 +44,15 @@ pub enum DbError {
     /// A value is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// The server is too busy for this now (the password pool is full); retry shortly.
+    #[error("{0}")]
+    Busy(String),
+}
+
+impl From<crate::limits::OutOfRange> for DbError {
+    fn from(e: crate::limits::OutOfRange) -> Self {
+        DbError::Invalid(e.to_string())
+    }
 }
 
 /// Result of metadata operations.
@@ -65,6 +74,30 @@ pub struct Db {
     dialect: Dialect,
 }
 
+/// Creates the SQLite file readable by its owner only (it holds password hashes, token hashes and
+/// two-factor secrets), or tightens an existing one. SQLite gives its `-wal` and `-shm` files the
+/// main file's permissions.
+fn owner_only(file: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| DbError::Invalid(format!("preparing the database file {}: {e}", file.display()));
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(file).map_err(io)?;
+    let mode = std::fs::metadata(file).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!("{} was readable by others (mode {:o}): made it owner-only", file.display(), mode & 0o777);
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+            if side.exists() {
+                std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The current time in Unix seconds, by the server's clock.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -82,6 +115,10 @@ impl Db {
                 return Err(DbError::Invalid(
                     "sqlite:// needs a file path, e.g. sqlite:///var/lib/arca/arca.db".into(),
                 ));
+            }
+            let file = path.split('?').next().unwrap_or(path);
+            if !file.is_empty() && file != ":memory:" {
+                owner_only(std::path::Path::new(file))?;
             }
             let sep = if path.contains('?') { '&' } else { '?' };
             (Dialect::Sqlite, format!("sqlite://{path}{sep}mode=rwc"))
@@ -186,7 +223,7 @@ pub(crate) mod testing {
 
     /// Fresh databases of every dialect available: SQLite always, and a throwaway PostgreSQL
     /// database when `ARCA_TEST_POSTGRES` names a server (required when
-    /// `ARCA_TEST_REQUIRE_SCALEOUT=1`, as in CI).
+    /// unless `ARCA_TEST_ALLOW_MISSING_SERVICES=1` asks to skip it).
     pub async fn databases() -> Vec<(Db, Option<tempfile::TempDir>)> {
         let (db, dir) = sqlite().await;
         let mut out = vec![(db, Some(dir))];
@@ -199,8 +236,8 @@ pub(crate) mod testing {
                 let (head, _) = url.rsplit_once('/').unwrap();
                 out.push((Db::connect(&format!("{head}/{name}")).await.unwrap(), None));
             }
-            Err(_) if std::env::var("ARCA_TEST_REQUIRE_SCALEOUT").as_deref() == Ok("1") => {
-                panic!("ARCA_TEST_POSTGRES is required here (see scripts/test-services.sh)")
+            Err(_) if std::env::var("ARCA_TEST_ALLOW_MISSING_SERVICES").as_deref() != Ok("1") => {
+                panic!("ARCA_TEST_POSTGRES is not set: start the services (scripts/test-services.sh) or set ARCA_TEST_ALLOW_MISSING_SERVICES=1 to skip")
             }
             Err(_) => eprintln!("PostgreSQL half skipped: set ARCA_TEST_POSTGRES (see scripts/test-services.sh)"),
         }

@@ -161,6 +161,11 @@ impl Session {
         context! { me => &self.me, csrf => &self.csrf, ..extra }
     }
 
+    /// The session as a caller of the service layer.
+    fn caller(&self) -> crate::service::Caller {
+        crate::service::Caller::web(self.principal.clone())
+    }
+
     async fn audit(
         &self,
         state: &AppState,
@@ -252,6 +257,25 @@ fn message(status: StatusCode, heading: &str, text: &str, s: Option<&Session>) -
         None => extra,
     };
     render(status, "message.html", ctx)
+}
+
+/// The page for a refused or failed service operation ([`crate::service`]): its status and
+/// message, on the session's layout. Internal errors show only that something failed (the
+/// details are in the server log).
+fn service_error(s: &Session, e: crate::errors::ApiError) -> Response {
+    let status = e.status();
+    let heading = match status {
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::NOT_FOUND => "Not found",
+        s if s.is_client_error() => "Not done",
+        StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
+        _ => "Failed",
+    };
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!("web: {}", e.message());
+        return message(status, heading, "Something failed on the server; nothing was changed. Try again later.", Some(s));
+    }
+    message(status, heading, e.message(), Some(s))
 }
 
 fn not_found(s: &Session, what: &str) -> Response {

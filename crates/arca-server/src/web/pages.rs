@@ -8,10 +8,11 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_csrf, cookie, date, forbidden, human, message, not_found, render, session, set_cookie, traffic_chart,
-    Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
+    check_csrf, cookie, date, forbidden, human, message, not_found, render, service_error, session, set_cookie,
+    traffic_chart, Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
 };
-use crate::access::{can_manage_tenant, can_view_tenant, is_provider_admin, is_staff};
+use crate::service::accounts as service;
+use crate::access::{can_manage_tenant, can_view_tenant, is_staff};
 use crate::db::accounts::{LoginOutcome, Plan, Repository, Tenant};
 use crate::db::audit::NewAudit;
 use crate::db::DbError;
@@ -23,6 +24,7 @@ pub(super) fn db_error(s: Option<&Session>, e: DbError) -> Response {
     match e {
         DbError::Conflict(m) | DbError::Invalid(m) => message(StatusCode::BAD_REQUEST, "Not done", &m, s),
         DbError::NotFound(m) => message(StatusCode::NOT_FOUND, "Not found", &m, s),
+        DbError::Busy(m) => message(StatusCode::SERVICE_UNAVAILABLE, "Busy", &m, s),
         DbError::Sql(e) => {
             tracing::error!("web: metadata database: {e}");
             message(
@@ -69,7 +71,12 @@ pub(super) struct LoginForm {
 }
 
 /// `POST /login`.
-pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+pub(super) async fn login(
+    State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<crate::routes::ClientAddr>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if expected.is_empty() || blake3::hash(expected.as_bytes()) != blake3::hash(f.csrf.as_bytes()) {
         return login_page(StatusCode::FORBIDDEN, Some("The sign-in form expired. Please try again."));
@@ -93,7 +100,7 @@ pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, For
             }
         }
     };
-    let outcome = match state.db().check_login(&f.user, &f.password).await {
+    let outcome = match crate::signin::sign_in(&state, &f.user, &f.password, client.0).await {
         Ok(o) => o,
         Err(e) => return db_error(None, e),
     };
@@ -122,10 +129,13 @@ pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, For
             login_page(StatusCode::UNAUTHORIZED, Some("Wrong user name or password."))
         }
         LoginOutcome::Locked { until } => {
-            audit("denied", "account locked", None).await;
+            audit("denied", "locked or throttled", None).await;
             login_page(
                 StatusCode::TOO_MANY_REQUESTS,
-                Some(&format!("Too many failed sign-ins: the account is locked until {} UTC.", date(until))),
+                Some(&format!(
+                    "Too many failed sign-ins for this user name or from your address: try again after {} UTC.",
+                    date(until)
+                )),
             )
         }
         LoginOutcome::Disabled => {
@@ -346,8 +356,8 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
     for r in &usage {
         match days.last_mut() {
             Some(d) if d.0 == r.day => {
-                d.1 += r.ingress_bytes;
-                d.2 += r.egress_bytes;
+                d.1 = d.1.saturating_add(r.ingress_bytes);
+                d.2 = d.2.saturating_add(r.egress_bytes);
             }
             _ => days.push((r.day.clone(), r.ingress_bytes, r.egress_bytes)),
         }
@@ -404,8 +414,8 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
             status: status_text(t),
         })
         .collect();
-    let stored: i64 = repos.iter().map(|r| r.stored_bytes).sum();
-    let logical: i64 = repos.iter().map(|r| r.logical_bytes).sum();
+    let stored: i64 = repos.iter().fold(0i64, |s, r| s.saturating_add(r.stored_bytes));
+    let logical: i64 = repos.iter().fold(0i64, |s, r| s.saturating_add(r.logical_bytes));
     Ok(render(
         StatusCode::OK,
         "console.html",
@@ -435,21 +445,11 @@ pub(super) async fn create_tenant(
 ) -> Page {
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
-    if !is_provider_admin(&s.principal) {
-        s.audit(&state, None, "tenant.create", &f.name, "denied", "web: not a provider admin").await;
-        return Err(forbidden(&s, "create tenants"));
-    }
     let plan = Some(f.plan.trim()).filter(|p| !p.is_empty());
-    match state.db().create_tenant(f.name.trim(), &f.display_name, plan).await {
-        Ok(t) => {
-            s.audit(&state, Some(t.id), "tenant.create", &t.name, "ok", "web").await;
-            Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
-        }
-        Err(e) => {
-            s.audit(&state, None, "tenant.create", &f.name, "denied", &e.to_string()).await;
-            Err(db_error(Some(&s), e))
-        }
-    }
+    let t = service::create_tenant(&state, &s.caller(), f.name.trim(), &f.display_name, plan)
+        .await
+        .map_err(|e| service_error(&s, e))?;
+    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
 /// A tenant the session may see, or the "not found" page (audited).
@@ -618,20 +618,8 @@ pub(super) async fn create_repo(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    if !can_manage_tenant(&s.principal, t.id) {
-        s.audit(&state, Some(t.id), "repo.create", &f.name, "denied", "web: may not manage the tenant").await;
-        return Err(forbidden(&s, "create repositories"));
-    }
-    match state.db().create_repository(&t.name, f.name.trim(), None).await {
-        Ok(r) => {
-            s.audit(&state, Some(t.id), "repo.create", &r.name, "ok", "web").await;
-            Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
-        }
-        Err(e) => {
-            s.audit(&state, Some(t.id), "repo.create", &f.name, "denied", &e.to_string()).await;
-            Err(db_error(Some(&s), e))
-        }
-    }
+    service::create_repository(&state, &s.caller(), &t, f.name.trim(), None).await.map_err(|e| service_error(&s, e))?;
+    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
 /// The new-user form.
@@ -654,31 +642,18 @@ pub(super) async fn create_user(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    if !can_manage_tenant(&s.principal, t.id) {
-        s.audit(&state, Some(t.id), "user.create", &f.name, "denied", "web: may not manage the tenant").await;
-        return Err(forbidden(&s, "add users"));
-    }
-    let role = match crate::db::accounts::Role::parse(&f.role) {
-        Some(r @ (crate::db::accounts::Role::TenantAdmin | crate::db::accounts::Role::TenantUser)) => r,
-        _ => {
-            return Err(message(
-                StatusCode::BAD_REQUEST,
-                "Not done",
-                "A tenant's users are tenant admins or tenant users.",
-                Some(&s),
-            ))
-        }
+    let Some(role) = crate::db::accounts::Role::parse(&f.role) else {
+        return Err(message(
+            StatusCode::BAD_REQUEST,
+            "Not done",
+            "A tenant's users are tenant admins or tenant users.",
+            Some(&s),
+        ));
     };
-    match state.db().create_user(f.name.trim(), &f.password, role, Some(&t.name)).await {
-        Ok(u) => {
-            s.audit(&state, Some(t.id), "user.create", &u.name, "ok", "web").await;
-            Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
-        }
-        Err(e) => {
-            s.audit(&state, Some(t.id), "user.create", &f.name, "denied", &e.to_string()).await;
-            Err(db_error(Some(&s), e))
-        }
-    }
+    service::create_tenant_user(&state, &s.caller(), &t, f.name.trim(), &f.password, role)
+        .await
+        .map_err(|e| service_error(&s, e))?;
+    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
 /// The user-management forms: the action and, for a reset, the new password.
@@ -757,10 +732,6 @@ pub(super) async fn tenant_settings(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    if !is_provider_admin(&s.principal) {
-        s.audit(&state, Some(t.id), "tenant.update", &t.name, "denied", "web: not a provider admin").await;
-        return Err(forbidden(&s, "change a tenant's plan, quotas or status"));
-    }
     if !f.hard_gb.is_finite() || !f.soft_gb.is_finite() || f.hard_gb < 0.0 || f.soft_gb < 0.0 {
         return Err(message(StatusCode::BAD_REQUEST, "Not done", "Quotas cannot be negative.", Some(&s)));
     }
@@ -774,9 +745,7 @@ pub(super) async fn tenant_settings(
         suspended: Some(f.suspended.is_some()),
         alert_email: None,
     };
-    let detail = serde_json::to_string(&change).unwrap_or_default();
-    state.db().update_tenant(&t.name, &change).await.map_err(|e| db_error(Some(&s), e))?;
-    s.audit(&state, Some(t.id), "tenant.update", &t.name, "ok", &format!("web: {detail}")).await;
+    service::update_tenant(&state, &s.caller(), &t, &change).await.map_err(|e| service_error(&s, e))?;
     Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
@@ -798,16 +767,8 @@ pub(super) async fn set_alert_email(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    if !can_manage_tenant(&s.principal, t.id) {
-        s.audit(&state, Some(t.id), "tenant.alert-email", &t.name, "denied", "web: may not manage the tenant").await;
-        return Err(forbidden(&s, "change the tenant's alert addresses"));
-    }
-    if let Err(e) = crate::alerts::parse_mailboxes(&f.alert_email) {
-        return Err(message(StatusCode::BAD_REQUEST, "Addresses not saved", &e, Some(&s)));
-    }
     let change = crate::db::accounts::TenantChange { alert_email: Some(f.alert_email.clone()), ..Default::default() };
-    state.db().update_tenant(&t.name, &change).await.map_err(|e| db_error(Some(&s), e))?;
-    s.audit(&state, Some(t.id), "tenant.alert-email", &t.name, "ok", &format!("web: {}", f.alert_email.trim())).await;
+    service::update_tenant(&state, &s.caller(), &t, &change).await.map_err(|e| service_error(&s, e))?;
     Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
@@ -829,21 +790,10 @@ pub(super) async fn add_device(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    let target = format!("{}@{} -> {}", f.name, t.name, f.repo);
-    if !can_manage_tenant(&s.principal, t.id) {
-        s.audit(&state, Some(t.id), "device.create", &target, "denied", "web: may not manage the tenant").await;
-        return Err(forbidden(&s, "add devices"));
-    }
-    match state.db().create_device(&t.name, f.name.trim(), &f.repo).await {
-        Ok((d, token)) => {
-            s.audit(&state, Some(t.id), "device.create", &target, "ok", "web").await;
-            tenant_page(&state, &headers, &s, &t, Some((&d.name, &d.repo, &token))).await
-        }
-        Err(e) => {
-            s.audit(&state, Some(t.id), "device.create", &target, "denied", &e.to_string()).await;
-            Err(db_error(Some(&s), e))
-        }
-    }
+    let (d, token) = service::create_device(&state, &s.caller(), &t, f.name.trim(), &f.repo)
+        .await
+        .map_err(|e| service_error(&s, e))?;
+    tenant_page(&state, &headers, &s, &t, Some((&d.name, &d.repo, &token))).await
 }
 
 /// `POST /tenants/{tenant}/devices/{device}/revoke`.
@@ -856,13 +806,7 @@ pub(super) async fn revoke_device(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    let target = format!("{device}@{}", t.name);
-    if !can_manage_tenant(&s.principal, t.id) {
-        s.audit(&state, Some(t.id), "device.revoke", &target, "denied", "web: may not manage the tenant").await;
-        return Err(forbidden(&s, "revoke devices"));
-    }
-    state.db().revoke_device(&t.name, &device).await.map_err(|e| db_error(Some(&s), e))?;
-    s.audit(&state, Some(t.id), "device.revoke", &target, "ok", "web").await;
+    service::revoke_device(&state, &s.caller(), &t, &device).await.map_err(|e| service_error(&s, e))?;
     Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
@@ -938,10 +882,6 @@ pub(super) async fn set_retention(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let r = visible_repository(&state, &s, &name).await?;
-    if !can_manage_tenant(&s.principal, r.tenant_id) {
-        s.audit(&state, Some(r.tenant_id), "repo.retention", &r.name, "denied", "web: may not manage the tenant").await;
-        return Err(forbidden(&s, "change this repository's retention"));
-    }
     let days = match f.days.trim().parse::<i64>() {
         Ok(d) => d,
         Err(_) => {
@@ -953,12 +893,7 @@ pub(super) async fn set_retention(
             ))
         }
     };
-    if let Err(why) = crate::db::Db::check_retention(&r, days) {
-        s.audit(&state, Some(r.tenant_id), "repo.retention", &r.name, "denied", &why).await;
-        return Err(message(StatusCode::BAD_REQUEST, "Retention not changed", &why, Some(&s)));
-    }
-    state.db().set_retention(&r.name, days).await.map_err(|e| db_error(Some(&s), e))?;
-    s.audit(&state, Some(r.tenant_id), "repo.retention", &r.name, "ok", &format!("web: {days} days")).await;
+    service::set_retention(&state, &s.caller(), &r, days).await.map_err(|e| service_error(&s, e))?;
     Ok(Redirect::to(&format!("/repos/{}", r.name)).into_response())
 }
 
@@ -1021,7 +956,7 @@ pub(super) async fn usage(State(state): State<AppState>, Query(q): Query<UsageQu
         let mut days: Vec<(String, i64)> = Vec::new();
         for r in &rows {
             match days.last_mut() {
-                Some((d, v)) if *d == r.day => *v += r.stored_bytes,
+                Some((d, v)) if *d == r.day => *v = v.saturating_add(r.stored_bytes),
                 _ => days.push((r.day.clone(), r.stored_bytes)),
             }
         }
@@ -1103,10 +1038,6 @@ pub(super) struct NewPlanForm {
 pub(super) async fn create_plan(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<NewPlanForm>) -> Page {
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
-    if !is_provider_admin(&s.principal) {
-        s.audit(&state, None, "plan.create", &f.name, "denied", "web: not a provider admin").await;
-        return Err(forbidden(&s, "create plans"));
-    }
     let bad = |v: f64| !v.is_finite() || v < 0.0;
     if bad(f.hard_gb) || bad(f.soft_gb) || bad(f.price) || bad(f.overage) {
         return Err(message(StatusCode::BAD_REQUEST, "Not done", "Quotas and prices cannot be negative.", Some(&s)));
@@ -1120,16 +1051,8 @@ pub(super) async fn create_plan(State(state): State<AppState>, headers: HeaderMa
         yearly_price_cents: (f.price * 100.0).round() as i64,
         overage_cents_per_gb: (f.overage * 100.0).round() as i64,
     };
-    match state.db().create_plan(&plan).await {
-        Ok(()) => {
-            s.audit(&state, None, "plan.create", &plan.name, "ok", "web").await;
-            Ok(Redirect::to("/console/plans").into_response())
-        }
-        Err(e) => {
-            s.audit(&state, None, "plan.create", &plan.name, "denied", &e.to_string()).await;
-            Err(db_error(Some(&s), e))
-        }
-    }
+    service::create_plan(&state, &s.caller(), &plan).await.map_err(|e| service_error(&s, e))?;
+    Ok(Redirect::to("/console/plans").into_response())
 }
 
 /// Audit log filters.

@@ -1,0 +1,174 @@
+//! Sign-in, the one path the JSON API (`POST /v1/auth/login`) and the web pages (`POST /login`)
+//! share: throttling by client, the password check on the bounded pool, and the lockout rules.
+//!
+//! Throttling happens before any hashing, so a flood from one address costs a map lookup:
+//! - a client address with [`CLIENT_FAILURES`] failed sign-ins in [`WINDOW`] is refused (429)
+//!   whatever name it tries, so spraying many user names does not help;
+//! - a (user name, client) pair with [`PAIR_FAILURES`] failures is refused for that name: one
+//!   guesser locks out itself, not the real user signing in from elsewhere;
+//! - a user name with [`crate::db::accounts::LOCKOUT_AFTER`] failures from all clients is locked
+//!   for everyone (a guess spread over many addresses), and this holds for names that do not
+//!   exist too, with the same message, so lockouts reveal nothing about which accounts exist.
+//!
+//! Counters live in this process's memory (bounded: the oldest are dropped past
+//! [`MAX_TRACKED`]); the account-wide lock is also kept in the database so every server of a
+//! scale-out group honours it and the console shows it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::db::accounts::{LoginOutcome, LOCKOUT_AFTER, LOCKOUT_SECS};
+use crate::db::{now, DbError};
+use crate::state::AppState;
+
+/// Failed sign-ins one client address may make in [`WINDOW`], over all user names.
+pub const CLIENT_FAILURES: u32 = 20;
+/// Failed sign-ins one client address may make for one user name in [`WINDOW`].
+pub const PAIR_FAILURES: u32 = 5;
+/// How long failures are remembered (and a throttled client waits at most).
+pub const WINDOW: Duration = Duration::from_secs(LOCKOUT_SECS as u64);
+/// Counters kept at most; past that the oldest go (an attacker cycling addresses gains nothing
+/// from this that cycling alone would not give).
+pub const MAX_TRACKED: usize = 100_000;
+
+#[derive(Clone, Copy)]
+struct Count {
+    failures: u32,
+    since: Instant,
+}
+
+/// The failure counters of this process.
+#[derive(Default)]
+pub struct Throttle {
+    counts: Mutex<HashMap<Key, Count>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Client(Option<IpAddr>),
+    Pair(String, Option<IpAddr>),
+    Name(String),
+}
+
+impl Throttle {
+    fn refused(&self, keys: &[(Key, u32)], at: Instant) -> Option<Instant> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .filter_map(|(k, limit)| counts.get(k).filter(|c| c.failures >= *limit && at - c.since < WINDOW))
+            .map(|c| c.since + WINDOW)
+            .max()
+    }
+
+    fn fail(&self, keys: &[(Key, u32)], at: Instant) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.len() >= MAX_TRACKED {
+            counts.retain(|_, c| at - c.since < WINDOW);
+            if counts.len() >= MAX_TRACKED {
+                counts.clear();
+            }
+        }
+        for (k, _) in keys {
+            let c = counts.entry(k.clone()).or_insert(Count { failures: 0, since: at });
+            if at - c.since >= WINDOW {
+                *c = Count { failures: 0, since: at };
+            }
+            c.failures += 1;
+        }
+    }
+
+    fn succeed(&self, name: &str, client: Option<IpAddr>) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.remove(&Key::Pair(name.to_string(), client));
+    }
+}
+
+fn keys(name: &str, client: Option<IpAddr>) -> [(Key, u32); 3] {
+    let name = name.to_lowercase();
+    [
+        (Key::Client(client), CLIENT_FAILURES),
+        (Key::Pair(name.clone(), client), PAIR_FAILURES),
+        (Key::Name(name), LOCKOUT_AFTER as u32),
+    ]
+}
+
+/// Checks a sign-in by `client` (its address, when known) as user `name`. A throttled attempt
+/// is answered [`LoginOutcome::Locked`] without looking at the password.
+pub async fn sign_in(
+    state: &AppState,
+    name: &str,
+    password: &str,
+    client: Option<IpAddr>,
+) -> Result<LoginOutcome, DbError> {
+    let throttle = state.signin_throttle();
+    let keys = keys(name, client);
+    let started = Instant::now();
+    if let Some(until) = throttle.refused(&keys, started) {
+        let wait = until.saturating_duration_since(started).as_secs() as i64;
+        return Ok(LoginOutcome::Locked { until: now() + wait.max(1) });
+    }
+    let outcome = state.db().check_login(name, password).await?;
+    match &outcome {
+        LoginOutcome::Ok(_) => throttle.succeed(&name.to_lowercase(), client),
+        LoginOutcome::BadCredentials => {
+            throttle.fail(&keys, started);
+            if let Some(until) = throttle.refused(&keys, Instant::now()) {
+                let wait = until.saturating_duration_since(Instant::now()).as_secs() as i64;
+                return Ok(LoginOutcome::Locked { until: now() + wait.max(1) });
+            }
+        }
+        LoginOutcome::Locked { .. } | LoginOutcome::Disabled => throttle.fail(&keys, started),
+    }
+    Ok(outcome)
+}
+
+/// The message for a throttled or locked sign-in: the same whether the name exists or not.
+pub fn locked_message(until: i64) -> String {
+    let when = chrono::DateTime::from_timestamp(until, 0).map_or(until.to_string(), |d| d.to_rfc3339());
+    format!("too many failed sign-ins for this user name or from your address: try again after {when}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn one_guesser_locks_only_itself() {
+        let t = Throttle::default();
+        let at = Instant::now();
+        for _ in 0..PAIR_FAILURES {
+            assert!(t.refused(&keys("admin", ip("10.0.0.1")), at).is_none());
+            t.fail(&keys("admin", ip("10.0.0.1")), at);
+        }
+        assert!(t.refused(&keys("admin", ip("10.0.0.1")), at).is_some());
+        assert!(t.refused(&keys("Admin", ip("10.0.0.1")), at).is_some(), "names are compared without case");
+        assert!(t.refused(&keys("admin", ip("10.0.0.2")), at).is_none(), "the real admin elsewhere signs in");
+        assert!(t.refused(&keys("admin", ip("10.0.0.1")), at + WINDOW).is_none(), "the lock passes");
+    }
+
+    #[test]
+    fn spraying_names_from_one_address_is_stopped() {
+        let t = Throttle::default();
+        let at = Instant::now();
+        for i in 0..CLIENT_FAILURES {
+            t.fail(&keys(&format!("user{i}"), ip("10.0.0.9")), at);
+        }
+        assert!(t.refused(&keys("someone-new", ip("10.0.0.9")), at).is_some());
+        assert!(t.refused(&keys("someone-new", ip("10.0.0.8")), at).is_none());
+    }
+
+    #[test]
+    fn a_name_locks_alike_whether_it_exists_or_not() {
+        let t = Throttle::default();
+        let at = Instant::now();
+        for i in 0..LOCKOUT_AFTER as u32 {
+            t.fail(&keys("ghost", ip(&format!("10.1.{}.{}", i / 200, i % 200))), at);
+        }
+        assert!(t.refused(&keys("ghost", ip("10.9.9.9")), at).is_some());
+    }
+}
