@@ -108,6 +108,47 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Entries that could not be read (the snapshot lacks them). Non-empty means exit code 3.
     pub warnings: Vec<String>,
+    /// Problems of the repository itself that this backup worked around (unreadable index files
+    /// or pending-deletion marks, see [`open_for_writing`]); the snapshot is complete.
+    pub repository_warnings: Vec<String>,
+}
+
+/// Step 1 of every writer (backup, image backup), after its lock is stored: reads prune's pending
+/// marks, lists the packs, loads the index, and drops from it every pack that is marked or
+/// missing. Returns warnings about what could not be read and was skipped:
+///
+/// - an index file that cannot be read with the key: its blobs are simply stored again if needed
+///   (safe: this only costs space; `check` reports the file, `repair index` removes it);
+/// - a pending mark that cannot be read: see [`crate::pending::marked_packs`] for why skipping it
+///   is safe, and when the writer deduplicates against nothing instead.
+///
+/// The order (marks, then packs, then index) is the protocol's (docs/format.md §"Concurrency
+/// and prune", Backup steps 2-5).
+pub fn open_for_writing(repo: &mut Repository) -> Result<Vec<String>> {
+    let marks = crate::pending::marked_packs(repo.store())?;
+    let mut warnings = marks.warnings.clone();
+    let existing = repo.list_packs()?;
+    for problem in repo.load_index()? {
+        warnings.push(if problem.kind() == ErrorKind::Corrupt {
+            format!(
+                "{problem}: ignored, and the blobs it lists are stored again if needed; `arca check` reports \
+                 it and `arca repair index` removes it"
+            )
+        } else {
+            format!("{problem}: skipped, and the blobs it lists are stored again if needed")
+        });
+    }
+    let avoid: HashSet<PackId> = if marks.everything { existing.keys().copied().collect() } else { marks.packs };
+    let dropped = repo.drop_packs_from_index(&existing, &avoid);
+    if dropped > 0 {
+        tracing::info!(
+            "{dropped} indexed packs are missing or marked for deletion; their blobs will be stored again if needed"
+        );
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(warnings)
 }
 
 /// A set of blob ids split into shards so that workers rarely wait for each other.
@@ -252,17 +293,7 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let started = Utc::now();
     let lock = LockGuard::acquire(repo.store().clone(), "backup")?;
-    let marked = crate::pending::marked_packs(repo.store())?;
-    let existing = repo.list_packs()?;
-    for problem in repo.load_index()? {
-        tracing::warn!("{problem}; its blobs will be stored again");
-    }
-    let dropped = repo.drop_packs_from_index(&existing, &marked);
-    if dropped > 0 {
-        tracing::info!(
-            "{dropped} indexed packs are missing or marked for deletion; their blobs will be stored again if needed"
-        );
-    }
+    let repository_warnings = open_for_writing(repo)?;
 
     let hostname = opts.hostname.clone().unwrap_or_else(crate::sys::hostname);
     let paths: Vec<PathBuf> = if opts.stdin_filename.is_some() {
@@ -453,7 +484,7 @@ pub fn backup(
     };
     lock.ensure_continuous()?;
     let id = repo.save_snapshot(&snapshot, &manifest)?;
-    Ok(BackupOutcome { id, snapshot, warnings })
+    Ok(BackupOutcome { id, snapshot, warnings, repository_warnings })
 }
 
 /// A trie of the paths to back up, so shared ancestors become one directory each.

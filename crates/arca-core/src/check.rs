@@ -112,7 +112,10 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
     // after this listing are left for the next check instead of being reported as missing blobs.
     let (snapshots, bad_snaps) = repo.snapshots()?;
     for e in repo.load_index()? {
-        report.errors.push(format!("{e} (rebuild it from the packs with `arca repair index`)"));
+        report.errors.push(format!(
+            "{e}; backups ignore it and store its blobs again (`arca repair index` rebuilds the index from the \
+             packs and removes it)"
+        ));
     }
     let existing = repo.list_packs()?;
     report.blobs = repo.index().len() as u64;
@@ -144,6 +147,13 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &CheckProgres
         if info.as_ref().is_some_and(|i| i.is_stale(chrono::Utc::now())) {
             report.warnings.push(format!("lock {name} is stale (its process is gone); `arca prune` removes it"));
         }
+    }
+
+    for (name, e) in crate::pending::unreadable(repo.store())? {
+        report.errors.push(format!(
+            "pending-deletion mark {name} cannot be read ({e}; damaged, or not written by arca): backups ignore \
+             it, and the next `arca prune` removes it"
+        ));
     }
 
     // 3 (first, so step 2's walk can name files): read data.

@@ -39,6 +39,9 @@ pub fn copy_snapshots(src: &mut Repository, dst: &mut Repository, ids: &[Snapsho
     }
     let lock = LockGuard::acquire(dst.store().clone(), "copy")?;
     let marked = crate::pending::marked_packs(dst.store())?;
+    for w in &marked.warnings {
+        tracing::warn!("{w}");
+    }
     src.load_index_for_reading()?;
     if let Some(e) = dst.load_index_for_reading()?.into_iter().next() {
         return Err(e.context("the target's index is damaged; run `arca repair index` on it first"));
@@ -63,15 +66,17 @@ pub fn copy_snapshots(src: &mut Repository, dst: &mut Repository, ids: &[Snapsho
                 continue;
             }
             let name = pack.to_hex();
-            if marked.contains(pack) {
+            let present = dst.store().stat(kind.object_kind(), &name)?.is_some();
+            if present && marked.contains(pack) {
                 // Re-uploading it under the same name would not stop the running prune from
-                // deleting it: wait for that prune instead.
+                // deleting it: wait for that prune instead. (A marked pack that is gone was
+                // deleted already; prune deletes each pack once, so storing it again is safe.)
                 return Err(Error::new(
                     ErrorKind::Locked,
                     format!("pack {pack} is being pruned in the target; run copy again when that prune has finished"),
                 ));
             }
-            if dst.store().stat(kind.object_kind(), &name)?.is_none() {
+            if !present {
                 let data = src.store().get(kind.object_kind(), &name)?;
                 if content_hash(&data) != pack.0 {
                     return Err(Error::corrupt(format!("pack {pack} in the source is damaged (its hash does not match); run `arca check --read-data` there")));

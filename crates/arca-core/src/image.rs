@@ -159,12 +159,7 @@ pub fn backup_image(
     let (mut source, size, _format) = open_source(&path, opts.format)?;
     let started = Utc::now();
     let lock = LockGuard::acquire(repo.store().clone(), "backup")?;
-    let marked = crate::pending::marked_packs(repo.store())?;
-    let existing = repo.list_packs()?;
-    for problem in repo.load_index()? {
-        tracing::warn!("{problem}; its blobs will be stored again");
-    }
-    repo.drop_packs_from_index(&existing, &marked);
+    let repository_warnings = crate::backup::open_for_writing(repo)?;
 
     let hostname = opts.hostname.clone().unwrap_or_else(crate::sys::hostname);
     let path_string = path.to_string_lossy().into_owned();
@@ -342,7 +337,7 @@ pub fn backup_image(
     };
     lock.ensure_continuous()?;
     let id = repo.save_snapshot(&snapshot, &manifest)?;
-    Ok(BackupOutcome { id, snapshot, warnings: Vec::new() })
+    Ok(BackupOutcome { id, snapshot, warnings: Vec::new(), repository_warnings })
 }
 
 /// Finds the regular file at `path` in a snapshot; without a path, the snapshot's only backed-up

@@ -54,22 +54,114 @@ pub fn write(store: &DynStore, packs: &[(PackKind, PackId)]) -> Result<String> {
     Ok(name)
 }
 
-/// Every pack marked by any pending object. An unreadable mark is an error: guessing could let a
-/// backup deduplicate against a pack that is about to vanish.
-pub fn marked_packs(store: &DynStore) -> Result<HashSet<PackId>> {
-    let mut out = HashSet::new();
+/// What a writer (backup, image backup, copy) must not deduplicate against, from the pending
+/// objects it read at the start (docs/format.md §"Concurrency and prune", Backup step 2).
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// Packs named by readable marks.
+    pub packs: HashSet<PackId>,
+    /// Avoid every pack: a mark that might be a live prune's could not be read (see
+    /// [`marked_packs`]). The writer then stores every blob again.
+    pub everything: bool,
+    /// One line per unreadable pending object: its name, why, and what to do.
+    pub warnings: Vec<String>,
+}
+
+impl Marks {
+    /// Whether a writer must not deduplicate against `pack`.
+    pub fn contains(&self, pack: &PackId) -> bool {
+        self.everything || self.packs.contains(pack)
+    }
+}
+
+/// Reads every pending object, for a writer that has already stored its lock.
+///
+/// An unreadable pending object (garbage, damaged, or from a newer arca) no longer stops the
+/// backup: a writer with `put` access could otherwise stop every backup with 100 bytes. Why
+/// skipping it is safe:
+///
+/// - Prune never deletes a pack because a stored mark names it: it deletes only packs of the mark
+///   it holds in memory (and re-checks them), and it clears every stored mark when it starts. A
+///   mark only tells *backups* which packs a live prune may delete.
+/// - So only a mark of a prune that is still running matters. If no readable, non-stale prune
+///   lock exists once the marks are read, no prune can act on the unreadable object: a prune that
+///   finished has deleted its packs before its lock (the writer lists packs after this, so it
+///   does not see them), a dead one deletes nothing, and a prune that starts later clears the
+///   object and waits for this writer's lock. The object is skipped with a warning.
+/// - If such a lock exists (or a lock cannot be read), the unreadable object could be that
+///   prune's mark (damaged in storage, or written by a newer version). Unless it is provably not a
+///   mark at all (its name is the BLAKE3 of its bytes, so it is what its writer stored, and it
+///   does not start with `ARCAPEND`, so no prune wrote it), the writer cannot tell which packs are
+///   doomed and avoids all of them ([`Marks::everything`]): the backup stores every blob again,
+///   which costs space until the next prune but never references a pack about to vanish.
+///
+/// A pending object that cannot be fetched at all (a storage error) still fails: that is not
+/// garbage, and the next attempt may read it.
+pub fn marked_packs(store: &DynStore) -> Result<Marks> {
+    let mut marks = Marks::default();
+    let mut maybe_live_mark: Vec<String> = Vec::new();
     for info in store.list(ObjectKind::Pending)? {
         let bytes = match store.get(ObjectKind::Pending, &info.name) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => continue, // removed by a finishing prune meanwhile
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(Error::from(e).context(format!("reading pending-deletion mark {}", info.name))),
         };
-        out.extend(
-            decode(&bytes)
-                .map_err(|e| e.context(format!("pending object {}", info.name)))?
-                .into_iter()
-                .map(|(_, id)| id),
-        );
+        match decode(&bytes) {
+            Ok(packs) => marks.packs.extend(packs.into_iter().map(|(_, id)| id)),
+            Err(e) => {
+                let provably_no_mark = hex::encode(content_hash(&bytes)) == info.name && !bytes.starts_with(MAGIC);
+                if !provably_no_mark {
+                    maybe_live_mark.push(info.name.clone());
+                }
+                marks.warnings.push(unreadable_message(&info.name, &e));
+            }
+        }
+    }
+    if !maybe_live_mark.is_empty() && prune_may_be_running(store)? {
+        marks.everything = true;
+        marks.warnings.push(format!(
+            "a prune is running and the unreadable pending object(s) {} may be its mark: this run \
+             deduplicates against nothing and stores every blob again (the next prune frees the copies)",
+            maybe_live_mark.join(", ")
+        ));
+    }
+    for w in &marks.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(marks)
+}
+
+/// The warning (for writers) or error (for `check`) about an unreadable pending object.
+pub fn unreadable_message(name: &str, e: &Error) -> String {
+    format!(
+        "pending-deletion mark {name} cannot be read ({e}; damaged, or not written by arca): ignored; \
+         `arca check` reports it and the next `arca prune` removes it"
+    )
+}
+
+/// Whether a lock that is not stale belongs to a prune, or cannot be read (and so might).
+fn prune_may_be_running(store: &DynStore) -> Result<bool> {
+    let now = chrono::Utc::now();
+    Ok(crate::lock::list_locks(store)?.into_iter().any(|(_, info)| match info {
+        Some(i) => i.operation == "prune" && !i.is_stale(now),
+        None => true,
+    }))
+}
+
+/// The pending objects that cannot be read (name and reason). Storage errors other than "not
+/// found" are returned, not reported.
+pub fn unreadable(store: &DynStore) -> Result<Vec<(String, Error)>> {
+    let mut out = Vec::new();
+    for info in store.list(ObjectKind::Pending)? {
+        match store.get(ObjectKind::Pending, &info.name) {
+            Ok(bytes) => {
+                if let Err(e) = decode(&bytes) {
+                    out.push((info.name, e));
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(Error::from(e).context(format!("reading pending-deletion mark {}", info.name))),
+        }
     }
     Ok(out)
 }

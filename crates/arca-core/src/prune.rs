@@ -14,6 +14,20 @@
 //!    A crash between any two steps leaves a repository that `check` passes (at worst extra
 //!    index entries for packs that exist, or packs no index lists, which the next prune frees).
 //!
+//! Unreadable objects (a device with write access can store 100 bytes of garbage under any
+//! name that passes the content-address check) must neither stop prune forever nor make it delete
+//! data:
+//! - An unreadable pending object is deleted before marking, like every leftover mark. That is
+//!   provably safe: prune never acts on a stored mark (only on the one it holds in memory), and no
+//!   other prune is live. Its name is reported.
+//! - An index file whose bytes are read but cannot be used with the repository's key (damaged, or
+//!   not sealed with it) does not stop prune. Its packs may hold blobs a snapshot needs that no
+//!   readable index file locates, so while any such file exists, every pack that no readable index
+//!   file covers counts as live: prune never deletes a pack it cannot see into. The file itself is
+//!   kept and reported (`arca repair index` rebuilds the index from the packs, then removes it):
+//!   deleting it here would be safe only after re-indexing its packs, which is repair's job. An
+//!   index file that cannot be fetched (a storage error) still stops prune, as before.
+//!
 //! Packs that are only partly used are kept whole in this version (no repacking): repacking
 //! needs rewritten snapshot manifests, which is planned but not built.
 
@@ -64,6 +78,11 @@ pub struct PruneReport {
     pub waited_for_locks: u64,
     /// Stale locks removed.
     pub stale_locks_removed: u64,
+    /// Index files that cannot be read with the repository's key; kept, and while they exist
+    /// every pack no readable index file covers is kept too (`arca repair index` fixes this).
+    pub unreadable_index_files: Vec<String>,
+    /// Pending objects that could not be read; removed, like every leftover pending object.
+    pub unreadable_pending_removed: Vec<String>,
 }
 
 /// What the snapshots need: every blob they reference (trees included), and every pack their
@@ -111,6 +130,10 @@ fn referenced_blobs(repo: &Repository) -> Result<Referenced> {
         )?;
     }
     match failure {
+        Some(e) if !repo.unreadable_index_files().is_empty() => Err(e.context(format!(
+            "index file(s) {} cannot be read, so their blobs cannot be found: run `arca repair index`, then prune again",
+            repo.unreadable_index_files().join(", ")
+        ))),
         Some(e) => Err(e),
         None => Ok(Referenced { blobs: used, named }),
     }
@@ -120,12 +143,20 @@ fn referenced_blobs(repo: &Repository) -> Result<Referenced> {
 /// §"Concurrency and prune"), and they hold no referenced blob that lacks a copy in a named pack.
 /// (A blob stored twice, by backups that ran at once, keeps the copy its snapshots' manifests
 /// name; the other copy goes once no manifest names its pack.)
+///
+/// With `keep_unindexed` (some index file is unreadable), every pack no loaded index file covers
+/// is live as well: the unreadable file may be the only one that says what such a pack holds.
 fn unused_packs(
     repo: &Repository,
     existing: &HashMap<PackId, (PackKind, u64)>,
     used: &Referenced,
+    keep_unindexed: bool,
 ) -> Vec<(PackKind, PackId)> {
     let mut live: HashSet<PackId> = used.named.clone();
+    if keep_unindexed {
+        let indexed: HashSet<PackId> = repo.index().packs().iter().map(|p| p.id).collect();
+        live.extend(existing.keys().filter(|id| !indexed.contains(id)));
+    }
     for id in &used.blobs {
         if !repo.index().locations(id).any(|(p, _)| used.named.contains(&p.id)) {
             if let Some((p, _)) = repo.index().get(id) {
@@ -137,6 +168,28 @@ fn unused_packs(
         existing.iter().filter(|(id, _)| !live.contains(id)).map(|(id, (kind, _))| (*kind, *id)).collect();
     out.sort();
     out
+}
+
+/// Loads the index for prune. An index file that cannot be fetched stops prune; one whose bytes
+/// are unusable with the key is skipped with a warning. Returns whether any was skipped (then
+/// packs no readable index file covers must be kept).
+fn load_index_for_prune(repo: &mut Repository) -> Result<bool> {
+    let problems = repo.load_index()?;
+    if let Some(e) = problems.iter().find(|e| e.kind() != ErrorKind::Corrupt) {
+        return Err(Error::new(
+            e.kind(),
+            format!(
+                "{e}; prune needs every index file, so it stops (run it again; if this persists, run `arca check`)"
+            ),
+        ));
+    }
+    for e in &problems {
+        tracing::warn!(
+            "{e}: ignored; prune keeps every pack that no readable index file covers (`arca repair index` rebuilds \
+             the index from the packs and removes the file)"
+        );
+    }
+    Ok(!problems.is_empty())
 }
 
 /// Runs prune.
@@ -165,17 +218,23 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
 
     // Marks of earlier prunes that did not finish: no prune runs now, so nothing will act on
     // them; this prune recomputes everything under its own mark.
+    // Unreadable ones are named first (a fetch that fails is not reported: it is deleted anyway).
     for info in repo.store().list(ObjectKind::Pending)? {
+        if let Ok(bytes) = repo.store().get(ObjectKind::Pending, &info.name) {
+            if let Err(e) = crate::pending::decode(&bytes) {
+                tracing::warn!("removing unreadable pending-deletion mark {} ({e})", info.name);
+                report.unreadable_pending_removed.push(info.name.clone());
+            }
+        }
         repo.store().delete(ObjectKind::Pending, &info.name)?;
     }
 
     // 1-2: mark.
     let existing = repo.list_packs()?;
-    if let Some(e) = repo.load_index()?.into_iter().next() {
-        return Err(e.context("prune needs every index file readable; run `arca repair index` first"));
-    }
+    let keep_unindexed = load_index_for_prune(repo)?;
+    report.unreadable_index_files = repo.unreadable_index_files().to_vec();
     let used = referenced_blobs(repo)?;
-    let candidates = unused_packs(repo, &existing, &used);
+    let candidates = unused_packs(repo, &existing, &used, keep_unindexed);
     if opts.dry_run {
         report.packs_deleted = candidates.len() as u64;
         report.bytes_freed = candidates.iter().map(|(_, id)| existing[id].1).sum();
@@ -218,11 +277,10 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> 
 
     // 4: recompute and delete.
     let existing = repo.list_packs()?;
-    if let Some(e) = repo.load_index()?.into_iter().next() {
-        return Err(e.context("prune needs every index file readable; run `arca repair index` first"));
-    }
+    let keep_unindexed = load_index_for_prune(repo)?;
     let used = referenced_blobs(repo)?;
-    let still_unused: HashSet<PackId> = unused_packs(repo, &existing, &used).into_iter().map(|(_, id)| id).collect();
+    let still_unused: HashSet<PackId> =
+        unused_packs(repo, &existing, &used, keep_unindexed).into_iter().map(|(_, id)| id).collect();
     let doomed: HashSet<PackId> = candidates.iter().map(|(_, id)| *id).filter(|id| still_unused.contains(id)).collect();
 
     // Suspended for long while waiting? Another prune may have started meanwhile.

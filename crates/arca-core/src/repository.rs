@@ -33,6 +33,9 @@ pub struct Repository {
     index: Index,
     /// Which packs each index file covers (for prune's index rewrite).
     index_files: HashMap<IndexId, Vec<PackId>>,
+    /// Index files the last load read but could not use (damaged, or not sealed with this
+    /// repository's key), by name.
+    unreadable_index: Vec<String>,
     /// Whole metadata packs kept in memory: trees are small and read over and over.
     meta_cache: Mutex<HashMap<PackId, Arc<Vec<u8>>>>,
 }
@@ -85,6 +88,7 @@ impl Repository {
             key,
             index: Index::new(),
             index_files: HashMap::new(),
+            unreadable_index: Vec::new(),
             meta_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -169,6 +173,13 @@ impl Repository {
         &self.index_files
     }
 
+    /// Index files the last load read but could not use: their content is damaged or was not
+    /// sealed with this repository's key, so nothing in them is usable by any key holder (storage
+    /// errors are not counted: the file may read fine next time).
+    pub fn unreadable_index_files(&self) -> &[String] {
+        &self.unreadable_index
+    }
+
     // ---- keys ----------------------------------------------------------------------------
 
     /// Adds a password.
@@ -247,13 +258,23 @@ impl Repository {
                         }
                         decode_index(&key, &bytes)
                     })
-                    .map_err(|e| e.context(format!("index file {}", info.name)));
+                    .map_err(|e| match e.kind() {
+                        // The bytes were read and are unusable to every key holder (one master
+                        // key serves every slot): say so, and what to do.
+                        ErrorKind::Corrupt => e.context(format!(
+                            "index file {} cannot be read with this repository's key (damaged, or not \
+                             written by a key holder)",
+                            info.name
+                        )),
+                        _ => e.context(format!("reading index file {}", info.name)),
+                    });
                 (info.name.clone(), r)
             })
             .collect();
         let mut index = Index::new();
         let mut files = HashMap::new();
         let mut problems = Vec::new();
+        let mut unreadable = Vec::new();
         for (name, r) in loaded {
             match r {
                 Ok(packs) => {
@@ -264,11 +285,18 @@ impl Repository {
                         files.insert(id, packs.iter().map(|p| p.id).collect());
                     }
                 }
-                Err(e) => problems.push(e),
+                Err(e) => {
+                    if e.kind() == ErrorKind::Corrupt {
+                        unreadable.push(name);
+                    }
+                    problems.push(e)
+                }
             }
         }
+        unreadable.sort();
         self.index = index;
         self.index_files = files;
+        self.unreadable_index = unreadable;
         Ok(problems)
     }
 

@@ -186,7 +186,7 @@ pub fn run(g: &GlobalOpts, a: &BackupArgs) -> Result<i32> {
         },
     )?;
 
-    for w in &outcome.warnings {
+    for w in outcome.repository_warnings.iter().chain(&outcome.warnings) {
         eprintln!("warning: {w}");
     }
     let s = &outcome.snapshot.summary;
@@ -195,6 +195,7 @@ pub fn run(g: &GlobalOpts, a: &BackupArgs) -> Result<i32> {
         v["message_type"] = "summary".into();
         v["snapshot_id"] = outcome.id.to_hex().into();
         v["warnings"] = serde_json::to_value(&outcome.warnings)?;
+        v["repository_warnings"] = serde_json::to_value(&outcome.repository_warnings)?;
         print_json(&v)?;
     } else if !g.quiet {
         let secs = match (s.backup_start, s.backup_end) {

@@ -79,6 +79,9 @@ pub fn backup(g: &GlobalOpts, a: &super::backup::BackupArgs, image: &Path) -> Re
         || arca_core::image::backup_image(repo, &opts, &counters),
     )
     .with_context(|| format!("backing up the image {}", image.display()))?;
+    for w in &outcome.repository_warnings {
+        eprintln!("warning: {w}");
+    }
     let s = &outcome.snapshot.summary;
     if g.json {
         let mut v = snapshot_json(&outcome.id, &outcome.snapshot);
