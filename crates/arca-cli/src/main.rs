@@ -4,6 +4,38 @@
 //! every repository operation is done by `arca-core`. Its conventions follow restic's: the same
 //! command names, flags, environment variables (with `ARCA_` instead of `RESTIC_`) and exit codes.
 
+// `println!`, `print!` and `eprintln!` are replaced for the whole crate (these definitions come
+// before every module, so they shadow std's). SIGPIPE stays ignored, as Rust sets it up: a write
+// to a socket whose peer went away must come back as an error the command reports, with its lock
+// removed on the way out, not kill the process. So a write to standard output whose reader went
+// away (`arca ls | head`) fails too, and std's macros would panic on it. These stop printing
+// quietly instead, and `main` exits with success once a command stops because of it (as ripgrep
+// does); streaming commands write through `output::stdout()`, which fails with a marker error.
+
+/// `println!` that stops printing quietly once the reader of standard output has gone away.
+macro_rules! println {
+    () => {
+        $crate::output::print_fmt(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::print_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that stops printing quietly once the reader of standard output has gone away.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::output::print_fmt(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that ignores a closed standard error (there is nowhere left to report to).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {
+        $crate::output::eprint_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// Prints a line on standard output unless `--quiet` or `--json` was given.
 macro_rules! say {
     ($g:expr, $($arg:tt)*) => {
@@ -59,6 +91,8 @@ fn main() {
     init_tracing(&cli.global, matches!(cli.command, cli::Command::Server(_)));
     let code = match commands::run(&cli) {
         Ok(code) => code,
+        // The reader of our output went away (`arca ls | head`): it has what it wanted.
+        Err(e) if output::stops_because_stdout_closed(&e) => exit::OK,
         Err(e) => {
             let _ = std::io::stdout().flush();
             eprintln!("arca: {}", error_message(&e));
@@ -146,10 +180,9 @@ extern "C" fn on_interrupt(_signal: libc::c_int) {
 }
 
 fn install_signal_handlers() {
-    // SAFETY: installing handlers at start-up, before any other thread exists. SIGPIPE gets its
-    // default action back so that `arca ls | head` ends quietly instead of failing to write.
+    // SIGPIPE is left ignored (Rust's start-up sets that): see the printing macros at the top.
+    // SAFETY: installing a handler at start-up, before any other thread exists.
     unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::signal(libc::SIGINT, on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
 }

@@ -1,6 +1,7 @@
 //! Printing: human sizes, times, tables, and the JSON forms of snapshots and nodes.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arca_core::id::SnapshotId;
 use arca_core::snapshot::Snapshot;
@@ -25,11 +26,101 @@ pub fn timestamp(t: Timestamp) -> String {
     rfc3339(t.to_chrono())
 }
 
+/// Set once a write to standard output failed because its reader went away.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// The error a write through [`stdout()`] fails with once the reader of standard output has gone
+/// away (inside an `io::Error` of kind `BrokenPipe`). It tells that case apart from a broken pipe
+/// anywhere else, such as the connection to a server.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Standard output for commands that stream (`ls`, `find`, `dump`, JSON lines): once the reader
+/// has gone away, writes fail with [`StdoutClosed`], so the command stops through its normal error
+/// path (dropping its lock) and `main` ends quietly with success.
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+/// Locks standard output (see [`Stdout`]).
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout().lock())
+}
+
+impl Stdout {
+    fn check(r: std::io::Result<usize>) -> std::io::Result<usize> {
+        r.map_err(|e| {
+            if e.kind() == ErrorKind::BrokenPipe {
+                STDOUT_CLOSED.store(true, Ordering::Relaxed);
+                std::io::Error::new(ErrorKind::BrokenPipe, StdoutClosed)
+            } else {
+                e
+            }
+        })
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return Err(std::io::Error::new(ErrorKind::BrokenPipe, StdoutClosed));
+        }
+        Self::check(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::check(self.0.flush().map(|()| 0)).map(|_| ())
+    }
+}
+
+/// What the crate's `println!` and `print!` call: prints, and once the reader of standard output
+/// has gone away, prints nothing more (instead of std's panic). Other write errors (a full disk
+/// behind `> file`) still panic, as with std's macros.
+pub fn print_fmt(args: std::fmt::Arguments<'_>) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = stdout().write_fmt(args) {
+        if e.kind() != ErrorKind::BrokenPipe {
+            panic!("failed printing to stdout: {e}");
+        }
+    }
+}
+
+/// What the crate's `eprintln!` calls: prints to standard error, ignoring errors (when standard
+/// error is closed there is nowhere left to report them).
+pub fn eprint_fmt(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// Whether `err` comes from writing to a standard output whose reader has gone away.
+pub fn stops_because_stdout_closed(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.is::<StdoutClosed>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|e| e.get_ref())
+                .is_some_and(|inner| inner.is::<StdoutClosed>())
+    })
+}
+
 /// Prints a value as one line of JSON.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
+    write_json_line(&mut stdout(), value)
+}
+
+/// Writes a value as one line of JSON. Serialised first, so that a write error reaches the caller
+/// as the `io::Error` it is (serde_json's error would hide a [`StdoutClosed`]).
+pub fn write_json_line(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(value)?;
+    line.push(b'\n');
+    out.write_all(&line)?;
     Ok(())
 }
 

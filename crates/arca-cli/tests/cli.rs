@@ -34,12 +34,16 @@ impl Env {
     /// `arca` with the repository and password in the environment and nothing inherited that
     /// could change the result.
     fn arca(&self) -> Command {
-        let mut std_cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("arca"));
+        Command::from_std(self.std_arca())
+    }
+
+    /// [`Env::arca`] as a `std::process::Command`, for tests that need its pipes while it runs.
+    fn std_arca(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("arca"));
         if let Some(uid) = self.uid {
             use std::os::unix::process::CommandExt;
-            std_cmd.uid(uid).gid(uid);
+            c.uid(uid).gid(uid);
         }
-        let mut c = Command::from_std(std_cmd);
         for var in [
             "ARCA_REPOSITORY",
             "ARCA_PASSWORD",
@@ -703,4 +707,203 @@ fn full_restore_target_is_reported_with_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("full"), "the error should say the target disk is full: {err}");
     assert!(err.contains("noise.bin"), "the error should name the file: {err}");
+}
+
+/// Runs `arca args` with its standard output read by a reader that takes one line and goes away
+/// (`arca … | head -1`); returns how it ended and its standard error.
+fn run_into_closing_reader(env: &Env, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::BufRead;
+    let mut child = env
+        .std_arca()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(!first.is_empty(), "arca {args:?} printed nothing");
+    drop(stdout);
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (child.wait().unwrap(), err)
+}
+
+/// `arca ls | head -1` and `arca diff | head -1`: the reader leaves long before the output ends.
+/// The command ends quietly with success: no panic, no "Broken pipe" error, and (since SIGPIPE is
+/// ignored so that a server hanging up is reported rather than fatal) no death by SIGPIPE.
+#[test]
+fn output_into_a_reader_that_goes_away_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("first.txt"), b"first\n").unwrap();
+    let before = env.backup(&src, &[])["snapshot_id"].as_str().unwrap().to_string();
+    // Far more output than a pipe holds (64 KiB), through `ls` (a buffered writer) and `diff`
+    // (`println!`).
+    for i in 0..4000 {
+        fs::write(src.join(format!("a-file-with-a-rather-long-name-so-the-listing-is-big-{i:05}.txt")), b"x").unwrap();
+    }
+    let after = env.backup(&src, &[])["snapshot_id"].as_str().unwrap().to_string();
+    for args in [vec!["ls", "latest"], vec!["ls", "-l", "latest"], vec!["diff", &before, &after]] {
+        let (status, err) = run_into_closing_reader(&env, &args);
+        assert_eq!(status.signal(), None, "arca {args:?} was killed by a signal; stderr: {err}");
+        assert_eq!(status.code(), Some(0), "arca {args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "arca {args:?}: {err}");
+    }
+}
+
+/// A stand-in for `arca server` that hangs up in the middle of every upload bigger than 1 MiB
+/// (after its headers and 64 KiB of its body), as a server that goes away mid-upload does. Every
+/// other request of the repository API is answered from a local repository directory, so the
+/// client gets as far as uploading a pack, and its lock really is stored and removed.
+struct HangingUpServer {
+    url: String,
+    hangups: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HangingUpServer {
+    fn start(root: PathBuf) -> HangingUpServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/r", listener.local_addr().unwrap());
+        let hangups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hangups.clone();
+        // Serves one connection at a time; every answer closes its connection. The thread ends
+        // with the test process.
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let _ = Self::serve(&root, conn, &counter);
+            }
+        });
+        HangingUpServer { url, hangups }
+    }
+
+    fn serve(root: &Path, conn: std::net::TcpStream, hangups: &std::sync::atomic::AtomicUsize) -> std::io::Result<()> {
+        use std::io::{BufRead, Write};
+        let mut reader = std::io::BufReader::new(conn.try_clone()?);
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line)?;
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if method == "PUT" && length > 1 << 20 {
+            let mut some = vec![0u8; 64 << 10];
+            reader.read_exact(&mut some)?;
+            hangups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // FIN first, then close with the rest of the body unread (a reset).
+            conn.shutdown(std::net::Shutdown::Write)?;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            return Ok(());
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        let path = target.split('?').next().unwrap_or("");
+        let rest = path.strip_prefix("/v1/repos/r").unwrap_or("").trim_start_matches('/');
+        let file = |kind: &str, name: &str| -> PathBuf {
+            match kind {
+                "config" => root.join("config"),
+                "data" | "meta" => root.join(kind).join(name.get(..2).unwrap_or("00")).join(name),
+                _ => root.join(kind).join(name),
+            }
+        };
+        let (status, extra, payload): (&str, String, Vec<u8>) = match (method, rest.split_once('/')) {
+            ("GET", Some((kind, ""))) => {
+                let dir = root.join(kind);
+                let mut paths = Vec::new();
+                for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    if e.path().is_dir() {
+                        paths.extend(fs::read_dir(e.path())?.flatten().map(|e| e.path()));
+                    } else {
+                        paths.push(e.path());
+                    }
+                }
+                let mut list: Vec<Value> = paths
+                    .iter()
+                    .map(|p| {
+                        let size = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                        serde_json::json!({ "name": p.file_name().unwrap().to_str().unwrap(), "size": size })
+                    })
+                    .collect();
+                list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+                ("200 OK", String::new(), serde_json::to_vec(&list).unwrap())
+            }
+            ("GET", Some((kind, name))) => match fs::read(file(kind, name)) {
+                Ok(bytes) => ("200 OK", String::new(), bytes),
+                Err(_) => ("404 Not Found", String::new(), Vec::new()),
+            },
+            ("HEAD", Some((kind, name))) => match fs::metadata(file(kind, name)) {
+                Ok(m) => ("200 OK", format!("x-arca-size: {}\r\n", m.len()), vec![0; m.len() as usize]),
+                Err(_) => ("404 Not Found", String::new(), Vec::new()),
+            },
+            ("PUT", Some((kind, name))) => {
+                let f = file(kind, name);
+                fs::create_dir_all(f.parent().unwrap())?;
+                fs::write(f, &body)?;
+                ("201 Created", String::new(), Vec::new())
+            }
+            ("DELETE", Some((kind, name))) => {
+                let _ = fs::remove_file(file(kind, name));
+                ("204 No Content", String::new(), Vec::new())
+            }
+            _ => ("204 No Content", String::new(), Vec::new()), // the failure report, and the rest
+        };
+        let mut conn = conn;
+        // (A HEAD answer's payload only gives its Content-Length; it is not sent.)
+        write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", payload.len())?;
+        if method != "HEAD" {
+            conn.write_all(&payload)?;
+        }
+        conn.flush()
+    }
+}
+
+/// The server goes away in the middle of an upload: `arca backup` reports the failure as an
+/// error (it is not killed by SIGPIPE, exit 141) and removes its lock.
+#[test]
+fn server_hanging_up_mid_upload_is_an_error_not_a_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    env.init();
+    let server = HangingUpServer::start(env.repo());
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), noise(6 << 20, 11)).unwrap();
+    let out = env
+        .arca()
+        .env("ARCA_REPOSITORY", &server.url)
+        .env("ARCA_TOKEN", "device-token")
+        .args(["backup", src.to_str().unwrap()])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(server.hangups.load(std::sync::atomic::Ordering::SeqCst) > 0, "no upload was cut: {err}");
+    assert_eq!(out.status.signal(), None, "arca was killed by a signal; stderr: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(last.starts_with("arca: ") && last.contains("uploading data object"), "which upload failed: {err}");
+    let lower = last.to_lowercase();
+    assert!(
+        ["connection", "broken pipe", "reset"].iter().any(|w| lower.contains(w)),
+        "the error should say the connection failed: {err}"
+    );
+    let locks: Vec<_> = fs::read_dir(env.repo().join("locks")).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(locks.is_empty(), "the backup left its lock: {locks:?}");
+    assert!(env.snapshots().is_empty());
 }

@@ -78,8 +78,8 @@ pub fn write_archive<W: Write>(repo: &Repository, target: &Target, format: Forma
     Ok(stats)
 }
 
-fn write_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::LocalIo, format!("writing the archive ({what}): {e}"))
+fn write_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::with_source(ErrorKind::LocalIo, format!("writing the archive ({what}): {e}"), e)
 }
 
 struct Walker<'a> {

@@ -73,6 +73,16 @@ impl Error {
         Error { kind: ErrorKind::LocalIo, message: format!("{what}: {err}{hint}"), source: Some(Box::new(err)) }
     }
 
+    /// A new error caused by `source`, which stays reachable through `source()` (callers look for
+    /// particular causes, such as the CLI for its closed standard output).
+    pub fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error { kind, message: message.into(), source: Some(Box::new(source)) }
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind

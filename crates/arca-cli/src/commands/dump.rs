@@ -77,7 +77,7 @@ pub fn run(g: &GlobalOpts, a: &DumpArgs) -> Result<i32> {
             if is_archive && std::io::stdout().is_terminal() {
                 bail!("standard output is a terminal: redirect the archive to a file or use --target");
             }
-            Box::new(std::io::stdout().lock())
+            Box::new(crate::output::stdout())
         }
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);

@@ -85,7 +85,7 @@ pub fn run(g: &GlobalOpts, a: &FindArgs) -> Result<i32> {
     let repo = &mut opened.repo;
     let snapshots = super::snapshots_or_all(repo, &a.snapshots, &a.filter)?;
     super::load_index_for(repo)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(output::stdout());
     let mut results = Vec::new();
     let mut total = 0usize;
     for (id, snap) in &snapshots {
@@ -131,8 +131,7 @@ pub fn run(g: &GlobalOpts, a: &FindArgs) -> Result<i32> {
         }
     }
     if g.json {
-        serde_json::to_writer(&mut out, &results)?;
-        writeln!(out)?;
+        output::write_json_line(&mut out, &results)?;
     } else if total == 0 && !g.quiet {
         writeln!(out, "no matching entries found in {} snapshots", snapshots.len())?;
     }

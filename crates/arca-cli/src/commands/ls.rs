@@ -54,19 +54,17 @@ pub fn run(g: &GlobalOpts, a: &LsArgs) -> Result<i32> {
     let repo = &mut opened.repo;
     let (id, snap) = super::find_snapshot(repo, &a.snapshot, &a.filter)?;
     super::load_index_for(repo)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(output::stdout());
     if g.json {
         let mut v = snapshot_json(&id, &snap);
         v["struct_type"] = "snapshot".into();
-        serde_json::to_writer(&mut out, &v)?;
-        writeln!(out)?;
+        output::write_json_line(&mut out, &v)?;
     } else if !g.quiet {
         writeln!(out, "snapshot {} of [{}] at {}:", id.short(), snap.paths.join(" "), output::local_time(snap.time))?;
     }
     let mut print = |path: &str, node: &arca_core::tree::Node| -> Result<bool> {
         if g.json {
-            serde_json::to_writer(&mut out, &node_json(path, node))?;
-            writeln!(out)?;
+            output::write_json_line(&mut out, &node_json(path, node))?;
         } else if a.long {
             writeln!(out, "{}", long_line(path, node))?;
         } else {

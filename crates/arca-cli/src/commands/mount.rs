@@ -512,7 +512,8 @@ pub fn run(g: &GlobalOpts, a: &MountArgs) -> Result<i32> {
     } else if !g.quiet {
         println!("mounted {snapshots} snapshots of {location} at {}; Ctrl-C unmounts", mount_point.display());
     }
-    std::io::stdout().flush()?;
+    // Output is informational: a reader that went away does not stop the mount.
+    let _ = crate::output::stdout().flush();
     let mut external = false;
     while !STOP.load(Ordering::SeqCst) {
         if session.guard.is_finished() {

@@ -224,7 +224,8 @@ pub fn run(g: &GlobalOpts, a: &NbdArgs) -> Result<i32> {
             if writable { "writes go to the overlay" } else { "read-only" }
         );
     }
-    std::io::stdout().flush()?;
+    // Output is informational: a reader that went away does not stop serving.
+    let _ = crate::output::stdout().flush();
     crate::nbd::serve(listener, &a.name, &export).context("serving NBD")?;
     Ok(crate::exit::OK)
 }
