@@ -34,6 +34,9 @@ pub async fn start(
     let db = Db::connect(&url)
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("opening the backup target's database {url}: {e}")))?;
+    let backend = Backend::from_url(&format!("file://{}", cfg.data_dir.display())).map_err(Error::config)?;
+    let key = backend.server_key(&db).await.map_err(|e| Error::new(ErrorKind::Io, format!("backup target: {e}")))?;
+    db.set_secret_box(arca_server::secrets::SecretBox::new(&key));
     let has_admin =
         db.has_provider_admin().await.map_err(|e| Error::new(ErrorKind::Io, format!("backup target database: {e}")))?;
     if !has_admin {
@@ -43,7 +46,6 @@ pub async fn start(
             .map_err(|e| Error::config(format!("creating the backup target's admin: {e}")))?;
         tracing::info!("backup target: created its admin user \"admin\"");
     }
-    let backend = Backend::from_url(&format!("file://{}", cfg.data_dir.display())).map_err(Error::config)?;
     let state = AppState::new(db, backend);
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.map_err(io(format!("listening on {}", cfg.listen)))?;

@@ -35,6 +35,8 @@ pub mod repo_api;
 pub mod restore_check;
 mod routes;
 pub mod scrub;
+pub mod secrets;
+pub mod serve;
 pub mod state;
 pub mod totp;
 pub mod units;
@@ -151,9 +153,7 @@ async fn serve_router(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve::serve(listener, router, shutdown).await
 }
 
 /// Serves [`app`] over TLS (rustls) on `listener` with the PEM certificate chain and private key

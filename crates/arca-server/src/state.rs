@@ -74,6 +74,57 @@ impl Backend {
         ok.is_ok()
     }
 
+    /// The store of the server's own objects (its key), apart from every repository.
+    fn server_store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Local(dir) => Arc::new(LocalStore::new(dir.join("server"))),
+            #[cfg(feature = "s3")]
+            Backend::S3(s3) => Arc::new(s3.with_prefix("server")),
+        }
+    }
+
+    /// The server key ([`crate::secrets`]): `ARCA_SERVER_SECRET` if set, else the one in the
+    /// store, created by the first server to start (under the database's lock, so that servers
+    /// starting together agree). On local disk the key file is made readable by its owner only.
+    pub async fn server_key(&self, db: &Db) -> Result<[u8; 32], String> {
+        if let Some(key) = crate::secrets::key_from_env()? {
+            return Ok(key);
+        }
+        let store = self.server_store();
+        let local_file = match self {
+            Backend::Local(dir) => Some(dir.join("server/keys").join(crate::secrets::KEY_OBJECT)),
+            #[cfg(feature = "s3")]
+            Backend::S3(_) => None,
+        };
+        let found = db
+            .exclusively(|| async move {
+                let io = |e: arca_store::Error| crate::db::DbError::Invalid(format!("the server key: {e}"));
+                tokio::task::spawn_blocking(move || -> crate::db::Result<[u8; 32]> {
+                    use arca_store::ObjectKind;
+                    let name = crate::secrets::KEY_OBJECT;
+                    let bytes = match store.get(ObjectKind::Key, name) {
+                        Ok(b) => b,
+                        Err(e) if e.is_not_found() => {
+                            let key = crate::secrets::new_key();
+                            store.put(ObjectKind::Key, name, &key).map_err(io)?;
+                            key.to_vec()
+                        }
+                        Err(e) => return Err(io(e)),
+                    };
+                    if let Some(file) = &local_file {
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600));
+                    }
+                    bytes.try_into().map_err(|_| crate::db::DbError::Invalid("the server key is not 32 bytes".into()))
+                })
+                .await
+                .map_err(|e| crate::db::DbError::Invalid(format!("the server key: {e}")))?
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(found)
+    }
+
     /// A description for the log.
     pub fn describe(&self) -> String {
         match self {

@@ -266,6 +266,13 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
         let db = Db::connect(&s.database)
             .await
             .with_context(|| format!("opening the metadata database {}", arca_server::db::redact(&s.database)))?;
+        // Two-factor seeds are sealed at rest with the server key, kept outside the database.
+        let key = backend.server_key(&db).await.map_err(anyhow::Error::msg).context("loading the server key")?;
+        db.set_secret_box(arca_server::secrets::SecretBox::new(&key));
+        let sealed = db.seal_plaintext_secrets().await.context("sealing two-factor secrets")?;
+        if sealed > 0 {
+            tracing::info!("sealed {sealed} two-factor secrets that were stored in plaintext");
+        }
         let listener = std::net::TcpListener::bind(&s.listen).with_context(|| format!("listening on {}", s.listen))?;
         let addr = listener.local_addr().context("reading the listening address")?;
         let state =

@@ -22,6 +22,33 @@ fn new_recovery_code() -> String {
 }
 
 impl Db {
+    /// Seals the two-factor seeds stored in plaintext (by a version before sealing); returns how
+    /// many it sealed.
+    pub async fn seal_plaintext_secrets(&self) -> Result<u64> {
+        let rows = sqlx::query("SELECT id, totp_secret, totp_pending FROM users WHERE totp_secret <> '' OR totp_pending <> ''")
+            .fetch_all(self.pool())
+            .await?;
+        let sealer = self.secret_box();
+        let mut sealed = 0;
+        for row in rows {
+            let id: i64 = col(&row, "id")?;
+            for column in ["totp_secret", "totp_pending"] {
+                let value: String = col(&row, column)?;
+                if value.is_empty() || crate::secrets::SecretBox::is_sealed(&value) {
+                    continue;
+                }
+                super::dyn_query(format!("UPDATE users SET {column} = $1 WHERE id = $2 AND {column} = $3"))
+                    .bind(sealer.seal(&value))
+                    .bind(id)
+                    .bind(&value)
+                    .execute(self.pool())
+                    .await?;
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
+    }
+
     /// Whether the user signs in with a second factor.
     pub async fn totp_enabled(&self, user_id: i64) -> Result<bool> {
         let s: String = sqlx::query_scalar("SELECT totp_secret FROM users WHERE id = $1")
@@ -35,7 +62,7 @@ impl Db {
     pub async fn begin_totp(&self, user_id: i64) -> Result<String> {
         let secret = totp::new_secret();
         sqlx::query("UPDATE users SET totp_pending = $1 WHERE id = $2")
-            .bind(&secret)
+            .bind(self.secret_box().seal(&secret))
             .bind(user_id)
             .execute(self.pool())
             .await?;
@@ -52,6 +79,7 @@ impl Db {
         if pending.is_empty() {
             return Err(DbError::Invalid("start the enrolment again: there is no pending secret".into()));
         }
+        let pending = self.secret_box().open(&pending).map_err(|e| DbError::Invalid(e.to_string()))?;
         let Some(step) = totp::verify(&pending, code, now() as u64, 0) else {
             return Err(DbError::Invalid(
                 "that code does not match: check the device's clock and try the next code".into(),
@@ -98,6 +126,7 @@ impl Db {
             .fetch_one(self.pool())
             .await?;
         let secret: String = col(&row, "totp_secret")?;
+        let secret = self.secret_box().open(&secret).map_err(|e| DbError::Invalid(e.to_string()))?;
         let last: i64 = col(&row, "totp_last_step")?;
         if col::<i64>(&row, "locked_until")? > now() {
             return Ok(false);
@@ -184,6 +213,38 @@ mod tests {
     use crate::db::accounts::Role;
     use crate::db::testing::databases;
     use crate::totp;
+
+    /// Issue 12: the database held TOTP seeds in plaintext. They are sealed under the server key;
+    /// a copy of the database alone does not give them away, and old plaintext seeds are sealed.
+    #[tokio::test]
+    async fn totp_seeds_are_sealed_at_rest() {
+        for (db, _guard) in databases().await {
+            db.set_secret_box(crate::secrets::SecretBox::new(&[9; 32]));
+            let u = db.create_user("sealed", "long enough password", Role::ProviderAdmin, None).await.unwrap();
+            let secret = db.begin_totp(u.id).await.unwrap();
+            let code = totp::code_at(&totp::unbase32(&secret).unwrap(), crate::db::now() as u64 / totp::STEP);
+            db.confirm_totp(u.id, &code).await.unwrap();
+            let stored: String = sqlx::query_scalar("SELECT totp_secret FROM users WHERE id = $1")
+                .bind(u.id)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            assert!(crate::secrets::SecretBox::is_sealed(&stored) && !stored.contains(&secret), "{stored}");
+            // Another key cannot use it (the check fails closed).
+            db.set_secret_box(crate::secrets::SecretBox::new(&[8; 32]));
+            assert!(db.check_second_factor(u.id, &code).await.is_err());
+            // A seed stored in plaintext by an older version is sealed at start and still works.
+            db.set_secret_box(crate::secrets::SecretBox::new(&[9; 32]));
+            sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = 0 WHERE id = $2")
+                .bind(&secret)
+                .bind(u.id)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            assert_eq!(db.seal_plaintext_secrets().await.unwrap(), 1);
+            assert!(db.check_second_factor(u.id, &code).await.unwrap());
+        }
+    }
 
     #[tokio::test]
     async fn enrolment_codes_recovery_and_challenges() {

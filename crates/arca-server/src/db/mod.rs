@@ -72,6 +72,9 @@ pub enum Dialect {
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    /// Seals two-factor seeds at rest ([`crate::secrets`]): an ephemeral key until the server sets
+    /// its own ([`Db::set_secret_box`]).
+    secrets: std::sync::Arc<std::sync::RwLock<std::sync::Arc<crate::secrets::SecretBox>>>,
 }
 
 /// Creates the SQLite file readable by its owner only (it holds password hashes, token hashes and
@@ -148,9 +151,40 @@ impl Db {
             Dialect::Postgres => options.max_connections(16),
         };
         let pool = options.connect(&url).await?;
-        let db = Db { pool, dialect };
+        let secrets = std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(
+            crate::secrets::SecretBox::ephemeral(),
+        )));
+        let db = Db { pool, dialect, secrets };
         schema::migrate(&db).await?;
         Ok(db)
+    }
+
+    /// Seals secrets with the server key from now on (every clone of this `Db` too).
+    pub fn set_secret_box(&self, b: crate::secrets::SecretBox) {
+        *self.secrets.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(b);
+    }
+
+    /// The box that seals secrets at rest.
+    pub fn secret_box(&self) -> std::sync::Arc<crate::secrets::SecretBox> {
+        self.secrets.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `f` while holding the database's schema lock (PostgreSQL's advisory lock, SQLite's
+    /// write lock), so that one server process at a time does it.
+    pub async fn exclusively<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(4242002)").execute(&mut *tx).await?;
+        } else {
+            sqlx::query("UPDATE schema_version SET version = version WHERE 0 = 1").execute(&mut *tx).await?;
+        }
+        let out = f().await;
+        tx.commit().await?;
+        out
     }
 
     /// The connection pool.

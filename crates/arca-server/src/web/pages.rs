@@ -768,7 +768,10 @@ pub(super) async fn set_alert_email(
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
     let change = crate::db::accounts::TenantChange { alert_email: Some(f.alert_email.clone()), ..Default::default() };
-    service::update_tenant(&state, &s.caller(), &t, &change).await.map_err(|e| service_error(&s, e))?;
+    service::update_tenant(&state, &s.caller(), &t, &change).await.map_err(|e| match e.status() {
+        StatusCode::BAD_REQUEST => message(StatusCode::BAD_REQUEST, "Addresses not saved", e.message(), Some(&s)),
+        _ => service_error(&s, e),
+    })?;
     Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
@@ -893,7 +896,10 @@ pub(super) async fn set_retention(
             ))
         }
     };
-    service::set_retention(&state, &s.caller(), &r, days).await.map_err(|e| service_error(&s, e))?;
+    service::set_retention(&state, &s.caller(), &r, days).await.map_err(|e| match e.status() {
+        StatusCode::BAD_REQUEST => message(StatusCode::BAD_REQUEST, "Retention not changed", e.message(), Some(&s)),
+        _ => service_error(&s, e),
+    })?;
     Ok(Redirect::to(&format!("/repos/{}", r.name)).into_response())
 }
 
