@@ -20,6 +20,10 @@ use crate::errors::ApiError;
 use crate::routes::{authenticate, RequestId};
 use crate::service::accounts as service;
 use crate::service::Caller;
+use arca_api::{
+    LoginRequest, LoginResponse, NewDevice, NewDeviceResponse, NewRepo, NewTenant, NewUser, RepoChange, RetentionChange,
+    Schedule, SetupRequest, WhoAmI,
+};
 use crate::state::AppState;
 
 type ApiResult = Result<Response, ApiError>;
@@ -118,29 +122,7 @@ async fn read_scope(
 
 // ---- sign-in ----
 
-/// `POST /v1/auth/login` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LoginRequest {
-    user: String,
-    password: String,
-    /// What the token is for (shown in listings).
-    #[serde(default)]
-    label: String,
-    /// Days until the token expires (default 30; 0: never).
-    ttl_days: Option<i64>,
-    /// The one-time code (or a recovery code), for users with two-factor sign-in.
-    totp: Option<String>,
-}
 
-#[derive(Serialize)]
-struct LoginResponse {
-    token: String,
-    expires_at: i64,
-    user: String,
-    role: Role,
-    tenant: Option<String>,
-}
 
 /// `POST /v1/auth/login`: exchanges a user's password for an API token.
 pub(crate) async fn login(
@@ -203,12 +185,6 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Serialize)]
-struct WhoAmI {
-    actor: String,
-    role: Role,
-    tenant: Option<String>,
-}
 
 /// `GET /v1/auth/whoami`: who the token belongs to.
 pub(crate) async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
@@ -220,14 +196,6 @@ pub(crate) async fn whoami(State(state): State<AppState>, headers: HeaderMap) ->
     Ok(Json(WhoAmI { actor: p.actor, role: p.role, tenant }).into_response())
 }
 
-/// `POST /v1/setup` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SetupRequest {
-    setup_token: String,
-    user: String,
-    password: String,
-}
 
 /// `POST /v1/setup`: creates the first provider admin with the one-time token the server printed
 /// at its first start. Refused once any provider admin exists.
@@ -289,15 +257,6 @@ pub(crate) async fn list_tenants(State(state): State<AppState>, headers: HeaderM
     Ok(Json(tenants).into_response())
 }
 
-/// `POST /v1/admin/tenants` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewTenant {
-    name: String,
-    #[serde(default)]
-    display_name: String,
-    plan: Option<String>,
-}
 
 /// `POST /v1/admin/tenants`.
 pub(crate) async fn create_tenant(
@@ -355,14 +314,6 @@ pub(crate) async fn delete_tenant(
 
 // ---- users ----
 
-/// `POST …/users` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewUser {
-    name: String,
-    password: String,
-    role: Role,
-}
 
 /// `GET /v1/admin/tenants/{tenant}/users`.
 pub(crate) async fn list_tenant_users(
@@ -446,14 +397,6 @@ pub(crate) async fn list_repos(
     Ok(Json(state.db().repositories(Some(tenant.id)).await.map_err(ApiError::from_db)?).into_response())
 }
 
-/// `POST /v1/admin/tenants/{tenant}/repos` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewRepo {
-    name: String,
-    /// Retention lock in days (default: the plan's; never less).
-    lock_days: Option<i64>,
-}
 
 /// `POST /v1/admin/tenants/{tenant}/repos`.
 pub(crate) async fn create_repo(
@@ -469,13 +412,6 @@ pub(crate) async fn create_repo(
     Ok((StatusCode::CREATED, Json(repo)).into_response())
 }
 
-/// `PATCH /v1/admin/repos/{repo}` body.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RepoChange {
-    lock_days: i64,
-    compliance: Option<bool>,
-}
 
 /// The repository `name` if `p` can see it (else "does not exist").
 async fn repo_for(
@@ -541,20 +477,7 @@ pub(crate) async fn list_devices(
     Ok(Json(state.db().devices(Some(tenant.id)).await.map_err(ApiError::from_db)?).into_response())
 }
 
-/// `POST /v1/admin/tenants/{tenant}/devices` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewDevice {
-    name: String,
-    repo: String,
-}
 
-#[derive(Serialize)]
-struct NewDeviceResponse {
-    device: crate::db::accounts::Device,
-    /// Shown once: the server keeps only its hash.
-    token: String,
-}
 
 /// `POST /v1/admin/tenants/{tenant}/devices`: a device and its token (shown once).
 pub(crate) async fn create_device(
@@ -582,13 +505,6 @@ pub(crate) async fn revoke_device(
     Ok(Json(service::revoke_device(&state, &caller, &tenant, &device).await?).into_response())
 }
 
-/// `PUT /v1/admin/tenants/{tenant}/devices/{device}/schedule` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Schedule {
-    /// Hours between expected backups (0: none, never overdue).
-    every_hours: i64,
-}
 
 /// `PUT /v1/admin/tenants/{tenant}/devices/{device}/schedule`: how often the device should back
 /// up; a device later than that (plus an hour) is overdue and raises an alert.
@@ -861,13 +777,6 @@ pub(crate) async fn scrub_status(State(state): State<AppState>, headers: HeaderM
 
 // ---- retention and garbage collection ----
 
-/// `PUT /v1/admin/repos/{repo}/retention` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RetentionChange {
-    /// Days the server keeps snapshots by its own clock (0: until the customer forgets them).
-    days: i64,
-}
 
 /// `PUT /v1/admin/repos/{repo}/retention`: the server-side retention policy (provider admins and
 /// the tenant's admins).

@@ -511,6 +511,11 @@ impl Api {
         Ok(text)
     }
 
+    /// Sends a typed request body (an `arca_api` type) and answers the JSON reply.
+    fn send<B: serde::Serialize>(&self, method: Method, path: &str, body: &B) -> Result<Value> {
+        self.json(method, path, Some(serde_json::to_value(body).context("encoding the request")?))
+    }
+
     fn json(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
         self.need_token()?;
         let text = self.call(method, path, body)?;
@@ -563,6 +568,11 @@ fn i(v: &Value, key: &str) -> i64 {
     v[key].as_i64().unwrap_or(0)
 }
 
+/// Reads an answer as the typed shape the server sends (`arca_api`).
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
+    T::deserialize(v).context("the server's answer does not have the expected shape (a server of another version?)")
+}
+
 fn print_or<F: FnOnce(&Value)>(g: &GlobalOpts, v: &Value, human: F) {
     if g.json {
         println!("{v}");
@@ -607,7 +617,11 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             let text = api.call(
                 Method::POST,
                 "/v1/setup",
-                Some(json!({"setup_token": setup_token, "user": user, "password": password})),
+                Some(serde_json::to_value(arca_api::SetupRequest {
+                    setup_token: setup_token.clone(),
+                    user: user.clone(),
+                    password,
+                })?),
             )?;
             if g.json {
                 println!("{}", text.trim());
@@ -620,16 +634,23 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             let text = api.call(
                 Method::POST,
                 "/v1/auth/login",
-                Some(json!({"user": user, "password": password, "label": "arca admin", "ttl_days": ttl_days, "totp": totp})),
+                Some(serde_json::to_value(arca_api::LoginRequest {
+                    user: user.clone(),
+                    password,
+                    label: "arca admin".into(),
+                    ttl_days: Some(*ttl_days),
+                    totp: totp.clone(),
+                })?),
             )?;
             let v: Value = serde_json::from_str(&text).context("the server's answer is not JSON")?;
+            let login: arca_api::LoginResponse = typed(&v)?;
             if g.json {
                 println!("{v}");
             } else if g.quiet {
-                println!("{}", s(&v, "token"));
+                println!("{}", login.token);
             } else {
-                println!("signed in as {} ({}); expires {}", s(&v, "user"), s(&v, "role"), date(i(&v, "expires_at")));
-                println!("export ARCA_TOKEN={}", s(&v, "token"));
+                println!("signed in as {} ({}); expires {}", login.user, login.role.as_str(), date(login.expires_at));
+                println!("export ARCA_TOKEN={}", login.token);
             }
         }
         AdminCommand::Logout => {
@@ -640,22 +661,26 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
         }
         AdminCommand::Whoami => {
             let v = api.json(Method::GET, "/v1/auth/whoami", None)?;
-            print_or(g, &v, |v| println!("{} ({}) tenant {}", s(v, "actor"), s(v, "role"), s(v, "tenant")));
+            let me: arca_api::WhoAmI = typed(&v)?;
+            print_or(g, &v, |_| {
+                println!("{} ({}) tenant {}", me.actor, me.role.as_str(), me.tenant.as_deref().unwrap_or("-"))
+            });
         }
         AdminCommand::Plan(PlanCommand::List) => {
             let v = api.json(Method::GET, "/v1/admin/plans", None)?;
-            print_or(g, &v, |v| {
-                let rows = as_list(v)
+            let plans: Vec<arca_api::Plan> = typed(&v)?;
+            print_or(g, &v, |_| {
+                let rows = plans
                     .iter()
                     .map(|p| {
                         vec![
-                            s(p, "name"),
-                            human(i(p, "hard_quota_bytes")),
-                            human(i(p, "soft_quota_bytes")),
-                            i(p, "lock_days").to_string(),
-                            if p["compliance"].as_bool() == Some(true) { "yes" } else { "no" }.into(),
-                            format!("{:.2}", i(p, "yearly_price_cents") as f64 / 100.0),
-                            format!("{:.2}", i(p, "overage_cents_per_gb") as f64 / 100.0),
+                            p.name.clone(),
+                            human(p.hard_quota_bytes),
+                            human(p.soft_quota_bytes),
+                            p.lock_days.to_string(),
+                            if p.compliance { "yes" } else { "no" }.into(),
+                            format!("{:.2}", p.yearly_price_cents as f64 / 100.0),
+                            format!("{:.2}", p.overage_cents_per_gb as f64 / 100.0),
                         ]
                     })
                     .collect();
@@ -671,22 +696,23 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             yearly_price,
             overage_per_gb,
         }) => {
-            let body = json!({
-                "name": name,
-                "hard_quota_bytes": parse_size(hard_quota)?,
-                "soft_quota_bytes": parse_size(soft_quota)?,
-                "lock_days": lock_days,
-                "compliance": compliance,
-                "yearly_price_cents": parse_cents(yearly_price)?,
-                "overage_cents_per_gb": parse_cents(overage_per_gb)?,
-            });
-            let v = api.json(Method::POST, "/v1/admin/plans", Some(body))?;
+            let plan = arca_api::Plan {
+                name: name.clone(),
+                hard_quota_bytes: parse_size(hard_quota)?,
+                soft_quota_bytes: parse_size(soft_quota)?,
+                lock_days: *lock_days,
+                compliance: *compliance,
+                yearly_price_cents: parse_cents(yearly_price)?,
+                overage_cents_per_gb: parse_cents(overage_per_gb)?,
+            };
+            let v = api.send(Method::POST, "/v1/admin/plans", &plan)?;
             print_or(g, &v, |_| println!("created plan {name}"));
         }
         AdminCommand::Tenant(TenantCommand::List) => {
             let v = api.json(Method::GET, "/v1/admin/tenants", None)?;
-            print_or(g, &v, |v| {
-                let rows = as_list(v).iter().map(tenant_row).collect();
+            let tenants: Vec<arca_api::Tenant> = typed(&v)?;
+            print_or(g, &v, |_| {
+                let rows = tenants.iter().map(tenant_row).collect();
                 table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], rows);
             });
         }
@@ -694,14 +720,19 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             let v = api.json(
                 Method::POST,
                 "/v1/admin/tenants",
-                Some(json!({"name": name, "display_name": display_name, "plan": plan})),
+                Some(serde_json::to_value(arca_api::NewTenant {
+                    name: name.clone(),
+                    display_name: display_name.clone(),
+                    plan: plan.clone(),
+                })?),
             )?;
             print_or(g, &v, |_| println!("created tenant {name}"));
         }
         AdminCommand::Tenant(TenantCommand::Show { name }) => {
             let v = api.json(Method::GET, &format!("/v1/admin/tenants/{}", q(name)), None)?;
-            print_or(g, &v, |v| {
-                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], vec![tenant_row(v)])
+            let tenant: arca_api::Tenant = typed(&v)?;
+            print_or(g, &v, |_| {
+                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], vec![tenant_row(&tenant)])
             });
         }
         AdminCommand::Tenant(TenantCommand::Set {
@@ -714,34 +745,30 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             resume,
             alert_email,
         }) => {
-            let mut change = serde_json::Map::new();
-            if let Some(a) = alert_email {
-                change.insert("alert_email".into(), json!(a));
-            }
-            if let Some(d) = display_name {
-                change.insert("display_name".into(), json!(d));
-            }
-            if let Some(p) = plan {
-                change.insert("plan".into(), json!(p));
-            }
-            if let Some(h) = hard_quota {
-                change.insert("hard_quota_bytes".into(), json!(parse_size(h)?));
-            }
-            if let Some(s) = soft_quota {
-                change.insert("soft_quota_bytes".into(), json!(parse_size(s)?));
-            }
-            if *suspend || *resume {
-                change.insert("suspended".into(), json!(*suspend));
-            }
-            if change.is_empty() {
+            let change = arca_api::TenantChange {
+                alert_email: alert_email.clone(),
+                display_name: display_name.clone(),
+                plan: plan.clone(),
+                hard_quota_bytes: hard_quota.as_deref().map(parse_size).transpose()?,
+                soft_quota_bytes: soft_quota.as_deref().map(parse_size).transpose()?,
+                suspended: (*suspend || *resume).then_some(*suspend),
+            };
+            if change.alert_email.is_none()
+                && change.display_name.is_none()
+                && change.plan.is_none()
+                && change.hard_quota_bytes.is_none()
+                && change.soft_quota_bytes.is_none()
+                && change.suspended.is_none()
+            {
                 bail!(
                     "nothing to change: give --plan, --hard-quota, --soft-quota, --display-name, --suspend, --resume or \
                      --alert-email"
                 );
             }
-            let v = api.json(Method::PATCH, &format!("/v1/admin/tenants/{}", q(name)), Some(Value::Object(change)))?;
-            print_or(g, &v, |v| {
-                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], vec![tenant_row(v)])
+            let v = api.send(Method::PATCH, &format!("/v1/admin/tenants/{}", q(name)), &change)?;
+            let tenant: arca_api::Tenant = typed(&v)?;
+            print_or(g, &v, |_| {
+                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], vec![tenant_row(&tenant)])
             });
         }
         AdminCommand::Tenant(TenantCommand::Delete { name }) => {
@@ -756,16 +783,17 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 None => "/v1/admin/users".into(),
             };
             let v = api.json(Method::GET, &path, None)?;
-            print_or(g, &v, |v| {
-                let rows = as_list(v)
+            let users: Vec<arca_api::User> = typed(&v)?;
+            print_or(g, &v, |_| {
+                let rows = users
                     .iter()
                     .map(|u| {
                         vec![
-                            s(u, "name"),
-                            s(u, "role"),
-                            s(u, "tenant"),
-                            if u["disabled"].as_bool() == Some(true) { "disabled" } else { "active" }.into(),
-                            date(i(u, "created_at")),
+                            u.name.clone(),
+                            u.role.as_str().into(),
+                            u.tenant.clone().unwrap_or_else(|| "-".into()),
+                            if u.disabled { "disabled" } else { "active" }.into(),
+                            date(u.created_at),
                         ]
                     })
                     .collect();
@@ -774,7 +802,10 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
         }
         AdminCommand::User(UserCommand::Create { name, role, tenant }) => {
             let password = password_from("ARCA_NEW_PASSWORD", &format!("Password for the new user {name}: "))?;
-            let body = json!({"name": name, "password": password, "role": role});
+            let role_value = arca_api::Role::parse(role).ok_or_else(|| {
+                anyhow::anyhow!("unknown role {role:?}: use provider-admin, operator, tenant-admin or tenant-user")
+            })?;
+            let body = serde_json::to_value(arca_api::NewUser { name: name.clone(), password, role: role_value })?;
             let path = match tenant {
                 Some(t) => format!("/v1/admin/tenants/{}/users", q(t)),
                 None => "/v1/admin/users".into(),
@@ -788,22 +819,19 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 None => "/v1/admin/repos".into(),
             };
             let v = api.json(Method::GET, &path, None)?;
-            print_or(g, &v, |v| {
-                let rows = as_list(v)
+            let repos: Vec<arca_api::Repository> = typed(&v)?;
+            print_or(g, &v, |_| {
+                let rows = repos
                     .iter()
                     .map(|r| {
                         vec![
-                            s(r, "name"),
-                            s(r, "tenant"),
-                            human(i(r, "stored_bytes")),
-                            human(i(r, "logical_bytes")),
-                            i(r, "object_count").to_string(),
-                            format!(
-                                "{} days{}",
-                                i(r, "lock_days"),
-                                if r["compliance"].as_bool() == Some(true) { " (compliance)" } else { "" }
-                            ),
-                            date(i(r, "created_at")),
+                            r.name.clone(),
+                            r.tenant.clone(),
+                            human(r.stored_bytes),
+                            human(r.logical_bytes),
+                            r.object_count.to_string(),
+                            format!("{} days{}", r.lock_days, if r.compliance { " (compliance)" } else { "" }),
+                            date(r.created_at),
                         ]
                     })
                     .collect();
@@ -811,25 +839,23 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             });
         }
         AdminCommand::Repo(RepoCommand::Create { tenant, name, lock_days }) => {
-            let v = api.json(
-                Method::POST,
-                &format!("/v1/admin/tenants/{}/repos", q(tenant)),
-                Some(json!({"name": name, "lock_days": lock_days})),
-            )?;
-            print_or(g, &v, |v| {
-                println!("created repository {name} for {tenant} (retention lock {} days)", i(v, "lock_days"));
+            let body = arca_api::NewRepo { name: name.clone(), lock_days: *lock_days };
+            let v = api.send(Method::POST, &format!("/v1/admin/tenants/{}/repos", q(tenant)), &body)?;
+            let repo: arca_api::Repository = typed(&v)?;
+            print_or(g, &v, |_| {
+                println!("created repository {name} for {tenant} (retention lock {} days)", repo.lock_days);
                 println!("clients use: arca -r {}/{name} init", api.base);
             });
         }
         AdminCommand::Repo(RepoCommand::Lock { name, days, compliance }) => {
-            let body =
-                if *compliance { json!({"lock_days": days, "compliance": true}) } else { json!({"lock_days": days}) };
-            let v = api.json(Method::PATCH, &format!("/v1/admin/repos/{}", q(name)), Some(body))?;
-            print_or(g, &v, |v| println!("repository {name}: retention lock {} days", i(v, "lock_days")));
+            let body = arca_api::RepoChange { lock_days: *days, compliance: compliance.then_some(true) };
+            let v = api.send(Method::PATCH, &format!("/v1/admin/repos/{}", q(name)), &body)?;
+            let repo: arca_api::Repository = typed(&v)?;
+            print_or(g, &v, |_| println!("repository {name}: retention lock {} days", repo.lock_days));
         }
         AdminCommand::Repo(RepoCommand::Retention { name, days }) => {
-            let v =
-                api.json(Method::PUT, &format!("/v1/admin/repos/{}/retention", q(name)), Some(json!({"days": days})))?;
+            let body = arca_api::RetentionChange { days: *days };
+            let v = api.send(Method::PUT, &format!("/v1/admin/repos/{}/retention", q(name)), &body)?;
             print_or(g, &v, |v| {
                 println!(
                     "repository {name}: snapshots kept {} days by the server (retention lock {} days)",
@@ -859,17 +885,18 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
         }
         AdminCommand::Device(DeviceCommand::List { tenant }) => {
             let v = api.json(Method::GET, &format!("/v1/admin/tenants/{}/devices", q(tenant)), None)?;
-            print_or(g, &v, |v| {
-                let rows = as_list(v)
+            let devices: Vec<arca_api::Device> = typed(&v)?;
+            print_or(g, &v, |_| {
+                let rows = devices
                     .iter()
                     .map(|d| {
                         vec![
-                            s(d, "name"),
-                            s(d, "repo"),
-                            date(i(d, "created_at")),
-                            date(i(d, "last_seen_at")),
-                            if i(d, "revoked_at") > 0 {
-                                format!("revoked {}", date(i(d, "revoked_at")))
+                            d.name.clone(),
+                            d.repo.clone(),
+                            date(d.created_at),
+                            date(d.last_seen_at),
+                            if d.revoked_at > 0 {
+                                format!("revoked {}", date(d.revoked_at))
                             } else {
                                 "active".into()
                             },
@@ -880,13 +907,11 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             });
         }
         AdminCommand::Device(DeviceCommand::Add { tenant, name, repo }) => {
-            let v = api.json(
-                Method::POST,
-                &format!("/v1/admin/tenants/{}/devices", q(tenant)),
-                Some(json!({"name": name, "repo": repo})),
-            )?;
-            print_or(g, &v, |v| {
-                let token = s(v, "token");
+            let body = arca_api::NewDevice { name: name.clone(), repo: repo.clone() };
+            let v = api.send(Method::POST, &format!("/v1/admin/tenants/{}/devices", q(tenant)), &body)?;
+            let added: arca_api::NewDeviceResponse = typed(&v)?;
+            print_or(g, &v, |_| {
+                let token = &added.token;
                 println!("added device {name} to {tenant}; its token (shown only now):");
                 println!("  {token}");
                 println!("on the device:");
@@ -924,7 +949,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
         }
         AdminCommand::Device(DeviceCommand::Schedule { tenant, name, every_hours }) => {
             let path = format!("/v1/admin/tenants/{}/devices/{}/schedule", q(tenant), q(name));
-            api.call(Method::PUT, &path, Some(json!({ "every_hours": every_hours })))?;
+            api.call(Method::PUT, &path, Some(serde_json::to_value(arca_api::Schedule { every_hours: *every_hours })?))?;
             if !g.quiet && !g.json {
                 match every_hours {
                     0 => println!("device {name} of {tenant} has no schedule: it is never overdue"),
@@ -1142,15 +1167,15 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
     Ok(crate::exit::OK)
 }
 
-fn tenant_row(t: &Value) -> Vec<String> {
+fn tenant_row(t: &arca_api::Tenant) -> Vec<String> {
     vec![
-        s(t, "name"),
-        s(t, "display_name"),
-        s(t, "plan"),
-        human(i(t, "stored_bytes")),
-        if i(t, "hard_quota_bytes") == 0 { "unlimited".into() } else { human(i(t, "hard_quota_bytes")) },
-        if i(t, "soft_quota_bytes") == 0 { "-".into() } else { human(i(t, "soft_quota_bytes")) },
-        if t["suspended"].as_bool() == Some(true) { "suspended" } else { "active" }.into(),
+        t.name.clone(),
+        t.display_name.clone(),
+        t.plan.clone().unwrap_or_else(|| "-".into()),
+        human(t.stored_bytes),
+        if t.hard_quota_bytes == 0 { "unlimited".into() } else { human(t.hard_quota_bytes) },
+        if t.soft_quota_bytes == 0 { "-".into() } else { human(t.soft_quota_bytes) },
+        if t.suspended { "suspended" } else { "active" }.into(),
     ]
 }
 

@@ -1,0 +1,299 @@
+//! The request and answer bodies of the arca server's account API, shared by the server and its
+//! clients (`arca admin`), so both sides read and write the same typed shapes instead of untyped
+//! JSON. Only data and the small rules that belong to it live here: no I/O, no database.
+//!
+//! Field names are the API's (see `docs/api.md` and `docs/openapi.yaml`).
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+/// What a principal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Provider staff with every right (plans, tenants, quotas, any repository).
+    ProviderAdmin,
+    /// Provider staff who can see everything and run scrubs, but change nothing of a tenant's.
+    Operator,
+    /// Manages one tenant: its users, repositories and devices; may forget and prune.
+    TenantAdmin,
+    /// A tenant's user: reads and backs up the tenant's repositories, never deletes.
+    TenantUser,
+    /// A backup client scoped to one repository: reads it and adds objects, never deletes.
+    Device,
+}
+
+impl Role {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ProviderAdmin => "provider-admin",
+            Role::Operator => "operator",
+            Role::TenantAdmin => "tenant-admin",
+            Role::TenantUser => "tenant-user",
+            Role::Device => "device",
+        }
+    }
+
+    /// Parses [`Role::as_str`].
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::ProviderAdmin, Role::Operator, Role::TenantAdmin, Role::TenantUser, Role::Device]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// Whether this is provider staff (not bound to a tenant).
+    pub fn is_provider(self) -> bool {
+        matches!(self, Role::ProviderAdmin | Role::Operator)
+    }
+}
+
+/// A plan: what a tenant buys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Unique name.
+    pub name: String,
+    /// Stored bytes past which uploads are refused (0: unlimited).
+    pub hard_quota_bytes: i64,
+    /// Stored bytes past which the tenant is warned (0: none).
+    pub soft_quota_bytes: i64,
+    /// Days during which no stored object can be deleted.
+    pub lock_days: i64,
+    /// Compliance mode: the lock period of a repository can never be shortened.
+    pub compliance: bool,
+    /// Price per year, in cents.
+    pub yearly_price_cents: i64,
+    /// Price per GB (10^9 bytes) of average stored bytes above the soft quota, per month, in cents.
+    pub overage_cents_per_gb: i64,
+}
+
+/// A tenant: one customer of the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Internal id.
+    pub id: i64,
+    /// Unique short name (`[a-z0-9-]`).
+    pub name: String,
+    /// Name for people.
+    pub display_name: String,
+    /// The plan, if any.
+    pub plan: Option<String>,
+    /// Hard quota on stored bytes (0: unlimited).
+    pub hard_quota_bytes: i64,
+    /// Soft quota on stored bytes (0: none).
+    pub soft_quota_bytes: i64,
+    /// Bytes stored in all its repositories, exact.
+    pub stored_bytes: i64,
+    /// Whether uploads are refused (reads still work so the customer can restore).
+    pub suspended: bool,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// The customer's own addresses for its alerts (comma-separated; empty: the provider's only).
+    #[serde(default)]
+    pub alert_email: String,
+}
+
+/// A user who signs in with a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Internal id.
+    pub id: i64,
+    /// Login name (unique on the server).
+    pub name: String,
+    /// The tenant (`None`: provider staff).
+    pub tenant: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Whether sign-in is refused.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A hosted repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    /// Internal id.
+    pub id: i64,
+    /// Unique name on the server (the `REPO` of `/v1/repos/REPO`).
+    pub name: String,
+    /// Owning tenant's id.
+    pub tenant_id: i64,
+    /// Owning tenant's name.
+    pub tenant: String,
+    /// Retention lock in days: objects younger than this cannot be deleted.
+    pub lock_days: i64,
+    /// Compliance mode: `lock_days` can never decrease.
+    pub compliance: bool,
+    /// Bytes stored, exact.
+    pub stored_bytes: i64,
+    /// Objects stored.
+    pub object_count: i64,
+    /// Bytes its snapshots represent (sum of their total file sizes).
+    pub logical_bytes: i64,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A backup client with a token scoped to one repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Internal id.
+    pub id: i64,
+    /// Name (unique within its tenant among active devices).
+    pub name: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Repository name.
+    pub repo: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last authenticated request (0: never).
+    pub last_seen_at: i64,
+    /// Revocation time (0: active).
+    pub revoked_at: i64,
+}
+
+
+/// Changes to a tenant (absent fields stay).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantChange {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New plan (its quotas replace the tenant's).
+    pub plan: Option<String>,
+    /// New hard quota (overrides the plan's).
+    pub hard_quota_bytes: Option<i64>,
+    /// New soft quota (overrides the plan's).
+    pub soft_quota_bytes: Option<i64>,
+    /// Suspend or resume.
+    pub suspended: Option<bool>,
+    /// The customer's addresses for its alerts (comma-separated; empty clears them). Checked by
+    /// the caller (`alerts::parse_mailboxes`).
+    pub alert_email: Option<String>,
+}
+
+impl TenantChange {
+    /// Whether it changes only what the customer's own admins may change (their alert addresses).
+    pub fn is_customer_setting(&self) -> bool {
+        self.display_name.is_none()
+            && self.plan.is_none()
+            && self.hard_quota_bytes.is_none()
+            && self.soft_quota_bytes.is_none()
+            && self.suspended.is_none()
+            && self.alert_email.is_some()
+    }
+}
+
+
+/// `POST /v1/auth/login` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+    /// What the token is for (shown in listings).
+    #[serde(default)]
+    pub label: String,
+    /// Days until the token expires (default 30; 0: never).
+    pub ttl_days: Option<i64>,
+    /// The one-time code (or a recovery code), for users with two-factor sign-in.
+    pub totp: Option<String>,
+}
+
+/// `POST /v1/auth/login` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_at: i64,
+    pub user: String,
+    pub role: Role,
+    pub tenant: Option<String>,
+}
+
+/// `POST /v1/setup` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRequest {
+    pub setup_token: String,
+    pub user: String,
+    pub password: String,
+}
+
+/// `POST /v1/admin/tenants` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub name: String,
+    #[serde(default)]
+    pub display_name: String,
+    pub plan: Option<String>,
+}
+
+/// `POST …/users` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub password: String,
+    pub role: Role,
+}
+
+/// `POST /v1/admin/tenants/{tenant}/repos` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRepo {
+    pub name: String,
+    /// Retention lock in days (default: the plan's; never less).
+    pub lock_days: Option<i64>,
+}
+
+/// `PATCH /v1/admin/repos/{repo}` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoChange {
+    pub lock_days: i64,
+    pub compliance: Option<bool>,
+}
+
+/// `POST /v1/admin/tenants/{tenant}/devices` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    pub name: String,
+    pub repo: String,
+}
+
+/// `POST /v1/admin/tenants/{tenant}/devices` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewDeviceResponse {
+    pub device: Device,
+    /// Shown once: the server keeps only its hash.
+    pub token: String,
+}
+
+/// `PUT /v1/admin/tenants/{tenant}/devices/{device}/schedule` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Hours between expected backups (0: none, never overdue).
+    pub every_hours: i64,
+}
+
+/// `PUT /v1/admin/repos/{repo}/retention` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionChange {
+    /// Days the server keeps snapshots by its own clock (0: until the customer forgets them).
+    pub days: i64,
+}
+
+/// `GET /v1/auth/whoami` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub actor: String,
+    pub role: Role,
+    pub tenant: Option<String>,
+}
