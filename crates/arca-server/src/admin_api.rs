@@ -131,8 +131,9 @@ pub(crate) async fn login(
     Extension(client): Extension<crate::routes::ClientAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult {
-    let outcome =
+    let attempt =
         crate::signin::sign_in(&state, &req.user, &req.password, client.0).await.map_err(ApiError::from_db)?;
+    let outcome = attempt.outcome;
     let actor = format!("user:{}", req.user);
     match outcome {
         LoginOutcome::Ok(user) => {
@@ -167,7 +168,9 @@ pub(crate) async fn login(
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"))
         }
         LoginOutcome::Locked { until } => {
-            audit(&state, &rid, &actor, None, "login", &req.user, "denied", "locked or throttled").await;
+            if attempt.audit {
+                audit(&state, &rid, &actor, None, "login", &req.user, "denied", "locked or throttled").await;
+            }
             let wait = (until - crate::db::now()).max(1) as u64;
             Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, crate::signin::locked_message(until)).with_retry_after(wait))
         }

@@ -37,6 +37,8 @@ pub const MAX_TRACKED: usize = 100_000;
 struct Count {
     failures: u32,
     since: Instant,
+    /// Attempts refused while throttled (only the first of a window is audited).
+    refused: u32,
 }
 
 /// The failure counters of this process.
@@ -53,12 +55,26 @@ enum Key {
 }
 
 impl Throttle {
-    fn refused(&self, keys: &[(Key, u32)], at: Instant) -> Option<Instant> {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter_map(|(k, limit)| counts.get(k).filter(|c| c.failures >= *limit && at - c.since < WINDOW))
-            .map(|c| c.since + WINDOW)
-            .max()
+    /// When the throttle on `keys` ends, if one applies; with `count`, the refusal is counted and
+    /// the answer says whether it is the first of its window (the only one worth an audit entry:
+    /// a flood must not turn into a flood of database writes).
+    fn refused(&self, keys: &[(Key, u32)], at: Instant, count: bool) -> Option<(Instant, bool)> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found: Option<(Instant, bool)> = None;
+        for (k, limit) in keys {
+            if let Some(c) = counts.get_mut(k).filter(|c| c.failures >= *limit && at - c.since < WINDOW) {
+                if count {
+                    c.refused = c.refused.saturating_add(1);
+                }
+                let until = c.since + WINDOW;
+                let first = c.refused <= 1;
+                found = Some(match found {
+                    Some((u, f)) => (u.max(until), f || first),
+                    None => (until, first),
+                });
+            }
+        }
+        found
     }
 
     fn fail(&self, keys: &[(Key, u32)], at: Instant) {
@@ -70,9 +86,9 @@ impl Throttle {
             }
         }
         for (k, _) in keys {
-            let c = counts.entry(k.clone()).or_insert(Count { failures: 0, since: at });
+            let c = counts.entry(k.clone()).or_insert(Count { failures: 0, since: at, refused: 0 });
             if at - c.since >= WINDOW {
-                *c = Count { failures: 0, since: at };
+                *c = Count { failures: 0, since: at, refused: 0 };
             }
             c.failures += 1;
         }
@@ -93,34 +109,41 @@ fn keys(name: &str, client: Option<IpAddr>) -> [(Key, u32); 3] {
     ]
 }
 
-/// Checks a sign-in by `client` (its address, when known) as user `name`. A throttled attempt
-/// is answered [`LoginOutcome::Locked`] without looking at the password.
-pub async fn sign_in(
-    state: &AppState,
-    name: &str,
-    password: &str,
-    client: Option<IpAddr>,
-) -> Result<LoginOutcome, DbError> {
+/// The result of a sign-in attempt.
+pub struct SignIn {
+    /// What the attempt came to. A throttled attempt is [`LoginOutcome::Locked`], answered
+    /// without looking at the password.
+    pub outcome: LoginOutcome,
+    /// Whether the attempt deserves an audit entry: every checked attempt does; of the attempts
+    /// refused by the throttle, only the first of each window (the rest are counted in the
+    /// throttle, not written to the database one by one).
+    pub audit: bool,
+}
+
+/// Checks a sign-in by `client` (its address, when known) as user `name`.
+pub async fn sign_in(state: &AppState, name: &str, password: &str, client: Option<IpAddr>) -> Result<SignIn, DbError> {
     let throttle = state.signin_throttle();
     let keys = keys(name, client);
     let started = Instant::now();
-    if let Some(until) = throttle.refused(&keys, started) {
-        let wait = until.saturating_duration_since(started).as_secs() as i64;
-        return Ok(LoginOutcome::Locked { until: now() + wait.max(1) });
+    let locked = |until: Instant, audit: bool| {
+        let wait = until.saturating_duration_since(Instant::now()).as_secs() as i64;
+        SignIn { outcome: LoginOutcome::Locked { until: now() + wait.max(1) }, audit }
+    };
+    if let Some((until, first)) = throttle.refused(&keys, started, true) {
+        return Ok(locked(until, first));
     }
     let outcome = state.db().check_login(name, password).await?;
     match &outcome {
         LoginOutcome::Ok(_) => throttle.succeed(&name.to_lowercase(), client),
         LoginOutcome::BadCredentials => {
             throttle.fail(&keys, started);
-            if let Some(until) = throttle.refused(&keys, Instant::now()) {
-                let wait = until.saturating_duration_since(Instant::now()).as_secs() as i64;
-                return Ok(LoginOutcome::Locked { until: now() + wait.max(1) });
+            if let Some((until, _)) = throttle.refused(&keys, Instant::now(), false) {
+                return Ok(locked(until, true));
             }
         }
         LoginOutcome::Locked { .. } | LoginOutcome::Disabled => throttle.fail(&keys, started),
     }
-    Ok(outcome)
+    Ok(SignIn { outcome, audit: true })
 }
 
 /// The message for a throttled or locked sign-in: the same whether the name exists or not.
@@ -142,13 +165,13 @@ mod tests {
         let t = Throttle::default();
         let at = Instant::now();
         for _ in 0..PAIR_FAILURES {
-            assert!(t.refused(&keys("admin", ip("10.0.0.1")), at).is_none());
+            assert!(t.refused(&keys("admin", ip("10.0.0.1")), at, false).is_none());
             t.fail(&keys("admin", ip("10.0.0.1")), at);
         }
-        assert!(t.refused(&keys("admin", ip("10.0.0.1")), at).is_some());
-        assert!(t.refused(&keys("Admin", ip("10.0.0.1")), at).is_some(), "names are compared without case");
-        assert!(t.refused(&keys("admin", ip("10.0.0.2")), at).is_none(), "the real admin elsewhere signs in");
-        assert!(t.refused(&keys("admin", ip("10.0.0.1")), at + WINDOW).is_none(), "the lock passes");
+        assert!(t.refused(&keys("admin", ip("10.0.0.1")), at, false).is_some());
+        assert!(t.refused(&keys("Admin", ip("10.0.0.1")), at, false).is_some(), "names are compared without case");
+        assert!(t.refused(&keys("admin", ip("10.0.0.2")), at, false).is_none(), "the real admin elsewhere signs in");
+        assert!(t.refused(&keys("admin", ip("10.0.0.1")), at + WINDOW, false).is_none(), "the lock passes");
     }
 
     #[test]
@@ -158,8 +181,8 @@ mod tests {
         for i in 0..CLIENT_FAILURES {
             t.fail(&keys(&format!("user{i}"), ip("10.0.0.9")), at);
         }
-        assert!(t.refused(&keys("someone-new", ip("10.0.0.9")), at).is_some());
-        assert!(t.refused(&keys("someone-new", ip("10.0.0.8")), at).is_none());
+        assert!(t.refused(&keys("someone-new", ip("10.0.0.9")), at, false).is_some());
+        assert!(t.refused(&keys("someone-new", ip("10.0.0.8")), at, false).is_none());
     }
 
     #[test]
@@ -169,6 +192,19 @@ mod tests {
         for i in 0..LOCKOUT_AFTER as u32 {
             t.fail(&keys("ghost", ip(&format!("10.1.{}.{}", i / 200, i % 200))), at);
         }
-        assert!(t.refused(&keys("ghost", ip("10.9.9.9")), at).is_some());
+        assert!(t.refused(&keys("ghost", ip("10.9.9.9")), at, false).is_some());
+    }
+
+    #[test]
+    fn only_the_first_refusal_of_a_window_is_audited() {
+        let t = Throttle::default();
+        let at = Instant::now();
+        for _ in 0..PAIR_FAILURES {
+            t.fail(&keys("admin", ip("10.0.0.1")), at);
+        }
+        assert_eq!(t.refused(&keys("admin", ip("10.0.0.1")), at, true).map(|r| r.1), Some(true));
+        for _ in 0..100 {
+            assert_eq!(t.refused(&keys("admin", ip("10.0.0.1")), at, true).map(|r| r.1), Some(false));
+        }
     }
 }

@@ -54,6 +54,20 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Moves a complete, fsynced file from `tmp/` to `target` (creating its directory when missing)
+/// and fsyncs the directory: the step that makes a put atomic and durable.
+fn install(staged: &Path, target: &Path) -> std::io::Result<()> {
+    let parent = target.parent().expect("object paths always have a parent");
+    if let Err(e) = fs::rename(staged, target) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        fs::create_dir_all(parent)?;
+        fs::rename(staged, target)?;
+    }
+    sync_dir(parent)
+}
+
 impl Store for LocalStore {
     fn put(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         let target = self.path(kind, name)?;
@@ -74,15 +88,7 @@ impl Store for LocalStore {
             file.write_all(bytes)?;
             file.sync_all()?;
             drop(file);
-            let parent = target.parent().expect("object paths always have a parent");
-            if let Err(e) = fs::rename(&tmp, &target) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(e);
-                }
-                fs::create_dir_all(parent)?;
-                fs::rename(&tmp, &target)?;
-            }
-            sync_dir(parent)
+            install(&tmp, &target)
         })();
         result.map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -111,18 +117,7 @@ impl Store for LocalStore {
             let _ = fs::remove_file(path);
             copy
         };
-        let result = (|| -> std::io::Result<()> {
-            File::open(&staged)?.sync_all()?;
-            let parent = target.parent().expect("object paths always have a parent");
-            if let Err(e) = fs::rename(&staged, &target) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(e);
-                }
-                fs::create_dir_all(parent)?;
-                fs::rename(&staged, &target)?;
-            }
-            sync_dir(parent)
-        })();
+        let result = File::open(&staged).and_then(|f| f.sync_all()).and_then(|()| install(&staged, &target));
         result.map_err(|e| {
             let _ = fs::remove_file(&staged);
             Error::io(what(), e)

@@ -59,7 +59,8 @@ impl Caller {
         Caller { principal, request_id: "web".to_string(), channel: Channel::Web }
     }
 
-    /// Writes one audit entry; a failure to write is logged (the action itself already happened).
+    /// Writes one audit entry, `detail` as given; a failure to write is logged (the action itself
+    /// already happened). The one place every front end's audit entries are written.
     pub async fn audit(
         &self,
         state: &AppState,
@@ -69,22 +70,26 @@ impl Caller {
         outcome: &str,
         detail: &str,
     ) {
-        let detail = if detail.is_empty() {
-            self.channel.as_str().to_string()
-        } else {
-            format!("{}: {detail}", self.channel.as_str())
-        };
         let entry = NewAudit {
             actor: &self.principal.actor,
             tenant_id,
             action,
             target,
             outcome,
-            detail: &detail,
+            detail,
             request_id: &self.request_id,
         };
         if let Err(e) = state.db().audit(entry).await {
             tracing::error!("could not write the audit entry for {action} {target}: {e}");
+        }
+    }
+
+    /// `detail` prefixed with the channel ("api", "web: …").
+    fn with_channel(&self, detail: &str) -> String {
+        if detail.is_empty() {
+            self.channel.as_str().to_string()
+        } else {
+            format!("{}: {detail}", self.channel.as_str())
         }
     }
 
@@ -100,10 +105,10 @@ impl Caller {
         result: Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         match &result {
-            Ok(_) => self.audit(state, tenant_id, action, target, "ok", ok_detail).await,
+            Ok(_) => self.audit(state, tenant_id, action, target, "ok", &self.with_channel(ok_detail)).await,
             Err(e) => {
                 let outcome = if e.status().is_client_error() { "denied" } else { "failed" };
-                self.audit(state, tenant_id, action, target, outcome, e.message()).await
+                self.audit(state, tenant_id, action, target, outcome, &self.with_channel(e.message())).await
             }
         }
         result
@@ -139,7 +144,8 @@ pub async fn tenant_for(state: &AppState, caller: &Caller, name: &str, manage: b
         Err(e) => return Err(ApiError::from_db(e)),
     };
     if !can_view_tenant(&caller.principal, tenant.id) {
-        caller.audit(state, caller.principal.tenant_id, "tenant.access", name, "denied", "tenant out of reach").await;
+        let detail = caller.with_channel("tenant out of reach");
+        caller.audit(state, caller.principal.tenant_id, "tenant.access", name, "denied", &detail).await;
         return Err(missing());
     }
     if manage && !can_manage_tenant(&caller.principal, tenant.id) {
@@ -154,7 +160,8 @@ pub async fn repository_for(state: &AppState, caller: &Caller, name: &str) -> Re
     let missing = || ApiError::not_found(format!("no repository named {name}"));
     let repo = state.db().find_repository(name).await.map_err(ApiError::from_db)?.ok_or_else(missing)?;
     if !can_view_tenant(&caller.principal, repo.tenant_id) {
-        caller.audit(state, caller.principal.tenant_id, "repo.access", name, "denied", "repository out of reach").await;
+        let detail = caller.with_channel("repository out of reach");
+        caller.audit(state, caller.principal.tenant_id, "repo.access", name, "denied", &detail).await;
         return Err(missing());
     }
     Ok(repo)

@@ -30,7 +30,6 @@ use minijinja::{context, Environment, Value};
 use serde::Serialize;
 
 use crate::db::accounts::{Principal, Role};
-use crate::db::audit::NewAudit;
 use crate::state::AppState;
 use crate::units::human_bytes as human;
 
@@ -175,11 +174,7 @@ impl Session {
         outcome: &str,
         detail: &str,
     ) {
-        let entry =
-            NewAudit { actor: &self.principal.actor, tenant_id, action, target, outcome, detail, request_id: "web" };
-        if let Err(e) = state.db().audit(entry).await {
-            tracing::error!("could not write the audit entry for {action} {target}: {e}");
-        }
+        self.caller().audit(state, tenant_id, action, target, outcome, detail).await
     }
 }
 

@@ -100,8 +100,8 @@ pub(super) async fn login(
             }
         }
     };
-    let outcome = match crate::signin::sign_in(&state, &f.user, &f.password, client.0).await {
-        Ok(o) => o,
+    let (outcome, worth_auditing) = match crate::signin::sign_in(&state, &f.user, &f.password, client.0).await {
+        Ok(attempt) => (attempt.outcome, attempt.audit),
         Err(e) => return db_error(None, e),
     };
     match outcome {
@@ -129,7 +129,9 @@ pub(super) async fn login(
             login_page(StatusCode::UNAUTHORIZED, Some("Wrong user name or password."))
         }
         LoginOutcome::Locked { until } => {
-            audit("denied", "locked or throttled", None).await;
+            if worth_auditing {
+                audit("denied", "locked or throttled", None).await;
+            }
             login_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(&format!(
