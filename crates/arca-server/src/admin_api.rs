@@ -518,11 +518,9 @@ pub(crate) async fn set_device_schedule(
     headers: HeaderMap,
     Json(s): Json<Schedule>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let tenant = tenant_for(&state, &rid, &p, &name, true).await?;
-    let result = state.db().set_device_schedule(&name, &device, s.every_hours).await.map_err(ApiError::from_db);
-    let target = format!("{device}@{name}");
-    audited(&state, &rid, &p, Some(tenant.id), "device.schedule", &target, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = crate::service::tenant_for(&state, &caller, &name, true).await?;
+    service::set_device_schedule(&state, &caller, &tenant, &device, s.every_hours).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -170,3 +170,21 @@ pub async fn revoke_device(state: &AppState, caller: &Caller, tenant: &Tenant, n
     };
     caller.audited(state, Some(tenant.id), "device.revoke", &format!("{name}@{}", tenant.name), "", result).await
 }
+
+/// Sets how often a device should back up (hours; 0: no schedule, never overdue). Its admins and
+/// provider admins; the range is checked by the database layer (0 to a year).
+pub async fn set_device_schedule(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    device: &str,
+    every_hours: i64,
+) -> Result<(), ApiError> {
+    let result = if !can_manage_tenant(&caller.principal, tenant.id) {
+        Err(forbidden("change device schedules"))
+    } else {
+        state.db().set_device_schedule(&tenant.name, device, every_hours).await.map_err(ApiError::from_db)
+    };
+    let target = format!("{device}@{}", tenant.name);
+    caller.audited(state, Some(tenant.id), "device.schedule", &target, &format!("every {every_hours} h"), result).await
+}

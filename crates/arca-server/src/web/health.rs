@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pages::db_error;
 use super::{check_csrf, date, forbidden, render, session};
-use crate::access::{can_manage_tenant, is_staff};
+use crate::access::is_staff;
 use crate::state::AppState;
 
 type Page = Result<Response, Response>;
@@ -138,12 +138,8 @@ pub(super) async fn set_schedule(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = super::pages::visible_tenant(&state, &s, &name).await?;
-    let target = format!("{device}@{}", t.name);
-    if !can_manage_tenant(&s.principal, t.id) {
-        s.audit(&state, Some(t.id), "device.schedule", &target, "denied", "web: may not manage the tenant").await;
-        return Err(forbidden(&s, "change device schedules"));
-    }
-    state.db().set_device_schedule(&t.name, &device, f.every_hours).await.map_err(|e| db_error(Some(&s), e))?;
-    s.audit(&state, Some(t.id), "device.schedule", &target, "ok", &format!("web: every {} h", f.every_hours)).await;
+    crate::service::accounts::set_device_schedule(&state, &s.caller(), &t, &device, f.every_hours)
+        .await
+        .map_err(|e| super::service_error(&s, e))?;
     Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
