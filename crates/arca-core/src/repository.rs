@@ -37,7 +37,47 @@ pub struct Repository {
     /// repository's key), by name.
     unreadable_index: Vec<String>,
     /// Whole metadata packs kept in memory: trees are small and read over and over.
-    meta_cache: Mutex<HashMap<PackId, Arc<Vec<u8>>>>,
+    meta_cache: Mutex<MetaCache>,
+}
+
+/// Metadata packs kept in memory, least recently used out first, within a byte budget
+/// ([`META_CACHE_BYTES`]): a long-lived reader (the portal's unlocked repositories, a mount, the
+/// appliance) must not grow with the repository's metadata.
+#[derive(Default)]
+struct MetaCache {
+    packs: HashMap<PackId, Arc<Vec<u8>>>,
+    /// Least recently used first.
+    order: std::collections::VecDeque<PackId>,
+    bytes: usize,
+}
+
+/// Bytes of metadata packs one open repository keeps in memory at most.
+pub const META_CACHE_BYTES: usize = 256 << 20;
+
+impl MetaCache {
+    fn get(&mut self, id: &PackId) -> Option<Arc<Vec<u8>>> {
+        let found = self.packs.get(id)?.clone();
+        if let Some(at) = self.order.iter().position(|p| p == id) {
+            self.order.remove(at);
+        }
+        self.order.push_back(*id);
+        Some(found)
+    }
+
+    fn insert(&mut self, id: PackId, bytes: Arc<Vec<u8>>, budget: usize) {
+        if bytes.len() > budget || self.packs.contains_key(&id) {
+            return;
+        }
+        while self.bytes + bytes.len() > budget {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some(gone) = self.packs.remove(&oldest) {
+                self.bytes -= gone.len();
+            }
+        }
+        self.bytes += bytes.len();
+        self.order.push_back(id);
+        self.packs.insert(id, bytes);
+    }
 }
 
 /// A key slot as `key list` shows it.
@@ -89,7 +129,7 @@ impl Repository {
             index: Index::new(),
             index_files: HashMap::new(),
             unreadable_index: Vec::new(),
-            meta_cache: Mutex::new(HashMap::new()),
+            meta_cache: Mutex::new(MetaCache::default()),
         }
     }
 
@@ -363,10 +403,10 @@ impl Repository {
 
     fn meta_pack(&self, id: &PackId) -> Result<Arc<Vec<u8>>> {
         if let Some(p) = self.meta_cache.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            return Ok(p.clone());
+            return Ok(p);
         }
         let bytes = Arc::new(self.store.get(ObjectKind::MetaPack, &id.to_hex())?);
-        self.meta_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, bytes.clone());
+        self.meta_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, bytes.clone(), META_CACHE_BYTES);
         Ok(bytes)
     }
 
@@ -518,5 +558,25 @@ impl SnapshotFilter {
         } else {
             format!("host {:?}, tags {:?}, paths {:?}", self.hosts, self.tags, self.paths)
         }
+    }
+}
+
+#[cfg(test)]
+mod meta_cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_metadata_cache_stays_within_its_budget_and_keeps_what_is_used() {
+        let mut c = MetaCache::default();
+        let id = |n: u8| PackId([n; 32]);
+        for n in 0..10u8 {
+            c.insert(id(n), Arc::new(vec![n; 100]), 350);
+            assert!(c.bytes <= 350);
+            assert!(c.get(&id(0)).is_some(), "the pack used all along stays");
+        }
+        assert_eq!(c.packs.len(), 3);
+        assert!(c.get(&id(9)).is_some() && c.get(&id(1)).is_none());
+        c.insert(id(99), Arc::new(vec![0; 1000]), 350);
+        assert!(c.get(&id(99)).is_none(), "a pack larger than the budget is not kept");
     }
 }
