@@ -44,6 +44,10 @@ Alerts (a device reported a failed backup, a scheduled device is overdue, a tena
 soft quota) go to --alert-webhook as JSON and, with --smtp-url, --alert-from and --alert-to, by
 e-mail; undelivered alerts are retried with growing pauses and survive restarts.
 
+Two-factor seeds are sealed in the database under a server key kept in the object store
+(server/keys/secret-key), or given as ARCA_SERVER_SECRET (64 hex digits) to every server of a
+group. Uploads stop (507) before the disk's free space falls under --disk-reserve.
+
 SIGINT or SIGTERM stops the server after the requests in flight have finished. The log (standard
 error) has one line per request with its request id, which internal errors also show the client.
 
