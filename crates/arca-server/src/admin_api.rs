@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::access::{can_manage_tenant, can_view_tenant, is_provider_admin, is_staff};
+use crate::access::{can_manage_tenant, is_provider_admin, is_staff};
 use crate::db::accounts::{LoginOutcome, Plan, Principal, Role, Tenant, TenantChange};
 use crate::db::audit::NewAudit;
 use crate::db::usage::to_csv;
@@ -76,8 +76,7 @@ async fn audited<T>(
     result
 }
 
-/// The tenant `name`, if `p` may view it (or manage it, when `manage`). A tenant out of reach is
-/// reported as missing, and the attempt audited.
+/// The tenant `name`, if `p` may view it (or manage it, when `manage`): [`crate::service::tenant_for`].
 async fn tenant_for(
     state: &AppState,
     rid: &RequestId,
@@ -85,20 +84,7 @@ async fn tenant_for(
     name: &str,
     manage: bool,
 ) -> Result<Tenant, ApiError> {
-    let missing = || ApiError::not_found(format!("no tenant named {name}"));
-    let tenant = match state.db().tenant(name).await {
-        Ok(t) => t,
-        Err(crate::db::DbError::NotFound(_)) => return Err(missing()),
-        Err(e) => return Err(ApiError::from_db(e)),
-    };
-    if !can_view_tenant(p, tenant.id) {
-        audit(state, rid, &p.actor, p.tenant_id, "tenant.access", name, "denied", "tenant out of reach").await;
-        return Err(missing());
-    }
-    if manage && !can_manage_tenant(p, tenant.id) {
-        return Err(forbidden(&format!("manage tenant {name}")));
-    }
-    Ok(tenant)
+    crate::service::tenant_for(state, &Caller::api(p.clone(), &rid.0), name, manage).await
 }
 
 /// Whose figures a read of tenant data covers: the named tenant (if visible), else every tenant
@@ -304,14 +290,9 @@ pub(crate) async fn delete_tenant(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let tenant = tenant_for(&state, &rid, &p, &name, false).await?;
-    let result = if is_provider_admin(&p) {
-        state.db().delete_tenant(&name).await.map_err(ApiError::from_db)
-    } else {
-        Err(forbidden("delete tenants"))
-    };
-    audited(&state, &rid, &p, Some(tenant.id), "tenant.delete", &name, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = crate::service::tenant_for(&state, &caller, &name, false).await?;
+    service::delete_tenant(&state, &caller, &tenant).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -361,15 +342,8 @@ pub(crate) async fn create_staff(
     headers: HeaderMap,
     Json(req): Json<NewUser>,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let result = if !is_provider_admin(&p) {
-        Err(forbidden("create provider staff"))
-    } else if !req.role.is_provider() {
-        Err(ApiError::bad_request("provider staff are provider-admin or operator; add tenant users to their tenant"))
-    } else {
-        state.db().create_user(&req.name, &req.password, req.role, None).await.map_err(ApiError::from_db)
-    };
-    let user = audited(&state, &rid, &p, None, "user.create", &req.name, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let user = service::create_staff(&state, &caller, &req.name, &req.password, req.role).await?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
@@ -416,20 +390,14 @@ pub(crate) async fn create_repo(
 }
 
 
-/// The repository `name` if `p` can see it (else "does not exist").
+/// The repository `name` if `p` can see it: [`crate::service::repository_for`].
 async fn repo_for(
     state: &AppState,
     rid: &RequestId,
     p: &Principal,
     name: &str,
 ) -> Result<crate::db::accounts::Repository, ApiError> {
-    let missing = || ApiError::not_found(format!("no repository named {name}"));
-    let repo = state.db().find_repository(name).await.map_err(ApiError::from_db)?.ok_or_else(missing)?;
-    if !can_view_tenant(p, repo.tenant_id) {
-        audit(state, rid, &p.actor, p.tenant_id, "repo.access", name, "denied", "repository out of reach").await;
-        return Err(missing());
-    }
-    Ok(repo)
+    crate::service::repository_for(state, &Caller::api(p.clone(), &rid.0), name).await
 }
 
 /// `PATCH /v1/admin/repos/{repo}`: the retention lock (provider admins; a tenant's admins may
@@ -455,14 +423,9 @@ pub(crate) async fn delete_repo(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    let repo = repo_for(&state, &rid, &p, &name).await?;
-    let result = if can_manage_tenant(&p, repo.tenant_id) {
-        state.db().delete_repository(&name).await.map_err(ApiError::from_db)
-    } else {
-        Err(forbidden("delete repositories"))
-    };
-    audited(&state, &rid, &p, Some(repo.tenant_id), "repo.delete", &name, result).await?;
+    let caller = caller(&state, &headers, &rid).await?;
+    let repo = crate::service::repository_for(&state, &caller, &name).await?;
+    service::delete_repository(&state, &caller, &repo).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -188,3 +188,42 @@ pub async fn set_device_schedule(
     let target = format!("{device}@{}", tenant.name);
     caller.audited(state, Some(tenant.id), "device.schedule", &target, &format!("every {every_hours} h"), result).await
 }
+
+/// Deletes a tenant (provider admins), once it has no repositories left.
+pub async fn delete_tenant(state: &AppState, caller: &Caller, tenant: &Tenant) -> Result<(), ApiError> {
+    let result = if is_provider_admin(&caller.principal) {
+        state.db().delete_tenant(&tenant.name).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("delete tenants"))
+    };
+    caller.audited(state, Some(tenant.id), "tenant.delete", &tenant.name, "", result).await
+}
+
+/// Deletes an empty repository (its tenant's admins, provider admins): its objects go first,
+/// each when its retention lock allows.
+pub async fn delete_repository(state: &AppState, caller: &Caller, repo: &Repository) -> Result<(), ApiError> {
+    let result = if can_manage_tenant(&caller.principal, repo.tenant_id) {
+        state.db().delete_repository(&repo.name).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("delete repositories"))
+    };
+    caller.audited(state, Some(repo.tenant_id), "repo.delete", &repo.name, "", result).await
+}
+
+/// Adds a provider admin or operator (provider admins).
+pub async fn create_staff(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    password: &str,
+    role: Role,
+) -> Result<User, ApiError> {
+    let result = if !is_provider_admin(&caller.principal) {
+        Err(forbidden("create provider staff"))
+    } else if !role.is_provider() {
+        Err(ApiError::bad_request("provider staff are provider-admin or operator; add tenant users to their tenant"))
+    } else {
+        state.db().create_user(name, password, role, None).await.map_err(ApiError::from_db)
+    };
+    caller.audited(state, None, "user.create", name, "", result).await
+}
