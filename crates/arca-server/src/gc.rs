@@ -51,14 +51,25 @@ pub async fn collect(state: &AppState, repo: &Repository, actor: &str, request_i
             report.freed_bytes += idx.size;
         }
     }
-    if report.freed_objects > 0 || report.condemned > 0 {
+    // Locks whose lease lapsed (not refreshed for LEASE_TTL, while clients refresh every few
+    // minutes): their holders are gone, a client killed or a replicator cut off mid-pass. Left
+    // alone, such a lock stays for ever, every `arca check` warns about it, and a device token
+    // may not remove another's lock.
+    for name in db.lapsed_leases(repo.id).await? {
+        delete_bytes(state, repo, ObjectKind::Lock, &name).await;
+        db.end_lease(repo.id, &name).await?;
+        report.stale_locks += 1;
+    }
+    if report.freed_objects > 0 || report.condemned > 0 || report.stale_locks > 0 {
         let detail = format!(
-            "{} snapshots expired, {} packs condemned, {} objects freed ({} bytes), {} packs wait for running backups",
+            "{} snapshots expired, {} packs condemned, {} objects freed ({} bytes), {} packs wait for running backups, \
+             {} stale locks removed",
             report.expired_snapshots,
             report.condemned,
             report.freed_objects,
             report.freed_bytes,
-            report.waiting_for_leases
+            report.waiting_for_leases,
+            report.stale_locks
         );
         tracing::info!("gc {}: {detail}", repo.name);
         let entry = NewAudit {
@@ -82,4 +93,32 @@ pub async fn collect_all(state: &AppState) -> Result<Vec<GcReport>, DbError> {
         out.push(collect(state, &repo, "server", "scheduled-gc").await?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Backend;
+    use arca_store::Store;
+
+    /// A lock whose holder stopped refreshing it is removed by the collector; a live one stays.
+    #[tokio::test]
+    async fn lapsed_locks_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::connect(&format!("sqlite://{}/m.db", dir.path().display())).await.unwrap();
+        let state = AppState::new(db.clone(), Backend::Local(dir.path().to_path_buf()));
+        db.create_tenant("t", "", None).await.unwrap();
+        let repo = db.create_repository("t", "r", None).await.unwrap();
+        let store = state.store("r");
+        for name in ["dead", "live"] {
+            store.put(ObjectKind::Lock, name, b"{}").unwrap();
+            db.renew_lease(repo.id, name).await.unwrap();
+        }
+        sqlx::query("UPDATE leases SET renewed_at = 0 WHERE name = 'dead'").execute(db.pool()).await.unwrap();
+        let report = collect(&state, &repo, "test", "test").await.unwrap();
+        assert_eq!(report.stale_locks, 1);
+        assert!(store.stat(ObjectKind::Lock, "dead").unwrap().is_none());
+        assert!(store.stat(ObjectKind::Lock, "live").unwrap().is_some());
+        assert!(!db.has_lease(repo.id, "dead").await.unwrap() && db.has_lease(repo.id, "live").await.unwrap());
+    }
 }

@@ -868,12 +868,13 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             let v = api.json(Method::POST, &format!("/v1/admin/repos/{}/gc", q(name)), None)?;
             print_or(g, &v, |v| {
                 println!(
-                    "repository {name}: {} snapshots expired, {} packs condemned, {} objects freed ({}), {} packs wait for running backups",
+                    "repository {name}: {} snapshots expired, {} packs condemned, {} objects freed ({}), {} packs wait for running backups, {} stale locks removed",
                     i(v, "expired_snapshots"),
                     i(v, "condemned"),
                     i(v, "freed_objects"),
                     human(i(v, "freed_bytes")),
-                    i(v, "waiting_for_leases")
+                    i(v, "waiting_for_leases"),
+                    i(v, "stale_locks")
                 )
             });
         }

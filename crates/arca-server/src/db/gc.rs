@@ -42,6 +42,8 @@ pub struct GcReport {
     pub freed_bytes: i64,
     /// Condemned packs kept because a backup that may use them is still running.
     pub waiting_for_leases: i64,
+    /// Lock files removed because their lease lapsed (their holder is gone).
+    pub stale_locks: i64,
 }
 
 impl Db {
