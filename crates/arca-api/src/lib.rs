@@ -155,7 +155,6 @@ pub struct Device {
     pub revoked_at: i64,
 }
 
-
 /// Changes to a tenant (absent fields stay).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,7 +185,6 @@ impl TenantChange {
             && self.alert_email.is_some()
     }
 }
-
 
 /// `POST /v1/auth/login` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -107,21 +107,36 @@ both_shapes!(lock_days_are_range_checked_and_the_lock_holds, |c: &mut Cluster| {
 
     // The tenant's admin may lengthen the lock, but not into overflow.
     let tenant_admin = c.acme_admin.clone();
-    let (status, body) =
-        send_json(c, "PATCH", &tenant_admin, "/v1/admin/repos/locked", serde_json::json!({"lock_days": 106_751_991_147_000i64}));
+    let (status, body) = send_json(
+        c,
+        "PATCH",
+        &tenant_admin,
+        "/v1/admin/repos/locked",
+        serde_json::json!({"lock_days": 106_751_991_147_000i64}),
+    );
     assert_eq!(status, 400, "{body}");
     assert_eq!(repo_json(c, &tenant_admin, "locked")["lock_days"], 30, "the lock is unchanged");
-    let (status, body) = send_json(c, "PATCH", &admin, "/v1/admin/repos/locked", serde_json::json!({"lock_days": i64::MAX}));
+    let (status, body) =
+        send_json(c, "PATCH", &admin, "/v1/admin/repos/locked", serde_json::json!({"lock_days": i64::MAX}));
     assert_eq!(status, 400, "not even the provider admin: {body}");
-    let (status, _) = send_json(c, "PATCH", &tenant_admin, "/v1/admin/repos/locked", serde_json::json!({"lock_days": 60}));
+    let (status, _) =
+        send_json(c, "PATCH", &tenant_admin, "/v1/admin/repos/locked", serde_json::json!({"lock_days": 60}));
     assert_eq!(status, 200);
 
     // Every object stays undeletable, by everyone.
-    let snaps: Vec<serde_json::Value> =
-        c.http().get(format!("{}/snapshots/", c.repo_url("locked"))).bearer_auth(&dev).send().unwrap().bytes().map(|b| serde_json::from_slice(&b).unwrap()).unwrap();
+    let snaps: Vec<serde_json::Value> = c
+        .http()
+        .get(format!("{}/snapshots/", c.repo_url("locked")))
+        .bearer_auth(&dev)
+        .send()
+        .unwrap()
+        .bytes()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
     for token in [&tenant_admin, &admin] {
         let name = snaps[0]["name"].as_str().unwrap();
-        let r = c.http().delete(format!("{}/snapshots/{name}", c.repo_url("locked"))).bearer_auth(token).send().unwrap();
+        let r =
+            c.http().delete(format!("{}/snapshots/{name}", c.repo_url("locked"))).bearer_auth(token).send().unwrap();
         assert_eq!(r.status().as_u16(), 403);
         assert!(r.text().unwrap().contains("retention lock of 60 days"));
     }
@@ -152,10 +167,22 @@ both_shapes!(a_snapshot_claiming_absurd_logical_bytes_is_refused, |c: &mut Clust
         assert_eq!(status, 201, "{body}");
     }
     assert_eq!(repo_json(c, &c.acme_admin, "acme")["logical_bytes"], serde_json::json!(real + (2i64 << 56)));
-    let listed: Vec<serde_json::Value> =
-        c.http().get(format!("{}/snapshots/", c.repo_url("acme"))).bearer_auth(&dev).send().unwrap().bytes().map(|b| serde_json::from_slice(&b).unwrap()).unwrap();
+    let listed: Vec<serde_json::Value> = c
+        .http()
+        .get(format!("{}/snapshots/", c.repo_url("acme")))
+        .bearer_auth(&dev)
+        .send()
+        .unwrap()
+        .bytes()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
     assert_eq!(listed.len(), 3, "the refused snapshots left nothing");
-    let r = c.http().get(format!("{}/v1/admin/usage?tenant=acme&format=csv", c.base())).bearer_auth(&c.admin).send().unwrap();
+    let r = c
+        .http()
+        .get(format!("{}/v1/admin/usage?tenant=acme&format=csv", c.base()))
+        .bearer_auth(&c.admin)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let csv = r.text().unwrap();
     assert!(csv.lines().skip(1).all(|l| l.split(',').all(|f| !f.starts_with('-'))), "negative figures: {csv}");
@@ -230,21 +257,25 @@ both_shapes!(devices_cannot_plant_prune_marks_or_garbage_indexes, |c: &mut Clust
 
 // Issue 12, item 3 (second half): filling the disk made other tenants' requests fail and left
 // the database stalled. Uploads now stop at a free-space reserve, and everything else goes on.
-both_shapes_with!(uploads_stop_at_the_disk_reserve_and_everything_else_goes_on, &["--disk-reserve", "1000000000"], |c: &mut Cluster| {
-    let dev = c.acme_device.clone();
-    let out = c.arca("acme", &dev).arg("init").output().unwrap();
-    assert!(!out.status.success(), "init uploads a config and a key");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("disk is nearly full") || err.contains("507"), "{err}");
-    // Sign-in, account reads and the health check keep working; health says why it is unhappy.
-    let token = c.login("acme-admin", cluster::TENANT_ADMIN_PASSWORD);
-    assert_eq!(c.get_json(&token, "/v1/admin/repos").0, 200);
-    let r = c.http().get(format!("{}/healthz", c.base())).send().unwrap();
-    assert_eq!(r.status().as_u16(), 503);
-    assert!(r.text().unwrap().contains("\"disk\":\"below reserve\""));
-    let (_, v) = c.get_json(&c.admin, "/v1/admin/audit?tenant=acme");
-    assert!(v.as_array().is_some());
-});
+both_shapes_with!(
+    uploads_stop_at_the_disk_reserve_and_everything_else_goes_on,
+    &["--disk-reserve", "1000000000"],
+    |c: &mut Cluster| {
+        let dev = c.acme_device.clone();
+        let out = c.arca("acme", &dev).arg("init").output().unwrap();
+        assert!(!out.status.success(), "init uploads a config and a key");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("disk is nearly full") || err.contains("507"), "{err}");
+        // Sign-in, account reads and the health check keep working; health says why it is unhappy.
+        let token = c.login("acme-admin", cluster::TENANT_ADMIN_PASSWORD);
+        assert_eq!(c.get_json(&token, "/v1/admin/repos").0, 200);
+        let r = c.http().get(format!("{}/healthz", c.base())).send().unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        assert!(r.text().unwrap().contains("\"disk\":\"below reserve\""));
+        let (_, v) = c.get_json(&c.admin, "/v1/admin/audit?tenant=acme");
+        assert!(v.as_array().is_some());
+    }
+);
 
 // Issue 12, item 7: /healthz wrote and deleted an object on every unauthenticated probe.
 #[test]
@@ -305,34 +336,44 @@ both_shapes_with!(wrong_sign_ins_lock_out_the_guesser_not_the_user, &["--behind-
 });
 
 // Issue 12, item 7: security headers, and the session cookie's Secure flag behind a proxy.
-both_shapes_with!(pages_send_security_headers_and_secure_cookies_behind_a_tls_proxy, &["--behind-proxy"], |c: &mut Cluster| {
-    let r = c.http().get(format!("{}/login", c.base())).header("x-forwarded-proto", "https").send().unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let h = r.headers();
-    let csp = h["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
-    assert_eq!(h["x-content-type-options"], "nosniff");
-    assert_eq!(h["x-frame-options"], "DENY");
-    assert!(h.contains_key("referrer-policy"));
-    assert!(h["strict-transport-security"].to_str().unwrap().contains("max-age="));
-    let cookies: Vec<&str> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
-    assert!(!cookies.is_empty() && cookies.iter().all(|c| c.contains("; Secure")), "{cookies:?}");
-    // Plain HTTP straight to the server: no HSTS, no Secure (the browser would drop the cookie).
-    let r = c.http().get(format!("{}/login", c.base())).send().unwrap();
-    assert!(!r.headers().contains_key("strict-transport-security"));
-    assert!(r.headers().get_all("set-cookie").iter().all(|v| !v.to_str().unwrap().contains("Secure")));
-    assert!(r.headers().contains_key("content-security-policy"));
-});
+both_shapes_with!(
+    pages_send_security_headers_and_secure_cookies_behind_a_tls_proxy,
+    &["--behind-proxy"],
+    |c: &mut Cluster| {
+        let r = c.http().get(format!("{}/login", c.base())).header("x-forwarded-proto", "https").send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(h.contains_key("referrer-policy"));
+        assert!(h["strict-transport-security"].to_str().unwrap().contains("max-age="));
+        let cookies: Vec<&str> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        assert!(!cookies.is_empty() && cookies.iter().all(|c| c.contains("; Secure")), "{cookies:?}");
+        // Plain HTTP straight to the server: no HSTS, no Secure (the browser would drop the cookie).
+        let r = c.http().get(format!("{}/login", c.base())).send().unwrap();
+        assert!(!r.headers().contains_key("strict-transport-security"));
+        assert!(r.headers().get_all("set-cookie").iter().all(|v| !v.to_str().unwrap().contains("Secure")));
+        assert!(r.headers().contains_key("content-security-policy"));
+    }
+);
 
 // Issue 12, item 7: a 100,000-character display name hid every figure of the dashboard.
 both_shapes!(display_names_and_name_probes_are_bounded, |c: &mut Cluster| {
     let admin = c.admin.clone();
     let long = "x".repeat(100_000);
-    let (status, body) =
-        send_json(c, "POST", &admin, "/v1/admin/tenants", serde_json::json!({"name": "longname", "display_name": long}));
+    let (status, body) = send_json(
+        c,
+        "POST",
+        &admin,
+        "/v1/admin/tenants",
+        serde_json::json!({"name": "longname", "display_name": long}),
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("at most 100 characters"), "{body}");
-    let (status, body) = send_json(c, "PATCH", &admin, "/v1/admin/tenants/acme", serde_json::json!({"display_name": long}));
+    let (status, body) =
+        send_json(c, "PATCH", &admin, "/v1/admin/tenants/acme", serde_json::json!({"display_name": long}));
     assert_eq!(status, 400, "{body}");
     assert_eq!(tenant_json(c, "acme")["display_name"], "acme");
     // Another tenant's repository and user names do not show as "already exists".
@@ -359,8 +400,15 @@ both_shapes!(scrub_damage_raises_an_alert_and_tenants_see_only_their_own, |c: &m
     let src = c.path("src");
     make_tree(&src);
     c.ok("acme", &dev, &["backup", src.to_str().unwrap()]);
-    let packs: Vec<serde_json::Value> =
-        c.http().get(format!("{}/data/", c.repo_url("acme"))).bearer_auth(&dev).send().unwrap().bytes().map(|b| serde_json::from_slice(&b).unwrap()).unwrap();
+    let packs: Vec<serde_json::Value> = c
+        .http()
+        .get(format!("{}/data/", c.repo_url("acme")))
+        .bearer_auth(&dev)
+        .send()
+        .unwrap()
+        .bytes()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
     c.corrupt("acme", "data", packs[0]["name"].as_str().unwrap());
     let admin = c.admin.clone();
     let out = c.admin_cmd(&admin, &["--json", "scrub", "--start", "--wait"]).output().unwrap();

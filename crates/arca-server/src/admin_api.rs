@@ -20,11 +20,11 @@ use crate::errors::ApiError;
 use crate::routes::{authenticate, RequestId};
 use crate::service::accounts as service;
 use crate::service::Caller;
-use arca_api::{
-    LoginRequest, LoginResponse, NewDevice, NewDeviceResponse, NewRepo, NewTenant, NewUser, RepoChange, RetentionChange,
-    Schedule, SetupRequest, WhoAmI,
-};
 use crate::state::AppState;
+use arca_api::{
+    LoginRequest, LoginResponse, NewDevice, NewDeviceResponse, NewRepo, NewTenant, NewUser, RepoChange,
+    RetentionChange, Schedule, SetupRequest, WhoAmI,
+};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -108,8 +108,6 @@ async fn read_scope(
 
 // ---- sign-in ----
 
-
-
 /// `POST /v1/auth/login`: exchanges a user's password for an API token.
 pub(crate) async fn login(
     State(state): State<AppState>,
@@ -158,7 +156,8 @@ pub(crate) async fn login(
                 audit(&state, &rid, &actor, None, "login", &req.user, "denied", "locked or throttled").await;
             }
             let wait = (until - crate::db::now()).max(1) as u64;
-            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, crate::signin::locked_message(until)).with_retry_after(wait))
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, crate::signin::locked_message(until))
+                .with_retry_after(wait))
         }
         LoginOutcome::Disabled => {
             audit(&state, &rid, &actor, None, "login", &req.user, "denied", "account disabled").await;
@@ -174,7 +173,6 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-
 /// `GET /v1/auth/whoami`: who the token belongs to.
 pub(crate) async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
@@ -184,7 +182,6 @@ pub(crate) async fn whoami(State(state): State<AppState>, headers: HeaderMap) ->
     };
     Ok(Json(WhoAmI { actor: p.actor, role: p.role, tenant }).into_response())
 }
-
 
 /// `POST /v1/setup`: creates the first provider admin with the one-time token the server printed
 /// at its first start. Refused once any provider admin exists.
@@ -246,7 +243,6 @@ pub(crate) async fn list_tenants(State(state): State<AppState>, headers: HeaderM
     Ok(Json(tenants).into_response())
 }
 
-
 /// `POST /v1/admin/tenants`.
 pub(crate) async fn create_tenant(
     State(state): State<AppState>,
@@ -297,7 +293,6 @@ pub(crate) async fn delete_tenant(
 }
 
 // ---- users ----
-
 
 /// `GET /v1/admin/tenants/{tenant}/users`.
 pub(crate) async fn list_tenant_users(
@@ -374,7 +369,6 @@ pub(crate) async fn list_repos(
     Ok(Json(state.db().repositories(Some(tenant.id)).await.map_err(ApiError::from_db)?).into_response())
 }
 
-
 /// `POST /v1/admin/tenants/{tenant}/repos`.
 pub(crate) async fn create_repo(
     State(state): State<AppState>,
@@ -388,7 +382,6 @@ pub(crate) async fn create_repo(
     let repo = service::create_repository(&state, &caller, &tenant, &req.name, req.lock_days).await?;
     Ok((StatusCode::CREATED, Json(repo)).into_response())
 }
-
 
 /// The repository `name` if `p` can see it: [`crate::service::repository_for`].
 async fn repo_for(
@@ -443,8 +436,6 @@ pub(crate) async fn list_devices(
     Ok(Json(state.db().devices(Some(tenant.id)).await.map_err(ApiError::from_db)?).into_response())
 }
 
-
-
 /// `POST /v1/admin/tenants/{tenant}/devices`: a device and its token (shown once).
 pub(crate) async fn create_device(
     State(state): State<AppState>,
@@ -470,7 +461,6 @@ pub(crate) async fn revoke_device(
     let tenant = crate::service::tenant_for(&state, &caller, &name, true).await?;
     Ok(Json(service::revoke_device(&state, &caller, &tenant, &device).await?).into_response())
 }
-
 
 /// `PUT /v1/admin/tenants/{tenant}/devices/{device}/schedule`: how often the device should back
 /// up; a device later than that (plus an hour) is overdue and raises an alert.
@@ -740,7 +730,6 @@ pub(crate) async fn scrub_status(State(state): State<AppState>, headers: HeaderM
 }
 
 // ---- retention and garbage collection ----
-
 
 /// `PUT /v1/admin/repos/{repo}/retention`: the server-side retention policy (provider admins and
 /// the tenant's admins).

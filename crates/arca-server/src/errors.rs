@@ -73,7 +73,10 @@ impl ApiError {
             return Self::new(StatusCode::INSUFFICIENT_STORAGE, "the server's disk is full; nothing was stored");
         }
         tracing::error!("{what}: {err}");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the server could not write the upload; nothing was stored, retry later")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server could not write the upload; nothing was stored, retry later",
+        )
     }
 
     /// Maps a metadata failure. An unreachable database is 503 (clients retry), never a 500 that

@@ -653,9 +653,8 @@ async fn store_checked(
     let mut logical = 0;
     if matches!(kind, ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Pending) {
         let wanted = if kind == ObjectKind::Pending { spooled.len } else { manifest_prefix_len(&spooled)? };
-        let header = spooled
-            .read_prefix(wanted)
-            .map_err(|e| ApiError::from_io("reading a spooled upload".into(), e))?;
+        let header =
+            spooled.read_prefix(wanted).map_err(|e| ApiError::from_io("reading a spooled upload".into(), e))?;
         if kind == ObjectKind::Pending {
             // A prune mark is a plain list of packs; one that does not parse would stop every
             // backup that reads the marks, so it is refused here.

@@ -147,9 +147,8 @@ mod tests {
     async fn spools_hashes_and_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
         let data = vec![7u8; 300_000];
-        let s = spool(Body::from(data.clone()), data.len() as u64, dir.path(), ObjectKind::DataPack, "x")
-            .await
-            .unwrap();
+        let s =
+            spool(Body::from(data.clone()), data.len() as u64, dir.path(), ObjectKind::DataPack, "x").await.unwrap();
         assert_eq!(s.hash, blake3::hash(&data).to_hex().as_str());
         assert_eq!(std::fs::read(s.path()).unwrap(), data);
         assert_eq!(s.read_prefix(10).unwrap(), vec![7u8; 10]);

@@ -732,7 +732,10 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             let v = api.json(Method::GET, &format!("/v1/admin/tenants/{}", q(name)), None)?;
             let tenant: arca_api::Tenant = typed(&v)?;
             print_or(g, &v, |_| {
-                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], vec![tenant_row(&tenant)])
+                table(
+                    &["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"],
+                    vec![tenant_row(&tenant)],
+                )
             });
         }
         AdminCommand::Tenant(TenantCommand::Set {
@@ -768,7 +771,10 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             let v = api.send(Method::PATCH, &format!("/v1/admin/tenants/{}", q(name)), &change)?;
             let tenant: arca_api::Tenant = typed(&v)?;
             print_or(g, &v, |_| {
-                table(&["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"], vec![tenant_row(&tenant)])
+                table(
+                    &["TENANT", "NAME", "PLAN", "STORED", "HARD QUOTA", "SOFT QUOTA", "STATUS"],
+                    vec![tenant_row(&tenant)],
+                )
             });
         }
         AdminCommand::Tenant(TenantCommand::Delete { name }) => {
@@ -896,11 +902,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                             d.repo.clone(),
                             date(d.created_at),
                             date(d.last_seen_at),
-                            if d.revoked_at > 0 {
-                                format!("revoked {}", date(d.revoked_at))
-                            } else {
-                                "active".into()
-                            },
+                            if d.revoked_at > 0 { format!("revoked {}", date(d.revoked_at)) } else { "active".into() },
                         ]
                     })
                     .collect();
@@ -950,7 +952,11 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
         }
         AdminCommand::Device(DeviceCommand::Schedule { tenant, name, every_hours }) => {
             let path = format!("/v1/admin/tenants/{}/devices/{}/schedule", q(tenant), q(name));
-            api.call(Method::PUT, &path, Some(serde_json::to_value(arca_api::Schedule { every_hours: *every_hours })?))?;
+            api.call(
+                Method::PUT,
+                &path,
+                Some(serde_json::to_value(arca_api::Schedule { every_hours: *every_hours })?),
+            )?;
             if !g.quiet && !g.json {
                 match every_hours {
                     0 => println!("device {name} of {tenant} has no schedule: it is never overdue"),

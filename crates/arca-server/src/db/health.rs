@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
-use super::{col, now, Db, DbError, Result};
 use super::accounts::Repository;
+use super::{col, now, Db, DbError, Result};
 
 /// How late a backup may be, past its schedule, before it counts as overdue.
 pub const GRACE_SECS: i64 = 3600;

@@ -25,9 +25,11 @@ impl Db {
     /// Seals the two-factor seeds stored in plaintext (by a version before sealing); returns how
     /// many it sealed.
     pub async fn seal_plaintext_secrets(&self) -> Result<u64> {
-        let rows = sqlx::query("SELECT id, totp_secret, totp_pending FROM users WHERE totp_secret <> '' OR totp_pending <> ''")
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, totp_secret, totp_pending FROM users WHERE totp_secret <> '' OR totp_pending <> ''",
+        )
+        .fetch_all(self.pool())
+        .await?;
         let sealer = self.secret_box();
         let mut sealed = 0;
         for row in rows {

@@ -151,9 +151,8 @@ impl Db {
             Dialect::Postgres => options.max_connections(16),
         };
         let pool = options.connect(&url).await?;
-        let secrets = std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(
-            crate::secrets::SecretBox::ephemeral(),
-        )));
+        let secrets =
+            std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(crate::secrets::SecretBox::ephemeral())));
         let db = Db { pool, dialect, secrets };
         schema::migrate(&db).await?;
         Ok(db)

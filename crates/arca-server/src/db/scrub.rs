@@ -136,28 +136,27 @@ impl Db {
     /// counted, and the server-wide totals (objects and bytes read) are left at 0, since they
     /// describe every other customer too. `None`: the provider's view, every figure.
     pub async fn scrub_runs_seen_by(&self, tenant_id: Option<i64>, limit: i64) -> Result<Vec<ScrubRun>> {
-        let rows = match tenant_id {
-            None => {
-                sqlx::query(
+        let rows =
+            match tenant_id {
+                None => sqlx::query(
                     "SELECT id, state, started_by, started_at, finished_at, objects_checked, bytes_checked, damaged \
                      FROM scrub_runs ORDER BY id DESC LIMIT $1",
                 )
                 .bind(limit)
                 .fetch_all(self.pool())
-                .await?
-            }
-            Some(t) => {
-                sqlx::query(
-                    "SELECT id, state, started_by, started_at, finished_at, CAST(0 AS BIGINT) AS objects_checked, \
+                .await?,
+                Some(t) => {
+                    sqlx::query(
+                        "SELECT id, state, started_by, started_at, finished_at, CAST(0 AS BIGINT) AS objects_checked, \
                      CAST(0 AS BIGINT) AS bytes_checked, (SELECT COUNT(*) FROM scrub_findings f WHERE f.run_id = \
                      scrub_runs.id AND f.tenant_id = $1) AS damaged FROM scrub_runs ORDER BY id DESC LIMIT $2",
-                )
-                .bind(t)
-                .bind(limit)
-                .fetch_all(self.pool())
-                .await?
-            }
-        };
+                    )
+                    .bind(t)
+                    .bind(limit)
+                    .fetch_all(self.pool())
+                    .await?
+                }
+            };
         rows.iter()
             .map(|r| {
                 Ok(ScrubRun {

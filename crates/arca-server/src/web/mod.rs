@@ -268,7 +268,12 @@ fn service_error(s: &Session, e: crate::errors::ApiError) -> Response {
     };
     if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!("web: {}", e.message());
-        return message(status, heading, "Something failed on the server; nothing was changed. Try again later.", Some(s));
+        return message(
+            status,
+            heading,
+            "Something failed on the server; nothing was changed. Try again later.",
+            Some(s),
+        );
     }
     message(status, heading, e.message(), Some(s))
 }

@@ -11,11 +11,11 @@ use super::{
     check_csrf, cookie, date, forbidden, human, message, not_found, render, service_error, session, set_cookie,
     traffic_chart, Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
 };
-use crate::service::accounts as service;
 use crate::access::{can_manage_tenant, can_view_tenant, is_staff};
 use crate::db::accounts::{LoginOutcome, Plan, Repository, Tenant};
 use crate::db::audit::NewAudit;
 use crate::db::DbError;
+use crate::service::accounts as service;
 use crate::state::AppState;
 
 type Page = Result<Response, Response>;
