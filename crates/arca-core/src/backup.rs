@@ -125,8 +125,8 @@ pub struct BackupOutcome {
 /// The order (marks, then packs, then index) is the protocol's (docs/format.md §"Concurrency
 /// and prune", Backup steps 2-5).
 pub fn open_for_writing(repo: &mut Repository) -> Result<Vec<String>> {
-    let marks = crate::pending::marked_packs(repo.store())?;
-    let mut warnings = marks.warnings.clone();
+    let mut marks = crate::pending::marked_packs(repo.store())?;
+    let mut warnings = std::mem::take(&mut marks.warnings);
     let existing = repo.list_packs()?;
     for problem in repo.load_index()? {
         warnings.push(if problem.kind() == ErrorKind::Corrupt {

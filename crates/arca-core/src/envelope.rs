@@ -68,6 +68,20 @@ pub fn read_logical(magic: &[u8; 8], bytes: &[u8]) -> Result<Option<u64>> {
     Ok(read_plaintext(magic, bytes)?.1)
 }
 
+/// The first bytes of an envelope that [`plaintext_prefix_len`] needs.
+pub const PREFIX_PROBE: usize = 13;
+
+/// How many leading bytes of an envelope [`read_manifest`] and [`read_logical`] need, from its
+/// first [`PREFIX_PROBE`] bytes (magic, version, pack count): the plaintext header plus the salt
+/// and the tag that must follow it. Lets a reader of a large object (the server, on a spooled
+/// upload) parse the manifest without loading the sealed body. `None` when the prefix is too
+/// short or the count absurd (the parse then says why).
+pub fn plaintext_prefix_len(head: &[u8]) -> Option<usize> {
+    let count = u32::from_le_bytes(head.get(9..13)?.try_into().ok()?) as usize;
+    let logical = if head[8] >= 2 { 8 } else { 0 };
+    13usize.checked_add(count.checked_mul(33)?)?.checked_add(logical + SALT_LEN + 16)
+}
+
 /// An envelope's plaintext header: the manifest, the logical size (version 2) and where the salt
 /// starts.
 type Plaintext = (Manifest, Option<u64>, usize);
@@ -86,7 +100,7 @@ fn read_plaintext(magic: &[u8; 8], bytes: &[u8]) -> Result<Plaintext> {
         .checked_add(count.checked_mul(33).ok_or_else(|| Error::corrupt("manifest too long"))?)
         .ok_or_else(|| Error::corrupt("manifest too long"))?;
     let header_end = if version >= 2 { end + 8 } else { end };
-    if count > MAX_MANIFEST || bytes.len() < header_end + SALT_LEN + 16 {
+    if count > MAX_MANIFEST || plaintext_prefix_len(bytes).is_none_or(|needed| bytes.len() < needed) {
         return Err(Error::corrupt(format!("{what} object is truncated")));
     }
     let mut packs = Vec::with_capacity(count);

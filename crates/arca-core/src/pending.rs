@@ -63,7 +63,8 @@ pub struct Marks {
     /// Avoid every pack: a mark that might be a live prune's could not be read (see
     /// [`marked_packs`]). The writer then stores every blob again.
     pub everything: bool,
-    /// One line per unreadable pending object: its name, why, and what to do.
+    /// One line per unreadable pending object: its name, why, and what to do (the caller logs or
+    /// reports them).
     pub warnings: Vec<String>,
 }
 
@@ -124,9 +125,6 @@ pub fn marked_packs(store: &DynStore) -> Result<Marks> {
              deduplicates against nothing and stores every blob again (the next prune frees the copies)",
             maybe_live_mark.join(", ")
         ));
-    }
-    for w in &marks.warnings {
-        tracing::warn!("{w}");
     }
     Ok(marks)
 }

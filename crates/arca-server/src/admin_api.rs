@@ -19,7 +19,7 @@ use crate::db::usage::to_csv;
 use crate::errors::ApiError;
 use crate::routes::{authenticate, RequestId};
 use crate::service::accounts as service;
-use crate::service::Caller;
+use crate::service::{forbidden, Caller};
 use crate::state::AppState;
 use arca_api::{
     LoginRequest, LoginResponse, NewDevice, NewDeviceResponse, NewRepo, NewTenant, NewUser, RepoChange,
@@ -47,13 +47,7 @@ async fn audit(
     detail: &str,
 ) {
     let entry = NewAudit { actor, tenant_id, action, target, outcome, detail, request_id: &rid.0 };
-    if let Err(e) = state.db().audit(entry).await {
-        tracing::error!("could not write the audit entry for {action} {target}: {e}");
-    }
-}
-
-fn forbidden(what: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, format!("your role may not {what}"))
+    state.db().record(entry).await
 }
 
 /// Runs `result`, auditing its outcome as `action` on `target`.

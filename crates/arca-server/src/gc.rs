@@ -9,16 +9,43 @@ use crate::db::gc::GcReport;
 use crate::db::DbError;
 use crate::state::AppState;
 
-/// Deletes an object's bytes; the catalogue no longer lists it, so a failure leaves only an
-/// invisible orphan (logged).
-async fn delete_bytes(state: &AppState, repo: &Repository, kind: ObjectKind, name: &str) {
+/// Deletes an object's bytes; whether it worked. A failure is logged: for a catalogued kind the
+/// catalogue no longer lists the object, so it leaves only an invisible orphan.
+async fn delete_bytes(state: &AppState, repo: &Repository, kind: ObjectKind, name: &str) -> bool {
     let store = state.store(&repo.name);
     let n = name.to_string();
     match tokio::task::spawn_blocking(move || store.delete(kind, &n)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("gc {}: {kind}/{name} uncatalogued but its bytes remain: {e}", repo.name),
-        Err(e) => tracing::warn!("gc {}: {kind}/{name}: {e}", repo.name),
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!("gc {}: the bytes of {kind}/{name} remain: {e}", repo.name);
+            false
+        }
+        Err(e) => {
+            tracing::warn!("gc {}: {kind}/{name}: {e}", repo.name);
+            false
+        }
     }
+}
+
+/// Removes the locks of `repo` whose lease lapsed (not refreshed for
+/// [`crate::db::gc::LEASE_TTL`], while clients refresh every few minutes): their holders are gone,
+/// a client killed or a replicator cut off mid-pass. Left alone, such a lock stays for ever, every
+/// `arca check` warns about it, and a device token may not remove another's lock. Returns how many
+/// it removed. The collector runs this on every pass, and a lock upload when the repository is at
+/// its lock limit. A lock whose bytes cannot be removed keeps its lease (so it still counts
+/// against the limit) and is tried again next time.
+pub async fn remove_lapsed_locks(state: &AppState, repo: &Repository) -> Result<i64, DbError> {
+    let db = state.db();
+    let mut removed = 0;
+    for name in db.lapsed_leases(repo.id).await? {
+        if !delete_bytes(state, repo, ObjectKind::Lock, &name).await {
+            continue;
+        }
+        db.end_lease(repo.id, &name).await?;
+        tracing::info!("removed lock {name} of {}: its lease lapsed", repo.name);
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Collects one repository.
@@ -51,15 +78,7 @@ pub async fn collect(state: &AppState, repo: &Repository, actor: &str, request_i
             report.freed_bytes += idx.size;
         }
     }
-    // Locks whose lease lapsed (not refreshed for LEASE_TTL, while clients refresh every few
-    // minutes): their holders are gone, a client killed or a replicator cut off mid-pass. Left
-    // alone, such a lock stays for ever, every `arca check` warns about it, and a device token
-    // may not remove another's lock.
-    for name in db.lapsed_leases(repo.id).await? {
-        delete_bytes(state, repo, ObjectKind::Lock, &name).await;
-        db.end_lease(repo.id, &name).await?;
-        report.stale_locks += 1;
-    }
+    report.stale_locks = remove_lapsed_locks(state, repo).await?;
     if report.freed_objects > 0 || report.condemned > 0 || report.stale_locks > 0 {
         let detail = format!(
             "{} snapshots expired, {} packs condemned, {} objects freed ({} bytes), {} packs wait for running backups, \

@@ -67,7 +67,7 @@ pub fn max_object_bytes(kind: arca_store::ObjectKind) -> u64 {
         K::Lock => MAX_LOCK_BYTES,
         K::Pending => 64 << 20,
         K::Snapshot => 256 << 20,
-        K::DataPack | K::MetaPack | K::Index => 1 << 30,
+        K::DataPack | K::MetaPack | K::Index => crate::MAX_BODY as u64,
     }
 }
 

@@ -23,10 +23,10 @@ use crate::db::audit::NewAudit;
 use crate::db::catalog::NewObject;
 use crate::db::now;
 use crate::errors::ApiError;
+use crate::limits;
 use crate::routes::{authenticate, blocking, RequestId};
 use crate::state::AppState;
 use crate::units::human_bytes_exact;
-use crate::{limits, MAX_BODY};
 
 /// Default and largest page of a listing.
 const DEFAULT_LIMIT: i64 = 1000;
@@ -94,9 +94,7 @@ impl Target {
             detail,
             request_id: &self.request_id,
         };
-        if let Err(e) = state.db().audit(entry).await {
-            tracing::error!("could not write the audit entry for {action} {target}: {e}");
-        }
+        state.db().record(entry).await
     }
 }
 
@@ -127,9 +125,7 @@ async fn open_repo(
             detail: "repository of another tenant or outside the token's scope",
             request_id: &target.request_id,
         };
-        if let Err(e) = state.db().audit(entry).await {
-            tracing::error!("could not write the audit entry: {e}");
-        }
+        state.db().record(entry).await;
         return Err(missing());
     }
     if let Err(message) = check_repo_action(&target.principal, action) {
@@ -165,7 +161,7 @@ pub(crate) async fn create_repo(
                             detail: "",
                             request_id: &rid.0,
                         };
-                        let _ = state.db().audit(e).await;
+                        state.db().record(e).await;
                     }
                     Err(crate::db::DbError::Conflict(_)) => {}
                     Err(e) => return Err(ApiError::from_db(e)),
@@ -395,7 +391,7 @@ fn content_length(headers: &HeaderMap, kind: ObjectKind) -> Result<u64, ApiError
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .ok_or_else(|| ApiError::new(StatusCode::LENGTH_REQUIRED, "uploads need a Content-Length header"))?;
-    let max = limits::max_object_bytes(kind).min(MAX_BODY as u64);
+    let max = limits::max_object_bytes(kind);
     if len > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -421,13 +417,7 @@ async fn put_lock(state: &AppState, t: &Target, name: &str, len: u64, body: Body
     }
     let db = state.db();
     if !db.has_lease(t.repo.id, name).await.map_err(ApiError::from_db)? {
-        let store = state.store(&t.repo.name);
-        for lapsed in db.lapsed_leases(t.repo.id).await.map_err(ApiError::from_db)? {
-            let (s, n) = (store.clone(), lapsed.clone());
-            blocking(move || s.delete(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
-            db.end_lease(t.repo.id, &lapsed).await.map_err(ApiError::from_db)?;
-            tracing::info!("removed lock {lapsed} of {}: its lease lapsed", t.repo.name);
-        }
+        crate::gc::remove_lapsed_locks(state, &t.repo).await.map_err(ApiError::from_db)?;
         let held = db.lease_count(t.repo.id).await.map_err(ApiError::from_db)?;
         if held >= limits::MAX_LOCKS_PER_REPO {
             let message = format!(
@@ -620,13 +610,13 @@ pub(crate) async fn report(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The plaintext header of a snapshot, index or pending envelope: magic (8), version (1), count
-/// (4), 33 bytes a pack, the logical size (8), then the salt and tag (under 64). Reading this
-/// much of the spooled file is enough to parse the manifest without loading the body.
+/// How much of a spooled snapshot or index the manifest parse needs (the envelope's plaintext
+/// header, [`arca_core::envelope::plaintext_prefix_len`]), at most the whole upload.
 fn manifest_prefix_len(spooled: &crate::upload::Spooled) -> Result<u64, ApiError> {
-    let head = spooled.read_prefix(13).map_err(|e| ApiError::from_io("reading a spooled upload".into(), e))?;
-    let count = head.get(9..13).map_or(0, |c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64);
-    Ok((13 + count * 33 + 8 + 64).min(spooled.len))
+    let probe = arca_core::envelope::PREFIX_PROBE as u64;
+    let head = spooled.read_prefix(probe).map_err(|e| ApiError::from_io("reading a spooled upload".into(), e))?;
+    let wanted = arca_core::envelope::plaintext_prefix_len(&head).map_or(probe, |n| n as u64);
+    Ok(wanted.min(spooled.len))
 }
 
 /// Reads, verifies and stores an upload; returns the packs its manifest names and, for a snapshot,

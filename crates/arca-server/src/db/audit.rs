@@ -69,6 +69,16 @@ impl Db {
         Ok(())
     }
 
+    /// Appends an entry for an action that already happened: a failure to write it is logged, not
+    /// returned, since the action's answer must not change because its record could not be kept.
+    /// Every front end records through this.
+    pub async fn record(&self, e: NewAudit<'_>) {
+        let (action, target) = (e.action, e.target);
+        if let Err(err) = self.audit(e).await {
+            tracing::error!("could not write the audit entry for {action} {target}: {err}");
+        }
+    }
+
     /// The newest entries first, of one tenant or of all (`None`), older than `before` (an id)
     /// when given.
     pub async fn audit_log(&self, tenant_id: Option<i64>, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {

@@ -79,9 +79,7 @@ impl Caller {
             detail,
             request_id: &self.request_id,
         };
-        if let Err(e) = state.db().audit(entry).await {
-            tracing::error!("could not write the audit entry for {action} {target}: {e}");
-        }
+        state.db().record(entry).await
     }
 
     /// `detail` prefixed with the channel ("api", "web: …").

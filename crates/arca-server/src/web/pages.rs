@@ -167,7 +167,7 @@ async fn start_session(state: &AppState, user_id: i64, tenant: &Option<String>) 
         detail: "session started",
         request_id: "web",
     };
-    let _ = state.db().audit(e).await;
+    state.db().record(e).await;
     let mut resp = Redirect::to("/").into_response();
     set_cookie(&mut resp, SESSION_COOKIE, &token, SESSION_DAYS * 86_400);
     set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
@@ -208,7 +208,7 @@ pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<Code
                 detail: "wrong one-time code",
                 request_id: "web",
             };
-            let _ = state.db().audit(e).await;
+            state.db().record(e).await;
             let mut resp = render(
                 StatusCode::UNAUTHORIZED,
                 "login_code.html",
@@ -1162,7 +1162,7 @@ pub(super) async fn setup(State(state): State<AppState>, Form(f): Form<SetupForm
                 detail: &detail,
                 request_id: "web",
             };
-            let _ = state.db().audit(e).await;
+            state.db().record(e).await;
         }
     };
     if !setup_token_ok(&state, &f.token) {
