@@ -48,6 +48,50 @@ impl Role {
     }
 }
 
+/// The on-disk format of a hosted repository, which decides the protocol that reaches it and how
+/// its objects are named and checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepoFormat {
+    /// arca's own format, reached by `arca` under `/v1/repos/REPO/`: objects are named by the
+    /// BLAKE3 hash of their bytes, and snapshots and index files carry plaintext manifests.
+    #[default]
+    Arca,
+    /// A restic repository, reached by unmodified restic clients over restic's REST protocol
+    /// under `/restic/REPO/`: objects (locks included) are named by the SHA-256 of their bytes.
+    Restic,
+}
+
+impl RepoFormat {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoFormat::Arca => "arca",
+            RepoFormat::Restic => "restic",
+        }
+    }
+
+    /// Parses [`RepoFormat::as_str`].
+    pub fn parse(s: &str) -> Option<RepoFormat> {
+        [RepoFormat::Arca, RepoFormat::Restic].into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RepoFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The repository URL a restic client is given for restic repository `repo` on the server at
+/// `base` (`http(s)://HOST:PORT`), with `token` as its basic-auth password: all a restic user
+/// changes to move to the provider. The user name is informational.
+pub fn restic_repository_url(base: &str, repo: &str, user: &str, token: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+    format!("rest:{scheme}://{user}:{token}@{rest}/restic/{repo}/")
+}
+
 /// A plan: what a tenant buys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +178,9 @@ pub struct Repository {
     pub logical_bytes: i64,
     /// Creation time.
     pub created_at: i64,
+    /// Its format (and so the protocol that reaches it).
+    #[serde(default)]
+    pub format: RepoFormat,
 }
 
 /// A backup client with a token scoped to one repository.
@@ -246,6 +293,9 @@ pub struct NewRepo {
     pub name: String,
     /// Retention lock in days (default: the plan's; never less).
     pub lock_days: Option<i64>,
+    /// Format (default: arca's own).
+    #[serde(default)]
+    pub format: RepoFormat,
 }
 
 /// `PATCH /v1/admin/repos/{repo}` body.
@@ -294,4 +344,27 @@ pub struct WhoAmI {
     pub actor: String,
     pub role: Role,
     pub tenant: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restic_urls_carry_the_token_as_password() {
+        assert_eq!(
+            restic_repository_url("https://backup.example:8420/", "acme-r", "device", "tok"),
+            "rest:https://device:tok@backup.example:8420/restic/acme-r/"
+        );
+        assert_eq!(restic_repository_url("http://127.0.0.1:1", "r", "u", "t"), "rest:http://u:t@127.0.0.1:1/restic/r/");
+    }
+
+    #[test]
+    fn formats_round_trip_and_default_to_arca() {
+        for f in [RepoFormat::Arca, RepoFormat::Restic] {
+            assert_eq!(RepoFormat::parse(f.as_str()), Some(f));
+        }
+        let r: NewRepo = serde_json::from_str(r#"{"name":"x","lock_days":null}"#).unwrap();
+        assert_eq!(r.format, RepoFormat::Arca);
+    }
 }

@@ -16,16 +16,7 @@ fn shots_dir() -> PathBuf {
 }
 
 fn sign_in(b: &Browser, base: &str, user: &str, password: &str) {
-    b.go(&format!("{base}/login"));
-    b.fill("#user", user);
-    b.fill("#password", password);
-    b.click("#signin");
-    // Wait for the answer page (the form's page had no #flash/#error/nav yet).
-    let _ = b.wait_url("");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while b.url().ends_with("/login") && !b.source().contains("id=\"error\"") && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    b.sign_in(base, user, password);
 }
 
 #[test]

@@ -62,6 +62,25 @@ pub fn check_repo_action(p: &Principal, action: RepoAction) -> Result<(), &'stat
     }
 }
 
+/// Checks that `p` may remove a lock file held by `holder` (the actor who wrote it, when known)
+/// whose lease `lapsed` or not. A lock is a running operation's: a device token or a tenant's
+/// user may remove its own, or one whose holder is gone (lapsed lease), never a live one of
+/// someone else (that would let one stolen token break every other client's operation, or run
+/// prune beside a backup). Tenant admins and provider admins may remove any (`unlock`).
+pub fn check_lock_removal(p: &Principal, holder: Option<&str>, lapsed: bool) -> Result<(), &'static str> {
+    match p.role {
+        Role::TenantAdmin | Role::ProviderAdmin => Ok(()),
+        Role::Operator => Err("operators have read-only access to repositories"),
+        Role::Device | Role::TenantUser => match holder {
+            Some(h) if h != p.actor && !lapsed => {
+                Err("this lock belongs to another client's running operation: only its holder or a tenant admin may \
+                 remove it (it lapses on its own 30 minutes after its holder stops refreshing it)")
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
 /// Whether `p` may manage tenant `tenant_id`'s users, repositories and devices.
 pub fn can_manage_tenant(p: &Principal, tenant_id: i64) -> bool {
     match p.role {
@@ -126,6 +145,7 @@ mod tests {
             object_count: 0,
             logical_bytes: 0,
             created_at: 0,
+            format: Default::default(),
         }
     }
 

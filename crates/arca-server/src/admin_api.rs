@@ -373,7 +373,7 @@ pub(crate) async fn create_repo(
 ) -> ApiResult {
     let caller = caller(&state, &headers, &rid).await?;
     let tenant = crate::service::tenant_for(&state, &caller, &name, true).await?;
-    let repo = service::create_repository(&state, &caller, &tenant, &req.name, req.lock_days).await?;
+    let repo = service::create_repository(&state, &caller, &tenant, &req.name, req.lock_days, req.format).await?;
     Ok((StatusCode::CREATED, Json(repo)).into_response())
 }
 

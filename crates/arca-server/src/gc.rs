@@ -3,7 +3,7 @@
 
 use arca_store::ObjectKind;
 
-use crate::db::accounts::Repository;
+use crate::db::accounts::{RepoFormat, Repository};
 use crate::db::audit::NewAudit;
 use crate::db::gc::GcReport;
 use crate::db::DbError;
@@ -52,6 +52,13 @@ pub async fn remove_lapsed_locks(state: &AppState, repo: &Repository) -> Result<
 pub async fn collect(state: &AppState, repo: &Repository, actor: &str, request_id: &str) -> Result<GcReport, DbError> {
     let db = state.db();
     let mut report = GcReport { repository: repo.name.clone(), ..Default::default() };
+    if repo.format == RepoFormat::Restic {
+        // Which packs a restic snapshot needs is encrypted: the server cannot tell garbage from
+        // data, so only the customer's own `restic forget --prune` (a tenant admin's token,
+        // outside the retention lock) frees space. Stale locks the server can still clear.
+        report.stale_locks = remove_lapsed_locks(state, repo).await?;
+        return Ok(report);
+    }
     for snap in db.expired_snapshots(repo).await? {
         if db.remove_object(repo, ObjectKind::Snapshot.dir(), &snap.name).await?.is_some() {
             delete_bytes(state, repo, ObjectKind::Snapshot, &snap.name).await;
@@ -131,7 +138,7 @@ mod tests {
         let store = state.store("r");
         for name in ["dead", "live"] {
             store.put(ObjectKind::Lock, name, b"{}").unwrap();
-            db.renew_lease(repo.id, name).await.unwrap();
+            db.renew_lease(repo.id, name, "device:d@t").await.unwrap();
         }
         sqlx::query("UPDATE leases SET renewed_at = 0 WHERE name = 'dead'").execute(db.pool()).await.unwrap();
         let report = collect(&state, &repo, "test", "test").await.unwrap();

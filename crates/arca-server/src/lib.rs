@@ -22,6 +22,7 @@ mod admin_api;
 pub mod alerts;
 pub mod db;
 pub mod errors;
+pub mod format;
 pub mod gc;
 pub mod limits;
 pub mod metrics;
@@ -29,6 +30,7 @@ pub mod passwords;
 pub mod ratelimit;
 pub mod recovery;
 pub mod repo_api;
+pub mod restic_api;
 pub mod restore_check;
 mod routes;
 pub mod scrub;
@@ -89,6 +91,25 @@ fn hosting_routes() -> Router<AppState> {
                 .head(repo_api::head_object)
                 .put(repo_api::put_object)
                 .delete(repo_api::delete_object),
+        )
+        .merge(restic_routes())
+}
+
+/// restic's REST protocol (`/restic/REPO/…`, [`restic_api`]) for restic repositories.
+fn restic_routes() -> Router<AppState> {
+    use restic_api as r;
+    Router::new()
+        .route("/restic/{repo}", post(r::create))
+        .route("/restic/{repo}/", post(r::create))
+        .route(
+            "/restic/{repo}/config",
+            get(r::get_config).head(r::head_config).post(r::post_config).delete(r::delete_config),
+        )
+        .route("/restic/{repo}/{kind}", get(r::list))
+        .route("/restic/{repo}/{kind}/", get(r::list))
+        .route(
+            "/restic/{repo}/{kind}/{name}",
+            get(r::get_object).head(r::head_object).post(r::post_object).delete(r::delete_object),
         )
 }
 

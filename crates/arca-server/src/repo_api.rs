@@ -17,12 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{can_see_repo, check_repo_action, is_coordination, RepoAction};
+use crate::access::{can_see_repo, check_lock_removal, check_repo_action, is_coordination, RepoAction};
 use crate::db::accounts::{valid_name, Principal, Repository, Role};
 use crate::db::audit::NewAudit;
 use crate::db::catalog::NewObject;
 use crate::db::now;
 use crate::errors::ApiError;
+use crate::format::{check_name, content_addressed, ContentHasher, RepoFormat};
 use crate::limits;
 use crate::routes::{authenticate, blocking, RequestId};
 use crate::state::AppState;
@@ -36,19 +37,6 @@ const SIZE_HEADER: &str = "x-arca-size";
 /// Header with a warning for the user on successful uploads (e.g. past the soft quota).
 const WARNING_HEADER: &str = "x-arca-warning";
 
-/// Whether objects of `kind` are named by the BLAKE3 hash of their bytes.
-pub(crate) fn content_addressed(kind: ObjectKind) -> bool {
-    matches!(
-        kind,
-        ObjectKind::DataPack
-            | ObjectKind::MetaPack
-            | ObjectKind::Index
-            | ObjectKind::Snapshot
-            | ObjectKind::Key
-            | ObjectKind::Pending
-    )
-}
-
 fn parse_kind(kind: &str) -> Result<ObjectKind, ApiError> {
     ObjectKind::from_dir(kind).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -57,34 +45,15 @@ fn parse_kind(kind: &str) -> Result<ObjectKind, ApiError> {
     })
 }
 
-pub(crate) fn check_name(kind: ObjectKind, name: &str) -> Result<(), ApiError> {
-    let ok = match kind {
-        ObjectKind::Config => name == "config",
-        k if content_addressed(k) => {
-            name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        }
-        _ => validate_name(name).is_ok(),
-    };
-    if ok {
-        Ok(())
-    } else if content_addressed(kind) {
-        Err(ApiError::bad_request(format!(
-            "invalid {kind} object name {name:?}: expected 64 lowercase hex digits (the BLAKE3 hash of its bytes)"
-        )))
-    } else {
-        Err(ApiError::bad_request(format!("invalid {kind} object name {name:?}")))
-    }
-}
-
 /// A request's caller and repository, after every check of who may do what.
-struct Target {
-    principal: Principal,
-    repo: Repository,
+pub(crate) struct Target {
+    pub(crate) principal: Principal,
+    pub(crate) repo: Repository,
     request_id: String,
 }
 
 impl Target {
-    async fn audit(&self, state: &AppState, action: &str, target: &str, outcome: &str, detail: &str) {
+    pub(crate) async fn audit(&self, state: &AppState, action: &str, target: &str, outcome: &str, detail: &str) {
         let entry = NewAudit {
             actor: &self.principal.actor,
             tenant_id: Some(self.repo.tenant_id),
@@ -98,8 +67,7 @@ impl Target {
     }
 }
 
-/// Authenticates the caller and checks `action` on repository `name`. A repository the caller
-/// cannot see does not exist for it (and the attempt is audited).
+/// Authenticates the caller and checks `action` on arca repository `name`.
 async fn open_repo(
     state: &AppState,
     headers: &HeaderMap,
@@ -108,6 +76,20 @@ async fn open_repo(
     request_id: &RequestId,
 ) -> Result<Target, ApiError> {
     let principal = authenticate(state, headers).await?;
+    open_repo_as(state, principal, name, action, request_id, RepoFormat::Arca).await
+}
+
+/// Checks `action` by `principal` on repository `name`, which the protocol in use expects in
+/// `format`. A repository the caller cannot see does not exist for it (and the attempt is
+/// audited); one of another format is refused with the way to reach it.
+pub(crate) async fn open_repo_as(
+    state: &AppState,
+    principal: Principal,
+    name: &str,
+    action: RepoAction,
+    request_id: &RequestId,
+    format: RepoFormat,
+) -> Result<Target, ApiError> {
     if !valid_name(name) {
         return Err(ApiError::bad_request(format!("invalid repository name {name:?} (use [a-z0-9-], 1 to 64)")));
     }
@@ -128,6 +110,16 @@ async fn open_repo(
         state.db().record(entry).await;
         return Err(missing());
     }
+    if target.repo.format != format {
+        let how = match target.repo.format {
+            RepoFormat::Arca => format!("use arca with the repository URL SERVER/{name}"),
+            RepoFormat::Restic => format!("use restic with -r rest:https://USER:TOKEN@SERVER/restic/{name}/"),
+        };
+        return Err(ApiError::bad_request(format!(
+            "repository {name} is a {} repository, not a {format} one: {how}",
+            target.repo.format
+        )));
+    }
     if let Err(message) = check_repo_action(&target.principal, action) {
         if let RepoAction::Delete(kind) = action {
             target.audit(state, "object.delete", &format!("{name}/{kind}"), "denied", message).await;
@@ -146,42 +138,52 @@ pub(crate) async fn create_repo(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&state, &headers).await?;
-    if principal.role == Role::TenantAdmin && valid_name(&name) {
-        if let Some(tenant_id) = principal.tenant_id {
-            if state.db().find_repository(&name).await.map_err(ApiError::from_db)?.is_none() {
-                let tenant = state.db().tenant_by_id(tenant_id).await.map_err(ApiError::from_db)?;
-                match state.db().create_repository(&tenant.name, &name, None).await {
-                    Ok(_) => {
-                        let e = NewAudit {
-                            actor: &principal.actor,
-                            tenant_id: Some(tenant_id),
-                            action: "repo.create",
-                            target: &name,
-                            outcome: "ok",
-                            detail: "",
-                            request_id: &rid.0,
-                        };
-                        state.db().record(e).await;
-                    }
-                    Err(crate::db::DbError::Conflict(_)) => {}
-                    Err(e) => return Err(ApiError::from_db(e)),
-                }
-            }
-        }
-    }
+    create_for_tenant_admin(&state, &principal, &name, &rid, RepoFormat::Arca).await?;
     let t = open_repo(&state, &headers, &name, RepoAction::Create, &rid).await?;
     if state.db().object(t.repo.id, ObjectKind::Config.dir(), "config").await.map_err(ApiError::from_db)?.is_some() {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("repository {name} is already initialised")));
     }
-    let store = state.store(&name);
+    create_store(&state, &name).await?;
+    Ok((StatusCode::CREATED, "created").into_response())
+}
+
+/// A tenant admin initialising a repository that does not exist yet creates it for its tenant
+/// (in `format`), through the account service like any repository creation. Others, and names
+/// taken, go on to the usual checks.
+pub(crate) async fn create_for_tenant_admin(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    rid: &RequestId,
+    format: RepoFormat,
+) -> Result<(), ApiError> {
+    if principal.role != Role::TenantAdmin || !valid_name(name) {
+        return Ok(());
+    }
+    let Some(tenant_id) = principal.tenant_id else { return Ok(()) };
+    if state.db().find_repository(name).await.map_err(ApiError::from_db)?.is_some() {
+        return Ok(());
+    }
+    let tenant = state.db().tenant_by_id(tenant_id).await.map_err(ApiError::from_db)?;
+    let caller = crate::service::Caller::api(principal.clone(), &rid.0);
+    match crate::service::accounts::create_repository(state, &caller, &tenant, name, None, format).await {
+        Ok(_) => Ok(()),
+        // Created by someone else meanwhile: the usual checks decide.
+        Err(e) if e.status() == StatusCode::CONFLICT => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a repository's storage (idempotent: directories from an earlier attempt are fine).
+pub(crate) async fn create_store(state: &AppState, name: &str) -> Result<(), ApiError> {
+    let store = state.store(name);
     blocking(move || match store.create() {
         Ok(()) => Ok(()),
         // Directories (or an orphaned config nobody catalogued) from an earlier attempt.
         Err(e) if e.kind() == arca_store::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(ApiError::from_store(e, ObjectKind::Config, "config")),
     })
-    .await?;
-    Ok((StatusCode::CREATED, "created").into_response())
+    .await
 }
 
 /// Listing page parameters.
@@ -191,10 +193,11 @@ pub(crate) struct ListQuery {
     limit: Option<i64>,
 }
 
+/// One object of a listing.
 #[derive(Serialize)]
-struct ListEntry {
-    name: String,
-    size: u64,
+pub(crate) struct ListEntry {
+    pub(crate) name: String,
+    pub(crate) size: u64,
 }
 
 /// `GET /v1/repos/{repo}/{kind}/`: one page of a kind's objects, sorted by name.
@@ -211,28 +214,35 @@ pub(crate) async fn list(
         validate_name(after).map_err(|_| ApiError::bad_request(format!("invalid `after` name {after:?}")))?;
     }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let page: Vec<ListEntry> = if kind == ObjectKind::Lock {
-        let store = state.store(&repo);
+    Ok(Json(list_page(&state, &t, kind, q.after.as_deref(), limit).await?).into_response())
+}
+
+/// One page of up to `limit` objects of `kind` named after `after`, sorted by name: the catalogue
+/// for stored kinds, the store itself for locks (which are not catalogued).
+pub(crate) async fn list_page(
+    state: &AppState,
+    t: &Target,
+    kind: ObjectKind,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ListEntry>, ApiError> {
+    if kind == ObjectKind::Lock {
+        let store = state.store(&t.repo.name);
         let mut all = blocking(move || store.list(kind).map_err(|e| ApiError::from_store(e, kind, ""))).await?;
         all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        all.into_iter()
-            .filter(|o| q.after.as_deref().is_none_or(|after| o.name.as_str() > after))
+        return Ok(all
+            .into_iter()
+            .filter(|o| after.is_none_or(|after| o.name.as_str() > after))
             .take(limit as usize)
             .map(|o| ListEntry { name: o.name, size: o.size })
-            .collect()
-    } else {
-        let rows = state
-            .db()
-            .list_objects(t.repo.id, kind.dir(), q.after.as_deref(), limit)
-            .await
-            .map_err(ApiError::from_db)?;
-        rows.into_iter().map(|o| ListEntry { name: o.name, size: o.size as u64 }).collect()
-    };
-    Ok(Json(page).into_response())
+            .collect());
+    }
+    let rows = state.db().list_objects(t.repo.id, kind.dir(), after, limit).await.map_err(ApiError::from_db)?;
+    Ok(rows.into_iter().map(|o| ListEntry { name: o.name, size: o.size as u64 }).collect())
 }
 
 /// The size of a visible object, or 404.
-async fn visible_size(state: &AppState, t: &Target, kind: ObjectKind, name: &str) -> Result<u64, ApiError> {
+pub(crate) async fn visible_size(state: &AppState, t: &Target, kind: ObjectKind, name: &str) -> Result<u64, ApiError> {
     let not_found = || ApiError::not_found(format!("{kind} object {name} does not exist"));
     if kind == ObjectKind::Lock {
         let store = state.store(&t.repo.name);
@@ -254,8 +264,18 @@ pub(crate) async fn head_object(
 ) -> Result<Response, ApiError> {
     let t = open_repo(&state, &headers, &repo, RepoAction::Read, &rid).await?;
     let kind = parse_kind(&kind)?;
-    check_name(kind, &name)?;
-    let size = visible_size(&state, &t, kind, &name).await?;
+    stat_object(&state, &t, kind, &name).await
+}
+
+/// A HEAD answer: the object's size (`Content-Length`, and `x-arca-size`), or 404.
+pub(crate) async fn stat_object(
+    state: &AppState,
+    t: &Target,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<Response, ApiError> {
+    check_name(t.repo.format, kind, name)?;
+    let size = visible_size(state, t, kind, name).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_LENGTH, size.to_string()), (header::HeaderName::from_static(SIZE_HEADER), size.to_string())],
@@ -281,7 +301,19 @@ pub(crate) async fn get_object(
 ) -> Result<Response, ApiError> {
     let t = open_repo(&state, &headers, &repo, RepoAction::Read, &rid).await?;
     let kind = parse_kind(&kind)?;
-    check_name(kind, &name)?;
+    read_object(&state, &t, kind, &name, &headers).await
+}
+
+/// A GET answer: the object streamed, or the one byte range the `Range` header asks for (206);
+/// metered as egress.
+pub(crate) async fn read_object(
+    state: &AppState,
+    t: &Target,
+    kind: ObjectKind,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    check_name(t.repo.format, kind, name)?;
     let range = match headers.get(header::RANGE) {
         None => None,
         Some(v) => Some(
@@ -291,8 +323,8 @@ pub(crate) async fn get_object(
                 .ok_or_else(|| ApiError::bad_request("unsupported Range header: send a single `bytes=FIRST-LAST`"))?,
         ),
     };
-    let size = visible_size(&state, &t, kind, &name).await?;
-    let store = state.store(&repo);
+    let size = visible_size(state, t, kind, name).await?;
+    let store = state.store(&t.repo.name);
     let (status, content_range, first, length) = match range {
         None => (StatusCode::OK, None, 0, size),
         Some((first, last)) => {
@@ -311,7 +343,7 @@ pub(crate) async fn get_object(
             (StatusCode::PARTIAL_CONTENT, Some(format!("bytes {first}-{last}/{size}")), first, last - first + 1)
         }
     };
-    let body = stream_object(store, kind, &name, first, length).await?;
+    let body = stream_object(store, kind, name, first, length).await?;
     if kind != ObjectKind::Lock {
         state.db().record_traffic(&t.repo, 0, length as i64).await.map_err(ApiError::from_db)?;
     }
@@ -379,7 +411,11 @@ fn tokio_stream_from<T: Send + 'static>(
 /// Starts or renews (`live`) or ends a lock's lease.
 async fn db_lease(state: &AppState, t: &Target, name: &str, live: bool) -> Result<(), ApiError> {
     let db = state.db();
-    let r = if live { db.renew_lease(t.repo.id, name).await } else { db.end_lease(t.repo.id, name).await };
+    let r = if live {
+        db.renew_lease(t.repo.id, name, &t.principal.actor).await
+    } else {
+        db.end_lease(t.repo.id, name).await
+    };
     r.map_err(ApiError::from_db)
 }
 
@@ -401,22 +437,48 @@ fn content_length(headers: &HeaderMap, kind: ObjectKind) -> Result<u64, ApiError
     Ok(len)
 }
 
-/// `PUT …/locks/{name}`: a lock is the client's lease, rewritten as it is refreshed. It is
-/// validated (the lock JSON every arca client writes, at most [`limits::MAX_LOCK_BYTES`]),
-/// bounded ([`limits::MAX_LOCKS_PER_REPO`] a repository, lapsed ones removed to make room) and
-/// metered as ingress; it bypasses the catalogue and the retention lock, since it is coordination,
-/// not backup data.
-async fn put_lock(state: &AppState, t: &Target, name: &str, len: u64, body: Body) -> Result<Response, ApiError> {
+/// Checks that the caller may replace or remove lock `name` ([`check_lock_removal`]); a refusal
+/// is audited.
+async fn check_lock_holder(state: &AppState, t: &Target, name: &str, what: &str) -> Result<(), ApiError> {
+    let (holder, lapsed) = state.db().lease_holder(t.repo.id, name).await.map_err(ApiError::from_db)?;
+    if let Err(message) = check_lock_removal(&t.principal, holder.as_deref(), lapsed) {
+        t.audit(state, what, &format!("{}/locks/{name}", t.repo.name), "denied", message).await;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, message));
+    }
+    Ok(())
+}
+
+/// `PUT …/locks/{name}`: a lock is the client's lease. It is validated (arca: the lock JSON every
+/// arca client writes; restic: named by the SHA-256 of its encrypted bytes), at most
+/// [`limits::MAX_LOCK_BYTES`], bounded ([`limits::MAX_LOCKS_PER_REPO`] a repository, lapsed ones
+/// removed to make room), metered as ingress, and only its holder may rewrite it (arca clients
+/// refresh theirs in place). It bypasses the catalogue and the retention lock, since it is
+/// coordination, not backup data.
+async fn put_lock(state: &AppState, t: &Target, name: &str, len: u64, body: Body) -> Result<Saved, ApiError> {
     let kind = ObjectKind::Lock;
     let bytes = crate::upload::read_small(body, len as usize, kind, name).await?;
-    if serde_json::from_slice::<arca_core::lock::LockInfo>(&bytes).is_err() {
-        return Err(ApiError::bad_request(format!(
-            "lock {name} is not an arca lock (JSON with hostname, pid, operation, created, refreshed, exclusive): \
-             nothing was stored"
-        )));
+    match t.repo.format {
+        RepoFormat::Arca => {
+            if serde_json::from_slice::<arca_core::lock::LockInfo>(&bytes).is_err() {
+                return Err(ApiError::bad_request(format!(
+                    "lock {name} is not an arca lock (JSON with hostname, pid, operation, created, refreshed, \
+                     exclusive): nothing was stored"
+                )));
+            }
+        }
+        RepoFormat::Restic => {
+            let hash = ContentHasher::of(t.repo.format, &bytes);
+            if hash != name {
+                return Err(ApiError::bad_request(format!(
+                    "the uploaded bytes of lock {name} hash to {hash}: the upload is damaged, nothing was stored"
+                )));
+            }
+        }
     }
     let db = state.db();
-    if !db.has_lease(t.repo.id, name).await.map_err(ApiError::from_db)? {
+    if db.has_lease(t.repo.id, name).await.map_err(ApiError::from_db)? {
+        check_lock_holder(state, t, name, "object.put").await?;
+    } else {
         crate::gc::remove_lapsed_locks(state, &t.repo).await.map_err(ApiError::from_db)?;
         let held = db.lease_count(t.repo.id).await.map_err(ApiError::from_db)?;
         if held >= limits::MAX_LOCKS_PER_REPO {
@@ -435,17 +497,19 @@ async fn put_lock(state: &AppState, t: &Target, name: &str, len: u64, body: Body
     // A lock is the client's lease: the garbage collector spares what a running backup may use.
     db_lease(state, t, name, true).await?;
     db.record_traffic(&t.repo, len as i64, 0).await.map_err(ApiError::from_db)?;
-    Ok(StatusCode::CREATED.into_response())
+    Ok(Saved::Created { warning: None })
 }
 
-/// `PUT /v1/repos/{repo}/{kind}/{name}`: stores an object after checking it.
-///
-/// Content-addressed kinds must hash (BLAKE3) to their name; a snapshot's plaintext manifest must
-/// name only packs that are stored; `config` is written once. The tenant's hard quota and the
-/// kind's size limit are checked against the declared length before the body is read. The body
-/// is hashed as it arrives and spooled to disk ([`crate::upload`]), never held whole in memory. A
-/// repeated upload of a catalogued content-addressed object succeeds without reading or writing
-/// anything (idempotent retries).
+/// What [`save`] did.
+pub(crate) enum Saved {
+    /// Stored now; `warning` for the user (past the soft quota).
+    Created { warning: Option<String> },
+    /// Already stored with these bytes (a retry): nothing was read or written.
+    Existing,
+}
+
+/// `PUT /v1/repos/{repo}/{kind}/{name}`: stores an object after checking it ([`save`]); 201, or
+/// 200 for an object already stored.
 pub(crate) async fn put_object(
     State(state): State<AppState>,
     Path((repo, kind, name)): Path<(String, String, String)>,
@@ -455,24 +519,55 @@ pub(crate) async fn put_object(
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(&kind)?;
     let t = open_repo(&state, &headers, &repo, RepoAction::Put(kind), &rid).await?;
-    check_name(kind, &name)?;
-    let len = content_length(&headers, kind)?;
+    match save(&state, &t, kind, &name, &headers, body).await? {
+        Saved::Existing => Ok(StatusCode::OK.into_response()),
+        Saved::Created { warning } => {
+            let mut resp = StatusCode::CREATED.into_response();
+            if let Some(v) = warning.and_then(|w| HeaderValue::from_str(&w).ok()) {
+                resp.headers_mut().insert(WARNING_HEADER, v);
+            }
+            Ok(resp)
+        }
+    }
+}
+
+/// Stores an object of a repository the caller may write, after checking it; the one upload path
+/// of both protocols (arca's and restic's).
+///
+/// Content-addressed kinds must hash to their name (BLAKE3 or SHA-256, by the repository's
+/// format, [`crate::format`]); a snapshot's plaintext manifest must
+/// name only packs that are stored; `config` is written once. The tenant's hard quota and the
+/// kind's size limit are checked against the declared length before the body is read. The body
+/// is hashed as it arrives and spooled to disk ([`crate::upload`]), never held whole in memory. A
+/// repeated upload of a catalogued content-addressed object succeeds without reading or writing
+/// anything (idempotent retries).
+pub(crate) async fn save(
+    state: &AppState,
+    t: &Target,
+    kind: ObjectKind,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Saved, ApiError> {
+    let (state, t, name, repo) = (state.clone(), t, name.to_string(), t.repo.name.clone());
+    check_name(t.repo.format, kind, &name)?;
+    let len = content_length(headers, kind)?;
     if kind == ObjectKind::Lock {
-        return put_lock(&state, &t, &name, len, body).await;
+        return put_lock(&state, t, &name, len, body).await;
     }
     let store = state.store(&repo);
     let db = state.db();
     if db.object(t.repo.id, kind.dir(), &name).await.map_err(ApiError::from_db)?.is_some() {
-        if content_addressed(kind) {
+        if content_addressed(t.repo.format, kind) {
             // Same name, so the same bytes (they were verified): already stored.
-            return Ok(StatusCode::OK.into_response());
+            return Ok(Saved::Existing);
         }
         // `config`: written once; the same bytes again are a harmless retry.
         let bytes = crate::upload::read_small(body, len as usize, kind, &name).await?;
         let n = name.clone();
         let current = blocking(move || store.get(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
         if current == bytes {
-            return Ok(StatusCode::OK.into_response());
+            return Ok(Saved::Existing);
         }
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -503,7 +598,7 @@ pub(crate) async fn put_object(
             return Err(ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message));
         }
     };
-    let stored = store_checked(&state, &t, kind, &name, body, len, store).await;
+    let stored = store_checked(&state, t, kind, &name, body, len, store).await;
     let (packs, logical) = match stored {
         Ok(found) => found,
         Err(e) => {
@@ -533,8 +628,8 @@ pub(crate) async fn put_object(
             tracing::warn!("recording the backup of device {device}: {e}");
         }
     }
-    let mut resp = StatusCode::CREATED.into_response();
     // Past the soft quota: the upload is stored, and the client is told (it prints a warning).
+    let mut warned = None;
     let tenant = db.tenant_by_id(t.repo.tenant_id).await.map_err(ApiError::from_db)?;
     if tenant.soft_quota_bytes > 0 && tenant.stored_bytes > tenant.soft_quota_bytes {
         let warning = format!(
@@ -548,15 +643,13 @@ pub(crate) async fn put_object(
                 String::new()
             }
         );
-        if let Ok(v) = HeaderValue::from_str(&warning) {
-            resp.headers_mut().insert(WARNING_HEADER, v);
-        }
+        warned = Some(warning);
         // The provider hears of it once (until the tenant drops back under).
         if let Err(e) = db.raise_soft_quota_alert(tenant.id).await {
             tracing::warn!("raising the soft-quota alert of {}: {e}", tenant.name);
         }
     }
-    Ok(resp)
+    Ok(Saved::Created { warning: warned })
 }
 
 /// `POST /v1/repos/{repo}/report` body.
@@ -631,8 +724,9 @@ async fn store_checked(
     store: std::sync::Arc<dyn Store>,
 ) -> Result<(Vec<(String, String)>, i64), ApiError> {
     let dir = store.staging_dir().unwrap_or_else(|| state.spool_dir());
-    let spooled = crate::upload::spool(body, len, &dir, kind, name).await?;
-    if content_addressed(kind) && spooled.hash != name {
+    let hasher = ContentHasher::new(t.repo.format);
+    let spooled = crate::upload::spool(body, len, &dir, kind, name, hasher).await?;
+    if content_addressed(t.repo.format, kind) && spooled.hash != name {
         return Err(ApiError::bad_request(format!(
             "the uploaded bytes of {kind} object {name} hash to {}: the upload is damaged or truncated, nothing was \
              stored",
@@ -641,7 +735,10 @@ async fn store_checked(
     }
     let mut packs = Vec::new();
     let mut logical = 0;
-    if matches!(kind, ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Pending) {
+    // Only arca's format has plaintext manifests; restic's objects are wholly encrypted.
+    if t.repo.format == RepoFormat::Arca
+        && matches!(kind, ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Pending)
+    {
         let wanted = if kind == ObjectKind::Pending { spooled.len } else { manifest_prefix_len(&spooled)? };
         let header =
             spooled.read_prefix(wanted).map_err(|e| ApiError::from_io("reading a spooled upload".into(), e))?;
@@ -685,8 +782,7 @@ async fn store_checked(
     Ok((packs, logical))
 }
 
-/// `DELETE /v1/repos/{repo}/{kind}/{name}`: removes an object (idempotent), unless the
-/// repository's retention lock still protects it.
+/// `DELETE /v1/repos/{repo}/{kind}/{name}`: removes an object ([`remove`]).
 pub(crate) async fn delete_object(
     State(state): State<AppState>,
     Path((repo, kind, name)): Path<(String, String, String)>,
@@ -695,21 +791,32 @@ pub(crate) async fn delete_object(
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(&kind)?;
     let t = open_repo(&state, &headers, &repo, RepoAction::Delete(kind), &rid).await?;
-    check_name(kind, &name)?;
-    let store = state.store(&repo);
+    remove(&state, &t, kind, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Removes an object (idempotent: one that is not there is no error) of a repository the caller
+/// may delete from, unless the repository's retention lock still protects it, on the server's
+/// clock. A lock file only its holder (or a tenant admin) may remove, or anyone once its lease
+/// lapsed. The one delete path of both protocols.
+pub(crate) async fn remove(state: &AppState, t: &Target, kind: ObjectKind, name: &str) -> Result<(), ApiError> {
+    check_name(t.repo.format, kind, name)?;
+    let repo = &t.repo.name;
+    let store = state.store(repo);
     if kind == ObjectKind::Lock {
-        let n = name.clone();
+        check_lock_holder(state, t, name, "object.delete").await?;
+        let n = name.to_string();
         blocking(move || store.delete(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await?;
-        db_lease(&state, &t, &name, false).await?;
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        db_lease(state, t, name, false).await?;
+        return Ok(());
     }
     let target = format!("{repo}/{kind}/{name}");
     let db = state.db();
-    let Some(row) = db.object(t.repo.id, kind.dir(), &name).await.map_err(ApiError::from_db)? else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+    let Some(row) = db.object(t.repo.id, kind.dir(), name).await.map_err(ApiError::from_db)? else {
+        return Ok(());
     };
     // Re-read the lock period now: it may have been extended since the repository was opened.
-    let lock_days = db.repository(&repo).await.map_err(ApiError::from_db)?.lock_days;
+    let lock_days = db.repository(repo).await.map_err(ApiError::from_db)?.lock_days;
     let until = crate::limits::lock_end(row.created_at, lock_days);
     if !is_coordination(kind) && now() < until {
         let when = chrono::DateTime::from_timestamp(until, 0).map_or(until.to_string(), |d| d.to_rfc3339());
@@ -717,19 +824,19 @@ pub(crate) async fn delete_object(
             "{kind} object {name} is under the repository's retention lock of {lock_days} days until {when}: \
              nobody can delete it before then"
         );
-        t.audit(&state, "object.delete", &target, "denied", &message).await;
+        t.audit(state, "object.delete", &target, "denied", &message).await;
         return Err(ApiError::new(StatusCode::FORBIDDEN, message));
     }
-    db.remove_object(&t.repo, kind.dir(), &name).await.map_err(ApiError::from_db)?;
-    let n = name.clone();
+    db.remove_object(&t.repo, kind.dir(), name).await.map_err(ApiError::from_db)?;
+    let n = name.to_string();
     if let Err(e) = blocking(move || store.delete(kind, &n).map_err(|e| ApiError::from_store(e, kind, &n))).await {
         // Uncatalogued already: invisible, and a later scrub removes the orphaned bytes.
         tracing::warn!("{target} was uncatalogued but its bytes could not be removed: {}", e.message());
     }
     if !is_coordination(kind) {
-        t.audit(&state, "object.delete", &target, "ok", &format!("{} bytes", row.size)).await;
+        t.audit(state, "object.delete", &target, "ok", &format!("{} bytes", row.size)).await;
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -743,16 +850,5 @@ mod tests {
         assert_eq!(parse_range("bytes=-5"), None);
         assert_eq!(parse_range("bytes=0-1,4-5"), None);
         assert_eq!(parse_range("items=0-1"), None);
-    }
-
-    #[test]
-    fn names_are_checked_by_kind() {
-        let h = "ab".repeat(32);
-        assert!(check_name(ObjectKind::DataPack, &h).is_ok());
-        assert!(check_name(ObjectKind::DataPack, &h[1..]).is_err());
-        assert!(check_name(ObjectKind::DataPack, &"AB".repeat(32)).is_err());
-        assert!(check_name(ObjectKind::Config, "config").is_ok());
-        assert!(check_name(ObjectKind::Config, "other").is_err());
-        assert!(check_name(ObjectKind::Lock, "..").is_err());
     }
 }

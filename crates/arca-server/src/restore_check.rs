@@ -20,8 +20,10 @@ use arca_store::ObjectKind;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::db::accounts::Repository;
+use crate::db::accounts::{RepoFormat, Repository};
+use crate::db::restore_check::NeededPack;
 use crate::db::DbError;
+use crate::format::ContentHasher;
 use crate::state::AppState;
 use crate::units::human_bytes;
 
@@ -48,16 +50,26 @@ pub async fn check(state: &AppState, repo: &Repository) -> Result<Outcome, DbErr
     let Some(snapshot) = newest.last().cloned() else {
         return Ok(Outcome { repo: repo.name.clone(), snapshot: None, ok: true, summary: "no snapshot yet".into() });
     };
-    let mut needed = Vec::new();
-    for name in &newest {
-        needed.extend(db.needed_packs(repo.id, name).await?);
-    }
+    let needed = match repo.format {
+        RepoFormat::Arca => {
+            let mut needed = Vec::new();
+            for name in &newest {
+                needed.extend(db.needed_packs(repo.id, name).await?);
+            }
+            needed
+        }
+        // A restic snapshot's tree is encrypted: which packs it needs the server cannot know, so
+        // it proves every data pack the repository holds.
+        RepoFormat::Restic => every_data_pack(state, repo).await?,
+    };
+    let mut needed = needed;
     needed.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
     needed.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
     let store = state.store(&repo.name);
     let short = newest.iter().map(|n| &n[..n.len().min(8)]).collect::<Vec<_>>().join(", ");
     let (total_bytes, names) = (needed.iter().filter_map(|p| p.size).sum::<i64>(), needed.len());
     let work = needed.clone();
+    let format = repo.format;
     let started = Instant::now();
     let (problems, sampled, sampled_bytes) = tokio::task::spawn_blocking(move || {
         let mut problems: Vec<String> = Vec::new();
@@ -87,7 +99,7 @@ pub async fn check(state: &AppState, repo: &Repository) -> Result<Outcome, DbErr
                 continue;
             }
             match store.get(kind, &name) {
-                Ok(bytes) if blake3::hash(&bytes).to_hex().as_str() == name => {}
+                Ok(bytes) if ContentHasher::of(format, &bytes) == name => {}
                 Ok(_) => problems.push(format!("pack {name} is damaged (its bytes do not hash to its name)")),
                 Err(e) => problems.push(format!("pack {name} cannot be read: {e}")),
             }
@@ -122,6 +134,25 @@ pub async fn check(state: &AppState, repo: &Repository) -> Result<Outcome, DbErr
         tracing::error!("restore check of {} FAILED: {summary}", repo.name);
     }
     Ok(Outcome { repo: repo.name.clone(), snapshot: Some(snapshot), ok, summary })
+}
+
+/// Every data pack a repository's catalogue holds, as packs a restore needs (restic repositories,
+/// whose snapshots name their packs only inside their encryption).
+async fn every_data_pack(state: &AppState, repo: &Repository) -> Result<Vec<NeededPack>, DbError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = state.db().list_objects(repo.id, ObjectKind::DataPack.dir(), after.as_deref(), 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.name.clone());
+        out.extend(page.into_iter().map(|o| NeededPack {
+            kind: ObjectKind::DataPack.dir().to_string(),
+            name: o.name,
+            size: Some(o.size),
+            indexed: true,
+        }));
+    }
+    Ok(out)
 }
 
 /// Checks every repository (of one tenant, or all), one after the other.

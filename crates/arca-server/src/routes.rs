@@ -143,27 +143,39 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         .into_response())
 }
 
-/// The token of an `Authorization: Bearer …` header, if there is a non-empty one.
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+/// The token of the request, if there is a non-empty one: `Authorization: Bearer TOKEN` (arca),
+/// or HTTP basic auth whose password is the token (restic, which takes credentials only in its
+/// repository URL: `rest:https://USER:TOKEN@HOST/restic/REPO/`; the user name is informational).
+pub(crate) fn request_token(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = if let Some(bearer) = value.strip_prefix("Bearer ") {
+        bearer.trim().to_string()
+    } else {
+        let encoded = value.strip_prefix("Basic ")?.trim();
+        // A token is short; a huge header is refused before decoding (hyper caps headers too).
+        if encoded.len() > 1024 {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        text.split_once(':')?.1.trim().to_string()
+    };
+    (!token.is_empty()).then_some(token)
 }
 
 /// The principal of the request's bearer token; 401 if there is none or it is not valid.
 pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let Some(token) = bearer_token(headers) else {
+    let Some(token) = request_token(headers) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing token: send `Authorization: Bearer <token>` (the client reads ARCA_TOKEN)",
+            "missing token: send `Authorization: Bearer <token>` (the client reads ARCA_TOKEN), or for restic put \
+             the token as the password of the repository URL",
         ));
     };
     let p = state
         .db()
-        .authenticate(token)
+        .authenticate(&token)
         .await
         .map_err(ApiError::from_db)?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid, expired or revoked token"))?;

@@ -3,7 +3,8 @@
 //!
 //! It reads one object at a time on one blocking thread and sleeps to keep its average read rate
 //! under a limit, so uploads and restores keep the disk and the network. A missing object, one of
-//! the wrong size and one whose BLAKE3 hash is not its name are all reported (and audited under
+//! the wrong size and one whose hash (BLAKE3, or SHA-256 in restic repositories) is not its name
+//! are all reported (and audited under
 //! the tenant), so the provider can restore it from another copy or tell the customer which
 //! snapshots are affected (`arca check` on the client names them).
 
@@ -13,7 +14,7 @@ use arca_store::{ErrorKind, ObjectKind};
 
 use crate::db::accounts::Repository;
 use crate::db::audit::NewAudit;
-use crate::repo_api::content_addressed;
+use crate::format::{content_addressed, hash_name, ContentHasher};
 use crate::state::AppState;
 
 /// Default read rate limit (bytes per second).
@@ -118,17 +119,17 @@ async fn verify(
 ) -> Result<Option<String>, crate::db::DbError> {
     let store = state.store(&repo.name);
     let n = name.to_string();
+    let mut hasher = ContentHasher::new(repo.format);
     // Hashed a piece at a time: a 1 GiB pack costs one piece of memory, not a gigabyte.
     let read = tokio::task::spawn_blocking(move || -> arca_store::Result<(u64, String)> {
         let Some(stored) = store.stat(kind, &n)? else {
             return Err(arca_store::Error::new(ErrorKind::NotFound, format!("{kind} object {n}")));
         };
         let mut reader = arca_store::RangeReader::new(store, kind, &n, 0, stored, 4 << 20);
-        let mut hasher = blake3::Hasher::new();
         while let Some(piece) = reader.next_piece()? {
             hasher.update(&piece);
         }
-        Ok((stored, hasher.finalize().to_hex().to_string()))
+        Ok((stored, hasher.finish()))
     })
     .await;
     let (stored, actual) = match read {
@@ -146,8 +147,8 @@ async fn verify(
     if stored as i64 != size {
         return Ok(Some(format!("wrong size: {stored} bytes stored, {size} catalogued")));
     }
-    if content_addressed(kind) && actual != name {
-        return Ok(Some(format!("corrupt: the stored bytes hash to {actual}")));
+    if content_addressed(repo.format, kind) && actual != name {
+        return Ok(Some(format!("corrupt: the stored bytes hash ({}) to {actual}", hash_name(repo.format))));
     }
     Ok(None)
 }

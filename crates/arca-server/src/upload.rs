@@ -19,10 +19,10 @@ use crate::errors::ApiError;
 /// Longest pause between two pieces of a body before the upload is abandoned.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A spooled upload: its file, its length and the BLAKE3 hash of its bytes.
+/// A spooled upload: its file, its length and the hash of its bytes.
 pub struct Spooled {
     file: SpoolFile,
-    /// BLAKE3 of the bytes, as lowercase hex.
+    /// The hash of the bytes that names the repository format's objects, as lowercase hex.
     pub hash: String,
     /// Bytes received (equal to the declared length).
     pub len: u64,
@@ -59,8 +59,16 @@ impl Drop for SpoolFile {
     }
 }
 
-/// Receives a body of exactly `len` bytes into a new file under `dir`, hashing it on the way.
-pub async fn spool(body: Body, len: u64, dir: &Path, kind: ObjectKind, name: &str) -> Result<Spooled, ApiError> {
+/// Receives a body of exactly `len` bytes into a new file under `dir`, hashing it on the way with
+/// `hasher` (the repository format's, [`crate::format::ContentHasher`]).
+pub async fn spool(
+    body: Body,
+    len: u64,
+    dir: &Path,
+    kind: ObjectKind,
+    name: &str,
+    hasher: crate::format::ContentHasher,
+) -> Result<Spooled, ApiError> {
     let io = |what: &str, e: std::io::Error| {
         ApiError::from_io(format!("spooling the upload of {kind} object {name} ({what} under {})", dir.display()), e)
     };
@@ -73,7 +81,7 @@ pub async fn spool(body: Body, len: u64, dir: &Path, kind: ObjectKind, name: &st
         .await
         .map_err(|e| io("creating the file", e))?;
     let guard = SpoolFile(path);
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = hasher;
     let mut got: u64 = 0;
     let truncated = |got: u64| {
         ApiError::bad_request(format!(
@@ -111,7 +119,7 @@ pub async fn spool(body: Body, len: u64, dir: &Path, kind: ObjectKind, name: &st
     }
     file.flush().await.map_err(|e| io("writing", e))?;
     drop(file);
-    Ok(Spooled { file: guard, hash: hasher.finalize().to_hex().to_string(), len })
+    Ok(Spooled { file: guard, hash: hasher.finish(), len })
 }
 
 /// Reads a small body of exactly `len` bytes into memory (locks, at most a few KiB).
@@ -142,14 +150,26 @@ pub async fn read_small(body: Body, len: usize, kind: ObjectKind, name: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::{ContentHasher, RepoFormat};
+
+    fn blake3() -> ContentHasher {
+        ContentHasher::new(RepoFormat::Arca)
+    }
 
     #[tokio::test]
     async fn spools_hashes_and_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
         let data = vec![7u8; 300_000];
-        let s =
-            spool(Body::from(data.clone()), data.len() as u64, dir.path(), ObjectKind::DataPack, "x").await.unwrap();
+        let s = spool(Body::from(data.clone()), data.len() as u64, dir.path(), ObjectKind::DataPack, "x", blake3())
+            .await
+            .unwrap();
         assert_eq!(s.hash, blake3::hash(&data).to_hex().as_str());
+        let sha = ContentHasher::new(RepoFormat::Restic);
+        let s2 = spool(Body::from(data.clone()), data.len() as u64, dir.path(), ObjectKind::DataPack, "y", sha)
+            .await
+            .unwrap();
+        assert_eq!(s2.hash, ContentHasher::of(RepoFormat::Restic, &data));
+        drop(s2);
         assert_eq!(std::fs::read(s.path()).unwrap(), data);
         assert_eq!(s.read_prefix(10).unwrap(), vec![7u8; 10]);
         let path = s.path().to_path_buf();
@@ -161,7 +181,7 @@ mod tests {
     async fn short_and_long_bodies_are_refused_and_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
         for (body, len) in [(vec![1u8; 10], 11u64), (vec![1u8; 12], 11)] {
-            let r = spool(Body::from(body), len, dir.path(), ObjectKind::DataPack, "x").await;
+            let r = spool(Body::from(body), len, dir.path(), ObjectKind::DataPack, "x", blake3()).await;
             assert_eq!(r.err().unwrap().status(), axum::http::StatusCode::BAD_REQUEST);
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

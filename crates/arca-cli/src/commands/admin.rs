@@ -87,15 +87,21 @@ pub enum AdminCommand {
     /// Backup clients and their tokens
     #[command(subcommand)]
     Device(DeviceCommand),
-    /// Seeding by courier: upload a repository directory (from `arca appliance export`, on a disk
-    /// that came by post) into a hosted repository, byte for byte; only what is missing is sent, so
-    /// an interrupted import is simply run again
+    /// Import a repository into a hosted one: an arca repository directory (from `arca appliance
+    /// export`, on a disk that came by post), or for a restic repository (`repo create --format
+    /// restic`) an existing restic repository, from its directory or from another restic REST
+    /// server (`rest:https://USER:PASSWORD@HOST/PATH/`). Every object is checked against its name;
+    /// only what is missing is sent, so an interrupted import is simply run again
     Import {
         /// The hosted repository to fill (empty, or the same repository)
         #[arg(long)]
         repo: String,
-        /// The exported repository directory
-        dir: std::path::PathBuf,
+        /// The repository directory, or (restic) a rest: URL
+        #[arg(value_name = "SOURCE")]
+        dir: String,
+        /// Objects sent at once (restic imports)
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
     },
     /// Metering per tenant, repository and day
     Usage {
@@ -285,6 +291,10 @@ pub enum RepoCommand {
         tenant: Option<String>,
     },
     /// Create a repository for a tenant
+    ///
+    /// `--format restic` hosts a repository for unmodified restic clients, which reach it with
+    /// `restic -r rest:https://USER:TOKEN@SERVER/restic/NAME/` (TOKEN: a device token of the
+    /// repository, or a tenant admin's for forget and prune).
     Create {
         /// The tenant
         #[arg(long)]
@@ -294,6 +304,9 @@ pub enum RepoCommand {
         /// Retention lock in days (default: the plan's; never less)
         #[arg(long)]
         lock_days: Option<i64>,
+        /// The repository's format: arca (for the arca client) or restic (restic's REST protocol)
+        #[arg(long, default_value = "arca", value_parser = ["arca", "restic"])]
+        format: String,
     },
     /// Change a repository's retention lock (compliance mode: only longer)
     Lock {
@@ -593,12 +606,62 @@ fn q(s: &str) -> String {
         .collect()
 }
 
+/// `arca admin import` into a restic repository ([`super::restic_import`]); exit 1 when damaged
+/// objects were left out.
+fn import_restic(g: &GlobalOpts, api: &Api, token: &str, repo: &str, source: &str, jobs: usize) -> Result<i32> {
+    use super::restic_import::{import, Progress, Source};
+    let source = Source::parse(source)?;
+    let progress = Progress::default();
+    let report = crate::progress::run(
+        crate::progress::enabled(g),
+        crate::progress::Style::Bytes,
+        |bar| {
+            bar.set_length(progress.bytes_total.load(std::sync::atomic::Ordering::Relaxed));
+            bar.set_position(progress.bytes_done.load(std::sync::atomic::Ordering::Relaxed));
+        },
+        || import(&api.client, &api.base, token, repo, &source, jobs, &progress),
+    )?;
+    if g.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "imported {} objects ({}) into restic repository {repo}; {} were already there",
+            report.uploaded,
+            human(report.bytes as i64),
+            report.skipped
+        );
+    }
+    if report.damaged.is_empty() {
+        return Ok(0);
+    }
+    eprintln!(
+        "{} objects of the source do not hash to their names and were NOT imported (the repository's config was held \
+         back, so restic does not open it half-complete): {}",
+        report.damaged.len(),
+        report.damaged.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+    );
+    eprintln!(
+        "repair the source (restic check / restic repair) or import those from another copy, then run import again"
+    );
+    Ok(1)
+}
+
 /// Runs `arca admin`.
 pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
     let api = Api::new(a.server.as_deref())?;
     match &a.command {
-        AdminCommand::Import { repo, dir } => {
+        AdminCommand::Import { repo, dir, jobs } => {
             let token = api.token.clone().ok_or_else(|| anyhow::anyhow!("set ARCA_TOKEN (an admin's token)"))?;
+            let repos: Vec<arca_api::Repository> = typed(&api.json(Method::GET, "/v1/admin/repos", None)?)?;
+            let Some(target) = repos.iter().find(|r| &r.name == repo) else {
+                bail!(
+                    "there is no repository {repo} that this token reaches (create it with `arca admin repo create`)"
+                );
+            };
+            if target.format == arca_api::RepoFormat::Restic {
+                return import_restic(g, &api, &token, repo, dir, usize::from(*jobs));
+            }
+            let dir = std::path::Path::new(dir);
             let from = arca_store::LocalStore::new(dir);
             if !arca_store::Store::exists(&from)? {
                 bail!("{} is not an exported arca repository (it has no config)", dir.display());
@@ -837,20 +900,28 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                             human(r.logical_bytes),
                             r.object_count.to_string(),
                             format!("{} days{}", r.lock_days, if r.compliance { " (compliance)" } else { "" }),
+                            r.format.to_string(),
                             date(r.created_at),
                         ]
                     })
                     .collect();
-                table(&["REPOSITORY", "TENANT", "STORED", "PROTECTED", "OBJECTS", "LOCK", "CREATED"], rows);
+                table(&["REPOSITORY", "TENANT", "STORED", "PROTECTED", "OBJECTS", "LOCK", "FORMAT", "CREATED"], rows);
             });
         }
-        AdminCommand::Repo(RepoCommand::Create { tenant, name, lock_days }) => {
-            let body = arca_api::NewRepo { name: name.clone(), lock_days: *lock_days };
+        AdminCommand::Repo(RepoCommand::Create { tenant, name, lock_days, format }) => {
+            let format = arca_api::RepoFormat::parse(format).context("unknown repository format")?;
+            let body = arca_api::NewRepo { name: name.clone(), lock_days: *lock_days, format };
             let v = api.send(Method::POST, &format!("/v1/admin/tenants/{}/repos", q(tenant)), &body)?;
             let repo: arca_api::Repository = typed(&v)?;
             print_or(g, &v, |_| {
-                println!("created repository {name} for {tenant} (retention lock {} days)", repo.lock_days);
-                println!("clients use: arca -r {}/{name} init", api.base);
+                println!("created {format} repository {name} for {tenant} (retention lock {} days)", repo.lock_days);
+                match format {
+                    arca_api::RepoFormat::Arca => println!("clients use: arca -r {}/{name} init", api.base),
+                    arca_api::RepoFormat::Restic => println!(
+                        "restic clients use: restic -r {} init (TOKEN: a device token of this repository)",
+                        arca_api::restic_repository_url(&api.base, name, "device", "TOKEN")
+                    ),
+                }
             });
         }
         AdminCommand::Repo(RepoCommand::Lock { name, days, compliance }) => {

@@ -19,6 +19,7 @@ pub mod mount;
 pub mod nbd;
 pub mod prune;
 pub mod repair;
+pub mod restic_import;
 pub mod restore;
 pub mod server;
 pub mod snapshots;

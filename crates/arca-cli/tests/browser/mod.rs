@@ -185,6 +185,20 @@ impl Browser {
     }
 
     /// Opens a URL and waits for the page to load.
+    /// Signs in on `base`'s sign-in page and waits for the answer page.
+    pub fn sign_in(&self, base: &str, user: &str, password: &str) {
+        self.go(&format!("{base}/login"));
+        self.fill("#user", user);
+        self.fill("#password", password);
+        self.click("#signin");
+        // Wait for the answer page (the form's page had no #flash/#error/nav yet).
+        let _ = self.wait_url("");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.url().ends_with("/login") && !self.source().contains("id=\"error\"") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn go(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})));
     }

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::{col, dyn_query, is_unique_violation, now, Db, DbError, Result};
 use crate::limits;
 
-pub use arca_api::{Device, Plan, Repository, Role, Tenant, TenantChange, User};
+pub use arca_api::{Device, Plan, RepoFormat, Repository, Role, Tenant, TenantChange, User};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +142,7 @@ fn tenant_from(row: &AnyRow) -> Result<Tenant> {
 }
 
 const REPO_SELECT: &str = "SELECT r.id, r.name, r.tenant_id, t.name AS tenant, r.lock_days, r.compliance, \
-     r.stored_bytes, r.object_count, r.logical_bytes, r.created_at FROM repositories r \
+     r.stored_bytes, r.object_count, r.logical_bytes, r.created_at, r.format FROM repositories r \
      JOIN tenants t ON t.id = r.tenant_id";
 
 fn repo_from(row: &AnyRow) -> Result<Repository> {
@@ -157,6 +157,10 @@ fn repo_from(row: &AnyRow) -> Result<Repository> {
         object_count: col(row, "object_count")?,
         logical_bytes: col(row, "logical_bytes")?,
         created_at: col(row, "created_at")?,
+        format: {
+            let f: String = col(row, "format")?;
+            RepoFormat::parse(&f).ok_or_else(|| DbError::Invalid(format!("unknown repository format {f:?}")))?
+        },
     })
 }
 
@@ -540,8 +544,21 @@ impl Db {
 
     // ---- repositories ----
 
-    /// Creates a repository for `tenant`, with the lock of the tenant's plan (or `lock_days`).
+    /// Creates a repository in arca's format for `tenant`, with the lock of the tenant's plan (or
+    /// `lock_days`).
     pub async fn create_repository(&self, tenant: &str, name: &str, lock_days: Option<i64>) -> Result<Repository> {
+        self.create_repository_as(tenant, name, lock_days, RepoFormat::Arca).await
+    }
+
+    /// Creates a repository of `format` for `tenant`, with the lock of the tenant's plan (or
+    /// `lock_days`).
+    pub async fn create_repository_as(
+        &self,
+        tenant: &str,
+        name: &str,
+        lock_days: Option<i64>,
+        format: RepoFormat,
+    ) -> Result<Repository> {
         check_name("repository", name)?;
         let t = self.tenant(tenant).await?;
         let plan = match &t.plan {
@@ -558,13 +575,15 @@ impl Db {
             )));
         }
         sqlx::query(
-            "INSERT INTO repositories (tenant_id, name, lock_days, compliance, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO repositories (tenant_id, name, lock_days, compliance, created_at, format) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(t.id)
         .bind(name)
         .bind(lock)
         .bind(compliance as i64)
         .bind(now())
+        .bind(format.as_str())
         .execute(self.pool())
         .await
         .map_err(|e| conflict(e, format!("a repository named {name} already exists on this server")))?;

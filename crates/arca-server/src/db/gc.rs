@@ -47,15 +47,17 @@ pub struct GcReport {
 }
 
 impl Db {
-    /// Records that lock `name` of a repository was written: a lease starts or is renewed.
-    pub async fn renew_lease(&self, repo_id: i64, name: &str) -> Result<()> {
+    /// Records that lock `name` of a repository was written by `owner` (an audit actor): a lease
+    /// starts, or is renewed (its holder stays the one who first wrote it).
+    pub async fn renew_lease(&self, repo_id: i64, name: &str, owner: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO leases (repo_id, name, created_at, renewed_at) VALUES ($1, $2, $3, $3) \
+            "INSERT INTO leases (repo_id, name, created_at, renewed_at, owner) VALUES ($1, $2, $3, $3, $4) \
              ON CONFLICT (repo_id, name) DO UPDATE SET renewed_at = excluded.renewed_at",
         )
         .bind(repo_id)
         .bind(name)
         .bind(now())
+        .bind(owner)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -79,6 +81,21 @@ impl Db {
             .fetch_one(self.pool())
             .await?;
         Ok(n > 0)
+    }
+
+    /// Who holds lock `name` (the actor who wrote it; `None` if unknown: no lease, or one from
+    /// before holders were recorded) and whether its lease lapsed.
+    pub async fn lease_holder(&self, repo_id: i64, name: &str) -> Result<(Option<String>, bool)> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT owner, renewed_at FROM leases WHERE repo_id = $1 AND name = $2")
+                .bind(repo_id)
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(match row {
+            Some((owner, renewed_at)) => ((!owner.is_empty()).then_some(owner), renewed_at < now() - LEASE_TTL),
+            None => (None, false),
+        })
     }
 
     /// How many locks of a repository hold a lease (live or lapsed).
@@ -282,7 +299,7 @@ mod tests {
             // Objects are "older than the lock" (0 days) only once a second has passed.
             sqlx::query("UPDATE objects SET created_at = created_at - 10").execute(db.pool()).await.unwrap();
             // A backup is running: its lease started before the collection.
-            db.renew_lease(repo.id, "lock-a").await.unwrap();
+            db.renew_lease(repo.id, "lock-a", "device:a@acme").await.unwrap();
             sqlx::query("UPDATE leases SET created_at = created_at - 5").execute(db.pool()).await.unwrap();
             assert_eq!(db.condemn_unreferenced(&repo).await.unwrap(), 2, "p2 and p3 are unreferenced");
             let listed: Vec<String> =
@@ -325,7 +342,7 @@ mod tests {
             let o = NewObject { kind: "data", name: "p", size: 1, packs: &[], ingress: 1, logical: 0 };
             db.commit_object(&repo, None, &o).await.unwrap();
             sqlx::query("UPDATE objects SET created_at = created_at - 10").execute(db.pool()).await.unwrap();
-            db.renew_lease(repo.id, "crashed").await.unwrap();
+            db.renew_lease(repo.id, "crashed", "device:a@acme").await.unwrap();
             sqlx::query("UPDATE leases SET created_at = 0, renewed_at = 0").execute(db.pool()).await.unwrap();
             db.condemn_unreferenced(&repo).await.unwrap();
             let (free, waiting) = db.freeable_packs(&repo).await.unwrap();

@@ -245,6 +245,12 @@ CREATE TABLE recovery_keys (
     r#"
 ALTER TABLE tenants ADD COLUMN alert_email TEXT NOT NULL DEFAULT ''
 "#,
+    // 11: repositories in restic's format (hosted for restic clients), and who holds each lock,
+    // so a device token may remove its own locks and no other's.
+    r#"
+ALTER TABLE repositories ADD COLUMN format TEXT NOT NULL DEFAULT 'arca';
+ALTER TABLE leases ADD COLUMN owner TEXT NOT NULL DEFAULT ''
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

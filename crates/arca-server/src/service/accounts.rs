@@ -2,7 +2,7 @@
 //! portal and `arca admin` change.
 
 use crate::access::{can_manage_tenant, is_provider_admin};
-use crate::db::accounts::{Device, Plan, Repository, Role, Tenant, TenantChange, User};
+use crate::db::accounts::{Device, Plan, RepoFormat, Repository, Role, Tenant, TenantChange, User};
 use crate::errors::ApiError;
 use crate::limits;
 use crate::state::AppState;
@@ -58,25 +58,27 @@ pub async fn update_tenant(
     caller.audited(state, Some(tenant.id), "tenant.update", &tenant.name, &detail, result).await
 }
 
-/// Creates a repository for `tenant` (its admins, provider admins), with the plan's retention
-/// lock or a longer one.
+/// Creates a repository of `format` for `tenant` (its admins, provider admins), with the plan's
+/// retention lock or a longer one.
 pub async fn create_repository(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
     name: &str,
     lock_days: Option<i64>,
+    format: RepoFormat,
 ) -> Result<Repository, ApiError> {
     let result = if !can_manage_tenant(&caller.principal, tenant.id) {
         Err(forbidden("create repositories"))
     } else {
         state
             .db()
-            .create_repository(&tenant.name, name, lock_days)
+            .create_repository_as(&tenant.name, name, lock_days, format)
             .await
             .map_err(|e| from_db_for(caller, "repository", name, e))
     };
-    caller.audited(state, Some(tenant.id), "repo.create", name, "", result).await
+    let detail = format!("format {format}");
+    caller.audited(state, Some(tenant.id), "repo.create", name, &detail, result).await
 }
 
 /// Changes a repository's retention lock. Provider admins may set any length (compliance mode

@@ -12,9 +12,10 @@ use super::{
     traffic_chart, Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
 };
 use crate::access::{can_manage_tenant, can_view_tenant, is_staff};
-use crate::db::accounts::{LoginOutcome, Plan, Repository, Tenant};
+use crate::db::accounts::{LoginOutcome, Plan, RepoFormat, Repository, Tenant};
 use crate::db::audit::NewAudit;
 use crate::db::DbError;
+use crate::errors::ApiError;
 use crate::service::accounts as service;
 use crate::state::AppState;
 
@@ -474,6 +475,8 @@ struct RepoRow {
     logical: String,
     objects: i64,
     lock: String,
+    /// `arca` or `restic`: which clients reach it, and how.
+    format: &'static str,
 }
 
 fn lock_text(r: &Repository) -> String {
@@ -530,6 +533,7 @@ async fn tenant_page(
             logical: human(r.logical_bytes),
             objects: r.object_count,
             lock: lock_text(r),
+            format: r.format.as_str(),
         })
         .collect();
     let device_rows: Vec<DeviceRow> = devices
@@ -574,13 +578,17 @@ async fn tenant_page(
         Some((d, r, t)) => (Some(d), Some(r), Some(t)),
         None => (None, None, None),
     };
+    // A device of a restic repository is given restic's command line, not arca's.
+    let base_url = public_base(state, headers);
+    let (base_scheme, base_host) = base_url.split_once("://").unwrap_or(("http", base_url.as_str()));
+    let new_repo_restic = new_repo.is_some_and(|n| repos.iter().any(|r| r.name == n && r.format == RepoFormat::Restic));
     Ok(render(
         StatusCode::OK,
         "tenant.html",
         s.ctx(context! {
             tenant => t, stored => human(t.stored_bytes), quota => quota_text(t.hard_quota_bytes), status => status_text(t),
             repos => repo_rows, devices => device_rows, manage => can_manage_tenant(&s.principal, t.id),
-            new_device, new_repo, new_token, base_url => public_base(state, headers), users, plans,
+            new_device, new_repo, new_token, new_repo_restic, base_url, base_scheme, base_host, users, plans,
             hard_gb => t.hard_quota_bytes as f64 / 1e9, soft_gb => t.soft_quota_bytes as f64 / 1e9,
         }),
     ))
@@ -608,6 +616,9 @@ pub(super) async fn tenant(State(state): State<AppState>, Path(name): Path<Strin
 pub(super) struct NewRepoForm {
     csrf: String,
     name: String,
+    /// `arca` (default) or `restic`.
+    #[serde(default)]
+    format: Option<String>,
 }
 
 /// `POST /tenants/{tenant}/repos`.
@@ -620,7 +631,15 @@ pub(super) async fn create_repo(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    service::create_repository(&state, &s.caller(), &t, f.name.trim(), None).await.map_err(|e| service_error(&s, e))?;
+    let format = match f.format.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        None => RepoFormat::Arca,
+        Some(f) => RepoFormat::parse(f).ok_or_else(|| {
+            service_error(&s, ApiError::bad_request(format!("unknown repository format {f:?}: choose arca or restic")))
+        })?,
+    };
+    service::create_repository(&state, &s.caller(), &t, f.name.trim(), None, format)
+        .await
+        .map_err(|e| service_error(&s, e))?;
     Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
 }
 
@@ -849,7 +868,8 @@ pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>
         "repo.html",
         s.ctx(context! {
             repo => &r, stored => human(r.stored_bytes), logical => human(r.logical_bytes), lock => lock_text(&r),
-            snapshots => rows, can_browse => crate::access::can_browse_repo(&s.principal, &r),
+            snapshots => rows, can_browse => crate::access::can_browse_repo(&s.principal, &r) && r.format == RepoFormat::Arca,
+            restic => r.format == RepoFormat::Restic, base_url => public_base(&state, &headers),
             retention, can_set_retention => can_manage_tenant(&s.principal, r.tenant_id),
         }),
     ))

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_csrf, date, human, message, not_found, render, session, Session};
 use crate::access::{can_browse_repo, can_see_repo, is_staff};
-use crate::db::accounts::Repository;
+use crate::db::accounts::{RepoFormat, Repository};
 use crate::state::AppState;
 
 type Page = Result<Response, Response>;
@@ -161,6 +161,14 @@ impl Vault {
 /// The repository of the URL, if the session may see it; "not found" (audited) otherwise.
 async fn visible_repo(state: &AppState, s: &Session, name: &str) -> Result<Repository, Response> {
     match state.db().find_repository(name).await {
+        // A restic repository's snapshots and keys are restic's: the portal cannot open them.
+        Ok(Some(r)) if can_see_repo(&s.principal, &r) && r.format == RepoFormat::Restic => Err(message(
+            StatusCode::CONFLICT,
+            "A restic repository",
+            "This repository is written by restic clients over restic's REST protocol; the portal browses and \
+             restores arca repositories only. Restore with restic itself, e.g. `restic restore latest --target DIR`.",
+            Some(s),
+        )),
         Ok(Some(r)) if can_see_repo(&s.principal, &r) => Ok(r),
         Ok(Some(_)) => {
             s.audit(
