@@ -11,9 +11,11 @@ use std::sync::Arc;
 use arca_core::crypto::MasterKey;
 use arca_core::repository::{DynStore, Repository};
 use arca_store::LocalStore;
-use axum::response::Redirect;
-use axum::routing::get;
-use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use chrono::{Local, Utc};
 use tokio::net::TcpListener;
 
@@ -67,6 +69,8 @@ pub async fn start(config: Config) -> Result<Running> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Error::new(ErrorKind::Io, format!("creating the data directory {}: {e}", config.data_dir.display()))
     })?;
+    let data_lock = lock_data_dir(&config.data_dir)?;
+    let started = std::time::SystemTime::now();
     let store: DynStore = Arc::new(LocalStore::new(&repo_path));
     let s = store.clone();
     let key = blocking(move || {
@@ -117,13 +121,28 @@ pub async fn start(config: Config) -> Result<Running> {
         if let Some(text) = &share.schedule {
             let schedule = Schedule::parse(text)?;
             tokio::spawn(schedule_loop(shared.clone(), name.clone(), share.clone(), schedule));
+        } else {
+            let warning = format!(
+                "share {name} has no schedule: it is snapshotted only when asked (`arca appliance snapshot --share \
+                 {name}`); add schedule = \"0 0 * * * *\" (hourly) to its section of the configuration"
+            );
+            tracing::warn!("{warning}");
+            status.share(name, |s| s.warning = Some(warning));
         }
+        // Uploads cut off by a crash or a kill of an earlier run left their temporary files.
+        let folder = share.path.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || match crate::share::upload::sweep_stale(&folder, started) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("share {name}: removed {n} temporary files of uploads cut off earlier"),
+            Err(e) => tracing::warn!("share {name}: removing cut-off uploads under {}: {e}", folder.display()),
+        });
     }
     let mut replicator = None;
     if let Some(p) = &config.provider {
         // The HTTP client is a blocking one: it must be made (and dropped) off the async threads.
-        let (p, root, st) = (p.clone(), config.repository.path.clone(), status.clone());
-        let r = Arc::new(blocking(move || Replicator::new(store, root, &p, st)).await?);
+        let (p, root, st, data) = (p.clone(), config.repository.path.clone(), status.clone(), config.data_dir.clone());
+        let r = Arc::new(blocking(move || Replicator::new(store, root, &data, &p, st)).await?);
         tokio::spawn(r.clone().run(shared.replicate.clone()));
         replicator = Some(r);
     }
@@ -136,9 +155,14 @@ pub async fn start(config: Config) -> Result<Running> {
 
     let hashes = config.users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect();
     let users = Arc::new(blocking(move || Ok(Users::new(hashes))).await?);
-    let dav = Arc::new(Dav::new(&config.shares, users, catalog, config.max_upload.0));
-    let app =
-        Router::new().route("/", get(|| async { Redirect::to("/status") })).merge(dav.router()).merge(status.router());
+    let dav = Arc::new(Dav::new(&config.shares, users.clone(), catalog, config.max_upload.0));
+    let now = Arc::new(SnapshotNow { shared: shared.clone(), users, shares: config.shares.clone() });
+    let app = Router::new()
+        .route("/", get(|| async { Redirect::to("/status") }))
+        .route("/snapshot/{share}", post(snapshot_now))
+        .with_state(now)
+        .merge(dav.router())
+        .merge(status.router());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("listening on {}: {e}", config.listen)))?;
@@ -155,7 +179,11 @@ pub async fn start(config: Config) -> Result<Running> {
             }
         });
     }
-    let server = Box::pin(async move { axum::serve(listener, app).await });
+    let server = Box::pin(async move {
+        // Held while serving: a second appliance on this data directory is refused.
+        let _data_lock = data_lock;
+        axum::serve(listener, app).await
+    });
     Ok(Running { addr, target_addr, server })
 }
 
@@ -169,7 +197,8 @@ async fn schedule_loop(shared: Arc<Shared>, name: String, share: ShareConfig, sc
         shared.status.share(&name, |s| s.next_snapshot = Some(next.with_timezone(&Utc)));
         let wait = (next - Local::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
-        run_job(&shared, &name, &share).await;
+        // Its outcome is on the status page; the error was logged.
+        let _ = run_job(&shared, &name, &share).await;
     }
 }
 
@@ -215,8 +244,79 @@ async fn drill_loop(
     }
 }
 
+/// Takes the data directory's lock (`appliance.lock`, an exclusive `flock` held while the process
+/// lives): two appliances on one data directory would snapshot, prune and replicate the same
+/// repository and overwrite each other's state. The holder's pid is written into the file.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::io::Write;
+    let path = dir.join("appliance.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("opening {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::config(format!(
+                "another appliance (pid {}) is running on the data directory {}; stop it first, or give this one \
+                 its own data_dir",
+                holder.trim(),
+                dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::new(ErrorKind::Io, format!("locking {}: {e}", path.display())))
+        }
+    }
+    let pid = std::process::id().to_string();
+    if let Err(e) = file.set_len(0).and_then(|_| file.write_all(pid.as_bytes())) {
+        tracing::warn!("writing the pid into {}: {e}", path.display());
+    }
+    Ok(file)
+}
+
+/// What `POST /snapshot/{share}` needs.
+struct SnapshotNow {
+    shared: Arc<Shared>,
+    users: Arc<Users>,
+    shares: std::collections::BTreeMap<String, ShareConfig>,
+}
+
+/// `POST /snapshot/{share}`: takes a snapshot of the share now, as its schedule would (after a job
+/// that is running), and answers with what it did. Any user of the share may ask (HTTP Basic).
+async fn snapshot_now(State(now): State<Arc<SnapshotNow>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    use crate::share::webdav::{basic_credentials, unauthorized};
+    let Some((user, password)) = basic_credentials(&headers) else { return unauthorized() };
+    if !now.users.verify(&user, &password).await {
+        tracing::warn!(user = %user, "snapshot now: wrong user name or password");
+        return unauthorized();
+    }
+    let Some(share) = now.shares.get(&name) else {
+        return (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("there is no share {name}") })))
+            .into_response();
+    };
+    if !share.users.is_empty() && !share.users.contains(&user) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({ "error": format!("user {user} may not use share {name}") })),
+        )
+            .into_response();
+    }
+    tracing::info!(user = %user, "share {name}: snapshot asked for");
+    match run_job(&now.shared, &name, share).await {
+        Ok(done) => Json(done).into_response(),
+        Err(e) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+        }
+    }
+}
+
 /// Runs one snapshot job of share `name` and records its outcome.
-async fn run_job(shared: &Arc<Shared>, name: &str, share: &ShareConfig) {
+async fn run_job(shared: &Arc<Shared>, name: &str, share: &ShareConfig) -> Result<crate::snapshot::SnapshotDone> {
     let _turn = shared.jobs.lock().await;
     let (store, key, n, folder) = (shared.store.clone(), shared.key.clone(), name.to_string(), share.path.clone());
     let policy = share.retention.policy();
@@ -240,6 +340,7 @@ async fn run_job(shared: &Arc<Shared>, name: &str, share: &ShareConfig) {
                 s.snapshots = count;
             });
             shared.replicate.notify_one();
+            Ok(done)
         }
         Err(e) => {
             tracing::error!("share {name}: {e}");
@@ -248,6 +349,7 @@ async fn run_job(shared: &Arc<Shared>, name: &str, share: &ShareConfig) {
                 s.last_error = Some(e.to_string());
                 s.snapshots = count;
             });
+            Err(e)
         }
     }
 }

@@ -259,6 +259,16 @@ pub struct ProviderConfig {
     /// Local-time windows in which uploads may run (`"19:00-07:00"`); empty: always.
     #[serde(default)]
     pub windows: Vec<TimeWindow>,
+    /// Alert (status page, `arca appliance status` exit 3, error log) when the oldest snapshot
+    /// not yet at the provider is older than this many hours. 0: never on age.
+    #[serde(default = "default_backlog_alert_hours")]
+    pub backlog_alert_hours: u32,
+    /// Also alert when more than this waits to be uploaded (`"50 GiB"`).
+    pub backlog_alert_bytes: Option<ByteSize>,
+}
+
+fn default_backlog_alert_hours() -> u32 {
+    24
 }
 
 impl ProviderConfig {

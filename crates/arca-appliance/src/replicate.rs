@@ -85,13 +85,78 @@ pub struct Replicator {
     remote: Arc<Throttled<HttpStore>>,
     windows: Vec<TimeWindow>,
     status: Arc<StatusBoard>,
+    ledger: std::sync::Mutex<Ledger>,
+    alert_age: Option<chrono::Duration>,
+    alert_bytes: Option<u64>,
+}
+
+/// The objects known to be at the provider: its listings, plus what was uploaded since. It lets
+/// the appliance tell what waits to go off-site while the provider cannot be asked. Kept in
+/// `replicated.txt` in the data directory (one name per line, rewritten after each listing and
+/// appended to after each upload) so the backlog is right after a restart too.
+struct Ledger {
+    known: HashSet<String>,
+    file: std::path::PathBuf,
+}
+
+impl Ledger {
+    fn load(file: std::path::PathBuf) -> Ledger {
+        let known = std::fs::read_to_string(&file)
+            .map(|t| {
+                t.lines()
+                    .filter(|l| l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ledger { known, file }
+    }
+
+    /// Replaces what is known with a fresh listing of the provider.
+    fn replace(&mut self, names: HashSet<String>) {
+        self.known = names;
+        let mut text = String::with_capacity(self.known.len() * 65);
+        for n in &self.known {
+            text.push_str(n);
+            text.push('\n');
+        }
+        let tmp = self.file.with_extension("txt.tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.file)) {
+            tracing::warn!("writing {}: {e}", self.file.display());
+        }
+    }
+
+    /// Records one uploaded object.
+    fn add(&mut self, name: &str) {
+        use std::io::Write;
+        if self.known.insert(name.to_string()) {
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.file)
+                .and_then(|mut f| f.write_all(format!("{name}\n").as_bytes()));
+            if let Err(e) = appended {
+                tracing::warn!("writing {}: {e}", self.file.display());
+            }
+        }
+    }
+}
+
+/// What waits to go to the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Backlog {
+    snapshots: usize,
+    bytes: u64,
+    oldest: Option<chrono::DateTime<Utc>>,
 }
 
 impl Replicator {
     /// A replicator from `local` to the provider in `cfg`.
+    /// `data_dir` keeps the ledger of what the provider has.
     pub fn new(
         local: DynStore,
         local_root: std::path::PathBuf,
+        data_dir: &std::path::Path,
         cfg: &ProviderConfig,
         status: Arc<StatusBoard>,
     ) -> Result<Replicator> {
@@ -102,7 +167,72 @@ impl Replicator {
         }
         // Paced inside the body; the wrapper only counts.
         let remote = Arc::new(Throttled::new(http, None));
-        Ok(Replicator { local, local_root, remote, windows: cfg.windows.clone(), status })
+        Ok(Replicator {
+            local,
+            local_root,
+            remote,
+            windows: cfg.windows.clone(),
+            status,
+            ledger: std::sync::Mutex::new(Ledger::load(data_dir.join("replicated.txt"))),
+            alert_age: (cfg.backlog_alert_hours > 0).then(|| chrono::Duration::hours(cfg.backlog_alert_hours.into())),
+            alert_bytes: cfg.backlog_alert_bytes.map(|b| b.0),
+        })
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the local repository holds that the provider is not known to have, from local
+    /// listings and the ledger alone (for when the provider cannot be reached).
+    fn local_backlog(&self) -> Result<Backlog> {
+        let mut backlog = Backlog::default();
+        let mut waiting = Vec::new();
+        {
+            let ledger = self.ledger();
+            for kind in DATA_KINDS {
+                for o in self.local.list(kind)? {
+                    if !ledger.known.contains(&o.name) {
+                        backlog.bytes += o.size;
+                        if kind == ObjectKind::Snapshot {
+                            waiting.push(o.name);
+                        }
+                    }
+                }
+            }
+        }
+        backlog.snapshots = waiting.len();
+        backlog.oldest = self.oldest_snapshot_time(&waiting.iter().collect::<Vec<_>>());
+        Ok(backlog)
+    }
+
+    /// Shows `backlog` and raises or clears the alert.
+    /// Counts the backlog from local listings and the ledger (the provider could not say what it
+    /// lacks) and shows it.
+    async fn refresh_backlog(self: &Arc<Self>) {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.local_backlog()).await {
+            Ok(Ok(backlog)) => self.show_backlog(backlog),
+            Ok(Err(e)) => tracing::warn!("replication: listing the local repository: {e}"),
+            Err(e) => tracing::warn!("replication: counting the backlog: {e}"),
+        }
+    }
+
+    fn show_backlog(&self, backlog: Backlog) {
+        let alert = backlog_alert(backlog, Utc::now(), self.alert_age, self.alert_bytes);
+        let mut raised = None;
+        self.status.replication(|r| {
+            r.pending_snapshots = backlog.snapshots;
+            r.pending_bytes = backlog.bytes;
+            r.oldest_pending = backlog.oldest;
+            if alert.is_some() && r.alert.is_none() {
+                raised = alert.clone();
+            }
+            r.alert = alert;
+        });
+        if let Some(a) = raised {
+            tracing::error!("{a}");
+        }
     }
 
     /// Whether uploads may run now (inside a window, or no windows configured).
@@ -186,8 +316,10 @@ impl Replicator {
         let mut todo: Vec<(ObjectKind, String, u64)> = Vec::new();
         let mut remote_packs: HashSet<String> = HashSet::new();
         let mut present_indexes: Vec<String> = Vec::new();
+        let mut listed: HashSet<String> = HashSet::new();
         for kind in DATA_KINDS {
             let theirs: HashMap<String, u64> = self.remote.list(kind)?.into_iter().map(|o| (o.name, o.size)).collect();
+            listed.extend(theirs.keys().cloned());
             if kind.is_fanned_out() {
                 remote_packs.extend(theirs.keys().cloned());
             }
@@ -215,17 +347,14 @@ impl Replicator {
         // Within each kind, small objects first: after a cut, as many objects as possible are
         // complete (an interrupted object is sent again whole).
         todo.sort_by_key(|(kind, _, size)| (DATA_KINDS.iter().position(|k| k == kind), *size));
+        self.ledger().replace(listed);
         let snapshots_waiting: Vec<&String> =
             todo.iter().filter(|(k, _, _)| *k == ObjectKind::Snapshot).map(|(_, n, _)| n).collect();
         let pending_bytes: u64 = todo.iter().map(|(_, _, s)| s).sum();
         let oldest = self.oldest_snapshot_time(&snapshots_waiting);
         let waiting = snapshots_waiting.len();
-        self.status.replication(|r| {
-            r.pending_snapshots = waiting;
-            r.pending_bytes = pending_bytes;
-            r.oldest_pending = oldest;
-            r.state = if todo.is_empty() { "idle".into() } else { "uploading".into() };
-        });
+        self.show_backlog(Backlog { snapshots: waiting, bytes: pending_bytes, oldest });
+        self.status.replication(|r| r.state = if todo.is_empty() { "idle".into() } else { "uploading".into() });
         // Step 5: upload.
         let mut left = pending_bytes;
         let mut snapshots_left = waiting;
@@ -293,6 +422,7 @@ impl Replicator {
             if kind.is_fanned_out() {
                 remote_packs.insert(name.clone());
             }
+            self.ledger().add(&name);
             report.uploaded += 1;
             report.bytes += bytes.len() as u64;
             left = left.saturating_sub(size);
@@ -368,6 +498,7 @@ impl Replicator {
                             r.pending_snapshots = 0;
                             r.pending_bytes = 0;
                             r.oldest_pending = None;
+                            r.alert = None;
                         }
                     });
                     self.report_state(if report.deferred == 0 {
@@ -391,6 +522,7 @@ impl Replicator {
                 }
                 Err(e) => {
                     tracing::warn!("replication: {e}; retrying in {backoff:?}");
+                    self.refresh_backlog().await;
                     self.report_state(format!("backing off after an error: {e}")).await;
                     let next = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default();
                     self.status.replication(|r| {
@@ -398,10 +530,81 @@ impl Replicator {
                         r.last_error = Some(e.to_string());
                         r.next_attempt = Some(next);
                     });
-                    tokio::time::sleep(backoff).await;
+                    // A snapshot taken meanwhile does not bring the retry forward (the provider is
+                    // failing), but it does grow the backlog shown.
+                    let until = tokio::time::Instant::now() + backoff;
+                    while tokio::time::timeout_at(until, wake.notified()).await.is_ok() {
+                        self.refresh_backlog().await;
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
+    }
+}
+
+/// The alert for `backlog` at `now`, if it is past a threshold.
+fn backlog_alert(
+    backlog: Backlog,
+    now: chrono::DateTime<Utc>,
+    max_age: Option<chrono::Duration>,
+    max_bytes: Option<u64>,
+) -> Option<String> {
+    let mut why = Vec::new();
+    if let (Some(oldest), Some(max)) = (backlog.oldest, max_age) {
+        if now - oldest > max {
+            why.push(format!(
+                "the oldest snapshot not yet at the provider was taken {} hours ago (alert after {})",
+                (now - oldest).num_hours(),
+                max.num_hours()
+            ));
+        }
+    }
+    if let Some(max) = max_bytes.filter(|m| backlog.bytes > *m) {
+        why.push(format!("{} bytes wait to be uploaded (alert above {max})", backlog.bytes));
+    }
+    (!why.is_empty()).then(|| {
+        format!(
+            "off-site backups are behind: {}; {} snapshots wait. Check the link to the provider and the upload limit.",
+            why.join("; "),
+            backlog.snapshots
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_alerts_on_age_or_size() {
+        let now = Utc::now();
+        let day = Some(chrono::Duration::hours(24));
+        let b = |hours: i64, bytes: u64| Backlog {
+            snapshots: 3,
+            bytes,
+            oldest: Some(now - chrono::Duration::hours(hours)),
+        };
+        assert_eq!(backlog_alert(b(23, 10), now, day, None), None);
+        assert!(backlog_alert(b(25, 10), now, day, None).unwrap().contains("25 hours ago"));
+        assert_eq!(backlog_alert(b(25, 10), now, None, None), None, "age alerts off");
+        assert!(backlog_alert(b(1, 2000), now, day, Some(1000)).unwrap().contains("2000 bytes"));
+        assert_eq!(backlog_alert(Backlog::default(), now, day, Some(0)), None, "nothing waits");
+    }
+
+    #[test]
+    fn the_ledger_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("replicated.txt");
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let mut l = Ledger::load(file.clone());
+        assert!(l.known.is_empty());
+        l.replace([a.clone(), b.clone()].into_iter().collect());
+        l.add(&c);
+        let again = Ledger::load(file.clone());
+        assert_eq!(again.known.len(), 3);
+        assert!(again.known.contains(&c));
+        std::fs::write(&file, "junk\n").unwrap();
+        assert!(Ledger::load(file).known.is_empty(), "lines that are not names are ignored");
     }
 }

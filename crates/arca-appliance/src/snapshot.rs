@@ -59,6 +59,8 @@ pub fn snapshot_share(
         paths: vec![folder.to_path_buf()],
         tags: vec![share_tag(name)],
         hostname: Some(HOSTNAME.to_string()),
+        // An upload in progress is not a version of anything (see `share::upload`).
+        excludes: vec![format!("{}*", crate::share::upload::UPLOAD_PREFIX)],
         ..BackupOptions::default()
     };
     let progress = BackupProgress::default();

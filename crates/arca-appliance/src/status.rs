@@ -31,6 +31,9 @@ pub struct ShareStatus {
     pub last_run: Option<DateTime<Utc>>,
     /// The last job's error, if it failed.
     pub last_error: Option<String>,
+    /// A standing problem of its configuration (e.g. no schedule: never snapshotted on its own).
+    #[serde(default)]
+    pub warning: Option<String>,
     /// The last restore drill of its newest snapshot.
     #[serde(default)]
     pub last_drill: Option<crate::drill::DrillOutcome>,
@@ -70,6 +73,9 @@ pub struct ReplicationStatus {
     pub next_attempt: Option<DateTime<Utc>>,
     /// The upload limit in bytes per second, if any.
     pub upload_limit: Option<u64>,
+    /// Set while the backlog is past the configured threshold (see `ProviderConfig`).
+    #[serde(default)]
+    pub alert: Option<String>,
 }
 
 /// Everything the status page shows.
@@ -191,10 +197,13 @@ pub fn render(s: &Status) -> String {
                     esc(&d.summary)
                 ))
                 .unwrap_or_else(|| "—".into()),
-            esc(sh.last_error.as_deref().unwrap_or("")),
+            esc(&[sh.warning.as_deref(), sh.last_error.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" · ")),
         );
     }
     h += "</table><h2>Replication</h2>";
+    if let Some(alert) = s.replication.as_ref().and_then(|r| r.alert.as_deref()) {
+        h += &format!("<p class=\"err\" id=\"backlog-alert\"><strong>{}</strong></p>", esc(alert));
+    }
     match &s.replication {
         None => h += "<p>No provider is configured: snapshots stay on this appliance.</p>",
         Some(r) => {

@@ -798,3 +798,232 @@ fn scheduled_drills_prove_the_newest_snapshot_and_tell_the_provider() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `arca [--json] appliance ARGS…` against a running appliance, as one of the share's users.
+fn appliance_cli(office: &Office, json: bool, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(arca_bin());
+    if json {
+        c.arg("--json");
+    }
+    c.arg("appliance").args(args).env("ARCA_SHARE_PASSWORD", USER_PASSWORD).env_remove("ARCA_LOG");
+    c.current_dir(office.dir.path()).output().unwrap()
+}
+
+/// The names under a collection, from a `Depth: 1` PROPFIND (the collection itself left out).
+fn dav_names(app: &Appliance, path: &str) -> Vec<String> {
+    let r = app.dav("PROPFIND", path).header("Depth", "1").send().unwrap();
+    assert_eq!(r.status().as_u16(), 207, "PROPFIND {path}");
+    let xml = r.text().unwrap();
+    let prefix = format!("/dav/docs{path}");
+    xml.split("<D:href>")
+        .skip(1)
+        .filter_map(|s| s.split('<').next())
+        .filter_map(|href| href.strip_prefix(&prefix))
+        .map(|s| s.trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[test]
+fn cut_off_uploads_stay_out_of_snapshots_and_are_swept_and_snapshot_now_works() {
+    let office = Office::new();
+    // Temporary files of uploads cut off by a kill of an earlier run.
+    fs::create_dir_all(office.share().join("sub")).unwrap();
+    let stale = [
+        office.share().join(".arca-upload-0123456789abcdef"),
+        office.share().join("sub/.arca-upload-feedfacecafebeef"),
+    ];
+    for f in &stale {
+        fs::write(f, b"half an upload").unwrap();
+    }
+    fs::write(office.share().join("sub/kept.txt"), b"a user's file\n").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let app = office.start("", "");
+    // No schedule: the status warns, `appliance status` says so and exits 3.
+    let s = app.status();
+    let warning = s["shares"]["docs"]["warning"].as_str().unwrap_or_else(|| panic!("no warning in {s:#}"));
+    assert!(warning.contains("no schedule"), "{warning}");
+    let out = appliance_cli(&office, false, &["status", "--url", &app.base]);
+    assert_eq!(out.status.code(), Some(3), "status: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no schedule"));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stale.iter().any(|f| f.exists()) {
+        assert!(Instant::now() < deadline, "the cut-off uploads' temporary files were not removed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(office.share().join("sub/kept.txt").exists());
+    // An upload in flight (its temporary file is newer than the start) is neither swept nor snapshotted.
+    let live = office.share().join(".arca-upload-00000000aaaaaaaa");
+    fs::write(&live, b"an upload in flight").unwrap();
+    assert!(app.dav("PUT", "/report.txt").body("quarterly figures\n").send().unwrap().status().is_success());
+
+    // Snapshot now, from the command line.
+    let out = appliance_cli(&office, true, &["snapshot", "--share", "docs", "--user", USER, "--url", &app.base]);
+    assert!(out.status.success(), "snapshot: {}", String::from_utf8_lossy(&out.stderr));
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["files"], 2, "{done:#}");
+    assert_eq!(app.snapshot_count(), 1);
+    assert!(live.exists(), "a live upload's temporary file was removed");
+    // The snapshot holds the files, not the temporary ones.
+    let versions = dav_names(&app, "/.snapshots/");
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    let root = format!("/.snapshots/{}/", versions[0]);
+    let mut names = dav_names(&app, &root);
+    names.sort();
+    assert_eq!(names, ["report.txt", "sub"]);
+    assert_eq!(dav_names(&app, &format!("{root}sub/")), ["kept.txt"]);
+    // Previous versions are reachable by path, but a plain recursive copy of the root does not see them.
+    let mut top = dav_names(&app, "/");
+    top.sort();
+    assert!(!top.iter().any(|n| n.contains("snapshots")), "{top:?}");
+    assert!(!top.iter().any(|n| n.starts_with(".arca-upload")), "{top:?}");
+
+    // A wrong password and an unknown share are refused with a clear error.
+    let mut c = Command::new(arca_bin());
+    let out = c
+        .args(["appliance", "snapshot", "--share", "docs", "--user", USER, "--url", &app.base])
+        .env("ARCA_SHARE_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong user name or password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = appliance_cli(&office, false, &["snapshot", "--share", "nope", "--user", USER, "--url", &app.base]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("there is no share nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.snapshot_count(), 1);
+}
+
+#[test]
+fn webdav_refuses_windows_names_foreign_destinations_and_infinite_depth() {
+    use std::os::unix::fs::PermissionsExt;
+    let office = Office::new();
+    let app = office.start("schedule = \"0 0 3 * * *\"", "");
+    assert!(app.dav("PUT", "/report.txt").body("figures\n").send().unwrap().status().is_success());
+    for name in [
+        "a%3Ab.txt",
+        "what%3F",
+        "star*",
+        "q%22uote",
+        "%3Cx%3E",
+        "pipe%7C",
+        "back%5Cslash",
+        "dot.",
+        "space%20",
+        "CON",
+        "con.txt",
+        "LPT1.log",
+    ] {
+        let r = app.dav("PUT", &format!("/{name}")).body("x").send().unwrap();
+        assert_eq!(r.status().as_u16(), 400, "PUT {name}");
+        let r = app.dav("MKCOL", &format!("/{name}/")).send().unwrap();
+        assert_eq!(r.status().as_u16(), 400, "MKCOL {name}");
+        let r = app.dav("COPY", "/report.txt").header("Destination", app.url(&format!("/{name}"))).send().unwrap();
+        assert_eq!(r.status().as_u16(), 400, "COPY to {name}");
+        let r = app.dav("MOVE", "/report.txt").header("Destination", app.url(&format!("/{name}"))).send().unwrap();
+        assert_eq!(r.status().as_u16(), 400, "MOVE to {name}");
+    }
+    let mut on_disk: Vec<String> =
+        fs::read_dir(office.share()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    on_disk.sort();
+    assert_eq!(on_disk, ["report.txt"]);
+    // Names Windows holds are taken.
+    for name in ["Quarterly%20report%20(v2).xlsx", "console.txt", "%C3%A9t%C3%A9.txt"] {
+        let r = app.dav("PUT", &format!("/{name}")).body("x").send().unwrap();
+        assert!(r.status().is_success(), "PUT {name}: {}", r.status());
+    }
+
+    // COPY and MOVE stay in the share: another host 502, dot segments 400, no Destination 400.
+    let r =
+        app.dav("COPY", "/report.txt").header("Destination", "http://elsewhere.example/dav/docs/x.txt").send().unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    let dest = format!("{}/dav/docs/../../etc/x.txt", app.base);
+    let r = app.dav("COPY", "/report.txt").header("Destination", dest).send().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = app.dav("MOVE", "/report.txt").send().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r =
+        app.dav("COPY", "/report.txt").header("Destination", format!("{}/dav/other/x.txt", app.base)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    assert!(office.share().join("report.txt").exists());
+    let r = app.dav("COPY", "/report.txt").header("Destination", app.url("/copy.txt")).send().unwrap();
+    assert!(r.status().is_success(), "COPY inside the share: {}", r.status());
+
+    // PROPFIND Depth: infinity is refused as RFC 4918 says.
+    let r = app.dav("PROPFIND", "/").header("Depth", "infinity").send().unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().unwrap().contains("propfind-finite-depth"));
+
+    // Folders and files are made for the office's other tools to read (0755 / 0644).
+    assert!(app.dav("MKCOL", "/projects/").send().unwrap().status().is_success());
+    assert!(app.dav("PUT", "/projects/plan.txt").body("plan\n").send().unwrap().status().is_success());
+    let mode = |p: &str| fs::metadata(office.share().join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("projects"), 0o755);
+    assert_eq!(mode("projects/plan.txt"), 0o644);
+
+    // A second appliance on the same data directory is refused while the first runs.
+    let mut second = office
+        .command()
+        .arg("--config")
+        .arg(office.dir.path().join("appliance.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second appliance on the same data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("another appliance") && err.contains(&app.child.id().to_string()), "{err}");
+    // The first one still serves.
+    assert!(app.dav("GET", "/report.txt").send().unwrap().status().is_success());
+}
+
+#[test]
+fn an_unreachable_provider_shows_the_backlog_and_alerts() {
+    let office = Office::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let provider = format!(
+        "[provider]\nurl = \"http://127.0.0.1:{closed}/v1/repos/office\"\ntoken = \"arca_dev_unreachable\"\n\
+         backlog_alert_bytes = \"1 KiB\"\n"
+    );
+    let app = office.start("", &provider);
+    app.wait_for(20, "a failed replication pass", |s| s["replication"]["last_error"].is_string());
+    let s = app.status();
+    assert_eq!(s["replication"]["pending_snapshots"], 0, "{s:#}");
+    assert!(s["replication"]["alert"].is_null(), "{s:#}");
+    fs::write(office.share().join("ledger.xlsx"), noise(300_000, 7)).unwrap();
+    let out = appliance_cli(&office, true, &["snapshot", "--share", "docs", "--user", USER, "--url", &app.base]);
+    assert!(out.status.success(), "snapshot: {}", String::from_utf8_lossy(&out.stderr));
+    let s = app.wait_for(20, "the backlog", |s| s["replication"]["pending_snapshots"].as_u64() == Some(1));
+    let r = &s["replication"];
+    assert!(r["pending_bytes"].as_u64().unwrap() > 300_000, "{s:#}");
+    assert!(r["oldest_pending"].is_string(), "{s:#}");
+    let alert = r["alert"].as_str().unwrap_or_else(|| panic!("no alert: {s:#}"));
+    assert!(alert.contains("off-site backups are behind") && alert.contains("1 snapshots wait"), "{alert}");
+    // The status page and the command line show it; the command exits 3.
+    let page = client().get(format!("{}/status", app.base)).send().unwrap().text().unwrap();
+    assert!(page.contains("backlog-alert"), "the status page shows no alert");
+    let out = appliance_cli(&office, false, &["status", "--url", &app.base]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 snapshots") && text.contains("oldest snapshot not yet at the provider"), "{text}");
+}

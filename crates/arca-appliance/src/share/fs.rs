@@ -61,9 +61,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> FsResult<T> + Send + 's
 
 impl ShareFs {
     /// The share served from `folder`, with previous versions from `catalog`.
+    ///
+    /// Folders and files are created readable by all local users (0755/0644, "public" in
+    /// dav-server's terms): who may use a share is decided by the appliance's users, not by file
+    /// modes, and 0700 folders shut out the machine's own tools (a local backup, an SMB server).
     pub fn new(folder: PathBuf, share: &str, catalog: Arc<Catalog>) -> ShareFs {
         ShareFs {
-            local: LocalFs::new(&folder, false, false, false),
+            local: LocalFs::new(&folder, true, false, false),
             root: Arc::new(folder),
             snapshots: SnapshotTree::new(catalog, share),
         }
@@ -148,24 +152,14 @@ impl DavFileSystem for ShareFs {
                 return self.snapshots.read_dir(rel).await;
             }
             let live = DavFileSystem::read_dir(self.local.as_ref(), path, meta).await?;
-            // A real `.snapshots` in the folder is hidden by the virtual one.
+            // `.snapshots` is not listed (a real one in the folder is hidden by the virtual one):
+            // a client copying the share would otherwise copy every previous version too. It is
+            // reachable by its path, as Samba's `@GMT-…` names are.
             let live = live.filter(|e| {
                 let hide = matches!(e, Ok(e) if e.name() == SNAPSHOTS_DIR.as_bytes()
                     || e.name().starts_with(super::upload::UPLOAD_PREFIX.as_bytes()));
                 futures_util::future::ready(!hide)
             });
-            if path.as_bytes() == b"/" || path.as_bytes().is_empty() {
-                let me = self.clone();
-                let extra = futures_util::stream::once(async move {
-                    // Only shown when its metadata can be read.
-                    me.snapshots
-                        .metadata(b"/".to_vec())
-                        .await
-                        .map(|m| Box::new(ListedSnapshots { meta: m }) as Box<dyn DavDirEntry>)
-                });
-                let s: FsStream<Box<dyn DavDirEntry>> = Box::pin(live.chain(extra));
-                return Ok(s);
-            }
             let s: FsStream<Box<dyn DavDirEntry>> = Box::pin(live);
             Ok(s)
         }
@@ -350,19 +344,5 @@ impl DavFileSystem for ShareFs {
 
     fn get_quota(&self) -> FsFuture<'_, (u64, Option<u64>)> {
         DavFileSystem::get_quota(self.local.as_ref())
-    }
-}
-
-/// `.snapshots` in a root listing, with its metadata already read.
-struct ListedSnapshots {
-    meta: Box<dyn DavMetaData>,
-}
-
-impl DavDirEntry for ListedSnapshots {
-    fn name(&self) -> Vec<u8> {
-        SNAPSHOTS_DIR.as_bytes().to_vec()
-    }
-    fn metadata(&self) -> FsFuture<'_, Box<dyn DavMetaData>> {
-        Box::pin(futures_util::future::ok(self.meta.clone()))
     }
 }

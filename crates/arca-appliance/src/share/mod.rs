@@ -1,8 +1,8 @@
 //! The file share: WebDAV over each configured folder, with previous versions beside it.
 
 mod fs;
-mod upload;
-mod webdav;
+pub(crate) mod upload;
+pub(crate) mod webdav;
 
 pub use fs::ShareFs;
 pub use webdav::Dav;

@@ -147,11 +147,66 @@ impl DavFile for AtomicUpload {
     }
 }
 
+/// Removes the temporary files of uploads that were cut off by a crash or a kill (a clean
+/// failure removes its own), everywhere under `root`, last written before `before` (the
+/// appliance's start: an upload that began since is alive, and removing its file would fail it).
+/// Returns how many were removed.
+pub fn sweep_stale(root: &Path, before: SystemTime) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // A folder that vanished or cannot be read is not this sweep's business.
+            Err(e) if dir != root => {
+                tracing::debug!("sweeping {}: {e}", dir.display());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file()
+                && entry.file_name().as_encoded_bytes().starts_with(UPLOAD_PREFIX.as_bytes())
+                && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < before)
+            {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 impl Drop for AtomicUpload {
     fn drop(&mut self) {
         if !self.committed {
             // The body broke off: the target keeps its old bytes.
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_removes_only_cut_off_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join(format!("{UPLOAD_PREFIX}0011")), b"half").unwrap();
+        std::fs::write(dir.path().join(format!("a/b/{UPLOAD_PREFIX}2233")), b"half").unwrap();
+        std::fs::write(dir.path().join("a/b/report.txt"), b"kept").unwrap();
+        std::fs::write(dir.path().join("a/.arca-uploaded.txt"), b"kept").unwrap();
+        let start = SystemTime::now() + std::time::Duration::from_secs(1);
+        // An upload begun after the start is left alone.
+        assert_eq!(sweep_stale(dir.path(), SystemTime::UNIX_EPOCH).unwrap(), 0);
+        assert_eq!(sweep_stale(dir.path(), start).unwrap(), 2);
+        assert!(dir.path().join("a/b/report.txt").exists());
+        assert!(dir.path().join("a/.arca-uploaded.txt").exists());
+        assert_eq!(sweep_stale(dir.path(), start).unwrap(), 0);
     }
 }

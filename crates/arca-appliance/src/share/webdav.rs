@@ -79,7 +79,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     let mut r = refuse(StatusCode::UNAUTHORIZED, "a share user name and password are needed");
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -89,8 +89,8 @@ fn unauthorized() -> Response {
 }
 
 /// The user and password of a Basic `Authorization` header.
-fn basic_credentials(req: &Request) -> Option<(String, String)> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+pub(crate) fn basic_credentials(headers: &header::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -133,6 +133,106 @@ fn writes_previous_versions(req: &Request) -> bool {
     false
 }
 
+/// RFC 4918's answer to `PROPFIND` with `Depth: infinity` (a whole tree in one answer would cost
+/// the appliance unbounded time and memory): 403 with the `propfind-finite-depth` precondition.
+fn finite_depth_required() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
+    )
+        .into_response()
+}
+
+/// The methods that create the entry their path names.
+fn creates(method: &str) -> bool {
+    matches!(method, "PUT" | "MKCOL" | "LOCK")
+}
+
+/// The last segment of a request path, percent-decoded ("" for a share's root).
+fn last_segment(path: &str) -> String {
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    percent_encoding::percent_decode_str(last).decode_utf8_lossy().into_owned()
+}
+
+/// Checks what dav-server would get wrong or let through: `PROPFIND` with infinite depth, names
+/// Windows cannot hold, and `COPY`/`MOVE` destinations outside this share (on another host, in
+/// another share, or with dot segments). `None`: the request may go on.
+fn check_request(req: &Request, share: &str) -> Option<Response> {
+    let method = req.method().as_str();
+    let header_text = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if method == "PROPFIND" && header_text("depth").is_some_and(|d| d.eq_ignore_ascii_case("infinity")) {
+        return Some(finite_depth_required());
+    }
+    let path = req.uri().path();
+    if creates(method) && path.strip_prefix("/dav/").and_then(|p| p.split_once('/')).is_some_and(|(_, r)| !r.is_empty())
+    {
+        if let Err(why) = windows_name(&last_segment(path)) {
+            return Some(refuse(StatusCode::BAD_REQUEST, &why));
+        }
+    }
+    if matches!(method, "COPY" | "MOVE") {
+        let Some(dest) = header_text("destination") else {
+            return Some(refuse(StatusCode::BAD_REQUEST, "COPY and MOVE need a Destination header"));
+        };
+        let Ok(uri) = dest.parse::<http::Uri>() else {
+            return Some(refuse(StatusCode::BAD_REQUEST, "the Destination header is not a URL"));
+        };
+        if let Some(authority) = uri.authority() {
+            let host = header_text("host").or(req.uri().authority().map(|a| a.as_str())).unwrap_or("");
+            if !authority.as_str().eq_ignore_ascii_case(host) {
+                return Some(refuse(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("the Destination is on another server ({authority}); this appliance copies and moves only within a share"),
+                ));
+            }
+        }
+        let dest_path = uri.path();
+        if has_dot_segments(dest_path) {
+            return Some(refuse(StatusCode::BAD_REQUEST, "a Destination with '.' or '..' segments is refused"));
+        }
+        if share_name(dest_path) != Some(share) {
+            return Some(refuse(
+                StatusCode::BAD_GATEWAY,
+                &format!("the Destination is not in share {share}; copy between shares through your client"),
+            ));
+        }
+        if let Err(why) = windows_name(&last_segment(dest_path)) {
+            return Some(refuse(StatusCode::BAD_REQUEST, &why));
+        }
+    }
+    None
+}
+
+/// Refuses a name Windows cannot hold, as a Windows client would meet it on a Samba share: the
+/// characters `\ / : * ? " < > |` and control characters, a trailing dot or space, and the
+/// reserved device names (`CON`, `PRN`, `AUX`, `NUL`, `COM1`–`COM9`, `LPT1`–`LPT9`, also with an
+/// extension). Refused rather than mapped: a mapped name would differ between WebDAV, SMB and
+/// the folder on disk, and users would not find their file.
+pub fn windows_name(name: &str) -> std::result::Result<(), String> {
+    const RESERVED: [&str; 4] = ["CON", "PRN", "AUX", "NUL"];
+    if let Some(c) =
+        name.chars().find(|c| matches!(c, '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || c.is_control())
+    {
+        return Err(format!(
+            "the name {name:?} has the character {c:?}, which Windows cannot hold in a file name; rename it"
+        ));
+    }
+    if name.ends_with('.') || name.ends_with(' ') {
+        return Err(format!("the name {name:?} ends in a dot or a space, which Windows drops; rename it"));
+    }
+    let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    let device = RESERVED.contains(&stem.as_str())
+        || (stem.len() == 4
+            && (stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.as_bytes()[3].is_ascii_digit()
+            && stem.as_bytes()[3] != b'0');
+    if device {
+        return Err(format!("the name {name:?} is a device name reserved by Windows ({stem}); rename it"));
+    }
+    Ok(())
+}
+
 /// The share name from `/dav/<share>/…`.
 fn share_name(path: &str) -> Option<&str> {
     path.strip_prefix("/dav/")?.split('/').next().filter(|s| !s.is_empty())
@@ -143,7 +243,7 @@ async fn handle(State(dav): State<Arc<Dav>>, req: Request) -> Response {
     if has_dot_segments(&path) {
         return refuse(StatusCode::BAD_REQUEST, "paths with '.' or '..' segments are refused");
     }
-    let Some((user, password)) = basic_credentials(&req) else { return unauthorized() };
+    let Some((user, password)) = basic_credentials(req.headers()) else { return unauthorized() };
     if !dav.users.verify(&user, &password).await {
         tracing::warn!(user = %user, "WebDAV: wrong user name or password");
         return unauthorized();
@@ -156,6 +256,9 @@ async fn handle(State(dav): State<Arc<Dav>>, req: Request) -> Response {
     }
     if writes_previous_versions(&req) {
         return refuse(StatusCode::FORBIDDEN, "previous versions (.snapshots) are read-only; copy files out of them");
+    }
+    if let Some(refusal) = check_request(&req, &share_name(&path).unwrap_or_default().to_string()) {
+        return refusal;
     }
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -186,5 +289,41 @@ mod tests {
         assert!(!has_dot_segments("/dav/docs/.snapshots/x"));
         assert_eq!(share_name("/dav/docs/a"), Some("docs"));
         assert_eq!(share_name("/dav/"), None);
+    }
+
+    #[test]
+    fn names_windows_cannot_hold_are_refused() {
+        for bad in [
+            "a:b",
+            "what?",
+            "x*",
+            "q\"r",
+            "<x>",
+            "a|b",
+            "back\\slash",
+            "dot.",
+            "space ",
+            "CON",
+            "con.txt",
+            "Lpt1",
+            "COM9.log",
+            "tab\t",
+        ] {
+            assert!(windows_name(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in [
+            "report.docx",
+            "CONTRACT.pdf",
+            "COM0",
+            "LPT",
+            "console.txt",
+            ".hidden",
+            "Quarterly report (v2).xlsx",
+            "été",
+        ] {
+            assert!(windows_name(good).is_ok(), "{good:?} was refused");
+        }
+        assert_eq!(last_segment("/dav/docs/a%3Fb"), "a?b");
+        assert_eq!(last_segment("/dav/docs/dir/"), "dir");
     }
 }

@@ -13,7 +13,8 @@ use crate::output::print_json;
 
 const ABOUT: &str = "\
 Run the office appliance: WebDAV shares, scheduled snapshots into a local repository, previous
-versions under /.snapshots in every share, and replication to the provider.
+versions under /.snapshots in every share (not listed, so copying a share does not copy its
+history: open <share>/.snapshots/ by its path), and replication to the provider.
 
 The configuration file is described in the arca-appliance crate's documentation (config.rs).
 The local repository must exist first: `arca init -r /var/lib/arca-appliance/repo`.
@@ -21,6 +22,7 @@ The local repository must exist first: `arca init -r /var/lib/arca-appliance/rep
 Examples:
   arca appliance --config /etc/arca/appliance.toml
   ARCA_NEW_PASSWORD=... arca appliance hash-password
+  ARCA_SHARE_PASSWORD=... arca appliance -c /etc/arca/appliance.toml snapshot --share docs --user alice
   arca appliance --config /etc/arca/appliance.toml status --json";
 
 /// `arca appliance`.
@@ -65,7 +67,22 @@ pub enum ApplianceCommand {
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
     },
-    /// Show what a running appliance is doing (from its /status.json, or its last recorded state)
+    /// Take a snapshot of a share now, on the running appliance (as one of the share's users; the
+    /// password comes from ARCA_SHARE_PASSWORD or a prompt); waits for it and prints what it did
+    Snapshot {
+        /// The share
+        #[arg(long, value_name = "NAME")]
+        share: String,
+        /// The share user to sign in as
+        #[arg(long, value_name = "USER", env = "ARCA_SHARE_USER")]
+        user: String,
+        /// The appliance's address, if the configuration's listen address does not reach it
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Show what a running appliance is doing (from its /status.json, or its last recorded state);
+    /// exits 3 when something needs attention (a backlog alert, a share without a schedule or
+    /// whose last snapshot failed)
     Status {
         /// The appliance's address, if the configuration's listen address does not reach it
         #[arg(long, value_name = "URL")]
@@ -78,6 +95,7 @@ pub fn run(g: &GlobalOpts, a: &ApplianceArgs) -> Result<i32> {
     match &a.command {
         Some(ApplianceCommand::HashPassword) => hash_password(),
         Some(ApplianceCommand::Status { url }) => status(g, a, url.as_deref()),
+        Some(ApplianceCommand::Snapshot { share, user, url }) => snapshot_now(g, a, share, user, url.as_deref()),
         Some(ApplianceCommand::Export { to }) => {
             let c = config(a)?;
             let from = arca_store::LocalStore::new(&c.repository.path);
@@ -156,8 +174,10 @@ fn hash_password() -> Result<i32> {
     Ok(crate::exit::OK)
 }
 
-fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
-    let (base, state_file) = match (url, &a.config) {
+/// The running appliance's base URL (from `--url` or the configuration's listen address), and
+/// the configuration when one was given.
+fn appliance_address(a: &ApplianceArgs, url: Option<&str>) -> Result<(String, Option<Config>)> {
+    Ok(match (url, &a.config) {
         (Some(u), _) => (u.trim_end_matches('/').to_string(), a.config.as_ref().map(|_| config(a)).transpose()?),
         (None, Some(_)) => {
             let c = config(a)?;
@@ -168,7 +188,57 @@ fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
             (format!("http://{addr}"), Some(c))
         }
         (None, None) => bail!("give the configuration file with --config FILE, or the appliance's address with --url"),
+    })
+}
+
+fn snapshot_now(g: &GlobalOpts, a: &ApplianceArgs, share: &str, user: &str, url: Option<&str>) -> Result<i32> {
+    let (base, _) = appliance_address(a, url)?;
+    let password = match std::env::var("ARCA_SHARE_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            rpassword::prompt_password(format!("password of share user {user}: ")).context("reading the password")?
+        }
     };
+    // A snapshot of a large share takes as long as it takes: no overall timeout.
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(None)
+        .build()?;
+    let response = client
+        .post(format!("{base}/snapshot/{share}"))
+        .basic_auth(user, Some(&password))
+        .send()
+        .with_context(|| format!("asking the appliance at {base} for a snapshot"))?;
+    let status = response.status();
+    let text = response.text().context("reading the appliance's answer")?;
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if !status.is_success() {
+        let why = body["error"].as_str().map(str::to_string).unwrap_or_else(|| status.to_string());
+        if status.as_u16() == 401 {
+            bail!("the appliance refused user {user}: wrong user name or password");
+        }
+        bail!("no snapshot of share {share}: {why}");
+    }
+    if g.json {
+        print_json(&body)?;
+    } else {
+        println!(
+            "share {share}: snapshot {} ({} files, {} bytes; {} bytes new)",
+            body["id"].as_str().unwrap_or("?").get(..8).unwrap_or("?"),
+            body["files"],
+            body["bytes"],
+            body["added"]
+        );
+    }
+    let warned = body["warnings"].as_array().is_some_and(|w| !w.is_empty());
+    if warned && !g.json {
+        eprintln!("some entries could not be read; see the appliance's log");
+    }
+    Ok(if warned { crate::exit::PARTIAL } else { crate::exit::OK })
+}
+
+fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
+    let (base, state_file) = appliance_address(a, url)?;
     let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
     let live = client
         .get(format!("{base}/status.json"))
@@ -190,11 +260,14 @@ fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
             (serde_json::from_slice(&bytes).with_context(|| format!("reading {}", file.display()))?, false)
         }
     };
+    let attention = status.replication.as_ref().is_some_and(|r| r.alert.is_some())
+        || status.shares.values().any(|s| s.warning.is_some() || s.last_error.is_some());
+    let code = if attention { crate::exit::PARTIAL } else { crate::exit::OK };
     if g.json {
         let mut v = serde_json::to_value(&status)?;
         v["live"] = serde_json::Value::Bool(live);
         print_json(&v)?;
-        return Ok(crate::exit::OK);
+        return Ok(code);
     }
     for (name, s) in &status.shares {
         let last =
@@ -204,6 +277,9 @@ fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
             s.snapshots,
             s.schedule.as_deref().unwrap_or("none")
         );
+        if let Some(w) = &s.warning {
+            println!("  warning: {w}");
+        }
         if let Some(e) = &s.last_error {
             println!("  problem: {e}");
         }
@@ -219,10 +295,16 @@ fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
                 r.pending_bytes,
                 r.last_success.map(|t| t.to_string()).unwrap_or_else(|| "never".into())
             );
+            if let Some(t) = r.oldest_pending {
+                println!("  oldest snapshot not yet at the provider: {t}");
+            }
+            if let Some(alert) = &r.alert {
+                println!("  ALERT: {alert}");
+            }
             if let Some(e) = &r.last_error {
                 println!("  problem: {e}");
             }
         }
     }
-    Ok(crate::exit::OK)
+    Ok(code)
 }
