@@ -1,6 +1,8 @@
 //! A small NBD server (the protocol of qemu's `nbd://`): fixed newstyle handshake, `NBD_OPT_GO`,
-//! `NBD_OPT_INFO`, `NBD_OPT_EXPORT_NAME`, `NBD_OPT_LIST` and `NBD_OPT_ABORT`; simple replies only
-//! (structured replies and block status are refused, which every client accepts). Commands: READ,
+//! `NBD_OPT_INFO`, `NBD_OPT_EXPORT_NAME`, `NBD_OPT_LIST`, `NBD_OPT_ABORT`, and structured replies
+//! with the `base:allocation` metadata context (`NBD_OPT_STRUCTURED_REPLY`,
+//! `NBD_OPT_LIST_META_CONTEXT`, `NBD_OPT_SET_META_CONTEXT`). Commands: READ, BLOCK_STATUS (which
+//! parts of the disk are holes: `qemu-img map` and `convert` skip them instead of reading zeros),
 //! WRITE and FLUSH (only with a writable export), DISC. Reference: the NBD protocol document
 //! (github.com/NetworkBlockDevice/nbd, doc/proto.md).
 //!
@@ -24,10 +26,14 @@ const OPT_ABORT: u32 = 2;
 const OPT_LIST: u32 = 3;
 const OPT_INFO: u32 = 6;
 const OPT_GO: u32 = 7;
+const OPT_STRUCTURED_REPLY: u32 = 8;
+const OPT_LIST_META_CONTEXT: u32 = 9;
+const OPT_SET_META_CONTEXT: u32 = 10;
 
 const REP_ACK: u32 = 1;
 const REP_SERVER: u32 = 2;
 const REP_INFO: u32 = 3;
+const REP_META_CONTEXT: u32 = 4;
 const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
 const REP_ERR_INVALID: u32 = (1 << 31) + 3;
 const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
@@ -44,6 +50,26 @@ const CMD_READ: u16 = 0;
 const CMD_WRITE: u16 = 1;
 const CMD_DISC: u16 = 2;
 const CMD_FLUSH: u16 = 3;
+const CMD_BLOCK_STATUS: u16 = 7;
+
+/// `NBD_CMD_FLAG_REQ_ONE`: a block status reply of one extent.
+const CMD_FLAG_REQ_ONE: u16 = 1 << 3;
+
+const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
+const REPLY_FLAG_DONE: u16 = 1;
+const REPLY_TYPE_NONE: u16 = 0;
+const REPLY_TYPE_OFFSET_DATA: u16 = 1;
+const REPLY_TYPE_BLOCK_STATUS: u16 = 5;
+const REPLY_TYPE_ERROR: u16 = (1 << 15) + 1;
+
+/// The one metadata context served, and the id it is given.
+const BASE_ALLOCATION: &str = "base:allocation";
+const BASE_ALLOCATION_ID: u32 = 1;
+/// `base:allocation` flags: a hole (no data stored) that reads as zeros.
+const STATE_HOLE: u32 = 1;
+const STATE_ZERO: u32 = 2;
+/// Most extents in one block status reply (a client asks again for the rest).
+const MAX_EXTENTS: usize = 1 << 16;
 
 const EPERM: u32 = 1;
 const EIO: u32 = 5;
@@ -71,6 +97,20 @@ pub trait Export: Sync {
     fn flush(&self) -> Result<(), String> {
         Ok(())
     }
+    /// How `len` bytes from `offset` (within the size) are laid out: runs of data and of holes
+    /// that read as zeros, in order, covering at least the first byte. By default all data.
+    fn extents(&self, _offset: u64, len: u32) -> Vec<Extent> {
+        vec![Extent { length: len, hole: false }]
+    }
+}
+
+/// A run of an export's bytes for block status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Bytes in the run.
+    pub length: u32,
+    /// Whether it is a hole that reads as zeros (no data stored).
+    pub hole: bool,
 }
 
 /// Serves `export` under `name` (clients may also ask for the empty default name) until the
@@ -151,6 +191,7 @@ fn handle(mut s: TcpStream, name: &str, export: &dyn Export) -> io::Result<()> {
         return Err(bad("the client does not speak the fixed newstyle handshake"));
     }
     let known = |n: &[u8]| n.is_empty() || n == name.as_bytes();
+    let mut session = Session::default();
     loop {
         if read_u64(&mut s)? != IHAVEOPT {
             return Err(bad("bad option magic"));
@@ -174,7 +215,7 @@ fn handle(mut s: TcpStream, name: &str, export: &dyn Export) -> io::Result<()> {
                     out.extend_from_slice(&[0u8; 124]);
                 }
                 s.write_all(&out)?;
-                return transmission(s, export);
+                return transmission(s, export, session);
             }
             OPT_ABORT => {
                 let _ = option_reply(&mut s, option, REP_ACK, &[]);
@@ -212,12 +253,145 @@ fn handle(mut s: TcpStream, name: &str, export: &dyn Export) -> io::Result<()> {
                 option_reply(&mut s, option, REP_INFO, &bs)?;
                 option_reply(&mut s, option, REP_ACK, &[])?;
                 if option == OPT_GO {
-                    return transmission(s, export);
+                    return transmission(s, export, session);
                 }
+            }
+            OPT_STRUCTURED_REPLY => {
+                if !data.is_empty() {
+                    option_reply(&mut s, option, REP_ERR_INVALID, b"NBD_OPT_STRUCTURED_REPLY takes no data")?;
+                    continue;
+                }
+                session.structured = true;
+                option_reply(&mut s, option, REP_ACK, &[])?;
+            }
+            OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
+                let set = option == OPT_SET_META_CONTEXT;
+                if set && !session.structured {
+                    option_reply(&mut s, option, REP_ERR_INVALID, b"negotiate structured replies first")?;
+                    continue;
+                }
+                let Some((export_name, queries)) = parse_meta_queries(&data) else {
+                    option_reply(&mut s, option, REP_ERR_INVALID, b"malformed metadata context request")?;
+                    continue;
+                };
+                if !known(&export_name) {
+                    option_reply(&mut s, option, REP_ERR_UNKNOWN, b"no such export")?;
+                    continue;
+                }
+                // LIST with no queries lists everything; `base:` asks for every base context.
+                let wanted = if set {
+                    queries.iter().any(|q| q == BASE_ALLOCATION.as_bytes())
+                } else {
+                    queries.is_empty() || queries.iter().any(|q| q == b"base:" || q == BASE_ALLOCATION.as_bytes())
+                };
+                if set {
+                    session.base_allocation = wanted;
+                }
+                if wanted {
+                    let mut d = (if set { BASE_ALLOCATION_ID } else { 0 }).to_be_bytes().to_vec();
+                    d.extend_from_slice(BASE_ALLOCATION.as_bytes());
+                    option_reply(&mut s, option, REP_META_CONTEXT, &d)?;
+                }
+                option_reply(&mut s, option, REP_ACK, &[])?;
             }
             _ => option_reply(&mut s, option, REP_ERR_UNSUP, b"not supported by arca")?,
         }
     }
+}
+
+/// What the handshake settled.
+#[derive(Debug, Default, Clone, Copy)]
+struct Session {
+    /// Structured replies were negotiated: every reply is one.
+    structured: bool,
+    /// The `base:allocation` context was selected: block status is answered.
+    base_allocation: bool,
+}
+
+/// The export name and the queries of `NBD_OPT_{LIST,SET}_META_CONTEXT`.
+fn parse_meta_queries(data: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let take_u32 = |at: usize| data.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().unwrap()) as usize);
+    let n = take_u32(0)?;
+    let name = data.get(4..4usize.checked_add(n)?)?.to_vec();
+    let mut at = 4 + n;
+    let count = take_u32(at)?;
+    at += 4;
+    // Each query takes at least four bytes: a count beyond the data is malformed, not a reason
+    // to reserve memory.
+    if count > (data.len() - at) / 4 {
+        return None;
+    }
+    let mut queries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = take_u32(at)?;
+        queries.push(data.get(at + 4..(at + 4).checked_add(len)?)?.to_vec());
+        at += 4 + len;
+    }
+    (at == data.len()).then_some((name, queries))
+}
+
+/// Writes one structured reply chunk, the last of its request.
+fn structured_chunk(s: &mut impl Write, kind: u16, cookie: u64, payload: &[&[u8]]) -> io::Result<()> {
+    let len: usize = payload.iter().map(|p| p.len()).sum();
+    let mut head = [0u8; 20];
+    head[0..4].copy_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
+    head[4..6].copy_from_slice(&REPLY_FLAG_DONE.to_be_bytes());
+    head[6..8].copy_from_slice(&kind.to_be_bytes());
+    head[8..16].copy_from_slice(&cookie.to_be_bytes());
+    head[16..20].copy_from_slice(&(len as u32).to_be_bytes());
+    s.write_all(&head)?;
+    for p in payload {
+        s.write_all(p)?;
+    }
+    Ok(())
+}
+
+/// Answers a request: an error, or success with the data of a read at `offset` (structured
+/// replies: `OFFSET_DATA`, `NONE` or `ERROR`; simple replies otherwise).
+fn answer(s: &mut impl Write, session: Session, error: u32, cookie: u64, offset: u64, data: &[u8]) -> io::Result<()> {
+    if !session.structured {
+        return simple_reply(s, error, cookie, data);
+    }
+    if error != 0 {
+        let mut p = error.to_be_bytes().to_vec();
+        p.extend_from_slice(&0u16.to_be_bytes());
+        return structured_chunk(s, REPLY_TYPE_ERROR, cookie, &[&p]);
+    }
+    if data.is_empty() {
+        return structured_chunk(s, REPLY_TYPE_NONE, cookie, &[]);
+    }
+    structured_chunk(s, REPLY_TYPE_OFFSET_DATA, cookie, &[&offset.to_be_bytes(), data])
+}
+
+/// The block status payload for `len` bytes at `offset`: the context id and (length, flags)
+/// descriptors, clamped to the request, adjacent runs of one kind merged.
+fn block_status_payload(export: &dyn Export, offset: u64, len: u32, one: bool) -> Vec<u8> {
+    let mut p = BASE_ALLOCATION_ID.to_be_bytes().to_vec();
+    let mut runs: Vec<Extent> = Vec::new();
+    let mut covered = 0u32;
+    for e in export.extents(offset, len) {
+        let length = e.length.min(len - covered);
+        if length == 0 {
+            break;
+        }
+        covered += length;
+        match runs.last_mut() {
+            Some(last) if last.hole == e.hole => last.length += length,
+            _ => runs.push(Extent { length, hole: e.hole }),
+        }
+        if covered == len {
+            break;
+        }
+    }
+    if runs.is_empty() {
+        runs.push(Extent { length: len, hole: false });
+    }
+    runs.truncate(if one { 1 } else { MAX_EXTENTS });
+    for r in runs {
+        p.extend_from_slice(&r.length.to_be_bytes());
+        p.extend_from_slice(&(if r.hole { STATE_HOLE | STATE_ZERO } else { 0 }).to_be_bytes());
+    }
+    p
 }
 
 fn simple_reply(s: &mut impl Write, error: u32, cookie: u64, data: &[u8]) -> io::Result<()> {
@@ -232,7 +406,7 @@ fn simple_reply(s: &mut impl Write, error: u32, cookie: u64, data: &[u8]) -> io:
     Ok(())
 }
 
-fn transmission(s: TcpStream, export: &dyn Export) -> io::Result<()> {
+fn transmission(s: TcpStream, export: &dyn Export, session: Session) -> io::Result<()> {
     let mut r = io::BufReader::new(s.try_clone()?);
     let mut w = io::BufWriter::with_capacity(1 << 20, s);
     let size = export.size();
@@ -241,7 +415,7 @@ fn transmission(s: TcpStream, export: &dyn Export) -> io::Result<()> {
         if read_u32(&mut r)? != REQUEST_MAGIC {
             return Err(bad("bad request magic"));
         }
-        let _flags = read_u16(&mut r)?;
+        let flags = read_u16(&mut r)?;
         let cmd = read_u16(&mut r)?;
         let cookie = read_u64(&mut r)?;
         let offset = read_u64(&mut r)?;
@@ -249,22 +423,26 @@ fn transmission(s: TcpStream, export: &dyn Export) -> io::Result<()> {
         let in_range = offset.checked_add(len as u64).is_some_and(|end| end <= size);
         match cmd {
             CMD_READ => {
-                if len > MAX_REQUEST {
-                    simple_reply(&mut w, EINVAL, cookie, &[])?;
-                    continue;
-                }
-                if !in_range {
-                    simple_reply(&mut w, EINVAL, cookie, &[])?;
+                if len > MAX_REQUEST || !in_range {
+                    answer(&mut w, session, EINVAL, cookie, offset, &[])?;
                     continue;
                 }
                 let mut buf = vec![0u8; len as usize];
                 match export.read_at(offset, &mut buf) {
-                    Ok(()) => simple_reply(&mut w, 0, cookie, &buf)?,
+                    Ok(()) => answer(&mut w, session, 0, cookie, offset, &buf)?,
                     Err(e) => {
                         tracing::error!("NBD read of {len} bytes at offset {offset} failed: {e}");
-                        simple_reply(&mut w, EIO, cookie, &[])?;
+                        answer(&mut w, session, EIO, cookie, offset, &[])?;
                     }
                 }
+            }
+            CMD_BLOCK_STATUS => {
+                if !session.base_allocation || len == 0 || !in_range {
+                    answer(&mut w, session, EINVAL, cookie, offset, &[])?;
+                    continue;
+                }
+                let payload = block_status_payload(export, offset, len, flags & CMD_FLAG_REQ_ONE != 0);
+                structured_chunk(&mut w, REPLY_TYPE_BLOCK_STATUS, cookie, &[&payload])?;
             }
             CMD_WRITE => {
                 if len > MAX_REQUEST {
@@ -285,7 +463,7 @@ fn transmission(s: TcpStream, export: &dyn Export) -> io::Result<()> {
                         }
                     }
                 };
-                simple_reply(&mut w, err, cookie, &[])?;
+                answer(&mut w, session, err, cookie, offset, &[])?;
             }
             CMD_FLUSH => {
                 let err = match export.flush() {
@@ -295,13 +473,13 @@ fn transmission(s: TcpStream, export: &dyn Export) -> io::Result<()> {
                         EIO
                     }
                 };
-                simple_reply(&mut w, err, cookie, &[])?;
+                answer(&mut w, session, err, cookie, offset, &[])?;
             }
             CMD_DISC => {
                 w.flush()?;
                 return Ok(());
             }
-            _ => simple_reply(&mut w, EINVAL, cookie, &[])?,
+            _ => answer(&mut w, session, EINVAL, cookie, offset, &[])?,
         }
     }
 }
@@ -346,6 +524,32 @@ mod tests {
     fn reply(s: &mut TcpStream) -> (u32, u64) {
         assert_eq!(read_u32(s).unwrap(), SIMPLE_REPLY_MAGIC);
         (read_u32(s).unwrap(), read_u64(s).unwrap())
+    }
+
+    #[test]
+    fn meta_context_queries_are_parsed_and_hostile_counts_refused() {
+        let mut d = 4u32.to_be_bytes().to_vec();
+        d.extend_from_slice(b"disk");
+        d.extend_from_slice(&2u32.to_be_bytes());
+        for q in [&b"base:allocation"[..], b"qemu:dirty-bitmap:x"] {
+            d.extend_from_slice(&(q.len() as u32).to_be_bytes());
+            d.extend_from_slice(q);
+        }
+        let (name, queries) = parse_meta_queries(&d).unwrap();
+        assert_eq!(name, b"disk");
+        assert_eq!(queries, [b"base:allocation".to_vec(), b"qemu:dirty-bitmap:x".to_vec()]);
+        // Trailing bytes, a count beyond the data, lengths past the end: refused.
+        let mut longer = d.clone();
+        longer.push(0);
+        assert!(parse_meta_queries(&longer).is_none());
+        let mut huge = 0u32.to_be_bytes().to_vec();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(parse_meta_queries(&huge).is_none());
+        let mut past = 0u32.to_be_bytes().to_vec();
+        past.extend_from_slice(&1u32.to_be_bytes());
+        past.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(parse_meta_queries(&past).is_none());
+        assert!(parse_meta_queries(&u32::MAX.to_be_bytes()).is_none());
     }
 
     /// Handshake with NBD_OPT_GO, a good read, a failing read (EIO, the connection survives),

@@ -368,6 +368,60 @@ fn nbd_export_is_identical_to_the_image() {
     assert!(!ok, "a write to a read-only export succeeded: {text}");
 }
 
+/// `qemu-img map --output=json` of an export: (start, length, data) of each run, merged.
+fn qemu_map(url: &str) -> Vec<(u64, u64, bool)> {
+    let out = StdCommand::new("qemu-img")
+        .args(["map", "--output=json", "-f", "raw", url])
+        .output()
+        .expect("qemu-img (qemu-utils) is needed");
+    assert!(out.status.success(), "qemu-img map: {}", String::from_utf8_lossy(&out.stderr));
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut runs: Vec<(u64, u64, bool)> = Vec::new();
+    for e in entries.as_array().unwrap() {
+        let (start, length, data) =
+            (e["start"].as_u64().unwrap(), e["length"].as_u64().unwrap(), e["data"].as_bool().unwrap());
+        match runs.last_mut() {
+            Some(last) if last.2 == data && last.0 + last.1 == start => last.1 += length,
+            _ => runs.push((start, length, data)),
+        }
+    }
+    runs
+}
+
+#[test]
+fn nbd_answers_block_status_so_holes_are_not_read() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    // Data at 2-5 MiB, 8-10 MiB and in the last MiB; everything else zeros.
+    make_image(&img, 16 * MIB, 9);
+    env.ok(&["backup", "--image", s(&img), "--chunk-size", "1M"]);
+    let nbd = Nbd::start(&env, &["latest"]);
+    let expected = vec![
+        (0, 2 * MIB, false),
+        (2 * MIB, 3 * MIB, true),
+        (5 * MIB, 3 * MIB, false),
+        (8 * MIB, 2 * MIB, true),
+        (10 * MIB, 5 * MIB, false),
+        (15 * MIB, MIB, true),
+    ];
+    assert_eq!(qemu_map(&nbd.url), expected, "{}", nbd.log());
+    let (same, msg) = qemu_compare(s(&img), &nbd.url);
+    assert!(same, "{msg}\n{}", nbd.log());
+    drop(nbd);
+
+    // With an overlay, a block written into a hole is data.
+    let overlay = env.path("scratch.img");
+    let nbd = Nbd::start(&env, &["latest", "--overlay", s(&overlay)]);
+    let (ok, text) = qemu_io(&nbd.url, false, &["write -P 0xab 64k 4k"]);
+    assert!(ok, "{text}\n{}", nbd.log());
+    let map = qemu_map(&nbd.url);
+    assert_eq!(
+        map[..3],
+        [(0, 64 * 1024, false), (64 * 1024, 64 * 1024, true), (128 * 1024, 2 * MIB - 128 * 1024, false)]
+    );
+    assert_eq!(map[3..], expected[1..]);
+}
+
 #[test]
 fn nbd_overlay_takes_writes_and_leaves_the_backup_alone() {
     let env = Env::new();

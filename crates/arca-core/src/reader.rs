@@ -128,6 +128,31 @@ impl ContentMap {
         self.starts.iter().copied().zip(self.content.iter())
     }
 
+    /// The runs of data and of holes (`ContentRef::Zeros`) covering `len` bytes from `offset`
+    /// (cut at the end of the content), as `(length, is_hole)`, adjacent runs of one kind merged.
+    /// Block status of NBD exports and sparse copies are answered from it.
+    pub fn extents(&self, offset: u64, len: u64) -> Vec<(u64, bool)> {
+        let end = offset.saturating_add(len).min(self.size);
+        let mut runs: Vec<(u64, bool)> = Vec::new();
+        if offset >= end {
+            return runs;
+        }
+        let first = self.starts.partition_point(|&s| s <= offset) - 1;
+        for (start, piece) in self.starts[first..].iter().zip(&self.content[first..]) {
+            if *start >= end {
+                break;
+            }
+            let from = (*start).max(offset);
+            let to = (start + piece.len()).min(end);
+            let hole = matches!(piece, ContentRef::Zeros { .. });
+            match runs.last_mut() {
+                Some((length, h)) if *h == hole => *length += to - from,
+                _ => runs.push((to - from, hole)),
+            }
+        }
+        runs
+    }
+
     /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at or past the end).
     pub fn read_at(&self, repo: &Repository, cache: &BlobCache, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if offset >= self.size || buf.is_empty() {
@@ -163,6 +188,24 @@ impl ContentMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extents_merge_runs_and_cut_at_the_range() {
+        let blob = |b: u8, length: u32| ContentRef::Blob { id: BlobId([b; 32]), length };
+        let map = ContentMap::new(vec![
+            blob(1, 100),
+            blob(2, 100),
+            ContentRef::Zeros { length: 300 },
+            blob(3, 100),
+            ContentRef::Zeros { length: 50 },
+        ]);
+        assert_eq!(map.extents(0, 650), [(200, false), (300, true), (100, false), (50, true)]);
+        assert_eq!(map.extents(150, 100), [(50, false), (50, true)]);
+        assert_eq!(map.extents(210, 10), [(10, true)]);
+        assert_eq!(map.extents(600, 1000), [(50, true)], "cut at the end");
+        assert!(map.extents(650, 10).is_empty());
+        assert!(ContentMap::new(Vec::new()).extents(0, 10).is_empty());
+    }
 
     #[test]
     fn cache_stays_bounded_and_keeps_recent_blobs() {

@@ -14,7 +14,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cli::{FilterArgs, GlobalOpts};
-use crate::nbd::Export;
+use crate::nbd::{Export, Extent};
 use crate::output::print_json;
 use crate::repo;
 
@@ -128,6 +128,34 @@ impl Export for ImageExport<'_> {
 
     fn writable(&self) -> bool {
         self.overlay.is_some()
+    }
+
+    /// The snapshot's holes, less the overlay blocks written since start (data now).
+    fn extents(&self, offset: u64, len: u32) -> Vec<Extent> {
+        let bits = self.overlay.as_ref().map(|ov| ov.dirty.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        let mut out: Vec<Extent> = Vec::new();
+        let mut push = |length: u64, hole: bool| match out.last_mut() {
+            Some(last) if last.hole == hole => last.length += length as u32,
+            _ => out.push(Extent { length: length as u32, hole }),
+        };
+        let mut at = offset;
+        for (length, hole) in self.map.extents(offset, len as u64) {
+            let end = at + length;
+            match (&bits, hole) {
+                (Some(bits), true) => {
+                    // A hole is data where the overlay holds written blocks.
+                    while at < end {
+                        let block = at / OVERLAY_BLOCK;
+                        let next = ((block + 1) * OVERLAY_BLOCK).min(end);
+                        push(next - at, !Overlay::is_dirty(bits, block));
+                        at = next;
+                    }
+                }
+                _ => push(length, hole),
+            }
+            at = end;
+        }
+        out
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), String> {
