@@ -461,7 +461,16 @@ both_shapes!(metering_equals_the_bytes_sent_and_stored, |c: &mut Cluster| {
     assert_eq!(r.bytes().unwrap().len(), data.len());
     let r = http.get(format!("{}/data/{name}", c.repo_url("acme"))).bearer_auth(&dev).header("range", "bytes=10-1009");
     assert_eq!(r.send().unwrap().bytes().unwrap().len(), 1000);
-    let u1 = usage(c);
+    // Egress is billed when a download's body has ended, just after the client has it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let u1 = loop {
+        let u = usage(c);
+        let egress = u["egress_bytes"].as_i64().unwrap() - u0["egress_bytes"].as_i64().unwrap();
+        if egress >= 123_457 + 1000 || std::time::Instant::now() > deadline {
+            break u;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let delta = |k: &str| u1[k].as_i64().unwrap() - u0[k].as_i64().unwrap();
     assert_eq!(delta("ingress_bytes"), 123_457);
     assert_eq!(delta("egress_bytes"), 123_457 + 1000);

@@ -343,10 +343,21 @@ pub(crate) async fn read_object(
             (StatusCode::PARTIAL_CONTENT, Some(format!("bytes {first}-{last}/{size}")), first, last - first + 1)
         }
     };
-    let body = stream_object(store, kind, name, first, length).await?;
-    if kind != ObjectKind::Lock {
-        state.db().record_traffic(&t.repo, 0, length as i64).await.map_err(ApiError::from_db)?;
-    }
+    // Egress is billed as sent, once the body has ended (a client that goes away mid-download is
+    // not billed for what it did not get), and off the answer's path: a database commit per
+    // ranged read held every read back by its latency (restic restores are many ranged reads).
+    let billing = (kind != ObjectKind::Lock).then(|| {
+        let (state, repo, handle) = (state.clone(), t.repo.clone(), tokio::runtime::Handle::current());
+        Box::new(move |sent: u64| {
+            if sent == 0 {
+                return;
+            }
+            if let Err(e) = handle.block_on(state.db().record_traffic(&repo, 0, sent as i64)) {
+                tracing::error!("metering {sent} bytes of egress of repository {} failed: {e}", repo.name);
+            }
+        }) as Billing
+    });
+    let body = stream_object(store, kind, name, first, length, billing).await?;
     let mut resp = (status, [(header::CONTENT_LENGTH, length.to_string())], body).into_response();
     if let Some(cr) = content_range.and_then(|v| HeaderValue::from_str(&v).ok()) {
         resp.headers_mut().insert(header::CONTENT_RANGE, cr);
@@ -357,6 +368,10 @@ pub(crate) async fn read_object(
 /// Piece size of streamed downloads: memory per download in flight is about two pieces.
 const DOWNLOAD_PIECE: u64 = 1 << 20;
 
+/// Called on the download's blocking thread with the bytes handed to the connection, once the
+/// body has ended.
+type Billing = Box<dyn FnOnce(u64) + Send + 'static>;
+
 /// A body that streams `length` bytes of an object from `first` on, a piece at a time, read on
 /// a blocking thread. The first piece is read before answering, so a missing or unreadable
 /// object is a proper error status rather than a cut-off 200.
@@ -366,6 +381,7 @@ async fn stream_object(
     name: &str,
     first: u64,
     length: u64,
+    billing: Option<Billing>,
 ) -> Result<Body, ApiError> {
     let mut reader = arca_store::RangeReader::new(store, kind, name, first, length, DOWNLOAD_PIECE);
     let n = name.to_string();
@@ -379,23 +395,25 @@ async fn stream_object(
     let name = name.to_string();
     tokio::task::spawn_blocking(move || {
         let mut reader = reader;
-        if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
-            return;
-        }
-        loop {
+        let mut sent = 0u64;
+        let mut piece = Some(head);
+        while let Some(p) = piece.take() {
+            let len = p.len() as u64;
+            if tx.blocking_send(Ok(Bytes::from(p))).is_err() {
+                break; // the client went away
+            }
+            sent += len;
             match reader.next_piece() {
-                Ok(Some(piece)) => {
-                    if tx.blocking_send(Ok(Bytes::from(piece))).is_err() {
-                        return; // the client went away
-                    }
-                }
-                Ok(None) => return,
+                Ok(next) => piece = next,
                 Err(e) => {
                     tracing::error!("reading {kind} object {name} mid-download: {e}");
                     let _ = tx.blocking_send(Err(std::io::Error::other(format!("reading {kind} object {name}"))));
-                    return;
                 }
             }
+        }
+        drop(tx);
+        if let Some(bill) = billing {
+            bill(sent);
         }
     });
     Ok(Body::from_stream(tokio_stream_from(rx)))
