@@ -124,7 +124,7 @@ wait "${PIDS[-1]}" || true
   echo
   echo "| Figure | seconds | MB/s of image |"
   echo "|---|---:|---:|"
-  echo "| arca backup --image (raw, first, 4 MiB blocks) | $T_BACKUP | $(mbps $BYTES "$T_BACKUP") |"
+  echo "| arca backup --image (raw, first, default blocks) | $T_BACKUP | $(mbps $BYTES "$T_BACKUP") |"
   echo "| arca backup --image (raw, unchanged, second) | $T_BACKUP2 | $(mbps $BYTES "$T_BACKUP2") |"
   echo "| arca backup --image (qcow2 of the same disk; deduplicates against the raw one) | $T_BACKUP_QCOW2 | $(mbps $BYTES "$T_BACKUP_QCOW2") |"
   echo "| qemu-img convert -O qcow2 -c (compressed copy: the nearest peer of a backup) | $T_CONVERT_QCOW2C | $(mbps $BYTES "$T_CONVERT_QCOW2C") |"

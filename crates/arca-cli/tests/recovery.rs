@@ -226,6 +226,32 @@ fn one_percent_changed_stores_about_one_percent() {
 }
 
 #[test]
+fn the_block_size_defaults_small_and_follows_the_previous_backup() {
+    let env = Env::new();
+    let img = env.path("disk.raw");
+    fs::write(&img, noise(5, (4 * MIB) as usize)).unwrap();
+    let first = env.json(&["backup", "--image", s(&img)]);
+    assert_eq!(first["chunk_size"], 64 * 1024, "a first backup of a small disk takes 64 KiB blocks");
+    // Another disk whose chain began with 1 MiB blocks keeps them without being told.
+    let other = env.path("other.raw");
+    fs::write(&other, noise(6, (4 * MIB) as usize)).unwrap();
+    assert_eq!(env.json(&["backup", "--image", s(&other), "--chunk-size", "1M"])["chunk_size"], MIB);
+    fs::OpenOptions::new().write(true).open(&other).unwrap().write_all_at(b"changed", 2 * MIB + 5).unwrap();
+    let next = env.json(&["backup", "--image", s(&other)]);
+    assert_eq!(next["chunk_size"], MIB, "the parent's block size was not kept");
+    let added = next["summary"]["data_added"].as_u64().unwrap();
+    assert!(added <= MIB + 16 * 1024, "one changed block stored {added} bytes");
+    // And the first disk's second backup stores one 64 KiB block for a small change.
+    fs::OpenOptions::new().write(true).open(&img).unwrap().write_all_at(b"changed", MIB).unwrap();
+    let next = env.json(&["backup", "--image", s(&img)]);
+    assert_eq!(next["chunk_size"], 64 * 1024);
+    assert!(next["summary"]["data_added"].as_u64().unwrap() <= 64 * 1024 + 16 * 1024);
+    let out = env.path("restored.raw");
+    env.ok(&["restore", "latest", "--image", s(&out), "--verify"]);
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&img).unwrap());
+}
+
+#[test]
 fn bad_image_input_is_refused_before_anything_is_stored() {
     let env = Env::new();
     let raw = env.path("disk.raw");

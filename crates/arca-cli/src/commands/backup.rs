@@ -27,8 +27,10 @@ with `/` matches the absolute path (`/home/*/.cache`, `**/target`).
 --stdin saves standard input as one file named by --stdin-filename (default `stdin`).
 
 --image saves a disk image or block device (raw, or qcow2 read as the disk the guest sees) in
-fixed-size blocks (--chunk-size, 4 MiB by default); all-zero blocks are stored as holes, and blocks
-already in the repository are not stored again, so an unchanged disk adds almost nothing. Restore it
+fixed-size blocks (--chunk-size; by default the previous backup's of the same image, else 64 KiB,
+doubled for disks over 64 GiB to stay under a million blocks); all-zero blocks are stored as
+holes, and blocks already in the repository are not stored again, so an unchanged disk adds almost
+nothing. Restore it
 with `arca restore SNAPSHOT --image TARGET`, or serve it with `arca nbd SNAPSHOT`.
 
 Files that cannot be read are reported and left out; the snapshot is still saved and the exit code
@@ -96,9 +98,9 @@ pub struct BackupArgs {
     #[arg(long, value_name = "FILE_OR_DEVICE", conflicts_with_all = ["paths", "stdin"])]
     pub image: Option<PathBuf>,
 
-    /// Block size of --image backups (keep it the same between backups of one disk)
-    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = super::image::parse_size, requires = "image")]
-    pub chunk_size: u64,
+    /// Block size of --image backups [default: the previous backup's, else 64K and more for disks over 64G]
+    #[arg(long, value_name = "SIZE", value_parser = super::image::parse_size, requires = "image")]
+    pub chunk_size: Option<u64>,
 
     /// Format of the --image source
     #[arg(long, value_enum, default_value = "auto", requires = "image")]

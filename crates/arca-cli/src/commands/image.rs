@@ -57,7 +57,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Runs `arca backup --image`.
 pub fn backup(g: &GlobalOpts, a: &super::backup::BackupArgs, image: &Path) -> Result<i32> {
-    let chunk_size = u32::try_from(a.chunk_size).map_err(|_| anyhow::anyhow!("--chunk-size is too large"))?;
+    let chunk_size =
+        a.chunk_size.map(|c| u32::try_from(c).map_err(|_| anyhow::anyhow!("--chunk-size is too large"))).transpose()?;
     let opts = ImageBackupOptions {
         path: image.to_path_buf(),
         format: a.image_format.into(),
@@ -79,6 +80,8 @@ pub fn backup(g: &GlobalOpts, a: &super::backup::BackupArgs, image: &Path) -> Re
         || arca_core::image::backup_image(repo, &opts, &counters),
     )
     .with_context(|| format!("backing up the image {}", image.display()))?;
+    let chunk_size = outcome.chunk_size;
+    let outcome = outcome.backup;
     for w in &outcome.repository_warnings {
         eprintln!("warning: {w}");
     }
