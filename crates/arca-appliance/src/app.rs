@@ -153,6 +153,11 @@ pub async fn start(config: Config) -> Result<Running> {
         tokio::spawn(drill_loop(shared.clone(), shares, d.sample(), scratch, schedule, replicator));
     }
 
+    // SMB before the WebDAV listener: when `start` returns, every front answers.
+    let samba = match &config.smb {
+        Some(_) => Some(crate::smb::start(&config, catalog.clone(), status.clone()).await?),
+        None => None,
+    };
     let hashes = config.users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect();
     let users = Arc::new(blocking(move || Ok(Users::new(hashes))).await?);
     let dav = Arc::new(Dav::new(&config.shares, users.clone(), catalog, config.max_upload.0));
@@ -182,6 +187,8 @@ pub async fn start(config: Config) -> Result<Running> {
     let server = Box::pin(async move {
         // Held while serving: a second appliance on this data directory is refused.
         let _data_lock = data_lock;
+        // smbd runs (and previous versions stay mounted) while the appliance serves.
+        let _samba = samba;
         axum::serve(listener, app).await
     });
     Ok(Running { addr, target_addr, server })

@@ -11,11 +11,15 @@
 //!
 //! [users.alice]
 //! password_hash = "$argon2id$v=19$…"            # from `arca appliance hash-password`
+//! nt_hash = "8846F7EA…"                          # for SMB (`hash-password --smb` prints both)
 //!
 //! [shares.docs]
 //! path = "/srv/docs"
 //! schedule = "0 0 * * * *"                       # cron; a leading seconds field is optional
 //! retention = { keep_last = 24, keep_daily = 7, keep_weekly = 4 }
+//!
+//! [smb]                                          # the same shares over SMB, through Samba
+//! listen = "0.0.0.0:445"
 //!
 //! [provider]
 //! url = "https://backup.example.net/v1/repos/acme-office"
@@ -64,6 +68,39 @@ pub struct Config {
     pub backup_target: Option<TargetConfig>,
     /// Scheduled restore drills of every share's newest snapshot (none: no drills).
     pub drill: Option<DrillConfig>,
+    /// The shares over SMB through Samba (none: WebDAV only).
+    pub smb: Option<SmbConfig>,
+}
+
+/// SMB shares through Samba's `smbd` (`[smb]`). The appliance writes smbd's whole configuration
+/// under `<data_dir>/samba/`, starts it, restarts it if it dies and stops it on exit; the share
+/// users are its own (Samba's password database holds their NT hashes), not the system's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmbConfig {
+    /// Where smbd listens (`"0.0.0.0:445"`; any port, so tests need no privileges).
+    pub listen: SocketAddr,
+    /// The smbd program (default: `smbd` from Debian's samba package, /usr/sbin/smbd).
+    pub smbd: Option<PathBuf>,
+    /// nss_wrapper (Debian's libnss-wrapper), through which smbd sees the share users without
+    /// system accounts (default: found in the usual library folders).
+    pub nss_wrapper: Option<PathBuf>,
+    /// uid_wrapper (Debian's libuid-wrapper), needed only when the appliance does not run as root
+    /// (default: found in the usual library folders).
+    pub uid_wrapper: Option<PathBuf>,
+    /// The workgroup shown to clients.
+    #[serde(default = "default_workgroup")]
+    pub workgroup: String,
+}
+
+fn default_workgroup() -> String {
+    "WORKGROUP".into()
+}
+
+/// The read-only share that shows share `name`'s snapshots as folders (for macOS, whose Finder has
+/// no Previous Versions tab).
+pub fn versions_share_name(name: &str) -> String {
+    format!("{name}-versions")
 }
 
 /// Scheduled restore drills (`[drill]`).
@@ -182,6 +219,9 @@ impl RepositoryConfig {
 pub struct UserConfig {
     /// An Argon2id hash in PHC form (`$argon2id$…`), from `arca appliance hash-password`.
     pub password_hash: String,
+    /// The password's NT hash (32 hex digits), for SMB only: NTLM sign-in can check nothing else.
+    /// From `arca appliance hash-password --smb`. Without it the user has WebDAV but not SMB.
+    pub nt_hash: Option<String>,
 }
 
 /// One shared folder.
@@ -320,6 +360,41 @@ impl Config {
             }
             argon2::PasswordHash::new(&user.password_hash)
                 .map_err(|e| Error::config(format!("user {name}: password_hash is not a PHC string: {e}")))?;
+            if let Some(h) = &user.nt_hash {
+                if !crate::users::is_nt_hash(h) {
+                    return Err(Error::config(format!(
+                        "user {name}: nt_hash must be 32 hexadecimal digits (from `arca appliance hash-password --smb`)"
+                    )));
+                }
+            }
+            if self.smb.is_some() && !valid_smb_user_name(name) {
+                return Err(Error::config(format!(
+                    "user name {name:?} cannot sign in over SMB: use 1 to 32 characters of letters, digits, '.', \
+                     '-' and '_', not starting with '-'"
+                )));
+            }
+        }
+        if let Some(smb) = &self.smb {
+            let w = &smb.workgroup;
+            if w.is_empty() || w.len() > 15 || !w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(Error::config(format!("[smb] workgroup {w:?}: use 1 to 15 letters, digits, '-' or '_'")));
+            }
+            for (name, share) in &self.shares {
+                // smb.conf is line-based: a path with a line break would write a setting of its own.
+                if share.path.as_os_str().as_encoded_bytes().iter().any(|b| b.is_ascii_control()) {
+                    return Err(Error::config(format!(
+                        "share {name}: an SMB share's path cannot hold control characters"
+                    )));
+                }
+            }
+            for name in self.shares.keys() {
+                let versions = versions_share_name(name);
+                if self.shares.contains_key(&versions) {
+                    return Err(Error::config(format!(
+                        "share {versions} clashes with the SMB share of share {name}'s previous versions; rename it"
+                    )));
+                }
+            }
         }
         if let Some(p) = &self.provider {
             arca_store::HttpStore::new(&p.url, "placeholder").map_err(|e| Error::config(format!("provider: {e}")))?;
@@ -337,6 +412,15 @@ pub fn valid_share_name(name: &str) -> bool {
         && name.len() <= 64
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Whether `name` may be an SMB user name (it also goes into smbd's files, one per line and
+/// colon-separated, so nothing else is let through).
+pub fn valid_smb_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
 }
 
 /// A size in bytes, written `"16 GiB"`, `"500 MB"` or `12345`.

@@ -3,6 +3,8 @@
 //! - serves folders as WebDAV shares to the office, with users of its own ([`share`], [`users`]);
 //! - snapshots each share on a cron schedule into a local arca repository and applies its
 //!   retention policy ([`schedule`], [`snapshot`]);
+//! - serves the same folders over SMB through Samba, snapshots as Windows Previous Versions
+//!   ([`smb`], [`versions_mount`]);
 //! - shows every snapshot read-only as "previous versions" inside the share, under
 //!   `/.snapshots/<time>/` ([`snapshots_fs`], [`catalog`]);
 //! - replicates the repository to the tenant's repository at the provider, byte for byte,
@@ -25,14 +27,16 @@ pub mod recover;
 pub mod replicate;
 pub mod schedule;
 pub mod share;
+pub mod smb;
 pub mod snapshot;
 pub mod snapshots_fs;
 pub mod status;
 pub mod target;
 pub mod throttle;
 pub mod users;
+pub mod versions_mount;
 
 pub use app::{start, Running};
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
-pub use users::hash_password;
+pub use users::{hash_password, nt_hash};

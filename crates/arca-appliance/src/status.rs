@@ -89,6 +89,9 @@ pub struct Status {
     pub shares: BTreeMap<String, ShareStatus>,
     /// Replication, if a provider is configured.
     pub replication: Option<ReplicationStatus>,
+    /// The SMB front (smbd), if `[smb]` is configured: what it is doing.
+    #[serde(default)]
+    pub smb: Option<String>,
 }
 
 /// The shared, updatable status.
@@ -200,7 +203,11 @@ pub fn render(s: &Status) -> String {
             esc(&[sh.warning.as_deref(), sh.last_error.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" · ")),
         );
     }
-    h += "</table><h2>Replication</h2>";
+    h += "</table>";
+    if let Some(smb) = &s.smb {
+        h += &format!("<h2>SMB</h2><p id=\"smb\">{}</p>", esc(smb));
+    }
+    h += "<h2>Replication</h2>";
     if let Some(alert) = s.replication.as_ref().and_then(|r| r.alert.as_deref()) {
         h += &format!("<p class=\"err\" id=\"backlog-alert\"><strong>{}</strong></p>", esc(alert));
     }

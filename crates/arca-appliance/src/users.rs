@@ -29,6 +29,23 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| Error::config(format!("cannot hash the password: {e}")))
 }
 
+/// The NT hash of `password` (MD4 of its UTF-16LE form, upper-case hex) for `nt_hash` in the
+/// configuration: what Samba checks when a user signs in over SMB. NTLM needs exactly this hash,
+/// so it is a password equivalent for SMB: keep the configuration file readable by root only.
+pub fn nt_hash(password: &str) -> Result<String> {
+    use md4::Digest;
+    if password.chars().count() < 8 {
+        return Err(Error::config("a share password needs at least 8 characters"));
+    }
+    let utf16: Vec<u8> = password.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    Ok(hex::encode_upper(md4::Md4::digest(&utf16)))
+}
+
+/// Whether `s` looks like an NT hash (32 hexadecimal digits).
+pub fn is_nt_hash(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The configured users and the cache of recent successful checks.
 pub struct Users {
     hashes: BTreeMap<String, String>,
@@ -112,5 +129,14 @@ mod tests {
         assert!(!users.verify("bob", "open sesame").await);
         assert!(!users.verify("alic", "eopen sesame").await);
         assert!(hash_password("short").is_err());
+    }
+
+    #[test]
+    fn nt_hashes_are_what_windows_computes() {
+        // The NT hash of "password", as published with MS-NLMP's test vectors and by Samba.
+        assert_eq!(nt_hash("password").unwrap(), "8846F7EAEE8FB117AD06BDD830B7586C");
+        assert!(is_nt_hash(&nt_hash("open sesame").unwrap()));
+        assert!(!is_nt_hash("8846F7EAEE8FB117AD06BDD830B7586") && !is_nt_hash("zz46F7EAEE8FB117AD06BDD830B7586C"));
+        assert!(nt_hash("short").is_err());
     }
 }

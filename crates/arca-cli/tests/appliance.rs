@@ -118,13 +118,7 @@ impl Office {
 
     /// Writes `appliance.toml`; returns its path.
     fn write_config(&self, share_extra: &str, extra: &str) -> PathBuf {
-        let out = Command::new(arca_bin())
-            .args(["appliance", "hash-password"])
-            .env("ARCA_NEW_PASSWORD", USER_PASSWORD)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "hash-password: {}", String::from_utf8_lossy(&out.stderr));
-        let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let user_lines = hash_lines(USER_PASSWORD);
         let config = format!(
             r#"listen = "127.0.0.1:0"
 data_dir = "{data}"
@@ -133,7 +127,7 @@ max_upload = "4 MiB"
 path = "{repo}"
 password_env = "TEST_REPO_PASSWORD"
 [users.{USER}]
-password_hash = "{hash}"
+{user_lines}
 [shares.docs]
 path = "{share}"
 {share_extra}
@@ -147,6 +141,19 @@ path = "{share}"
         fs::write(&path, config).unwrap();
         path
     }
+}
+
+/// A user's `password_hash` and `nt_hash` lines, from `arca appliance hash-password --smb`.
+fn hash_lines(password: &str) -> String {
+    let out = Command::new(arca_bin())
+        .args(["appliance", "hash-password", "--smb"])
+        .env("ARCA_NEW_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hash-password: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert!(lines.starts_with("password_hash = \"$argon2id$") && lines.contains("\nnt_hash = \""), "{lines}");
+    lines
 }
 
 fn client() -> Client {
@@ -1026,4 +1033,171 @@ fn an_unreachable_provider_shows_the_backlog_and_alerts() {
     assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("1 snapshots") && text.contains("oldest snapshot not yet at the provider"), "{text}");
+}
+
+/// Whether Samba, smbclient, nss_wrapper and FUSE are here; panics if not, unless
+/// `ARCA_TEST_ALLOW_MISSING_SERVICES=1`.
+fn have_samba() -> bool {
+    let missing: Vec<&str> = [
+        ("/usr/sbin/smbd", "samba"),
+        ("/usr/bin/smbclient", "smbclient"),
+        ("/usr/lib/x86_64-linux-gnu/libnss_wrapper.so", "libnss-wrapper"),
+        ("/usr/bin/fusermount3", "fuse3"),
+        ("/dev/fuse", "the fuse kernel module"),
+    ]
+    .into_iter()
+    .filter(|(path, _)| !Path::new(path).exists())
+    .map(|(_, package)| package)
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("ARCA_TEST_ALLOW_MISSING_SERVICES").as_deref() != Ok("1") {
+        panic!("missing for the SMB test: {missing:?} (apt-get install samba smbclient libnss-wrapper fuse3, or set ARCA_TEST_ALLOW_MISSING_SERVICES=1 to skip)");
+    }
+    eprintln!("SKIPPED: {missing:?} missing; the SMB test did not run");
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs smbclient's `commands` on `//127.0.0.1/share` in `cwd`; returns its exit success and
+/// everything it printed.
+fn smbclient(port: u16, share: &str, user: &str, password: &str, commands: &str, cwd: &Path) -> (bool, String) {
+    let out = Command::new("smbclient")
+        .arg(format!("//127.0.0.1/{share}"))
+        .args(["-p", &port.to_string(), "-U", &format!("{user}%{password}"), "-c", commands])
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// `@GMT-…` tokens in smbclient's `allinfo` output, newest first as Samba sorts them.
+fn gmt_tokens(allinfo: &str) -> Vec<String> {
+    let mut tokens: Vec<String> =
+        allinfo.lines().map(str::trim).filter(|l| l.starts_with("@GMT-") && l.len() == 24).map(String::from).collect();
+    tokens.dedup();
+    tokens
+}
+
+#[test]
+fn smb_serves_the_share_with_previous_versions_and_per_share_users() {
+    if !have_samba() {
+        return;
+    }
+    let office = Office::new();
+    let port = free_port();
+    let bob_lines = hash_lines("bob's own password");
+    let app = office
+        .start(r#"users = ["alice"]"#, &format!("[users.bob]\n{bob_lines}\n[smb]\nlisten = \"127.0.0.1:{port}\"\n"));
+    assert!(app.status()["smb"].as_str().unwrap_or_default().contains("serving"), "{:#}", app.status());
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let smb = |commands: &str| smbclient(port, "docs", USER, USER_PASSWORD, commands, w);
+
+    // Write, read back by hash (3 MiB of noise and a small file).
+    let v1 = noise(3 << 20, 1);
+    fs::write(w.join("big.bin"), &v1).unwrap();
+    fs::write(w.join("note.txt"), b"version one\n").unwrap();
+    let (ok, out) = smb("put big.bin; put note.txt; mkdir sub; put note.txt sub\\nested.txt");
+    assert!(ok, "{out}");
+    let (ok, out) = smb("get big.bin back.bin");
+    assert!(ok, "{out}");
+    assert_eq!(blake3::hash(&fs::read(w.join("back.bin")).unwrap()), blake3::hash(&v1));
+    // The same files over WebDAV, owned by the same user, folders 0755.
+    let r = app.dav("GET", "/note.txt").send().unwrap();
+    assert_eq!(r.bytes().unwrap().as_ref(), b"version one\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(office.share().join("sub")).unwrap().permissions().mode() & 0o777, 0o755);
+    // A WebDAV upload's temporary file is not shown over SMB.
+    fs::write(office.share().join(".arca-upload-00000000bbbbbbbb"), b"in flight").unwrap();
+    let (_, listing) = smb("ls");
+    assert!(listing.contains("big.bin") && !listing.contains(".arca-upload"), "{listing}");
+
+    // Two snapshots of changing files: previous versions list them and serve the old bytes.
+    let snapshot = || {
+        let r =
+            client().post(format!("{}/snapshot/docs", app.base)).basic_auth(USER, Some(USER_PASSWORD)).send().unwrap();
+        assert!(r.status().is_success(), "snapshot now: {}", r.text().unwrap());
+        // GMT tokens have one-second resolution.
+        std::thread::sleep(Duration::from_millis(1100));
+    };
+    snapshot();
+    fs::write(w.join("note.txt"), b"version two\n").unwrap();
+    let v2 = noise(3 << 20, 2);
+    fs::write(w.join("big.bin"), &v2).unwrap();
+    let (ok, out) = smb("put note.txt; put big.bin");
+    assert!(ok, "{out}");
+    snapshot();
+    fs::write(w.join("note.txt"), b"version three\n").unwrap();
+    let (ok, out) = smb("put note.txt");
+    assert!(ok, "{out}");
+
+    let (ok, info) = smb("allinfo note.txt");
+    assert!(ok, "{info}");
+    let tokens = gmt_tokens(&info);
+    assert_eq!(tokens.len(), 2, "two previous versions expected in:\n{info}");
+    let (newer, older) = (&tokens[0], &tokens[1]);
+    assert!(newer > older, "{tokens:?}");
+    let (ok, out) = smb(&format!("get {older}\\note.txt old1.txt; get {newer}\\note.txt old2.txt; get {older}\\big.bin oldbig.bin; get {older}\\sub\\nested.txt oldnested.txt"));
+    assert!(ok, "{out}");
+    assert_eq!(fs::read(w.join("old1.txt")).unwrap(), b"version one\n");
+    assert_eq!(fs::read(w.join("old2.txt")).unwrap(), b"version two\n");
+    assert_eq!(blake3::hash(&fs::read(w.join("oldbig.bin")).unwrap()), blake3::hash(&v1));
+    assert_eq!(fs::read(w.join("oldnested.txt")).unwrap(), b"version one\n");
+    // Previous versions are read-only.
+    let (_, out) = smb(&format!("put note.txt {older}\\note.txt"));
+    assert!(out.contains("NT_STATUS_"), "writing into a previous version: {out}");
+    assert_eq!(
+        smb(&format!("get {older}\\note.txt again.txt")).0.then(|| fs::read(w.join("again.txt")).unwrap()),
+        Some(b"version one\n".to_vec())
+    );
+
+    // macOS: the read-only docs-versions share shows the snapshots as folders.
+    let (ok, out) = smbclient(port, "docs-versions", USER, USER_PASSWORD, "ls", w);
+    assert!(ok, "{out}");
+    let folders: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("20") && l.contains(" D "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(folders.len(), 2, "{out}");
+    let (ok, out) =
+        smbclient(port, "docs-versions", USER, USER_PASSWORD, &format!("get {}\\note.txt mac.txt", folders[0]), w);
+    assert!(ok, "{out}");
+    assert_eq!(fs::read(w.join("mac.txt")).unwrap(), b"version one\n");
+    let (_, out) = smbclient(port, "docs-versions", USER, USER_PASSWORD, &format!("mkdir {}\\x", folders[0]), w);
+    assert!(out.contains("NT_STATUS_"), "the versions share took a write: {out}");
+
+    // Strangers, wrong passwords and users of other shares are refused.
+    let (ok, out) = smbclient(port, "docs", USER, "not the password", "ls", w);
+    assert!(!ok && out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
+    let (ok, out) = smbclient(port, "docs", "mallory", USER_PASSWORD, "ls", w);
+    assert!(!ok && out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
+    let (ok, out) = smbclient(port, "docs", "bob", "bob's own password", "ls", w);
+    assert!(!ok && out.contains("NT_STATUS_ACCESS_DENIED"), "bob is not a user of docs: {out}");
+
+    // The appliance killed outright: smbd goes with it, and the next start serves again on the
+    // same data directory (the dead previous-versions mount is cleared).
+    let mut app = app;
+    let _ = app.child.kill();
+    let _ = app.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "smbd outlived the appliance");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(app);
+    let app = office
+        .start(r#"users = ["alice"]"#, &format!("[users.bob]\n{bob_lines}\n[smb]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let (ok, info) = smb("allinfo note.txt; get note.txt now.txt");
+    assert!(ok, "{info}");
+    assert_eq!(gmt_tokens(&info).len(), 2, "{info}");
+    assert_eq!(fs::read(w.join("now.txt")).unwrap(), b"version three\n");
+    drop(app);
 }

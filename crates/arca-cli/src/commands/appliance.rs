@@ -12,7 +12,8 @@ use crate::cli::GlobalOpts;
 use crate::output::print_json;
 
 const ABOUT: &str = "\
-Run the office appliance: WebDAV shares, scheduled snapshots into a local repository, previous
+Run the office appliance: WebDAV shares (and SMB shares through Samba, with snapshots as
+Windows Previous Versions, when the configuration has an [smb] section), scheduled snapshots into a local repository, previous
 versions under /.snapshots in every share (not listed, so copying a share does not copy its
 history: open <share>/.snapshots/ by its path), and replication to the provider.
 
@@ -22,6 +23,7 @@ The local repository must exist first: `arca init -r /var/lib/arca-appliance/rep
 Examples:
   arca appliance --config /etc/arca/appliance.toml
   ARCA_NEW_PASSWORD=... arca appliance hash-password
+  ARCA_NEW_PASSWORD=... arca appliance hash-password --smb   # both lines of a user for SMB
   ARCA_SHARE_PASSWORD=... arca appliance -c /etc/arca/appliance.toml snapshot --share docs --user alice
   arca appliance --config /etc/arca/appliance.toml status --json";
 
@@ -42,7 +44,12 @@ pub struct ApplianceArgs {
 pub enum ApplianceCommand {
     /// Print an Argon2id hash of a share user's password, for `password_hash` in the configuration
     /// (the password comes from ARCA_NEW_PASSWORD or a prompt)
-    HashPassword,
+    HashPassword {
+        /// Print both lines of the user's section, `password_hash` and the `nt_hash` SMB sign-in
+        /// needs (NTLM checks nothing else; keep the configuration readable by root only)
+        #[arg(long)]
+        smb: bool,
+    },
     /// Disaster recovery: pull the repository back from the provider, then restore every share's
     /// (or the given shares') newest snapshot into its folder, which must be empty unless --force
     Restore {
@@ -93,7 +100,7 @@ pub enum ApplianceCommand {
 /// Runs `arca appliance`.
 pub fn run(g: &GlobalOpts, a: &ApplianceArgs) -> Result<i32> {
     match &a.command {
-        Some(ApplianceCommand::HashPassword) => hash_password(),
+        Some(ApplianceCommand::HashPassword { smb }) => hash_password(*smb),
         Some(ApplianceCommand::Status { url }) => status(g, a, url.as_deref()),
         Some(ApplianceCommand::Snapshot { share, user, url }) => snapshot_now(g, a, share, user, url.as_deref()),
         Some(ApplianceCommand::Export { to }) => {
@@ -153,12 +160,20 @@ fn serve(a: &ApplianceArgs) -> Result<i32> {
         println!("arca appliance listening on http://{}", running.addr);
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        running.serve().await.context("serving")?;
+        // SIGTERM (systemd's stop) and Ctrl-C stop it cleanly: smbd is stopped and the previous
+        // versions unmounted when the served future is dropped.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            served = running.serve() => served.context("serving")?,
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+        }
         Ok(crate::exit::OK)
     })
 }
 
-fn hash_password() -> Result<i32> {
+fn hash_password(smb: bool) -> Result<i32> {
     let password = match std::env::var("ARCA_NEW_PASSWORD") {
         Ok(p) => p,
         Err(_) => {
@@ -170,7 +185,12 @@ fn hash_password() -> Result<i32> {
             first
         }
     };
-    println!("{}", arca_appliance::hash_password(&password)?);
+    let hash = arca_appliance::hash_password(&password)?;
+    if smb {
+        println!("password_hash = \"{hash}\"\nnt_hash = \"{}\"", arca_appliance::nt_hash(&password)?);
+    } else {
+        println!("{hash}");
+    }
     Ok(crate::exit::OK)
 }
 
