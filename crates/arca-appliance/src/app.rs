@@ -46,6 +46,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The backup target's address, if one is configured.
     pub target_addr: Option<SocketAddr>,
+    /// `https` with `[tls]`, else `http`.
+    pub scheme: &'static str,
     server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>,
 }
 
@@ -184,14 +186,25 @@ pub async fn start(config: Config) -> Result<Running> {
             }
         });
     }
+    let tls = match &config.tls {
+        Some(t) => Some(crate::tls::prepare(t, &config.data_dir, addr)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = Box::pin(async move {
         // Held while serving: a second appliance on this data directory is refused.
         let _data_lock = data_lock;
         // smbd runs (and previous versions stay mounted) while the appliance serves.
         let _samba = samba;
-        axum::serve(listener, app).await
+        match tls {
+            None => axum::serve(listener, app).await,
+            Some(files) => {
+                let listener = listener.into_std()?;
+                arca_server::serve_router_tls(listener, app, &files.cert, &files.key, std::future::pending()).await
+            }
+        }
     });
-    Ok(Running { addr, target_addr, server })
+    Ok(Running { addr, target_addr, scheme, server })
 }
 
 /// Takes share `name`'s snapshots on its schedule, forever.

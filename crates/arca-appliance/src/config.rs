@@ -21,6 +21,10 @@
 //! [smb]                                          # the same shares over SMB, through Samba
 //! listen = "0.0.0.0:445"
 //!
+//! [tls]                                          # HTTPS for the share and the status page
+//! cert_file = "/etc/arca/appliance.crt"          # or leave both out: self-signed, made once
+//! key_file = "/etc/arca/appliance.key"
+//!
 //! [provider]
 //! url = "https://backup.example.net/v1/repos/acme-office"
 //! token_file = "/etc/arca/device-token"          # or token = "…" or token_env = "VAR"
@@ -70,6 +74,22 @@ pub struct Config {
     pub drill: Option<DrillConfig>,
     /// The shares over SMB through Samba (none: WebDAV only).
     pub smb: Option<SmbConfig>,
+    /// HTTPS for the WebDAV share and the status page (none: plain HTTP).
+    pub tls: Option<TlsConfig>,
+}
+
+/// HTTPS (`[tls]`): the office's certificate, or a self-signed one made once (see [`crate::tls`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (with `key_file`; none: self-signed).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+    /// Names a self-signed certificate is made for, besides `localhost` and the listen address
+    /// (`["nas.office.lan"]`).
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 /// SMB shares through Samba's `smbd` (`[smb]`). The appliance writes smbd's whole configuration
@@ -372,6 +392,13 @@ impl Config {
                     "user name {name:?} cannot sign in over SMB: use 1 to 32 characters of letters, digits, '.', \
                      '-' and '_', not starting with '-'"
                 )));
+            }
+        }
+        if let Some(t) = &self.tls {
+            if t.cert_file.is_some() != t.key_file.is_some() {
+                return Err(Error::config(
+                    "[tls]: give cert_file and key_file together (or neither, for a self-signed certificate)",
+                ));
             }
         }
         if let Some(smb) = &self.smb {

@@ -33,6 +33,7 @@ pub mod snapshots_fs;
 pub mod status;
 pub mod target;
 pub mod throttle;
+pub mod tls;
 pub mod users;
 pub mod versions_mount;
 

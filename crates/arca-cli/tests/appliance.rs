@@ -1201,3 +1201,61 @@ fn smb_serves_the_share_with_previous_versions_and_per_share_users() {
     assert_eq!(fs::read(w.join("now.txt")).unwrap(), b"version three\n");
     drop(app);
 }
+
+#[test]
+fn https_serves_the_share_with_a_self_signed_certificate_kept_across_restarts() {
+    let office = Office::new();
+    let app = office.start("", "[tls]\nnames = [\"nas.office.lan\"]\n");
+    assert!(app.base.starts_with("https://127.0.0.1:"), "{}", app.base);
+    let cert_file = office.dir.path().join("state/tls/cert.pem");
+    let key_file = office.dir.path().join("state/tls/key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let pem = fs::read(&cert_file).unwrap();
+    let trusting = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = format!("{}/dav/docs/over-tls.txt", app.base);
+    let r = trusting.put(&url).basic_auth(USER, Some(USER_PASSWORD)).body("sealed in transit\n").send().unwrap();
+    assert!(r.status().is_success(), "PUT over HTTPS: {}", r.status());
+    let r = trusting.get(&url).basic_auth(USER, Some(USER_PASSWORD)).send().unwrap();
+    assert_eq!(r.bytes().unwrap().as_ref(), b"sealed in transit\n");
+    assert_eq!(fs::read(office.share().join("over-tls.txt")).unwrap(), b"sealed in transit\n");
+    // A client that does not trust the certificate is stopped by it; plain HTTP gets no answer.
+    let err = client().get(&url).basic_auth(USER, Some(USER_PASSWORD)).send().unwrap_err();
+    assert!(format!("{err:?}").to_lowercase().contains("certificate"), "{err:?}");
+    let plain = app.base.replacen("https://", "http://", 1);
+    assert!(client().get(format!("{plain}/status.json")).send().is_err(), "plain HTTP was answered");
+    // The command line reads the configuration, speaks HTTPS and trusts the appliance's certificate.
+    let out = office
+        .command()
+        .args(["--config"])
+        .arg(office.dir.path().join("appliance.toml"))
+        .args(["status", "--url", &app.base])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "status (3: the share has no schedule): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("share docs"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("did not answer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A restart serves the same certificate: clients that trusted it keep working.
+    drop(app);
+    let app = office.start("", "[tls]\nnames = [\"nas.office.lan\"]\n");
+    assert_eq!(fs::read(&cert_file).unwrap(), pem);
+    let r = trusting
+        .get(format!("{}/dav/docs/over-tls.txt", app.base))
+        .basic_auth(USER, Some(USER_PASSWORD))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+}

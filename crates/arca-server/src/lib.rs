@@ -187,6 +187,18 @@ pub async fn serve_tls(
     key: &std::path::Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_router_tls(listener, app(state), cert, key, shutdown).await
+}
+
+/// Serves any `router` over TLS as [`serve_tls`] serves the provider's (the appliance's share and
+/// status page use it).
+pub async fn serve_router_tls(
+    listener: std::net::TcpListener,
+    router: Router,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -201,7 +213,7 @@ pub async fn serve_tls(
     });
     axum_server::from_tcp_rustls(listener, config)?
         .handle(handle)
-        .serve(app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
 }
 

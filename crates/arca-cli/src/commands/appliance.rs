@@ -157,7 +157,7 @@ fn serve(a: &ApplianceArgs) -> Result<i32> {
         if let Some(t) = running.target_addr {
             println!("arca appliance backup target on http://{t}");
         }
-        println!("arca appliance listening on http://{}", running.addr);
+        println!("arca appliance listening on {}://{}", running.scheme, running.addr);
         use std::io::Write;
         let _ = std::io::stdout().flush();
         // SIGTERM (systemd's stop) and Ctrl-C stop it cleanly: smbd is stopped and the previous
@@ -205,14 +205,37 @@ fn appliance_address(a: &ApplianceArgs, url: Option<&str>) -> Result<(String, Op
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            (format!("http://{addr}"), Some(c))
+            let scheme = if c.tls.is_some() { "https" } else { "http" };
+            (format!("{scheme}://{addr}"), Some(c))
         }
         (None, None) => bail!("give the configuration file with --config FILE, or the appliance's address with --url"),
     })
 }
 
+/// An HTTP client for the appliance: with `[tls]` in its configuration it trusts the appliance's
+/// certificate (the self-signed one under its data directory, or the configured one).
+fn appliance_client(config: Option<&Config>) -> Result<reqwest::blocking::ClientBuilder> {
+    let mut builder = reqwest::blocking::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(c) = config {
+        if let Some(t) = &c.tls {
+            let cert = match &t.cert_file {
+                Some(f) => f.clone(),
+                None => arca_appliance::tls::self_signed_files(&c.data_dir).cert,
+            };
+            let pem = std::fs::read(&cert)
+                .with_context(|| format!("reading the appliance's certificate {}", cert.display()))?;
+            for c in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("reading the appliance's certificate {}", cert.display()))?
+            {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+    }
+    Ok(builder)
+}
+
 fn snapshot_now(g: &GlobalOpts, a: &ApplianceArgs, share: &str, user: &str, url: Option<&str>) -> Result<i32> {
-    let (base, _) = appliance_address(a, url)?;
+    let (base, config) = appliance_address(a, url)?;
     let password = match std::env::var("ARCA_SHARE_PASSWORD") {
         Ok(p) => p,
         Err(_) => {
@@ -220,10 +243,7 @@ fn snapshot_now(g: &GlobalOpts, a: &ApplianceArgs, share: &str, user: &str, url:
         }
     };
     // A snapshot of a large share takes as long as it takes: no overall timeout.
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(None)
-        .build()?;
+    let client = appliance_client(config.as_ref())?.timeout(None).build()?;
     let response = client
         .post(format!("{base}/snapshot/{share}"))
         .basic_auth(user, Some(&password))
@@ -259,7 +279,7 @@ fn snapshot_now(g: &GlobalOpts, a: &ApplianceArgs, share: &str, user: &str, url:
 
 fn status(g: &GlobalOpts, a: &ApplianceArgs, url: Option<&str>) -> Result<i32> {
     let (base, state_file) = appliance_address(a, url)?;
-    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+    let client = appliance_client(state_file.as_ref())?.timeout(std::time::Duration::from_secs(10)).build()?;
     let live = client
         .get(format!("{base}/status.json"))
         .send()
