@@ -65,7 +65,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Opens everything `config` names, starts the tasks and binds the listener.
-pub async fn start(config: Config) -> Result<Running> {
+pub async fn start(mut config: Config) -> Result<Running> {
+    // Users changed on the admin page replace the configuration's [users].
+    if let Some(users) = crate::users::load_managed(&config.data_dir)? {
+        tracing::info!(
+            "users from {} (kept by the admin page; [users] in the configuration is not used)",
+            crate::users::managed_file(&config.data_dir).display()
+        );
+        config.users = users;
+    }
     let password = config.repository.password()?;
     let repo_path = config.repository.path.clone();
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -157,19 +165,43 @@ pub async fn start(config: Config) -> Result<Running> {
 
     // SMB before the WebDAV listener: when `start` returns, every front answers.
     let samba = match &config.smb {
-        Some(_) => Some(crate::smb::start(&config, catalog.clone(), status.clone()).await?),
+        Some(_) => Some(Arc::new(crate::smb::start(&config, catalog.clone(), status.clone()).await?)),
         None => None,
     };
     let hashes = config.users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect();
     let users = Arc::new(blocking(move || Ok(Users::new(hashes))).await?);
     let dav = Arc::new(Dav::new(&config.shares, users.clone(), catalog, config.max_upload.0));
+    let admin = config.admin.as_ref().map(|a| {
+        let (jobs, shares) = (shared.clone(), config.shares.clone());
+        let snapshot: crate::admin::SnapshotFn = Arc::new(move |name: String| {
+            let (jobs, share) = (jobs.clone(), shares.get(&name).cloned());
+            Box::pin(async move {
+                let share = share.ok_or_else(|| Error::config(format!("there is no share {name}")))?;
+                run_job(&jobs, &name, &share).await
+            })
+        });
+        crate::admin::Admin::new(crate::admin::AdminParts {
+            password_hash: a.password_hash.clone(),
+            users: users.clone(),
+            user_configs: config.users.clone(),
+            share_users: config.shares.iter().map(|(n, s)| (n.clone(), s.users.clone())).collect(),
+            samba: samba.clone(),
+            status: status.clone(),
+            data_dir: config.data_dir.clone(),
+            secure: config.tls.is_some(),
+            snapshot,
+        })
+    });
     let now = Arc::new(SnapshotNow { shared: shared.clone(), users, shares: config.shares.clone() });
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/", get(|| async { Redirect::to("/status") }))
         .route("/snapshot/{share}", post(snapshot_now))
         .with_state(now)
         .merge(dav.router())
         .merge(status.router());
+    if let Some(admin) = &admin {
+        app = app.merge(admin.router());
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("listening on {}: {e}", config.listen)))?;

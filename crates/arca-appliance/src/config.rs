@@ -25,6 +25,9 @@
 //! cert_file = "/etc/arca/appliance.crt"          # or leave both out: self-signed, made once
 //! key_file = "/etc/arca/appliance.key"
 //!
+//! [admin]                                        # the local admin page, /admin
+//! password_hash = "$argon2id$v=19$…"            # from `arca appliance hash-password`
+//!
 //! [provider]
 //! url = "https://backup.example.net/v1/repos/acme-office"
 //! token_file = "/etc/arca/device-token"          # or token = "…" or token_env = "VAR"
@@ -76,6 +79,16 @@ pub struct Config {
     pub smb: Option<SmbConfig>,
     /// HTTPS for the WebDAV share and the status page (none: plain HTTP).
     pub tls: Option<TlsConfig>,
+    /// The local admin page at `/admin` (none: no admin page).
+    pub admin: Option<AdminConfig>,
+}
+
+/// The local admin page (`[admin]`, see [`crate::admin`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The admin password's Argon2id hash (`arca appliance hash-password`).
+    pub password_hash: String,
 }
 
 /// HTTPS (`[tls]`): the office's certificate, or a self-signed one made once (see [`crate::tls`]).
@@ -234,7 +247,7 @@ impl RepositoryConfig {
 }
 
 /// A share user.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// An Argon2id hash in PHC form (`$argon2id$…`), from `arca appliance hash-password`.
@@ -393,6 +406,10 @@ impl Config {
                      '-' and '_', not starting with '-'"
                 )));
             }
+        }
+        if let Some(a) = &self.admin {
+            argon2::PasswordHash::new(&a.password_hash)
+                .map_err(|e| Error::config(format!("[admin]: password_hash is not a PHC string: {e}")))?;
         }
         if let Some(t) = &self.tls {
             if t.cert_file.is_some() != t.key_file.is_some() {

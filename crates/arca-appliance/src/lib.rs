@@ -11,13 +11,16 @@
 //!   resumable, throttled and verified ([`replicate`], [`throttle`]);
 //! - offers a local backup target to the office's machines, the provider's hosting API in-process
 //!   ([`target`]);
-//! - reports what it does on a status page ([`status`]);
+//! - reports what it does on a status page ([`status`]), and offers a local admin page
+//!   ([`admin`]) to take snapshots and manage users;
+//! - serves everything over HTTPS when configured ([`tls`]);
 //! - after a disaster, pulls the repository back from the provider and restores the shares
 //!   ([`recover`]).
 //!
 //! The configuration is one TOML file ([`config`]); [`start`] runs everything it names.
 #![warn(missing_docs)]
 
+pub mod admin;
 mod app;
 pub mod catalog;
 pub mod config;

@@ -45,9 +45,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The running Samba front: smbd under supervision and the previous-versions mount.
 pub struct Samba {
-    /// smbd's process group, signalled when the front stops.
+    /// smbd's process group (its main process's pid), signalled when the front stops.
     group: Arc<std::sync::atomic::AtomicI32>,
     supervisor: tokio::task::JoinHandle<()>,
+    config: Config,
+    layout: Layout,
+    ids: Ids,
     /// After smbd (fields drop in order): nothing may still read from it when it unmounts.
     _versions: VersionsMount,
 }
@@ -56,6 +59,24 @@ impl Drop for Samba {
     fn drop(&mut self) {
         self.supervisor.abort();
         stop_group(self.group.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
+
+impl Samba {
+    /// Writes smbd's account list, password database and share access for `users` (the admin
+    /// page changed one) and has smbd reload them (SIGHUP): no restart, no dropped connections.
+    pub fn reload_users(&self, users: &BTreeMap<String, crate::config::UserConfig>) -> Result<()> {
+        let mut config = self.config.clone();
+        config.users = users.clone();
+        write_files(&config, &self.layout, self.ids, &self._versions)?;
+        let pid = self.group.load(std::sync::atomic::Ordering::SeqCst);
+        if pid > 1 {
+            // SAFETY: kill(2) has no memory effects.
+            unsafe {
+                libc::kill(pid, libc::SIGHUP);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -70,6 +91,7 @@ fn stop_group(pgid: i32) {
 }
 
 /// Where smbd's files live.
+#[derive(Clone)]
 struct Layout {
     dir: PathBuf,
 }
@@ -123,10 +145,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>, status: Arc<StatusBoa
         .map_err(|e| Error::new(ErrorKind::Io, format!("a worker thread failed: {e}")))??;
 
     let ids = Ids::current();
-    write_private(&layout.passwd(), &passwd_file(config, ids))?;
-    write_private(&layout.group(), &format!("{FILES_ACCOUNT}:x:{}:\nusers:x:100:\nnogroup:x:65534:\n", ids.gid))?;
-    write_private(&layout.smbpasswd(), &smbpasswd_file(config))?;
-    write_private(&layout.conf(), &smb_conf(config, &smb, &layout, &versions))?;
+    write_files(config, &layout, ids, &versions)?;
     for (name, user) in &config.users {
         if user.nt_hash.is_none() {
             tracing::warn!(
@@ -141,8 +160,17 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>, status: Arc<StatusBoa
     let child = wait_until_listening(child, smb.listen, &layout).await?;
     tracing::info!("SMB shares on {} (smbd, previous versions at {})", smb.listen, layout.versions().display());
     status.update(|s| s.smb = Some(format!("serving on {}", smb.listen)));
-    let supervisor = tokio::spawn(supervise(child, launch, group.clone(), layout, status));
-    Ok(Samba { group, supervisor, _versions: versions })
+    let supervisor = tokio::spawn(supervise(child, launch, group.clone(), layout.clone(), status));
+    Ok(Samba { group, supervisor, config: config.clone(), layout, ids, _versions: versions })
+}
+
+/// smbd's configuration, account list and password database for `config`.
+fn write_files(config: &Config, layout: &Layout, ids: Ids, versions: &VersionsMount) -> Result<()> {
+    let smb = config.smb.as_ref().ok_or_else(|| Error::config("no [smb] section"))?;
+    write_private(&layout.passwd(), &passwd_file(config, ids))?;
+    write_private(&layout.group(), &format!("{FILES_ACCOUNT}:x:{}:\nusers:x:100:\nnogroup:x:65534:\n", ids.gid))?;
+    write_private(&layout.smbpasswd(), &smbpasswd_file(config))?;
+    write_private(&layout.conf(), &smb_conf(config, smb, layout, versions))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -158,11 +158,11 @@ async fn json(State(b): State<Arc<StatusBoard>>) -> Json<Status> {
     Json(b.get())
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn when(t: &Option<DateTime<Utc>>) -> String {
+pub(crate) fn when(t: &Option<DateTime<Utc>>) -> String {
     t.map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "—".into())
 }
 

@@ -46,9 +46,54 @@ pub fn is_nt_hash(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The file the admin page keeps the users in, once it has changed one: from then on it, not the
+/// configuration's `[users]`, is the list of users.
+pub fn managed_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("users.toml")
+}
+
+/// The users the admin page manages, if it has ever changed one.
+pub fn load_managed(data_dir: &std::path::Path) -> Result<Option<BTreeMap<String, crate::config::UserConfig>>> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        users: BTreeMap<String, crate::config::UserConfig>,
+    }
+    let path = managed_file(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::config(format!("reading {}: {e}", path.display()))),
+    };
+    let file: File = toml::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+    Ok(Some(file.users))
+}
+
+/// Writes the managed users (0600, replaced atomically: it holds password hashes).
+pub fn save_managed(data_dir: &std::path::Path, users: &BTreeMap<String, crate::config::UserConfig>) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        users: &'a BTreeMap<String, crate::config::UserConfig>,
+    }
+    let path = managed_file(data_dir);
+    let text = toml::to_string(&File { users }).map_err(|e| Error::config(format!("writing the users: {e}")))?;
+    let tmp = path.with_extension("toml.tmp");
+    let io = |e: std::io::Error| Error::new(crate::error::ErrorKind::Io, format!("writing {}: {e}", path.display()));
+    let mut f =
+        std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).map_err(io)?;
+    f.write_all(b"# The appliance's users, kept by its admin page (it replaces [users] of the configuration).\n")
+        .and_then(|_| f.write_all(text.as_bytes()))
+        .and_then(|_| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)
+}
+
 /// The configured users and the cache of recent successful checks.
 pub struct Users {
-    hashes: BTreeMap<String, String>,
+    /// Replaced whole when the admin page changes a user.
+    hashes: std::sync::RwLock<BTreeMap<String, String>>,
     dummy_hash: String,
     cache_key: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], Instant>>,
@@ -64,12 +109,19 @@ impl Users {
         // would only make unknown names answer faster.
         let dummy_hash = argon2::Argon2::default().hash_password(&random).map(|h| h.to_string()).unwrap_or_default();
         Users {
-            hashes,
+            hashes: std::sync::RwLock::new(hashes),
             dummy_hash,
             cache_key: rand::random(),
             verified: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(PARALLEL_CHECKS),
         }
+    }
+
+    /// Replaces every user's hash (the admin page added, changed or removed one). Remembered
+    /// successful checks are forgotten, so an old password stops working at once.
+    pub fn replace(&self, hashes: BTreeMap<String, String>) {
+        *self.hashes.write().unwrap_or_else(|p| p.into_inner()) = hashes;
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn cache_id(&self, user: &str, password: &str) -> [u8; 32] {
@@ -95,7 +147,7 @@ impl Users {
             }
         }
         let Ok(_permit) = self.checks.acquire().await else { return false };
-        let known = self.hashes.get(user).cloned();
+        let known = self.hashes.read().unwrap_or_else(|p| p.into_inner()).get(user).cloned();
         let phc = known.clone().unwrap_or_else(|| self.dummy_hash.clone());
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || {
@@ -129,6 +181,10 @@ mod tests {
         assert!(!users.verify("bob", "open sesame").await);
         assert!(!users.verify("alic", "eopen sesame").await);
         assert!(hash_password("short").is_err());
+        // A changed password works at once and the old one stops, cached or not.
+        users.replace([("alice".to_string(), hash_password("new sesame!").unwrap())].into());
+        assert!(!users.verify("alice", "open sesame").await);
+        assert!(users.verify("alice", "new sesame!").await);
     }
 
     #[test]

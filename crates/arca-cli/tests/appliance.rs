@@ -1,6 +1,7 @@
 //! End-to-end tests of `arca appliance`: the real binary, a real WebDAV client (reqwest, litmus),
 //! and for replication a real `arca server` on loopback (tests/cluster).
 
+mod browser;
 mod cluster;
 
 use std::fs;
@@ -1258,4 +1259,140 @@ fn https_serves_the_share_with_a_self_signed_certificate_kept_across_restarts() 
         .send()
         .unwrap();
     assert!(r.status().is_success());
+}
+
+#[test]
+fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart() {
+    if !browser::available() || !have_samba() {
+        return;
+    }
+    const ADMIN_PASSWORD: &str = "the office admin's password";
+    let out = Command::new(arca_bin())
+        .args(["appliance", "hash-password"])
+        .env("ARCA_NEW_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let admin_hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let office = Office::new();
+    let port = free_port();
+    let extra = format!("[tls]\n[admin]\npassword_hash = \"{admin_hash}\"\n[smb]\nlisten = \"127.0.0.1:{port}\"\n");
+    let app = office.start("", &extra);
+    let pem = fs::read(office.dir.path().join("state/tls/cert.pem")).unwrap();
+    let https = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let dav_status = |user: &str, password: &str| -> u16 {
+        https
+            .request(Method::from_bytes(b"PROPFIND").unwrap(), format!("{}/dav/docs/", app.base))
+            .header("Depth", "0")
+            .basic_auth(user, Some(password))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let work = tempfile::tempdir().unwrap();
+
+    // Forms without the session's CSRF token are refused, signed in or not.
+    let r = https
+        .post(format!("{}/admin/users", app.base))
+        .form(&[("name", "eve"), ("password", "eve's password"), ("again", "eve's password")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = https.post(format!("{}/admin/signin", app.base)).form(&[("password", ADMIN_PASSWORD)]).send().unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Secure"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let r = https
+        .post(format!("{}/admin/users", app.base))
+        .header(reqwest::header::COOKIE, &session)
+        .form(&[("name", "eve"), ("password", "eve's password"), ("again", "eve's password"), ("csrf", "guessed")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(dav_status("eve", "eve's password"), 401);
+    let page = https.get(format!("{}/admin", app.base)).header(reqwest::header::COOKIE, &session).send().unwrap();
+    let csp = page.headers()[reqwest::header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+
+    let shots = office.dir.path().join("shots");
+    let mut b = browser::Browser::start(&shots);
+    b.go(&format!("{}/admin", app.base));
+    b.wait_url("/admin/signin");
+    b.fill("#password", "not the password");
+    b.click("#signin");
+    b.wait_source("Wrong password");
+    b.fill("#password", ADMIN_PASSWORD);
+    b.click("#signin");
+    b.wait_source("Snapshot now");
+    assert_eq!(b.text("#snapshots-docs"), "0");
+    b.screenshot("admin-dashboard");
+
+    // Snapshot now.
+    fs::write(office.share().join("plan.txt"), b"the plan\n").unwrap();
+    b.click("#snapshot-docs");
+    b.wait_source("Share docs: snapshot");
+    assert!(b.text("#message").contains("Share docs: snapshot"), "{}", b.text("#message"));
+    assert_eq!(b.text("#snapshots-docs"), "1");
+
+    // Adding a user: a mismatch is shown on the form, the typed name kept; then it works.
+    b.fill("#new-name", "carol");
+    b.fill("#new-password", "carol's password");
+    b.fill("#new-again", "carol's passwore");
+    b.click("#add");
+    b.wait_source("differ");
+    assert_eq!(b.attr("#new-name", "value"), "carol");
+    b.fill("#new-password", "carol's password");
+    b.fill("#new-again", "carol's password");
+    b.click("#add");
+    b.wait_source("User carol added");
+    assert_eq!(dav_status("carol", "carol's password"), 207, "carol over WebDAV at once");
+    let (ok, out) = smbclient(port, "docs", "carol", "carol's password", "ls", work.path());
+    assert!(ok && out.contains("plan.txt"), "carol over SMB at once: {out}");
+
+    // Changing alice's password: the old one stops at once, over WebDAV and SMB.
+    assert_eq!(dav_status(USER, USER_PASSWORD), 207);
+    b.fill("#user-alice input[name=password]", "alice's new password");
+    b.fill("#user-alice input[name=again]", "alice's new password");
+    b.click("#user-alice form[action$=password] button");
+    b.wait_source("password of alice is changed");
+    assert_eq!(dav_status(USER, USER_PASSWORD), 401);
+    assert_eq!(dav_status(USER, "alice's new password"), 207);
+    assert!(!smbclient(port, "docs", USER, USER_PASSWORD, "ls", work.path()).0);
+    assert!(smbclient(port, "docs", USER, "alice's new password", "ls", work.path()).0);
+
+    // Removing carol needs the confirmation box.
+    b.click("#user-carol input[name=confirm]");
+    b.click("#user-carol form[action$=remove] button");
+    b.wait_source("User carol removed");
+    assert_eq!(dav_status("carol", "carol's password"), 401);
+    assert!(!smbclient(port, "docs", "carol", "carol's password", "ls", work.path()).0);
+    b.screenshot("admin-after-changes");
+
+    // Signing out ends the session.
+    b.click("#signout");
+    b.wait_url("/admin/signin");
+    b.go(&format!("{}/admin", app.base));
+    b.wait_url("/admin/signin");
+
+    // A restart keeps what the page changed.
+    drop(app);
+    let app = office.start("", &extra);
+    let r = https
+        .request(Method::from_bytes(b"PROPFIND").unwrap(), format!("{}/dav/docs/", app.base))
+        .header("Depth", "0")
+        .basic_auth(USER, Some("alice's new password"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 207);
+    let kept = fs::read_to_string(office.dir.path().join("state/users.toml")).unwrap();
+    assert!(kept.contains("[users.alice]") && !kept.contains("carol"), "{kept}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(office.dir.path().join("state/users.toml")).unwrap().permissions().mode() & 0o777, 0o600);
 }

@@ -97,6 +97,7 @@ impl Browser {
         });
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "acceptInsecureCerts": true,
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args, "prefs": prefs},
         }}});
         let v: Value = http.post(format!("{base}/session")).json_body(&caps).send().unwrap().json_value();

@@ -1,0 +1,575 @@
+//! The local admin page, `/admin` (`[admin]` in the configuration): the office's IT person signs
+//! in with the admin password and sees the shares, snapshots and replication, takes a snapshot
+//! now, and adds, re-passwords and removes share users. User changes take effect at once, for
+//! WebDAV and for SMB (smbd reloads), without a restart, and are kept in `<data_dir>/users.toml`
+//! ([`crate::users::save_managed`]).
+//!
+//! Security: the password is checked with Argon2id, one check at a time; after
+//! [`MAX_FAILURES`] wrong passwords in a row sign-in is refused for [`LOCKOUT`]. A session is a
+//! random 256-bit cookie (`HttpOnly`, `SameSite=Strict`, `Secure` under `[tls]`, path `/admin`),
+//! kept as its BLAKE3 hash, ended after [`IDLE`] without use; every form carries the session's
+//! CSRF token, checked before anything is done. Pages send a CSP without scripts and refuse to be
+//! framed. Serve it over HTTPS (`[tls]`): the password crosses the network.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+
+use crate::config::{valid_smb_user_name, UserConfig};
+use crate::error::Result;
+use crate::smb::Samba;
+use crate::snapshot::SnapshotDone;
+use crate::status::{esc, when, StatusBoard};
+use crate::users::Users;
+
+/// Sessions end after this long without a request.
+pub const IDLE: Duration = Duration::from_secs(30 * 60);
+/// Wrong passwords in a row before sign-in is refused for a while.
+pub const MAX_FAILURES: u32 = 5;
+/// How long sign-in is refused after [`MAX_FAILURES`].
+pub const LOCKOUT: Duration = Duration::from_secs(60);
+/// Sessions kept at most (the oldest go first).
+const MAX_SESSIONS: usize = 64;
+const COOKIE: &str = "arca_appliance_admin";
+
+/// Takes a snapshot of the named share now (the appliance's job runner).
+pub type SnapshotFn = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<SnapshotDone>> + Send>> + Send + Sync>;
+
+/// What the admin page works with.
+pub struct Admin {
+    password_hash: String,
+    users: Arc<Users>,
+    user_configs: Mutex<BTreeMap<String, UserConfig>>,
+    /// Which users each share lets in (empty: everyone), for the page.
+    share_users: BTreeMap<String, Vec<String>>,
+    samba: Option<Arc<Samba>>,
+    status: Arc<StatusBoard>,
+    data_dir: std::path::PathBuf,
+    secure: bool,
+    snapshot: SnapshotFn,
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    sign_in: Mutex<SignInState>,
+    checks: tokio::sync::Semaphore,
+}
+
+struct Session {
+    csrf: String,
+    last_used: Instant,
+    /// A message for the next page (what the last form did).
+    flash: Option<Flash>,
+}
+
+#[derive(Clone)]
+struct Flash {
+    ok: bool,
+    text: String,
+    /// What was typed into the add-user form, kept when it was refused.
+    typed_name: Option<String>,
+}
+
+#[derive(Default)]
+struct SignInState {
+    failures: u32,
+    locked_until: Option<Instant>,
+}
+
+/// What [`Admin::new`] takes.
+pub struct AdminParts {
+    /// The admin password's Argon2id hash.
+    pub password_hash: String,
+    /// The share users (shared with WebDAV and snapshot-now).
+    pub users: Arc<Users>,
+    /// The same users as configured (hashes and NT hashes).
+    pub user_configs: BTreeMap<String, UserConfig>,
+    /// Which users each share lets in.
+    pub share_users: BTreeMap<String, Vec<String>>,
+    /// The SMB front, told of user changes.
+    pub samba: Option<Arc<Samba>>,
+    /// The status board.
+    pub status: Arc<StatusBoard>,
+    /// Where `users.toml` is kept.
+    pub data_dir: std::path::PathBuf,
+    /// Served over HTTPS (cookies are then `Secure`).
+    pub secure: bool,
+    /// Takes a snapshot now.
+    pub snapshot: SnapshotFn,
+}
+
+impl Admin {
+    /// The admin page's state.
+    pub fn new(p: AdminParts) -> Arc<Admin> {
+        Arc::new(Admin {
+            password_hash: p.password_hash,
+            users: p.users,
+            user_configs: Mutex::new(p.user_configs),
+            share_users: p.share_users,
+            samba: p.samba,
+            status: p.status,
+            data_dir: p.data_dir,
+            secure: p.secure,
+            snapshot: p.snapshot,
+            sessions: Mutex::new(HashMap::new()),
+            sign_in: Mutex::new(SignInState::default()),
+            checks: tokio::sync::Semaphore::new(1),
+        })
+    }
+
+    /// `/admin` and below.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/admin", get(dashboard))
+            .route("/admin/signin", get(sign_in_page).post(sign_in))
+            .route("/admin/signout", post(sign_out))
+            .route("/admin/users", post(add_user))
+            .route("/admin/users/{name}/password", post(change_password))
+            .route("/admin/users/{name}/remove", post(remove_user))
+            .route("/admin/snapshot/{share}", post(snapshot_now))
+            .with_state(self.clone())
+    }
+
+    fn session_key(headers: &HeaderMap) -> Option<[u8; 32]> {
+        let cookies = headers.get_all(header::COOKIE);
+        for value in cookies {
+            for pair in value.to_str().ok()?.split(';') {
+                if let Some(token) = pair.trim().strip_prefix(&format!("{COOKIE}=")) {
+                    return Some(*blake3::hash(token.as_bytes()).as_bytes());
+                }
+            }
+        }
+        None
+    }
+
+    /// The signed-in session's CSRF token, its last flash taken; None: not signed in.
+    fn session(&self, headers: &HeaderMap) -> Option<(String, Option<Flash>)> {
+        let key = Self::session_key(headers)?;
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, s| s.last_used.elapsed() < IDLE);
+        let s = sessions.get_mut(&key)?;
+        s.last_used = Instant::now();
+        Some((s.csrf.clone(), s.flash.take()))
+    }
+
+    /// Whether the request is signed in and carries the session's CSRF token.
+    fn authorised(&self, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+        match self.session(headers) {
+            Some((csrf, flash)) => {
+                // Put a flash back: it was not shown yet.
+                if let (Some(f), Some(key)) = (flash, Self::session_key(headers)) {
+                    if let Some(s) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
+                        s.flash = Some(f);
+                    }
+                }
+                let given = form.get("csrf").map(String::as_bytes).unwrap_or_default();
+                given.len() == csrf.len() && constant_time_eq(given, csrf.as_bytes())
+            }
+            None => false,
+        }
+    }
+
+    fn flash(&self, headers: &HeaderMap, flash: Flash) {
+        if let Some(key) = Self::session_key(headers) {
+            if let Some(s) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
+                s.flash = Some(flash);
+            }
+        }
+    }
+
+    /// Stores `users`, then makes WebDAV and SMB use them. Nothing changes if storing fails.
+    fn apply_users(&self, users: BTreeMap<String, UserConfig>) -> Result<()> {
+        crate::users::save_managed(&self.data_dir, &users)?;
+        self.users.replace(users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect());
+        if let Some(samba) = &self.samba {
+            samba.reload_users(&users)?;
+        }
+        *self.user_configs.lock().unwrap_or_else(|p| p.into_inner()) = users;
+        Ok(())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Security headers for every admin answer.
+fn harden(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}\
+    td,th{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.5em 0}\
+    .err{color:#b00}.ok{color:#060}.notice{padding:.6em 1em;border-radius:4px;background:#f4f4f4;margin:1em 0}\
+    form.inline{display:inline}input{margin:.2em}button{margin:.2em;padding:.3em .8em}header{display:flex;\
+    justify-content:space-between;align-items:center}";
+
+fn page(title: &str, body: &str) -> Response {
+    harden(
+        Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+             content=\"width=device-width\"><title>{t} · arca appliance</title><style>{STYLE}</style></head><body>{body}\
+             </body></html>",
+            t = esc(title)
+        ))
+        .into_response(),
+    )
+}
+
+fn sign_in_form(message: Option<&str>) -> Response {
+    let msg = message.map(|m| format!("<p class=\"err\" id=\"message\">{}</p>", esc(m))).unwrap_or_default();
+    page(
+        "Sign in",
+        &format!(
+            "<h1>arca appliance</h1><h2>Sign in</h2>{msg}<form method=\"post\" action=\"/admin/signin\">\
+             <label>Admin password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" \
+             required autofocus></label> <button type=\"submit\" id=\"signin\">Sign in</button></form>"
+        ),
+    )
+}
+
+async fn sign_in_page(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if a.session(&headers).is_some() {
+        return harden(Redirect::to("/admin").into_response());
+    }
+    sign_in_form(None)
+}
+
+async fn sign_in(State(a): State<Arc<Admin>>, Form(form): Form<HashMap<String, String>>) -> Response {
+    {
+        let mut s = a.sign_in.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = s.locked_until {
+            if Instant::now() < until {
+                let mut r = sign_in_form(Some("Too many wrong passwords: sign-in is paused for a minute."));
+                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                return r;
+            }
+            s.locked_until = None;
+            s.failures = 0;
+        }
+    }
+    let password = form.get("password").cloned().unwrap_or_default();
+    let ok = {
+        let Ok(_permit) = a.checks.acquire().await else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+        let phc = a.password_hash.clone();
+        tokio::task::spawn_blocking(move || {
+            use argon2::password_hash::PasswordVerifier;
+            argon2::PasswordHash::new(&phc)
+                .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    };
+    if !ok {
+        let mut s = a.sign_in.lock().unwrap_or_else(|p| p.into_inner());
+        s.failures += 1;
+        if s.failures >= MAX_FAILURES {
+            s.locked_until = Some(Instant::now() + LOCKOUT);
+            tracing::warn!("admin page: {MAX_FAILURES} wrong passwords in a row; sign-in paused for a minute");
+        }
+        let mut r = sign_in_form(Some("Wrong password."));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    }
+    a.sign_in.lock().unwrap_or_else(|p| p.into_inner()).failures = 0;
+    let token = random_token();
+    {
+        let mut sessions = a.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, s| s.last_used.elapsed() < IDLE);
+        while sessions.len() >= MAX_SESSIONS {
+            let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| *k) else { break };
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            *blake3::hash(token.as_bytes()).as_bytes(),
+            Session { csrf: random_token(), last_used: Instant::now(), flash: None },
+        );
+    }
+    tracing::info!("admin page: signed in");
+    let secure = if a.secure { "; Secure" } else { "" };
+    let mut r = Redirect::to("/admin").into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={token}; Path=/admin; HttpOnly; SameSite=Strict{secure}")) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    harden(r)
+}
+
+async fn sign_out(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if a.authorised(&headers, &form) {
+        if let Some(key) = Admin::session_key(&headers) {
+            a.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        }
+    }
+    let mut r = Redirect::to("/admin/signin").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("arca_appliance_admin=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    harden(r)
+}
+
+fn forbidden() -> Response {
+    let mut r = page(
+        "Not allowed",
+        "<h1>Not allowed</h1><p>Your session ended or the form was not this page's. <a href=\"/admin\">Back to the \
+         admin page</a></p>",
+    );
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    r
+}
+
+async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    let Some((csrf, flash)) = a.session(&headers) else { return harden(Redirect::to("/admin/signin").into_response()) };
+    let s = a.status.get();
+    let csrf_field = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&csrf));
+    let mut h = format!(
+        "<header><h1>arca appliance</h1><form method=\"post\" action=\"/admin/signout\" class=\"inline\">{csrf_field}\
+         <button type=\"submit\" id=\"signout\">Sign out</button></form></header><p>version {} · running since {}</p>",
+        esc(&s.version),
+        when(&s.started)
+    );
+    if let Some(f) = &flash {
+        h += &format!("<p class=\"notice {}\" id=\"message\">{}</p>", if f.ok { "ok" } else { "err" }, esc(&f.text));
+    }
+    h += "<h2>Shares</h2><table><tr><th>share</th><th>folder</th><th>users</th><th>schedule</th><th>snapshots</th>\
+          <th>last snapshot</th><th>problem</th><th></th></tr>";
+    for (name, sh) in &s.shares {
+        let users =
+            a.share_users.get(name).filter(|u| !u.is_empty()).map(|u| u.join(", ")).unwrap_or("everyone".into());
+        h += &format!(
+            "<tr><td>{n}</td><td>{}</td><td>{}</td><td>{}</td><td id=\"snapshots-{n}\">{}</td><td>{}</td><td class=\"err\">{}</td>\
+             <td><form method=\"post\" action=\"/admin/snapshot/{n}\" class=\"inline\">{csrf_field}<button type=\"submit\" \
+             id=\"snapshot-{n}\">Snapshot now</button></form></td></tr>",
+            esc(&sh.path),
+            esc(&users),
+            esc(sh.schedule.as_deref().unwrap_or("none")),
+            sh.snapshots,
+            sh.last_snapshot.as_ref().map(|l| when(&Some(l.time))).unwrap_or_else(|| "—".into()),
+            esc(&[sh.warning.as_deref(), sh.last_error.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" · ")),
+            n = esc(name),
+        );
+    }
+    h += "</table>";
+    if let Some(smb) = &s.smb {
+        h += &format!("<h2>SMB</h2><p id=\"smb\">{}</p>", esc(smb));
+    }
+    h += "<h2>Replication</h2>";
+    match &s.replication {
+        None => h += "<p id=\"replication\">No provider is configured: snapshots stay on this appliance.</p>",
+        Some(r) => {
+            h += &format!(
+                "<table id=\"replication\"><tr><th>provider</th><td>{}</td></tr><tr><th>state</th><td>{}</td></tr>\
+                 <tr><th>last complete</th><td>{}</td></tr><tr><th>snapshots waiting</th><td>{}</td></tr>\
+                 <tr><th>bytes waiting</th><td>{}</td></tr><tr><th>problem</th><td class=\"err\">{}</td></tr></table>",
+                esc(&r.provider),
+                esc(&r.state),
+                when(&r.last_success),
+                r.pending_snapshots,
+                r.pending_bytes,
+                esc(r.alert.as_deref().or(r.last_error.as_deref()).unwrap_or("")),
+            );
+        }
+    }
+    h += "<h2>Users</h2><table><tr><th>user</th><th>SMB</th><th>new password</th><th>remove</th></tr>";
+    let users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for (name, u) in &users {
+        h += &format!(
+            "<tr id=\"user-{n}\"><td>{n}</td><td>{}</td><td><form method=\"post\" action=\"/admin/users/{n}/password\" \
+             class=\"inline\">{csrf_field}<input type=\"password\" name=\"password\" minlength=\"8\" required \
+             autocomplete=\"new-password\" aria-label=\"new password of {n}\"><input type=\"password\" name=\"again\" \
+             minlength=\"8\" required autocomplete=\"new-password\" aria-label=\"the same again\"><button type=\"submit\">\
+             Change</button></form></td><td><form method=\"post\" action=\"/admin/users/{n}/remove\" class=\"inline\">\
+             {csrf_field}<label><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required> yes, remove {n}</label>\
+             <button type=\"submit\">Remove</button></form></td></tr>",
+            if u.nt_hash.is_some() { "yes" } else { "no (set a password here to enable)" },
+            n = esc(name),
+        );
+    }
+    let typed = flash.as_ref().and_then(|f| f.typed_name.clone()).unwrap_or_default();
+    h += &format!(
+        "</table><h3>Add a user</h3><form method=\"post\" action=\"/admin/users\" id=\"add-user\">{csrf_field}\
+         <label>Name <input name=\"name\" id=\"new-name\" value=\"{}\" maxlength=\"32\" required></label> \
+         <label>Password <input type=\"password\" name=\"password\" id=\"new-password\" minlength=\"8\" required \
+         autocomplete=\"new-password\"></label> <label>Again <input type=\"password\" name=\"again\" id=\"new-again\" \
+         minlength=\"8\" required autocomplete=\"new-password\"></label> <button type=\"submit\" id=\"add\">Add</button>\
+         </form><p>Names: letters, digits, '.', '-' and '_', up to 32. Passwords: at least 8 characters. The user \
+         can use WebDAV and SMB at once, on the shares that list them (or on every share that lists nobody).</p>",
+        esc(&typed)
+    );
+    page("Admin", &h)
+}
+
+/// Checks a new password typed twice; returns the user's hashes.
+fn new_hashes(form: &HashMap<String, String>) -> std::result::Result<UserConfig, String> {
+    let password = form.get("password").map(String::as_str).unwrap_or_default();
+    if form.get("again").map(String::as_str) != Some(password) {
+        return Err("The two passwords differ.".into());
+    }
+    let password_hash = crate::users::hash_password(password).map_err(|e| format!("{e}."))?;
+    let nt_hash = crate::users::nt_hash(password).map_err(|e| format!("{e}."))?;
+    Ok(UserConfig { password_hash, nt_hash: Some(nt_hash) })
+}
+
+fn done(a: &Admin, headers: &HeaderMap, ok: bool, text: String, typed_name: Option<String>) -> Response {
+    a.flash(headers, Flash { ok, text, typed_name });
+    harden(Redirect::to("/admin").into_response())
+}
+
+async fn add_user(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    let name = form.get("name").map(|n| n.trim().to_string()).unwrap_or_default();
+    if !valid_smb_user_name(&name) {
+        let text = "A user name is 1 to 32 letters, digits, '.', '-' or '_', not starting with '-'.".to_string();
+        return done(&a, &headers, false, text, Some(name.chars().take(32).collect()));
+    }
+    let mut users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if users.contains_key(&name) {
+        return done(&a, &headers, false, format!("There is already a user {name}."), Some(name));
+    }
+    let hashes = match tokio::task::spawn_blocking(move || new_hashes(&form)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(why)) => return done(&a, &headers, false, why, Some(name)),
+        Err(e) => return done(&a, &headers, false, format!("hashing failed: {e}"), Some(name)),
+    };
+    users.insert(name.clone(), hashes);
+    match a.apply_users(users) {
+        Ok(()) => {
+            tracing::info!("admin page: added user {name}");
+            done(&a, &headers, true, format!("User {name} added; they can sign in now."), None)
+        }
+        Err(e) => done(&a, &headers, false, format!("User {name} was not added: {e}"), Some(name)),
+    }
+}
+
+async fn change_password(
+    State(a): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    let mut users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if !users.contains_key(&name) {
+        return done(&a, &headers, false, format!("There is no user {name}."), None);
+    }
+    let hashes = match tokio::task::spawn_blocking(move || new_hashes(&form)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(why)) => return done(&a, &headers, false, format!("{name}: {why}"), None),
+        Err(e) => return done(&a, &headers, false, format!("hashing failed: {e}"), None),
+    };
+    users.insert(name.clone(), hashes);
+    match a.apply_users(users) {
+        Ok(()) => {
+            tracing::info!("admin page: changed the password of {name}");
+            done(&a, &headers, true, format!("The password of {name} is changed; the old one no longer works."), None)
+        }
+        Err(e) => done(&a, &headers, false, format!("The password of {name} was not changed: {e}"), None),
+    }
+}
+
+async fn remove_user(
+    State(a): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    if form.get("confirm").map(String::as_str) != Some("yes") {
+        return done(&a, &headers, false, format!("Tick the box to confirm removing {name}."), None);
+    }
+    let mut users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if users.remove(&name).is_none() {
+        return done(&a, &headers, false, format!("There is no user {name}."), None);
+    }
+    match a.apply_users(users) {
+        Ok(()) => {
+            tracing::info!("admin page: removed user {name}");
+            done(&a, &headers, true, format!("User {name} removed; their files stay in the shares."), None)
+        }
+        Err(e) => done(&a, &headers, false, format!("User {name} was not removed: {e}"), None),
+    }
+}
+
+async fn snapshot_now(
+    State(a): State<Arc<Admin>>,
+    Path(share): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    if !a.status.get().shares.contains_key(&share) {
+        return done(&a, &headers, false, format!("There is no share {share}."), None);
+    }
+    tracing::info!("admin page: snapshot of share {share} asked for");
+    match (a.snapshot)(share.clone()).await {
+        Ok(d) => done(
+            &a,
+            &headers,
+            true,
+            format!(
+                "Share {share}: snapshot {} taken ({} files, {} bytes new).",
+                &d.id[..8.min(d.id.len())],
+                d.files,
+                d.added
+            ),
+            None,
+        ),
+        Err(e) => done(&a, &headers, false, format!("Share {share}: no snapshot: {e}"), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_in_constant_time_and_passwords_must_match() {
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc")
+        );
+        let form = |p: &str, again: &str| -> HashMap<String, String> {
+            [("password".to_string(), p.to_string()), ("again".to_string(), again.to_string())].into()
+        };
+        assert!(new_hashes(&form("long enough", "long enougH")).is_err());
+        assert!(new_hashes(&form("short", "short")).is_err());
+        let h = new_hashes(&form("long enough", "long enough")).unwrap();
+        assert!(h.password_hash.starts_with("$argon2id$") && h.nt_hash.is_some());
+    }
+}
