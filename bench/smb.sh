@@ -52,7 +52,12 @@ wait_port() { for _ in $(seq 200); do (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev
 
 echo "making 1 GiB of random data and copying $DOC" >&2
 head -c $((1 << 30)) /dev/urandom > "$OUT/work/big.bin"
-cp -a "$DOC" "$OUT/work/doc"
+# Symbolic links (Debian links docs of one package to another's) are copied as what they point to:
+# SMB clients copy contents, not links.
+cp -rL "$DOC" "$OUT/work/doc" 2> /dev/null || true
+find "$OUT/work/doc" -type l -delete
+# SMB names are case-insensitive (as Windows'): of files whose names differ only in case, one stays.
+find "$OUT/work/doc" -type f | awk '{ l = tolower($0); if (seen[l]++) print }' | while IFS= read -r f; do rm -f "$f"; done
 DOC_FILES=$(find "$OUT/work/doc" -type f | wc -l)
 DOC_BYTES=$(du -sb "$OUT/work/doc" | cut -f1)
 
@@ -134,32 +139,39 @@ start_plain() {
   wait_port "$PLAIN_PORT"
 }
 
-# measure NAME PORT : medians of RUNS puts and gets of the big file and of the doc tree.
-measure() {
-  local port=$2 dir=$3 puts=() gets=() mputs=() mgets=() t0
-  for _ in $(seq "$RUNS"); do
-    rm -rf "${dir:?}"/* "$OUT/get"/*
-    t0=$(now); smb "$port" docs "lcd $OUT/work; put big.bin"; puts+=("$(echo "$(now) - $t0" | bc)")
-    t0=$(now); smb "$port" docs "get big.bin $OUT/get/big.bin"; gets+=("$(echo "$(now) - $t0" | bc)")
-    cmp -s "$OUT/work/big.bin" "$OUT/get/big.bin" || { echo "$1: the 1 GiB file read back differs" >&2; exit 1; }
-    t0=$(now); smb "$port" docs "lcd $OUT/work; prompt OFF; recurse ON; mput doc"; mputs+=("$(echo "$(now) - $t0" | bc)")
-    t0=$(now); smb "$port" docs "lcd $OUT/get; prompt OFF; recurse ON; mget doc"; mgets+=("$(echo "$(now) - $t0" | bc)")
-    [ "$(find "$OUT/get/doc" -type f | wc -l)" = "$DOC_FILES" ] || { echo "$1: mget brought back another number of files" >&2; exit 1; }
-  done
-  eval "${1}_put=$(printf '%s\n' "${puts[@]}" | median)"
-  eval "${1}_get=$(printf '%s\n' "${gets[@]}" | median)"
-  eval "${1}_mput=$(printf '%s\n' "${mputs[@]}" | median)"
-  eval "${1}_mget=$(printf '%s\n' "${mgets[@]}" | median)"
+# one_run NAME PORT DIR : one put and get of the big file and of the doc tree; appends the times
+# to $OUT/times.NAME.{put,get,mput,mget}. Dirty pages are written out first (sync), so that one
+# server's writes are not flushed on the other's time.
+one_run() {
+  local port=$2 dir=$3 t0
+  rm -rf "${dir:?}"/* "$OUT/get"/*
+  sync
+  t0=$(now); smb "$port" docs "lcd $OUT/work; put big.bin"; echo "$(now) - $t0" | bc >> "$OUT/times.$1.put"
+  sync
+  t0=$(now); smb "$port" docs "get big.bin $OUT/get/big.bin"; echo "$(now) - $t0" | bc >> "$OUT/times.$1.get"
+  cmp -s "$OUT/work/big.bin" "$OUT/get/big.bin" || { echo "$1: the 1 GiB file read back differs" >&2; exit 1; }
+  rm -f "$OUT/get/big.bin"
+  sync
+  t0=$(now); smb "$port" docs "lcd $OUT/work; prompt OFF; recurse ON; mput doc"; echo "$(now) - $t0" | bc >> "$OUT/times.$1.mput"
+  sync
+  t0=$(now); smb "$port" docs "lcd $OUT/get; prompt OFF; recurse ON; mget doc"; echo "$(now) - $t0" | bc >> "$OUT/times.$1.mget"
+  [ "$(find "$OUT/get/doc" -type f | wc -l)" = "$DOC_FILES" ] || { echo "$1: mget brought back another number of files" >&2; exit 1; }
 }
-echo "plain Samba" >&2
-start_plain
-measure plain "$PLAIN_PORT" "$OUT/plain-share"
-kill -- -"$PLAIN_PID" 2> /dev/null || kill "$PLAIN_PID"
-PLAIN_PID=
-echo "the appliance" >&2
+# Both servers run side by side (their own ports, folders and state); runs alternate between
+# them, so neither always goes first.
 rm -f "$OUT/share/report.txt"
 start_appliance
-measure app "$SMB_PORT" "$OUT/share"
+start_plain
+for i in $(seq "$RUNS"); do
+  echo "run $i of $RUNS" >&2
+  if ((i % 2)); then one_run plain "$PLAIN_PORT" "$OUT/plain-share"; one_run app "$SMB_PORT" "$OUT/share"
+  else one_run app "$SMB_PORT" "$OUT/share"; one_run plain "$PLAIN_PORT" "$OUT/plain-share"; fi
+done
+for who in plain app; do
+  for op in put get mput mget; do
+    eval "${who}_${op}=$(median < "$OUT/times.$who.$op")"
+  done
+done
 
 mibs() { echo "scale=1; $2 / 1048576 / $1" | bc; }
 ratio() { echo "scale=2; $2 / $1" | bc; } # speed of the appliance over plain Samba = plain time / appliance time
