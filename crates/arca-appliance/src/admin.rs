@@ -17,16 +17,18 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 
+use crate::catalog::Catalog;
 use crate::config::{valid_smb_user_name, UserConfig};
 use crate::error::Result;
 use crate::smb::Samba;
 use crate::snapshot::SnapshotDone;
+use crate::snapshots_fs::SnapshotTree;
 use crate::status::{esc, when, StatusBoard};
 use crate::users::Users;
 
@@ -43,6 +45,11 @@ const COOKIE: &str = "arca_appliance_admin";
 /// Takes a snapshot of the named share now (the appliance's job runner).
 pub type SnapshotFn = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<SnapshotDone>> + Send>> + Send + Sync>;
 
+/// Copies the local repository to a folder (a USB disk) while no snapshot job runs; answers the
+/// objects and bytes copied.
+pub type ExportFn =
+    Arc<dyn Fn(std::path::PathBuf) -> Pin<Box<dyn Future<Output = Result<(u64, u64)>> + Send>> + Send + Sync>;
+
 /// What the admin page works with.
 pub struct Admin {
     password_hash: String,
@@ -55,6 +62,12 @@ pub struct Admin {
     data_dir: std::path::PathBuf,
     secure: bool,
     snapshot: SnapshotFn,
+    export: ExportFn,
+    exporting: std::sync::atomic::AtomicBool,
+    catalog: Arc<Catalog>,
+    /// Share folders by name.
+    folders: BTreeMap<String, std::path::PathBuf>,
+    repo_path: std::path::PathBuf,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     sign_in: Mutex<SignInState>,
     checks: tokio::sync::Semaphore,
@@ -101,6 +114,14 @@ pub struct AdminParts {
     pub secure: bool,
     /// Takes a snapshot now.
     pub snapshot: SnapshotFn,
+    /// Exports the repository to a disk.
+    pub export: ExportFn,
+    /// The snapshots, for browsing and restoring previous versions.
+    pub catalog: Arc<Catalog>,
+    /// Share folders by name.
+    pub folders: BTreeMap<String, std::path::PathBuf>,
+    /// The local repository (an export may not go into it).
+    pub repo_path: std::path::PathBuf,
 }
 
 impl Admin {
@@ -116,6 +137,11 @@ impl Admin {
             data_dir: p.data_dir,
             secure: p.secure,
             snapshot: p.snapshot,
+            export: p.export,
+            exporting: std::sync::atomic::AtomicBool::new(false),
+            catalog: p.catalog,
+            folders: p.folders,
+            repo_path: p.repo_path,
             sessions: Mutex::new(HashMap::new()),
             sign_in: Mutex::new(SignInState::default()),
             checks: tokio::sync::Semaphore::new(1),
@@ -132,6 +158,10 @@ impl Admin {
             .route("/admin/users/{name}/password", post(change_password))
             .route("/admin/users/{name}/remove", post(remove_user))
             .route("/admin/snapshot/{share}", post(snapshot_now))
+            .route("/admin/versions/{share}", get(versions))
+            .route("/admin/versions/{share}/file", get(download))
+            .route("/admin/versions/{share}/restore", post(restore))
+            .route("/admin/export", post(export))
             .with_state(self.clone())
     }
 
@@ -364,7 +394,8 @@ async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response 
         h += &format!(
             "<tr><td>{n}</td><td>{}</td><td>{}</td><td>{}</td><td id=\"snapshots-{n}\">{}</td><td>{}</td><td class=\"err\">{}</td>\
              <td><form method=\"post\" action=\"/admin/snapshot/{n}\" class=\"inline\">{csrf_field}<button type=\"submit\" \
-             id=\"snapshot-{n}\">Snapshot now</button></form></td></tr>",
+             id=\"snapshot-{n}\">Snapshot now</button></form> <a href=\"/admin/versions/{n}\" id=\"versions-{n}\">Previous \
+             versions</a></td></tr>",
             esc(&sh.path),
             esc(&users),
             esc(sh.schedule.as_deref().unwrap_or("none")),
@@ -395,6 +426,16 @@ async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response 
             );
         }
     }
+    h += &format!(
+        "<h2>Export to a disk</h2><p>Copies the whole local repository (encrypted, as it is) to a folder, e.g. a USB \
+         disk mounted at /media/usb, to seed the provider or to keep off-site; an export to a folder that already \
+         holds one copies only what is new. Snapshots wait while it runs.</p><p id=\"export-state\">{}</p>\
+         <form method=\"post\" action=\"/admin/export\" id=\"export\">{csrf_field}<label>Folder <input name=\"path\" \
+         id=\"export-path\" list=\"disks\" required placeholder=\"/media/usb\"></label><datalist id=\"disks\">{}</datalist> \
+         <button type=\"submit\" id=\"export-start\">Export</button></form>",
+        esc(s.export.as_deref().unwrap_or("No export yet.")),
+        mounted_disks().iter().map(|d| format!("<option value=\"{}\">", esc(d))).collect::<String>()
+    );
     h += "<h2>Users</h2><table><tr><th>user</th><th>SMB</th><th>new password</th><th>remove</th></tr>";
     let users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for (name, u) in &users {
@@ -422,6 +463,327 @@ async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response 
         esc(&typed)
     );
     page("Admin", &h)
+}
+
+fn flash_html(flash: &Option<Flash>) -> String {
+    match flash {
+        Some(f) => {
+            format!("<p class=\"notice {}\" id=\"message\">{}</p>", if f.ok { "ok" } else { "err" }, esc(&f.text))
+        }
+        None => String::new(),
+    }
+}
+
+/// Folders under /media and /mnt that something is mounted on (USB disks), for the export form.
+fn mounted_disks() -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for base in ["/media", "/mnt"] {
+        let Ok(base_meta) = std::fs::metadata(base) else { continue };
+        let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(base)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .flat_map(|p| {
+                // /media/<user>/<label> as desktops mount them, and /media/<label>.
+                let mut v = vec![p.clone()];
+                v.extend(std::fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path()));
+                v
+            })
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            if std::fs::metadata(&d).is_ok_and(|m| m.is_dir() && m.dev() != base_meta.dev()) {
+                out.push(d.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A path inside a share's previous versions: `TIME/dir/file`, segments checked.
+fn version_path(raw: &str) -> std::result::Result<Vec<String>, String> {
+    let segs: Vec<String> = raw.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    if segs.iter().any(|s| s == "." || s == ".." || s.contains('\0')) {
+        return Err("that path is not allowed".into());
+    }
+    Ok(segs)
+}
+
+fn url_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn size_text(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// `/admin/versions/{share}?path=TIME/dir`: the snapshots of a share, or a folder of one, with a
+/// download link and a restore button for each file.
+async fn versions(
+    State(a): State<Arc<Admin>>,
+    Path(share): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    use futures_util::StreamExt;
+    let Some((csrf, flash)) = a.session(&headers) else { return harden(Redirect::to("/admin/signin").into_response()) };
+    if !a.folders.contains_key(&share) {
+        return not_found(&format!("There is no share {share}."));
+    }
+    let raw = q.get("path").cloned().unwrap_or_default();
+    let segs = match version_path(&raw) {
+        Ok(s) => s,
+        Err(why) => return not_found(&why),
+    };
+    let rel = format!("/{}", segs.join("/"));
+    let tree = SnapshotTree::new(a.catalog.clone(), &share);
+    let mut entries: Vec<(String, bool, u64, Option<chrono::DateTime<chrono::Utc>>)> = Vec::new();
+    match tree.read_dir(rel.clone().into_bytes()).await {
+        Ok(mut stream) => {
+            while let Some(Ok(e)) = stream.next().await {
+                let name = String::from_utf8_lossy(&e.name()).into_owned();
+                if let Ok(m) = e.metadata().await {
+                    let modified = m.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
+                    entries.push((name, m.is_dir(), m.len(), modified));
+                }
+            }
+        }
+        Err(_) => return not_found(&format!("{share}: {raw} is not a folder of a snapshot.")),
+    }
+    if segs.is_empty() {
+        entries.reverse(); // newest snapshot first
+    } else {
+        entries.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    }
+    let csrf_field = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&csrf));
+    let mut h = format!(
+        "<header><h1>Previous versions of {s}</h1><a href=\"/admin\">Back to the admin page</a></header>{}",
+        flash_html(&flash),
+        s = esc(&share)
+    );
+    // Where we are, each part a link.
+    let mut crumbs = format!("<p id=\"where\"><a href=\"/admin/versions/{}\">all snapshots</a>", url_encode(&share));
+    for i in 0..segs.len() {
+        crumbs += &format!(
+            " / <a href=\"/admin/versions/{}?path={}\">{}</a>",
+            url_encode(&share),
+            url_encode(&segs[..=i].join("/")),
+            esc(&segs[i])
+        );
+    }
+    h += &crumbs;
+    h += "</p><table><tr><th>name</th><th>size</th><th>changed</th><th></th></tr>";
+    for (name, dir, len, modified) in &entries {
+        let path = if raw.is_empty() { name.clone() } else { format!("{}/{name}", segs.join("/")) };
+        let (p, s) = (url_encode(&path), url_encode(&share));
+        if *dir {
+            h += &format!(
+                "<tr><td><a href=\"/admin/versions/{s}?path={p}\">{}/</a></td><td></td><td>{}</td><td></td></tr>",
+                esc(name),
+                when(modified)
+            );
+        } else {
+            h += &format!(
+                "<tr class=\"file\" data-name=\"{n}\"><td>{n}</td><td>{}</td><td>{}</td><td><a href=\"/admin/versions/{s}/file?path={p}\" \
+                 download>Download</a> <form method=\"post\" action=\"/admin/versions/{s}/restore\" class=\"inline\">{csrf_field}\
+                 <input type=\"hidden\" name=\"path\" value=\"{}\"><button type=\"submit\">Restore into the share</button></form></td></tr>",
+                size_text(*len),
+                when(modified),
+                esc(&path),
+                n = esc(name),
+            );
+        }
+    }
+    if entries.is_empty() {
+        h += "<tr><td colspan=\"4\">Nothing here.</td></tr>";
+    }
+    h += "</table><p>Restoring puts the old version in the file's place in the share (the current one is replaced; it \
+          stays in earlier snapshots if it was in one).</p>";
+    page(&format!("Previous versions of {share}"), &h)
+}
+
+fn not_found(why: &str) -> Response {
+    let mut r = page("Not found", &format!("<h1>Not found</h1><p>{}</p><p><a href=\"/admin\">Back</a></p>", esc(why)));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+/// `/admin/versions/{share}/file?path=…`: an old file, streamed from the local repository.
+async fn download(
+    State(a): State<Arc<Admin>>,
+    Path(share): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if a.session(&headers).is_none() {
+        return harden(Redirect::to("/admin/signin").into_response());
+    }
+    let Ok(segs) = version_path(q.get("path").map(String::as_str).unwrap_or_default()) else {
+        return not_found("that path is not allowed");
+    };
+    if !a.folders.contains_key(&share) || segs.len() < 2 {
+        return not_found("no such file");
+    }
+    let tree = SnapshotTree::new(a.catalog.clone(), &share);
+    let mut file = match tree.open(format!("/{}", segs.join("/")).into_bytes()).await {
+        Ok(f) => f,
+        Err(_) => return not_found("no such file in that snapshot"),
+    };
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(_) => return not_found("no such file in that snapshot"),
+    };
+    let name = segs.last().cloned().unwrap_or_default();
+    // Pieces of 1 MiB, read as the client takes them.
+    let body = futures_util::stream::unfold(Some(file), |state| async move {
+        let mut f = state?;
+        match f.read_bytes(1 << 20).await {
+            Ok(b) if b.is_empty() => None,
+            Ok(b) => Some((Ok::<_, std::io::Error>(b), Some(f))),
+            Err(e) => Some((Err(std::io::Error::other(format!("reading the old version: {e:?}"))), None)),
+        }
+    });
+    let mut r = axum::body::Body::from_stream(body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", url_encode(&name)))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    harden(r)
+}
+
+/// `POST /admin/versions/{share}/restore`: writes an old version over the file in the share,
+/// atomically (a hidden temporary file renamed into place: a failure leaves the current file).
+async fn restore(
+    State(a): State<Arc<Admin>>,
+    Path(share): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    use dav_server::fs::DavFile;
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    let raw = form.get("path").cloned().unwrap_or_default();
+    let (Some(folder), Ok(segs)) = (a.folders.get(&share).cloned(), version_path(&raw)) else {
+        return not_found("no such file");
+    };
+    let back = |ok: bool, text: String| {
+        a.flash(&headers, Flash { ok, text, typed_name: None });
+        let parent = segs[..segs.len().saturating_sub(1)].join("/");
+        harden(
+            Redirect::to(&format!("/admin/versions/{}?path={}", url_encode(&share), url_encode(&parent)))
+                .into_response(),
+        )
+    };
+    if segs.len() < 2 {
+        return back(false, "Choose a file inside a snapshot.".into());
+    }
+    let inside = segs[1..].join("/");
+    let tree = SnapshotTree::new(a.catalog.clone(), &share);
+    let mut old = match tree.open(format!("/{}", segs.join("/")).into_bytes()).await {
+        Ok(f) => f,
+        Err(_) => return back(false, format!("{inside} is not a file of that snapshot.")),
+    };
+    let modified = old.metadata().await.ok().and_then(|m| m.modified().ok());
+    let dest = folder.join(&inside);
+    if let Some(parent) = dest.parent() {
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            return back(false, format!("{inside} was not restored: creating its folder: {e}"));
+        }
+    }
+    let result = async {
+        let mut up = crate::share::upload::AtomicUpload::start(dest.clone(), true, false).await?;
+        loop {
+            let piece = old.read_bytes(1 << 20).await?;
+            if piece.is_empty() {
+                break;
+            }
+            up.write_bytes(piece).await?;
+        }
+        up.flush().await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            if let Some(t) = modified {
+                // The old version's time, as Previous Versions restores it; not worth failing for.
+                let _ = std::fs::File::options().write(true).open(&dest).and_then(|f| f.set_modified(t));
+            }
+            tracing::info!("admin page: restored {inside} of share {share} from {}", segs[0]);
+            back(true, format!("{inside} restored from the snapshot of {}.", segs[0]))
+        }
+        Err(e) => back(false, format!("{inside} was not restored ({e:?}); the current file is unchanged.")),
+    }
+}
+
+/// `POST /admin/export`: copies the local repository to a folder, in the background; the page
+/// shows how it went.
+async fn export(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    let to = std::path::PathBuf::from(form.get("path").map(|p| p.trim()).unwrap_or_default());
+    let refuse = |why: String| done(&a, &headers, false, why, None);
+    if !to.is_absolute() || !to.is_dir() {
+        return refuse(format!(
+            "{} is not a folder here: mount the disk and give its folder, e.g. /media/usb.",
+            to.display()
+        ));
+    }
+    let canonical = to.canonicalize().unwrap_or(to.clone());
+    let repo = a.repo_path.canonicalize().unwrap_or(a.repo_path.clone());
+    let in_share = a.folders.values().any(|f| canonical.starts_with(f.canonicalize().unwrap_or(f.clone())));
+    if canonical.starts_with(&repo) || repo.starts_with(&canonical) || in_share {
+        return refuse("Export to a folder outside the repository and the shares (a separate disk).".into());
+    }
+    if a.exporting.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return refuse("An export is already running.".into());
+    }
+    let started = chrono::Utc::now();
+    a.status.update(|s| s.export = Some(format!("exporting to {} since {}", to.display(), when(&Some(started)))));
+    tracing::info!("admin page: export to {} started", to.display());
+    let admin = a.clone();
+    tokio::spawn(async move {
+        let outcome = (admin.export)(to.clone()).await;
+        let text = match outcome {
+            Ok((objects, bytes)) => {
+                format!(
+                    "exported {objects} objects ({}) to {} at {}",
+                    size_text(bytes),
+                    to.display(),
+                    when(&Some(chrono::Utc::now()))
+                )
+            }
+            Err(e) => format!("the export to {} failed: {e}", to.display()),
+        };
+        tracing::info!("admin page: {text}");
+        admin.status.update(|s| s.export = Some(text));
+        admin.exporting.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    done(
+        &a,
+        &headers,
+        true,
+        format!("The export to {} has started; this page shows when it is done.", canonical.display()),
+        None,
+    )
 }
 
 /// Checks a new password typed twice; returns the user's hashes.

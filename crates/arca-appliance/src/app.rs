@@ -170,7 +170,7 @@ pub async fn start(mut config: Config) -> Result<Running> {
     };
     let hashes = config.users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect();
     let users = Arc::new(blocking(move || Ok(Users::new(hashes))).await?);
-    let dav = Arc::new(Dav::new(&config.shares, users.clone(), catalog, config.max_upload.0));
+    let dav = Arc::new(Dav::new(&config.shares, users.clone(), catalog.clone(), config.max_upload.0));
     let admin = config.admin.as_ref().map(|a| {
         let (jobs, shares) = (shared.clone(), config.shares.clone());
         let snapshot: crate::admin::SnapshotFn = Arc::new(move |name: String| {
@@ -178,6 +178,19 @@ pub async fn start(mut config: Config) -> Result<Running> {
             Box::pin(async move {
                 let share = share.ok_or_else(|| Error::config(format!("there is no share {name}")))?;
                 run_job(&jobs, &name, &share).await
+            })
+        });
+        let (jobs, from) = (shared.clone(), config.repository.path.clone());
+        let export: crate::admin::ExportFn = Arc::new(move |to: std::path::PathBuf| {
+            let (jobs, from) = (jobs.clone(), from.clone());
+            Box::pin(async move {
+                // No snapshot or prune while the repository is copied: the copy is then whole.
+                let _turn = jobs.jobs.lock().await;
+                blocking(move || {
+                    crate::recover::pull(&LocalStore::new(&from), &LocalStore::new(&to))
+                        .map_err(|e| e.context(format!("exporting to {}", to.display())))
+                })
+                .await
             })
         });
         crate::admin::Admin::new(crate::admin::AdminParts {
@@ -190,6 +203,10 @@ pub async fn start(mut config: Config) -> Result<Running> {
             data_dir: config.data_dir.clone(),
             secure: config.tls.is_some(),
             snapshot,
+            export,
+            catalog: catalog.clone(),
+            folders: config.shares.iter().map(|(n, s)| (n.clone(), s.path.clone())).collect(),
+            repo_path: config.repository.path.clone(),
         })
     });
     let now = Arc::new(SnapshotNow { shared: shared.clone(), users, shares: config.shares.clone() });

@@ -92,6 +92,9 @@ pub struct Status {
     /// The SMB front (smbd), if `[smb]` is configured: what it is doing.
     #[serde(default)]
     pub smb: Option<String>,
+    /// The last or running export to a disk (the admin page's), if any.
+    #[serde(default)]
+    pub export: Option<String>,
 }
 
 /// The shared, updatable status.

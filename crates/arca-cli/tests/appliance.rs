@@ -1341,6 +1341,64 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     assert!(b.text("#message").contains("Share docs: snapshot"), "{}", b.text("#message"));
     assert_eq!(b.text("#snapshots-docs"), "1");
 
+    // Browse the snapshot and restore an old version of a changed file, and download one.
+    fs::write(office.share().join("plan.txt"), b"a worse plan\n").unwrap();
+    b.click("#versions-docs");
+    b.wait_source("all snapshots");
+    b.click("table a"); // the (only) snapshot
+    b.wait_source("plan.txt");
+    b.click("tr[data-name='plan.txt'] a[download]");
+    let downloaded = b.wait_download("plan.txt");
+    assert_eq!(fs::read(&downloaded).unwrap(), b"the plan\n");
+    b.click("tr[data-name='plan.txt'] button");
+    b.wait_source("restored from the snapshot");
+    assert_eq!(fs::read(office.share().join("plan.txt")).unwrap(), b"the plan\n");
+    let leftovers: Vec<_> = fs::read_dir(office.share())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".arca-upload"))
+        .collect();
+    assert!(leftovers.is_empty(), "the restore left its temporary file");
+    b.screenshot("admin-versions");
+    // Paths that climb out are refused.
+    let r = https
+        .get(format!("{}/admin/versions/docs/file?path=..%2F..%2Fetc%2Fpasswd", app.base))
+        .header(reqwest::header::COOKIE, &session)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // Export to a disk: refused into a share, then done in the background into a folder.
+    b.go(&format!("{}/admin", app.base));
+    b.fill("#export-path", &office.share().display().to_string());
+    b.click("#export-start");
+    b.wait_source("outside the repository and the shares");
+    let usb = office.dir.path().join("usb");
+    fs::create_dir_all(&usb).unwrap();
+    b.fill("#export-path", &usb.display().to_string());
+    b.click("#export-start");
+    b.wait_source("has started");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        b.go(&format!("{}/admin", app.base));
+        let state = b.text("#export-state");
+        if state.starts_with("exported") {
+            break;
+        }
+        assert!(!state.contains("failed"), "{state}");
+        assert!(Instant::now() < deadline, "the export did not finish: {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = Command::new(arca_bin())
+        .args(["--json", "snapshots", "-r"])
+        .arg(&usb)
+        .env("ARCA_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the exported repository: {}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
     // Adding a user: a mismatch is shown on the form, the typed name kept; then it works.
     b.fill("#new-name", "carol");
     b.fill("#new-password", "carol's password");
