@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 
 use crate::catalog::Catalog;
-use crate::config::{valid_smb_user_name, UserConfig};
+use crate::config::{valid_share_name, valid_smb_user_name, Retention, ShareConfig, UserConfig};
 use crate::error::Result;
 use crate::smb::Samba;
 use crate::snapshot::SnapshotDone;
@@ -45,6 +45,10 @@ const COOKIE: &str = "arca_appliance_admin";
 /// Takes a snapshot of the named share now (the appliance's job runner).
 pub type SnapshotFn = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<SnapshotDone>> + Send>> + Send + Sync>;
 
+/// Makes a new set of shares the appliance's (stored, then served by WebDAV, SMB and the schedules).
+pub type SharesFn =
+    Arc<dyn Fn(BTreeMap<String, ShareConfig>) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
+
 /// Copies the local repository to a folder (a USB disk) while no snapshot job runs; answers the
 /// objects and bytes copied.
 pub type ExportFn =
@@ -55,8 +59,10 @@ pub struct Admin {
     password_hash: String,
     users: Arc<Users>,
     user_configs: Mutex<BTreeMap<String, UserConfig>>,
-    /// Which users each share lets in (empty: everyone), for the page.
-    share_users: BTreeMap<String, Vec<String>>,
+    /// The shares as they are now.
+    shares: Mutex<BTreeMap<String, ShareConfig>>,
+    set_shares: SharesFn,
+    smb: bool,
     samba: Option<Arc<Samba>>,
     status: Arc<StatusBoard>,
     data_dir: std::path::PathBuf,
@@ -65,9 +71,7 @@ pub struct Admin {
     export: ExportFn,
     exporting: std::sync::atomic::AtomicBool,
     catalog: Arc<Catalog>,
-    /// Share folders by name.
-    folders: BTreeMap<String, std::path::PathBuf>,
-    repo_path: std::path::PathBuf,
+    repository_dir: std::path::PathBuf,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     sign_in: Mutex<SignInState>,
     checks: tokio::sync::Semaphore,
@@ -86,6 +90,8 @@ struct Flash {
     text: String,
     /// What was typed into the add-user form, kept when it was refused.
     typed_name: Option<String>,
+    /// What was typed into the add-share form, kept when it was refused.
+    typed_share: Option<HashMap<String, String>>,
 }
 
 #[derive(Default)]
@@ -102,8 +108,14 @@ pub struct AdminParts {
     pub users: Arc<Users>,
     /// The same users as configured (hashes and NT hashes).
     pub user_configs: BTreeMap<String, UserConfig>,
-    /// Which users each share lets in.
-    pub share_users: BTreeMap<String, Vec<String>>,
+    /// The shares.
+    pub shares: BTreeMap<String, ShareConfig>,
+    /// Makes a new set of shares the appliance's.
+    pub set_shares: SharesFn,
+    /// Whether SMB is on (share names must then leave room for `<name>-versions`).
+    pub smb: bool,
+    /// The local repository (a share or an export may not be inside it).
+    pub repository_dir: std::path::PathBuf,
     /// The SMB front, told of user changes.
     pub samba: Option<Arc<Samba>>,
     /// The status board.
@@ -118,10 +130,6 @@ pub struct AdminParts {
     pub export: ExportFn,
     /// The snapshots, for browsing and restoring previous versions.
     pub catalog: Arc<Catalog>,
-    /// Share folders by name.
-    pub folders: BTreeMap<String, std::path::PathBuf>,
-    /// The local repository (an export may not go into it).
-    pub repo_path: std::path::PathBuf,
 }
 
 impl Admin {
@@ -131,7 +139,9 @@ impl Admin {
             password_hash: p.password_hash,
             users: p.users,
             user_configs: Mutex::new(p.user_configs),
-            share_users: p.share_users,
+            shares: Mutex::new(p.shares),
+            set_shares: p.set_shares,
+            smb: p.smb,
             samba: p.samba,
             status: p.status,
             data_dir: p.data_dir,
@@ -140,8 +150,7 @@ impl Admin {
             export: p.export,
             exporting: std::sync::atomic::AtomicBool::new(false),
             catalog: p.catalog,
-            folders: p.folders,
-            repo_path: p.repo_path,
+            repository_dir: p.repository_dir,
             sessions: Mutex::new(HashMap::new()),
             sign_in: Mutex::new(SignInState::default()),
             checks: tokio::sync::Semaphore::new(1),
@@ -162,6 +171,9 @@ impl Admin {
             .route("/admin/versions/{share}/file", get(download))
             .route("/admin/versions/{share}/restore", post(restore))
             .route("/admin/export", post(export))
+            .route("/admin/shares", post(add_share))
+            .route("/admin/shares/{name}/remove", post(remove_share))
+            .route("/admin/shares/{name}/users", post(share_access))
             .with_state(self.clone())
     }
 
@@ -204,6 +216,15 @@ impl Admin {
         }
     }
 
+    fn shares(&self) -> BTreeMap<String, ShareConfig> {
+        self.shares.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Share `name`'s folder.
+    fn folder(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.shares.lock().unwrap_or_else(|p| p.into_inner()).get(name).map(|s| s.path.clone())
+    }
+
     fn flash(&self, headers: &HeaderMap, flash: Flash) {
         if let Some(key) = Self::session_key(headers) {
             if let Some(s) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
@@ -214,7 +235,10 @@ impl Admin {
 
     /// Stores `users`, then makes WebDAV and SMB use them. Nothing changes if storing fails.
     fn apply_users(&self, users: BTreeMap<String, UserConfig>) -> Result<()> {
-        crate::users::save_managed(&self.data_dir, &users)?;
+        crate::managed::save(
+            &crate::managed::users_file(&self.data_dir),
+            &crate::managed::Users { users: users.clone() },
+        )?;
         self.users.replace(users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect());
         if let Some(samba) = &self.samba {
             samba.reload_users(&users)?;
@@ -389,8 +413,13 @@ async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response 
     h += "<h2>Shares</h2><table><tr><th>share</th><th>folder</th><th>users</th><th>schedule</th><th>snapshots</th>\
           <th>last snapshot</th><th>problem</th><th></th></tr>";
     for (name, sh) in &s.shares {
-        let users =
-            a.share_users.get(name).filter(|u| !u.is_empty()).map(|u| u.join(", ")).unwrap_or("everyone".into());
+        let users = a
+            .shares()
+            .get(name)
+            .map(|s| s.users.clone())
+            .filter(|u| !u.is_empty())
+            .map(|u| u.join(", "))
+            .unwrap_or("everyone".into());
         h += &format!(
             "<tr><td>{n}</td><td>{}</td><td>{}</td><td>{}</td><td id=\"snapshots-{n}\">{}</td><td>{}</td><td class=\"err\">{}</td>\
              <td><form method=\"post\" action=\"/admin/snapshot/{n}\" class=\"inline\">{csrf_field}<button type=\"submit\" \
@@ -406,6 +435,7 @@ async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response 
         );
     }
     h += "</table>";
+    h += &manage_shares_html(&a, &csrf_field, flash.as_ref().and_then(|f| f.typed_share.as_ref()));
     if let Some(smb) = &s.smb {
         h += &format!("<h2>SMB</h2><p id=\"smb\">{}</p>", esc(smb));
     }
@@ -534,7 +564,7 @@ async fn versions(
 ) -> Response {
     use futures_util::StreamExt;
     let Some((csrf, flash)) = a.session(&headers) else { return harden(Redirect::to("/admin/signin").into_response()) };
-    if !a.folders.contains_key(&share) {
+    if a.folder(&share).is_none() {
         return not_found(&format!("There is no share {share}."));
     }
     let raw = q.get("path").cloned().unwrap_or_default();
@@ -628,7 +658,7 @@ async fn download(
     let Ok(segs) = version_path(q.get("path").map(String::as_str).unwrap_or_default()) else {
         return not_found("that path is not allowed");
     };
-    if !a.folders.contains_key(&share) || segs.len() < 2 {
+    if a.folder(&share).is_none() || segs.len() < 2 {
         return not_found("no such file");
     }
     let tree = SnapshotTree::new(a.catalog.clone(), &share);
@@ -677,11 +707,11 @@ async fn restore(
         return forbidden();
     }
     let raw = form.get("path").cloned().unwrap_or_default();
-    let (Some(folder), Ok(segs)) = (a.folders.get(&share).cloned(), version_path(&raw)) else {
+    let (Some(folder), Ok(segs)) = (a.folder(&share), version_path(&raw)) else {
         return not_found("no such file");
     };
     let back = |ok: bool, text: String| {
-        a.flash(&headers, Flash { ok, text, typed_name: None });
+        a.flash(&headers, Flash { ok, text, typed_name: None, typed_share: None });
         let parent = segs[..segs.len().saturating_sub(1)].join("/");
         harden(
             Redirect::to(&format!("/admin/versions/{}?path={}", url_encode(&share), url_encode(&parent)))
@@ -748,8 +778,8 @@ async fn export(
         ));
     }
     let canonical = to.canonicalize().unwrap_or(to.clone());
-    let repo = a.repo_path.canonicalize().unwrap_or(a.repo_path.clone());
-    let in_share = a.folders.values().any(|f| canonical.starts_with(f.canonicalize().unwrap_or(f.clone())));
+    let repo = a.repository_dir.canonicalize().unwrap_or(a.repository_dir.clone());
+    let in_share = a.shares().values().any(|s| canonical.starts_with(s.path.canonicalize().unwrap_or(s.path.clone())));
     if canonical.starts_with(&repo) || repo.starts_with(&canonical) || in_share {
         return refuse("Export to a folder outside the repository and the shares (a separate disk).".into());
     }
@@ -786,6 +816,201 @@ async fn export(
     )
 }
 
+/// Checkboxes of every user, ticked for `ticked` (`user:<name>` fields).
+fn user_boxes(users: &[String], ticked: &dyn Fn(&str) -> bool) -> String {
+    users
+        .iter()
+        .map(|u| {
+            format!(
+                "<label><input type=\"checkbox\" name=\"user:{n}\" value=\"yes\"{}> {n}</label> ",
+                if ticked(u) { " checked" } else { "" },
+                n = esc(u)
+            )
+        })
+        .collect()
+}
+
+/// The users a form ticked (`user:<name>` fields), among the known ones.
+fn ticked_users(form: &HashMap<String, String>, known: &BTreeMap<String, UserConfig>) -> Vec<String> {
+    known.keys().filter(|u| form.get(&format!("user:{u}")).is_some_and(|v| v == "yes")).cloned().collect()
+}
+
+/// Who may use each share, removing shares, and adding one.
+fn manage_shares_html(a: &Admin, csrf_field: &str, typed: Option<&HashMap<String, String>>) -> String {
+    let users: Vec<String> = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+    let mut h = String::from("<h3>Who may use each share</h3><p>No box ticked: every user.</p><table>");
+    for (name, share) in a.shares() {
+        h += &format!(
+            "<tr id=\"share-{n}\"><td>{n}</td><td><form method=\"post\" action=\"/admin/shares/{n}/users\" class=\"inline access\">\
+             {csrf_field}{}<button type=\"submit\">Set</button></form></td><td><form method=\"post\" \
+             action=\"/admin/shares/{n}/remove\" class=\"inline remove\">{csrf_field}<label><input type=\"checkbox\" \
+             name=\"confirm\" value=\"yes\" required> yes, stop sharing {n}</label> <button type=\"submit\">Remove</button>\
+             </form></td></tr>",
+            user_boxes(&users, &|u| share.users.iter().any(|x| x == u)),
+            n = esc(&name),
+        );
+    }
+    let field = |k: &str, default: &str| esc(typed.and_then(|t| t.get(k)).map(String::as_str).unwrap_or(default));
+    h += &format!(
+        "</table><p>Removing a share stops its snapshots and its WebDAV and SMB access; its folder and its snapshots \
+         stay.</p><h3>Add a share</h3><form method=\"post\" action=\"/admin/shares\" id=\"add-share\">{csrf_field}\
+         <label>Name <input name=\"name\" id=\"share-name\" value=\"{}\" maxlength=\"64\" required></label> \
+         <label>Folder <input name=\"path\" id=\"share-path\" value=\"{}\" required placeholder=\"/srv/accounts\"></label> \
+         <label>Schedule <input name=\"schedule\" id=\"share-schedule\" value=\"{}\"></label> \
+         <label>Keep the last <input name=\"keep_last\" id=\"share-keep\" type=\"number\" min=\"1\" max=\"100000\" value=\"{}\"> \
+         snapshots</label><br>Users: {}<button type=\"submit\" id=\"share-add\">Add the share</button></form><p>Names: a-z, \
+         0-9, '-' and '_'. The folder must exist, outside the repository, the appliance's data and the other shares. \
+         Schedule: cron with seconds (\"0 0 * * * *\" is hourly); empty: only when asked.</p>",
+        field("name", ""),
+        field("path", ""),
+        field("schedule", "0 0 * * * *"),
+        field("keep_last", "48"),
+        user_boxes(&users, &|u| typed.is_some_and(|t| t.get(&format!("user:{u}")).is_some_and(|v| v == "yes"))),
+    );
+    h
+}
+
+/// Whether `inner` is `outer` or inside it (both made absolute and canonical where they exist).
+fn inside(inner: &std::path::Path, outer: &std::path::Path) -> bool {
+    let canon = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    canon(inner).starts_with(canon(outer))
+}
+
+/// Checks a share the page is asked to add: the configuration's own rules, then where its folder
+/// may be. Answers the reason for a refusal.
+fn check_new_share(a: &Admin, name: &str, share: &ShareConfig) -> std::result::Result<(), String> {
+    let shares = a.shares();
+    if !valid_share_name(name) {
+        return Err("A share name is 1 to 64 characters of a-z, 0-9, '-' and '_'.".into());
+    }
+    if shares.contains_key(name) {
+        return Err(format!("There is already a share {name}."));
+    }
+    if a.smb
+        && (shares.contains_key(&crate::config::versions_share_name(name))
+            || shares.keys().any(|n| crate::config::versions_share_name(n) == name))
+    {
+        return Err(format!("{name} clashes with the SMB share of previous versions; choose another name."));
+    }
+    if !share.path.is_absolute() || !share.path.is_dir() {
+        return Err(format!("{} is not a folder here (give its full path; create it first).", share.path.display()));
+    }
+    if share.path.as_os_str().as_encoded_bytes().iter().any(|b| b.is_ascii_control()) {
+        return Err("A folder name with control characters cannot be shared.".into());
+    }
+    for (other, o) in &shares {
+        if inside(&share.path, &o.path) || inside(&o.path, &share.path) {
+            return Err(format!("{} overlaps share {other} ({}).", share.path.display(), o.path.display()));
+        }
+    }
+    for (what, dir) in [("the repository", &a.repository_dir), ("the appliance's data", &a.data_dir)] {
+        if inside(&share.path, dir) || inside(dir, &share.path) {
+            return Err(format!("{} overlaps {what} ({}).", share.path.display(), dir.display()));
+        }
+    }
+    if let Some(text) = &share.schedule {
+        crate::schedule::Schedule::parse(text).map_err(|e| format!("Schedule: {e}."))?;
+    }
+    share.retention.policy().map_err(|e| format!("{e}."))?;
+    Ok(())
+}
+
+async fn add_share(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    let name = form.get("name").map(|n| n.trim().to_string()).unwrap_or_default();
+    let keep_last = match form.get("keep_last").map(|k| k.trim()).filter(|k| !k.is_empty()) {
+        None => None,
+        Some(k) => match k.parse::<u32>() {
+            Ok(n) if (1..=100_000).contains(&n) => Some(n),
+            _ => return refuse_share(&a, &headers, "Keep the last: a number from 1 to 100000.".into(), form),
+        },
+    };
+    let users = ticked_users(&form, &a.user_configs.lock().unwrap_or_else(|p| p.into_inner()));
+    let share = ShareConfig {
+        path: std::path::PathBuf::from(form.get("path").map(|p| p.trim()).unwrap_or_default()),
+        schedule: form.get("schedule").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+        retention: Retention { keep_last, ..Retention::default() },
+        users,
+    };
+    if let Err(why) = check_new_share(&a, &name, &share) {
+        return refuse_share(&a, &headers, why, form);
+    }
+    let mut next = a.shares();
+    next.insert(name.clone(), share);
+    match (a.set_shares)(next.clone()).await {
+        Ok(()) => {
+            *a.shares.lock().unwrap_or_else(|p| p.into_inner()) = next;
+            tracing::info!("admin page: added share {name}");
+            done(&a, &headers, true, format!("Share {name} added: it is served now."), None)
+        }
+        Err(e) => refuse_share(&a, &headers, format!("Share {name} was not added: {e}"), form),
+    }
+}
+
+fn refuse_share(a: &Admin, headers: &HeaderMap, why: String, mut form: HashMap<String, String>) -> Response {
+    form.remove("csrf");
+    a.flash(headers, Flash { ok: false, text: why, typed_name: None, typed_share: Some(form) });
+    harden(Redirect::to("/admin").into_response())
+}
+
+async fn remove_share(
+    State(a): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    if form.get("confirm").map(String::as_str) != Some("yes") {
+        return done(&a, &headers, false, format!("Tick the box to confirm removing share {name}."), None);
+    }
+    let mut next = a.shares();
+    if next.remove(&name).is_none() {
+        return done(&a, &headers, false, format!("There is no share {name}."), None);
+    }
+    match (a.set_shares)(next.clone()).await {
+        Ok(()) => {
+            *a.shares.lock().unwrap_or_else(|p| p.into_inner()) = next;
+            tracing::info!("admin page: removed share {name}");
+            done(&a, &headers, true, format!("Share {name} removed; its folder and snapshots stay."), None)
+        }
+        Err(e) => done(&a, &headers, false, format!("Share {name} was not removed: {e}"), None),
+    }
+}
+
+async fn share_access(
+    State(a): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !a.authorised(&headers, &form) {
+        return forbidden();
+    }
+    let users = ticked_users(&form, &a.user_configs.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut next = a.shares();
+    let Some(share) = next.get_mut(&name) else {
+        return done(&a, &headers, false, format!("There is no share {name}."), None);
+    };
+    share.users = users.clone();
+    match (a.set_shares)(next.clone()).await {
+        Ok(()) => {
+            *a.shares.lock().unwrap_or_else(|p| p.into_inner()) = next;
+            let who = if users.is_empty() { "every user".to_string() } else { users.join(", ") };
+            tracing::info!("admin page: share {name} is now for {who}");
+            done(&a, &headers, true, format!("Share {name} is now for {who}."), None)
+        }
+        Err(e) => done(&a, &headers, false, format!("Share {name} was not changed: {e}"), None),
+    }
+}
+
 /// Checks a new password typed twice; returns the user's hashes.
 fn new_hashes(form: &HashMap<String, String>) -> std::result::Result<UserConfig, String> {
     let password = form.get("password").map(String::as_str).unwrap_or_default();
@@ -798,7 +1023,7 @@ fn new_hashes(form: &HashMap<String, String>) -> std::result::Result<UserConfig,
 }
 
 fn done(a: &Admin, headers: &HeaderMap, ok: bool, text: String, typed_name: Option<String>) -> Response {
-    a.flash(headers, Flash { ok, text, typed_name });
+    a.flash(headers, Flash { ok, text, typed_name, typed_share: None });
     harden(Redirect::to("/admin").into_response())
 }
 

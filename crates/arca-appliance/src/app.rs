@@ -5,6 +5,7 @@
 //! snapshots through the catalogue's current view and never wait for jobs); at most one snapshot
 //! job (shares take turns through `jobs`); one replication pass.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,6 +39,119 @@ struct Shared {
     status: Arc<StatusBoard>,
     jobs: tokio::sync::Mutex<()>,
     replicate: Arc<tokio::sync::Notify>,
+    /// The shares as they are now (the admin page adds and removes them).
+    shares: std::sync::RwLock<BTreeMap<String, ShareConfig>>,
+    /// Each share's schedule task.
+    schedules: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    data_dir: std::path::PathBuf,
+    /// When this run started: temporary upload files older than this are leftovers.
+    started: std::time::SystemTime,
+}
+
+impl Shared {
+    fn shares(&self) -> BTreeMap<String, ShareConfig> {
+        self.shares.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn share(&self, name: &str) -> Option<ShareConfig> {
+        self.shares.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+}
+
+/// Starts share `name`'s schedule (replacing a running one), or warns that it has none; sweeps
+/// the temporary files that uploads cut off by an earlier run left in its folder.
+fn start_share(shared: &Arc<Shared>, name: &str, share: &ShareConfig) {
+    let mut schedules = shared.schedules.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(old) = schedules.remove(name) {
+        old.abort();
+    }
+    match share.schedule.as_deref().map(Schedule::parse) {
+        Some(Ok(schedule)) => {
+            shared.status.share(name, |s| s.warning = None);
+            let task = tokio::spawn(schedule_loop(shared.clone(), name.to_string(), share.clone(), schedule));
+            schedules.insert(name.to_string(), task);
+        }
+        Some(Err(e)) => {
+            // Checked when the share was configured; kept as a warning rather than a panic.
+            tracing::error!("share {name}: {e}");
+            shared.status.share(name, |s| s.warning = Some(e.to_string()));
+        }
+        None => {
+            let warning = format!(
+                "share {name} has no schedule: it is snapshotted only when asked (`arca appliance snapshot --share \
+                 {name}`); add schedule = \"0 0 * * * *\" (hourly) to its section of the configuration"
+            );
+            tracing::warn!("{warning}");
+            shared.status.share(name, |s| s.warning = Some(warning));
+        }
+    }
+    // Uploads cut off by a crash or a kill of an earlier run left their temporary files.
+    let (folder, name, started) = (share.path.clone(), name.to_string(), shared.started);
+    tokio::task::spawn_blocking(move || match crate::share::upload::sweep_stale(&folder, started) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("share {name}: removed {n} temporary files of uploads cut off earlier"),
+        Err(e) => tracing::warn!("share {name}: removing cut-off uploads under {}: {e}", folder.display()),
+    });
+}
+
+/// What changes when the admin page changes the shares.
+struct ShareFronts {
+    shared: Arc<Shared>,
+    dav: Arc<Dav>,
+    samba: Option<Arc<crate::smb::Samba>>,
+}
+
+impl ShareFronts {
+    /// Makes `next` the shares: stored first (`shares.toml`), then the catalogue, WebDAV, the
+    /// schedules, the status page and SMB follow. Snapshots of a removed share stay in the
+    /// repository; its schedule stops.
+    async fn apply(&self, next: BTreeMap<String, ShareConfig>) -> Result<()> {
+        let shared = &self.shared;
+        crate::managed::save(
+            &crate::managed::shares_file(&shared.data_dir),
+            &crate::managed::Shares { shares: next.clone() },
+        )?;
+        let previous = shared.shares();
+        *shared.shares.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        let folders: BTreeMap<String, std::path::PathBuf> =
+            next.iter().map(|(n, s)| (n.clone(), s.path.clone())).collect();
+        let catalog = shared.catalog.clone();
+        blocking(move || catalog.set_shares(folders)).await?;
+        self.dav.set_shares(&next);
+        let view = shared.catalog.view();
+        for name in previous.keys().filter(|n| !next.contains_key(*n)) {
+            if let Some(task) = shared.schedules.lock().unwrap_or_else(|p| p.into_inner()).remove(name) {
+                task.abort();
+            }
+            shared.status.update(|s| {
+                s.shares.remove(name);
+            });
+        }
+        for (name, share) in &next {
+            let before = previous.get(name);
+            let changed = before.is_none_or(|b| b.path != share.path || b.schedule != share.schedule);
+            if changed {
+                let snaps = view.shares.get(name).cloned().unwrap_or_default();
+                let entry = ShareStatus {
+                    path: share.path.display().to_string(),
+                    schedule: share.schedule.clone(),
+                    snapshots: snaps.len(),
+                    last_snapshot: snaps.last().map(|l| SnapshotRef { id: l.id.to_hex(), time: l.time }),
+                    ..ShareStatus::default()
+                };
+                shared.status.update(|s| {
+                    s.shares.insert(name.clone(), entry);
+                });
+            }
+            if changed {
+                start_share(shared, name, share);
+            }
+        }
+        if let Some(samba) = &self.samba {
+            samba.reload_shares(&next)?;
+        }
+        Ok(())
+    }
 }
 
 /// A started appliance: its address, and the future that serves it.
@@ -67,12 +181,23 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// Opens everything `config` names, starts the tasks and binds the listener.
 pub async fn start(mut config: Config) -> Result<Running> {
     // Users changed on the admin page replace the configuration's [users].
-    if let Some(users) = crate::users::load_managed(&config.data_dir)? {
+    if let Some(managed) = crate::managed::load::<crate::managed::Users>(&crate::managed::users_file(&config.data_dir))?
+    {
         tracing::info!(
             "users from {} (kept by the admin page; [users] in the configuration is not used)",
-            crate::users::managed_file(&config.data_dir).display()
+            crate::managed::users_file(&config.data_dir).display()
         );
-        config.users = users;
+        config.users = managed.users;
+    }
+    // So do the shares.
+    if let Some(managed) =
+        crate::managed::load::<crate::managed::Shares>(&crate::managed::shares_file(&config.data_dir))?
+    {
+        tracing::info!(
+            "shares from {} (kept by the admin page; [shares] in the configuration is not used)",
+            crate::managed::shares_file(&config.data_dir).display()
+        );
+        config.shares = managed.shares;
     }
     let password = config.repository.password()?;
     let repo_path = config.repository.path.clone();
@@ -125,28 +250,14 @@ pub async fn start(mut config: Config) -> Result<Running> {
         status: status.clone(),
         jobs: tokio::sync::Mutex::new(()),
         replicate: Arc::new(tokio::sync::Notify::new()),
+        shares: std::sync::RwLock::new(config.shares.clone()),
+        schedules: std::sync::Mutex::new(HashMap::new()),
+        data_dir: config.data_dir.clone(),
+        started,
     });
 
     for (name, share) in &config.shares {
-        if let Some(text) = &share.schedule {
-            let schedule = Schedule::parse(text)?;
-            tokio::spawn(schedule_loop(shared.clone(), name.clone(), share.clone(), schedule));
-        } else {
-            let warning = format!(
-                "share {name} has no schedule: it is snapshotted only when asked (`arca appliance snapshot --share \
-                 {name}`); add schedule = \"0 0 * * * *\" (hourly) to its section of the configuration"
-            );
-            tracing::warn!("{warning}");
-            status.share(name, |s| s.warning = Some(warning));
-        }
-        // Uploads cut off by a crash or a kill of an earlier run left their temporary files.
-        let folder = share.path.clone();
-        let name = name.clone();
-        tokio::task::spawn_blocking(move || match crate::share::upload::sweep_stale(&folder, started) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("share {name}: removed {n} temporary files of uploads cut off earlier"),
-            Err(e) => tracing::warn!("share {name}: removing cut-off uploads under {}: {e}", folder.display()),
-        });
+        start_share(&shared, name, share);
     }
     let mut replicator = None;
     if let Some(p) = &config.provider {
@@ -159,8 +270,7 @@ pub async fn start(mut config: Config) -> Result<Running> {
     if let Some(d) = &config.drill {
         let schedule = Schedule::parse(&d.schedule)?;
         let scratch = d.scratch.clone().unwrap_or_else(|| config.data_dir.join("drill"));
-        let shares: Vec<String> = config.shares.keys().cloned().collect();
-        tokio::spawn(drill_loop(shared.clone(), shares, d.sample(), scratch, schedule, replicator));
+        tokio::spawn(drill_loop(shared.clone(), d.sample(), scratch, schedule, replicator));
     }
 
     // SMB before the WebDAV listener: when `start` returns, every front answers.
@@ -172,9 +282,9 @@ pub async fn start(mut config: Config) -> Result<Running> {
     let users = Arc::new(blocking(move || Ok(Users::new(hashes))).await?);
     let dav = Arc::new(Dav::new(&config.shares, users.clone(), catalog.clone(), config.max_upload.0));
     let admin = config.admin.as_ref().map(|a| {
-        let (jobs, shares) = (shared.clone(), config.shares.clone());
+        let jobs = shared.clone();
         let snapshot: crate::admin::SnapshotFn = Arc::new(move |name: String| {
-            let (jobs, share) = (jobs.clone(), shares.get(&name).cloned());
+            let (jobs, share) = (jobs.clone(), jobs.share(&name));
             Box::pin(async move {
                 let share = share.ok_or_else(|| Error::config(format!("there is no share {name}")))?;
                 run_job(&jobs, &name, &share).await
@@ -193,11 +303,18 @@ pub async fn start(mut config: Config) -> Result<Running> {
                 .await
             })
         });
+        let fronts = Arc::new(ShareFronts { shared: shared.clone(), dav: dav.clone(), samba: samba.clone() });
+        let set_shares: crate::admin::SharesFn = Arc::new(move |next| {
+            let fronts = fronts.clone();
+            Box::pin(async move { fronts.apply(next).await })
+        });
         crate::admin::Admin::new(crate::admin::AdminParts {
             password_hash: a.password_hash.clone(),
             users: users.clone(),
             user_configs: config.users.clone(),
-            share_users: config.shares.iter().map(|(n, s)| (n.clone(), s.users.clone())).collect(),
+            shares: config.shares.clone(),
+            set_shares,
+            repository_dir: config.repository.path.clone(),
             samba: samba.clone(),
             status: status.clone(),
             data_dir: config.data_dir.clone(),
@@ -205,11 +322,10 @@ pub async fn start(mut config: Config) -> Result<Running> {
             snapshot,
             export,
             catalog: catalog.clone(),
-            folders: config.shares.iter().map(|(n, s)| (n.clone(), s.path.clone())).collect(),
-            repo_path: config.repository.path.clone(),
+            smb: config.smb.is_some(),
         })
     });
-    let now = Arc::new(SnapshotNow { shared: shared.clone(), users, shares: config.shares.clone() });
+    let now = Arc::new(SnapshotNow { shared: shared.clone(), users });
     let mut app = Router::new()
         .route("/", get(|| async { Redirect::to("/status") }))
         .route("/snapshot/{share}", post(snapshot_now))
@@ -275,7 +391,6 @@ async fn schedule_loop(shared: Arc<Shared>, name: String, share: ShareConfig, sc
 /// and, through `provider`, to the provider's console.
 async fn drill_loop(
     shared: Arc<Shared>,
-    shares: Vec<String>,
     sample: Option<usize>,
     scratch: std::path::PathBuf,
     schedule: Schedule,
@@ -289,6 +404,7 @@ async fn drill_loop(
         tokio::time::sleep((next - Local::now()).to_std().unwrap_or_default()).await;
         let mut lines = Vec::new();
         let mut all_passed = true;
+        let shares: Vec<String> = shared.shares().into_keys().collect();
         for name in &shares {
             let _turn = shared.jobs.lock().await;
             let (store, key, n, dir) = (shared.store.clone(), shared.key.clone(), name.clone(), scratch.clone());
@@ -352,7 +468,6 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
 struct SnapshotNow {
     shared: Arc<Shared>,
     users: Arc<Users>,
-    shares: std::collections::BTreeMap<String, ShareConfig>,
 }
 
 /// `POST /snapshot/{share}`: takes a snapshot of the share now, as its schedule would (after a job
@@ -364,7 +479,7 @@ async fn snapshot_now(State(now): State<Arc<SnapshotNow>>, Path(name): Path<Stri
         tracing::warn!(user = %user, "snapshot now: wrong user name or password");
         return unauthorized();
     }
-    let Some(share) = now.shares.get(&name) else {
+    let Some(share) = now.shared.share(&name) else {
         return (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("there is no share {name}") })))
             .into_response();
     };
@@ -376,7 +491,7 @@ async fn snapshot_now(State(now): State<Arc<SnapshotNow>>, Path(name): Path<Stri
             .into_response();
     }
     tracing::info!(user = %user, "share {name}: snapshot asked for");
-    match run_job(&now.shared, &name, share).await {
+    match run_job(&now.shared, &name, &share).await {
         Ok(done) => Json(done).into_response(),
         Err(e) => {
             (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e.to_string() }))).into_response()

@@ -48,7 +48,8 @@ pub struct View {
 pub struct Catalog {
     store: DynStore,
     key: MasterKey,
-    shares: BTreeMap<String, std::path::PathBuf>,
+    /// Share names and folders; the admin page changes them.
+    shares: RwLock<BTreeMap<String, std::path::PathBuf>>,
     current: RwLock<Arc<View>>,
 }
 
@@ -56,7 +57,7 @@ impl Catalog {
     /// Builds the first view. `shares` maps share names to their folders.
     pub fn open(store: DynStore, key: MasterKey, shares: BTreeMap<String, std::path::PathBuf>) -> Result<Catalog> {
         let view = build(&store, &key, &shares)?;
-        Ok(Catalog { store, key, shares, current: RwLock::new(Arc::new(view)) })
+        Ok(Catalog { store, key, shares: RwLock::new(shares), current: RwLock::new(Arc::new(view)) })
     }
 
     /// The current view.
@@ -66,9 +67,18 @@ impl Catalog {
 
     /// Rebuilds the view from the repository (blocking: run it off the async threads).
     pub fn refresh(&self) -> Result<()> {
-        let view = build(&self.store, &self.key, &self.shares)?;
+        let shares = self.shares.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let view = build(&self.store, &self.key, &shares)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
         Ok(())
+    }
+}
+
+impl Catalog {
+    /// Changes the shares (added or removed on the admin page) and rebuilds the view (blocking).
+    pub fn set_shares(&self, shares: BTreeMap<String, std::path::PathBuf>) -> Result<()> {
+        *self.shares.write().unwrap_or_else(|p| p.into_inner()) = shares;
+        self.refresh()
     }
 }
 

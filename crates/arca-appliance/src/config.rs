@@ -258,7 +258,7 @@ pub struct UserConfig {
 }
 
 /// One shared folder.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShareConfig {
     /// The folder on this machine.
@@ -274,7 +274,7 @@ pub struct ShareConfig {
 }
 
 /// A share's retention policy: arca-core's forget rules, as the configuration spells them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     /// Keep the `n` newest snapshots.

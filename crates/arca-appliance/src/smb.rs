@@ -48,7 +48,8 @@ pub struct Samba {
     /// smbd's process group (its main process's pid), signalled when the front stops.
     group: Arc<std::sync::atomic::AtomicI32>,
     supervisor: tokio::task::JoinHandle<()>,
-    config: Config,
+    /// The users and shares smbd serves now.
+    config: std::sync::Mutex<Config>,
     layout: Layout,
     ids: Ids,
     /// After smbd (fields drop in order): nothing may still read from it when it unmounts.
@@ -63,12 +64,24 @@ impl Drop for Samba {
 }
 
 impl Samba {
-    /// Writes smbd's account list, password database and share access for `users` (the admin
-    /// page changed one) and has smbd reload them (SIGHUP): no restart, no dropped connections.
+    /// Serves `users` from now on (the admin page changed one): see [`Samba::reload_shares`].
     pub fn reload_users(&self, users: &BTreeMap<String, crate::config::UserConfig>) -> Result<()> {
-        let mut config = self.config.clone();
-        config.users = users.clone();
-        write_files(&config, &self.layout, self.ids, &self._versions)?;
+        self.reload(|c| c.users = users.clone())
+    }
+
+    /// Serves `shares` from now on. smbd's account list, password database and shares are
+    /// rewritten and smbd reloads them (SIGHUP): no restart, and connections to shares that stay
+    /// are not dropped.
+    pub fn reload_shares(&self, shares: &BTreeMap<String, crate::config::ShareConfig>) -> Result<()> {
+        self.reload(|c| c.shares = shares.clone())
+    }
+
+    fn reload(&self, change: impl FnOnce(&mut Config)) -> Result<()> {
+        let mut config = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = config.clone();
+        change(&mut next);
+        write_files(&next, &self.layout, self.ids, &self._versions)?;
+        *config = next;
         let pid = self.group.load(std::sync::atomic::Ordering::SeqCst);
         if pid > 1 {
             // SAFETY: kill(2) has no memory effects.
@@ -138,9 +151,8 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>, status: Arc<StatusBoa
     set_mode(&layout.private(), 0o700)?;
     stop_leftover(&layout);
 
-    let shares: Vec<String> = config.shares.keys().cloned().collect();
     let versions_path = layout.versions();
-    let versions = tokio::task::spawn_blocking(move || VersionsMount::mount(catalog, shares, &versions_path))
+    let versions = tokio::task::spawn_blocking(move || VersionsMount::mount(catalog, &versions_path))
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("a worker thread failed: {e}")))??;
 
@@ -161,7 +173,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>, status: Arc<StatusBoa
     tracing::info!("SMB shares on {} (smbd, previous versions at {})", smb.listen, layout.versions().display());
     status.update(|s| s.smb = Some(format!("serving on {}", smb.listen)));
     let supervisor = tokio::spawn(supervise(child, launch, group.clone(), layout.clone(), status));
-    Ok(Samba { group, supervisor, config: config.clone(), layout, ids, _versions: versions })
+    Ok(Samba { group, supervisor, config: std::sync::Mutex::new(config.clone()), layout, ids, _versions: versions })
 }
 
 /// smbd's configuration, account list and password database for `config`.

@@ -46,50 +46,6 @@ pub fn is_nt_hash(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The file the admin page keeps the users in, once it has changed one: from then on it, not the
-/// configuration's `[users]`, is the list of users.
-pub fn managed_file(data_dir: &std::path::Path) -> std::path::PathBuf {
-    data_dir.join("users.toml")
-}
-
-/// The users the admin page manages, if it has ever changed one.
-pub fn load_managed(data_dir: &std::path::Path) -> Result<Option<BTreeMap<String, crate::config::UserConfig>>> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        users: BTreeMap<String, crate::config::UserConfig>,
-    }
-    let path = managed_file(data_dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::config(format!("reading {}: {e}", path.display()))),
-    };
-    let file: File = toml::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
-    Ok(Some(file.users))
-}
-
-/// Writes the managed users (0600, replaced atomically: it holds password hashes).
-pub fn save_managed(data_dir: &std::path::Path, users: &BTreeMap<String, crate::config::UserConfig>) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    #[derive(serde::Serialize)]
-    struct File<'a> {
-        users: &'a BTreeMap<String, crate::config::UserConfig>,
-    }
-    let path = managed_file(data_dir);
-    let text = toml::to_string(&File { users }).map_err(|e| Error::config(format!("writing the users: {e}")))?;
-    let tmp = path.with_extension("toml.tmp");
-    let io = |e: std::io::Error| Error::new(crate::error::ErrorKind::Io, format!("writing {}: {e}", path.display()));
-    let mut f =
-        std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).map_err(io)?;
-    f.write_all(b"# The appliance's users, kept by its admin page (it replaces [users] of the configuration).\n")
-        .and_then(|_| f.write_all(text.as_bytes()))
-        .and_then(|_| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
-}
-
 /// The configured users and the cache of recent successful checks.
 pub struct Users {
     /// Replaced whole when the admin page changes a user.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arca_core::repository::Repository;
-use arca_fuse::{Builder, Listed, Source};
+use arca_fuse::{Builder, Listed, Source, Target};
 
 use crate::catalog::{Catalog, ShareSnapshot};
 use crate::error::{Error, ErrorKind, Result};
@@ -38,13 +38,22 @@ pub fn gmt_entries(snapshots: &[ShareSnapshot]) -> Vec<(String, &ShareSnapshot)>
     out
 }
 
-/// Dynamic directory keys: `2 × share index + layout`.
-const GMT: u64 = 0;
-const FOLDERS: u64 = 1;
+/// Dynamic directory keys: the two roots, and per share a hash of its name with the layout in the
+/// low bits (shares come and go while mounted: the admin page adds and removes them).
+const GMT_ROOT: u64 = 0;
+const FOLDERS_ROOT: u64 = 1;
+const GMT: u64 = 2;
+const FOLDERS: u64 = 3;
+
+fn share_key(name: &str, layout: u64) -> u64 {
+    let h = blake3::hash(name.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&h.as_bytes()[..8]);
+    (u64::from_le_bytes(bytes) & !3) | layout
+}
 
 struct CatalogSource {
     catalog: Arc<Catalog>,
-    shares: Vec<String>,
 }
 
 impl Source for CatalogSource {
@@ -55,14 +64,28 @@ impl Source for CatalogSource {
 
     fn list(&self, key: u64) -> Vec<Listed> {
         let view = self.catalog.view();
-        let (share, layout) = (key / 2, key % 2);
-        let Some(snapshots) = self.shares.get(share as usize).and_then(|name| view.shares.get(name)) else {
+        if key == GMT_ROOT || key == FOLDERS_ROOT {
+            let layout = if key == GMT_ROOT { GMT } else { FOLDERS };
+            return view
+                .shares
+                .keys()
+                .map(|name| Listed {
+                    name: name.as_bytes().to_vec(),
+                    stable: name.clone(),
+                    target: Target::Dynamic(share_key(name, layout)),
+                    time: std::time::SystemTime::now(),
+                })
+                .collect();
+        }
+        let layout = key & 3;
+        let Some(snapshots) = view.shares.iter().find(|(name, _)| share_key(name, layout) == key).map(|(_, s)| s)
+        else {
             return Vec::new();
         };
         let listed = |name: &str, s: &ShareSnapshot| Listed {
             name: name.as_bytes().to_vec(),
             stable: s.id.to_hex(),
-            tree: s.root,
+            target: Target::Tree(s.root),
             time: s.time.into(),
         };
         if layout == GMT {
@@ -80,19 +103,16 @@ pub struct VersionsMount {
 }
 
 impl VersionsMount {
-    /// Mounts every share of `shares` at `path/gmt/<share>/` and `path/folders/<share>/`.
-    pub fn mount(catalog: Arc<Catalog>, shares: Vec<String>, path: &Path) -> Result<VersionsMount> {
+    /// Mounts the catalogue's shares at `path/gmt/<share>/` and `path/folders/<share>/` (the
+    /// shares it has when looked at).
+    pub fn mount(catalog: Arc<Catalog>, path: &Path) -> Result<VersionsMount> {
         clear_stale_mount(path);
         std::fs::create_dir_all(path)
             .map_err(|e| Error::new(ErrorKind::Io, format!("creating the mount point {}: {e}", path.display())))?;
         let mut b = Builder::new();
-        let now = std::time::SystemTime::now();
-        let (gmt, folders) = (b.dir(Builder::ROOT, b"gmt", now), b.dir(Builder::ROOT, b"folders", now));
-        for (i, name) in shares.iter().enumerate() {
-            b.dynamic(gmt, name.as_bytes(), 2 * i as u64 + GMT);
-            b.dynamic(folders, name.as_bytes(), 2 * i as u64 + FOLDERS);
-        }
-        let fs = b.build(CatalogSource { catalog, shares }, CACHE_BYTES);
+        b.dynamic(Builder::ROOT, b"gmt", GMT_ROOT);
+        b.dynamic(Builder::ROOT, b"folders", FOLDERS_ROOT);
+        let fs = b.build(CatalogSource { catalog }, CACHE_BYTES);
         let session = arca_fuse::mount(fs, path, "arca-versions")
             .map_err(|e| Error::new(ErrorKind::Io, format!("previous versions for SMB: {e}")))?;
         Ok(VersionsMount { path: path.to_path_buf(), session: Some(session) })

@@ -1414,6 +1414,56 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     let (ok, out) = smbclient(port, "docs", "carol", "carol's password", "ls", work.path());
     assert!(ok && out.contains("plan.txt"), "carol over SMB at once: {out}");
 
+    // A new share, for carol only: served at once over WebDAV and SMB, snapshots included.
+    let accounts = office.dir.path().join("accounts");
+    fs::create_dir_all(&accounts).unwrap();
+    fs::write(accounts.join("ledger.txt"), b"credits and debits\n").unwrap();
+    b.fill("#share-name", "accounts");
+    b.fill("#share-path", &office.share().join("sub").display().to_string());
+    fs::create_dir_all(office.share().join("sub")).unwrap();
+    b.click("#add-share input[name='user:carol']");
+    b.click("#share-add");
+    b.wait_source("overlaps share docs");
+    assert_eq!(b.attr("#share-name", "value"), "accounts", "the typed name is kept");
+    b.fill("#share-path", &accounts.display().to_string());
+    b.click("#share-add");
+    b.wait_source("Share accounts added");
+    let share_status = |user: &str, password: &str| -> u16 {
+        https
+            .request(Method::from_bytes(b"PROPFIND").unwrap(), format!("{}/dav/accounts/", app.base))
+            .header("Depth", "1")
+            .basic_auth(user, Some(password))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(share_status("carol", "carol's password"), 207);
+    assert_eq!(share_status(USER, USER_PASSWORD), 403, "alice is not a user of accounts");
+    let (ok, out) = smbclient(port, "accounts", "carol", "carol's password", "ls", work.path());
+    assert!(ok && out.contains("ledger.txt"), "the new share over SMB: {out}");
+    let (ok, out) = smbclient(port, "accounts", USER, USER_PASSWORD, "ls", work.path());
+    assert!(!ok && out.contains("NT_STATUS_ACCESS_DENIED"), "{out}");
+    b.click("#snapshot-accounts");
+    b.wait_source("Share accounts: snapshot");
+    fs::write(accounts.join("ledger.txt"), b"more debits\n").unwrap();
+    let (ok, info) = smbclient(port, "accounts", "carol", "carol's password", "allinfo ledger.txt", work.path());
+    assert!(ok && gmt_tokens(&info).len() == 1, "previous versions of the new share: {info}");
+    // Now for alice too.
+    b.click("#share-accounts form.access input[name='user:alice']");
+    b.click("#share-accounts form.access button");
+    b.wait_source("Share accounts is now for alice, carol");
+    assert_eq!(share_status(USER, USER_PASSWORD), 207);
+    assert!(smbclient(port, "accounts", USER, USER_PASSWORD, "ls", work.path()).0);
+    // Removed: no longer served; the folder stays.
+    b.click("#share-accounts form.remove input[name=confirm]");
+    b.click("#share-accounts form.remove button");
+    b.wait_source("Share accounts removed");
+    assert_eq!(share_status("carol", "carol's password"), 404);
+    let (ok, out) = smbclient(port, "accounts", "carol", "carol's password", "ls", work.path());
+    assert!(!ok && out.contains("NT_STATUS_BAD_NETWORK_NAME"), "{out}");
+    assert!(accounts.join("ledger.txt").exists());
+
     // Changing alice's password: the old one stops at once, over WebDAV and SMB.
     assert_eq!(dav_status(USER, USER_PASSWORD), 207);
     b.fill("#user-alice input[name=password]", "alice's new password");
@@ -1451,6 +1501,8 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     assert_eq!(r.status().as_u16(), 207);
     let kept = fs::read_to_string(office.dir.path().join("state/users.toml")).unwrap();
     assert!(kept.contains("[users.alice]") && !kept.contains("carol"), "{kept}");
+    let shares = fs::read_to_string(office.dir.path().join("state/shares.toml")).unwrap();
+    assert!(shares.contains("[shares.docs]") && !shares.contains("accounts"), "{shares}");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(fs::metadata(office.dir.path().join("state/users.toml")).unwrap().permissions().mode() & 0o777, 0o600);
 }

@@ -66,7 +66,7 @@ pub trait Source: Send + Sync + 'static {
     }
 }
 
-/// One entry of a dynamic directory: a snapshot's tree under a name.
+/// One entry of a dynamic directory: a snapshot's tree, or another dynamic directory, under a name.
 #[derive(Debug, Clone)]
 pub struct Listed {
     /// Its name in the directory.
@@ -74,10 +74,19 @@ pub struct Listed {
     /// What stays the same while the entry exists (the snapshot id): the entry keeps its inode
     /// and everything already listed under it across listings.
     pub stable: String,
-    /// The tree shown under the name.
-    pub tree: BlobId,
+    /// What the entry shows.
+    pub target: Target,
     /// The directory's time.
     pub time: SystemTime,
+}
+
+/// What an entry of a dynamic directory shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// A snapshot's tree.
+    Tree(BlobId),
+    /// A dynamic directory whose entries [`Source::list`] gives for this key.
+    Dynamic(u64),
 }
 
 /// How long the kernel may trust what it was told, for fixed entries.
@@ -339,10 +348,14 @@ impl<S: Source> SnapshotFs<S> {
                     let child = match table.stable.get(&(key, entry.stable.clone())) {
                         Some(&child) => child,
                         None => {
+                            let kind = match entry.target {
+                                Target::Tree(tree) => Kind::Tree(tree),
+                                Target::Dynamic(key) => Kind::Dynamic { key, children: BTreeMap::new() },
+                            };
                             let child = table.push(Inode {
                                 parent: ino,
                                 name: entry.name.clone(),
-                                kind: Kind::Tree(entry.tree),
+                                kind,
                                 attr: dir_attr(entry.time),
                                 xattrs: Vec::new(),
                                 dynamic: true,

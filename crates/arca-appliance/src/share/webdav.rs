@@ -30,13 +30,28 @@ struct Share {
     handler: DavHandler,
     /// Users allowed (empty: all).
     users: Vec<String>,
+    path: std::path::PathBuf,
 }
 
 /// Everything the endpoint needs.
 pub struct Dav {
-    shares: BTreeMap<String, Share>,
+    /// Replaced when the admin page adds or removes a share or changes who may use it.
+    shares: std::sync::RwLock<BTreeMap<String, Arc<Share>>>,
     users: Arc<Users>,
+    catalog: Arc<Catalog>,
     max_upload: u64,
+}
+
+fn share_handler(name: &str, cfg: &ShareConfig, catalog: &Arc<Catalog>) -> DavHandler {
+    DavHandler::builder()
+        .filesystem(Box::new(ShareFs::new(cfg.path.clone(), name, catalog.clone())))
+        .locksystem(MemLs::new())
+        .strip_prefix(format!("/dav/{name}"))
+        .hide_symlinks(true)
+        // Larger reads than dav-server's 16 KiB default: fewer blocking-thread hops per MiB of a
+        // download (GET of a large file ran at 45% of rclone's speed).
+        .read_buf_size(READ_BUF)
+        .build_handler()
 }
 
 impl Dav {
@@ -47,22 +62,26 @@ impl Dav {
         catalog: Arc<Catalog>,
         max_upload: u64,
     ) -> Dav {
-        let shares = shares
+        let dav = Dav { shares: Default::default(), users, catalog, max_upload };
+        dav.set_shares(shares);
+        dav
+    }
+
+    /// Serves `shares` from now on. A share whose folder is unchanged keeps its handler (and the
+    /// WebDAV locks its clients hold); only who may use it is updated.
+    pub fn set_shares(&self, shares: &BTreeMap<String, ShareConfig>) {
+        let mut current = self.shares.write().unwrap_or_else(|p| p.into_inner());
+        let next = shares
             .iter()
             .map(|(name, cfg)| {
-                let handler = DavHandler::builder()
-                    .filesystem(Box::new(ShareFs::new(cfg.path.clone(), name, catalog.clone())))
-                    .locksystem(MemLs::new())
-                    .strip_prefix(format!("/dav/{name}"))
-                    .hide_symlinks(true)
-                    // Larger reads than dav-server's 16 KiB default: fewer blocking-thread hops per
-                    // MiB of a download (GET of a large file ran at 45% of rclone's speed).
-                    .read_buf_size(READ_BUF)
-                    .build_handler();
-                (name.clone(), Share { handler, users: cfg.users.clone() })
+                let handler = match current.get(name) {
+                    Some(old) if old.path == cfg.path => old.handler.clone(),
+                    _ => share_handler(name, cfg, &self.catalog),
+                };
+                (name.clone(), Arc::new(Share { handler, users: cfg.users.clone(), path: cfg.path.clone() }))
             })
             .collect();
-        Dav { shares, users, max_upload }
+        *current = next;
     }
 
     /// The routes under `/dav`.
@@ -248,7 +267,8 @@ async fn handle(State(dav): State<Arc<Dav>>, req: Request) -> Response {
         tracing::warn!(user = %user, "WebDAV: wrong user name or password");
         return unauthorized();
     }
-    let Some(share) = share_name(&path).and_then(|n| dav.shares.get(n)) else {
+    let found = share_name(&path).and_then(|n| dav.shares.read().unwrap_or_else(|p| p.into_inner()).get(n).cloned());
+    let Some(share) = found else {
         return refuse(StatusCode::NOT_FOUND, "there is no such share");
     };
     if !share.users.is_empty() && !share.users.contains(&user) {
