@@ -233,6 +233,13 @@ impl Admin {
         }
     }
 
+    /// Makes `next` the shares (see [`SharesFn`]) and remembers them for the page.
+    async fn commit_shares(&self, next: BTreeMap<String, ShareConfig>) -> Result<()> {
+        (self.set_shares)(next.clone()).await?;
+        *self.shares.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+
     /// Stores `users`, then makes WebDAV and SMB use them. Nothing changes if storing fails.
     fn apply_users(&self, users: BTreeMap<String, UserConfig>) -> Result<()> {
         crate::managed::save(
@@ -943,12 +950,8 @@ async fn add_share(
     }
     let mut next = a.shares();
     next.insert(name.clone(), share);
-    match (a.set_shares)(next.clone()).await {
-        Ok(()) => {
-            *a.shares.lock().unwrap_or_else(|p| p.into_inner()) = next;
-            tracing::info!("admin page: added share {name}");
-            done(&a, &headers, true, format!("Share {name} added: it is served now."), None)
-        }
+    match a.commit_shares(next).await {
+        Ok(()) => answer(&a, &headers, Ok(()), format!("Share {name} added: it is served now."), String::new()),
         Err(e) => refuse_share(&a, &headers, format!("Share {name} was not added: {e}"), form),
     }
 }
@@ -975,14 +978,13 @@ async fn remove_share(
     if next.remove(&name).is_none() {
         return done(&a, &headers, false, format!("There is no share {name}."), None);
     }
-    match (a.set_shares)(next.clone()).await {
-        Ok(()) => {
-            *a.shares.lock().unwrap_or_else(|p| p.into_inner()) = next;
-            tracing::info!("admin page: removed share {name}");
-            done(&a, &headers, true, format!("Share {name} removed; its folder and snapshots stay."), None)
-        }
-        Err(e) => done(&a, &headers, false, format!("Share {name} was not removed: {e}"), None),
-    }
+    answer(
+        &a,
+        &headers,
+        a.commit_shares(next).await,
+        format!("Share {name} removed; its folder and snapshots stay."),
+        format!("Share {name} was not removed"),
+    )
 }
 
 async fn share_access(
@@ -1000,15 +1002,14 @@ async fn share_access(
         return done(&a, &headers, false, format!("There is no share {name}."), None);
     };
     share.users = users.clone();
-    match (a.set_shares)(next.clone()).await {
-        Ok(()) => {
-            *a.shares.lock().unwrap_or_else(|p| p.into_inner()) = next;
-            let who = if users.is_empty() { "every user".to_string() } else { users.join(", ") };
-            tracing::info!("admin page: share {name} is now for {who}");
-            done(&a, &headers, true, format!("Share {name} is now for {who}."), None)
-        }
-        Err(e) => done(&a, &headers, false, format!("Share {name} was not changed: {e}"), None),
-    }
+    let who = if users.is_empty() { "every user".to_string() } else { users.join(", ") };
+    answer(
+        &a,
+        &headers,
+        a.commit_shares(next).await,
+        format!("Share {name} is now for {who}."),
+        format!("Share {name} was not changed"),
+    )
 }
 
 /// Checks a new password typed twice; returns the user's hashes.
@@ -1020,6 +1021,17 @@ fn new_hashes(form: &HashMap<String, String>) -> std::result::Result<UserConfig,
     let password_hash = crate::users::hash_password(password).map_err(|e| format!("{e}."))?;
     let nt_hash = crate::users::nt_hash(password).map_err(|e| format!("{e}."))?;
     Ok(UserConfig { password_hash, nt_hash: Some(nt_hash) })
+}
+
+/// Back to the admin page with what a change did: `ok` (also logged) or `failed` and why.
+fn answer(a: &Admin, headers: &HeaderMap, outcome: Result<()>, ok: String, failed: String) -> Response {
+    match outcome {
+        Ok(()) => {
+            tracing::info!("admin page: {ok}");
+            done(a, headers, true, ok, None)
+        }
+        Err(e) => done(a, headers, false, format!("{failed}: {e}"), None),
+    }
 }
 
 fn done(a: &Admin, headers: &HeaderMap, ok: bool, text: String, typed_name: Option<String>) -> Response {
@@ -1078,13 +1090,13 @@ async fn change_password(
         Err(e) => return done(&a, &headers, false, format!("hashing failed: {e}"), None),
     };
     users.insert(name.clone(), hashes);
-    match a.apply_users(users) {
-        Ok(()) => {
-            tracing::info!("admin page: changed the password of {name}");
-            done(&a, &headers, true, format!("The password of {name} is changed; the old one no longer works."), None)
-        }
-        Err(e) => done(&a, &headers, false, format!("The password of {name} was not changed: {e}"), None),
-    }
+    answer(
+        &a,
+        &headers,
+        a.apply_users(users),
+        format!("The password of {name} is changed; the old one no longer works."),
+        format!("The password of {name} was not changed"),
+    )
 }
 
 async fn remove_user(
@@ -1103,13 +1115,13 @@ async fn remove_user(
     if users.remove(&name).is_none() {
         return done(&a, &headers, false, format!("There is no user {name}."), None);
     }
-    match a.apply_users(users) {
-        Ok(()) => {
-            tracing::info!("admin page: removed user {name}");
-            done(&a, &headers, true, format!("User {name} removed; their files stay in the shares."), None)
-        }
-        Err(e) => done(&a, &headers, false, format!("User {name} was not removed: {e}"), None),
-    }
+    answer(
+        &a,
+        &headers,
+        a.apply_users(users),
+        format!("User {name} removed; their files stay in the shares."),
+        format!("User {name} was not removed"),
+    )
 }
 
 async fn snapshot_now(

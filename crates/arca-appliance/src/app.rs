@@ -281,6 +281,12 @@ pub async fn start(mut config: Config) -> Result<Running> {
     let hashes = config.users.iter().map(|(n, u)| (n.clone(), u.password_hash.clone())).collect();
     let users = Arc::new(blocking(move || Ok(Users::new(hashes))).await?);
     let dav = Arc::new(Dav::new(&config.shares, users.clone(), catalog.clone(), config.max_upload.0));
+    if config.admin.is_some() && config.tls.is_none() {
+        tracing::warn!(
+            "the admin page is served over plain HTTP: its password crosses the network readable; add a [tls] \
+             section (a self-signed certificate is made if none is given)"
+        );
+    }
     let admin = config.admin.as_ref().map(|a| {
         let jobs = shared.clone();
         let snapshot: crate::admin::SnapshotFn = Arc::new(move |name: String| {
