@@ -93,6 +93,12 @@ fn provider_and_customer_in_the_browser() {
     assert!(b.wait_source(">office<").contains(">office<"), "{}", b.source());
     b.screenshot("plans");
     b.go(&format!("{base}/console"));
+    // The browser checks the short name itself (a `pattern` Chromium accepts): nothing is sent.
+    b.fill("#tenant-name", "Not Valid!");
+    b.fill("#tenant-display", "Should not exist");
+    b.click("#create-tenant");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(b.url().ends_with("/console"), "an invalid short name was submitted: {}", b.url());
     b.fill("#tenant-name", "globex");
     b.fill("#tenant-display", "Globex <b>Corp</b><script>alert(1)</script>");
     b.click("#create-tenant");
@@ -335,6 +341,8 @@ fn provider_and_customer_in_the_browser() {
     sign_in(&staff, &base, "ops-anna", "operator anna's password");
     staff.go(&format!("{base}/repos/globex-office/restore"));
     assert!(staff.source().contains("Recovery passphrase"), "{}", staff.source());
+    // The hint names a command that works (the one run above).
+    assert!(staff.source().contains("arca admin recovery-key --create"), "{}", staff.source());
     staff.fill("#repo-password", "not the passphrase at all");
     staff.click("#unlock-button");
     // (Argon2id at the server's full cost: the answer takes a moment.)

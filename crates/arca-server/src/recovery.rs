@@ -1,6 +1,6 @@
 //! The recovery service: a customer who opts in lets provider staff restore for them.
 //!
-//! - The provider makes one X25519 key pair (`arca admin recovery-key create`); the private half is
+//! - The provider makes one X25519 key pair (`arca admin recovery-key --create`); the private half is
 //!   kept only sealed under a recovery passphrase (Argon2id, as a repository key slot), so the
 //!   database alone opens nothing and every use needs a person who knows the passphrase.
 //! - A customer grants access to one repository from the portal (after unlocking it with the
@@ -29,7 +29,7 @@ pub const TRAIL_MARK: &str = "provider recovery";
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     /// The provider has not made a recovery key.
-    #[error("the provider has no recovery key yet (`arca admin recovery-key create`)")]
+    #[error("the provider has no recovery key yet (`arca admin recovery-key --create`)")]
     NoKey,
     /// The passphrase does not open the provider's recovery key.
     #[error("that is not the recovery passphrase")]

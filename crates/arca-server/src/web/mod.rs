@@ -389,6 +389,36 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
     }
 
+    /// Chromium compiles `pattern` with the `v` flag, in which a `-` at the edge of a class is a
+    /// syntax error: the check is then silently off (issue 15).
+    #[test]
+    fn form_patterns_are_valid_unicode_sets_expressions() {
+        for (name, source) in [
+            ("console.html", include_str!("../../templates/console.html")),
+            ("plans.html", include_str!("../../templates/plans.html")),
+            ("tenant.html", include_str!("../../templates/tenant.html")),
+        ] {
+            for pattern in source.split("pattern=\"").skip(1).filter_map(|p| p.split('"').next()) {
+                for (i, _) in pattern.match_indices('-') {
+                    let before = &pattern[..i];
+                    let escaped = before.ends_with('\\');
+                    let at_edge = before.ends_with('[') || pattern[i + 1..].starts_with(']');
+                    assert!(escaped || !at_edge, "{name}: pattern {pattern} has a bare '-' at the edge of a class");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn health_counts_devices_in_the_singular_and_the_plural() {
+        let t = templates().get_template("health.html").unwrap();
+        let one = t.render(context! { troubled => 1 }).unwrap();
+        assert!(one.contains("1 device needs attention"), "{one}");
+        let two = t.render(context! { troubled => 2 }).unwrap();
+        assert!(two.contains("2 devices need attention"));
+        assert!(t.render(context! { troubled => 0 }).unwrap().contains("all devices on time"));
+    }
+
     #[test]
     fn templates_escape_what_users_type() {
         let html = templates()
