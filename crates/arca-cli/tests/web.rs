@@ -39,6 +39,16 @@ fn provider_and_customer_in_the_browser() {
     assert!(b.wait_source("Traffic, last 30 days").contains("Traffic, last 30 days"));
     b.screenshot("dashboard");
 
+    // A session that ended: the sign-in page says so, and signing in returns to the page asked for.
+    b.set_cookie("arca_session", "a-session-that-ended-long-ago");
+    b.go(&format!("{base}/console/audit?from=x"));
+    b.wait_source("id=\"notice\"");
+    assert!(b.text("#notice").contains("session has ended"), "{}", b.source());
+    b.fill("#user", "admin");
+    b.fill("#password", ADMIN_PASSWORD);
+    b.click("#signin");
+    assert!(b.wait_url("/console/audit?from=x").ends_with("/console/audit?from=x"), "{}", b.url());
+
     // The provider admin turns on two-factor sign-in: QR code, a code from the "app", recovery
     // codes shown once.
     b.go(&format!("{base}/account"));
@@ -57,7 +67,8 @@ fn provider_and_customer_in_the_browser() {
     assert_eq!(recovery.len(), 10, "{recovery:?}");
     let recovery_code = recovery[0].to_string();
     b.click(".signout button");
-    b.wait_url("/login");
+    b.wait_url("/login?why=signed-out");
+    assert!(b.text("#notice").contains("You are signed out"));
     // Password alone is no longer enough; a wrong code is refused; the right one signs in.
     sign_in(&b, &base, "admin", ADMIN_PASSWORD);
     b.fill("#code", "123456");
@@ -248,7 +259,7 @@ fn provider_and_customer_in_the_browser() {
 
     // Sign out: the session is revoked on the server, not just forgotten.
     b.click(".signout button");
-    assert!(b.wait_url("/login").ends_with("/login"));
+    assert!(b.wait_url("/login?why=signed-out").ends_with("/login?why=signed-out"));
     let r = http.get(format!("{base}/console")).header("cookie", format!("arca_session={cookie}")).send().unwrap();
     assert!(r.url().path().ends_with("/login"), "an old session still works: {}", r.url());
 
@@ -401,7 +412,7 @@ fn provider_and_customer_in_the_browser() {
     assert!(b.source().contains("id=\"quota-chart\"") && b.source().contains("class=\"hard\""), "{}", b.source());
     b.screenshot("portal-usage");
     b.click(".signout button");
-    assert!(b.wait_url("/login").ends_with("/login"));
+    assert!(b.wait_url("/login?why=signed-out").ends_with("/login?why=signed-out"));
 
     // Another tenant's admin: their own pages work; globex's pages and files do not exist.
     sign_in(&b, &base, "other-admin", TENANT_ADMIN_PASSWORD);

@@ -244,6 +244,15 @@ impl Browser {
             .to_string()
     }
 
+    /// Sets a cookie of the current page's site (as a stale or forged one would be).
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/cookie",
+            Some(json!({"cookie": {"name": name, "value": value, "path": "/"}})),
+        );
+    }
+
     /// A cookie's value.
     pub fn cookie(&self, name: &str) -> Option<String> {
         let url = format!("{}/session/{}/cookie/{name}", self.base, self.session);

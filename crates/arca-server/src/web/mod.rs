@@ -83,6 +83,48 @@ pub fn router() -> Router<AppState> {
         .route("/repos/{repo}/restore/{snap}/download/{*path}", get(restore::download))
         .route("/usage", get(pages::usage))
         .route("/usage.csv", get(pages::usage_csv))
+        .layer(axum::middleware::from_fn(remember_requested))
+}
+
+tokio::task_local! {
+    /// The page a GET request asked for (path and query), while it is handled: a request that
+    /// must sign in first comes back to it.
+    static REQUESTED: Option<String>;
+}
+
+async fn remember_requested(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let requested = (req.method() == axum::http::Method::GET)
+        .then(|| req.uri().path_and_query().map(|p| p.as_str().to_string()))
+        .flatten();
+    REQUESTED.scope(requested, next.run(req)).await
+}
+
+/// `next` if it is a page of this site to go back to after signing in: a local path, not the
+/// sign-in pages themselves (an absolute or `//` address would send the user elsewhere).
+pub(crate) fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 2000
+        && !next.chars().any(|c| c == '\\' || c.is_control())
+        && !next.starts_with("/login")
+        && !next.starts_with("/logout")
+        && next != "/";
+    ok.then_some(next)
+}
+
+/// Where a request without a (valid) session goes: the sign-in page, told the page asked for and,
+/// if a session cookie came with it, that the session ended.
+fn to_login(expired: bool) -> Response {
+    let next = REQUESTED.try_with(|r| r.clone()).ok().flatten();
+    let mut query = Vec::new();
+    if let Some(n) = next.as_deref().and_then(safe_next) {
+        query.push(format!("next={}", percent_encoding::utf8_percent_encode(n, percent_encoding::NON_ALPHANUMERIC)));
+    }
+    if expired {
+        query.push("why=expired".into());
+    }
+    let to = if query.is_empty() { "/login".to_string() } else { format!("/login?{}", query.join("&")) };
+    Redirect::to(&to).into_response()
 }
 
 async fn stylesheet() -> Response {
@@ -205,13 +247,12 @@ fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: i64) {
 
 /// The session of the request, or a redirect to the sign-in page.
 async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
-    let to_login = || Redirect::to("/login").into_response();
     let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
-        return Err(to_login());
+        return Err(to_login(false));
     };
     let principal = match state.db().authenticate(token).await {
         Ok(Some(p)) if p.role != Role::Device => p,
-        Ok(_) => return Err(to_login()),
+        Ok(_) => return Err(to_login(true)),
         Err(e) => return Err(message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string(), None)),
     };
     let tenant = match principal.tenant_id {
@@ -407,6 +448,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_local_pages_are_returned_to_after_signing_in() {
+        assert_eq!(safe_next("/console/audit?from=2026-01-01"), Some("/console/audit?from=2026-01-01"));
+        for bad in
+            ["", "/", "//evil.example/x", "https://evil.example/", "/\\evil.example", "/login?next=/x", "/logout", "x"]
+        {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+        assert_eq!(safe_next(&format!("/{}", "a".repeat(3000))), None);
     }
 
     #[test]

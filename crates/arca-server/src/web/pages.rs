@@ -48,17 +48,36 @@ pub(super) async fn home(State(state): State<AppState>, headers: HeaderMap) -> P
     })
 }
 
+/// What `GET /login` may be told: the page to return to, and why the user is here.
+#[derive(Deserialize, Default)]
+pub(super) struct LoginQuery {
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    why: String,
+}
+
 /// `GET /login`.
-pub(super) async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
+) -> Response {
     if session(&state, &headers).await.is_ok() {
         return Redirect::to("/").into_response();
     }
-    login_page(StatusCode::OK, None)
+    let notice = match q.why.as_str() {
+        "expired" => Some("Your session has ended. Sign in again to go on where you were."),
+        "signed-out" => Some("You are signed out."),
+        _ => None,
+    };
+    login_page(StatusCode::OK, None, notice, &q.next)
 }
 
-fn login_page(status: StatusCode, error: Option<&str>) -> Response {
+fn login_page(status: StatusCode, error: Option<&str>, notice: Option<&str>, next: &str) -> Response {
     let login_csrf = crate::db::accounts::new_token();
-    let mut resp = render(status, "login.html", context! { login_csrf => &login_csrf, error });
+    let next = super::safe_next(next).unwrap_or("");
+    let mut resp = render(status, "login.html", context! { login_csrf => &login_csrf, error, notice, next });
     super::set_cookie(&mut resp, LOGIN_COOKIE, &login_csrf, 3600);
     resp
 }
@@ -69,6 +88,9 @@ pub(super) struct LoginForm {
     user: String,
     password: String,
     csrf: String,
+    /// The page to return to.
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /login`.
@@ -80,7 +102,7 @@ pub(super) async fn login(
 ) -> Response {
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if expected.is_empty() || blake3::hash(expected.as_bytes()) != blake3::hash(f.csrf.as_bytes()) {
-        return login_page(StatusCode::FORBIDDEN, Some("The sign-in form expired. Please try again."));
+        return login_page(StatusCode::FORBIDDEN, Some("The sign-in form expired. Please try again."), None, &f.next);
     }
     let actor = format!("user:{}", f.user);
     let audit = |outcome: &'static str, detail: &'static str, tenant_id: Option<i64>| {
@@ -114,7 +136,8 @@ pub(super) async fn login(
                     return match state.db().create_challenge(user.id).await {
                         Ok(challenge) => {
                             audit("ok", "password accepted, code asked", None).await;
-                            let mut resp = render(StatusCode::OK, "login_code.html", context! { challenge });
+                            let next = super::safe_next(&f.next).unwrap_or("");
+                            let mut resp = render(StatusCode::OK, "login_code.html", context! { challenge, next });
                             set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
                             resp
                         }
@@ -123,11 +146,11 @@ pub(super) async fn login(
                 }
                 Err(e) => return db_error(None, e),
             }
-            start_session(&state, user.id, &user.tenant).await
+            start_session(&state, user.id, &user.tenant, &f.next).await
         }
         LoginOutcome::BadCredentials => {
             audit("denied", "wrong user or password", None).await;
-            login_page(StatusCode::UNAUTHORIZED, Some("Wrong user name or password."))
+            login_page(StatusCode::UNAUTHORIZED, Some("Wrong user name or password."), None, &f.next)
         }
         LoginOutcome::Locked { until } => {
             if worth_auditing {
@@ -139,17 +162,20 @@ pub(super) async fn login(
                     "Too many failed sign-ins for this user name or from your address: try again after {} UTC.",
                     date(until)
                 )),
+                None,
+                &f.next,
             )
         }
         LoginOutcome::Disabled => {
             audit("denied", "account disabled", None).await;
-            login_page(StatusCode::FORBIDDEN, Some("This account is disabled. Ask an administrator."))
+            login_page(StatusCode::FORBIDDEN, Some("This account is disabled. Ask an administrator."), None, &f.next)
         }
     }
 }
 
-/// Signs a user in: a session token in the cookie, then the start page.
-async fn start_session(state: &AppState, user_id: i64, tenant: &Option<String>) -> Response {
+/// Signs a user in: a session token in the cookie, then the page asked for before (`next`, if
+/// it is one of this site's) or the start page.
+async fn start_session(state: &AppState, user_id: i64, tenant: &Option<String>, next: &str) -> Response {
     let (token, _) = match state.db().create_user_token(user_id, "web session", SESSION_DAYS).await {
         Ok(t) => t,
         Err(e) => return db_error(None, e),
@@ -169,7 +195,7 @@ async fn start_session(state: &AppState, user_id: i64, tenant: &Option<String>) 
         request_id: "web",
     };
     state.db().record(e).await;
-    let mut resp = Redirect::to("/").into_response();
+    let mut resp = Redirect::to(super::safe_next(next).unwrap_or("/")).into_response();
     set_cookie(&mut resp, SESSION_COOKIE, &token, SESSION_DAYS * 86_400);
     set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
     resp
@@ -180,6 +206,9 @@ async fn start_session(state: &AppState, user_id: i64, tenant: &Option<String>) 
 pub(super) struct CodeForm {
     challenge: String,
     code: String,
+    /// The page to return to.
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /login/code`: the one-time code after the password. The challenge token (from the
@@ -188,7 +217,12 @@ pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<Code
     let user_id = match state.db().challenge_user(&f.challenge).await {
         Ok(Some(u)) => u,
         Ok(None) => {
-            return login_page(StatusCode::UNAUTHORIZED, Some("The sign-in took too long. Please start again."))
+            return login_page(
+                StatusCode::UNAUTHORIZED,
+                Some("The sign-in took too long. Please start again."),
+                None,
+                &f.next,
+            )
         }
         Err(e) => return db_error(None, e),
     };
@@ -197,7 +231,7 @@ pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<Code
         Ok(true) => {
             let _ = state.db().end_challenge(&f.challenge).await;
             let tenant = state.db().user(&name).await.ok().and_then(|u| u.tenant);
-            start_session(&state, user_id, &tenant).await
+            start_session(&state, user_id, &tenant, &f.next).await
         }
         Ok(false) => {
             let e = NewAudit {
@@ -215,6 +249,7 @@ pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<Code
                 "login_code.html",
                 context! {
                     challenge => f.challenge, error => "That code is not right (or was already used). Try the next one.",
+                    next => super::safe_next(&f.next).unwrap_or(""),
                 },
             );
             resp.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
@@ -290,7 +325,7 @@ pub(super) async fn signout_everywhere(
     let n = state.db().revoke_user_tokens(uid).await.map_err(|e| db_error(Some(&s), e))?;
     state.vault().forget_user(uid);
     s.audit(&state, s.principal.tenant_id, "user.signout-everywhere", &s.me.name, "ok", &format!("{n} tokens")).await;
-    let mut resp = Redirect::to("/login").into_response();
+    let mut resp = Redirect::to("/login?why=signed-out").into_response();
     set_cookie(&mut resp, SESSION_COOKIE, "", 0);
     Ok(resp)
 }
@@ -307,7 +342,7 @@ pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap, Fo
     check_csrf(&s, &f.csrf)?;
     state.db().revoke_token(s.principal.token_id).await.map_err(|e| db_error(Some(&s), e))?;
     state.vault().forget_session(&s.vault_key);
-    let mut resp = Redirect::to("/login").into_response();
+    let mut resp = Redirect::to("/login?why=signed-out").into_response();
     set_cookie(&mut resp, SESSION_COOKIE, "", 0);
     Ok(resp)
 }
