@@ -39,6 +39,18 @@ fn provider_and_customer_in_the_browser() {
     assert!(b.wait_source("Traffic, last 30 days").contains("Traffic, last 30 days"));
     b.screenshot("dashboard");
 
+    // A mistyped address: a page with a way back, keeping the navigation; programs get the API's
+    // plain answer.
+    b.go(&format!("{base}/consol/tenants"));
+    assert!(b.wait_source("id=\"not-found\"").contains("/consol/tenants"), "{}", b.source());
+    assert!(b.source().contains("class=\"signout\""), "the signed-in layout");
+    b.click("#home");
+    assert!(b.wait_url("/console").ends_with("/console"));
+    let r = reqwest::blocking::get(format!("{base}/consol/tenants")).unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(!r.headers()["content-type"].to_str().unwrap().contains("html"));
+    assert!(r.text().unwrap().contains("no such endpoint"));
+
     // A session that ended: the sign-in page says so, and signing in returns to the page asked for.
     b.set_cookie("arca_session", "a-session-that-ended-long-ago");
     b.go(&format!("{base}/console/audit?from=x"));

@@ -60,7 +60,11 @@ pub const MAX_BODY: usize = 1 << 30;
 /// The HTTP application of a provider's server, without a listener (tests can drive it
 /// directly): repository hosting, the account API, billing and the web console.
 pub fn app(state: AppState) -> Router {
-    finish(hosting_routes().merge(account_routes()).merge(billing_routes()).merge(web::router()), state)
+    finish_with(
+        hosting_routes().merge(account_routes()).merge(billing_routes()).merge(web::router()),
+        state,
+        web::no_page,
+    )
 }
 
 /// Repository hosting and the account API only: no web console, no billing, no metrics. What the
@@ -71,8 +75,17 @@ pub fn hosting_app(state: AppState) -> Router {
 
 /// The shared tail of every application: the fallback, body limit and per-request context.
 fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    finish_with(routes, state, |_: axum::http::HeaderMap, _: axum::http::Uri| routes::no_route())
+}
+
+/// [`finish`] with the answer for an unknown address (the console's is a page for browsers).
+fn finish_with<H, T>(routes: Router<AppState>, state: AppState, fallback: H) -> Router
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
     routes
-        .fallback(routes::no_route)
+        .fallback(fallback)
         .layer(DefaultBodyLimit::max(1 << 20))
         .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_context))
         .with_state(state)

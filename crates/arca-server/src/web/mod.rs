@@ -112,6 +112,28 @@ pub(crate) fn safe_next(next: &str) -> Option<&str> {
     ok.then_some(next)
 }
 
+/// An unknown address: a page for browsers (with a way back), the API's plain error for programs.
+pub(crate) async fn no_page(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let browser = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if !browser || uri.path().starts_with("/v1/") {
+        return crate::routes::no_route().await.into_response();
+    }
+    // Signed in: the page keeps the navigation (no redirect to sign in for a mistyped address).
+    let ctx = context! { path => uri.path() };
+    let ctx = match cookie(&headers, SESSION_COOKIE).filter(|t| !t.is_empty()) {
+        Some(_) => match session(&state, &headers).await {
+            Ok(s) => s.ctx(ctx),
+            Err(_) => ctx,
+        },
+        None => ctx,
+    };
+    render(StatusCode::NOT_FOUND, "not_found.html", ctx)
+}
+
 /// Where a request without a (valid) session goes: the sign-in page, told the page asked for and,
 /// if a session cookie came with it, that the session ended.
 fn to_login(expired: bool) -> Response {
@@ -157,6 +179,7 @@ fn templates() -> &'static Environment<'static> {
             ("billing.html", include_str!("../../templates/billing.html")),
             ("invoice.html", include_str!("../../templates/invoice.html")),
             ("health.html", include_str!("../../templates/health.html")),
+            ("not_found.html", include_str!("../../templates/not_found.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }
