@@ -192,6 +192,13 @@ fn provider_and_customer_in_the_browser() {
     // sign-in is refused.
     b.fill("#user-globex-boss input[name=password]", "globex boss new password");
     b.click("#user-globex-boss form.schedule button");
+    // Disabling asks for a confirmation first: without the box ticked nothing is sent.
+    let before = b.url();
+    b.click("#user-globex-boss button.toggle");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(b.url(), before);
+    assert!(b.source().contains("/users/globex-boss/disable"), "disabled without confirmation");
+    b.click("#user-globex-boss input[name=confirm]");
     b.click("#user-globex-boss button.toggle");
     assert!(b.wait_source("/users/globex-boss/enable").contains("/users/globex-boss/enable"), "{}", b.source());
     let login = |user: &str, password: &str| {

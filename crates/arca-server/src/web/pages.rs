@@ -718,6 +718,28 @@ pub(super) struct UserActionForm {
     csrf: String,
     #[serde(default)]
     password: String,
+    /// "yes" when the confirmation box was ticked (disabling asks for it).
+    #[serde(default)]
+    confirm: String,
+}
+
+/// A form that does something hard to undo: its CSRF token and the ticked confirmation box.
+#[derive(Deserialize)]
+pub(super) struct ConfirmForm {
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// The answer when a confirmation box was not ticked (the browser checks it first; this is for
+/// forms sent some other way).
+fn unconfirmed(s: &Session, what: &str) -> Response {
+    message(
+        StatusCode::BAD_REQUEST,
+        "Not confirmed",
+        &format!("Nothing was done: tick the box beside the button to confirm that you want to {what}."),
+        Some(s),
+    )
 }
 
 /// `POST /tenants/{tenant}/users/{user}/{action}` with action `disable`, `enable` or `password`:
@@ -745,6 +767,9 @@ pub(super) async fn user_action(
         }
         Err(e) => return Err(db_error(Some(&s), e)),
     };
+    if action == "disable" && f.confirm != "yes" {
+        return Err(unconfirmed(&s, &format!("disable {user}")));
+    }
     let result = match action.as_str() {
         "disable" if s.principal.user_id == Some(u.id) => Err(DbError::Invalid(
             "You cannot disable your own account: ask another admin of the tenant, or the provider.".into(),
@@ -860,10 +885,13 @@ pub(super) async fn revoke_device(
     State(state): State<AppState>,
     Path((name, device)): Path<(String, String)>,
     headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
+    Form(f): Form<ConfirmForm>,
 ) -> Page {
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
+    if f.confirm != "yes" {
+        return Err(unconfirmed(&s, &format!("revoke device {device}")));
+    }
     let t = visible_tenant(&state, &s, &name).await?;
     service::revoke_device(&state, &s.caller(), &t, &device).await.map_err(|e| service_error(&s, e))?;
     Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
