@@ -94,31 +94,20 @@ start_appliance() {
 }
 start_appliance
 
+# timed PORT SHARE COMMANDS : the seconds one smbclient run of COMMANDS takes.
+timed() { local t0; t0=$(now); smb "$@"; echo "$(now) - $t0" | bc; }
+# median_of PORT SHARE COMMANDS : the median of RUNS such runs.
+median_of() { for _ in $(seq "$RUNS"); do timed "$@"; done | median; }
+
 # Previous versions of a file with 100 snapshots.
-t0=$(now)
-smb "$SMB_PORT" docs "allinfo report.txt"
-first_list=$(echo "$(now) - $t0" | bc)
+first_list=$(timed "$SMB_PORT" docs "allinfo report.txt")
 versions=$(grep '^@GMT-' "$OUT/smbclient.log" | sort -u | wc -l)
-lists=()
-for _ in $(seq "$RUNS"); do
-  t0=$(now)
-  smb "$SMB_PORT" docs "allinfo report.txt"
-  lists+=("$(echo "$(now) - $t0" | bc)")
-done
-warm_list=$(printf '%s\n' "${lists[@]}" | median)
+warm_list=$(median_of "$SMB_PORT" docs "allinfo report.txt")
 oldest=$(grep '^@GMT-' "$OUT/smbclient.log" | sort | head -1)
-t0=$(now)
-smb "$SMB_PORT" docs "get $oldest\\report.txt $OUT/get/old.txt"
-read_old=$(echo "$(now) - $t0" | bc)
+read_old=$(timed "$SMB_PORT" docs "get $oldest\\report.txt $OUT/get/old.txt")
 grep -q '^version 1$' "$OUT/get/old.txt" || { echo "the oldest version read back wrong" >&2; exit 1; }
 # For scale: one smbclient run that lists the folder (connect, sign in, ls, disconnect).
-lss=()
-for _ in $(seq "$RUNS"); do
-  t0=$(now)
-  smb "$SMB_PORT" docs "ls"
-  lss+=("$(echo "$(now) - $t0" | bc)")
-done
-baseline=$(printf '%s\n' "${lss[@]}" | median)
+baseline=$(median_of "$SMB_PORT" docs "ls")
 kill "$APP_PID"
 wait "$APP_PID" 2> /dev/null || true
 APP_PID=
@@ -143,18 +132,18 @@ start_plain() {
 # to $OUT/times.NAME.{put,get,mput,mget}. Dirty pages are written out first (sync), so that one
 # server's writes are not flushed on the other's time.
 one_run() {
-  local port=$2 dir=$3 t0
+  local port=$2 dir=$3
   rm -rf "${dir:?}"/* "$OUT/get"/*
   sync
-  t0=$(now); smb "$port" docs "lcd $OUT/work; put big.bin"; echo "$(now) - $t0" | bc >> "$OUT/times.$1.put"
+  timed "$port" docs "lcd $OUT/work; put big.bin" >> "$OUT/times.$1.put"
   sync
-  t0=$(now); smb "$port" docs "get big.bin $OUT/get/big.bin"; echo "$(now) - $t0" | bc >> "$OUT/times.$1.get"
+  timed "$port" docs "get big.bin $OUT/get/big.bin" >> "$OUT/times.$1.get"
   cmp -s "$OUT/work/big.bin" "$OUT/get/big.bin" || { echo "$1: the 1 GiB file read back differs" >&2; exit 1; }
   rm -f "$OUT/get/big.bin"
   sync
-  t0=$(now); smb "$port" docs "lcd $OUT/work; prompt OFF; recurse ON; mput doc"; echo "$(now) - $t0" | bc >> "$OUT/times.$1.mput"
+  timed "$port" docs "lcd $OUT/work; prompt OFF; recurse ON; mput doc" >> "$OUT/times.$1.mput"
   sync
-  t0=$(now); smb "$port" docs "lcd $OUT/get; prompt OFF; recurse ON; mget doc"; echo "$(now) - $t0" | bc >> "$OUT/times.$1.mget"
+  timed "$port" docs "lcd $OUT/get; prompt OFF; recurse ON; mget doc" >> "$OUT/times.$1.mget"
   [ "$(find "$OUT/get/doc" -type f | wc -l)" = "$DOC_FILES" ] || { echo "$1: mget brought back another number of files" >&2; exit 1; }
 }
 # Both servers run side by side (their own ports, folders and state); runs alternate between

@@ -189,31 +189,32 @@ impl Admin {
         None
     }
 
-    /// The signed-in session's CSRF token, its last flash taken; None: not signed in.
-    fn session(&self, headers: &HeaderMap) -> Option<(String, Option<Flash>)> {
+    /// The signed-in session's CSRF token (the session's idle clock restarts); None: not signed in.
+    fn session(&self, headers: &HeaderMap) -> Option<String> {
         let key = Self::session_key(headers)?;
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|_, s| s.last_used.elapsed() < IDLE);
         let s = sessions.get_mut(&key)?;
         s.last_used = Instant::now();
-        Some((s.csrf.clone(), s.flash.take()))
+        Some(s.csrf.clone())
+    }
+
+    /// The message the last change left for the next page shown, taken.
+    fn take_flash(&self, headers: &HeaderMap) -> Option<Flash> {
+        let key = Self::session_key(headers)?;
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key)?.flash.take()
     }
 
     /// Whether the request is signed in and carries the session's CSRF token.
     fn authorised(&self, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
-        match self.session(headers) {
-            Some((csrf, flash)) => {
-                // Put a flash back: it was not shown yet.
-                if let (Some(f), Some(key)) = (flash, Self::session_key(headers)) {
-                    if let Some(s) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
-                        s.flash = Some(f);
-                    }
-                }
-                let given = form.get("csrf").map(String::as_bytes).unwrap_or_default();
-                given.len() == csrf.len() && constant_time_eq(given, csrf.as_bytes())
-            }
-            None => false,
-        }
+        let Some(csrf) = self.session(headers) else { return false };
+        let given = form.get("csrf").map(String::as_bytes).unwrap_or_default();
+        constant_time_eq(given, csrf.as_bytes())
+    }
+
+    /// The users as they are now.
+    fn users(&self) -> BTreeMap<String, UserConfig> {
+        self.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn shares(&self) -> BTreeMap<String, ShareConfig> {
@@ -405,7 +406,8 @@ fn forbidden() -> Response {
 }
 
 async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
-    let Some((csrf, flash)) = a.session(&headers) else { return harden(Redirect::to("/admin/signin").into_response()) };
+    let Some(csrf) = a.session(&headers) else { return harden(Redirect::to("/admin/signin").into_response()) };
+    let flash = a.take_flash(&headers);
     let s = a.status.get();
     let csrf_field = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&csrf));
     let mut h = format!(
@@ -414,9 +416,7 @@ async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response 
         esc(&s.version),
         when(&s.started)
     );
-    if let Some(f) = &flash {
-        h += &format!("<p class=\"notice {}\" id=\"message\">{}</p>", if f.ok { "ok" } else { "err" }, esc(&f.text));
-    }
+    h += &flash_html(&flash);
     h += "<h2>Shares</h2><table><tr><th>share</th><th>folder</th><th>users</th><th>schedule</th><th>snapshots</th>\
           <th>last snapshot</th><th>problem</th><th></th></tr>";
     for (name, sh) in &s.shares {
@@ -474,7 +474,7 @@ async fn dashboard(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response 
         mounted_disks().iter().map(|d| format!("<option value=\"{}\">", esc(d))).collect::<String>()
     );
     h += "<h2>Users</h2><table><tr><th>user</th><th>SMB</th><th>new password</th><th>remove</th></tr>";
-    let users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let users = a.users();
     for (name, u) in &users {
         h += &format!(
             "<tr id=\"user-{n}\"><td>{n}</td><td>{}</td><td><form method=\"post\" action=\"/admin/users/{n}/password\" \
@@ -570,7 +570,8 @@ async fn versions(
     headers: HeaderMap,
 ) -> Response {
     use futures_util::StreamExt;
-    let Some((csrf, flash)) = a.session(&headers) else { return harden(Redirect::to("/admin/signin").into_response()) };
+    let Some(csrf) = a.session(&headers) else { return harden(Redirect::to("/admin/signin").into_response()) };
+    let flash = a.take_flash(&headers);
     if a.folder(&share).is_none() {
         return not_found(&format!("There is no share {share}."));
     }
@@ -844,7 +845,7 @@ fn ticked_users(form: &HashMap<String, String>, known: &BTreeMap<String, UserCon
 
 /// Who may use each share, removing shares, and adding one.
 fn manage_shares_html(a: &Admin, csrf_field: &str, typed: Option<&HashMap<String, String>>) -> String {
-    let users: Vec<String> = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+    let users: Vec<String> = a.users().into_keys().collect();
     let mut h = String::from("<h3>Who may use each share</h3><p>No box ticked: every user.</p><table>");
     for (name, share) in a.shares() {
         h += &format!(
@@ -938,7 +939,7 @@ async fn add_share(
             _ => return refuse_share(&a, &headers, "Keep the last: a number from 1 to 100000.".into(), form),
         },
     };
-    let users = ticked_users(&form, &a.user_configs.lock().unwrap_or_else(|p| p.into_inner()));
+    let users = ticked_users(&form, &a.users());
     let share = ShareConfig {
         path: std::path::PathBuf::from(form.get("path").map(|p| p.trim()).unwrap_or_default()),
         schedule: form.get("schedule").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
@@ -996,7 +997,7 @@ async fn share_access(
     if !a.authorised(&headers, &form) {
         return forbidden();
     }
-    let users = ticked_users(&form, &a.user_configs.lock().unwrap_or_else(|p| p.into_inner()));
+    let users = ticked_users(&form, &a.users());
     let mut next = a.shares();
     let Some(share) = next.get_mut(&name) else {
         return done(&a, &headers, false, format!("There is no share {name}."), None);
@@ -1052,7 +1053,7 @@ async fn add_user(
         let text = "A user name is 1 to 32 letters, digits, '.', '-' or '_', not starting with '-'.".to_string();
         return done(&a, &headers, false, text, Some(name.chars().take(32).collect()));
     }
-    let mut users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut users = a.users();
     if users.contains_key(&name) {
         return done(&a, &headers, false, format!("There is already a user {name}."), Some(name));
     }
@@ -1080,7 +1081,7 @@ async fn change_password(
     if !a.authorised(&headers, &form) {
         return forbidden();
     }
-    let mut users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut users = a.users();
     if !users.contains_key(&name) {
         return done(&a, &headers, false, format!("There is no user {name}."), None);
     }
@@ -1111,7 +1112,7 @@ async fn remove_user(
     if form.get("confirm").map(String::as_str) != Some("yes") {
         return done(&a, &headers, false, format!("Tick the box to confirm removing {name}."), None);
     }
-    let mut users = a.user_configs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut users = a.users();
     if users.remove(&name).is_none() {
         return done(&a, &headers, false, format!("There is no user {name}."), None);
     }

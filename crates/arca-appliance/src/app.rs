@@ -142,8 +142,6 @@ impl ShareFronts {
                 shared.status.update(|s| {
                     s.shares.insert(name.clone(), entry);
                 });
-            }
-            if changed {
                 start_share(shared, name, share);
             }
         }
@@ -180,24 +178,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// Opens everything `config` names, starts the tasks and binds the listener.
 pub async fn start(mut config: Config) -> Result<Running> {
-    // Users changed on the admin page replace the configuration's [users].
-    if let Some(managed) = crate::managed::load::<crate::managed::Users>(&crate::managed::users_file(&config.data_dir))?
+    // Users and shares changed on the admin page replace the configuration's sections.
+    if let Some(m) =
+        crate::managed::overrides::<crate::managed::Users>(&crate::managed::users_file(&config.data_dir), "users")?
     {
-        tracing::info!(
-            "users from {} (kept by the admin page; [users] in the configuration is not used)",
-            crate::managed::users_file(&config.data_dir).display()
-        );
-        config.users = managed.users;
+        config.users = m.users;
     }
-    // So do the shares.
-    if let Some(managed) =
-        crate::managed::load::<crate::managed::Shares>(&crate::managed::shares_file(&config.data_dir))?
+    if let Some(m) =
+        crate::managed::overrides::<crate::managed::Shares>(&crate::managed::shares_file(&config.data_dir), "shares")?
     {
-        tracing::info!(
-            "shares from {} (kept by the admin page; [shares] in the configuration is not used)",
-            crate::managed::shares_file(&config.data_dir).display()
-        );
-        config.shares = managed.shares;
+        config.shares = m.shares;
     }
     let password = config.repository.password()?;
     let repo_path = config.repository.path.clone();

@@ -72,9 +72,7 @@ impl Catalog {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
         Ok(())
     }
-}
 
-impl Catalog {
     /// Changes the shares (added or removed on the admin page) and rebuilds the view (blocking).
     pub fn set_shares(&self, shares: BTreeMap<String, std::path::PathBuf>) -> Result<()> {
         *self.shares.write().unwrap_or_else(|p| p.into_inner()) = shares;

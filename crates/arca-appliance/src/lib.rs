@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod config;
 pub mod drill;
 mod error;
+mod files;
 pub mod managed;
 pub mod recover;
 pub mod replicate;

@@ -3,8 +3,8 @@
 //! log says so at start): the configuration file may be read-only, managed by a package, or
 //! shared between boxes, and the page never rewrites it.
 //!
-//! Files are written whole, 0600 (users.toml holds password hashes), through a temporary file
-//! that is synced and renamed, so a crash leaves the old list or the new one.
+//! Files are written whole, 0600 (users.toml holds password hashes), by
+//! [`crate::files::write_atomically`], so a crash leaves the old list or the new one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::config::{ShareConfig, UserConfig};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// The users, as `users.toml` holds them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,20 +52,24 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     toml::from_str(&text).map(Some).map_err(|e| Error::config(format!("{}: {e}", path.display())))
 }
 
+/// What the admin page keeps at `path` ([`users_file`] or [`shares_file`]) for `section` of the
+/// configuration, if it has changed it: it then stands for that section, and the log says so.
+pub fn overrides<T: DeserializeOwned>(path: &Path, section: &str) -> Result<Option<T>> {
+    let found = load(path)?;
+    if found.is_some() {
+        tracing::info!(
+            "{section} from {} (kept by the admin page; [{section}] in the configuration is not used)",
+            path.display()
+        );
+    }
+    Ok(found)
+}
+
 /// Writes `value` to `path` (0600, atomically).
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let text = toml::to_string(value).map_err(|e| Error::config(format!("writing {}: {e}", path.display())))?;
-    let tmp = path.with_extension("toml.tmp");
-    let io = |e: std::io::Error| Error::new(ErrorKind::Io, format!("writing {}: {e}", path.display()));
-    let mut f =
-        std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).map_err(io)?;
-    f.write_all(b"# Kept by the appliance's admin page; it replaces this section of the configuration.\n")
-        .and_then(|_| f.write_all(text.as_bytes()))
-        .and_then(|_| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let text = format!("# Kept by the appliance's admin page; it replaces this section of the configuration.\n{text}");
+    crate::files::write_atomically(path, text.as_bytes(), 0o600)
 }
 
 #[cfg(test)]

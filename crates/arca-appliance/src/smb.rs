@@ -82,13 +82,8 @@ impl Samba {
         change(&mut next);
         write_files(&next, &self.layout, self.ids, &self._versions)?;
         *config = next;
-        let pid = self.group.load(std::sync::atomic::Ordering::SeqCst);
-        if pid > 1 {
-            // SAFETY: kill(2) has no memory effects.
-            unsafe {
-                libc::kill(pid, libc::SIGHUP);
-            }
-        }
+        // smbd's main process (the group's leader) tells its children to reload.
+        signal(self.group.load(std::sync::atomic::Ordering::SeqCst), libc::SIGHUP);
         Ok(())
     }
 }
@@ -96,10 +91,19 @@ impl Samba {
 /// SIGTERM to smbd's process group (smbd, its per-client children, samba-dcerpcd).
 fn stop_group(pgid: i32) {
     if pgid > 1 {
-        // SAFETY: kill(2) has no memory effects; a negative pid names the process group.
-        unsafe {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
+        signal(-pgid, libc::SIGTERM);
+    }
+}
+
+/// Sends `sig` to process `pid` (a negative pid: to that process group). Pids 0, 1 and -1 (the
+/// caller's group, init, everyone) are never signalled.
+fn signal(pid: i32, sig: libc::c_int) {
+    if matches!(pid, -1..=1) {
+        return;
+    }
+    // SAFETY: kill(2) has no memory effects.
+    unsafe {
+        libc::kill(pid, sig);
     }
 }
 
@@ -193,20 +197,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 /// Writes `text` to `path` readable by the owner only (the NT hashes are password equivalents).
 fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io(format_args!("writing {}", tmp.display()), e))?;
-    f.write_all(text.as_bytes()).map_err(|e| io(format_args!("writing {}", tmp.display()), e))?;
-    drop(f);
-    set_mode(&tmp, 0o600)?;
-    std::fs::rename(&tmp, path).map_err(|e| io(format_args!("writing {}", path.display()), e))
+    crate::files::write_atomically(path, text.as_bytes(), 0o600)
 }
 
 /// The appliance's own user and group ids: the owner of every file smbd writes.
@@ -506,10 +497,7 @@ fn stop_leftover(layout: &Layout) {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if pid > 1 && comm.trim() == "smbd" {
         tracing::info!("stopping smbd {pid}, left running by an earlier run");
-        // SAFETY: kill(2) has no memory effects.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+        signal(pid, libc::SIGTERM);
         for _ in 0..50 {
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 break;

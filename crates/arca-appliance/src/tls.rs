@@ -48,8 +48,6 @@ pub fn prepare(config: &TlsConfig, data_dir: &Path, listen: SocketAddr) -> Resul
 }
 
 fn make_self_signed(files: &TlsFiles, names: &[String], listen: SocketAddr) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let mut subject_names: Vec<String> = names.to_vec();
     subject_names.push("localhost".into());
     subject_names.push("127.0.0.1".into());
@@ -61,15 +59,7 @@ fn make_self_signed(files: &TlsFiles, names: &[String], listen: SocketAddr) -> R
         .map_err(|e| Error::new(ErrorKind::Io, format!("making a self-signed certificate: {e}")))?;
     let dir = files.cert.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::new(ErrorKind::Io, format!("creating {}: {e}", dir.display())))?;
-    let write = |path: &Path, text: &str, mode: u32| -> Result<()> {
-        let tmp = path.with_extension("tmp");
-        let io = |e: std::io::Error| Error::new(ErrorKind::Io, format!("writing {}: {e}", tmp.display()));
-        let mut f =
-            std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
-    };
+    let write = |path: &Path, text: &str, mode: u32| crate::files::write_atomically(path, text.as_bytes(), mode);
     // The key first: a certificate without its key would be taken for a complete pair.
     write(&files.key, &certified.key_pair.serialize_pem(), 0o600)?;
     write(&files.cert, &certified.cert.pem(), 0o644)?;

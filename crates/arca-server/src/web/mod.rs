@@ -124,12 +124,9 @@ pub(crate) async fn no_page(
     }
     // Signed in: the page keeps the navigation (no redirect to sign in for a mistyped address).
     let ctx = context! { path => uri.path() };
-    let ctx = match cookie(&headers, SESSION_COOKIE).filter(|t| !t.is_empty()) {
-        Some(_) => match session(&state, &headers).await {
-            Ok(s) => s.ctx(ctx),
-            Err(_) => ctx,
-        },
-        None => ctx,
+    let ctx = match session(&state, &headers).await {
+        Ok(s) => s.ctx(ctx),
+        Err(_) => ctx,
     };
     render(StatusCode::NOT_FOUND, "not_found.html", ctx)
 }
