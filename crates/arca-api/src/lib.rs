@@ -5,6 +5,8 @@
 //! Field names are the API's (see `docs/api.md` and `docs/openapi.yaml`).
 #![forbid(unsafe_code)]
 
+pub mod agent;
+
 use serde::{Deserialize, Serialize};
 
 /// What a principal is.

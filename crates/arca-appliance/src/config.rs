@@ -536,52 +536,8 @@ impl<'de> Deserialize<'de> for ByteRate {
     }
 }
 
-/// A daily local-time window `"HH:MM-HH:MM"`; it may wrap past midnight (`"19:00-07:00"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeWindow {
-    /// Start, minutes after midnight (inclusive).
-    pub start: u32,
-    /// End, minutes after midnight (exclusive).
-    pub end: u32,
-}
-
-impl TimeWindow {
-    /// Whether `minute_of_day` (0..1440) is inside.
-    pub fn contains(&self, minute_of_day: u32) -> bool {
-        if self.start <= self.end {
-            (self.start..self.end).contains(&minute_of_day)
-        } else {
-            minute_of_day >= self.start || minute_of_day < self.end
-        }
-    }
-}
-
-impl FromStr for TimeWindow {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<TimeWindow> {
-        let bad = || Error::config(format!("time window {s:?}: write it like \"19:00-07:00\""));
-        let minutes = |t: &str| -> Result<u32> {
-            let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
-            let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-            if h > 24 || m > 59 || (h == 24 && m > 0) {
-                return Err(bad());
-            }
-            Ok(h * 60 + m)
-        };
-        let (a, b) = s.split_once('-').ok_or_else(bad)?;
-        let w = TimeWindow { start: minutes(a)?, end: minutes(b)? };
-        if w.start == w.end {
-            return Err(Error::config(format!("time window {s:?} is empty")));
-        }
-        Ok(w)
-    }
-}
-
-impl<'de> Deserialize<'de> for TimeWindow {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TimeWindow, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
+/// A daily local-time window `"HH:MM-HH:MM"` (shared with the agents' protection plans).
+pub use arca_api::agent::TimeWindow;
 
 #[cfg(test)]
 mod tests {

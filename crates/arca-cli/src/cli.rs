@@ -19,6 +19,7 @@ the environment:
   ARCA_PASSWORD         the repository password
   ARCA_PASSWORD_FILE    a file holding the password (same as --password-file)
   ARCA_HOST             host name for new snapshots and for snapshot filters (same as --host)
+  ARCA_LIMIT_UPLOAD     upload limit to an arca server per second, e.g. `512k` or `10M`
   ARCA_LOG / RUST_LOG   log filter, e.g. `debug` or `arca_core=trace`
 
 Without a password in the environment or a file, arca asks for it on the terminal.
@@ -86,6 +87,12 @@ pub struct GlobalOpts {
     /// Do not draw progress bars (they are only drawn when standard error is a terminal)
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_progress: bool,
+
+    /// Report progress as one JSON object per second on standard error instead of a bar, e.g.
+    /// {"message_type":"progress","bytes":1048576,"total_bytes":4194304,"rate":524288,"message":"3/9 files"}
+    /// (scripts, and `arca agent`, which relays it to the console)
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub progress_json: bool,
 }
 
 /// The commands.
@@ -113,6 +120,7 @@ pub enum Command {
     Mount(commands::mount::MountArgs),
     Drill(commands::drill::DrillArgs),
     Appliance(commands::appliance::ApplianceArgs),
+    Agent(commands::agent::AgentArgs),
 }
 
 /// `--host`, `--tag`, `--path`: which snapshots a command considers.

@@ -42,7 +42,12 @@ pub fn store_for(location: &str) -> Result<DynStore> {
                  token the server's operator gave you"
             );
         }
-        return Ok(Arc::new(HttpStore::new(location, &token)?));
+        let mut http = HttpStore::new(location, &token)?;
+        if let Some(limit) = upload_limit()? {
+            let bucket = Arc::new(arca_appliance::throttle::TokenBucket::new(limit));
+            http = http.with_pacer(arca_appliance::throttle::pacer(bucket));
+        }
+        return Ok(Arc::new(http));
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
     if let Some((scheme, _)) = path.split_once(':') {
@@ -58,6 +63,16 @@ pub fn store_for(location: &str) -> Result<DynStore> {
         bail!("empty repository location");
     }
     Ok(Arc::new(LocalStore::new(path)))
+}
+
+/// The upload limit for arca servers in bytes per second from `ARCA_LIMIT_UPLOAD` (`512k`,
+/// `10M`); uploads are paced inside each request body, so the rate holds even within one pack.
+fn upload_limit() -> Result<Option<u64>> {
+    let Some(v) = std::env::var("ARCA_LIMIT_UPLOAD").ok().filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let n = crate::commands::image::parse_size(&v).map_err(|e| anyhow::anyhow!("ARCA_LIMIT_UPLOAD: {e}"))?;
+    Ok((n > 0).then_some(n))
 }
 
 /// Opens the repository of the global flags, asking for the password if need be.

@@ -18,6 +18,11 @@ pub fn drill(g: &GlobalOpts, passed: bool, summary: &str) {
 }
 
 fn send(g: &GlobalOpts, outcome: &str, message: &str) {
+    // `arca agent` runs backups as child processes and reports their outcome itself, with the
+    // job and the console's state: a second report would raise a second alert.
+    if std::env::var_os("ARCA_NO_REPORT").is_some_and(|v| !v.is_empty() && v != "0") {
+        return;
+    }
     let Ok(location) = crate::repo::location(g) else { return };
     let lower = location.to_ascii_lowercase();
     if !lower.starts_with("http://") && !lower.starts_with("https://") {

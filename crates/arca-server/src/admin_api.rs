@@ -29,7 +29,7 @@ use arca_api::{
 type ApiResult = Result<Response, ApiError>;
 
 /// The authenticated caller of an API request, for the service layer.
-async fn caller(state: &AppState, headers: &HeaderMap, rid: &RequestId) -> Result<Caller, ApiError> {
+pub(crate) async fn caller(state: &AppState, headers: &HeaderMap, rid: &RequestId) -> Result<Caller, ApiError> {
     Ok(Caller::api(authenticate(state, headers).await?, &rid.0))
 }
 

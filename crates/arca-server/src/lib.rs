@@ -19,6 +19,7 @@
 
 pub mod access;
 mod admin_api;
+mod agent_api;
 pub mod alerts;
 pub mod db;
 pub mod errors;
@@ -144,6 +145,7 @@ fn account_routes() -> Router<AppState> {
         .route("/v1/admin/tenants/{tenant}/devices/{device}", delete(a::revoke_device))
         .route("/v1/admin/tenants/{tenant}/devices/{device}/schedule", axum::routing::put(a::set_device_schedule))
         .route("/v1/admin/health", get(a::health))
+        .merge(agent_routes())
         .route("/v1/admin/repos", get(a::list_all_repos))
         .route("/v1/admin/repos/{repo}", axum::routing::patch(a::update_repo).delete(a::delete_repo))
         .route("/v1/admin/repos/{repo}/retention", axum::routing::put(a::set_retention))
@@ -153,6 +155,24 @@ fn account_routes() -> Router<AppState> {
         .route("/v1/admin/restore-check", post(a::restore_check))
         .route("/v1/admin/recovery-key", post(a::create_recovery_key))
         .route("/v1/recovery-key", get(a::recovery_key))
+}
+
+/// Managed agents: their own calls and their management ([`agent_api`]).
+fn agent_routes() -> Router<AppState> {
+    use agent_api as g;
+    Router::new()
+        .route("/v1/agent/enroll", post(g::enroll))
+        .route("/v1/agent/config", get(g::config))
+        .route("/v1/agent/report", post(g::report))
+        .route("/v1/admin/tenants/{tenant}/enrolment-codes", get(g::list_codes).post(g::create_code))
+        .route("/v1/admin/tenants/{tenant}/protection-plans", get(g::list_plans).post(g::create_plan))
+        .route(
+            "/v1/admin/tenants/{tenant}/protection-plans/{name}",
+            axum::routing::put(g::update_plan).delete(g::delete_plan),
+        )
+        .route("/v1/admin/tenants/{tenant}/devices/{device}/protection-plan", axum::routing::put(g::assign_plan))
+        .route("/v1/admin/tenants/{tenant}/agents", get(g::list_agents))
+        .route("/v1/admin/tenants/{tenant}/agents/{device}/jobs", post(g::create_job))
 }
 
 /// What the provider sells and bills: usage and billing exports, and `/metrics`.

@@ -155,6 +155,8 @@ struct Inner {
     signin_throttle: crate::signin::Throttle,
     behind_proxy: std::sync::atomic::AtomicBool,
     disk_reserve: std::sync::atomic::AtomicU64,
+    /// Wakes agents' held configuration polls when a plan or job changes.
+    agents_notify: tokio::sync::Notify,
 }
 
 /// How often `/healthz` really probes the object store (a write and a delete); answers in
@@ -191,8 +193,19 @@ impl AppState {
                 behind_proxy: Default::default(),
                 spool_dir: std::sync::RwLock::new(std::env::temp_dir().join("arca-spool")),
                 disk_reserve: std::sync::atomic::AtomicU64::new(u64::MAX),
+                agents_notify: tokio::sync::Notify::new(),
             }),
         }
+    }
+
+    /// What agents' held polls wait on ([`crate::service::agents::agent_config`]).
+    pub fn agents_notify(&self) -> &tokio::sync::Notify {
+        &self.inner.agents_notify
+    }
+
+    /// Wakes every held agent poll of this process: a plan or a job may have changed.
+    pub fn agents_changed(&self) {
+        self.inner.agents_notify.notify_waiters();
     }
 
     /// The same, accepting `setup_token` once to create the first provider admin.

@@ -87,6 +87,9 @@ pub enum AdminCommand {
     /// Backup clients and their tokens
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Managed agents: enrolment codes, protection plans, back up now, restore to a machine
+    #[command(subcommand)]
+    Agent(super::admin_agents::AgentAdminCommand),
     /// Import a repository into a hosted one: an arca repository directory (from `arca appliance
     /// export`, on a disk that came by post), or for a restic repository (`repo create --format
     /// restic`) an existing restic repository, from its directory or from another restic REST
@@ -414,7 +417,7 @@ fn parse_cents(s: &str) -> Result<i64> {
     Ok((v * 100.0).round() as i64)
 }
 
-fn date(ts: i64) -> String {
+pub(super) fn date(ts: i64) -> String {
     if ts == 0 {
         return "-".into();
     }
@@ -449,8 +452,8 @@ fn export(
 }
 
 /// The admin API's client.
-struct Api {
-    base: String,
+pub(super) struct Api {
+    pub(super) base: String,
     token: Option<String>,
     client: Client,
 }
@@ -525,11 +528,11 @@ impl Api {
     }
 
     /// Sends a typed request body (an `arca_api` type) and answers the JSON reply.
-    fn send<B: serde::Serialize>(&self, method: Method, path: &str, body: &B) -> Result<Value> {
+    pub(super) fn send<B: serde::Serialize>(&self, method: Method, path: &str, body: &B) -> Result<Value> {
         self.json(method, path, Some(serde_json::to_value(body).context("encoding the request")?))
     }
 
-    fn json(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub(super) fn json(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
         self.need_token()?;
         let text = self.call(method, path, body)?;
         if text.trim().is_empty() {
@@ -549,7 +552,7 @@ fn password_from(var: &str, prompt: &str) -> Result<String> {
 }
 
 /// Prints rows as an aligned table.
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -582,11 +585,11 @@ fn i(v: &Value, key: &str) -> i64 {
 }
 
 /// Reads an answer as the typed shape the server sends (`arca_api`).
-fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
+pub(super) fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
     T::deserialize(v).context("the server's answer does not have the expected shape (a server of another version?)")
 }
 
-fn print_or<F: FnOnce(&Value)>(g: &GlobalOpts, v: &Value, human: F) {
+pub(super) fn print_or<F: FnOnce(&Value)>(g: &GlobalOpts, v: &Value, human: F) {
     if g.json {
         println!("{v}");
     } else {
@@ -598,7 +601,7 @@ fn as_list(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
-fn q(s: &str) -> String {
+pub(super) fn q(s: &str) -> String {
     // Names are [a-z0-9-] and days YYYY-MM-DD; anything else is refused by the server, but keep
     // the query well formed whatever is typed.
     s.bytes()
@@ -961,6 +964,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 println!("deleted repository {name}");
             }
         }
+        AdminCommand::Agent(c) => super::admin_agents::run(g, &api, c)?,
         AdminCommand::Device(DeviceCommand::List { tenant }) => {
             let v = api.json(Method::GET, &format!("/v1/admin/tenants/{}/devices", q(tenant)), None)?;
             let devices: Vec<arca_api::Device> = typed(&v)?;

@@ -2,6 +2,8 @@
 //! that returns the exit code.
 
 pub mod admin;
+pub mod admin_agents;
+pub mod agent;
 pub mod appliance;
 pub mod backup;
 pub mod check;
@@ -58,6 +60,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Nbd(a) => nbd::run(g, a),
         Command::Mount(a) => mount::run(g, a),
         Command::Drill(a) => drill::run(g, a),
+        Command::Agent(a) => agent::run(g, a),
         Command::Appliance(a) => appliance::run(g, a),
     }
 }

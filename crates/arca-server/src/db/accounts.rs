@@ -374,6 +374,10 @@ impl Db {
         for sql in [
             "DELETE FROM tokens WHERE user_id IN (SELECT id FROM users WHERE tenant_id = $1)",
             "DELETE FROM tokens WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = $1)",
+            "DELETE FROM agent_jobs WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = $1)",
+            "DELETE FROM enrolment_codes WHERE tenant_id = $1",
+            "UPDATE tenants SET protection_plan_id = NULL WHERE id = $1",
+            "DELETE FROM protection_plans WHERE tenant_id = $1",
             "DELETE FROM devices WHERE tenant_id = $1",
             "DELETE FROM users WHERE tenant_id = $1",
             "DELETE FROM reservations WHERE tenant_id = $1",
@@ -663,6 +667,8 @@ impl Db {
         }
         for sql in [
             "DELETE FROM tokens WHERE device_id IN (SELECT id FROM devices WHERE repo_id = $1)",
+            "DELETE FROM agent_jobs WHERE device_id IN (SELECT id FROM devices WHERE repo_id = $1)",
+            "DELETE FROM enrolment_codes WHERE repo_id = $1",
             "DELETE FROM devices WHERE repo_id = $1",
             "DELETE FROM usage_daily WHERE repo_id = $1",
             "DELETE FROM snapshot_packs WHERE repo_id = $1",

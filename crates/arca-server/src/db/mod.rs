@@ -12,6 +12,7 @@
 //! committed, which happens only after the store has made its bytes durable.
 
 pub mod accounts;
+pub mod agents;
 pub mod audit;
 pub mod billing;
 pub mod catalog;

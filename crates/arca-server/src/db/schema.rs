@@ -251,6 +251,50 @@ ALTER TABLE tenants ADD COLUMN alert_email TEXT NOT NULL DEFAULT ''
 ALTER TABLE repositories ADD COLUMN format TEXT NOT NULL DEFAULT 'arca';
 ALTER TABLE leases ADD COLUMN owner TEXT NOT NULL DEFAULT ''
 "#,
+    // 12: managed agents: enrolment codes, protection plans (a tenant's default or a device's
+    // own), jobs the console queues for one agent, and what each agent says of itself.
+    r#"
+CREATE TABLE enrolment_codes (
+    id {ID},
+    code_hash TEXT NOT NULL UNIQUE,
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    repo_id BIGINT REFERENCES repositories(id),
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT NOT NULL DEFAULT 0,
+    device_id BIGINT
+);
+CREATE INDEX enrolment_codes_by_tenant ON enrolment_codes(tenant_id, id);
+CREATE TABLE protection_plans (
+    id {ID},
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    rpo_hours BIGINT NOT NULL,
+    revision BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX protection_plans_by_name ON protection_plans(tenant_id, name);
+ALTER TABLE tenants ADD COLUMN protection_plan_id BIGINT;
+ALTER TABLE devices ADD COLUMN protection_plan_id BIGINT;
+ALTER TABLE devices ADD COLUMN agent TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN agent_state TEXT NOT NULL DEFAULT '';
+CREATE TABLE agent_jobs (
+    id {ID},
+    device_id BIGINT NOT NULL REFERENCES devices(id),
+    kind TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    started_at BIGINT NOT NULL DEFAULT 0,
+    finished_at BIGINT NOT NULL DEFAULT 0,
+    outcome TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX agent_jobs_by_device ON agent_jobs(device_id, finished_at)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

@@ -9,6 +9,7 @@
 //! and the pages show on a message page.
 
 pub mod accounts;
+pub mod agents;
 
 use axum::http::StatusCode;
 
