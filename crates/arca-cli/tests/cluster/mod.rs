@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tempfile::TempDir;
 
+pub mod sinks;
+
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const ADMIN_PASSWORD: &str = "provider admin password";
 pub const TENANT_ADMIN_PASSWORD: &str = "acme admin password";
@@ -320,6 +322,19 @@ impl Cluster {
         let (pg, _) = scale_out_env().unwrap();
         let out = Command::new("psql").arg(&pg).args(["-qc", sql]).output().unwrap();
         assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs SQL on this deployment's own metadata database (behind the server's back: tests use
+    /// it to move recorded times into the past), with `sqlite3` or `psql`.
+    pub fn sql(&self, sql: &str) {
+        let out = match self.shape {
+            Shape::Embedded => {
+                let file = self.database.trim_start_matches("sqlite://");
+                Command::new("sqlite3").arg(file).arg(sql).output().expect("sqlite3 (Debian package sqlite3)")
+            }
+            Shape::ScaleOut => Command::new("psql").arg(&self.database).args(["-qc", sql]).output().unwrap(),
+        };
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Flips one byte of an object in storage, behind the server's back.
