@@ -113,6 +113,7 @@ pub enum Command {
     Mount(commands::mount::MountArgs),
     Drill(commands::drill::DrillArgs),
     Appliance(commands::appliance::ApplianceArgs),
+    Generate(commands::generate::GenerateArgs),
 }
 
 /// `--host`, `--tag`, `--path`: which snapshots a command considers.

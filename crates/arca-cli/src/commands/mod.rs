@@ -11,6 +11,7 @@ pub mod drill;
 pub mod dump;
 pub mod find;
 pub mod forget;
+pub mod generate;
 pub mod image;
 pub mod init;
 pub mod key;
@@ -59,6 +60,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Mount(a) => mount::run(g, a),
         Command::Drill(a) => drill::run(g, a),
         Command::Appliance(a) => appliance::run(g, a),
+        Command::Generate(a) => generate::run(g, a),
     }
 }
 
