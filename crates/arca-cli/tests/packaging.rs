@@ -330,13 +330,16 @@ fn check_sysusers(root: &Path) {
 /// flags exist.
 fn check_units(root: &Path) {
     // Every unit's default dependencies (sysinit.target, ...) come from the host's systemd, as
-    // they would on a real system; the package's own files are never replaced.
+    // they would on a real system; the package's own files are never replaced. /lib too: a
+    // Debian upgraded from before the /usr merge keeps its units there.
     let system = root.join("usr/lib/systemd/system");
-    for entry in std::fs::read_dir("/usr/lib/systemd/system").unwrap() {
-        let entry = entry.unwrap();
-        let to = system.join(entry.file_name());
-        if !to.exists() && entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to).unwrap();
+    for host in ["/usr/lib/systemd/system", "/lib/systemd/system"] {
+        for entry in std::fs::read_dir(host).into_iter().flatten() {
+            let entry = entry.unwrap();
+            let to = system.join(entry.file_name());
+            if !to.exists() && entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to).unwrap();
+            }
         }
     }
     // `arca agent` is being written beside this; until it is in the binary, its unit's command
