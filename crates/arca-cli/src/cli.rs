@@ -121,6 +121,7 @@ pub enum Command {
     Drill(commands::drill::DrillArgs),
     Appliance(commands::appliance::ApplianceArgs),
     Agent(commands::agent::AgentArgs),
+    Generate(commands::generate::GenerateArgs),
 }
 
 /// `--host`, `--tag`, `--path`: which snapshots a command considers.

@@ -13,6 +13,7 @@ pub mod drill;
 pub mod dump;
 pub mod find;
 pub mod forget;
+pub mod generate;
 pub mod image;
 pub mod init;
 pub mod key;
@@ -62,6 +63,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Drill(a) => drill::run(g, a),
         Command::Agent(a) => agent::run(g, a),
         Command::Appliance(a) => appliance::run(g, a),
+        Command::Generate(a) => generate::run(g, a),
     }
 }
 
