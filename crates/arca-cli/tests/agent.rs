@@ -5,6 +5,7 @@
 //! offline past its plan's RPO. Then 200 agents hold their polls on one server and all receive
 //! a plan change.
 
+mod browser;
 mod cluster;
 
 use std::fs;
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster::{arca_bin, make_tree, noise, sinks, Cluster, Shape, PASSWORD};
+use browser::Browser;
+use cluster::{arca_bin, make_tree, noise, sinks, Cluster, Shape, PASSWORD, TENANT_ADMIN_PASSWORD};
 use serde_json::Value;
 
 /// One enrolled machine: its configuration file and state directory.
@@ -141,9 +143,32 @@ fn agent_lifecycle(shape: Shape) {
     let admin = c.acme_admin.clone();
     let server = c.nodes[0].base.clone();
 
+    // On the embedded shape the tenant's admin works in the console (headless Chromium); on the
+    // scale-out shape through `arca admin`, which calls the same operations.
+    let mut b = (shape == Shape::Embedded && browser::available()).then(|| {
+        let b = Browser::start(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("agent-screenshots"));
+        b.sign_in(&server, "acme-admin", TENANT_ADMIN_PASSWORD);
+        b
+    });
+    let agents_page = format!("{server}/tenants/acme/agents");
+
     // Enrolment: a code from the tenant's admin enrols one machine, once.
-    let v: Value = serde_json::from_str(&c.admin_ok(&admin, &["--json", "agent", "code", "--tenant", "acme"])).unwrap();
-    let code = v["code"].as_str().unwrap().to_string();
+    let code = match &b {
+        Some(b) => {
+            b.go(&format!("{server}/tenants/acme"));
+            b.click("#agents-link");
+            assert!(b.wait_source("No agents yet").contains("Create enrolment code"));
+            b.click("#create-code");
+            b.wait_source("enrol-code");
+            assert!(b.text("#enrol-commands").contains("arca agent enroll --server"), "{}", b.source());
+            b.text("#enrol-code")
+        }
+        None => {
+            let v: Value =
+                serde_json::from_str(&c.admin_ok(&admin, &["--json", "agent", "code", "--tenant", "acme"])).unwrap();
+            v["code"].as_str().unwrap().to_string()
+        }
+    };
     let mut m = Machine::new(&c.path("machine"));
     let out = m.enroll(&server, &code);
     assert!(out.status.success(), "enrol: {}", String::from_utf8_lossy(&out.stderr));
@@ -167,25 +192,19 @@ fn agent_lifecycle(shape: Shape) {
     let src = c.path("src");
     make_tree(&src);
     let src_s = src.to_str().unwrap().to_string();
-    c.admin_ok(
-        &admin,
-        &[
-            "agent",
-            "plan",
-            "--tenant",
-            "acme",
-            "office",
-            "--path",
-            &src_s,
-            "--schedule",
-            "* * * * *",
-            "--start-window",
-            "0",
-            "--rpo-hours",
-            "1",
-            "--default",
-        ],
-    );
+    if let Some(b) = &b {
+        b.go(&agents_page);
+        b.fill("#plan-name", "office");
+        b.fill("#plan-paths", &src_s);
+        b.fill("#plan-schedule", "* * * * *");
+        b.fill("input[name=start_window]", "0");
+        b.fill("input[name=rpo_hours]", "1");
+        b.click("#save-plan");
+        assert!(b.wait_source("id=\"plans\"").contains("office"), "{}", b.source());
+    } else {
+        let plan = ["agent", "plan", "--tenant", "acme", "office", "--path", &src_s, "--schedule", "* * * * *"];
+        c.admin_ok(&admin, &[&plan[..], &["--start-window", "0", "--rpo-hours", "1", "--default"]].concat());
+    }
     m.start();
     let v = wait_for(&c, &admin, 150, "a scheduled backup", |v| {
         v["last_backup_at"].as_i64() > Some(0) && v["state"]["last_ok"] == true
@@ -225,12 +244,33 @@ fn agent_lifecycle(shape: Shape) {
 
     // Back up now, from the console's API.
     let before = m.snapshots().len();
-    let t0 = agent_view(&c, &admin)["state"]["last_finished_at"].as_i64().unwrap();
-    c.admin_ok(&admin, &["agent", "backup-now", "--tenant", "acme", &v["device"].as_str().unwrap().to_string()]);
+    // A run is done when the agent's last message changed and no request waits (the times have
+    // one-second steps, and a restore may start and end within one).
+    let last_message =
+        |c: &Cluster| agent_view(c, &admin)["state"]["last_message"].as_str().unwrap_or_default().to_string();
+    let done_after = |m0: String| {
+        move |v: &Value| {
+            v["state"]["last_message"].as_str() != Some(m0.as_str())
+                && v["pending_jobs"] == 0
+                && v["state"]["activity"] != "running"
+        }
+    };
+    let m0 = last_message(&c);
     let device = v["device"].as_str().unwrap().to_string();
-    let v = wait_for(&c, &admin, 60, "back up now", |v| {
-        v["state"]["last_finished_at"].as_i64() > Some(t0) && v["pending_jobs"] == 0
-    });
+    let row = format!("#agent-{device}");
+    match &mut b {
+        Some(b) => {
+            b.go(&agents_page);
+            assert_eq!(b.text(&format!("{row} .agent-status")), "online");
+            b.screenshot("agents");
+            b.click(&format!("{row} .backup-now button"));
+            b.wait_url("/tenants/acme/agents");
+        }
+        None => {
+            c.admin_ok(&admin, &["agent", "backup-now", "--tenant", "acme", &device]);
+        }
+    }
+    let v = wait_for(&c, &admin, 60, "back up now", done_after(m0));
     assert_eq!(v["state"]["last_ok"], true, "{v:#}");
     assert_eq!(m.snapshots().len(), before + 1);
     let out = m.repo_cmd(&["ls", "latest"]).output().unwrap();
@@ -239,34 +279,35 @@ fn agent_lifecycle(shape: Shape) {
     // Restore to this machine: into a chosen folder, then to the original place.
     let victim = extra.join("report.txt");
     let restored = c.path("restored");
-    let finished = |c: &Cluster| agent_view(c, &admin)["state"]["last_finished_at"].as_i64().unwrap();
-    let t1 = finished(&c);
-    c.admin_ok(
-        &admin,
-        &[
-            "agent",
-            "restore",
-            "--tenant",
-            "acme",
-            &device,
-            "--path",
-            victim.to_str().unwrap(),
-            "--target",
-            restored.to_str().unwrap(),
-        ],
-    );
-    let v = wait_for(&c, &admin, 60, "a restore", |v| {
-        v["state"]["last_finished_at"].as_i64() > Some(t1) && v["pending_jobs"] == 0
-    });
+    let m1 = last_message(&c);
+    match &b {
+        Some(b) => {
+            b.go(&agents_page);
+            b.click(&format!("{row} details.restore-to summary"));
+            b.fill(&format!("{row} details.restore-to input[name=path]"), victim.to_str().unwrap());
+            b.click(&format!("{row} details.restore-to input[value=folder]"));
+            b.fill(&format!("{row} details.restore-to input[name=target]"), restored.to_str().unwrap());
+            b.click(&format!("{row} details.restore-to button"));
+            b.wait_url("/tenants/acme/agents");
+        }
+        None => {
+            let (path, target) = (victim.to_str().unwrap(), restored.to_str().unwrap());
+            c.admin_ok(&admin, &["agent", "restore", "--tenant", "acme", &device, "--path", path, "--target", target]);
+        }
+    }
+    let v = wait_for(&c, &admin, 60, "a restore", done_after(m1));
     assert_eq!(v["state"]["last_ok"], true, "{v:#}");
+    if let Some(b) = &b {
+        b.go(&agents_page);
+        assert!(b.text(&format!("{row} .last-message")).contains("restored"), "{}", b.source());
+    }
     let copy = restored.join(victim.strip_prefix("/").unwrap());
     assert_eq!(fs::read(&copy).unwrap(), b"quarterly figures");
     fs::remove_file(&victim).unwrap();
-    let t2 = finished(&c);
+    let m2 = last_message(&c);
     c.admin_ok(&admin, &["agent", "restore", "--tenant", "acme", &device, "--path", victim.to_str().unwrap()]);
-    wait_for(&c, &admin, 60, "a restore in place", |v| {
-        v["state"]["last_finished_at"].as_i64() > Some(t2) && v["pending_jobs"] == 0
-    });
+    let v = wait_for(&c, &admin, 60, "a restore in place", done_after(m2));
+    assert!(v["state"]["last_message"].as_str().unwrap().contains("original place"), "{v:#}");
     assert_eq!(fs::read(&victim).unwrap(), b"quarterly figures", "restored to its original place");
 
     // Killed in the middle of a backup: its child dies with it, the restart reports the run as
@@ -298,6 +339,12 @@ fn agent_lifecycle(shape: Shape) {
     wait_for(&c, &admin, 60, "a running backup's progress", |v| {
         v["state"]["activity"] == "running" && v["state"]["bytes"].as_u64() > Some(0)
     });
+    if let Some(b) = &mut b {
+        b.go(&agents_page);
+        let progress = b.text(&format!("{row} .progress"));
+        assert!(progress.contains("backup running since") && progress.contains("files"), "{progress}");
+        b.screenshot("agents-running");
+    }
     let repo = m.file()["repository"].as_str().unwrap().to_string();
     assert!(!processes_with("--progress-json").is_empty(), "the backup runs as a child");
     if let Some(agent) = &m.agent {
@@ -312,7 +359,7 @@ fn agent_lifecycle(shape: Shape) {
         v["state"]["last_message"].as_str().is_some_and(|s| s.contains("interrupted"))
     });
     assert_eq!(v["state"]["last_ok"], false);
-    let t3 = v["state"]["last_finished_at"].as_i64().unwrap();
+    let m3 = v["state"]["last_message"].as_str().unwrap().to_string();
     c.admin_ok(
         &admin,
         &[
@@ -333,9 +380,7 @@ fn agent_lifecycle(shape: Shape) {
         ],
     );
     c.admin_ok(&admin, &["agent", "backup-now", "--tenant", "acme", &device]);
-    let v = wait_for(&c, &admin, 120, "the backup after the crash", |v| {
-        v["state"]["last_finished_at"].as_i64() > Some(t3) && v["pending_jobs"] == 0
-    });
+    let v = wait_for(&c, &admin, 120, "the backup after the crash", done_after(m3));
     assert_eq!(v["state"]["last_ok"], true, "{v:#}");
     let out = m.repo_cmd(&["check"]).output().unwrap();
     assert!(out.status.success(), "check after the crash: {}", String::from_utf8_lossy(&out.stderr));

@@ -13,6 +13,7 @@
 // produced once per request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod agents;
 mod billing;
 mod health;
 mod pages;
@@ -70,6 +71,12 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/settings", post(pages::tenant_settings))
         .route("/tenants/{tenant}/devices", post(pages::add_device))
         .route("/tenants/{tenant}/devices/{device}/revoke", post(pages::revoke_device))
+        .route("/tenants/{tenant}/agents", get(agents::agents))
+        .route("/tenants/{tenant}/agents/codes", post(agents::create_code))
+        .route("/tenants/{tenant}/agents/plans", post(agents::save_plan))
+        .route("/tenants/{tenant}/agents/plans/{plan}/delete", post(agents::delete_plan))
+        .route("/tenants/{tenant}/agents/{device}/plan", post(agents::assign_plan))
+        .route("/tenants/{tenant}/agents/{device}/{kind}", post(agents::job))
         .route("/repos/{repo}", get(pages::repo))
         .route("/repos/{repo}/retention", post(pages::set_retention))
         .route("/tenants/{tenant}/alert-email", post(pages::set_alert_email))
@@ -177,6 +184,7 @@ fn templates() -> &'static Environment<'static> {
             ("invoice.html", include_str!("../../templates/invoice.html")),
             ("health.html", include_str!("../../templates/health.html")),
             ("not_found.html", include_str!("../../templates/not_found.html")),
+            ("agents.html", include_str!("../../templates/agents.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }

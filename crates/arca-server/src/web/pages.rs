@@ -631,7 +631,7 @@ async fn tenant_page(
 
 /// The server's address as clients should use it: `ARCA_PUBLIC_URL` when set (behind a proxy),
 /// else the address this page was asked for.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+pub(super) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(u) = std::env::var("ARCA_PUBLIC_URL").ok().filter(|u| !u.is_empty()) {
         return u.trim_end_matches('/').to_string();
     }
@@ -726,14 +726,14 @@ pub(super) struct UserActionForm {
 /// A form that does something hard to undo: its CSRF token and the ticked confirmation box.
 #[derive(Deserialize)]
 pub(super) struct ConfirmForm {
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    confirm: String,
+    pub(super) confirm: String,
 }
 
 /// The answer when a confirmation box was not ticked (the browser checks it first; this is for
 /// forms sent some other way).
-fn unconfirmed(s: &Session, what: &str) -> Response {
+pub(super) fn unconfirmed(s: &Session, what: &str) -> Response {
     message(
         StatusCode::BAD_REQUEST,
         "Not confirmed",
