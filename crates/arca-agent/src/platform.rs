@@ -8,14 +8,7 @@ use std::process::Command;
 
 /// The machine's host name.
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    arca_core::sys::hostname()
 }
 
 /// The operating system, as the console shows it (`linux x86_64 Debian GNU/Linux 12 (bookworm)`).

@@ -29,7 +29,12 @@ fn usage(pid: u32) -> (f64, u64, u64) {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib = |key: &str| -> u64 {
-        status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     };
     (ticks as f64 / hz, kib("VmRSS:"), kib("VmHWM:"))
 }
@@ -164,7 +169,12 @@ fn main() {
         peak as f64 / 1024.0
     );
     for (i, (median, last)) in spreads.iter().enumerate() {
-        println!("plan change {}: median agent holds it after {:.0} ms, the last after {:.0} ms", i + 1, median * 1000.0, last * 1000.0);
+        println!(
+            "plan change {}: median agent holds it after {:.0} ms, the last after {:.0} ms",
+            i + 1,
+            median * 1000.0,
+            last * 1000.0
+        );
     }
     rt.shutdown_background();
 }

@@ -134,6 +134,18 @@ fn processes_with(needle: &str) -> Vec<String> {
     found
 }
 
+/// Sets tenant acme's default plan `office`: `paths` on `schedule`, no start window (so the test
+/// need not wait), an RPO of one hour, and `extra` flags.
+fn office_plan(c: &Cluster, admin: &str, paths: &[&str], schedule: &str, extra: &[&str]) {
+    let mut args = vec!["agent", "plan", "--tenant", "acme", "office", "--schedule", schedule];
+    for p in paths {
+        args.extend(["--path", p]);
+    }
+    args.extend(["--start-window", "0", "--rpo-hours", "1", "--default"]);
+    args.extend(extra);
+    c.admin_ok(admin, &args);
+}
+
 fn agent_lifecycle(shape: Shape) {
     if shape == Shape::ScaleOut && !cluster::available(Shape::ScaleOut) {
         return;
@@ -202,8 +214,7 @@ fn agent_lifecycle(shape: Shape) {
         b.click("#save-plan");
         assert!(b.wait_source("id=\"plans\"").contains("office"), "{}", b.source());
     } else {
-        let plan = ["agent", "plan", "--tenant", "acme", "office", "--path", &src_s, "--schedule", "* * * * *"];
-        c.admin_ok(&admin, &[&plan[..], &["--start-window", "0", "--rpo-hours", "1", "--default"]].concat());
+        office_plan(&c, &admin, &[&src_s], "* * * * *", &[]);
     }
     m.start();
     let v = wait_for(&c, &admin, 150, "a scheduled backup", |v| {
@@ -218,27 +229,7 @@ fn agent_lifecycle(shape: Shape) {
     fs::create_dir_all(&extra).unwrap();
     fs::write(extra.join("report.txt"), b"quarterly figures").unwrap();
     let changed = Instant::now();
-    c.admin_ok(
-        &admin,
-        &[
-            "agent",
-            "plan",
-            "--tenant",
-            "acme",
-            "office",
-            "--path",
-            &src_s,
-            "--path",
-            extra.to_str().unwrap(),
-            "--schedule",
-            "0 3 1 1 *",
-            "--start-window",
-            "0",
-            "--rpo-hours",
-            "1",
-            "--default",
-        ],
-    );
+    office_plan(&c, &admin, &[&src_s, extra.to_str().unwrap()], "0 3 1 1 *", &[]);
     wait_for(&c, &admin, 70, "the plan change", |v| v["state"]["plan_revision"] == 2);
     eprintln!("the agent held the changed plan {:?} after the change", changed.elapsed());
 
@@ -313,27 +304,7 @@ fn agent_lifecycle(shape: Shape) {
     // Killed in the middle of a backup: its child dies with it, the restart reports the run as
     // interrupted, the next backup works and the repository checks clean.
     fs::write(src.join("big.bin"), noise(24 << 20, 11)).unwrap();
-    c.admin_ok(
-        &admin,
-        &[
-            "agent",
-            "plan",
-            "--tenant",
-            "acme",
-            "office",
-            "--path",
-            &src_s,
-            "--schedule",
-            "0 3 1 1 *",
-            "--start-window",
-            "0",
-            "--rpo-hours",
-            "1",
-            "--upload-limit-kib",
-            "2048",
-            "--default",
-        ],
-    );
+    office_plan(&c, &admin, &[&src_s], "0 3 1 1 *", &["--upload-limit-kib", "2048"]);
     wait_for(&c, &admin, 70, "the throttled plan", |v| v["state"]["plan_revision"] == 3);
     c.admin_ok(&admin, &["agent", "backup-now", "--tenant", "acme", &device]);
     wait_for(&c, &admin, 60, "a running backup's progress", |v| {
@@ -345,7 +316,6 @@ fn agent_lifecycle(shape: Shape) {
         assert!(progress.contains("backup running since") && progress.contains("files"), "{progress}");
         b.screenshot("agents-running");
     }
-    let repo = m.file()["repository"].as_str().unwrap().to_string();
     assert!(!processes_with("--progress-json").is_empty(), "the backup runs as a child");
     if let Some(agent) = &m.agent {
         unsafe { libc::kill(agent.id() as i32, libc::SIGKILL) };
@@ -360,25 +330,7 @@ fn agent_lifecycle(shape: Shape) {
     });
     assert_eq!(v["state"]["last_ok"], false);
     let m3 = v["state"]["last_message"].as_str().unwrap().to_string();
-    c.admin_ok(
-        &admin,
-        &[
-            "agent",
-            "plan",
-            "--tenant",
-            "acme",
-            "office",
-            "--path",
-            &src_s,
-            "--schedule",
-            "0 3 1 1 *",
-            "--start-window",
-            "0",
-            "--rpo-hours",
-            "1",
-            "--default",
-        ],
-    );
+    office_plan(&c, &admin, &[&src_s], "0 3 1 1 *", &[]);
     c.admin_ok(&admin, &["agent", "backup-now", "--tenant", "acme", &device]);
     let v = wait_for(&c, &admin, 120, "the backup after the crash", done_after(m3));
     assert_eq!(v["state"]["last_ok"], true, "{v:#}");
@@ -408,7 +360,6 @@ fn agent_lifecycle(shape: Shape) {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(agent_view(&c, &admin)["online"], false);
-    let _ = repo;
 }
 
 #[test]
