@@ -23,9 +23,10 @@ type ApiResult = Result<Response, ApiError>;
 pub(crate) async fn enroll(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
+    Extension(client): Extension<crate::routes::ClientAddr>,
     Json(req): Json<EnrollRequest>,
 ) -> ApiResult {
-    Ok((StatusCode::CREATED, Json(service::enroll(&state, &req, &rid.0).await?)).into_response())
+    Ok((StatusCode::CREATED, Json(service::enroll(&state, &req, &rid.0, client.0).await?)).into_response())
 }
 
 /// `GET /v1/agent/config` query.

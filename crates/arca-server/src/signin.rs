@@ -94,6 +94,20 @@ impl Throttle {
         }
     }
 
+    /// Whether `client` is throttled for failed agent enrolments (the same per-address budget as
+    /// sign-ins: [`CLIENT_FAILURES`] in [`WINDOW`]); `Some` has the seconds left and whether this
+    /// refusal is the first of its window (the only one to audit).
+    pub fn enrolment_refused(&self, client: Option<IpAddr>) -> Option<(u64, bool)> {
+        let at = Instant::now();
+        self.refused(&[(Key::Client(client), CLIENT_FAILURES)], at, true)
+            .map(|(until, first)| (until.saturating_duration_since(at).as_secs().max(1), first))
+    }
+
+    /// Counts a failed enrolment of `client`.
+    pub fn enrolment_failed(&self, client: Option<IpAddr>) {
+        self.fail(&[(Key::Client(client), CLIENT_FAILURES)], Instant::now());
+    }
+
     fn succeed(&self, name: &str, client: Option<IpAddr>) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.remove(&Key::Pair(name.to_string(), client));

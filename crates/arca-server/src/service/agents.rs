@@ -70,8 +70,34 @@ pub async fn enrolment_codes(
 }
 
 /// Enrols a machine: no token, the code is the credential. Audited in the tenant's log as the
-/// new device (or, refused, without a tenant).
-pub async fn enroll(state: &AppState, req: &EnrollRequest, request_id: &str) -> Result<EnrollAnswer, ApiError> {
+/// new device (or, refused, without a tenant). A client address with too many failed attempts is
+/// throttled like failed sign-ins, so nobody without a code can make the server write an audit
+/// entry per request for long.
+pub async fn enroll(
+    state: &AppState,
+    req: &EnrollRequest,
+    request_id: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<EnrollAnswer, ApiError> {
+    if let Some((wait, first)) = state.signin_throttle().enrolment_refused(client) {
+        if first {
+            let entry = NewAudit {
+                actor: "enrolment",
+                tenant_id: None,
+                action: "agent.enroll",
+                target: &req.hostname.chars().take(255).collect::<String>(),
+                outcome: "denied",
+                detail: "too many failed enrolments from this address: throttled",
+                request_id,
+            };
+            state.db().record(entry).await;
+        }
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed enrolments from this address: retry in {wait} s"),
+        )
+        .with_retry_after(wait));
+    }
     for (what, v, max) in [
         ("code", &req.code, 100),
         ("hostname", &req.hostname, 255),
@@ -103,6 +129,9 @@ pub async fn enroll(state: &AppState, req: &EnrollRequest, request_id: &str) -> 
         request_id,
     };
     state.db().record(entry).await;
+    if result.is_err() {
+        state.signin_throttle().enrolment_failed(client);
+    }
     let e = result.map_err(|err| match err {
         crate::db::DbError::NotFound(m) => ApiError::new(StatusCode::FORBIDDEN, m),
         crate::db::DbError::Invalid(m) => ApiError::new(StatusCode::FORBIDDEN, m),
