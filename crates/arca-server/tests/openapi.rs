@@ -120,8 +120,13 @@ fn router_operations() -> Ops {
     // Merged routers are the web pages (HTML for browsers, not part of the API) and the route
     // groups lib.rs itself builds (hosting, restic, accounts, billing), whose `.route(…)` calls are read
     // here like the others.
-    let known =
-        [".merge(web::router())", ".merge(account_routes())", ".merge(billing_routes())", ".merge(restic_routes())"];
+    let known = [
+        ".merge(web::router())",
+        ".merge(account_routes())",
+        ".merge(billing_routes())",
+        ".merge(restic_routes())",
+        ".merge(agent_routes())",
+    ];
     let merges = calls.iter().filter(|c| *c == "merge").count();
     let understood: usize = known.iter().map(|k| code.matches(k).count()).sum();
     assert_eq!(
