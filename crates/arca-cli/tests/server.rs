@@ -420,7 +420,7 @@ both_shapes!(quota_refusal_leaves_usage_unchanged, |c: &mut Cluster| {
     let out = c.arca("acme", &dev).args(["backup", big.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("past its soft quota of 976.6 KiB"), "{err}");
+    assert!(err.contains("past its soft quota of 1.0 MB"), "{err}");
     c.ok("acme", &dev, &["check", "--read-data"]);
     let (_, audit) = c.get_json(&admin, "/v1/admin/audit?tenant=acme&limit=500");
     assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "object.put" && e["outcome"] == "denied"));

@@ -180,7 +180,7 @@ fn provider_and_customer_in_the_browser() {
     // The provider sets a hard quota; the customer's admin is added from the same page.
     b.fill("#hard-gb", "5");
     b.click("#save-tenant");
-    b.wait_source("4.7 GiB");
+    b.wait_source("5.0 GB");
     let (_, t) = c.get_json(&c.admin, "/v1/admin/tenants/globex");
     assert_eq!(t["hard_quota_bytes"], 5_000_000_000i64);
     b.fill("#user-name", "globex-boss");

@@ -648,33 +648,25 @@ pub(crate) async fn billing(
     }
 }
 
-/// `GET /v1/admin/audit` parameters.
+/// `GET /v1/admin/audit`'s page size.
 #[derive(Debug, Deserialize)]
-pub(crate) struct AuditQuery {
-    tenant: Option<String>,
-    before: Option<i64>,
+pub(crate) struct AuditLimit {
     limit: Option<i64>,
 }
 
-/// `GET /v1/admin/audit`: newest first; staff see everything, tenant admins their tenant.
+/// `GET /v1/admin/audit`: newest first; staff see everything, tenant admins their tenant. The
+/// search parameters are the console's ([`crate::service::audit::AuditSearch`]).
 pub(crate) async fn audit_log(
     State(state): State<AppState>,
-    Query(q): Query<AuditQuery>,
+    Query(q): Query<crate::service::audit::AuditSearch>,
+    Query(l): Query<AuditLimit>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
 ) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
-    let tenant_id = match (&q.tenant, is_staff(&p)) {
-        (Some(t), _) => Some(tenant_for(&state, &rid, &p, t, false).await?.id),
-        (None, true) => None,
-        (None, false) if p.role == Role::TenantAdmin => p.tenant_id,
-        _ => return Err(forbidden("read the audit log")),
-    };
-    if !is_staff(&p) && p.role != Role::TenantAdmin {
-        return Err(forbidden("read the audit log"));
-    }
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(state.db().audit_log(tenant_id, q.before, limit).await.map_err(ApiError::from_db)?).into_response())
+    let caller = crate::service::Caller::api(p, &rid.0);
+    let page = crate::service::audit::search(&state, &caller, &q, l.limit.unwrap_or(100)).await?;
+    Ok(Json(page.entries).into_response())
 }
 
 // ---- scrub ----

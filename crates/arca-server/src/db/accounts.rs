@@ -122,6 +122,53 @@ fn plan_from(row: &AnyRow) -> Result<Plan> {
     })
 }
 
+/// Which tenants a list shows, in which order, and which page of them.
+#[derive(Debug, Clone)]
+pub struct TenantList {
+    /// Short or display names containing this, case-insensitively.
+    pub search: Option<String>,
+    /// Which states.
+    pub status: TenantStatus,
+    /// The order.
+    pub sort: TenantSort,
+    /// Largest first.
+    pub descending: bool,
+    /// Rows skipped.
+    pub offset: i64,
+    /// Rows shown (1 to 1,000).
+    pub limit: i64,
+}
+
+/// A tenant list's status filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantStatus {
+    /// Every tenant.
+    Any,
+    /// Not suspended.
+    Active,
+    /// Suspended.
+    Suspended,
+    /// Suspended, past the soft quota or within a tenth of the hard one.
+    NeedsAttention,
+}
+
+/// A tenant list's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantSort {
+    /// Short name.
+    Name,
+    /// Display name, case-insensitively.
+    DisplayName,
+    /// Plan name.
+    Plan,
+    /// Bytes stored.
+    Stored,
+    /// Hard quota.
+    Quota,
+    /// Creation time.
+    Created,
+}
+
 const TENANT_SELECT: &str = "SELECT t.id, t.name, t.display_name, p.name AS plan, t.hard_quota_bytes, \
      t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at, t.alert_email FROM tenants t \
      LEFT JOIN plans p ON p.id = t.plan_id";
@@ -278,6 +325,64 @@ impl Db {
     pub async fn tenants(&self) -> Result<Vec<Tenant>> {
         let rows = dyn_query(format!("{TENANT_SELECT} ORDER BY t.name")).fetch_all(self.pool()).await?;
         rows.iter().map(tenant_from).collect()
+    }
+
+    /// One page of tenants matching `list`, and how many match in all.
+    ///
+    /// Search, the status filter, sorting and paging happen in the database, so a provider with
+    /// ten thousand tenants is served fifty rows, not ten thousand.
+    pub async fn tenant_list(&self, list: &TenantList) -> Result<(Vec<Tenant>, i64)> {
+        let mut cond = String::from(" WHERE 1 = 1");
+        let pattern = list.search.as_deref().map(super::audit::like_pattern);
+        if pattern.is_some() {
+            cond += " AND (LOWER(t.name) LIKE $1 ESCAPE '\\' OR LOWER(t.display_name) LIKE $1 ESCAPE '\\')";
+        }
+        cond += match list.status {
+            TenantStatus::Any => "",
+            TenantStatus::Active => " AND t.suspended = 0",
+            TenantStatus::Suspended => " AND t.suspended <> 0",
+            TenantStatus::NeedsAttention => {
+                " AND (t.suspended <> 0 \
+                 OR (t.hard_quota_bytes > 0 AND t.stored_bytes >= t.hard_quota_bytes - t.hard_quota_bytes / 10) \
+                 OR (t.soft_quota_bytes > 0 AND t.stored_bytes > t.soft_quota_bytes))"
+            }
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM tenants t{cond}");
+        let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
+        if let Some(p) = &pattern {
+            count = count.bind(p.clone());
+        }
+        let total = count.fetch_one(self.pool()).await?;
+        let column = match list.sort {
+            TenantSort::Name => "t.name",
+            TenantSort::DisplayName => "LOWER(t.display_name)",
+            TenantSort::Plan => "p.name",
+            TenantSort::Stored => "t.stored_bytes",
+            TenantSort::Quota => "t.hard_quota_bytes",
+            TenantSort::Created => "t.created_at",
+        };
+        let dir = if list.descending { "DESC" } else { "ASC" };
+        let (l, o) = if pattern.is_some() { ("$2", "$3") } else { ("$1", "$2") };
+        let sql = format!("{TENANT_SELECT}{cond} ORDER BY {column} {dir}, t.name {dir} LIMIT {l} OFFSET {o}");
+        let mut q = dyn_query(sql);
+        if let Some(p) = pattern {
+            q = q.bind(p);
+        }
+        let rows = q.bind(list.limit.clamp(1, 1000)).bind(list.offset.max(0)).fetch_all(self.pool()).await?;
+        Ok((rows.iter().map(tenant_from).collect::<Result<_>>()?, total))
+    }
+
+    /// Bytes stored and bytes protected (before deduplication and compression) over every
+    /// repository, and the number of tenants: the dashboard's tiles, summed by the database.
+    pub async fn storage_totals(&self) -> Result<(i64, i64, i64)> {
+        let stored: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(stored_bytes) AS BIGINT) FROM repositories")
+            .fetch_one(self.pool())
+            .await?;
+        let logical: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(logical_bytes) AS BIGINT) FROM repositories")
+            .fetch_one(self.pool())
+            .await?;
+        let tenants: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(self.pool()).await?;
+        Ok((stored.unwrap_or(0), logical.unwrap_or(0), tenants))
     }
 
     /// One tenant by name.
@@ -1022,5 +1127,46 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("correct horsf", &h));
         assert!(!verify_password("x", dummy_hash()) && dummy_hash().starts_with("$argon2id$"));
+    }
+
+    #[tokio::test]
+    async fn tenant_lists_search_filter_sort_and_page_in_the_database() {
+        for (db, _guard) in databases().await {
+            for i in 0..120 {
+                let display = if i % 10 == 0 { format!("Big_{i} Corp") } else { format!("Small {i}") };
+                db.create_tenant(&format!("t{i:03}"), &display, None).await.unwrap();
+            }
+            db.update_tenant("t007", &TenantChange { suspended: Some(true), ..Default::default() }).await.unwrap();
+            let list = |search: Option<&str>, status, sort, descending, offset| TenantList {
+                search: search.map(str::to_string),
+                status,
+                sort,
+                descending,
+                offset,
+                limit: 50,
+            };
+            let (page, total) =
+                db.tenant_list(&list(None, TenantStatus::Any, TenantSort::Name, false, 100)).await.unwrap();
+            assert_eq!(total, 120);
+            assert_eq!(page.len(), 20);
+            assert_eq!(page[0].name, "t100");
+            let (page, total) =
+                db.tenant_list(&list(Some("big_"), TenantStatus::Any, TenantSort::Name, true, 0)).await.unwrap();
+            assert_eq!(total, 12, "case-insensitive, `_` literal");
+            assert_eq!(page[0].name, "t110");
+            let (page, total) =
+                db.tenant_list(&list(Some("big%"), TenantStatus::Any, TenantSort::Name, false, 0)).await.unwrap();
+            assert_eq!((page.len(), total), (0, 0), "`%` literal");
+            let (page, total) =
+                db.tenant_list(&list(None, TenantStatus::Suspended, TenantSort::Name, false, 0)).await.unwrap();
+            assert_eq!((page[0].name.as_str(), total), ("t007", 1));
+            let (_, total) =
+                db.tenant_list(&list(None, TenantStatus::NeedsAttention, TenantSort::Name, false, 0)).await.unwrap();
+            assert_eq!(total, 1);
+            let (_, total) =
+                db.tenant_list(&list(None, TenantStatus::Active, TenantSort::Stored, true, 0)).await.unwrap();
+            assert_eq!(total, 119);
+            assert_eq!(db.storage_totals().await.unwrap(), (0, 0, 120));
+        }
     }
 }

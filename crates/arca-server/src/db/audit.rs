@@ -82,18 +82,140 @@ impl Db {
     /// The newest entries first, of one tenant or of all (`None`), older than `before` (an id)
     /// when given.
     pub async fn audit_log(&self, tenant_id: Option<i64>, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.at, a.actor, t.name AS tenant, a.action, a.target, a.outcome, a.detail, a.request_id \
-             FROM audit_log a LEFT JOIN tenants t ON t.id = a.tenant_id \
-             WHERE ($1 = 0 OR a.tenant_id = $1) AND a.id < $2 ORDER BY a.id DESC LIMIT $3",
-        )
-        .bind(tenant_id.unwrap_or(0))
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(entry_from).collect()
+        let filter = AuditFilter { tenant_id, ..AuditFilter::default() };
+        self.audit_search(&filter, before.map_or(AuditCursor::Newest, AuditCursor::Before), limit).await
     }
+}
+
+/// Which audit entries to show: every field narrows the search (all `None`: everything).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// One tenant's entries.
+    pub tenant_id: Option<i64>,
+    /// `ok`, `denied` or `failed`.
+    pub outcome: Option<String>,
+    /// Actions starting with this (`tenant.` finds every tenant action).
+    pub action: Option<String>,
+    /// Actors containing this, case-insensitively.
+    pub actor: Option<String>,
+    /// Targets or details containing this, case-insensitively.
+    pub text: Option<String>,
+    /// From this Unix second on.
+    pub from: Option<i64>,
+    /// Before this Unix second.
+    pub until: Option<i64>,
+}
+
+/// Where a page of the audit log starts: the newest, older than an entry, or newer than one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditCursor {
+    /// The newest entries.
+    Newest,
+    /// Entries older than this id.
+    Before(i64),
+    /// Entries newer than this id (the page before, going back up).
+    After(i64),
+}
+
+/// `text` lower-cased with `LIKE`'s own characters escaped (for `ESCAPE '\\'`).
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p
+}
+
+/// A `LIKE` pattern that finds `text` anywhere.
+pub(crate) fn like_pattern(text: &str) -> String {
+    format!("%{}%", like_escape(text))
+}
+
+impl Db {
+    /// One page of the audit log matching `filter`, newest first, at most `limit` entries.
+    ///
+    /// Pages are found by id (keyset), not by offset, so the millionth entry costs what the
+    /// first does. Every condition is bound, never spliced into the SQL.
+    pub async fn audit_search(&self, filter: &AuditFilter, cursor: AuditCursor, limit: i64) -> Result<Vec<AuditEntry>> {
+        let mut sql = String::from(
+            "SELECT a.id, a.at, a.actor, t.name AS tenant, a.action, a.target, a.outcome, a.detail, a.request_id \
+             FROM audit_log a LEFT JOIN tenants t ON t.id = a.tenant_id WHERE 1 = 1",
+        );
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let mut binds: Vec<Bind> = Vec::new();
+        if let Some(t) = filter.tenant_id {
+            sql += &format!(" AND a.tenant_id = ${}", next());
+            binds.push(Bind::Int(t));
+        }
+        if let Some(o) = &filter.outcome {
+            sql += &format!(" AND a.outcome = ${}", next());
+            binds.push(Bind::Text(o.clone()));
+        }
+        if let Some(a) = &filter.action {
+            // A prefix: `action >= a AND action < a + U+10FFFF` would use an index; the log's
+            // actions are few and short, so a LIKE on the narrowed rows is enough.
+            sql += &format!(" AND a.action LIKE ${} ESCAPE '\\'", next());
+            binds.push(Bind::Text(format!("{}%", like_escape(a))));
+        }
+        if let Some(a) = &filter.actor {
+            sql += &format!(" AND LOWER(a.actor) LIKE ${} ESCAPE '\\'", next());
+            binds.push(Bind::Text(like_pattern(a)));
+        }
+        if let Some(t) = &filter.text {
+            let (x, y) = (next(), next());
+            sql += &format!(" AND (LOWER(a.target) LIKE ${x} ESCAPE '\\' OR LOWER(a.detail) LIKE ${y} ESCAPE '\\')");
+            binds.push(Bind::Text(like_pattern(t)));
+            binds.push(Bind::Text(like_pattern(t)));
+        }
+        if let Some(f) = filter.from {
+            sql += &format!(" AND a.at >= ${}", next());
+            binds.push(Bind::Int(f));
+        }
+        if let Some(u) = filter.until {
+            sql += &format!(" AND a.at < ${}", next());
+            binds.push(Bind::Int(u));
+        }
+        let ascending = matches!(cursor, AuditCursor::After(_));
+        match cursor {
+            AuditCursor::Newest => {}
+            AuditCursor::Before(id) => {
+                sql += &format!(" AND a.id < ${}", next());
+                binds.push(Bind::Int(id));
+            }
+            AuditCursor::After(id) => {
+                sql += &format!(" AND a.id > ${}", next());
+                binds.push(Bind::Int(id));
+            }
+        }
+        sql += &format!(" ORDER BY a.id {} LIMIT ${}", if ascending { "ASC" } else { "DESC" }, next());
+        binds.push(Bind::Int(limit.clamp(1, 10_000)));
+        let mut q = super::dyn_query(sql);
+        for b in binds {
+            q = match b {
+                Bind::Int(i) => q.bind(i),
+                Bind::Text(t) => q.bind(t),
+            };
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        let mut entries = rows.iter().map(entry_from).collect::<Result<Vec<_>>>()?;
+        if ascending {
+            entries.reverse();
+        }
+        Ok(entries)
+    }
+}
+
+/// A value bound to a statement built from optional conditions.
+enum Bind {
+    Int(i64),
+    Text(String),
 }
 
 /// An entry from a row with the columns of `audit_log a` and `t.name AS tenant`.
@@ -132,6 +254,60 @@ mod tests {
             assert_eq!(all.len(), 3);
             assert_eq!(all[1].tenant.as_deref(), Some("b"));
             assert_eq!(db.audit_log(None, Some(all[1].id), 10).await.unwrap().len(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn searches_filter_in_the_database_and_page_by_id() {
+        for (db, _guard) in databases().await {
+            let a = db.create_tenant("a", "", None).await.unwrap();
+            let entries = [
+                ("user:Ann", "tenant.create", "acme", "ok", "web"),
+                ("user:bob", "login", "bob", "denied", "wrong password"),
+                ("device:x@a", "object.put", "repo/data/1", "denied", "quota 100% used"),
+                ("user:ann", "tenant.set", "acme", "ok", "plan_a"),
+                ("user:ann", "tenantXset", "acme", "ok", "plan-b"),
+            ];
+            for (actor, action, target, outcome, detail) in entries {
+                let e = NewAudit { actor, tenant_id: Some(a.id), action, target, outcome, detail, request_id: "r" };
+                db.audit(e).await.unwrap();
+            }
+            let find = |f: AuditFilter| {
+                let db = db.clone();
+                async move {
+                    db.audit_search(&f, AuditCursor::Newest, 10)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|e| e.action)
+                        .collect::<Vec<_>>()
+                }
+            };
+            // A prefix whose `.` and `_` are matched literally, not as LIKE wildcards.
+            let f = AuditFilter { action: Some("tenant.".into()), ..Default::default() };
+            assert_eq!(find(f).await, ["tenant.set", "tenant.create"]);
+            let f = AuditFilter { actor: Some("ANN".into()), ..Default::default() };
+            assert_eq!(find(f).await, ["tenantXset", "tenant.set", "tenant.create"], "actors case-insensitively");
+            let f = AuditFilter { text: Some("100%".into()), ..Default::default() };
+            assert_eq!(find(f).await, ["object.put"], "% is literal");
+            let f = AuditFilter { text: Some("plan_".into()), ..Default::default() };
+            assert_eq!(find(f).await, ["tenant.set"], "_ is literal");
+            let f = AuditFilter { outcome: Some("denied".into()), tenant_id: Some(a.id), ..Default::default() };
+            assert_eq!(find(f).await, ["object.put", "login"]);
+            let f = AuditFilter { from: Some(now() + 3600), ..Default::default() };
+            assert!(find(f).await.is_empty(), "nothing from an hour ahead");
+            let f = AuditFilter { from: Some(now() - 3600), until: Some(now() + 3600), ..Default::default() };
+            assert_eq!(find(f).await.len(), 5);
+            // Pages down and back up again by id.
+            let all = db.audit_search(&AuditFilter::default(), AuditCursor::Newest, 10).await.unwrap();
+            let older = db.audit_search(&AuditFilter::default(), AuditCursor::Before(all[1].id), 2).await.unwrap();
+            assert_eq!(older.iter().map(|e| e.id).collect::<Vec<_>>(), [all[2].id, all[3].id]);
+            let newer = db.audit_search(&AuditFilter::default(), AuditCursor::After(all[3].id), 2).await.unwrap();
+            assert_eq!(
+                newer.iter().map(|e| e.id).collect::<Vec<_>>(),
+                [all[1].id, all[2].id],
+                "newest first, the nearest two"
+            );
         }
     }
 }

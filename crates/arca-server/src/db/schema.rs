@@ -295,6 +295,11 @@ CREATE TABLE agent_jobs (
 );
 CREATE INDEX agent_jobs_by_device ON agent_jobs(device_id, finished_at)
 "#,
+    // 13: the console's lists at scale: the audit log by time (date ranges), tenants by size.
+    r#"
+CREATE INDEX audit_by_time ON audit_log(at);
+CREATE INDEX tenants_by_stored ON tenants(stored_bytes)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod audit;
 
 use axum::http::StatusCode;
 

@@ -16,6 +16,7 @@
 mod agents;
 mod billing;
 mod health;
+mod listing;
 mod pages;
 mod restore;
 
@@ -56,9 +57,10 @@ pub fn router() -> Router<AppState> {
         .route("/account/signout-everywhere", post(pages::signout_everywhere))
         .route("/logout", post(pages::logout))
         .route("/console", get(pages::console))
-        .route("/console/tenants", post(pages::create_tenant))
+        .route("/console/tenants", get(pages::tenants).post(pages::create_tenant))
         .route("/console/plans", get(pages::plans).post(pages::create_plan))
         .route("/console/audit", get(pages::audit))
+        .route("/console/audit.csv", get(pages::audit_csv))
         .route("/console/billing", get(billing::billing))
         .route("/console/health", get(health::health))
         .route("/tenants/{tenant}/devices/{device}/schedule", post(health::set_schedule))
@@ -167,6 +169,8 @@ fn templates() -> &'static Environment<'static> {
         let mut env = Environment::new();
         for (name, source) in [
             ("base.html", include_str!("../../templates/base.html")),
+            ("list.html", include_str!("../../templates/list.html")),
+            ("tenants.html", include_str!("../../templates/tenants.html")),
             ("login.html", include_str!("../../templates/login.html")),
             ("message.html", include_str!("../../templates/message.html")),
             ("console.html", include_str!("../../templates/console.html")),
@@ -345,6 +349,19 @@ fn service_error(s: &Session, e: crate::errors::ApiError) -> Response {
         );
     }
     message(status, heading, e.message(), Some(s))
+}
+
+/// A refused form's reason, to show on the form itself so that what was typed stays: for
+/// refusals the user can mend by changing the form (a bad value, a name taken). Others (not
+/// allowed, not found, server failures) get their page from [`service_error`].
+fn inline_error(s: &Session, e: crate::errors::ApiError) -> Result<String, Response> {
+    match e.status() {
+        StatusCode::BAD_REQUEST
+        | StatusCode::CONFLICT
+        | StatusCode::UNPROCESSABLE_ENTITY
+        | StatusCode::PAYLOAD_TOO_LARGE => Ok(e.message().to_string()),
+        _ => Err(service_error(s, e)),
+    }
 }
 
 fn not_found(s: &Session, what: &str) -> Response {

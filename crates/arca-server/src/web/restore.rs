@@ -28,6 +28,7 @@ use axum::Form;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
+use super::listing::Listing;
 use super::{check_csrf, date, human, message, not_found, render, session, Session};
 use crate::access::{can_browse_repo, can_see_repo, is_staff};
 use crate::db::accounts::{RepoFormat, Repository};
@@ -650,10 +651,14 @@ struct Crumb {
     href: String,
 }
 
+/// A folder listing's sort keys.
+const ENTRY_SORTS: &[&str] = &["name", "size", "modified"];
+
 /// `GET /repos/{repo}/restore/{snap}/browse[/{*path}]`: one folder of a snapshot.
 pub(super) async fn browse(
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Page {
     let (o, snap_id, path, snap) = unlocked_snapshot(&state, &headers, &params).await?;
@@ -671,9 +676,17 @@ pub(super) async fn browse(
         Target::Node(..) => return Ok(Redirect::to(&format!("{base}/download{}", encode_path(&path))).into_response()),
     };
     let here = encode_path(&path);
-    let mut entries: Vec<EntryRow> = tree
-        .nodes
-        .iter()
+    // A folder's entries are searched, sorted (folders first) and paged like every list.
+    let list = Listing::new(&format!("{base}/browse{here}"), "", &query, ENTRY_SORTS, false);
+    let mut nodes: Vec<&Node> = tree.nodes.iter().filter(|n| list.matches(&[&n.name_lossy()])).collect();
+    match list.sort.as_str() {
+        "size" => list.sort_by(&mut nodes, |n| (n.is_dir() == list.desc, n.size)),
+        "modified" => list.sort_by(&mut nodes, |n| (n.is_dir() == list.desc, n.mtime.secs)),
+        _ => list.sort_by(&mut nodes, |n| (n.is_dir() == list.desc, n.name_lossy().into_owned())),
+    }
+    let (nodes, list) = list.page_of(nodes);
+    let entries: Vec<EntryRow> = nodes
+        .into_iter()
         .map(|n| {
             let name = n.name_lossy().into_owned();
             let rel = format!("{here}/{}", encode_component(&name));
@@ -688,7 +701,6 @@ pub(super) async fn browse(
             }
         })
         .collect();
-    entries.sort_by(|a, b| b.dir.cmp(&a.dir).then_with(|| a.name.cmp(&b.name)));
     let mut crumbs = vec![Crumb { name: "/".into(), href: format!("{base}/browse") }];
     let mut acc = String::new();
     for c in arca_core::browse::components(&path) {
@@ -700,7 +712,7 @@ pub(super) async fn browse(
         StatusCode::OK,
         "browse.html",
         o.s.ctx(context! {
-            repo => &o.r, snapshot => snapshot_row(&snap_id, &snap), crumbs, entries,
+            repo => &o.r, snapshot => snapshot_row(&snap_id, &snap), crumbs, entries, list,
             zip => format!("{base}/download{here}?format=zip"), tar => format!("{base}/download{here}?format=tar"),
         }),
     ))
