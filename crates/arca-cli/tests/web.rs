@@ -115,7 +115,7 @@ fn provider_and_customer_in_the_browser() {
     b.click("#create-plan");
     assert!(b.wait_source(">office<").contains(">office<"), "{}", b.source());
     b.screenshot("plans");
-    b.go(&format!("{base}/console"));
+    b.go(&format!("{base}/console/tenants"));
     // The browser checks the short name itself (a `pattern` Chromium accepts): nothing is sent.
     b.fill("#tenant-name", "Not Valid!");
     b.fill("#tenant-display", "Should not exist");
@@ -479,4 +479,202 @@ fn provider_and_customer_in_the_browser() {
     let denied: Vec<&serde_json::Value> =
         audit.as_array().unwrap().iter().filter(|e| e["outcome"] == "denied").collect();
     assert!(denied.iter().any(|e| e["target"] == "globex"), "{audit}");
+}
+
+/// The console's lists at more than a page: tenants, devices, users and the audit log searched,
+/// sorted and paged in the browser; a refused form keeps what was typed; long names are cut and
+/// the pages fit a 1400 px desktop and a 400 px phone; sizes read in one unit. On both shapes.
+fn lists_that_scale(shape: Shape) {
+    if !browser::available() || !cluster::available(shape) {
+        return;
+    }
+    let c = Cluster::start(shape);
+    let base = c.nodes[0].base.clone();
+    let mut b = Browser::start(&shots_dir().join(format!("lists-{shape:?}")));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+
+    // 130 more tenants (one suspended, one with a 100-character name), 60 more devices for acme
+    // and 300 audit entries an hour apart, written straight into the database.
+    let long_name = format!("Long{}", "x".repeat(96));
+    let rows: Vec<String> = (0..130)
+        .map(|i| {
+            let display = if i == 42 { long_name.clone() } else { format!("Bulk Customer {i:03}") };
+            let suspended = i64::from(i == 7);
+            format!("('bulk-{i:03}', '{display}', 0, 0, {}, {suspended}, {})", i * 1_000_000, now - i as i64)
+        })
+        .collect();
+    c.sql(&format!(
+        "INSERT INTO tenants (name, display_name, hard_quota_bytes, soft_quota_bytes, stored_bytes, suspended, created_at) VALUES {}",
+        rows.join(", ")
+    ));
+    let rows: Vec<String> = (0..60)
+        .map(|i| {
+            format!(
+                "((SELECT id FROM tenants WHERE name = 'acme'), (SELECT id FROM repositories WHERE name = 'acme'), 'dev-{i:02}', {})",
+                now - i
+            )
+        })
+        .collect();
+    c.sql(&format!("INSERT INTO devices (tenant_id, repo_id, name, created_at) VALUES {}", rows.join(", ")));
+    let rows: Vec<String> = (0..300)
+        .map(|i| {
+            let outcome = if i % 10 == 0 { "denied" } else { "ok" };
+            format!(
+                "({}, 'user:seed{}', (SELECT id FROM tenants WHERE name = 'bulk-001'), 'seed.action', 'target-{i}', '{outcome}', 'seeded, \"{i}\"', 'r')",
+                now - i * 3600,
+                i % 3
+            )
+        })
+        .collect();
+    c.sql(&format!(
+        "INSERT INTO audit_log (at, actor, tenant_id, action, target, outcome, detail, request_id) VALUES {}",
+        rows.join(", ")
+    ));
+
+    b.sign_in(&base, "admin", ADMIN_PASSWORD);
+    b.wait_url("/console");
+    assert!(b.text("#tenant-count").contains("132"), "{}", b.source());
+
+    // Tenants: fifty a page, then the next fifty.
+    b.go(&format!("{base}/console/tenants"));
+    let count_rows =
+        |b: &Browser, table: &str| b.script(&format!("return document.querySelectorAll('#{table} tbody tr').length;"));
+    assert_eq!(count_rows(&b, "tenants"), 50);
+    assert!(b.text("nav.pager .count").contains("1–50 of 132 tenants"), "{}", b.text("nav.pager"));
+    b.set_width(1400);
+    assert!(!b.overflows(), "the tenant list is wider than 1400 px");
+    b.screenshot("tenants-1400");
+    b.set_width(400);
+    assert!(!b.overflows(), "the tenant list is wider than a 400 px phone");
+    b.screenshot("tenants-400");
+    b.set_width(1400);
+    b.click("nav.pager a.next");
+    b.wait_url("page=2");
+    assert!(b.text("nav.pager .count").contains("51–100 of 132"), "{}", b.text("nav.pager"));
+    // The long name is cut to its column (the whole name in its title), not the page.
+    b.go(&format!("{base}/console/tenants?q=bulk-042"));
+    let width = b.script("return document.querySelector('#tenants a.cut').getBoundingClientRect().width;");
+    assert!(width.as_f64().unwrap() < 400.0, "a 100-character name is {width} px wide");
+    assert_eq!(b.attr("#tenants a.cut", "title"), long_name);
+    // Search, sort by size, filter by state.
+    b.go(&format!("{base}/console/tenants"));
+    b.fill("#tenant-search-q", "bulk customer 07");
+    b.click("#tenant-search-go");
+    b.wait_url("q=bulk%20customer%2007");
+    assert_eq!(count_rows(&b, "tenants"), 10, "{}", b.text("#tenants"));
+    b.click("#tenants th a.sort[href*='sort=stored']");
+    b.wait_url("sort=stored");
+    assert!(b.text("#tenants tbody tr:first-child").contains("bulk-079"), "largest first: {}", b.text("#tenants"));
+    assert_eq!(count_rows(&b, "tenants"), 10, "the search stays while sorting");
+    b.click("#status-suspended");
+    b.wait_url("status=suspended");
+    assert!(b.text("#no-match").contains("No tenant matches"), "{}", b.source());
+    b.go(&format!("{base}/console/tenants?status=suspended"));
+    assert_eq!(count_rows(&b, "tenants"), 1);
+    assert!(b.text("#tenants").contains("bulk-007"));
+    // A hostile query string still shows the list.
+    b.go(&format!("{base}/console/tenants?page=-3&sort=name%3BDROP&dir=up&q={}", "z".repeat(3000)));
+    assert!(b.source().contains("No tenant matches"), "{}", b.source());
+
+    // A refused new tenant: the reason on the form, what was typed still in it.
+    b.go(&format!("{base}/console/tenants"));
+    b.fill("#tenant-name", "acme");
+    b.fill("#tenant-display", "Typed Display Name");
+    b.click("#create-tenant");
+    assert!(b.wait_source("id=\"form-error\"").contains("form-error"), "{}", b.source());
+    assert!(b.text("#form-error").contains("acme"), "{}", b.text("#form-error"));
+    assert_eq!(b.attr("#tenant-display", "value"), "Typed Display Name");
+    assert_eq!(b.attr("#tenant-name", "value"), "acme");
+    b.screenshot("tenant-refused-inline");
+
+    // One unit: a quota set as 50 GiB reads 53.7 GB, and its box holds 53.687 (GB), not 53.6870912.
+    c.admin_ok(&c.admin, &["tenant", "set", "acme", "--hard-quota", "50GiB"]);
+    b.go(&format!("{base}/tenants/acme"));
+    assert!(b.source().contains("53.7 GB"), "{}", b.source());
+    assert_eq!(b.attr("#hard-gb", "value"), "53.687");
+    // Devices: 62 (two from the cluster), paged and searched on the tenant page.
+    assert_eq!(count_rows(&b, "devices"), 50);
+    b.fill("#device-search-q", "dev-4");
+    b.click("#device-search-go");
+    b.wait_url("devices_q=dev-4");
+    assert_eq!(count_rows(&b, "devices"), 10, "{}", b.text("#devices"));
+    b.set_width(400);
+    assert!(!b.overflows(), "the tenant page is wider than a 400 px phone");
+    b.screenshot("tenant-400");
+    b.set_width(1400);
+    b.screenshot("tenant-1400");
+    b.fill("#user-search-q", "nobody-such");
+    b.click("#user-search-go");
+    b.wait_url("users_q=nobody-such");
+    assert!(b.text("#no-user-match").contains("nobody-such"));
+    assert_eq!(count_rows(&b, "devices"), 10, "the device search stays while searching users");
+
+    // The audit log: a hundred entries a page, older and newer, filters, a range of days, CSV.
+    b.go(&format!("{base}/console/audit?tenant=bulk-001"));
+    assert_eq!(count_rows(&b, "audit"), 100);
+    let first_page = b.text("#audit");
+    b.click("nav.pager a.next");
+    b.wait_url("before=");
+    assert_eq!(count_rows(&b, "audit"), 100);
+    assert_ne!(b.text("#audit"), first_page);
+    b.click("nav.pager a.prev");
+    b.wait_url("after=");
+    assert_eq!(b.text("#audit"), first_page, "newer goes back to the same page");
+    b.go(&format!("{base}/console/audit"));
+    b.fill("#f-tenant", "bulk-001");
+    b.script("document.querySelector('#f-outcome').value = 'denied';");
+    b.fill("#f-actor", "SEED1");
+    b.click("#filter");
+    b.wait_url("outcome=denied");
+    // Denied are i % 10 == 0; actor seed1 is i % 3 == 1: i = 10, 40, 70, … (10 of 300).
+    assert_eq!(count_rows(&b, "audit"), 10, "{}", b.text("#audit"));
+    b.go(&format!("{base}/console/audit?tenant=bulk-001&text=TARGET-12"));
+    assert_eq!(count_rows(&b, "audit"), 11, "target-12 and target-120 to 129: {}", b.text("#audit"));
+    let day = |ts: i64| chrono::DateTime::from_timestamp(ts, 0).unwrap().format("%Y-%m-%d").to_string();
+    let d = day(now - 5 * 86_400);
+    let expected = (0..300).filter(|i| day(now - i * 3600) == d).count();
+    b.go(&format!("{base}/console/audit?tenant=bulk-001&from={d}&to={d}"));
+    assert_eq!(count_rows(&b, "audit"), expected as i64, "entries of {d}");
+    b.go(&format!("{base}/console/audit?from=2026-12-05&to=2026-12-01"));
+    assert!(b.text("#form-error").contains("before it starts"), "{}", b.source());
+    assert_eq!(b.attr("#f-from", "value"), "2026-12-05", "the dates stay as typed");
+    b.go(&format!("{base}/console/audit?tenant=bulk-001"));
+    b.set_width(400);
+    assert!(!b.overflows(), "the audit log is wider than a 400 px phone");
+    b.screenshot("audit-400");
+    b.set_width(1400);
+    b.screenshot("audit-1400");
+    b.click("#audit-csv");
+    let csv = std::fs::read_to_string(b.wait_download("arca-audit.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("id,time_utc,actor,tenant,action,target,outcome,detail,request_id"));
+    assert_eq!(csv.lines().filter(|l| l.contains(",seed.action,")).count(), 300, "every matching entry, not a page");
+    assert!(csv.contains(",\"seeded, \"\"7\"\"\",r"), "commas and quotes are quoted: {}", &csv[..500]);
+    // The same search through the JSON API (one set of rules).
+    let (status, api) = c.get_json(&c.admin, "/v1/admin/audit?tenant=bulk-001&outcome=denied&actor=seed1&limit=1000");
+    assert_eq!(status, 200);
+    assert_eq!(api.as_array().unwrap().len(), 10);
+    // A tenant admin reads their own tenant's entries only, whatever they ask for.
+    let (status, _) = c.get_json(&c.acme_admin, "/v1/admin/audit?tenant=bulk-001");
+    assert_eq!(status, 404);
+    let (_, own) = c.get_json(&c.acme_admin, "/v1/admin/audit?actor=seed");
+    assert!(own.as_array().unwrap().is_empty(), "another tenant's entries leaked: {own}");
+
+    // The dashboard at 1400 and 400 px.
+    b.go(&format!("{base}/console"));
+    assert!(b.text("#attention").contains("bulk-007 is suspended"), "{}", b.source());
+    b.screenshot("dashboard-1400");
+    b.set_width(400);
+    assert!(!b.overflows(), "the dashboard is wider than a 400 px phone");
+    b.screenshot("dashboard-400");
+}
+
+#[test]
+fn lists_that_scale_embedded() {
+    lists_that_scale(Shape::Embedded);
+}
+
+#[test]
+fn lists_that_scale_on_postgres() {
+    lists_that_scale(Shape::ScaleOut);
 }

@@ -280,6 +280,21 @@ impl Browser {
         }
     }
 
+    /// Runs `js` (a function body; `return` gives the value) in the page and returns its value.
+    pub fn script(&self, js: &str) -> Value {
+        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({"script": js, "args": []})))
+    }
+
+    /// Resizes the window to `width` CSS pixels (and 900 high), as a phone or a desktop would be.
+    pub fn set_width(&self, width: u32) {
+        self.cmd(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": 900})));
+    }
+
+    /// Whether the page is wider than the window (a horizontal scroll bar on the whole page).
+    pub fn overflows(&self) -> bool {
+        self.script("return document.documentElement.scrollWidth > window.innerWidth + 1;").as_bool().unwrap_or(true)
+    }
+
     /// Saves a screenshot as `NN-name.png` in the screenshot directory (the test's artefacts).
     pub fn screenshot(&mut self, name: &str) -> PathBuf {
         use base64::Engine as _;

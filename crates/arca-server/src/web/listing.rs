@@ -255,7 +255,7 @@ mod tests {
         let (rows, v) = l.page_of((1..=120).collect::<Vec<i32>>());
         assert_eq!(rows.first(), Some(&51));
         assert_eq!(rows.len(), 50);
-        assert_eq!(v.next.is_some(), true);
+        assert!(v.next.is_some());
         let mut r = vec![3, 1, 2];
         l.sort_by(&mut r, |x| *x);
         assert_eq!(r, [3, 2, 1]);

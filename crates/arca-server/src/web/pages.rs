@@ -497,7 +497,10 @@ async fn tenants_page(
         return Err(forbidden(s, "see the provider's tenants"));
     }
     let list = Listing::new("/console/tenants", "", params, TENANT_SORTS, false);
-    let status = params.get("status").map(String::as_str).unwrap_or("");
+    let status = match params.get("status").map(String::as_str) {
+        Some(k @ ("active" | "suspended" | "attention")) => k,
+        _ => "",
+    };
     let query = TenantList {
         search: list.search().map(str::to_string),
         status: match status {
@@ -538,6 +541,22 @@ async fn tenants_page(
             created: date(t.created_at),
         })
         .collect();
+    let status_links: Vec<_> =
+        [("", "all"), ("active", "active"), ("suspended", "suspended"), ("attention", "needing attention")]
+            .into_iter()
+            .map(|(key, label)| {
+                let mut href = String::from("/console/tenants");
+                let mut sep = '?';
+                if !key.is_empty() {
+                    href += &format!("?status={key}");
+                    sep = '&';
+                }
+                if let Some(q) = list.search() {
+                    href += &format!("{sep}q={}", super::listing::encode(q));
+                }
+                context! { key, label, href, current => key == status }
+            })
+            .collect();
     let plans = if s.me.admin { db.plans().await.map_err(|e| db_error(Some(s), e))? } else { Vec::new() };
     let (status_code, form_error, typed) = match refused {
         Some((m, f)) => (
@@ -551,7 +570,7 @@ async fn tenants_page(
         status_code,
         "tenants.html",
         s.ctx(context! {
-            tenants => rows, list => view, status, plans, max_display => crate::limits::MAX_DISPLAY_NAME,
+            tenants => rows, list => view, status, status_links, plans, max_display => crate::limits::MAX_DISPLAY_NAME,
             form_error, typed,
         }),
     ))
@@ -1372,7 +1391,7 @@ pub(super) async fn audit(
                 from => q.from, to => q.to,
             },
             newer, older, csv => audit_href("/console/audit.csv", &q, ""), newest => audit_href("/console/audit", &q, ""),
-            form_error => error, filtered => audit_href("", &q, "") != "",
+            form_error => error, filtered => !audit_href("", &q, "").is_empty(),
         }),
     ))
 }
