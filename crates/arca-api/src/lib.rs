@@ -138,6 +138,9 @@ pub struct Tenant {
     /// The customer's own addresses for its alerts (comma-separated; empty: the provider's only).
     #[serde(default)]
     pub alert_email: String,
+    /// Why it is suspended, as the provider told the customer (empty when not suspended).
+    #[serde(default)]
+    pub suspended_reason: String,
 }
 
 /// A user who signs in with a password.
@@ -218,6 +221,10 @@ pub struct TenantChange {
     pub soft_quota_bytes: Option<i64>,
     /// Suspend or resume.
     pub suspended: Option<bool>,
+    /// Why it is suspended, shown to the customer on every page (with `suspended: true`;
+    /// resuming clears it).
+    #[serde(default)]
+    pub suspended_reason: Option<String>,
     /// The customer's addresses for its alerts (comma-separated; empty clears them). Checked by
     /// the caller (`alerts::parse_mailboxes`).
     pub alert_email: Option<String>,
@@ -231,6 +238,7 @@ impl TenantChange {
             && self.hard_quota_bytes.is_none()
             && self.soft_quota_bytes.is_none()
             && self.suspended.is_none()
+            && self.suspended_reason.is_none()
             && self.alert_email.is_some()
     }
 }

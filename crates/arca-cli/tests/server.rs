@@ -1027,6 +1027,17 @@ fn health_and_alerts(shape: Shape) {
         v
     };
     assert_eq!(health(&c)["devices"][0]["status"], "waiting", "no backup yet");
+    // The provider's brand names the alert e-mails (white label).
+    let brand = serde_json::json!({"product_name": "SafeBox Cloud", "support_email": "help@safebox.test"});
+    let r = c
+        .http()
+        .put(format!("{}/v1/admin/branding", c.base()))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(brand.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap());
     c.admin_ok(&admin, &["device", "schedule", "--tenant", "acme", "laptop", "--every-hours", "24"]);
     c.ok("acme", &dev, &["init"]);
     let src = c.path("src");
@@ -1075,7 +1086,11 @@ fn health_and_alerts(shape: Shape) {
             assert_eq!(kinds.len(), 2, "webhook bodies: {h:?}");
             assert!(kinds.contains(&"backup-failed".into()) && kinds.contains(&"soft-quota".into()), "{kinds:?}");
             assert_eq!(m.len(), 2, "mails: {m:?}");
-            assert!(m.iter().any(|mail| mail.contains("Subject: [arca] Backup failed: laptop of acme")), "{m:?}");
+            assert!(
+                m.iter().any(|mail| mail.contains("Subject: [SafeBox Cloud] Backup failed: laptop of acme")),
+                "{m:?}"
+            );
+            assert!(m.iter().all(|mail| mail.contains("Support: help@safebox.test")), "{m:?}");
             assert!(m.iter().all(|mail| mail.contains("RCPT TO:<ops@provider.test>")), "{m:?}");
             assert!(m.iter().all(|mail| mail.contains("RCPT TO:<it@acme.test>")), "the customer was not told: {m:?}");
             break;

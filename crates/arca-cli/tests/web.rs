@@ -121,7 +121,10 @@ fn provider_and_customer_in_the_browser() {
     b.fill("#tenant-display", "Should not exist");
     b.click("#create-tenant");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(b.url().ends_with("/console"), "an invalid short name was submitted: {}", b.url());
+    // Sent, the server would have refused it on the form (`#form-error`); unsent, nothing shows.
+    assert!(!b.source().contains("id=\"form-error\""), "an invalid short name was submitted: {}", b.source());
+    let typed = b.script("return document.querySelector('#tenant-display').value;");
+    assert_eq!(typed.as_str(), Some("Should not exist"), "the form was not reloaded");
     b.fill("#tenant-name", "globex");
     b.fill("#tenant-display", "Globex <b>Corp</b><script>alert(1)</script>");
     b.click("#create-tenant");
@@ -677,4 +680,179 @@ fn lists_that_scale_embedded() {
 #[test]
 fn lists_that_scale_on_postgres() {
     lists_that_scale(Shape::ScaleOut);
+}
+
+/// A 2×2 PNG (red), for the logo upload.
+const LOGO_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x02, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0xfd, 0xd4, 0x9a, 0x73, 0x00, 0x00, 0x00, 0x12, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0x00, 0x44, 0x0c, 0x30, 0x02, 0x00, 0x34, 0x34, 0x03, 0xfd,
+    0x76, 0x7d, 0x8f, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// The provider's brand on every page; suspension with a reason the customer sees; forms that
+/// keep what was typed when refused; confirmation before suspend, resume and delete. On both
+/// shapes.
+fn brand_suspension_and_forms(shape: Shape) {
+    if !browser::available() || !cluster::available(shape) {
+        return;
+    }
+    let c = Cluster::start(shape);
+    let base = c.nodes[0].base.clone();
+    let mut b = Browser::start(&shots_dir().join(format!("brand-{shape:?}")));
+    b.sign_in(&base, "admin", ADMIN_PASSWORD);
+    b.wait_url("/console");
+    assert_eq!(b.text("#brand-name"), "arca", "arca's own name until a brand is set");
+
+    // The brand: a refused field keeps the form as typed; then name, colour, logo and support.
+    b.go(&format!("{base}/console/branding"));
+    b.fill("#product-name", "SafeBox Cloud");
+    b.fill("#support-url", "https://help.safebox.test/\"onmouseover=alert(1)");
+    b.click("#save-brand");
+    assert!(b.wait_source("id=\"form-error\"").contains("form-error"), "{}", b.source());
+    assert!(b.text("#form-error").contains("support site"), "{}", b.text("#form-error"));
+    assert_eq!(b.attr("#product-name", "value"), "SafeBox Cloud", "the name typed stays");
+    assert_eq!(b.text("#brand-name"), "arca", "nothing was stored");
+    let logo = c.path("logo.png");
+    std::fs::write(&logo, LOGO_PNG).unwrap();
+    b.fill("#support-url", "https://help.safebox.test/");
+    b.fill("#support-email", "help@safebox.test");
+    b.fill("#sign-in-text-input", "Welcome to SafeBox Cloud backups.\nCall us on 0800 000 000.");
+    b.script("document.querySelector('#accent').value = '#b02a37';");
+    b.find("#logo");
+    b.fill("#logo", logo.to_str().unwrap());
+    b.click("#save-brand");
+    b.wait_source("SafeBox Cloud · SafeBox Cloud");
+    assert_eq!(b.text("#brand-name"), "SafeBox Cloud");
+    let loaded = b.script("return document.querySelector('#brand-logo').naturalWidth;");
+    assert_eq!(loaded.as_i64(), Some(2), "the logo is served and shown");
+    let colour = b.script("return getComputedStyle(document.querySelector('#save-brand')).backgroundColor;");
+    assert_eq!(colour.as_str(), Some("rgb(176, 42, 55)"), "the accent colour");
+    assert!(b.text("#support").contains("help@safebox.test"));
+    assert_eq!(b.text("#footer .powered"), "powered by arca", "arca only in the footer");
+    let header = b.text("header.top");
+    assert!(!header.to_lowercase().contains("arca"), "arca in the header: {header}");
+    b.screenshot("brand-1400");
+    let (_, api) = c.get_json(&c.admin, "/v1/admin/branding");
+    assert_eq!(api["product_name"], "SafeBox Cloud");
+    // Every server process shows it (scale-out: the second within its refresh).
+    let last = c.nodes.last().unwrap().base.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let html = reqwest::blocking::get(format!("{last}/login")).unwrap().text().unwrap();
+        if html.contains("Sign in to SafeBox Cloud") {
+            assert!(html.contains("Welcome to SafeBox Cloud backups."));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{last} never took the brand: {html}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // Only provider admins may change it.
+    let r = c
+        .http()
+        .put(format!("{}/v1/admin/branding", c.base()))
+        .bearer_auth(&c.acme_admin)
+        .header("content-type", "application/json")
+        .body(r#"{"product_name":"Hijacked"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    // Refused forms on the tenant page keep what was typed, with the reason beside the form.
+    b.go(&format!("{base}/tenants/acme"));
+    b.fill("#repo-name", "acme");
+    b.click("#create-repo");
+    assert!(b.wait_source("id=\"new-repo-error\"").contains("new-repo-error"), "{}", b.source());
+    assert!(b.text("#new-repo-error").contains("acme"), "{}", b.text("#new-repo-error"));
+    assert_eq!(b.attr("#repo-name", "value"), "acme");
+    b.fill("#user-name", "acme-clerk");
+    b.fill("#user-password", "short");
+    b.script("document.querySelector('#user-password').removeAttribute('minlength');");
+    b.script("document.querySelector('#user-role').value = 'tenant-admin';");
+    b.click("#add-user");
+    assert!(b.wait_source("id=\"new-user-error\"").contains("new-user-error"), "{}", b.source());
+    assert_eq!(b.attr("#user-name", "value"), "acme-clerk");
+    assert_eq!(b.script("return document.querySelector('#user-role').value;").as_str(), Some("tenant-admin"));
+    assert_eq!(b.attr("#user-password", "value"), "", "a password is never sent back");
+    b.screenshot("tenant-form-refused");
+
+    // Suspending asks for a reason and a ticked box (the browser checks both before sending).
+    b.go(&format!("{base}/tenants/acme"));
+    b.click("#suspend");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(b.source().contains("id=\"suspend-form\""), "sent without a reason");
+    b.fill("#suspend-reason", "Invoice 2026-11 is unpaid: please call billing.");
+    b.click("#suspend");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(b.source().contains("id=\"suspend-form\""), "sent without the confirmation box");
+    b.click("#suspend-confirm");
+    b.click("#suspend");
+    assert!(b.wait_source("id=\"suspension-reason\"").contains("Invoice 2026-11 is unpaid"), "{}", b.source());
+    assert!(b.text("#tenant-suspended").contains("Invoice 2026-11 is unpaid"));
+    // The customer's users see why, on every page; their backups are refused.
+    b.click(".signout button");
+    b.wait_url("/login?why=signed-out");
+    assert!(b.text("#sign-in-text").contains("Call us on 0800 000 000"), "{}", b.source());
+    b.set_width(400);
+    assert!(!b.overflows(), "the branded sign-in page is wider than a phone");
+    b.screenshot("login-branded-400");
+    b.set_width(1400);
+    b.sign_in(&base, "acme-admin", TENANT_ADMIN_PASSWORD);
+    b.wait_url("/tenants/acme");
+    let banner = b.text("#suspended-banner");
+    assert!(banner.contains("suspended: Invoice 2026-11 is unpaid"), "{banner}");
+    b.screenshot("customer-suspended");
+    b.go(&format!("{base}/usage"));
+    assert!(b.text("#suspended-banner").contains("Invoice 2026-11"));
+    let src = c.path("src");
+    make_tree(&src);
+    let out = c.arca("acme", &c.acme_device).args(["init"]).output().unwrap();
+    assert!(!out.status.success(), "a suspended tenant initialised a repository");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("suspended"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Only provider admins suspend or resume (the customer's admin has no such form).
+    assert!(!b.source().contains("id=\"resume-form\""));
+    b.click(".signout button");
+    b.wait_url("/login?why=signed-out");
+    b.sign_in(&base, "admin", ADMIN_PASSWORD);
+    b.wait_url("/console");
+    b.go(&format!("{base}/tenants/acme"));
+    b.click("#resume-confirm");
+    b.click("#resume");
+    b.wait_source("id=\"suspend-form\"");
+    assert!(!b.source().contains("id=\"tenant-suspended\""));
+    let (_, t) = c.get_json(&c.admin, "/v1/admin/tenants/acme");
+    assert_eq!((t["suspended"].as_bool(), t["suspended_reason"].as_str()), (Some(false), Some("")));
+
+    // Deleting asks for the short name and the box; a tenant with repositories is kept, saying why.
+    b.fill("#delete-name", "acme");
+    b.click("#delete-confirm");
+    b.click("#delete-tenant");
+    assert!(b.wait_source("id=\"delete-tenant-error\"").contains("delete-tenant-error"));
+    assert!(b.text("#delete-tenant-error").contains("repositories"), "{}", b.text("#delete-tenant-error"));
+    c.admin_ok(&c.admin, &["tenant", "create", "gone-soon"]);
+    b.go(&format!("{base}/tenants/gone-soon"));
+    b.fill("#delete-name", "gone-soo");
+    b.click("#delete-confirm");
+    b.click("#delete-tenant");
+    assert!(b.wait_source("id=\"delete-tenant-error\"").contains("type the tenant's short name"), "{}", b.source());
+    b.fill("#delete-name", "gone-soon");
+    b.click("#delete-confirm");
+    b.click("#delete-tenant");
+    b.wait_url("/console/tenants");
+    assert_eq!(c.get_json(&c.admin, "/v1/admin/tenants/gone-soon").0, 404);
+    // Every change above is in the audit log.
+    b.go(&format!("{base}/console/audit?action=branding"));
+    assert!(b.text("#audit").contains("branding.update"));
+    b.go(&format!("{base}/console/audit?action=tenant.&text=Invoice"));
+    assert!(b.text("#audit").contains("tenant.update"), "{}", b.source());
+}
+
+#[test]
+fn brand_suspension_and_forms_embedded() {
+    brand_suspension_and_forms(Shape::Embedded);
+}
+
+#[test]
+fn brand_suspension_and_forms_on_postgres() {
+    brand_suspension_and_forms(Shape::ScaleOut);
 }

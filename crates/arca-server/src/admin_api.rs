@@ -199,6 +199,30 @@ pub(crate) async fn setup(
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
+// ---- brand ----
+
+/// `GET /v1/admin/branding`: the brand in force (staff).
+pub(crate) async fn get_branding(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let p = authenticate(&state, &headers).await?;
+    if !is_staff(&p) {
+        return Err(forbidden("read the brand"));
+    }
+    crate::branding::refresh(state.db()).await;
+    Ok(Json(crate::branding::current().as_ref().clone()).into_response())
+}
+
+/// `PUT /v1/admin/branding`: sets the brand (provider admins; the logo as base64).
+pub(crate) async fn put_branding(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(input): Json<crate::branding::BrandInput>,
+) -> ApiResult {
+    let caller = Caller::api(authenticate(&state, &headers).await?, &rid.0);
+    let brand = crate::service::branding::set_brand(&state, &caller, &input, None).await?;
+    Ok(Json(brand).into_response())
+}
+
 // ---- plans ----
 
 /// `GET /v1/admin/plans`.

@@ -108,7 +108,10 @@ impl Notifier {
             }
         }
         if let (Some(e), Some(smtp)) = (&self.config.email, &self.smtp) {
-            let mut builder = Message::builder().from(e.from.clone()).subject(format!("[arca] {}", alert.subject));
+            // In the provider's brand: its product name in the subject, its support contact below.
+            let brand = crate::branding::current();
+            let mut builder =
+                Message::builder().from(e.from.clone()).subject(format!("[{}] {}", brand.product_name, alert.subject));
             for to in &e.to {
                 builder = builder.to(to.clone());
             }
@@ -123,7 +126,12 @@ impl Notifier {
                     Err(err) => tracing::warn!("alert {}: the tenant's alert addresses are unusable: {err}", alert.id),
                 }
             }
-            match builder.body(alert.message.clone()) {
+            let mut body = alert.message.clone();
+            let support = brand.support_line();
+            if !support.is_empty() {
+                body = format!("{body}\n\n-- \n{}\n{support}\n", brand.product_name);
+            }
+            match builder.body(body) {
                 Ok(message) => {
                     if let Err(err) = smtp.send(message).await {
                         errors.push(format!("e-mail: {err}"));

@@ -21,6 +21,7 @@ pub mod access;
 mod admin_api;
 mod agent_api;
 pub mod alerts;
+pub mod branding;
 pub mod db;
 pub mod errors;
 pub mod format;
@@ -136,6 +137,7 @@ fn account_routes() -> Router<AppState> {
         .route("/v1/auth/logout", post(a::logout))
         .route("/v1/auth/whoami", get(a::whoami))
         .route("/v1/admin/plans", get(a::list_plans).post(a::create_plan))
+        .route("/v1/admin/branding", get(a::get_branding).put(a::put_branding))
         .route("/v1/admin/users", get(a::list_staff).post(a::create_staff))
         .route("/v1/admin/tenants", get(a::list_tenants).post(a::create_tenant))
         .route("/v1/admin/tenants/{tenant}", get(a::get_tenant).patch(a::update_tenant).delete(a::delete_tenant))

@@ -107,6 +107,23 @@ pub fn days_before(now: i64, days: i64) -> i64 {
     now.saturating_sub(days.max(0).saturating_mul(DAY_SECS))
 }
 
+/// The longest suspension reason.
+pub const MAX_REASON: usize = 300;
+
+/// A short text for people (a reason, a support contact): trimmed, one line, at most `max`
+/// characters; `what` names it in the error.
+pub fn one_line(what: &str, value: &str, max: usize) -> Result<String, String> {
+    let trimmed = value.trim();
+    if trimmed.chars().any(char::is_control) {
+        return Err(format!("{what} must be one line of text"));
+    }
+    let n = trimmed.chars().count();
+    if n > max {
+        return Err(format!("{what} is at most {max} characters; this one has {n}"));
+    }
+    Ok(trimmed.to_string())
+}
+
 /// A display name: trimmed, without control characters, at most [`MAX_DISPLAY_NAME`] characters.
 pub fn display_name(value: &str) -> Result<String, String> {
     let trimmed = value.trim();

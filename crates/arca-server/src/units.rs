@@ -32,6 +32,14 @@ pub fn gb_input(n: i64) -> String {
     }
 }
 
+/// A number of GB typed in a form, written back into it the same way.
+pub fn gb_input_f64(gb: f64) -> String {
+    if !gb.is_finite() || gb.abs() >= 1e15 {
+        return gb.to_string();
+    }
+    gb_input((gb * 1e9).round() as i64)
+}
+
 /// The same with the exact count in parentheses, for messages about quotas.
 pub fn human_bytes_exact(n: i64) -> String {
     if n.abs() < 1000 {

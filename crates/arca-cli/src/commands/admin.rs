@@ -244,9 +244,12 @@ pub enum TenantCommand {
         /// Soft quota (overrides the plan's)
         #[arg(long)]
         soft_quota: Option<String>,
-        /// Refuse uploads (restores keep working)
+        /// Refuse uploads (restores keep working); the customer sees a banner with --reason
         #[arg(long, conflicts_with = "resume")]
         suspend: bool,
+        /// Why it is suspended, shown to the customer on every page ("invoice 2026-11 unpaid")
+        #[arg(long, value_name = "TEXT", conflicts_with = "resume")]
+        reason: Option<String>,
         /// Accept uploads again
         #[arg(long)]
         resume: bool,
@@ -811,6 +814,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             hard_quota,
             soft_quota,
             suspend,
+            reason,
             resume,
             alert_email,
         }) => {
@@ -821,6 +825,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 hard_quota_bytes: hard_quota.as_deref().map(parse_size).transpose()?,
                 soft_quota_bytes: soft_quota.as_deref().map(parse_size).transpose()?,
                 suspended: (*suspend || *resume).then_some(*suspend),
+                suspended_reason: reason.clone(),
             };
             if change.alert_email.is_none()
                 && change.display_name.is_none()
@@ -828,6 +833,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 && change.hard_quota_bytes.is_none()
                 && change.soft_quota_bytes.is_none()
                 && change.suspended.is_none()
+                && change.suspended_reason.is_none()
             {
                 bail!(
                     "nothing to change: give --plan, --hard-quota, --soft-quota, --display-name, --suspend, --resume or \

@@ -302,6 +302,7 @@ pub fn run(_g: &GlobalOpts, a: &ServerArgs) -> Result<i32> {
             arca_server::db::redact(&s.database),
             backend.describe()
         );
+        arca_server::branding::refresh(state.db()).await;
         let sweeper = tokio::spawn(housekeeping(
             state.clone(),
             s.scrub_every_hours,
@@ -374,6 +375,8 @@ async fn alert_loop(state: AppState, notifier: Option<arca_server::alerts::Notif
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
+        // A brand changed through another server process shows here within a tick.
+        arca_server::branding::refresh(state.db()).await;
         arca_server::alerts::tick(&state, notifier.as_ref()).await;
     }
 }

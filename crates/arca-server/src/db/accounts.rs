@@ -170,7 +170,7 @@ pub enum TenantSort {
 }
 
 const TENANT_SELECT: &str = "SELECT t.id, t.name, t.display_name, p.name AS plan, t.hard_quota_bytes, \
-     t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at, t.alert_email FROM tenants t \
+     t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at, t.alert_email, t.suspended_reason FROM tenants t \
      LEFT JOIN plans p ON p.id = t.plan_id";
 
 fn tenant_from(row: &AnyRow) -> Result<Tenant> {
@@ -185,6 +185,7 @@ fn tenant_from(row: &AnyRow) -> Result<Tenant> {
         suspended: col::<i64>(row, "suspended")? != 0,
         created_at: col(row, "created_at")?,
         alert_email: col(row, "alert_email")?,
+        suspended_reason: col(row, "suspended_reason")?,
     })
 }
 
@@ -450,12 +451,39 @@ impl Db {
                     .await?;
             }
         }
-        if let Some(s) = change.suspended {
-            sqlx::query("UPDATE tenants SET suspended = $1 WHERE id = $2")
-                .bind(s as i64)
-                .bind(tenant.id)
-                .execute(&mut *tx)
-                .await?;
+        let reason = change
+            .suspended_reason
+            .as_deref()
+            .map(|r| limits::one_line("the suspension reason", r, limits::MAX_REASON))
+            .transpose()
+            .map_err(DbError::Invalid)?;
+        match (change.suspended, reason) {
+            (Some(true), reason) => {
+                sqlx::query("UPDATE tenants SET suspended = 1, suspended_reason = $1 WHERE id = $2")
+                    .bind(reason.unwrap_or_else(|| tenant.suspended_reason.clone()))
+                    .bind(tenant.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (Some(false), _) => {
+                sqlx::query("UPDATE tenants SET suspended = 0, suspended_reason = '' WHERE id = $1")
+                    .bind(tenant.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (None, Some(reason)) if tenant.suspended => {
+                sqlx::query("UPDATE tenants SET suspended_reason = $1 WHERE id = $2")
+                    .bind(reason)
+                    .bind(tenant.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (None, Some(_)) => {
+                return Err(DbError::Invalid(format!(
+                    "tenant {name} is not suspended: a reason goes with suspending it"
+                )))
+            }
+            (None, None) => {}
         }
         tx.commit().await?;
         self.tenant(name).await

@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod billing;
+pub mod branding;
 pub mod catalog;
 pub mod gc;
 pub mod health;

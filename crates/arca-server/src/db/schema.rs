@@ -300,6 +300,21 @@ CREATE INDEX agent_jobs_by_device ON agent_jobs(device_id, finished_at)
 CREATE INDEX audit_by_time ON audit_log(at);
 CREATE INDEX tenants_by_stored ON tenants(stored_bytes)
 "#,
+    // 14: a suspension's reason for the customer; the provider's brand (white label).
+    r#"
+ALTER TABLE tenants ADD COLUMN suspended_reason TEXT NOT NULL DEFAULT '';
+CREATE TABLE branding (
+    scope TEXT NOT NULL UNIQUE,
+    product_name TEXT NOT NULL,
+    accent TEXT NOT NULL,
+    logo_type TEXT NOT NULL DEFAULT '',
+    logo TEXT NOT NULL DEFAULT '',
+    support_email TEXT NOT NULL DEFAULT '',
+    support_url TEXT NOT NULL DEFAULT '',
+    sign_in_text TEXT NOT NULL DEFAULT '',
+    updated_at BIGINT NOT NULL
+)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

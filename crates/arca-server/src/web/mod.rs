@@ -15,6 +15,7 @@
 
 mod agents;
 mod billing;
+mod branding;
 mod health;
 mod listing;
 mod pages;
@@ -47,6 +48,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::home))
         .route("/static/arca.css", get(stylesheet))
+        .route("/brand/logo", get(branding::logo))
+        .route(
+            "/console/branding",
+            get(branding::page).post(branding::save).layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
+        )
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/setup", get(pages::setup_form).post(pages::setup))
         .route("/login/code", post(pages::login_code))
@@ -71,6 +77,9 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/users", post(pages::create_user))
         .route("/tenants/{tenant}/users/{user}/{action}", post(pages::user_action))
         .route("/tenants/{tenant}/settings", post(pages::tenant_settings))
+        .route("/tenants/{tenant}/suspend", post(pages::suspend_tenant))
+        .route("/tenants/{tenant}/resume", post(pages::resume_tenant))
+        .route("/tenants/{tenant}/delete", post(pages::delete_tenant))
         .route("/tenants/{tenant}/devices", post(pages::add_device))
         .route("/tenants/{tenant}/devices/{device}/revoke", post(pages::revoke_device))
         .route("/tenants/{tenant}/agents", get(agents::agents))
@@ -189,6 +198,7 @@ fn templates() -> &'static Environment<'static> {
             ("health.html", include_str!("../../templates/health.html")),
             ("not_found.html", include_str!("../../templates/not_found.html")),
             ("agents.html", include_str!("../../templates/agents.html")),
+            ("branding.html", include_str!("../../templates/branding.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }
@@ -196,8 +206,10 @@ fn templates() -> &'static Environment<'static> {
     })
 }
 
-/// Renders a template with `status`. Pages are never cached: they show account data.
+/// Renders a template with `status`, in the provider's brand ([`crate::branding`]). Pages are
+/// never cached: they show account data.
 fn render(status: StatusCode, name: &str, ctx: Value) -> Response {
+    let ctx = context! { brand => &*crate::branding::current(), ..ctx };
     match templates().get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
         Err(e) => {
@@ -214,6 +226,8 @@ struct Me {
     name: String,
     role: &'static str,
     tenant: Option<String>,
+    /// Their tenant is suspended, for this reason (may be empty).
+    suspension: Option<String>,
     /// Provider staff (admin or operator).
     staff: bool,
     /// Provider admin.
@@ -288,13 +302,17 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
         Err(e) => return Err(message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string(), None)),
     };
     let tenant = match principal.tenant_id {
-        Some(id) => state.db().tenant_by_id(id).await.ok().map(|t| t.name),
+        Some(id) => state.db().tenant_by_id(id).await.ok(),
         None => None,
     };
+    // A suspended tenant's users see why on every page.
+    let suspension = tenant.as_ref().filter(|t| t.suspended).map(|t| t.suspended_reason.clone());
+    let tenant = tenant.map(|t| t.name);
     let me = Me {
         name: principal.actor.trim_start_matches("user:").to_string(),
         role: principal.role.as_str(),
         tenant,
+        suspension,
         staff: principal.role.is_provider(),
         admin: principal.role == Role::ProviderAdmin,
     };

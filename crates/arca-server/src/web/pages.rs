@@ -497,10 +497,11 @@ async fn tenants_page(
         return Err(forbidden(s, "see the provider's tenants"));
     }
     let list = Listing::new("/console/tenants", "", params, TENANT_SORTS, false);
-    let status = match params.get("status").map(String::as_str) {
-        Some(k @ ("active" | "suspended" | "attention")) => k,
-        _ => "",
-    };
+    let status = params
+        .get("status")
+        .map(String::as_str)
+        .filter(|k| matches!(*k, "active" | "suspended" | "attention"))
+        .unwrap_or_default();
     let query = TenantList {
         search: list.search().map(str::to_string),
         status: match status {
@@ -655,6 +656,32 @@ struct DeviceRow {
     failure: String,
 }
 
+/// What the tenant page shows besides the tenant: a new device's token (once), or a refused
+/// form's reason with what was typed in it (kept in the form).
+pub(super) enum TenantExtra<'a> {
+    /// Nothing more.
+    Plain,
+    /// A device just added.
+    NewDevice { name: &'a str, repo: &'a str, token: &'a str },
+    /// A form of the page (by its id) was refused.
+    Refused { form: &'static str, error: String, typed: minijinja::Value },
+}
+
+/// The tenant page again with a refused form: the reason beside the form, what was typed in it.
+/// Refusals a form cannot mend (not allowed, server failures) get their own page instead.
+async fn refused_on_tenant_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    s: &Session,
+    t: &Tenant,
+    form: &'static str,
+    e: ApiError,
+    typed: minijinja::Value,
+) -> Page {
+    let error = inline_error(s, e)?;
+    tenant_page(state, headers, s, t, &HashMap::new(), TenantExtra::Refused { form, error, typed }).await
+}
+
 /// The tenant page's device list's sort keys.
 const DEVICE_SORTS: &[&str] = &["name", "repo", "last_backup", "health", "seen", "created"];
 /// The tenant page's user list's sort keys.
@@ -667,7 +694,7 @@ async fn tenant_page(
     s: &Session,
     t: &Tenant,
     params: &HashMap<String, String>,
-    new_device: Option<(&str, &str, &str)>,
+    extra: TenantExtra<'_>,
 ) -> Page {
     let err = |e| db_error(Some(s), e);
     let path = format!("/tenants/{}", t.name);
@@ -758,18 +785,23 @@ async fn tenant_page(
         })
         .collect();
     let plans = if s.me.admin { state.db().plans().await.map_err(err)? } else { Vec::new() };
-    let (new_device, new_repo, new_token) = match new_device {
-        Some((d, r, t)) => (Some(d), Some(r), Some(t)),
-        None => (None, None, None),
+    let (new_device, new_repo, new_token) = match &extra {
+        TenantExtra::NewDevice { name, repo, token } => (Some(*name), Some(*repo), Some(*token)),
+        _ => (None, None, None),
+    };
+    let (status, refused) = match extra {
+        TenantExtra::Refused { form, error, typed } => (StatusCode::BAD_REQUEST, Some(context! { form, error, typed })),
+        _ => (StatusCode::OK, None),
     };
     // A device of a restic repository is given restic's command line, not arca's.
     let base_url = public_base(state, headers);
     let (base_scheme, base_host) = base_url.split_once("://").unwrap_or(("http", base_url.as_str()));
     let new_repo_restic = new_repo.is_some_and(|n| repos.iter().any(|r| r.name == n && r.format == RepoFormat::Restic));
     Ok(render(
-        StatusCode::OK,
+        status,
         "tenant.html",
         s.ctx(context! {
+            refused, max_reason => crate::limits::MAX_REASON, max_display => crate::limits::MAX_DISPLAY_NAME,
             tenant => t, stored => human(t.stored_bytes), quota => quota_text(t.hard_quota_bytes), status => status_text(t),
             repos => repo_rows, devices => device_rows, device_list => device_view, user_list => user_view, manage => can_manage_tenant(&s.principal, t.id),
             new_device, new_repo, new_token, new_repo_restic, base_url, base_scheme, base_host, users, plans,
@@ -797,7 +829,7 @@ pub(super) async fn tenant(
 ) -> Page {
     let s = session(&state, &headers).await?;
     let t = visible_tenant(&state, &s, &name).await?;
-    tenant_page(&state, &headers, &s, &t, &params, None).await
+    tenant_page(&state, &headers, &s, &t, &params, TenantExtra::Plain).await
 }
 
 /// The new-repository form.
@@ -820,16 +852,21 @@ pub(super) async fn create_repo(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
+    let typed = context! { name => f.name, format => f.format };
     let format = match f.format.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
         None => RepoFormat::Arca,
-        Some(f) => RepoFormat::parse(f).ok_or_else(|| {
-            service_error(&s, ApiError::bad_request(format!("unknown repository format {f:?}: choose arca or restic")))
-        })?,
+        Some(fmt) => match RepoFormat::parse(fmt) {
+            Some(fmt) => fmt,
+            None => {
+                let e = ApiError::bad_request(format!("unknown repository format {fmt:?}: choose arca or restic"));
+                return refused_on_tenant_page(&state, &headers, &s, &t, "new-repo", e, typed).await;
+            }
+        },
     };
-    service::create_repository(&state, &s.caller(), &t, f.name.trim(), None, format)
-        .await
-        .map_err(|e| service_error(&s, e))?;
-    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+    match service::create_repository(&state, &s.caller(), &t, f.name.trim(), None, format).await {
+        Ok(_) => Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response()),
+        Err(e) => refused_on_tenant_page(&state, &headers, &s, &t, "new-repo", e, typed).await,
+    }
 }
 
 /// The new-user form.
@@ -852,18 +889,16 @@ pub(super) async fn create_user(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
+    // The password is not sent back into the page.
+    let typed = context! { name => f.name, role => f.role };
     let Some(role) = crate::db::accounts::Role::parse(&f.role) else {
-        return Err(message(
-            StatusCode::BAD_REQUEST,
-            "Not done",
-            "A tenant's users are tenant admins or tenant users.",
-            Some(&s),
-        ));
+        let e = ApiError::bad_request("A tenant's users are tenant admins or tenant users.");
+        return refused_on_tenant_page(&state, &headers, &s, &t, "new-user", e, typed).await;
     };
-    service::create_tenant_user(&state, &s.caller(), &t, f.name.trim(), &f.password, role)
-        .await
-        .map_err(|e| service_error(&s, e))?;
-    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+    match service::create_tenant_user(&state, &s.caller(), &t, f.name.trim(), &f.password, role).await {
+        Ok(_) => Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response()),
+        Err(e) => refused_on_tenant_page(&state, &headers, &s, &t, "new-user", e, typed).await,
+    }
 }
 
 /// The user-management forms: the action and, for a reset, the new password.
@@ -954,10 +989,9 @@ pub(super) struct TenantSettingsForm {
     plan: String,
     hard_gb: f64,
     soft_gb: f64,
-    suspended: Option<String>,
 }
 
-/// `POST /tenants/{tenant}/settings`: plan, quotas, suspension (provider admins).
+/// `POST /tenants/{tenant}/settings`: display name, plan and quotas (provider admins).
 pub(super) async fn tenant_settings(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -967,8 +1001,13 @@ pub(super) async fn tenant_settings(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
+    let typed = context! {
+        display_name => f.display_name, plan => f.plan,
+        hard_gb => crate::units::gb_input_f64(f.hard_gb), soft_gb => crate::units::gb_input_f64(f.soft_gb),
+    };
     if !f.hard_gb.is_finite() || !f.soft_gb.is_finite() || f.hard_gb < 0.0 || f.soft_gb < 0.0 {
-        return Err(message(StatusCode::BAD_REQUEST, "Not done", "Quotas cannot be negative.", Some(&s)));
+        let e = ApiError::bad_request("Quotas cannot be negative.");
+        return refused_on_tenant_page(&state, &headers, &s, &t, "tenant-settings", e, typed).await;
     }
     let plan = Some(f.plan.trim().to_string()).filter(|p| !p.is_empty());
     // A new plan brings its quotas; otherwise the quotas typed here apply.
@@ -977,11 +1016,109 @@ pub(super) async fn tenant_settings(
         hard_quota_bytes: plan.is_none().then(|| (f.hard_gb * 1e9).round() as i64),
         soft_quota_bytes: plan.is_none().then(|| (f.soft_gb * 1e9).round() as i64),
         plan,
-        suspended: Some(f.suspended.is_some()),
-        alert_email: None,
+        ..Default::default()
     };
-    service::update_tenant(&state, &s.caller(), &t, &change).await.map_err(|e| service_error(&s, e))?;
-    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+    match service::update_tenant(&state, &s.caller(), &t, &change).await {
+        Ok(_) => Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response()),
+        Err(e) => refused_on_tenant_page(&state, &headers, &s, &t, "tenant-settings", e, typed).await,
+    }
+}
+
+/// The suspend form: why (the customer reads it on every page) and the confirmation box.
+#[derive(Deserialize)]
+pub(super) struct SuspendForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /tenants/{tenant}/suspend`: uploads are refused from now on (restores keep working);
+/// the tenant's users see the reason in a banner on every page (provider admins).
+pub(super) async fn suspend_tenant(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<SuspendForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    let typed = context! { reason => f.reason };
+    let refusal = if f.reason.trim().is_empty() {
+        Some("Say why: the customer reads the reason on every page of the portal.")
+    } else if f.confirm != "yes" {
+        Some("Nothing was done: tick the box to confirm that uploads are to be refused.")
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        return refused_on_tenant_page(&state, &headers, &s, &t, "suspend", ApiError::bad_request(why), typed).await;
+    }
+    let change = crate::db::accounts::TenantChange {
+        suspended: Some(true),
+        suspended_reason: Some(f.reason.clone()),
+        ..Default::default()
+    };
+    match service::update_tenant(&state, &s.caller(), &t, &change).await {
+        Ok(_) => Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response()),
+        Err(e) => refused_on_tenant_page(&state, &headers, &s, &t, "suspend", e, typed).await,
+    }
+}
+
+/// `POST /tenants/{tenant}/resume`: uploads are accepted again and the banner goes.
+pub(super) async fn resume_tenant(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<ConfirmForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    if f.confirm != "yes" {
+        return Err(unconfirmed(&s, &format!("resume {}", t.name)));
+    }
+    let change = crate::db::accounts::TenantChange { suspended: Some(false), ..Default::default() };
+    match service::update_tenant(&state, &s.caller(), &t, &change).await {
+        Ok(_) => Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response()),
+        Err(e) => refused_on_tenant_page(&state, &headers, &s, &t, "resume", e, context! {}).await,
+    }
+}
+
+/// The delete-tenant form: the tenant's short name typed again, and the confirmation box.
+#[derive(Deserialize)]
+pub(super) struct DeleteTenantForm {
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /tenants/{tenant}/delete`: deletes a tenant without repositories (their data goes
+/// first, each repository only once its retention lock allows), with its users and devices.
+pub(super) async fn delete_tenant(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<DeleteTenantForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &name).await?;
+    if f.confirm != "yes" || f.name.trim() != t.name {
+        let e = ApiError::bad_request(format!(
+            "Nothing was deleted: type the tenant's short name ({}) and tick the box to confirm.",
+            t.name
+        ));
+        return refused_on_tenant_page(&state, &headers, &s, &t, "delete-tenant", e, context! {}).await;
+    }
+    match service::delete_tenant(&state, &s.caller(), &t).await {
+        Ok(()) => Ok(Redirect::to("/console/tenants").into_response()),
+        Err(e) => refused_on_tenant_page(&state, &headers, &s, &t, "delete-tenant", e, context! {}).await,
+    }
 }
 
 /// The alert addresses form.
@@ -1003,11 +1140,13 @@ pub(super) async fn set_alert_email(
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
     let change = crate::db::accounts::TenantChange { alert_email: Some(f.alert_email.clone()), ..Default::default() };
-    service::update_tenant(&state, &s.caller(), &t, &change).await.map_err(|e| match e.status() {
-        StatusCode::BAD_REQUEST => message(StatusCode::BAD_REQUEST, "Addresses not saved", e.message(), Some(&s)),
-        _ => service_error(&s, e),
-    })?;
-    Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
+    match service::update_tenant(&state, &s.caller(), &t, &change).await {
+        Ok(_) => Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response()),
+        Err(e) => {
+            let typed = context! { alert_email => f.alert_email };
+            refused_on_tenant_page(&state, &headers, &s, &t, "alert-email", e, typed).await
+        }
+    }
 }
 
 /// The new-device form.
@@ -1028,10 +1167,15 @@ pub(super) async fn add_device(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    let (d, token) = service::create_device(&state, &s.caller(), &t, f.name.trim(), &f.repo)
-        .await
-        .map_err(|e| service_error(&s, e))?;
-    tenant_page(&state, &headers, &s, &t, &HashMap::new(), Some((&d.name, &d.repo, &token))).await
+    let (d, token) = match service::create_device(&state, &s.caller(), &t, f.name.trim(), &f.repo).await {
+        Ok(made) => made,
+        Err(e) => {
+            let typed = context! { name => f.name, repo => f.repo };
+            return refused_on_tenant_page(&state, &headers, &s, &t, "new-device", e, typed).await;
+        }
+    };
+    let extra = TenantExtra::NewDevice { name: &d.name, repo: &d.repo, token: &token };
+    tenant_page(&state, &headers, &s, &t, &HashMap::new(), extra).await
 }
 
 /// `POST /tenants/{tenant}/devices/{device}/revoke`.
