@@ -158,6 +158,12 @@ pub struct User {
     pub disabled: bool,
     /// Creation time.
     pub created_at: i64,
+    /// Locked after too many failed sign-ins until this time (Unix seconds; 0 or past: not locked).
+    #[serde(default)]
+    pub locked_until: i64,
+    /// Whether two-factor sign-in is on.
+    #[serde(default)]
+    pub two_factor: bool,
 }
 
 /// A hosted repository.

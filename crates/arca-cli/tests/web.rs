@@ -856,3 +856,169 @@ fn brand_suspension_and_forms_embedded() {
 fn brand_suspension_and_forms_on_postgres() {
     brand_suspension_and_forms(Shape::ScaleOut);
 }
+
+/// Provider staff work in the browser: plans edited and deleted, staff accounts added, a locked
+/// account unlocked, two-factor sign-in turned off for someone who lost their authenticator, and
+/// new recovery codes. On both shapes.
+fn staff_and_plans(shape: Shape) {
+    if !browser::available() || !cluster::available(shape) {
+        return;
+    }
+    let c = Cluster::start(shape);
+    let base = c.nodes[0].base.clone();
+    let mut b = Browser::start(&shots_dir().join(format!("staff-{shape:?}")));
+    // A sign-in through the API: whether it works, and what it says.
+    let api_login = |user: &str, password: &str, totp: Option<&str>| {
+        let mut cmd = std::process::Command::new(cluster::arca_bin());
+        cmd.args(["admin", "login", "--user", user, "--quiet"]).env("ARCA_SERVER", &base);
+        cmd.env("ARCA_ADMIN_PASSWORD", password).env_remove("ARCA_TOTP").env_remove("ARCA_TOKEN");
+        if let Some(t) = totp {
+            cmd.env("ARCA_TOTP", t);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    b.sign_in(&base, "admin", ADMIN_PASSWORD);
+    b.wait_url("/console");
+
+    // Plans: a mistyped figure comes back on the form; then created, edited into its tenants, and
+    // deleted only once no tenant is on it.
+    b.go(&format!("{base}/console/plans"));
+    b.fill("#plan-name", "office");
+    b.fill("#new-plan input[name=hard_gb]", "lots");
+    b.click("#create-plan");
+    assert!(b.wait_source("id=\"new-plan-error\"").contains("not a number"), "{}", b.source());
+    assert_eq!(b.attr("#plan-name", "value"), "office");
+    assert_eq!(b.attr("#new-plan input[name=hard_gb]", "value"), "lots");
+    b.fill("#new-plan input[name=hard_gb]", "100");
+    b.fill("#new-plan input[name=price]", "120");
+    b.click("#create-plan");
+    b.wait_source("id=\"plan-office\"");
+    c.admin_ok(&c.admin, &["tenant", "create", "globex", "--plan", "office"]);
+    b.go(&format!("{base}/console/plans"));
+    b.click("#plan-office summary");
+    b.fill("#edit-office input[name=hard_gb]", "250");
+    b.fill("#edit-office input[name=price]", "150.50");
+    b.click("#edit-office .save-plan");
+    b.wait_source("250.0 GB");
+    assert!(b.text("#plan-office").contains("150.50"), "{}", b.text("#plan-office"));
+    let (_, t) = c.get_json(&c.admin, "/v1/admin/tenants/globex");
+    assert_eq!(t["hard_quota_bytes"], 250_000_000_000i64, "the tenant on the plan's quota took the new one");
+    b.click("#plan-office summary");
+    b.click("#plan-office .delete-confirm");
+    b.click("#plan-office .delete-plan");
+    assert!(b.wait_source("id=\"delete-office-error\"").contains("still on plan office"), "{}", b.source());
+    c.admin_ok(&c.admin, &["tenant", "delete", "globex"]);
+    b.go(&format!("{base}/console/plans"));
+    b.click("#plan-office summary");
+    b.click("#plan-office .delete-confirm");
+    b.click("#plan-office .delete-plan");
+    b.wait_url("/console/plans");
+    assert!(!b.source().contains("id=\"plan-office\""), "the plan is still listed");
+    b.screenshot("plans");
+
+    // Staff accounts: a refused one keeps the name typed; then an operator.
+    b.go(&format!("{base}/console/staff"));
+    b.fill("#staff-name", "ops-one");
+    b.fill("#staff-password", "short");
+    b.script("document.querySelector('#staff-password').removeAttribute('minlength');");
+    b.click("#add-staff");
+    assert!(b.wait_source("id=\"form-error\"").contains("form-error"), "{}", b.source());
+    assert_eq!(b.attr("#staff-name", "value"), "ops-one");
+    let ops_password = "operator one password";
+    b.fill("#staff-password", ops_password);
+    b.click("#add-staff");
+    assert!(b.wait_source("id=\"staff-ops-one\"").contains("operator"), "{}", b.source());
+    // Locked after failed sign-ins (written as the lockout would): refused, then unlocked here.
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 900;
+    c.sql(&format!("UPDATE users SET locked_until = {until} WHERE name = 'ops-one'"));
+    // (Straight to the API: the CLI would wait out the lock and try again.)
+    let r = c
+        .http()
+        .post(format!("{base}/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"user": "ops-one", "password": ops_password}).to_string())
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let why = r.text().unwrap();
+    assert!(status == 429 || status == 423 || status == 403, "a locked account signed in: {status} {why}");
+    assert!(why.contains("try again after"), "{why}");
+    b.go(&format!("{base}/console/staff"));
+    assert!(b.text("#staff-ops-one .status").contains("locked until"), "{}", b.text("#staff-ops-one"));
+    b.click("#staff-ops-one .unlock");
+    b.wait_url("/console/staff");
+    assert_eq!(b.text("#staff-ops-one .status"), "active");
+    assert!(api_login("ops-one", ops_password, None).0, "still locked after the unlock");
+    b.screenshot("staff");
+
+    // The operator turns on two-factor sign-in, then renews the recovery codes with one of them.
+    b.click(".signout button");
+    b.wait_url("/login?why=signed-out");
+    b.sign_in(&base, "ops-one", ops_password);
+    b.wait_url("/console");
+    b.go(&format!("{base}/console/staff"));
+    assert!(b.source().contains("may not manage provider staff"), "an operator reached the staff page");
+    b.go(&format!("{base}/account"));
+    b.click("#totp-begin");
+    let key = arca_server::totp::unbase32(&b.text("#totp-secret")).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    b.fill("#totp-code", &arca_server::totp::code_at(&key, now / arca_server::totp::STEP));
+    b.click("#totp-enable");
+    let first: Vec<String> = b.text("#recovery-codes").lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
+    assert_eq!(first.len(), 10);
+    b.go(&format!("{base}/account"));
+    b.fill("#recovery-code-input", "000000");
+    b.click("#new-recovery");
+    assert!(b.wait_source("not right").contains("your recovery codes stay"), "{}", b.source());
+    b.fill("#recovery-code-input", &first[0]);
+    b.click("#new-recovery");
+    assert!(b.wait_source("New recovery codes").contains("the old ones no longer work"));
+    let renewed: Vec<String> =
+        b.text("#recovery-codes").lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
+    assert_eq!(renewed.len(), 10);
+    assert!(renewed.iter().all(|c| !first.contains(c)), "the same codes again");
+    assert!(!api_login("ops-one", ops_password, Some(&first[1])).0, "an old recovery code still works");
+    assert!(!api_login("ops-one", ops_password, None).0, "the password alone is enough");
+    // Lost the authenticator and the codes: the provider admin turns two-factor off.
+    b.click(".signout button");
+    b.wait_url("/login?why=signed-out");
+    b.sign_in(&base, "admin", ADMIN_PASSWORD);
+    b.wait_url("/console");
+    b.go(&format!("{base}/console/staff"));
+    assert!(b.text("#staff-ops-one").contains("on"), "{}", b.text("#staff-ops-one"));
+    b.click("#staff-ops-one .reset-2fa");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(api_login("ops-one", ops_password, None).1.contains("one-time code"), "reset without the confirmation box");
+    b.click("#staff-ops-one form.confirm input[name=confirm]");
+    b.click("#staff-ops-one .reset-2fa");
+    b.wait_url("/console/staff");
+    assert!(api_login("ops-one", ops_password, None).0, "two-factor is still asked for");
+    // Nobody resets their own second factor here, and a tenant admin cannot reach staff accounts.
+    let (status, _) = c.get_json(&c.acme_admin, "/v1/admin/users");
+    assert_eq!(status, 403);
+    let r = c
+        .http()
+        .post(format!("{}/v1/admin/users/ops-one/disable", c.base()))
+        .bearer_auth(&c.acme_admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "a tenant admin learnt of a staff account");
+    let r = c.http().post(format!("{}/v1/admin/users/admin/reset-2fa", c.base())).bearer_auth(&c.admin).send().unwrap();
+    assert_eq!(r.status().as_u16(), 400, "reset its own second factor");
+    b.go(&format!("{base}/console/audit?action=user."));
+    let audit = b.text("#audit");
+    for action in ["user.create", "user.unlock", "user.recovery-codes", "user.reset-2fa"] {
+        assert!(audit.contains(action), "{action} missing from the audit log: {audit}");
+    }
+}
+
+#[test]
+fn staff_and_plans_embedded() {
+    staff_and_plans(Shape::Embedded);
+}
+
+#[test]
+fn staff_and_plans_on_postgres() {
+    staff_and_plans(Shape::ScaleOut);
+}

@@ -246,6 +246,63 @@ pub(crate) async fn create_plan(
     Ok((StatusCode::CREATED, Json(plan)).into_response())
 }
 
+/// `PUT /v1/admin/plans/{plan}`: new figures for a plan (its name stays).
+pub(crate) async fn update_plan(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(plan): Json<Plan>,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    if plan.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the body names plan {:?} but the address {name:?}: a plan's name does not change",
+            plan.name
+        )));
+    }
+    let moved = service::update_plan(&state, &caller, &plan).await?;
+    Ok(Json(serde_json::json!({ "plan": plan, "tenants_updated": moved })).into_response())
+}
+
+/// `DELETE /v1/admin/plans/{plan}`: only when no tenant is on it.
+pub(crate) async fn delete_plan(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    service::delete_plan(&state, &caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v1/admin/users/{user}/{action}` (`disable`, `enable`, `unlock`, `reset-2fa`, or
+/// `password` with `{"password": …}`): [`crate::service::users`].
+pub(crate) async fn user_action(
+    State(state): State<AppState>,
+    Path((user, action)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Option<Json<UserActionBody>>,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let password = body.map(|Json(b)| b.password).unwrap_or_default();
+    let act = crate::service::users::UserAction::parse(&action, &password).ok_or_else(|| {
+        ApiError::not_found(format!("no user action {action:?}: disable, enable, unlock, reset-2fa or password"))
+    })?;
+    let user = crate::service::users::act_on_user(&state, &caller, &user, &act).await?;
+    Ok(Json(user).into_response())
+}
+
+/// The body of a `password` user action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserActionBody {
+    #[serde(default)]
+    password: String,
+}
+
 // ---- tenants ----
 
 /// `GET /v1/admin/tenants`: every tenant for staff; a tenant's own users see only it.

@@ -49,7 +49,7 @@ pub mod web;
 use std::future::Future;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 pub use errors::ApiError;
@@ -137,6 +137,8 @@ fn account_routes() -> Router<AppState> {
         .route("/v1/auth/logout", post(a::logout))
         .route("/v1/auth/whoami", get(a::whoami))
         .route("/v1/admin/plans", get(a::list_plans).post(a::create_plan))
+        .route("/v1/admin/plans/{plan}", put(a::update_plan).delete(a::delete_plan))
+        .route("/v1/admin/users/{user}/{action}", post(a::user_action))
         .route("/v1/admin/branding", get(a::get_branding).put(a::put_branding))
         .route("/v1/admin/users", get(a::list_staff).post(a::create_staff))
         .route("/v1/admin/tenants", get(a::list_tenants).post(a::create_tenant))

@@ -108,6 +108,17 @@ impl Throttle {
         self.fail(&[(Key::Client(client), CLIENT_FAILURES)], Instant::now());
     }
 
+    /// Forgets every failure counted against user `name` (an admin unlocked the account); the
+    /// counts of client addresses stay.
+    pub fn forget_name(&self, name: &str) {
+        let name = name.to_lowercase();
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.retain(|k, _| match k {
+            Key::Name(n) | Key::Pair(n, _) => *n != name,
+            Key::Client(_) => true,
+        });
+    }
+
     fn succeed(&self, name: &str, client: Option<IpAddr>) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.remove(&Key::Pair(name.to_string(), client));

@@ -212,7 +212,8 @@ fn repo_from(row: &AnyRow) -> Result<Repository> {
     })
 }
 
-const USER_SELECT: &str = "SELECT u.id, u.name, t.name AS tenant, u.role, u.disabled, u.created_at \
+const USER_SELECT: &str = "SELECT u.id, u.name, t.name AS tenant, u.role, u.disabled, u.created_at, \
+     u.locked_until, CAST(CASE WHEN u.totp_secret <> '' THEN 1 ELSE 0 END AS BIGINT) AS two_factor \
      FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id";
 
 fn user_from(row: &AnyRow) -> Result<User> {
@@ -224,6 +225,8 @@ fn user_from(row: &AnyRow) -> Result<User> {
         role: Role::parse(&role).ok_or_else(|| DbError::Invalid(format!("unknown role {role:?} in the database")))?,
         disabled: col::<i64>(row, "disabled")? != 0,
         created_at: col(row, "created_at")?,
+        locked_until: col(row, "locked_until")?,
+        two_factor: col::<i64>(row, "two_factor")? != 0,
     })
 }
 
@@ -265,6 +268,68 @@ impl Db {
             .execute(self.pool())
             .await
             .map_err(|e| conflict(e, format!("a plan named {} already exists", plan.name)))?;
+        Ok(())
+    }
+
+    /// Changes plan `name`'s figures (its name stays). Tenants on the plan whose quotas are still
+    /// the plan's old ones take the new quotas; a tenant given its own quotas keeps them. Prices
+    /// apply from the next bill; the retention lock to repositories created from now on.
+    /// Returns how many tenants took the new quotas.
+    pub async fn update_plan(&self, name: &str, plan: &Plan) -> Result<u64> {
+        limits::quota("hard_quota_bytes", plan.hard_quota_bytes)?;
+        limits::quota("soft_quota_bytes", plan.soft_quota_bytes)?;
+        limits::days("lock_days", plan.lock_days)?;
+        limits::cents("yearly_price_cents", plan.yearly_price_cents)?;
+        limits::cents("overage_cents_per_gb", plan.overage_cents_per_gb)?;
+        let old = self.plan(name).await?;
+        let mut tx = self.pool().begin().await?;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM plans WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
+        sqlx::query(
+            "UPDATE plans SET hard_quota_bytes = $1, soft_quota_bytes = $2, lock_days = $3, compliance = $4, \
+             yearly_price_cents = $5, overage_cents_per_gb = $6 WHERE id = $7",
+        )
+        .bind(plan.hard_quota_bytes)
+        .bind(plan.soft_quota_bytes)
+        .bind(plan.lock_days)
+        .bind(plan.compliance as i64)
+        .bind(plan.yearly_price_cents)
+        .bind(plan.overage_cents_per_gb)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(
+            "UPDATE tenants SET hard_quota_bytes = $1, soft_quota_bytes = $2 \
+             WHERE plan_id = $3 AND hard_quota_bytes = $4 AND soft_quota_bytes = $5",
+        )
+        .bind(plan.hard_quota_bytes)
+        .bind(plan.soft_quota_bytes)
+        .bind(id)
+        .bind(old.hard_quota_bytes)
+        .bind(old.soft_quota_bytes)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Deletes plan `name`, which no tenant may be on.
+    pub async fn delete_plan(&self, name: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM plans WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?;
+        let id = id.ok_or_else(|| DbError::NotFound(format!("no plan named {name}")))?;
+        let users: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tenants WHERE plan_id = $1").bind(id).fetch_one(&mut *tx).await?;
+        if users > 0 {
+            return Err(DbError::Conflict(format!(
+                "{users} tenant{} still on plan {name}: move {} to another plan first",
+                if users == 1 { " is" } else { "s are" },
+                if users == 1 { "it" } else { "them" }
+            )));
+        }
+        sqlx::query("DELETE FROM plans WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -596,6 +661,19 @@ impl Db {
         }
         if disabled {
             self.revoke_user_tokens(user_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Lifts the lockout after failed sign-ins (the password stays).
+    pub async fn unlock_user(&self, user_id: i64) -> Result<()> {
+        let n = sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1")
+            .bind(user_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(DbError::NotFound("no such user".into()));
         }
         Ok(())
     }
@@ -1195,6 +1273,38 @@ mod tests {
                 db.tenant_list(&list(None, TenantStatus::Active, TenantSort::Stored, true, 0)).await.unwrap();
             assert_eq!(total, 119);
             assert_eq!(db.storage_totals().await.unwrap(), (0, 0, 120));
+        }
+    }
+
+    #[tokio::test]
+    async fn plans_are_edited_into_their_tenants_and_deleted_only_when_unused() {
+        for (db, _guard) in databases().await {
+            let plan = Plan {
+                name: "office".into(),
+                hard_quota_bytes: 100,
+                soft_quota_bytes: 50,
+                lock_days: 7,
+                compliance: false,
+                yearly_price_cents: 1000,
+                overage_cents_per_gb: 5,
+            };
+            db.create_plan(&plan).await.unwrap();
+            db.create_tenant("a", "", Some("office")).await.unwrap();
+            db.create_tenant("b", "", Some("office")).await.unwrap();
+            db.update_tenant("b", &TenantChange { hard_quota_bytes: Some(500), ..Default::default() }).await.unwrap();
+            let bigger =
+                Plan { hard_quota_bytes: 200, soft_quota_bytes: 150, yearly_price_cents: 2000, ..plan.clone() };
+            assert_eq!(db.update_plan("office", &bigger).await.unwrap(), 1, "b has its own quota");
+            assert_eq!(db.tenant("a").await.unwrap().hard_quota_bytes, 200);
+            assert_eq!(db.tenant("b").await.unwrap().hard_quota_bytes, 500);
+            assert_eq!(db.plan("office").await.unwrap().yearly_price_cents, 2000);
+            let negative = Plan { hard_quota_bytes: -1, ..plan.clone() };
+            assert!(db.update_plan("office", &negative).await.is_err());
+            assert!(matches!(db.delete_plan("office").await, Err(DbError::Conflict(m)) if m.contains("2 tenants")));
+            db.delete_tenant("a").await.unwrap();
+            db.delete_tenant("b").await.unwrap();
+            db.delete_plan("office").await.unwrap();
+            assert!(matches!(db.delete_plan("office").await, Err(DbError::NotFound(_))));
         }
     }
 }

@@ -21,6 +21,20 @@ fn new_recovery_code() -> String {
     raw.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
 }
 
+/// Replaces a user's recovery codes by [`RECOVERY_CODES`] new ones, inside `tx`.
+async fn replace_recovery_codes(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: i64) -> Result<Vec<String>> {
+    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut **tx).await?;
+    for c in &codes {
+        sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(recovery_hash(c))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(codes)
+}
+
 impl Db {
     /// Seals the two-factor seeds stored in plaintext (by a version before sealing); returns how
     /// many it sealed.
@@ -87,7 +101,6 @@ impl Db {
                 "that code does not match: check the device's clock and try the next code".into(),
             ));
         };
-        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "UPDATE users SET totp_secret = totp_pending, totp_pending = '', totp_last_step = $1 WHERE id = $2",
@@ -96,19 +109,25 @@ impl Db {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-        for c in &codes {
-            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
-                .bind(user_id)
-                .bind(recovery_hash(c))
-                .execute(&mut *tx)
-                .await?;
-        }
+        let codes = replace_recovery_codes(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(codes)
     }
 
-    /// Turns the second factor off (after the caller checked a current code).
+    /// New recovery codes for a user with two-factor sign-in on (after the caller checked a
+    /// current code): the old ones stop working. Shown once, stored only hashed.
+    pub async fn new_recovery_codes(&self, user_id: i64) -> Result<Vec<String>> {
+        if !self.totp_enabled(user_id).await? {
+            return Err(DbError::Invalid("two-factor sign-in is off: there are no recovery codes to renew".into()));
+        }
+        let mut tx = self.pool().begin().await?;
+        let codes = replace_recovery_codes(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(codes)
+    }
+
+    /// Turns the second factor off (after the caller checked a current code, or an admin reset
+    /// it for a user who lost their device).
     pub async fn disable_totp(&self, user_id: i64) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("UPDATE users SET totp_secret = '', totp_pending = '' WHERE id = $1")

@@ -19,6 +19,27 @@ pub async fn create_plan(state: &AppState, caller: &Caller, plan: &Plan) -> Resu
     caller.audited(state, None, "plan.create", &plan.name, "", result).await
 }
 
+/// Changes a plan's figures (provider admins); returns how many tenants took its new quotas.
+pub async fn update_plan(state: &AppState, caller: &Caller, plan: &Plan) -> Result<u64, ApiError> {
+    let result = if is_provider_admin(&caller.principal) {
+        state.db().update_plan(&plan.name, plan).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("change plans"))
+    };
+    let detail = serde_json::to_string(plan).unwrap_or_default();
+    caller.audited(state, None, "plan.update", &plan.name, &detail, result).await
+}
+
+/// Deletes a plan no tenant is on (provider admins).
+pub async fn delete_plan(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    let result = if is_provider_admin(&caller.principal) {
+        state.db().delete_plan(name).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("delete plans"))
+    };
+    caller.audited(state, None, "plan.delete", name, "", result).await
+}
+
 /// Creates a tenant (provider admins), with the quotas of `plan` if given.
 pub async fn create_tenant(
     state: &AppState,

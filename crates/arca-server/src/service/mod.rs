@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod branding;
+pub mod users;
 
 use axum::http::StatusCode;
 

@@ -19,7 +19,9 @@ mod branding;
 mod health;
 mod listing;
 mod pages;
+mod plans;
 mod restore;
+mod staff;
 
 pub use restore::Vault;
 
@@ -60,11 +62,16 @@ pub fn router() -> Router<AppState> {
         .route("/account/totp/begin", post(pages::totp_begin))
         .route("/account/totp/confirm", post(pages::totp_confirm))
         .route("/account/totp/disable", post(pages::totp_disable))
+        .route("/account/totp/recovery", post(pages::new_recovery_codes))
+        .route("/console/staff", get(staff::staff).post(staff::create_staff))
+        .route("/console/staff/{user}/{action}", post(staff::staff_action))
         .route("/account/signout-everywhere", post(pages::signout_everywhere))
         .route("/logout", post(pages::logout))
         .route("/console", get(pages::console))
         .route("/console/tenants", get(pages::tenants).post(pages::create_tenant))
-        .route("/console/plans", get(pages::plans).post(pages::create_plan))
+        .route("/console/plans", get(plans::plans).post(plans::create_plan))
+        .route("/console/plans/{plan}", post(plans::edit_plan))
+        .route("/console/plans/{plan}/delete", post(plans::delete_plan))
         .route("/console/audit", get(pages::audit))
         .route("/console/audit.csv", get(pages::audit_csv))
         .route("/console/billing", get(billing::billing))
@@ -199,6 +206,7 @@ fn templates() -> &'static Environment<'static> {
             ("not_found.html", include_str!("../../templates/not_found.html")),
             ("agents.html", include_str!("../../templates/agents.html")),
             ("branding.html", include_str!("../../templates/branding.html")),
+            ("staff.html", include_str!("../../templates/staff.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }

@@ -14,12 +14,13 @@ use super::{
     set_cookie, traffic_chart, Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
 };
 use crate::access::{can_manage_tenant, can_view_tenant, is_staff};
-use crate::db::accounts::{LoginOutcome, Plan, RepoFormat, Repository, Tenant, TenantList, TenantSort, TenantStatus};
+use crate::db::accounts::{LoginOutcome, RepoFormat, Repository, Tenant, TenantList, TenantSort, TenantStatus};
 use crate::db::audit::NewAudit;
 use crate::db::DbError;
 use crate::errors::ApiError;
 use crate::service::accounts as service;
 use crate::service::audit as audit_service;
+use crate::service::users as users_service;
 use crate::state::AppState;
 
 type Page = Result<Response, Response>;
@@ -314,6 +315,26 @@ pub(super) async fn totp_disable(State(state): State<AppState>, headers: HeaderM
     state.db().disable_totp(uid).await.map_err(|e| db_error(Some(&s), e))?;
     s.audit(&state, s.principal.tenant_id, "user.totp.disable", &s.me.name, "ok", "web").await;
     Ok(Redirect::to("/account").into_response())
+}
+
+/// `POST /account/totp/recovery`: new recovery codes (the old ones stop working); needs a
+/// current code, as turning two-factor sign-in off does.
+pub(super) async fn new_recovery_codes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<TotpForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let uid = s.principal.user_id.unwrap_or(0);
+    if !state.db().check_second_factor(uid, &f.code).await.map_err(|e| db_error(Some(&s), e))? {
+        s.audit(&state, s.principal.tenant_id, "user.recovery-codes", &s.me.name, "denied", "wrong code").await;
+        let error = "That code is not right; your recovery codes stay as they were.";
+        return Ok(render(StatusCode::FORBIDDEN, "account.html", s.ctx(context! { enabled => true, error })));
+    }
+    let recovery = state.db().new_recovery_codes(uid).await.map_err(|e| db_error(Some(&s), e))?;
+    s.audit(&state, s.principal.tenant_id, "user.recovery-codes", &s.me.name, "ok", "web").await;
+    Ok(render(StatusCode::OK, "account.html", s.ctx(context! { recovery, enabled => true, renewed => true })))
 }
 
 /// `POST /account/signout-everywhere`: revokes every token of the user (sessions and API tokens).
@@ -639,7 +660,10 @@ struct UserView {
     name: String,
     role: &'static str,
     created: String,
-    status: &'static str,
+    status: String,
+    disabled: bool,
+    locked: bool,
+    two_factor: bool,
 }
 
 #[derive(Serialize)]
@@ -778,10 +802,13 @@ async fn tenant_page(
     let users: Vec<UserView> = users
         .into_iter()
         .map(|u| UserView {
-            name: u.name,
+            status: super::staff::account_status(&u),
+            disabled: u.disabled,
+            locked: u.locked_until > crate::db::now(),
+            two_factor: u.two_factor,
             role: u.role.as_str(),
             created: date(u.created_at),
-            status: if u.disabled { "disabled" } else { "active" },
+            name: u.name,
         })
         .collect();
     let plans = if s.me.admin { state.db().plans().await.map_err(err)? } else { Vec::new() };
@@ -904,12 +931,12 @@ pub(super) async fn create_user(
 /// The user-management forms: the action and, for a reset, the new password.
 #[derive(Deserialize)]
 pub(super) struct UserActionForm {
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    password: String,
+    pub(super) password: String,
     /// "yes" when the confirmation box was ticked (disabling asks for it).
     #[serde(default)]
-    confirm: String,
+    pub(super) confirm: String,
 }
 
 /// A form that does something hard to undo: its CSRF token and the ticked confirmation box.
@@ -931,9 +958,10 @@ pub(super) fn unconfirmed(s: &Session, what: &str) -> Response {
     )
 }
 
-/// `POST /tenants/{tenant}/users/{user}/{action}` with action `disable`, `enable` or `password`:
-/// a tenant's admins (and provider admins) manage its users. Disabling and a new password end
-/// the user's sessions. Nobody disables their own account here (they could not undo it).
+/// `POST /tenants/{tenant}/users/{user}/{action}` with action `disable`, `enable`, `password`,
+/// `unlock` or `reset-2fa`: a tenant's admins (and provider admins) manage its users
+/// ([`crate::service::users`]). Disabling and turning off two-factor sign-in ask for the ticked
+/// confirmation box.
 pub(super) async fn user_action(
     State(state): State<AppState>,
     Path((name, user, action)): Path<(String, String, String)>,
@@ -943,41 +971,33 @@ pub(super) async fn user_action(
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
-    let audit_action = format!("user.{action}");
-    if !can_manage_tenant(&s.principal, t.id) {
-        s.audit(&state, Some(t.id), &audit_action, &user, "denied", "web: may not manage the tenant").await;
-        return Err(forbidden(&s, "manage users"));
-    }
-    let u = match state.db().user(&user).await {
-        Ok(u) if u.tenant.as_deref() == Some(t.name.as_str()) => u,
-        Ok(_) | Err(DbError::NotFound(_)) => {
-            s.audit(&state, Some(t.id), &audit_action, &user, "denied", "web: not a user of this tenant").await;
-            return Err(not_found(&s, &format!("user named {user} in {}", t.name)));
-        }
-        Err(e) => return Err(db_error(Some(&s), e)),
+    let back = format!("/tenants/{}", t.name);
+    do_user_action(&state, &s, &user, &action, &f, &back).await
+}
+
+/// Runs a user action from a form and goes back to `back` (the tenant's or the staff page).
+pub(super) async fn do_user_action(
+    state: &AppState,
+    s: &Session,
+    user: &str,
+    action: &str,
+    f: &UserActionForm,
+    back: &str,
+) -> Page {
+    let Some(act) = users_service::UserAction::parse(action, &f.password) else {
+        return Err(not_found(s, "such action"));
     };
-    if action == "disable" && f.confirm != "yes" {
-        return Err(unconfirmed(&s, &format!("disable {user}")));
+    let needs_confirm =
+        matches!(act, users_service::UserAction::Disable | users_service::UserAction::ResetSecondFactor);
+    if needs_confirm && f.confirm != "yes" {
+        let what = match act {
+            users_service::UserAction::Disable => format!("disable {user}"),
+            _ => format!("turn off two-factor sign-in for {user}"),
+        };
+        return Err(unconfirmed(s, &what));
     }
-    let result = match action.as_str() {
-        "disable" if s.principal.user_id == Some(u.id) => Err(DbError::Invalid(
-            "You cannot disable your own account: ask another admin of the tenant, or the provider.".into(),
-        )),
-        "disable" => state.db().set_user_disabled(u.id, true).await,
-        "enable" => state.db().set_user_disabled(u.id, false).await,
-        "password" => state.db().reset_password(u.id, &f.password).await,
-        _ => return Err(not_found(&s, "such action")),
-    };
-    match result {
-        Ok(()) => {
-            s.audit(&state, Some(t.id), &audit_action, &u.name, "ok", "web").await;
-            Ok(Redirect::to(&format!("/tenants/{}", t.name)).into_response())
-        }
-        Err(e) => {
-            s.audit(&state, Some(t.id), &audit_action, &u.name, "denied", &e.to_string()).await;
-            Err(db_error(Some(&s), e))
-        }
-    }
+    users_service::act_on_user(state, &s.caller(), user, &act).await.map_err(|e| service_error(s, e))?;
+    Ok(Redirect::to(back).into_response())
 }
 
 /// The tenant settings form.
@@ -1375,73 +1395,6 @@ pub(super) async fn usage_csv(State(state): State<AppState>, Query(q): Query<Usa
     let from = today - chrono::Days::new(29);
     let rows = state.db().usage(scope.as_ref().map(|t| t.id), from, today).await.map_err(|e| db_error(Some(&s), e))?;
     Ok(crate::routes::csv_download(&format!("arca-usage-{from}-{today}.csv"), crate::db::usage::to_csv(&rows)))
-}
-
-#[derive(Serialize)]
-struct PlanView {
-    name: String,
-    hard: String,
-    soft: String,
-    lock: i64,
-    compliance: &'static str,
-    price: String,
-    overage: String,
-}
-
-/// `GET /console/plans`.
-pub(super) async fn plans(State(state): State<AppState>, headers: HeaderMap) -> Page {
-    let s = session(&state, &headers).await?;
-    if !is_staff(&s.principal) {
-        return Err(forbidden(&s, "see plans"));
-    }
-    let plans = state.db().plans().await.map_err(|e| db_error(Some(&s), e))?;
-    let view: Vec<PlanView> = plans
-        .iter()
-        .map(|p| PlanView {
-            name: p.name.clone(),
-            hard: quota_text(p.hard_quota_bytes),
-            soft: if p.soft_quota_bytes == 0 { "—".into() } else { human(p.soft_quota_bytes) },
-            lock: p.lock_days,
-            compliance: if p.compliance { "yes" } else { "no" },
-            price: format!("{:.2}", p.yearly_price_cents as f64 / 100.0),
-            overage: format!("{:.2}", p.overage_cents_per_gb as f64 / 100.0),
-        })
-        .collect();
-    Ok(render(StatusCode::OK, "plans.html", s.ctx(context! { plans => view })))
-}
-
-/// The new-plan form.
-#[derive(Deserialize)]
-pub(super) struct NewPlanForm {
-    csrf: String,
-    name: String,
-    hard_gb: f64,
-    soft_gb: f64,
-    lock_days: i64,
-    price: f64,
-    overage: f64,
-    compliance: Option<String>,
-}
-
-/// `POST /console/plans`.
-pub(super) async fn create_plan(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<NewPlanForm>) -> Page {
-    let s = session(&state, &headers).await?;
-    check_csrf(&s, &f.csrf)?;
-    let bad = |v: f64| !v.is_finite() || v < 0.0;
-    if bad(f.hard_gb) || bad(f.soft_gb) || bad(f.price) || bad(f.overage) {
-        return Err(message(StatusCode::BAD_REQUEST, "Not done", "Quotas and prices cannot be negative.", Some(&s)));
-    }
-    let plan = Plan {
-        name: f.name.trim().to_string(),
-        hard_quota_bytes: (f.hard_gb * 1e9).round() as i64,
-        soft_quota_bytes: (f.soft_gb * 1e9).round() as i64,
-        lock_days: f.lock_days,
-        compliance: f.compliance.is_some(),
-        yearly_price_cents: (f.price * 100.0).round() as i64,
-        overage_cents_per_gb: (f.overage * 100.0).round() as i64,
-    };
-    service::create_plan(&state, &s.caller(), &plan).await.map_err(|e| service_error(&s, e))?;
-    Ok(Redirect::to("/console/plans").into_response())
 }
 
 #[derive(Serialize)]

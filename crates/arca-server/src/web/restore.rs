@@ -130,7 +130,7 @@ impl Vault {
     }
 
     /// Locks everything a user unlocked in any session (sign-out everywhere).
-    pub(super) fn forget_user(&self, user_id: i64) {
+    pub(crate) fn forget_user(&self, user_id: i64) {
         self.open_map().retain(|_, u| u.user_id != Some(user_id));
     }
 
