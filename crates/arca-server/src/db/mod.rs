@@ -18,6 +18,7 @@ pub mod billing;
 pub mod catalog;
 pub mod gc;
 pub mod health;
+pub mod invoices;
 pub mod mfa;
 pub mod recovery;
 pub mod restore_check;
