@@ -102,8 +102,8 @@ fn settings_from(row: &AnyRow) -> Result<BillingSettings> {
 
 fn invoice_from(row: &AnyRow) -> Result<Invoice> {
     let body: String = col(row, "body")?;
-    let body: InvoiceBody = serde_json::from_str(&body)
-        .map_err(|e| DbError::Invalid(format!("invoice body is not readable JSON: {e}")))?;
+    let body: InvoiceBody =
+        serde_json::from_str(&body).map_err(|e| DbError::Invalid(format!("invoice body is not readable JSON: {e}")))?;
     Ok(Invoice {
         number: col(row, "number")?,
         year: col(row, "year")?,
@@ -179,11 +179,12 @@ impl Db {
 
     /// The invoice of a tenant's month, if issued.
     pub async fn invoice_for(&self, tenant_id: i64, month: &str) -> Result<Option<Invoice>> {
-        let row = super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 AND month = $2"))
-            .bind(tenant_id)
-            .bind(month.to_string())
-            .fetch_optional(self.pool())
-            .await?;
+        let row =
+            super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 AND month = $2"))
+                .bind(tenant_id)
+                .bind(month.to_string())
+                .fetch_optional(self.pool())
+                .await?;
         row.as_ref().map(invoice_from).transpose()
     }
 
@@ -201,19 +202,23 @@ impl Db {
     pub async fn invoices(&self, tenant_id: Option<i64>, limit: i64) -> Result<Vec<Invoice>> {
         let limit = limit.clamp(1, 1000);
         let rows = match tenant_id {
-            Some(id) => super::dyn_query(format!(
-                "SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 ORDER BY year DESC, seq DESC LIMIT $2"
-            ))
-            .bind(id)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?,
-            None => super::dyn_query(format!(
-                "SELECT {INVOICE_COLUMNS} FROM invoices ORDER BY year DESC, seq DESC LIMIT $1"
-            ))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?,
+            Some(id) => {
+                super::dyn_query(format!(
+                    "SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 ORDER BY year DESC, seq DESC LIMIT $2"
+                ))
+                .bind(id)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => {
+                super::dyn_query(format!(
+                    "SELECT {INVOICE_COLUMNS} FROM invoices ORDER BY year DESC, seq DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
         };
         rows.iter().map(invoice_from).collect()
     }
@@ -449,7 +454,8 @@ mod tests {
             let reopened = db.invoice("INV-2024-000001").await.unwrap().unwrap();
             assert_eq!(reopened, a);
             assert_eq!(db.invoice_for(ids[0], "2024-04").await.unwrap().unwrap().number, a.number);
-            let listed: Vec<String> = db.invoices(Some(ids[0]), 10).await.unwrap().into_iter().map(|i| i.number).collect();
+            let listed: Vec<String> =
+                db.invoices(Some(ids[0]), 10).await.unwrap().into_iter().map(|i| i.number).collect();
             assert_eq!(listed, vec!["HOST-2025-000001", "HOST-2024-000003", "INV-2024-000001"]);
             assert_eq!(db.invoices(None, 10).await.unwrap().len(), 4);
             assert_eq!(db.invoice_numbers("2024-04").await.unwrap().len(), 2);

@@ -134,14 +134,21 @@ pub async fn month(
 /// Issues the invoice of `tenant`'s finished `month` (provider admins); `(invoice, true)` when
 /// this call issued it, `(invoice, false)` when it had been issued before. Audited as
 /// `invoice.issue` with the number.
-pub async fn issue(state: &AppState, caller: &Caller, tenant: &Tenant, month: &str) -> Result<(Invoice, bool), ApiError> {
+pub async fn issue(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    month: &str,
+) -> Result<(Invoice, bool), ApiError> {
     let result = if !is_provider_admin(&caller.principal) {
         Err(forbidden("issue invoices"))
     } else {
         state.db().issue_invoice(tenant.id, month, &caller.principal.actor).await.map_err(ApiError::from_db)
     };
     let detail = match &result {
-        Ok((inv, true)) => format!("{month}: issued {} ({} {} gross)", inv.number, crate::units::money(inv.gross_cents), inv.currency),
+        Ok((inv, true)) => {
+            format!("{month}: issued {} ({} {} gross)", inv.number, crate::units::money(inv.gross_cents), inv.currency)
+        }
         Ok((inv, false)) => format!("{month}: already issued as {}", inv.number),
         Err(_) => month.to_string(),
     };

@@ -347,6 +347,9 @@ pub(super) async fn invoice_page(
     let inv = match service::invoice(&state, &s.caller(), &number).await {
         Ok(inv) if inv.tenant_id == t.id => inv,
         Ok(_) => return Err(not_found(&s, &format!("invoice numbered {number}"))),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => {
+            return Err(not_found(&s, &format!("invoice numbered {number}")))
+        }
         Err(e) => return Err(service_error(&s, e)),
     };
     let cur = inv.currency.as_str();
