@@ -121,7 +121,7 @@ fn provider_and_customer_in_the_browser() {
     b.fill("#tenant-display", "Should not exist");
     b.click("#create-tenant");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(b.url().ends_with("/console"), "an invalid short name was submitted: {}", b.url());
+    assert!(b.url().ends_with("/console/tenants"), "an invalid short name was submitted: {}", b.url());
     b.fill("#tenant-name", "globex");
     b.fill("#tenant-display", "Globex <b>Corp</b><script>alert(1)</script>");
     b.click("#create-tenant");
