@@ -362,6 +362,75 @@ pub struct WhoAmI {
     pub tenant: Option<String>,
 }
 
+/// The provider's billing settings (`GET`/`PUT /v1/admin/billing/settings`): what every invoice
+/// says about who issues it, in which currency, at which tax rate, how it is numbered and when it
+/// is due. The server checks every field (`arca_server::service::billing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingSettings {
+    /// ISO 4217 code, three upper-case letters ("EUR", "USD", "GBP"), shown beside every amount.
+    pub currency: String,
+    /// Tax rate in basis points (hundredths of a percent): 2000 is 20 %; 0 to 10000.
+    pub tax_basis_points: i64,
+    /// The issuer's name on invoices.
+    pub issuer_name: String,
+    /// The issuer's postal address, one line each.
+    pub issuer_address: Vec<String>,
+    /// The issuer's tax id (VAT number), if any.
+    pub issuer_tax_id: String,
+    /// What invoice numbers start with: `PREFIX-YEAR-000123`.
+    pub number_prefix: String,
+    /// Days from an invoice's issue to its due date.
+    pub payment_days: i64,
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        BillingSettings {
+            currency: "EUR".into(),
+            tax_basis_points: 0,
+            issuer_name: String::new(),
+            issuer_address: Vec::new(),
+            issuer_tax_id: String::new(),
+            number_prefix: "INV".into(),
+            payment_days: 30,
+        }
+    }
+}
+
+/// `POST /v1/admin/invoices` body: issue the invoice of a tenant's finished month.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssueInvoice {
+    /// The tenant's name.
+    pub tenant: String,
+    /// The month, `YYYY-MM`.
+    pub month: String,
+}
+
+/// Parses a percentage as people type it ("20", "20.5", "7.25", "19,6") into basis points,
+/// exactly (no floating point): at most two decimals, 0 to 100.
+pub fn parse_percent(s: &str) -> Result<i64, String> {
+    let t = s.trim().trim_end_matches('%').trim().replace(',', ".");
+    let bad = || format!("{s:?} is not a percentage from 0 to 100 with at most two decimals (e.g. 20 or 7.25)");
+    let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 3 || frac.len() > 2 || !digits(whole) || !digits(frac) {
+        return Err(bad());
+    }
+    let whole: i64 = whole.parse().map_err(|_| bad())?;
+    let frac: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<2}").parse().map_err(|_| bad())? };
+    let bp = whole * 100 + frac;
+    if bp > 10_000 {
+        return Err(bad());
+    }
+    Ok(bp)
+}
+
+/// Basis points as a percentage for people: 2000 → "20", 2050 → "20.5", 725 → "7.25".
+pub fn percent_text(bp: i64) -> String {
+    let s = format!("{}.{:02}", bp / 100, (bp % 100).abs());
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,5 +451,21 @@ mod tests {
         }
         let r: NewRepo = serde_json::from_str(r#"{"name":"x","lock_days":null}"#).unwrap();
         assert_eq!(r.format, RepoFormat::Arca);
+    }
+
+    #[test]
+    fn percentages_parse_exactly() {
+        assert_eq!(parse_percent("20"), Ok(2000));
+        assert_eq!(parse_percent("20.5 %"), Ok(2050));
+        assert_eq!(parse_percent("7,25"), Ok(725));
+        assert_eq!(parse_percent("0.07"), Ok(7));
+        assert_eq!(parse_percent("100"), Ok(10_000));
+        for bad in ["", "-1", "100.01", "1.234", "abc", "1e2", ".5", "1000"] {
+            assert!(parse_percent(bad).is_err(), "{bad}");
+        }
+        assert_eq!(percent_text(2000), "20");
+        assert_eq!(percent_text(2050), "20.5");
+        assert_eq!(percent_text(725), "7.25");
+        assert_eq!(percent_text(0), "0");
     }
 }

@@ -729,6 +729,95 @@ pub(crate) async fn billing(
     }
 }
 
+/// `GET /v1/admin/billing/settings`: the provider's billing settings (staff), with `saved`
+/// false while they are the defaults.
+pub(crate) async fn billing_settings(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let (settings, saved) = crate::service::billing::settings(&state, &caller).await?;
+    let mut v = serde_json::to_value(&settings).map_err(|e| ApiError::internal(e.to_string()))?;
+    v["saved"] = serde_json::Value::Bool(saved);
+    Ok(Json(v).into_response())
+}
+
+/// `PUT /v1/admin/billing/settings`: saves them (provider admins; checked and audited by
+/// [`crate::service::billing::set_settings`]).
+pub(crate) async fn set_billing_settings(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(body): Json<arca_api::BillingSettings>,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let saved = crate::service::billing::set_settings(&state, &caller, &body).await?;
+    Ok(Json(saved).into_response())
+}
+
+/// `POST /v1/admin/invoices`: issues the invoice of a tenant's finished month (provider admins):
+/// 201 with the new invoice, or 200 with the one issued before.
+pub(crate) async fn issue_invoice(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(body): Json<arca_api::IssueInvoice>,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let tenant = crate::service::tenant_for(&state, &caller, &body.tenant, false).await?;
+    let (invoice, created) = crate::service::billing::issue(&state, &caller, &tenant, &body.month).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(invoice)).into_response())
+}
+
+/// `GET /v1/admin/invoices` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct InvoicesQuery {
+    tenant: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    limit: Option<i64>,
+}
+
+/// `GET /v1/admin/invoices`: issued invoices, newest first: staff see every tenant's (or the one
+/// named), a tenant's admins and users their own.
+pub(crate) async fn invoices(
+    State(state): State<AppState>,
+    Query(q): Query<InvoicesQuery>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let limit = crate::limits::in_range("limit", q.limit.unwrap_or(100), 1, 1000)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let name = match (&q.tenant, caller.principal.tenant_id) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(id)) if !is_staff(&caller.principal) => {
+            Some(state.db().tenant_by_id(id).await.map_err(ApiError::from_db)?.name)
+        }
+        (None, _) => None,
+    };
+    let tenant = match &name {
+        Some(n) => Some(crate::service::tenant_for(&state, &caller, n, false).await?),
+        None => None,
+    };
+    let list = crate::service::billing::invoices(&state, &caller, tenant.as_ref(), limit).await?;
+    Ok(Json(list).into_response())
+}
+
+/// `GET /v1/admin/invoices/{number}`: one issued invoice (staff, or its tenant's own users; any
+/// other is "not found").
+pub(crate) async fn invoice(
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let inv = crate::service::billing::invoice(&state, &caller, &number).await?;
+    Ok(Json(inv).into_response())
+}
+
 /// `GET /v1/admin/audit`'s page size.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AuditLimit {

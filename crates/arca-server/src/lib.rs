@@ -186,6 +186,9 @@ fn billing_routes() -> Router<AppState> {
         .route("/metrics", get(routes::metrics))
         .route("/v1/admin/usage", get(a::usage))
         .route("/v1/admin/billing", get(a::billing))
+        .route("/v1/admin/billing/settings", get(a::billing_settings).put(a::set_billing_settings))
+        .route("/v1/admin/invoices", get(a::invoices).post(a::issue_invoice))
+        .route("/v1/admin/invoices/{number}", get(a::invoice))
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes; requests in flight are finished first.

@@ -50,6 +50,24 @@ pub const MAX_SNAPSHOT_LOGICAL: i64 = 1 << 56;
 /// Longest display name (tenants, users), in characters.
 pub const MAX_DISPLAY_NAME: usize = 100;
 
+/// Largest tax rate, in basis points (100 %).
+pub const MAX_TAX_BASIS_POINTS: i64 = 10_000;
+
+/// Longest payment term of an invoice, in days.
+pub const MAX_PAYMENT_DAYS: i64 = 365;
+
+/// Longest line of an invoice's issuer details (name, one address line), in characters.
+pub const MAX_ISSUER_TEXT: usize = 100;
+
+/// Most address lines of an invoice's issuer.
+pub const MAX_ADDRESS_LINES: usize = 6;
+
+/// Longest tax id (VAT numbers are at most 14 characters; some countries add a prefix).
+pub const MAX_TAX_ID: usize = 40;
+
+/// Longest invoice number prefix.
+pub const MAX_INVOICE_PREFIX: usize = 16;
+
 /// Largest lock object: a lock is a few hundred bytes of JSON (host, pid, operation, times).
 pub const MAX_LOCK_BYTES: u64 = 4096;
 
@@ -133,6 +151,20 @@ pub fn display_name(value: &str) -> Result<String, String> {
     let n = trimmed.chars().count();
     if n > MAX_DISPLAY_NAME {
         return Err(format!("a display name is at most {MAX_DISPLAY_NAME} characters; this one has {n}"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// One line of free text (an issuer's name, an address line, a tax id): trimmed, without control
+/// characters, at most `max` characters.
+pub fn text_line(field: &str, value: &str, max: usize) -> Result<String, String> {
+    let trimmed = value.trim();
+    if trimmed.chars().any(char::is_control) {
+        return Err(format!("{field} cannot hold control characters"));
+    }
+    let n = trimmed.chars().count();
+    if n > max {
+        return Err(format!("{field} is at most {max} characters; this one has {n}"));
     }
     Ok(trimmed.to_string())
 }

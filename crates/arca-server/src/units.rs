@@ -20,6 +20,18 @@ pub fn human_bytes(n: i64) -> String {
     }
 }
 
+/// Cents as an amount: `1234.56`, `-2.50`, `0.05` (the currency is shown beside it: [`amount`]).
+pub fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", c / 100, c % 100)
+}
+
+/// Cents with their currency code: `1234.56 EUR`.
+pub fn amount(cents: i64, currency: &str) -> String {
+    format!("{} {currency}", money(cents))
+}
+
 /// Bytes as a number of GB for a form's input: at most three decimals, no trailing zeros
 /// ("50", "53.687", "0.5").
 pub fn gb_input(n: i64) -> String {

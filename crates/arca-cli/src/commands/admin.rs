@@ -128,18 +128,9 @@ pub enum AdminCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Monthly billing per tenant: average and peak stored, traffic, snapshots, invoice lines from the plan
-    Billing {
-        /// Only this tenant
-        #[arg(long)]
-        tenant: Option<String>,
-        /// The month (YYYY-MM; default this month, so far)
-        #[arg(long)]
-        month: Option<String>,
-        /// CSV for a billing system instead of a table
-        #[arg(long)]
-        csv: bool,
-    },
+    /// Monthly billing per tenant: average and peak stored, traffic, snapshots, invoice lines from
+    /// the plan; and invoicing: `settings`, `issue`, `invoices`, `invoice`
+    Billing(super::admin_billing::BillingArgs),
     /// Scrub: re-hash every stored object and report damage (exit code 1 when the newest run found any)
     Scrub {
         /// Start a scrub now (otherwise: show the newest runs and findings)
@@ -1100,16 +1091,21 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 return Ok(crate::exit::FATAL);
             }
         }
-        AdminCommand::Billing { tenant, month, csv } => {
+        AdminCommand::Billing(super::admin_billing::BillingArgs { command: Some(c), .. }) => {
+            super::admin_billing::run(g, &api, c)?
+        }
+        AdminCommand::Billing(super::admin_billing::BillingArgs { command: None, tenant, month, csv }) => {
             if let Some(v) = export(&api, g, "/v1/admin/billing", &[("tenant", tenant), ("month", month)], *csv)? {
-                let money = |c: i64| format!("{:.2}", c as f64 / 100.0);
                 let rows = as_list(&v)
                     .iter()
                     .map(|r| {
+                        let cur = r["currency"].as_str().unwrap_or("");
+                        let money = |c: i64| format!("{} {cur}", arca_server::units::money(c));
                         let month = s(r, "month");
                         vec![
                             if r["partial"] == true { format!("{month} (so far)") } else { month },
                             s(r, "tenant"),
+                            format!("{}/{}", i(r, "days"), i(r, "days_in_month")),
                             r["plan"].as_str().unwrap_or("-").to_string(),
                             human(i(r, "avg_stored_bytes")),
                             human(i(r, "peak_stored_bytes")),
@@ -1119,6 +1115,8 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                             money(i(r, "base_cents")),
                             money(i(r, "overage_cents")),
                             money(i(r, "total_cents")),
+                            money(i(r, "tax_cents")),
+                            money(i(r, "gross_cents")),
                         ]
                     })
                     .collect();
@@ -1126,6 +1124,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                     &[
                         "MONTH",
                         "TENANT",
+                        "DAYS",
                         "PLAN",
                         "AVG STORED",
                         "PEAK",
@@ -1134,7 +1133,9 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                         "SNAPSHOTS",
                         "PLAN FEE",
                         "OVERAGE",
-                        "TOTAL",
+                        "NET",
+                        "TAX",
+                        "GROSS",
                     ],
                     rows,
                 );

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_agents;
+pub mod admin_billing;
 pub mod agent;
 pub mod appliance;
 pub mod backup;

@@ -295,6 +295,27 @@ impl Browser {
         self.script("return document.documentElement.scrollWidth > window.innerWidth + 1;").as_bool().unwrap_or(true)
     }
 
+    /// Renders the page for `media` ("print" as the print dialog would, "screen"); "" ends the
+    /// override (an override holds while printing too).
+    pub fn emulate_media(&self, media: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {"media": media}})),
+        );
+    }
+
+    /// Prints the page to PDF on A4 paper (WebDriver's "Print Page") and returns its bytes.
+    pub fn print_pdf(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let v = self.cmd(
+            reqwest::Method::POST,
+            "/print",
+            Some(json!({"page": {"width": 21.0, "height": 29.7}, "background": true})),
+        );
+        base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("a PDF")).unwrap()
+    }
+
     /// Saves a screenshot as `NN-name.png` in the screenshot directory (the test's artefacts).
     pub fn screenshot(&mut self, name: &str) -> PathBuf {
         use base64::Engine as _;

@@ -1,22 +1,33 @@
-//! Monthly billing figures per tenant, and an invoice preview from the tenant's plan.
+//! Monthly billing figures per tenant, and the invoice lines they make from the tenant's plan.
 //!
 //! Built on the daily metering rows ([`super::usage`]), which carry stored bytes forward over
 //! quiet days: the average stored bytes of a month is the mean over its days of the tenant's
-//! end-of-day total, so a customer who stored 1 TB for half the month pays for 0.5 TB. The
-//! current month is month-to-date (its days so far). Prices come from the tenant's plan as it is
-//! now (plans are not versioned): the yearly price is billed in twelfths, prorated by the days of
-//! the month the tenant existed; stored bytes above the soft quota are billed per GB (10^9 bytes)
-//! at the plan's overage price.
+//! end-of-day total, so a customer who stored 1 TB for half the month pays for 0.5 TB. Prices
+//! come from the tenant's plan as it is now (plans are not versioned; an issued invoice freezes
+//! them, [`super::invoices`]): the yearly price is billed in twelfths, prorated by the days
+//! counted; stored bytes above the soft quota are billed per GB (10^9 bytes) at the plan's
+//! overage price.
+//!
+//! **Days** (one computation, [`billed_days`]): the days of the month from the day the tenant was
+//! created (UTC) or the 1st, to the month's last day or, for the current month, today. The
+//! "Days" column, the invoice's "N of M days", the average and the plan fee all use this one
+//! figure, so the current month is month-to-date throughout (the fee accrued so far).
+//!
+//! **Rounding** (every amount is whole cents): each line is rounded half up on its own (the plan
+//! fee `yearly × days / (12 × days in month)`, the overage `bytes × price / 10^9`); the net is
+//! their sum; the tax is computed once per invoice on the net, `net × basis points / 10000`,
+//! rounded half up on cents; the gross is net + tax.
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::{Db, DbError, Result};
+use crate::units::{amount, human_bytes, money};
 
 /// One tenant's month.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TenantMonth {
     /// `YYYY-MM`.
     pub month: String,
@@ -26,8 +37,11 @@ pub struct TenantMonth {
     pub display_name: String,
     /// The plan priced (the tenant's current plan), if any.
     pub plan: Option<String>,
-    /// Days counted: the month's days (so far, for the current month) since the tenant existed.
+    /// Days counted ([`billed_days`]): the month's days since the tenant existed, up to today in
+    /// the current month. The invoice's "N of M days" is `days` of `days_in_month`.
     pub days: i64,
+    /// Days in the month.
+    pub days_in_month: i64,
     /// Whether the month is still running (figures are month-to-date).
     pub partial: bool,
     /// Mean over the days of the stored bytes at the end of each day.
@@ -50,22 +64,59 @@ pub struct TenantMonth {
     pub overage_bytes: i64,
     /// Their price, in cents.
     pub overage_cents: i64,
-    /// What an invoice would say, in cents.
+    /// What an invoice would say before tax (the net), in cents.
     pub total_cents: i64,
+    /// The provider's currency (ISO 4217) the amounts are in.
+    pub currency: String,
+    /// The tax rate applied, in basis points (2000 = 20 %).
+    pub tax_basis_points: i64,
+    /// The tax on the net ([`tax_cents`]).
+    pub tax_cents: i64,
+    /// Net plus tax.
+    pub gross_cents: i64,
+    /// The invoice's lines (their amounts sum to `total_cents`).
+    pub lines: Vec<InvoiceLine>,
 }
 
-/// The CSV header of [`to_csv`].
+/// One line of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InvoiceLine {
+    /// What is charged, for people.
+    pub text: String,
+    /// Its amount, in cents.
+    pub cents: i64,
+}
+
+/// The days of `month` (`first..=last`) a tenant created on `created` is billed for, up to
+/// `today`: `(days, days_in_month)`; `days` is 0 when the tenant did not exist yet. The one
+/// computation behind the "Days" column and the invoice's "N of M days".
+pub fn billed_days(first: NaiveDate, last: NaiveDate, created: NaiveDate, today: NaiveDate) -> (i64, i64) {
+    let from = first.max(created);
+    let end = last.min(today);
+    let days = if from > end { 0 } else { (end - from).num_days() + 1 };
+    (days, (last - first).num_days() + 1)
+}
+
+/// The tax on `net_cents` at `basis_points`, rounded half up on cents (per invoice, on the net).
+pub fn tax_cents(net_cents: i64, basis_points: i64) -> i64 {
+    mul_div_round(net_cents, basis_points, 10_000)
+}
+
+/// The CSV header of [`to_csv`]. The first sixteen columns are those of earlier versions, in
+/// the same order (`total_cents` is the net); currency and tax were appended after them.
 pub const CSV_HEADER: &str = "month,tenant,plan,days,partial,avg_stored_bytes,peak_stored_bytes,logical_bytes,\
                               ingress_bytes,egress_bytes,snapshots,soft_quota_bytes,base_cents,overage_bytes,\
-                              overage_cents,total_cents";
+                              overage_cents,total_cents,days_in_month,currency,tax_basis_points,tax_cents,\
+                              gross_cents";
 
-/// Months as CSV for a billing system (names are `[a-z0-9-]`: nothing needs quoting).
+/// Months as CSV for a billing system (names are `[a-z0-9-]` and currencies `[A-Z]{3}`: nothing
+/// needs quoting).
 pub fn to_csv(rows: &[TenantMonth]) -> String {
     let mut out = String::from(CSV_HEADER);
     out.push('\n');
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.month,
             r.tenant,
             r.plan.as_deref().unwrap_or(""),
@@ -81,7 +132,12 @@ pub fn to_csv(rows: &[TenantMonth]) -> String {
             r.base_cents,
             r.overage_bytes,
             r.overage_cents,
-            r.total_cents
+            r.total_cents,
+            r.days_in_month,
+            r.currency,
+            r.tax_basis_points,
+            r.tax_cents,
+            r.gross_cents
         ));
     }
     out
@@ -103,7 +159,7 @@ pub fn this_month() -> String {
 }
 
 /// `a * b / c` rounded to the nearest integer, in 128 bits (no overflow for any stored amount).
-fn mul_div_round(a: i64, b: i64, c: i64) -> i64 {
+pub(crate) fn mul_div_round(a: i64, b: i64, c: i64) -> i64 {
     if c == 0 {
         return 0;
     }
@@ -115,14 +171,23 @@ impl Db {
     /// Billing figures of `month` (`YYYY-MM`) for one tenant or all, ordered by tenant name.
     /// Tenants created after the month are left out.
     pub async fn billing(&self, tenant_id: Option<i64>, month: &str) -> Result<Vec<TenantMonth>> {
+        self.billing_on(tenant_id, month, chrono::Utc::now().date_naive()).await
+    }
+
+    /// [`Db::billing`] as of `today` (tests move the clock).
+    pub(crate) async fn billing_on(
+        &self,
+        tenant_id: Option<i64>,
+        month: &str,
+        today: NaiveDate,
+    ) -> Result<Vec<TenantMonth>> {
         let (first, last) = month_range(month)?;
-        let today = chrono::Utc::now().date_naive();
         if first > today {
             return Err(DbError::Invalid(format!("{month} has not begun")));
         }
-        let days_in_month = last.day() as i64;
         let end = last.min(today);
         let partial = last >= today;
+        let settings = self.billing_settings().await?;
         let rows = self.usage(tenant_id, first, end).await?;
         let tenants = match tenant_id {
             Some(id) => vec![self.tenant_by_id(id).await?],
@@ -143,16 +208,15 @@ impl Db {
             t.1 = t.1.saturating_add(r.egress_bytes);
             t.2 = t.2.saturating_add(r.snapshots);
         }
+        let cur = settings.currency.as_str();
         let mut out = Vec::new();
         for t in &tenants {
             let created = chrono::DateTime::from_timestamp(t.created_at, 0).map_or(first, |d| d.date_naive());
-            if created > end {
+            let (days, days_in_month) = billed_days(first, last, created, today);
+            if days == 0 {
                 continue;
             }
-            let from = first.max(created);
-            let days = (end - from).num_days() + 1;
-            let billed_days = (last - from).num_days() + 1;
-            let from_day = from.to_string();
+            let from_day = first.max(created).to_string();
             let daily: Vec<(i64, i64, i64)> = per_day
                 .get(t.name.as_str())
                 .map(|d| d.range(from_day.as_str()..).map(|(_, v)| *v).collect())
@@ -164,16 +228,41 @@ impl Db {
             let logical = daily.last().map_or(0, |d| d.2);
             let (ingress, egress, snapshots) = traffic.get(t.name.as_str()).copied().unwrap_or_default();
             let plan = t.plan.as_ref().and_then(|p| plans.get(p));
-            let base = plan.map_or(0, |p| mul_div_round(p.yearly_price_cents, billed_days, 12 * days_in_month));
+            let base = plan.map_or(0, |p| mul_div_round(p.yearly_price_cents, days, 12 * days_in_month));
             let soft = t.soft_quota_bytes;
             let overage = if soft > 0 { (avg - soft).max(0) } else { 0 };
             let overage_cents = plan.map_or(0, |p| mul_div_round(overage, p.overage_cents_per_gb, 1_000_000_000));
+            let mut lines = Vec::new();
+            if let Some(p) = plan {
+                lines.push(InvoiceLine {
+                    text: format!(
+                        "Plan {} ({} a year), {days} of {days_in_month} days",
+                        p.name,
+                        amount(p.yearly_price_cents, cur)
+                    ),
+                    cents: base,
+                });
+                if overage > 0 {
+                    lines.push(InvoiceLine {
+                        text: format!(
+                            "Storage above the {} soft quota: {} GB on average at {} per GB",
+                            human_bytes(soft),
+                            money(mul_div_round(overage, 100, 1_000_000_000)),
+                            amount(p.overage_cents_per_gb, cur)
+                        ),
+                        cents: overage_cents,
+                    });
+                }
+            }
+            let net = base + overage_cents;
+            let tax = tax_cents(net, settings.tax_basis_points);
             out.push(TenantMonth {
                 month: month.to_string(),
                 tenant: t.name.clone(),
                 display_name: t.display_name.clone(),
                 plan: t.plan.clone(),
                 days,
+                days_in_month,
                 partial,
                 avg_stored_bytes: avg,
                 peak_stored_bytes: peak,
@@ -185,7 +274,12 @@ impl Db {
                 base_cents: base,
                 overage_bytes: overage,
                 overage_cents,
-                total_cents: base + overage_cents,
+                total_cents: net,
+                currency: settings.currency.clone(),
+                tax_basis_points: settings.tax_basis_points,
+                tax_cents: tax,
+                gross_cents: net + tax,
+                lines,
             });
         }
         out.sort_by(|a, b| a.tenant.cmp(&b.tenant));

@@ -19,6 +19,7 @@ pub mod branding;
 pub mod catalog;
 pub mod gc;
 pub mod health;
+pub mod invoices;
 pub mod mfa;
 pub mod recovery;
 pub mod restore_check;

@@ -315,6 +315,48 @@ CREATE TABLE branding (
     updated_at BIGINT NOT NULL
 )
 "#,
+    // 15: the provider's billing settings (one row, id 1), the per-year invoice counters
+    // (gapless numbering) and the issued invoices with their frozen figures. Invoices keep the tenant's id and name without
+    // a foreign key: they outlive a deleted tenant (accounting records).
+    r#"
+CREATE TABLE billing_settings (
+    id BIGINT PRIMARY KEY,
+    currency TEXT NOT NULL,
+    tax_basis_points BIGINT NOT NULL,
+    issuer_name TEXT NOT NULL,
+    issuer_address TEXT NOT NULL,
+    issuer_tax_id TEXT NOT NULL,
+    number_prefix TEXT NOT NULL,
+    payment_days BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE TABLE invoice_counters (
+    year BIGINT PRIMARY KEY,
+    last_seq BIGINT NOT NULL
+);
+CREATE TABLE invoices (
+    id {ID},
+    number TEXT NOT NULL UNIQUE,
+    year BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    tenant_id BIGINT NOT NULL,
+    tenant_name TEXT NOT NULL,
+    month TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    issue_date TEXT NOT NULL,
+    due_date TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    tax_basis_points BIGINT NOT NULL,
+    net_cents BIGINT NOT NULL,
+    tax_cents BIGINT NOT NULL,
+    gross_cents BIGINT NOT NULL,
+    issued_by TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX invoices_by_tenant_month ON invoices(tenant_id, month);
+CREATE UNIQUE INDEX invoices_by_year_seq ON invoices(year, seq)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

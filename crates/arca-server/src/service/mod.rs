@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod audit;
+pub mod billing;
 pub mod branding;
 pub mod users;
 

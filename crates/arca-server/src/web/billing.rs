@@ -1,17 +1,25 @@
-//! The provider's billing pages: a month per tenant (average and peak stored, traffic,
-//! snapshots, what the plan charges), the same as CSV, and a printable invoice preview.
+//! Billing pages. For provider staff: a month per tenant (average and peak stored, traffic,
+//! snapshots, what the plan charges), the same as CSV, an invoice preview per tenant with the
+//! button that issues it (provider admins, finished months), and the billing settings. For the
+//! tenant's own users (and staff): the tenant's billing page (this month so far and the issued
+//! invoices) and each issued invoice as a printable page. Every rule is the service layer's
+//! ([`crate::service::billing`]).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::pages::db_error;
-use super::{forbidden, human, not_found, render, session, Session};
-use crate::access::is_staff;
+use super::pages::{db_error, visible_tenant};
+use super::{check_csrf, forbidden, human, inline_error, not_found, render, service_error, session, Session};
+use crate::access::{is_provider_admin, is_staff};
 use crate::db::billing::{this_month, to_csv, TenantMonth};
+use crate::db::invoices::{BillingSettings, Invoice};
+use crate::service::billing as service;
 use crate::state::AppState;
+use crate::units::{amount, money};
 
 type Page = Result<Response, Response>;
 
@@ -27,17 +35,13 @@ impl MonthQuery {
     }
 }
 
-/// Cents as `1234.56`.
-fn money(cents: i64) -> String {
-    format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100)
-}
-
 #[derive(Serialize)]
 struct Row {
     tenant: String,
     display_name: String,
     plan: String,
     days: i64,
+    days_in_month: i64,
     avg: String,
     avg_bytes: i64,
     peak: String,
@@ -48,14 +52,18 @@ struct Row {
     overage: String,
     total: String,
     total_cents: i64,
+    tax: String,
+    gross: String,
+    invoice: Option<String>,
 }
 
-fn row(m: &TenantMonth) -> Row {
+fn row(m: &TenantMonth, invoice: Option<String>) -> Row {
     Row {
         tenant: m.tenant.clone(),
         display_name: m.display_name.clone(),
         plan: m.plan.clone().unwrap_or_else(|| "none".into()),
         days: m.days,
+        days_in_month: m.days_in_month,
         avg: human(m.avg_stored_bytes),
         avg_bytes: m.avg_stored_bytes,
         peak: human(m.peak_stored_bytes),
@@ -66,7 +74,20 @@ fn row(m: &TenantMonth) -> Row {
         overage: money(m.overage_cents),
         total: money(m.total_cents),
         total_cents: m.total_cents,
+        tax: money(m.tax_cents),
+        gross: money(m.gross_cents),
+        invoice,
     }
+}
+
+#[derive(Serialize)]
+struct Line {
+    text: String,
+    amount: String,
+}
+
+fn lines(m: &TenantMonth) -> Vec<Line> {
+    m.lines.iter().map(|l| Line { text: l.text.clone(), amount: amount(l.cents, &m.currency) }).collect()
 }
 
 async fn staff_session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
@@ -81,11 +102,19 @@ async fn staff_session(state: &AppState, headers: &HeaderMap) -> Result<Session,
 pub(super) async fn billing(State(state): State<AppState>, Query(q): Query<MonthQuery>, headers: HeaderMap) -> Page {
     let s = staff_session(&state, &headers).await?;
     let month = q.month();
-    let months = state.db().billing(None, &month).await.map_err(|e| db_error(Some(&s), e))?;
+    let months = service::month(&state, &s.caller(), None, &month).await.map_err(|e| service_error(&s, e))?;
+    let mut numbers = state.db().invoice_numbers(&month).await.map_err(|e| db_error(Some(&s), e))?;
+    let saved = state.db().billing_settings_saved().await.map_err(|e| db_error(Some(&s), e))?;
+    let currency = state.db().billing_settings().await.map_err(|e| db_error(Some(&s), e))?.currency;
     let total: i64 = months.iter().map(|m| m.total_cents).sum();
+    let gross: i64 = months.iter().map(|m| m.gross_cents).sum();
     let partial = months.first().is_some_and(|m| m.partial);
-    let rows: Vec<Row> = months.iter().map(row).collect();
-    Ok(render(StatusCode::OK, "billing.html", s.ctx(context! { month, rows, total => money(total), partial })))
+    let rows: Vec<Row> = months.iter().map(|m| row(m, numbers.remove(&m.tenant))).collect();
+    Ok(render(
+        StatusCode::OK,
+        "billing.html",
+        s.ctx(context! { month, rows, total => money(total), gross => money(gross), partial, currency, saved }),
+    ))
 }
 
 /// `GET /console/billing.csv`.
@@ -96,17 +125,12 @@ pub(super) async fn billing_csv(
 ) -> Page {
     let s = staff_session(&state, &headers).await?;
     let month = q.month();
-    let months = state.db().billing(None, &month).await.map_err(|e| db_error(Some(&s), e))?;
+    let months = service::month(&state, &s.caller(), None, &month).await.map_err(|e| service_error(&s, e))?;
     Ok(crate::routes::csv_download(&format!("arca-billing-{month}.csv"), to_csv(&months)))
 }
 
-#[derive(Serialize)]
-struct Line {
-    text: String,
-    amount: String,
-}
-
-/// `GET /console/billing/{tenant}`: the invoice the month would produce.
+/// `GET /console/billing/{tenant}`: the invoice the month would produce, and (provider admins,
+/// finished months) the button that issues it; once issued, a link to it.
 pub(super) async fn invoice(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -120,58 +144,258 @@ pub(super) async fn invoice(
         Err(crate::db::DbError::NotFound(_)) => return Err(not_found(&s, &format!("tenant named {tenant}"))),
         Err(e) => return Err(db_error(Some(&s), e)),
     };
-    let months = state.db().billing(Some(t.id), &month).await.map_err(|e| db_error(Some(&s), e))?;
+    let months = service::month(&state, &s.caller(), Some(&t), &month).await.map_err(|e| service_error(&s, e))?;
     let Some(m) = months.first() else {
         return Err(not_found(&s, &format!("billing for {tenant} in {month} (the tenant did not exist yet)")));
     };
-    let plan = match &m.plan {
-        Some(name) => Some(state.db().plan(name).await.map_err(|e| db_error(Some(&s), e))?),
-        None => None,
-    };
+    let issued = state.db().invoice_for(t.id, &month).await.map_err(|e| db_error(Some(&s), e))?;
     let (first, last) = crate::db::billing::month_range(&month).map_err(|e| db_error(Some(&s), e))?;
-    let created = chrono::DateTime::from_timestamp(t.created_at, 0).map_or(first, |d| d.date_naive());
-    let billed_days = (last - first.max(created)).num_days() + 1;
-    let mut lines = Vec::new();
-    if let Some(p) = &plan {
-        lines.push(Line {
-            text: format!(
-                "Plan {} ({} a year), {} of {} days",
-                p.name,
-                money(p.yearly_price_cents),
-                billed_days,
-                (last - first).num_days() + 1
-            ),
-            amount: money(m.base_cents),
-        });
-        if m.overage_bytes > 0 {
-            lines.push(Line {
-                text: format!(
-                    "Storage above the {} soft quota: {:.2} GB on average at {} per GB",
-                    human(m.soft_quota_bytes),
-                    m.overage_bytes as f64 / 1e9,
-                    money(p.overage_cents_per_gb)
-                ),
-                amount: money(m.overage_cents),
-            });
-        }
-    }
+    let can_issue = is_provider_admin(&s.principal) && !m.partial && issued.is_none() && m.plan.is_some();
     Ok(render(
         StatusCode::OK,
         "invoice.html",
         s.ctx(context! {
-            month, tenant => &t, m => row(m), lines, total => money(m.total_cents), partial => m.partial,
-            period => format!("{first} to {last}"), has_plan => plan.is_some(),
+            month, tenant => &t, m => row(m, None), lines => lines(m), partial => m.partial,
+            total => amount(m.total_cents, &m.currency), tax => amount(m.tax_cents, &m.currency),
+            gross => amount(m.gross_cents, &m.currency), tax_rate => arca_api::percent_text(m.tax_basis_points),
+            period => format!("{first} to {last}"), has_plan => m.plan.is_some(),
+            issued => issued.map(|i| i.number), can_issue,
+        }),
+    ))
+}
+
+/// The issue button's form.
+#[derive(Deserialize)]
+pub(super) struct IssueForm {
+    csrf: String,
+    month: String,
+}
+
+/// `POST /console/billing/{tenant}/issue`: issues the month's invoice (or finds the one issued)
+/// and shows it.
+pub(super) async fn issue(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<IssueForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let t = visible_tenant(&state, &s, &tenant).await?;
+    let (inv, _) = service::issue(&state, &s.caller(), &t, f.month.trim()).await.map_err(|e| service_error(&s, e))?;
+    Ok(Redirect::to(&format!("/tenants/{}/invoices/{}", t.name, inv.number)).into_response())
+}
+
+/// The settings form as shown (what was typed stays on a refusal).
+#[derive(Serialize, Deserialize, Default)]
+pub(super) struct SettingsForm {
+    #[serde(default)]
+    csrf: String,
+    currency: String,
+    tax_rate: String,
+    issuer_name: String,
+    issuer_address: String,
+    issuer_tax_id: String,
+    number_prefix: String,
+    payment_days: String,
+}
+
+impl SettingsForm {
+    fn from_settings(s: &BillingSettings) -> SettingsForm {
+        SettingsForm {
+            csrf: String::new(),
+            currency: s.currency.clone(),
+            tax_rate: arca_api::percent_text(s.tax_basis_points),
+            issuer_name: s.issuer_name.clone(),
+            issuer_address: s.issuer_address.join("\n"),
+            issuer_tax_id: s.issuer_tax_id.clone(),
+            number_prefix: s.number_prefix.clone(),
+            payment_days: s.payment_days.to_string(),
+        }
+    }
+
+    /// The form's text as settings; numbers that do not parse are refused here with the field's
+    /// name, every other rule is the service's.
+    fn to_settings(&self) -> Result<BillingSettings, String> {
+        let tax = arca_api::parse_percent(&self.tax_rate).map_err(|e| format!("tax rate: {e}"))?;
+        let days: i64 = self
+            .payment_days
+            .trim()
+            .parse()
+            .map_err(|_| format!("payment term: {:?} is not a number of days", self.payment_days))?;
+        Ok(BillingSettings {
+            currency: self.currency.clone(),
+            tax_basis_points: tax,
+            issuer_name: self.issuer_name.clone(),
+            issuer_address: self.issuer_address.lines().map(str::to_string).collect(),
+            issuer_tax_id: self.issuer_tax_id.clone(),
+            number_prefix: self.number_prefix.clone(),
+            payment_days: days,
+        })
+    }
+}
+
+/// The settings page: `saved` whether settings were ever saved, `just_saved` after a save.
+fn settings_page(
+    s: &Session,
+    status: StatusCode,
+    form: &SettingsForm,
+    saved: bool,
+    error: Option<String>,
+    just_saved: bool,
+) -> Response {
+    let flash = just_saved.then_some("Billing settings saved.");
+    render(status, "billing_settings.html", s.ctx(context! { f => form, saved, error, flash }))
+}
+
+/// `?saved=1` after a save.
+#[derive(Deserialize)]
+pub(super) struct SavedQuery {
+    saved: Option<String>,
+}
+
+/// `GET /console/billing-settings`: staff read them, provider admins change them.
+pub(super) async fn settings(State(state): State<AppState>, Query(q): Query<SavedQuery>, headers: HeaderMap) -> Page {
+    let s = session(&state, &headers).await?;
+    let (settings, saved) = service::settings(&state, &s.caller()).await.map_err(|e| service_error(&s, e))?;
+    let form = SettingsForm::from_settings(&settings);
+    Ok(settings_page(&s, StatusCode::OK, &form, saved, None, q.saved.is_some()))
+}
+
+/// `POST /console/billing-settings`.
+pub(super) async fn save_settings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<SettingsForm>,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    check_csrf(&s, &f.csrf)?;
+    let saved = state.db().billing_settings_saved().await.map_err(|e| db_error(Some(&s), e))?;
+    let settings = match f.to_settings() {
+        Ok(v) => v,
+        Err(why) => return Ok(settings_page(&s, StatusCode::BAD_REQUEST, &f, saved, Some(why), false)),
+    };
+    match service::set_settings(&state, &s.caller(), &settings).await {
+        Ok(_) => Ok(Redirect::to("/console/billing-settings?saved=1").into_response()),
+        Err(e) => {
+            let why = inline_error(&s, e)?;
+            Ok(settings_page(&s, StatusCode::BAD_REQUEST, &f, saved, Some(why), false))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct InvoiceRow {
+    number: String,
+    month: String,
+    issue_date: String,
+    due_date: String,
+    net: String,
+    tax: String,
+    gross: String,
+}
+
+fn invoice_row(i: &Invoice) -> InvoiceRow {
+    InvoiceRow {
+        number: i.number.clone(),
+        month: i.month.clone(),
+        issue_date: i.issue_date.clone(),
+        due_date: i.due_date.clone(),
+        net: amount(i.net_cents, &i.currency),
+        tax: amount(i.tax_cents, &i.currency),
+        gross: amount(i.gross_cents, &i.currency),
+    }
+}
+
+/// `GET /tenants/{tenant}/billing`: the tenant's month so far and its issued invoices (its own
+/// admins and users, and provider staff).
+pub(super) async fn tenant_billing(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    let t = visible_tenant(&state, &s, &tenant).await?;
+    let caller = s.caller();
+    let month = this_month();
+    let months = service::month(&state, &caller, Some(&t), &month).await.map_err(|e| service_error(&s, e))?;
+    let invoices = service::invoices(&state, &caller, Some(&t), 120).await.map_err(|e| service_error(&s, e))?;
+    let rows: Vec<InvoiceRow> = invoices.iter().map(invoice_row).collect();
+    let estimate = months.first().map(|m| {
+        context! {
+            m => row(m, None), lines => lines(m), total => amount(m.total_cents, &m.currency),
+            tax => amount(m.tax_cents, &m.currency), gross => amount(m.gross_cents, &m.currency),
+            tax_rate => arca_api::percent_text(m.tax_basis_points), has_plan => m.plan.is_some(),
+        }
+    });
+    Ok(render(
+        StatusCode::OK,
+        "tenant_billing.html",
+        s.ctx(context! { tenant => &t, month, estimate, invoices => rows }),
+    ))
+}
+
+/// `GET /tenants/{tenant}/invoices/{number}`: an issued invoice, printable. Another tenant's
+/// invoice (or one under another tenant's address) is "not found", as a missing one.
+pub(super) async fn invoice_page(
+    State(state): State<AppState>,
+    Path((tenant, number)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    let t = visible_tenant(&state, &s, &tenant).await?;
+    let inv = match service::invoice(&state, &s.caller(), &number).await {
+        Ok(inv) if inv.tenant_id == t.id => inv,
+        Ok(_) => return Err(not_found(&s, &format!("invoice numbered {number}"))),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => {
+            return Err(not_found(&s, &format!("invoice numbered {number}")))
+        }
+        Err(e) => return Err(service_error(&s, e)),
+    };
+    let cur = inv.currency.as_str();
+    let lines: Vec<Line> =
+        inv.body.figures.lines.iter().map(|l| Line { text: l.text.clone(), amount: amount(l.cents, cur) }).collect();
+    let f = &inv.body.figures;
+    Ok(render(
+        StatusCode::OK,
+        "invoice_print.html",
+        s.ctx(context! {
+            tenant => &t, inv => &inv, issuer => &inv.body.issuer, lines,
+            net => amount(inv.net_cents, cur), tax => amount(inv.tax_cents, cur), gross => amount(inv.gross_cents, cur),
+            tax_rate => arca_api::percent_text(inv.tax_basis_points), days => f.days, days_in_month => f.days_in_month,
+            avg => human(f.avg_stored_bytes), peak => human(f.peak_stored_bytes), ingress => human(f.ingress_bytes),
+            egress => human(f.egress_bytes), snapshots => f.snapshots,
         }),
     ))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn money_prints_cents() {
-        assert_eq!(super::money(0), "0.00");
-        assert_eq!(super::money(1234), "12.34");
-        assert_eq!(super::money(5), "0.05");
-        assert_eq!(super::money(-250), "-2.50");
+    fn the_settings_form_reads_exact_figures() {
+        let f = SettingsForm {
+            currency: "eur".into(),
+            tax_rate: "20,5".into(),
+            issuer_name: "Host Ltd".into(),
+            issuer_address: "1 Road\r\nTown".into(),
+            number_prefix: "INV".into(),
+            payment_days: " 14 ".into(),
+            ..Default::default()
+        };
+        let s = f.to_settings().unwrap();
+        assert_eq!((s.tax_basis_points, s.payment_days), (2050, 14));
+        assert_eq!(s.issuer_address, vec!["1 Road", "Town"]);
+        let back = SettingsForm::from_settings(&s);
+        assert_eq!((back.tax_rate.as_str(), back.issuer_address.as_str()), ("20.5", "1 Road\nTown"));
+        assert!(SettingsForm { tax_rate: "lots".into(), payment_days: "1".into(), ..Default::default() }
+            .to_settings()
+            .unwrap_err()
+            .contains("tax rate"));
+        assert!(SettingsForm { tax_rate: "0".into(), payment_days: "x".into(), ..Default::default() }
+            .to_settings()
+            .unwrap_err()
+            .contains("payment term"));
     }
 }

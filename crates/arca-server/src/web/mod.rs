@@ -79,6 +79,10 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/devices/{device}/schedule", post(health::set_schedule))
         .route("/console/billing.csv", get(billing::billing_csv))
         .route("/console/billing/{tenant}", get(billing::invoice))
+        .route("/console/billing/{tenant}/issue", post(billing::issue))
+        .route("/console/billing-settings", get(billing::settings).post(billing::save_settings))
+        .route("/tenants/{tenant}/billing", get(billing::tenant_billing))
+        .route("/tenants/{tenant}/invoices/{number}", get(billing::invoice_page))
         .route("/tenants/{tenant}", get(pages::tenant))
         .route("/tenants/{tenant}/repos", post(pages::create_repo))
         .route("/tenants/{tenant}/users", post(pages::create_user))
@@ -202,6 +206,9 @@ fn templates() -> &'static Environment<'static> {
             ("browse.html", include_str!("../../templates/browse.html")),
             ("billing.html", include_str!("../../templates/billing.html")),
             ("invoice.html", include_str!("../../templates/invoice.html")),
+            ("invoice_print.html", include_str!("../../templates/invoice_print.html")),
+            ("billing_settings.html", include_str!("../../templates/billing_settings.html")),
+            ("tenant_billing.html", include_str!("../../templates/tenant_billing.html")),
             ("health.html", include_str!("../../templates/health.html")),
             ("not_found.html", include_str!("../../templates/not_found.html")),
             ("agents.html", include_str!("../../templates/agents.html")),

@@ -1,0 +1,513 @@
+//! The provider's billing settings and its issued invoices.
+//!
+//! An invoice is issued for one tenant and one finished month, once: it freezes the month's
+//! figures and lines ([`super::billing`]), the totals (net, tax, gross), the currency, the tax
+//! rate and the issuer's details as they were, so reopening it shows the same page after prices
+//! or settings change.
+//!
+//! **Numbers** are `PREFIX-YEAR-NNNNNN`: YEAR is the year of issue, NNNNNN counts the invoices
+//! of that year from 1 without gaps, whatever the prefix. Issuing, in steps:
+//! 1. if the tenant's month already has an invoice, that invoice is the answer;
+//! 2. in one transaction: increment the year's counter (`invoice_counters`, an upsert: under
+//!    PostgreSQL it locks the counter's row until commit, under SQLite the write takes the
+//!    database's write lock), so issuers of the same year queue here, one at a time, on one or
+//!    many server processes;
+//! 3. still in it, look again for an invoice of the tenant's month (one that committed while we
+//!    queued): if there is one, roll back (the counter goes back too) and answer it;
+//! 4. insert the invoice with the number; a unique violation (tenant and month, or number) rolls
+//!    back the same way; commit.
+//!
+//! A number is taken only by a committed invoice, so the sequence has no gaps, and
+//! `invoices(tenant_id, month)` is unique, so a month is never invoiced twice.
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+pub use arca_api::BillingSettings;
+
+use super::billing::{month_range, TenantMonth};
+use super::{col, is_unique_violation, now, Db, DbError, Result};
+
+/// An issued invoice, with everything it said when it was issued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invoice {
+    /// `PREFIX-YEAR-NNNNNN`.
+    pub number: String,
+    /// The year of issue.
+    pub year: i64,
+    /// Its place in the year's sequence (1, 2, …; no gaps).
+    pub seq: i64,
+    /// The tenant's id (kept after the tenant is deleted: invoices are the provider's records).
+    pub tenant_id: i64,
+    /// The tenant's name when issued.
+    pub tenant: String,
+    /// The month billed, `YYYY-MM`.
+    pub month: String,
+    /// When it was issued (Unix seconds).
+    pub issued_at: i64,
+    /// The day of issue, `YYYY-MM-DD` (UTC).
+    pub issue_date: String,
+    /// The day payment is due: the day of issue plus the payment term.
+    pub due_date: String,
+    /// ISO 4217 code of every amount.
+    pub currency: String,
+    /// Tax rate in basis points.
+    pub tax_basis_points: i64,
+    /// Sum of the lines, in cents.
+    pub net_cents: i64,
+    /// Tax on the net, rounded half up on cents.
+    pub tax_cents: i64,
+    /// Net plus tax.
+    pub gross_cents: i64,
+    /// Who issued it.
+    pub issued_by: String,
+    /// The frozen details.
+    pub body: InvoiceBody,
+}
+
+/// What an invoice froze besides its totals (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceBody {
+    /// The issuer's details (and terms) when issued.
+    pub issuer: BillingSettings,
+    /// The customer's name for people when issued.
+    pub customer_display_name: String,
+    /// First day billed (the 1st, or the day the tenant was created).
+    pub period_from: String,
+    /// Last day billed.
+    pub period_to: String,
+    /// The month's figures and lines as computed at issue.
+    pub figures: TenantMonth,
+}
+
+const SETTINGS_COLUMNS: &str =
+    "currency, tax_basis_points, issuer_name, issuer_address, issuer_tax_id, number_prefix, payment_days";
+
+const INVOICE_COLUMNS: &str = "number, year, seq, tenant_id, tenant_name, month, issued_at, issue_date, due_date, \
+                               currency, tax_basis_points, net_cents, tax_cents, gross_cents, issued_by, body";
+
+fn settings_from(row: &AnyRow) -> Result<BillingSettings> {
+    let address: String = col(row, "issuer_address")?;
+    Ok(BillingSettings {
+        currency: col(row, "currency")?,
+        tax_basis_points: col(row, "tax_basis_points")?,
+        issuer_name: col(row, "issuer_name")?,
+        issuer_address: address.lines().map(str::to_string).filter(|l| !l.is_empty()).collect(),
+        issuer_tax_id: col(row, "issuer_tax_id")?,
+        number_prefix: col(row, "number_prefix")?,
+        payment_days: col(row, "payment_days")?,
+    })
+}
+
+fn invoice_from(row: &AnyRow) -> Result<Invoice> {
+    let body: String = col(row, "body")?;
+    let body: InvoiceBody =
+        serde_json::from_str(&body).map_err(|e| DbError::Invalid(format!("invoice body is not readable JSON: {e}")))?;
+    Ok(Invoice {
+        number: col(row, "number")?,
+        year: col(row, "year")?,
+        seq: col(row, "seq")?,
+        tenant_id: col(row, "tenant_id")?,
+        tenant: col(row, "tenant_name")?,
+        month: col(row, "month")?,
+        issued_at: col(row, "issued_at")?,
+        issue_date: col(row, "issue_date")?,
+        due_date: col(row, "due_date")?,
+        currency: col(row, "currency")?,
+        tax_basis_points: col(row, "tax_basis_points")?,
+        net_cents: col(row, "net_cents")?,
+        tax_cents: col(row, "tax_cents")?,
+        gross_cents: col(row, "gross_cents")?,
+        issued_by: col(row, "issued_by")?,
+        body,
+    })
+}
+
+impl Db {
+    /// The billing settings; the defaults ([`BillingSettings::default`]) until a provider admin
+    /// saves them.
+    pub async fn billing_settings(&self) -> Result<BillingSettings> {
+        let row = super::dyn_query(format!("SELECT {SETTINGS_COLUMNS} FROM billing_settings WHERE id = 1"))
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => settings_from(&r),
+            None => Ok(BillingSettings::default()),
+        }
+    }
+
+    /// Whether a provider admin has saved the billing settings (invoices need an issuer).
+    pub async fn billing_settings_saved(&self) -> Result<bool> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM billing_settings WHERE id = 1").fetch_one(self.pool()).await?;
+        Ok(n > 0)
+    }
+
+    /// Stores the billing settings (checked by the caller: [`crate::service::billing`]).
+    pub async fn set_billing_settings(&self, s: &BillingSettings, by: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO billing_settings (id, currency, tax_basis_points, issuer_name, issuer_address, \
+             issuer_tax_id, number_prefix, payment_days, updated_at, updated_by) \
+             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET currency = $1, tax_basis_points = $2, issuer_name = $3, \
+             issuer_address = $4, issuer_tax_id = $5, number_prefix = $6, payment_days = $7, updated_at = $8, \
+             updated_by = $9",
+        )
+        .bind(&s.currency)
+        .bind(s.tax_basis_points)
+        .bind(&s.issuer_name)
+        .bind(s.issuer_address.join("\n"))
+        .bind(&s.issuer_tax_id)
+        .bind(&s.number_prefix)
+        .bind(s.payment_days)
+        .bind(now())
+        .bind(by)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The invoice numbered `number`, if any.
+    pub async fn invoice(&self, number: &str) -> Result<Option<Invoice>> {
+        let row = super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE number = $1"))
+            .bind(number.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(invoice_from).transpose()
+    }
+
+    /// The invoice of a tenant's month, if issued.
+    pub async fn invoice_for(&self, tenant_id: i64, month: &str) -> Result<Option<Invoice>> {
+        let row =
+            super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 AND month = $2"))
+                .bind(tenant_id)
+                .bind(month.to_string())
+                .fetch_optional(self.pool())
+                .await?;
+        row.as_ref().map(invoice_from).transpose()
+    }
+
+    /// The numbers of the invoices issued for `month`, by tenant name (names are never reused
+    /// while the tenant exists).
+    pub async fn invoice_numbers(&self, month: &str) -> Result<std::collections::BTreeMap<String, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT tenant_name, number FROM invoices WHERE month = $1")
+            .bind(month.to_string())
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Issued invoices, newest first: one tenant's or every tenant's, at most `limit`.
+    pub async fn invoices(&self, tenant_id: Option<i64>, limit: i64) -> Result<Vec<Invoice>> {
+        let limit = limit.clamp(1, 1000);
+        let rows = match tenant_id {
+            Some(id) => {
+                super::dyn_query(format!(
+                    "SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 ORDER BY year DESC, seq DESC LIMIT $2"
+                ))
+                .bind(id)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => {
+                super::dyn_query(format!(
+                    "SELECT {INVOICE_COLUMNS} FROM invoices ORDER BY year DESC, seq DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+        };
+        rows.iter().map(invoice_from).collect()
+    }
+
+    /// Issues the invoice of `tenant_id`'s finished `month` (or answers the one already issued):
+    /// `(invoice, true)` when this call issued it. See the module's steps.
+    pub async fn issue_invoice(&self, tenant_id: i64, month: &str, issued_by: &str) -> Result<(Invoice, bool)> {
+        self.issue_invoice_on(tenant_id, month, issued_by, chrono::Utc::now().date_naive()).await
+    }
+
+    /// [`Db::issue_invoice`] as of `today` (tests move the clock).
+    pub(crate) async fn issue_invoice_on(
+        &self,
+        tenant_id: i64,
+        month: &str,
+        issued_by: &str,
+        today: NaiveDate,
+    ) -> Result<(Invoice, bool)> {
+        let (first, last) = month_range(month)?;
+        if last >= today {
+            return Err(DbError::Invalid(format!(
+                "{month} is not finished: it can be previewed, and invoiced from {}",
+                last.succ_opt().unwrap_or(last)
+            )));
+        }
+        if let Some(inv) = self.invoice_for(tenant_id, month).await? {
+            return Ok((inv, false));
+        }
+        if !self.billing_settings_saved().await? {
+            return Err(DbError::Invalid(
+                "save the billing settings first (issuer, currency, tax rate, numbering): an invoice needs them".into(),
+            ));
+        }
+        let settings = self.billing_settings().await?;
+        let tenant = self.tenant_by_id(tenant_id).await?;
+        let figures = self.billing_on(Some(tenant_id), month, today).await?.into_iter().next().ok_or_else(|| {
+            DbError::Invalid(format!("tenant {} did not exist in {month}: there is nothing to invoice", tenant.name))
+        })?;
+        if figures.plan.is_none() {
+            return Err(DbError::Invalid(format!(
+                "tenant {} has no plan, so there is nothing to charge: assign a plan first",
+                tenant.name
+            )));
+        }
+        let created = chrono::DateTime::from_timestamp(tenant.created_at, 0).map_or(first, |d| d.date_naive());
+        let year = i64::from(today.year());
+        let due = today
+            .checked_add_days(chrono::Days::new(settings.payment_days.clamp(0, crate::limits::MAX_PAYMENT_DAYS) as u64))
+            .unwrap_or(today);
+        let body = InvoiceBody {
+            issuer: settings.clone(),
+            customer_display_name: tenant.display_name.clone(),
+            period_from: first.max(created).to_string(),
+            period_to: last.to_string(),
+            figures: figures.clone(),
+        };
+        let body_json = serde_json::to_string(&body).map_err(|e| DbError::Invalid(format!("invoice body: {e}")))?;
+
+        let mut tx = self.pool().begin().await?;
+        // Step 2: the year's counter; from here until commit, other issuers of the year wait.
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO invoice_counters (year, last_seq) VALUES ($1, 1) \
+             ON CONFLICT (year) DO UPDATE SET last_seq = invoice_counters.last_seq + 1 RETURNING last_seq",
+        )
+        .bind(year)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Step 3: issued by someone else while we queued?
+        let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoices WHERE tenant_id = $1 AND month = $2")
+            .bind(tenant_id)
+            .bind(month.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        if taken > 0 {
+            tx.rollback().await?;
+            return self.existing(tenant_id, month).await;
+        }
+        let number = format!("{}-{year}-{seq:06}", settings.number_prefix);
+        let inserted = super::dyn_query(format!(
+            "INSERT INTO invoices ({INVOICE_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        ))
+        .bind(number.clone())
+        .bind(year)
+        .bind(seq)
+        .bind(tenant_id)
+        .bind(tenant.name.clone())
+        .bind(month.to_string())
+        .bind(now())
+        .bind(today.to_string())
+        .bind(due.to_string())
+        .bind(figures.currency.clone())
+        .bind(figures.tax_basis_points)
+        .bind(figures.total_cents)
+        .bind(figures.tax_cents)
+        .bind(figures.gross_cents)
+        .bind(issued_by.to_string())
+        .bind(body_json)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                // Step 4: the same month, issued meanwhile (the counter rolls back with us).
+                tx.rollback().await?;
+                return self.existing(tenant_id, month).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        let inv = self
+            .invoice(&number)
+            .await?
+            .ok_or_else(|| DbError::NotFound(format!("invoice {number} vanished after it was issued")))?;
+        Ok((inv, true))
+    }
+
+    async fn existing(&self, tenant_id: i64, month: &str) -> Result<(Invoice, bool)> {
+        let inv = self.invoice_for(tenant_id, month).await?.ok_or_else(|| {
+            DbError::Conflict(format!("the invoice of {month} was being issued by another request: try again"))
+        })?;
+        Ok((inv, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::accounts::Plan;
+    use crate::db::billing::{billed_days, tax_cents};
+    use crate::db::testing::databases;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn settings(prefix: &str, tax_basis_points: i64) -> BillingSettings {
+        BillingSettings {
+            currency: "EUR".into(),
+            tax_basis_points,
+            issuer_name: "Host Ltd".into(),
+            issuer_address: vec!["1 Road".into(), "Town".into()],
+            issuer_tax_id: "GB123".into(),
+            number_prefix: prefix.into(),
+            payment_days: 14,
+        }
+    }
+
+    /// A plan whose twelfth is `monthly` cents, and tenants on it created on 2024-01-01.
+    async fn customers(db: &Db, monthly: i64, names: &[&str]) -> Vec<i64> {
+        let plan = Plan {
+            name: "office".into(),
+            hard_quota_bytes: 0,
+            soft_quota_bytes: 0,
+            lock_days: 0,
+            compliance: false,
+            yearly_price_cents: monthly * 12,
+            overage_cents_per_gb: 0,
+        };
+        db.create_plan(&plan).await.unwrap();
+        let mut ids = Vec::new();
+        for n in names {
+            ids.push(db.create_tenant(n, &n.to_uppercase(), Some("office")).await.unwrap().id);
+        }
+        sqlx::query("UPDATE tenants SET created_at = 1704067200").execute(db.pool()).await.unwrap();
+        ids
+    }
+
+    #[test]
+    fn days_and_tax_follow_one_rule() {
+        // A finished month, a tenant that joined on the 4th of a 31-day month: 28 of 31.
+        let (first, last) = month_range("2026-01").unwrap();
+        assert_eq!(billed_days(first, last, day("2026-01-04"), day("2026-03-01")), (28, 31));
+        assert_eq!(billed_days(first, last, day("2025-06-01"), day("2026-03-01")), (31, 31));
+        // The current month counts up to today.
+        assert_eq!(billed_days(first, last, day("2025-06-01"), day("2026-01-10")), (10, 31));
+        assert_eq!(billed_days(first, last, day("2026-01-04"), day("2026-01-10")), (7, 31));
+        assert_eq!(billed_days(first, last, day("2026-02-01"), day("2026-03-01")), (0, 31), "not yet a customer");
+        // Tax: once on the net, half up on cents.
+        assert_eq!(tax_cents(1001, 5000), 501, "500.5 rounds up");
+        assert_eq!(tax_cents(1, 4999), 0, "0.4999 rounds down");
+        assert_eq!(tax_cents(333, 1900), 63, "63.27");
+        assert_eq!(tax_cents(1000, 2000), 200);
+        assert_eq!(tax_cents(0, 2000), 0);
+        assert_eq!(tax_cents(crate::limits::MAX_CENTS * 12, 10_000), crate::limits::MAX_CENTS * 12, "no overflow");
+    }
+
+    #[tokio::test]
+    async fn invoices_are_numbered_without_gaps_once_per_month_and_frozen() {
+        for (db, _guard) in databases().await {
+            let ids = customers(&db, 1001, &["acme", "globex"]).await;
+            let plainly = db.create_tenant("noplan", "", None).await.unwrap();
+            sqlx::query("UPDATE tenants SET created_at = 1704067200").execute(db.pool()).await.unwrap();
+            let today = day("2024-05-03");
+            // No settings yet: refused, nothing numbered.
+            let e = db.issue_invoice_on(ids[0], "2024-04", "user:admin", today).await.unwrap_err();
+            assert!(e.to_string().contains("billing settings"), "{e}");
+            db.set_billing_settings(&settings("INV", 5000), "user:admin").await.unwrap();
+            // The current month is only a preview; a tenant without a plan has nothing to charge.
+            let e = db.issue_invoice_on(ids[0], "2024-05", "user:admin", today).await.unwrap_err();
+            assert!(e.to_string().contains("not finished"), "{e}");
+            assert!(db.issue_invoice_on(plainly.id, "2024-04", "user:admin", today).await.is_err());
+            assert!(db.issue_invoice_on(ids[0], "2023-12", "user:admin", today).await.is_err(), "before it existed");
+
+            let (a, new) = db.issue_invoice_on(ids[0], "2024-04", "user:admin", today).await.unwrap();
+            assert!(new);
+            assert_eq!((a.number.as_str(), a.year, a.seq), ("INV-2024-000001", 2024, 1));
+            assert_eq!((a.issue_date.as_str(), a.due_date.as_str()), ("2024-05-03", "2024-05-17"));
+            // 30 of 30 days at 1001 a month; 50 % tax on the net: 500.5 rounds up to 501.
+            assert_eq!((a.net_cents, a.tax_cents, a.gross_cents), (1001, 501, 1502));
+            assert_eq!((a.body.figures.days, a.body.figures.days_in_month), (30, 30));
+            assert!(a.body.figures.lines[0].text.contains("30 of 30 days"), "{:?}", a.body.figures.lines);
+            assert_eq!(a.body.period_from, "2024-04-01");
+            assert_eq!(a.body.issuer.issuer_address, vec!["1 Road", "Town"]);
+
+            // Twice: the same invoice.
+            let (again, new) = db.issue_invoice_on(ids[0], "2024-04", "user:admin", today).await.unwrap();
+            assert!(!new);
+            assert_eq!(again, a);
+            // The refusals above took no number: the next is 2.
+            let (b, _) = db.issue_invoice_on(ids[1], "2024-04", "user:admin", today).await.unwrap();
+            assert_eq!(b.number, "INV-2024-000002");
+            // A new prefix continues the year's sequence; a new year starts at 1.
+            db.set_billing_settings(&settings("HOST", 2000), "user:admin").await.unwrap();
+            let (c, _) = db.issue_invoice_on(ids[0], "2024-03", "user:admin", today).await.unwrap();
+            assert_eq!(c.number, "HOST-2024-000003");
+            let (d, _) = db.issue_invoice_on(ids[0], "2024-12", "user:admin", day("2025-01-02")).await.unwrap();
+            assert_eq!(d.number, "HOST-2025-000001");
+
+            // Prices and settings change; the issued invoice does not.
+            sqlx::query("UPDATE plans SET yearly_price_cents = 999999").execute(db.pool()).await.unwrap();
+            db.set_billing_settings(&settings("ZZ", 0), "user:admin").await.unwrap();
+            let reopened = db.invoice("INV-2024-000001").await.unwrap().unwrap();
+            assert_eq!(reopened, a);
+            assert_eq!(db.invoice_for(ids[0], "2024-04").await.unwrap().unwrap().number, a.number);
+            let listed: Vec<String> =
+                db.invoices(Some(ids[0]), 10).await.unwrap().into_iter().map(|i| i.number).collect();
+            assert_eq!(listed, vec!["HOST-2025-000001", "HOST-2024-000003", "INV-2024-000001"]);
+            assert_eq!(db.invoices(None, 10).await.unwrap().len(), 4);
+            assert_eq!(db.invoice_numbers("2024-04").await.unwrap().len(), 2);
+            assert!(db.invoice("INV-2024-000009").await.unwrap().is_none());
+        }
+    }
+
+    /// Many requests at once, as from two server processes: the same tenant's month gets one
+    /// invoice, and different tenants get consecutive numbers with no gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_issues_are_unique_and_gapless() {
+        for (db, _guard) in databases().await {
+            let names: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let ids = customers(&db, 500, &refs).await;
+            db.set_billing_settings(&settings("INV", 2000), "user:admin").await.unwrap();
+            let today = day("2024-05-03");
+
+            let mut same = tokio::task::JoinSet::new();
+            for _ in 0..8 {
+                let db = db.clone();
+                let id = ids[0];
+                same.spawn(async move { db.issue_invoice_on(id, "2024-04", "user:admin", today).await.unwrap() });
+            }
+            let mut numbers = Vec::new();
+            let mut created = 0;
+            while let Some(r) = same.join_next().await {
+                let (inv, new) = r.unwrap();
+                numbers.push(inv.number);
+                created += usize::from(new);
+            }
+            assert_eq!(created, 1, "issued once");
+            assert!(numbers.iter().all(|n| n == "INV-2024-000001"), "{numbers:?}");
+
+            let mut many = tokio::task::JoinSet::new();
+            for &id in &ids[1..] {
+                for _ in 0..2 {
+                    let db = db.clone();
+                    many.spawn(async move { db.issue_invoice_on(id, "2024-04", "user:admin", today).await.unwrap() });
+                }
+            }
+            while let Some(r) = many.join_next().await {
+                r.unwrap();
+            }
+            let mut seqs: Vec<i64> = db.invoices(None, 100).await.unwrap().into_iter().map(|i| i.seq).collect();
+            seqs.sort();
+            assert_eq!(seqs, (1..=6).collect::<Vec<i64>>(), "one invoice a tenant, numbered 1 to 6");
+            let last: i64 = sqlx::query_scalar("SELECT last_seq FROM invoice_counters WHERE year = 2024")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            assert_eq!(last, 6, "no number was taken and dropped");
+        }
+    }
+}

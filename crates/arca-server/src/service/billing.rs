@@ -1,0 +1,238 @@
+//! Billing, each rule once for the API, the pages and `arca admin`: the provider's billing
+//! settings (read by staff, set by provider admins, checked and audited here), a month's figures
+//! (provider staff for every tenant, a tenant's own users for their own), and invoices (issued by
+//! provider admins, read by staff and by the tenant's own users; anyone else's invoice is "not
+//! found", as a missing one, and the attempt is audited).
+
+use crate::access::{can_view_tenant, is_provider_admin, is_staff};
+use crate::db::accounts::Tenant;
+use crate::db::billing::TenantMonth;
+use crate::db::invoices::{BillingSettings, Invoice};
+use crate::errors::ApiError;
+use crate::limits;
+use crate::state::AppState;
+
+use super::{forbidden, Caller};
+
+/// Checks every field of `s` and returns it tidied (trimmed, currency upper-cased, empty address
+/// lines dropped); the message names the field and its rule.
+pub fn check_settings(s: &BillingSettings) -> Result<BillingSettings, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m);
+    let currency = s.currency.trim().to_ascii_uppercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(bad(format!(
+            "currency must be an ISO 4217 code of three letters (EUR, USD, GBP, CHF); {:?} is not",
+            s.currency
+        )));
+    }
+    let tax = limits::in_range("tax_basis_points", s.tax_basis_points, 0, limits::MAX_TAX_BASIS_POINTS)
+        .map_err(|e| bad(format!("{e} (basis points: 2000 is 20 %)")))?;
+    let payment_days = limits::in_range("payment_days", s.payment_days, 0, limits::MAX_PAYMENT_DAYS)
+        .map_err(|e| bad(e.to_string()))?;
+    let issuer_name = limits::text_line("issuer name", &s.issuer_name, limits::MAX_ISSUER_TEXT).map_err(bad)?;
+    if issuer_name.is_empty() {
+        return Err(bad("issuer name is required: invoices must say who issues them".into()));
+    }
+    let mut address = Vec::new();
+    for line in &s.issuer_address {
+        let line = limits::text_line("an address line", line, limits::MAX_ISSUER_TEXT).map_err(bad)?;
+        if !line.is_empty() {
+            address.push(line);
+        }
+    }
+    if address.len() > limits::MAX_ADDRESS_LINES {
+        return Err(bad(format!(
+            "the address has at most {} lines; this one has {}",
+            limits::MAX_ADDRESS_LINES,
+            address.len()
+        )));
+    }
+    let tax_id = limits::text_line("tax id", &s.issuer_tax_id, limits::MAX_TAX_ID).map_err(bad)?;
+    let prefix = s.number_prefix.trim().to_string();
+    let prefix_ok = !prefix.is_empty()
+        && prefix.len() <= limits::MAX_INVOICE_PREFIX
+        && prefix.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+        && !prefix.starts_with('-')
+        && !prefix.ends_with('-');
+    if !prefix_ok {
+        return Err(bad(format!(
+            "invoice number prefix must be 1 to {} upper-case letters, digits and inner dashes (e.g. INV or ACME-B); \
+             {:?} is not",
+            limits::MAX_INVOICE_PREFIX,
+            s.number_prefix
+        )));
+    }
+    Ok(BillingSettings {
+        currency,
+        tax_basis_points: tax,
+        issuer_name,
+        issuer_address: address,
+        issuer_tax_id: tax_id,
+        number_prefix: prefix,
+        payment_days,
+    })
+}
+
+/// The billing settings (provider staff) and whether they were ever saved.
+pub async fn settings(state: &AppState, caller: &Caller) -> Result<(BillingSettings, bool), ApiError> {
+    if !is_staff(&caller.principal) {
+        return Err(forbidden("read the billing settings"));
+    }
+    let db = state.db();
+    let saved = db.billing_settings_saved().await.map_err(ApiError::from_db)?;
+    Ok((db.billing_settings().await.map_err(ApiError::from_db)?, saved))
+}
+
+/// Saves the billing settings (provider admins), checked first ([`check_settings`]); audited
+/// as `billing.settings` with what was saved.
+pub async fn set_settings(
+    state: &AppState,
+    caller: &Caller,
+    settings: &BillingSettings,
+) -> Result<BillingSettings, ApiError> {
+    let result = if !is_provider_admin(&caller.principal) {
+        Err(forbidden("change the billing settings"))
+    } else {
+        match check_settings(settings) {
+            Ok(s) => {
+                state.db().set_billing_settings(&s, &caller.principal.actor).await.map_err(ApiError::from_db).map(|_| s)
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let detail = match &result {
+        Ok(s) => format!(
+            "currency {}, tax {} %, prefix {}, payment {} days",
+            s.currency,
+            arca_api::percent_text(s.tax_basis_points),
+            s.number_prefix,
+            s.payment_days
+        ),
+        Err(_) => String::new(),
+    };
+    caller.audited(state, None, "billing.settings", "billing settings", &detail, result).await
+}
+
+/// A month's figures: every tenant's (provider staff, `tenant` None) or one tenant's (staff, or
+/// the tenant's own admins and users; the tenant comes from [`super::tenant_for`]).
+pub async fn month(
+    state: &AppState,
+    caller: &Caller,
+    tenant: Option<&Tenant>,
+    month: &str,
+) -> Result<Vec<TenantMonth>, ApiError> {
+    let allowed = match tenant {
+        None => is_staff(&caller.principal),
+        Some(t) => can_view_tenant(&caller.principal, t.id),
+    };
+    if !allowed {
+        return Err(forbidden("read billing"));
+    }
+    state.db().billing(tenant.map(|t| t.id), month).await.map_err(ApiError::from_db)
+}
+
+/// Issues the invoice of `tenant`'s finished `month` (provider admins); `(invoice, true)` when
+/// this call issued it, `(invoice, false)` when it had been issued before. Audited as
+/// `invoice.issue` with the number.
+pub async fn issue(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    month: &str,
+) -> Result<(Invoice, bool), ApiError> {
+    let result = if !is_provider_admin(&caller.principal) {
+        Err(forbidden("issue invoices"))
+    } else {
+        state.db().issue_invoice(tenant.id, month, &caller.principal.actor).await.map_err(ApiError::from_db)
+    };
+    let detail = match &result {
+        Ok((inv, true)) => {
+            format!("{month}: issued {} ({} {} gross)", inv.number, crate::units::money(inv.gross_cents), inv.currency)
+        }
+        Ok((inv, false)) => format!("{month}: already issued as {}", inv.number),
+        Err(_) => month.to_string(),
+    };
+    let target = format!("invoice of {} for {month}", tenant.name);
+    caller.audited(state, Some(tenant.id), "invoice.issue", &target, &detail, result).await
+}
+
+/// Issued invoices, newest first: one tenant's (staff, or its own admins and users) or every
+/// tenant's (staff).
+pub async fn invoices(
+    state: &AppState,
+    caller: &Caller,
+    tenant: Option<&Tenant>,
+    limit: i64,
+) -> Result<Vec<Invoice>, ApiError> {
+    let allowed = match tenant {
+        None => is_staff(&caller.principal),
+        Some(t) => can_view_tenant(&caller.principal, t.id),
+    };
+    if !allowed {
+        return Err(forbidden("list every tenant's invoices"));
+    }
+    state.db().invoices(tenant.map(|t| t.id), limit).await.map_err(ApiError::from_db)
+}
+
+/// The invoice numbered `number`, if the caller may see its tenant's; otherwise "no invoice
+/// numbered …", exactly as a missing one (and the attempt is audited).
+pub async fn invoice(state: &AppState, caller: &Caller, number: &str) -> Result<Invoice, ApiError> {
+    let missing = || ApiError::not_found(format!("no invoice numbered {number}"));
+    let inv = state.db().invoice(number).await.map_err(ApiError::from_db)?.ok_or_else(missing)?;
+    if !can_view_tenant(&caller.principal, inv.tenant_id) {
+        let detail = caller.with_channel("invoice out of reach");
+        caller.audit(state, caller.principal.tenant_id, "invoice.access", number, "denied", &detail).await;
+        return Err(missing());
+    }
+    Ok(inv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> BillingSettings {
+        BillingSettings {
+            currency: " eur ".into(),
+            tax_basis_points: 2000,
+            issuer_name: "  Host Ltd ".into(),
+            issuer_address: vec!["1 Road".into(), "".into(), "Town".into()],
+            issuer_tax_id: "GB123456789".into(),
+            number_prefix: "INV".into(),
+            payment_days: 30,
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_and_tidied() {
+        let s = check_settings(&good()).unwrap();
+        assert_eq!((s.currency.as_str(), s.issuer_name.as_str()), ("EUR", "Host Ltd"));
+        assert_eq!(s.issuer_address, vec!["1 Road", "Town"], "empty lines dropped");
+        let refused = |f: &dyn Fn(&mut BillingSettings), word: &str| {
+            let mut s = good();
+            f(&mut s);
+            let e = check_settings(&s).unwrap_err();
+            assert!(e.message().contains(word), "{word}: {}", e.message());
+        };
+        refused(&|s| s.currency = "EURO".into(), "currency");
+        refused(&|s| s.currency = "E1R".into(), "currency");
+        refused(&|s| s.tax_basis_points = 10_001, "tax_basis_points");
+        refused(&|s| s.tax_basis_points = -1, "tax_basis_points");
+        refused(&|s| s.payment_days = 366, "payment_days");
+        refused(&|s| s.payment_days = i64::MIN, "payment_days");
+        refused(&|s| s.issuer_name = " ".into(), "issuer name");
+        refused(&|s| s.issuer_name = "x".repeat(101), "issuer name");
+        refused(&|s| s.issuer_name = "a\u{7}b".into(), "control");
+        refused(&|s| s.issuer_address = vec!["l".into(); 7], "at most 6 lines");
+        refused(&|s| s.issuer_address = vec!["y".repeat(101)], "address line");
+        refused(&|s| s.issuer_tax_id = "9".repeat(41), "tax id");
+        for prefix in ["", "inv", "-A", "A-", "A B", "ABCDEFGHIJKLMNOPQ", "A/B"] {
+            refused(&|s| s.number_prefix = prefix.into(), "prefix");
+        }
+        let mut ok = good();
+        ok.number_prefix = "HOST-B2".into();
+        ok.tax_basis_points = 10_000;
+        ok.payment_days = 0;
+        assert!(check_settings(&ok).is_ok());
+    }
+}
