@@ -542,11 +542,12 @@ mod tests {
     #[test]
     fn health_counts_devices_in_the_singular_and_the_plural() {
         let t = templates().get_template("health.html").unwrap();
-        let one = t.render(context! { troubled => 1 }).unwrap();
+        let brand = crate::branding::Brand::default();
+        let one = t.render(context! { troubled => 1, brand }).unwrap();
         assert!(one.contains("1 device needs attention"), "{one}");
-        let two = t.render(context! { troubled => 2 }).unwrap();
+        let two = t.render(context! { troubled => 2, brand }).unwrap();
         assert!(two.contains("2 devices need attention"));
-        assert!(t.render(context! { troubled => 0 }).unwrap().contains("all devices on time"));
+        assert!(t.render(context! { troubled => 0, brand }).unwrap().contains("all devices on time"));
     }
 
     #[test]
@@ -554,7 +555,7 @@ mod tests {
         let html = templates()
             .get_template("message.html")
             .unwrap()
-            .render(context! { heading => "<script>alert(1)</script>", message => "x" })
+            .render(context! { heading => "<script>alert(1)</script>", message => "x", brand => crate::branding::Brand::default() })
             .unwrap();
         assert!(!html.contains("<script>alert(1)"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
