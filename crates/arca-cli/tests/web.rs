@@ -152,6 +152,11 @@ fn provider_and_customer_in_the_browser() {
     // A real backup with that token.
     let src = c.path("src");
     make_tree(&src);
+    // A folder of 130 files: the browser shows it fifty at a time, searchable.
+    std::fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..130 {
+        std::fs::write(src.join("many").join(format!("file-{i:03}.txt")), format!("file {i}\n").repeat(i + 1)).unwrap();
+    }
     c.ok("globex-office", &token, &["init"]);
     c.ok("globex-office", &token, &["backup", src.to_str().unwrap()]);
     let snaps: Vec<serde_json::Value> =
@@ -304,6 +309,22 @@ fn provider_and_customer_in_the_browser() {
     b.go(&sub_url);
     assert!(b.text("#entries").contains("b.bin"), "{}", b.source());
     b.screenshot("restore-browse");
+    // A big folder: paged, sorted by size, searched.
+    b.go(&format!("{base}/repos/globex-office/restore/{snap_id}/browse{}/many", src.display()));
+    assert_eq!(b.script("return document.querySelectorAll('#entries tbody tr').length;").as_i64(), Some(50));
+    assert!(b.text("nav.pager .count").contains("1–50 of 130 entries"), "{}", b.text("nav.pager"));
+    b.click("nav.pager a.next");
+    b.wait_url("page=2");
+    assert!(b.text("#entries tbody tr:first-child").contains("file-050.txt"), "{}", b.text("#entries"));
+    b.click("#entries th a.sort[href*='sort=size']");
+    b.wait_url("sort=size");
+    assert!(b.text("#entries tbody tr:first-child").contains("file-129.txt"), "largest first: {}", b.text("#entries"));
+    b.fill("#entry-search-q", "file-07");
+    b.click("#entry-search-go");
+    b.wait_url("q=file-07");
+    assert_eq!(b.script("return document.querySelectorAll('#entries tbody tr').length;").as_i64(), Some(10));
+    b.screenshot("restore-big-folder");
+    b.go(&sub_url);
     b.click("a.entry[href$='/b.bin']");
     let got = std::fs::read(b.wait_download("b.bin")).unwrap();
     assert!(got == std::fs::read(src.join("sub/b.bin")).unwrap(), "the downloaded file differs from the original");
@@ -663,8 +684,14 @@ fn lists_that_scale(shape: Shape) {
     let (_, own) = c.get_json(&c.acme_admin, "/v1/admin/audit?actor=seed");
     assert!(own.as_array().unwrap().is_empty(), "another tenant's entries leaked: {own}");
 
-    // The dashboard at 1400 and 400 px.
+    // The dashboard at 1400 and 400 px, its charts with dated axes (every one of the 30 days has
+    // its slot) and labelled values.
     b.go(&format!("{base}/console"));
+    let today = chrono::Utc::now().format("%d %b").to_string();
+    let axis = b.script("return Array.from(document.querySelectorAll('#stored-chart svg text.axis')).map(t => t.textContent).join('|');");
+    assert!(axis.as_str().unwrap().contains(&today), "no date axis: {axis}");
+    assert!(axis.as_str().unwrap().starts_with('0'), "no value axis: {axis}");
+    assert_eq!(b.script("return document.querySelectorAll('#stored-chart svg rect').length;").as_i64(), Some(30));
     assert!(b.text("#attention").contains("bulk-007 is suspended"), "{}", b.source());
     b.screenshot("dashboard-1400");
     b.set_width(400);

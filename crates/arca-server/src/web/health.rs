@@ -64,7 +64,7 @@ pub(super) async fn health(State(state): State<AppState>, headers: HeaderMap) ->
         .map(|d| DeviceView {
             every: if d.backup_every_hours > 0 { format!("{} h", d.backup_every_hours) } else { "no schedule".into() },
             last_backup: date(d.last_backup_at),
-            failure: if d.status == "failing" { d.last_failure.clone() } else { String::new() },
+            failure: if d.status == "failing" { super::failure_text(&d.last_failure) } else { String::new() },
             drill: date(d.last_drill_at),
             drill_summary: d.last_drill.clone(),
             replication: if d.last_replication_at > 0 {

@@ -16,6 +16,7 @@
 mod agents;
 mod billing;
 mod branding;
+mod chart;
 mod health;
 mod listing;
 mod pages;
@@ -397,6 +398,45 @@ fn inline_error(s: &Session, e: crate::errors::ApiError) -> Result<String, Respo
     }
 }
 
+/// A failure report as customers read it: the error chain without repeated links ("reading x:
+/// reading x: …"), object and snapshot ids shortened to their first 8 digits, one line.
+/// Clients report whatever their error chain says; this is the one place it is tidied for
+/// people (the full text stays in the database and the audit log).
+pub(crate) fn failure_text(raw: &str) -> String {
+    let one_line = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut parts: Vec<&str> = Vec::new();
+    for part in one_line.split(": ").map(str::trim).filter(|p| !p.is_empty()) {
+        let lower = part.trim_start_matches("error").trim_start_matches(':').trim();
+        if lower.is_empty() || parts.iter().any(|p| p.eq_ignore_ascii_case(part)) {
+            continue;
+        }
+        parts.push(part);
+    }
+    let text = parts.join(": ");
+    // Long hexadecimal runs are ids: keep 8 digits, as `arca snapshots` shows them.
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 16 {
+            out.push_str(&run[..8]);
+            out.push('…');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 fn not_found(s: &Session, what: &str) -> Response {
     message(StatusCode::NOT_FOUND, "Not found", &format!("There is no {what} here."), Some(s))
 }
@@ -412,83 +452,17 @@ fn date(ts: i64) -> String {
     chrono::DateTime::from_timestamp(ts, 0).map_or(ts.to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string())
 }
 
-/// A bar chart of daily ingress and egress as inline SVG (drawn on the server, no script).
-fn traffic_chart(days: &[(String, i64, i64)]) -> String {
-    let max = days.iter().map(|(_, i, e)| (*i).max(*e)).max().unwrap_or(0).max(1) as f64;
-    let n = days.len().max(1) as f64;
-    let (w, h) = (600.0, 140.0);
-    let slot = w / n;
-    let bar = (slot / 2.0 - 1.0).max(1.0);
-    let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"ingress and egress per day\" \
-         preserveAspectRatio=\"none\">",
-        h + 16.0
-    );
-    for (k, (day, ingress, egress)) in days.iter().enumerate() {
-        let x = k as f64 * slot;
-        for (j, (v, class)) in [(*ingress, "in"), (*egress, "out")].into_iter().enumerate() {
-            let bh = (v as f64 / max * h).max(if v > 0 { 1.0 } else { 0.0 });
-            svg.push_str(&format!(
-                "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{bh:.1}\"><title>{} {}: {}</title></rect>",
-                x + j as f64 * (bar + 1.0),
-                h - bh,
-                minijinja::HtmlEscape(day),
-                if j == 0 { "in" } else { "out" },
-                human(v)
-            ));
-        }
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// Stored bytes per day against the tenant's quotas, as inline SVG: bars for the days, a dashed
-/// line for the soft quota and a solid one for the hard quota (when set).
-fn quota_chart(days: &[(String, i64)], soft: i64, hard: i64) -> String {
-    let top = days.iter().map(|(_, v)| *v).chain([soft, hard]).max().unwrap_or(0).max(1) as f64 * 1.05;
-    let n = days.len().max(1) as f64;
-    let (w, h) = (600.0, 140.0);
-    let slot = w / n;
-    let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"stored bytes per day against the \
-         quota\" preserveAspectRatio=\"none\">"
-    );
-    for (k, (day, v)) in days.iter().enumerate() {
-        let bh = (*v as f64 / top * h).max(if *v > 0 { 1.0 } else { 0.0 });
-        svg.push_str(&format!(
-            "<rect class=\"in\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{}: {}</title></rect>",
-            k as f64 * slot,
-            h - bh,
-            (slot - 1.0).max(1.0),
-            minijinja::HtmlEscape(day),
-            human(*v)
-        ));
-    }
-    for (limit, class, label) in [(soft, "soft", "soft quota"), (hard, "hard", "hard quota")] {
-        if limit > 0 {
-            let y = h - limit as f64 / top * h;
-            svg.push_str(&format!(
-                "<line class=\"{class}\" x1=\"0\" x2=\"{w}\" y1=\"{y:.1}\" y2=\"{y:.1}\"><title>{label}: {}</title></line>",
-                human(limit)
-            ));
-        }
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_quota_chart_draws_days_and_limits() {
-        let days = vec![("2026-11-01".to_string(), 50), ("2026-11-02<".to_string(), 100)];
-        let svg = quota_chart(&days, 80, 200);
-        assert_eq!(svg.matches("<rect").count(), 2);
-        assert!(svg.contains("class=\"soft\"") && svg.contains("class=\"hard\""));
-        assert!(svg.contains("2026-11-02&lt;") && !svg.contains("2026-11-02<"), "escaped");
-        assert!(!quota_chart(&days, 0, 0).contains("<line"), "no quota, no line");
+    fn failures_read_without_repeats_or_raw_ids() {
+        let raw = "error: backup failed: reading /srv/x: reading /srv/x: No such file or directory (os error 2)";
+        assert_eq!(failure_text(raw), "backup failed: reading /srv/x: No such file or directory (os error 2)");
+        let id = "3f2a9c1d".repeat(8);
+        assert_eq!(failure_text(&format!("pack {id} is damaged\n  retry")), "pack 3f2a9c1d… is damaged retry");
+        assert_eq!(failure_text("cafe 12 deadbeef"), "cafe 12 deadbeef", "short hex words stay");
     }
 
     #[test]
@@ -499,13 +473,6 @@ mod tests {
         h.insert(header::COOKIE, HeaderValue::from_static("x=1; arca_session=tok; y=2"));
         assert_eq!(cookie(&h, "arca_session"), Some("tok"));
         assert_eq!(cookie(&h, "arca"), None);
-    }
-
-    #[test]
-    fn the_chart_escapes_and_scales() {
-        let svg = traffic_chart(&[("<d>".into(), 10, 0), ("d2".into(), 5, 20)]);
-        assert!(svg.contains("&lt;d&gt;") && !svg.contains("<d>"));
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
     }
 
     /// Chromium compiles `pattern` with the `v` flag, in which a `-` at the edge of a class is a

@@ -8,10 +8,11 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+use super::chart;
 use super::listing::{Listing, PAGE_SIZE};
 use super::{
     check_csrf, cookie, date, forbidden, human, inline_error, message, not_found, render, service_error, session,
-    set_cookie, traffic_chart, Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
+    set_cookie, Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
 };
 use crate::access::{can_manage_tenant, can_view_tenant, is_staff};
 use crate::db::accounts::{LoginOutcome, RepoFormat, Repository, Tenant, TenantList, TenantSort, TenantStatus};
@@ -416,17 +417,17 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
     let (stored, logical, tenant_count) = db.storage_totals().await.map_err(err)?;
     let today = chrono::Utc::now().date_naive();
     let usage = db.usage(None, today - chrono::Days::new(29), today).await.map_err(err)?;
-    let mut days: Vec<(String, i64, i64)> = Vec::new();
-    for r in &usage {
-        match days.last_mut() {
-            Some(d) if d.0 == r.day => {
-                d.1 = d.1.saturating_add(r.ingress_bytes);
-                d.2 = d.2.saturating_add(r.egress_bytes);
-            }
-            _ => days.push((r.day.clone(), r.ingress_bytes, r.egress_bytes)),
-        }
-    }
-    let peak = days.iter().map(|d| d.1.max(d.2)).max().unwrap_or(0);
+    // Every day of the last 30 has its slot, with or without traffic.
+    let days = chart::last_days(today, 30);
+    let ingress = chart::per_day(&days, usage.iter().map(|r| (r.day.clone(), r.ingress_bytes)));
+    let egress = chart::per_day(&days, usage.iter().map(|r| (r.day.clone(), r.egress_bytes)));
+    let stored_days = chart::carried(&days, usage.iter().map(|r| (r.day.clone(), r.stored_bytes)));
+    let peak = ingress.iter().chain(egress.iter()).copied().max().unwrap_or(0);
+    let traffic = [
+        chart::Series { class: "in", label: "uploaded", values: &ingress },
+        chart::Series { class: "out", label: "downloaded", values: &egress },
+    ];
+    let stored_series = [chart::Series { class: "in", label: "stored", values: &stored_days }];
     let runs = db.scrub_runs(1).await.map_err(err)?;
     let scrub = match runs.first() {
         None => "never".to_string(),
@@ -461,7 +462,7 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
                 "device {} of {} failed its last backup: {}",
                 d.device,
                 d.tenant,
-                d.last_failure.lines().next().unwrap_or("")
+                super::failure_text(d.last_failure.lines().next().unwrap_or(""))
             ),
             "overdue" => format!(
                 "device {} of {} is overdue (every {} h; last backup {})",
@@ -487,7 +488,11 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
         "console.html",
         s.ctx(context! {
             tenant_count, stored => human(stored), logical => human(logical), scrub,
-            chart => traffic_chart(&days), peak => human(peak), peak_bytes => peak, attention,
+            chart => chart::bar_chart(&days, &traffic, &[], "bytes uploaded and downloaded per day, last 30 days"),
+            chart_table => chart::data_table(&days, &traffic),
+            stored_chart => chart::bar_chart(&days, &stored_series, &[], "bytes stored at the end of each day, last 30 days"),
+            stored_table => chart::data_table(&days, &stored_series),
+            peak => human(peak), peak_bytes => peak, attention,
             more_tenants, more_devices,
         }),
     ))
@@ -780,7 +785,7 @@ async fn tenant_page(
             failure: health
                 .get(&d.name)
                 .filter(|h| h.status == "failing")
-                .map_or(String::new(), |h| h.last_failure.clone()),
+                .map_or(String::new(), |h| super::failure_text(&h.last_failure)),
         })
         .collect();
     let user_list = Listing::new(&path, "users_", params, USER_SORTS, false);
@@ -812,6 +817,9 @@ async fn tenant_page(
         })
         .collect();
     let plans = if s.me.admin { state.db().plans().await.map_err(err)? } else { Vec::new() };
+    let today = chrono::Utc::now().date_naive();
+    let usage = state.db().usage(Some(t.id), today - chrono::Days::new(29), today).await.map_err(err)?;
+    let (stored_chart, stored_table) = stored_chart(&usage, today, t);
     let (new_device, new_repo, new_token) = match &extra {
         TenantExtra::NewDevice { name, repo, token } => (Some(*name), Some(*repo), Some(*token)),
         _ => (None, None, None),
@@ -828,7 +836,7 @@ async fn tenant_page(
         status,
         "tenant.html",
         s.ctx(context! {
-            refused, max_reason => crate::limits::MAX_REASON, max_display => crate::limits::MAX_DISPLAY_NAME,
+            stored_chart, stored_table, refused, max_reason => crate::limits::MAX_REASON, max_display => crate::limits::MAX_DISPLAY_NAME,
             tenant => t, stored => human(t.stored_bytes), quota => quota_text(t.hard_quota_bytes), status => status_text(t),
             repos => repo_rows, devices => device_rows, device_list => device_view, user_list => user_view, manage => can_manage_tenant(&s.principal, t.id),
             new_device, new_repo, new_token, new_repo_restic, base_url, base_scheme, base_host, users, plans,
@@ -1362,13 +1370,7 @@ pub(super) async fn usage(State(state): State<AppState>, Query(q): Query<UsageQu
         .collect();
     // One tenant: its stored bytes per day against its quotas.
     let quota = scope.as_ref().map(|t| {
-        let mut days: Vec<(String, i64)> = Vec::new();
-        for r in &rows {
-            match days.last_mut() {
-                Some((d, v)) if *d == r.day => *v = v.saturating_add(r.stored_bytes),
-                _ => days.push((r.day.clone(), r.stored_bytes)),
-            }
-        }
+        let (chart, table) = stored_chart(&rows, today, t);
         let used = if t.hard_quota_bytes > 0 {
             format!(
                 "{:.0} % of {}",
@@ -1379,12 +1381,26 @@ pub(super) async fn usage(State(state): State<AppState>, Query(q): Query<UsageQu
             "no hard quota".to_string()
         };
         context! {
-            chart => super::quota_chart(&days, t.soft_quota_bytes, t.hard_quota_bytes),
+            chart, table,
             stored => human(t.stored_bytes), used,
             soft => if t.soft_quota_bytes > 0 { human(t.soft_quota_bytes) } else { "none".into() },
         }
     });
     Ok(render(StatusCode::OK, "usage.html", s.ctx(context! { rows => view, tenant => scope.map(|t| t.name), quota })))
+}
+
+/// A tenant's stored bytes per day over the 30 days ending `today`, against its quotas: the
+/// chart and its figures (usage page and tenant page).
+fn stored_chart(rows: &[crate::db::usage::UsageRow], today: chrono::NaiveDate, t: &Tenant) -> (String, String) {
+    let days = chart::last_days(today, 30);
+    let stored = chart::carried(&days, rows.iter().map(|r| (r.day.clone(), r.stored_bytes)));
+    let series = [chart::Series { class: "in", label: "stored", values: &stored }];
+    let limits = [
+        chart::Limit { class: "soft", label: "soft quota", value: t.soft_quota_bytes },
+        chart::Limit { class: "hard", label: "hard quota", value: t.hard_quota_bytes },
+    ];
+    let svg = chart::bar_chart(&days, &series, &limits, "bytes stored at the end of each day against the quota");
+    (svg, chart::data_table(&days, &series))
 }
 
 /// `GET /usage.csv`: the same figures as CSV, for a billing system.
