@@ -678,6 +678,12 @@ fn lists_that_scale(shape: Shape) {
     let (status, api) = c.get_json(&c.admin, "/v1/admin/audit?tenant=bulk-001&outcome=denied&actor=seed1&limit=1000");
     assert_eq!(status, 200);
     assert_eq!(api.as_array().unwrap().len(), 10);
+    // And through `arca admin audit`.
+    let out = c.admin_ok(
+        &c.admin,
+        &["audit", "--tenant", "bulk-001", "--outcome", "denied", "--actor", "seed1", "--limit", "1000"],
+    );
+    assert_eq!(out.lines().filter(|l| l.contains("seed.action")).count(), 10, "{out}");
     // A tenant admin reads their own tenant's entries only, whatever they ask for.
     let (status, _) = c.get_json(&c.acme_admin, "/v1/admin/audit?tenant=bulk-001");
     assert_eq!(status, 404);

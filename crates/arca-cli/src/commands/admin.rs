@@ -156,12 +156,35 @@ pub enum AdminCommand {
         #[arg(long)]
         repo: Option<String>,
     },
-    /// The audit log, newest first
+    /// The audit log, newest first, searched like the console's audit page
+    ///
+    /// Example: arca admin audit --tenant acme --outcome denied --from 2026-12-01 --to 2026-12-06
     Audit {
         /// Only this tenant
         #[arg(long)]
         tenant: Option<String>,
-        /// How many entries
+        /// Only this outcome: ok, denied or failed
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only actions starting with this ("tenant." for every tenant action)
+        #[arg(long)]
+        action: Option<String>,
+        /// Only actors containing this ("user:ann", "device:")
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only entries whose target or detail contains this
+        #[arg(long)]
+        text: Option<String>,
+        /// From this UTC day (YYYY-MM-DD)
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to and including this UTC day (YYYY-MM-DD)
+        #[arg(long)]
+        to: Option<String>,
+        /// Only entries older than this id (the next page: the smallest id shown)
+        #[arg(long)]
+        before: Option<i64>,
+        /// How many entries (1 to 1000)
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -1228,10 +1251,23 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 return Ok(crate::exit::FATAL);
             }
         }
-        AdminCommand::Audit { tenant, limit } => {
+        AdminCommand::Audit { tenant, outcome, action, actor, text, from, to, before, limit } => {
             let mut path = format!("/v1/admin/audit?limit={limit}");
-            if let Some(t) = tenant {
-                path.push_str(&format!("&tenant={}", q(t)));
+            for (key, value) in [
+                ("tenant", tenant),
+                ("outcome", outcome),
+                ("action", action),
+                ("actor", actor),
+                ("text", text),
+                ("from", from),
+                ("to", to),
+            ] {
+                if let Some(v) = value {
+                    path.push_str(&format!("&{key}={}", q(v)));
+                }
+            }
+            if let Some(b) = before {
+                path.push_str(&format!("&before={b}"));
             }
             let v = api.json(Method::GET, &path, None)?;
             print_or(g, &v, |v| {
