@@ -540,7 +540,9 @@ fn lists_that_scale(shape: Shape) {
         })
         .collect();
     c.sql(&format!("INSERT INTO devices (tenant_id, repo_id, name, created_at) VALUES {}", rows.join(", ")));
+    // Oldest first, as the log is written: ids grow with time.
     let rows: Vec<String> = (0..300)
+        .rev()
         .map(|i| {
             let outcome = if i % 10 == 0 { "denied" } else { "ok" };
             format!(

@@ -457,6 +457,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_suspension_banner_reads_as_one_sentence() {
+        let me = context! { name => "ann", role => "tenant-admin", suspension => "Invoice unpaid." };
+        let html = templates()
+            .get_template("message.html")
+            .unwrap()
+            .render(context! { heading => "x", message => "y", me, brand => crate::branding::Brand::default() })
+            .unwrap();
+        assert!(html.contains("suspended: Invoice unpaid. New backups"), "{html}");
+    }
+
+    #[test]
     fn failures_read_without_repeats_or_raw_ids() {
         let raw = "error: backup failed: reading /srv/x: reading /srv/x: No such file or directory (os error 2)";
         assert_eq!(failure_text(raw), "backup failed: reading /srv/x: No such file or directory (os error 2)");
