@@ -169,6 +169,16 @@ pub enum TenantSort {
     Created,
 }
 
+/// A plan's figures range-checked before they are stored (creating and editing alike).
+fn check_plan_figures(plan: &Plan) -> Result<()> {
+    limits::quota("hard_quota_bytes", plan.hard_quota_bytes)?;
+    limits::quota("soft_quota_bytes", plan.soft_quota_bytes)?;
+    limits::days("lock_days", plan.lock_days)?;
+    limits::cents("yearly_price_cents", plan.yearly_price_cents)?;
+    limits::cents("overage_cents_per_gb", plan.overage_cents_per_gb)?;
+    Ok(())
+}
+
 const TENANT_SELECT: &str = "SELECT t.id, t.name, t.display_name, p.name AS plan, t.hard_quota_bytes, \
      t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at, t.alert_email, t.suspended_reason FROM tenants t \
      LEFT JOIN plans p ON p.id = t.plan_id";
@@ -251,11 +261,7 @@ impl Db {
     /// Creates a plan.
     pub async fn create_plan(&self, plan: &Plan) -> Result<()> {
         check_name("plan", &plan.name)?;
-        limits::quota("hard_quota_bytes", plan.hard_quota_bytes)?;
-        limits::quota("soft_quota_bytes", plan.soft_quota_bytes)?;
-        limits::days("lock_days", plan.lock_days)?;
-        limits::cents("yearly_price_cents", plan.yearly_price_cents)?;
-        limits::cents("overage_cents_per_gb", plan.overage_cents_per_gb)?;
+        check_plan_figures(plan)?;
         dyn_query(format!("INSERT INTO plans ({PLAN_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
             .bind(&plan.name)
             .bind(plan.hard_quota_bytes)
@@ -276,14 +282,16 @@ impl Db {
     /// apply from the next bill; the retention lock to repositories created from now on.
     /// Returns how many tenants took the new quotas.
     pub async fn update_plan(&self, name: &str, plan: &Plan) -> Result<u64> {
-        limits::quota("hard_quota_bytes", plan.hard_quota_bytes)?;
-        limits::quota("soft_quota_bytes", plan.soft_quota_bytes)?;
-        limits::days("lock_days", plan.lock_days)?;
-        limits::cents("yearly_price_cents", plan.yearly_price_cents)?;
-        limits::cents("overage_cents_per_gb", plan.overage_cents_per_gb)?;
-        let old = self.plan(name).await?;
+        check_plan_figures(plan)?;
         let mut tx = self.pool().begin().await?;
-        let id: i64 = sqlx::query_scalar("SELECT id FROM plans WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
+        // The old quotas are read in the transaction that replaces them.
+        let old = sqlx::query("SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| DbError::NotFound(format!("no plan named {name}")))?;
+        let (id, old_hard, old_soft): (i64, i64, i64) =
+            (col(&old, "id")?, col(&old, "hard_quota_bytes")?, col(&old, "soft_quota_bytes")?);
         sqlx::query(
             "UPDATE plans SET hard_quota_bytes = $1, soft_quota_bytes = $2, lock_days = $3, compliance = $4, \
              yearly_price_cents = $5, overage_cents_per_gb = $6 WHERE id = $7",
@@ -304,8 +312,8 @@ impl Db {
         .bind(plan.hard_quota_bytes)
         .bind(plan.soft_quota_bytes)
         .bind(id)
-        .bind(old.hard_quota_bytes)
-        .bind(old.soft_quota_bytes)
+        .bind(old_hard)
+        .bind(old_soft)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -42,6 +42,7 @@ fn money_input(cents: i64) -> String {
 /// A plan form as sent: every figure as typed.
 #[derive(Deserialize, Serialize)]
 pub(super) struct PlanForm {
+    #[serde(skip_serializing)]
     csrf: String,
     #[serde(default)]
     name: String,
@@ -93,7 +94,7 @@ impl PlanForm {
 }
 
 /// The page, with a refused form (`new-plan` or `edit-NAME`), its reason and what was typed.
-async fn plans_page(state: &AppState, s: &Session, refused: Option<(String, String, &PlanForm)>) -> Page {
+async fn plans_page(state: &AppState, s: &Session, refused: Option<(String, String, minijinja::Value)>) -> Page {
     if !is_staff(&s.principal) {
         return Err(forbidden(s, "see plans"));
     }
@@ -137,7 +138,7 @@ pub(super) async fn create_plan(State(state): State<AppState>, headers: HeaderMa
         Ok(()) => Ok(Redirect::to("/console/plans").into_response()),
         Err(e) => {
             let why = inline_error(&s, e)?;
-            plans_page(&state, &s, Some(("new-plan".into(), why, &f))).await
+            plans_page(&state, &s, Some(("new-plan".into(), why, minijinja::Value::from_serialize(&f)))).await
         }
     }
 }
@@ -160,7 +161,8 @@ pub(super) async fn edit_plan(
         Ok(()) => Ok(Redirect::to("/console/plans").into_response()),
         Err(e) => {
             let why = inline_error(&s, e)?;
-            plans_page(&state, &s, Some((format!("edit-{name}"), why, &f))).await
+            let typed = minijinja::Value::from_serialize(&f);
+            plans_page(&state, &s, Some((format!("edit-{name}"), why, typed))).await
         }
     }
 }
@@ -181,17 +183,7 @@ pub(super) async fn delete_plan(
         Ok(()) => Ok(Redirect::to("/console/plans").into_response()),
         Err(e) => {
             let why = inline_error(&s, e)?;
-            let form = PlanForm {
-                csrf: String::new(),
-                name: name.clone(),
-                hard_gb: String::new(),
-                soft_gb: String::new(),
-                lock_days: String::new(),
-                price: String::new(),
-                overage: String::new(),
-                compliance: None,
-            };
-            plans_page(&state, &s, Some((format!("delete-{name}"), why, &form))).await
+            plans_page(&state, &s, Some((format!("delete-{name}"), why, context! {}))).await
         }
     }
 }
