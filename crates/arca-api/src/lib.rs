@@ -23,6 +23,10 @@ pub enum Role {
     TenantUser,
     /// A backup client scoped to one repository: reads it and adds objects, never deletes.
     Device,
+    /// Manages one reseller's tenants (creates them, sets their plans, suspends them) and the
+    /// reseller's own plans, within what the provider sells the reseller; never another
+    /// reseller's or the provider's own tenants, and never a repository's contents.
+    ResellerAdmin,
 }
 
 impl Role {
@@ -34,12 +38,13 @@ impl Role {
             Role::TenantAdmin => "tenant-admin",
             Role::TenantUser => "tenant-user",
             Role::Device => "device",
+            Role::ResellerAdmin => "reseller-admin",
         }
     }
 
     /// Parses [`Role::as_str`].
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::ProviderAdmin, Role::Operator, Role::TenantAdmin, Role::TenantUser, Role::Device]
+        [Role::ProviderAdmin, Role::Operator, Role::TenantAdmin, Role::TenantUser, Role::Device, Role::ResellerAdmin]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
@@ -112,6 +117,14 @@ pub struct Plan {
     pub yearly_price_cents: i64,
     /// Price per GB (10^9 bytes) of average stored bytes above the soft quota, per month, in cents.
     pub overage_cents_per_gb: i64,
+    /// A reseller's plan: the provider's plan it resells (its wholesale price and its limits:
+    /// the quotas may not exceed it, the retention lock is its). `None`: a provider's plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resells: Option<String>,
+    /// The reseller that sells this plan (set by the server from who creates it; `None`: the
+    /// provider's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reseller: Option<String>,
 }
 
 /// A tenant: one customer of the provider.
@@ -141,6 +154,12 @@ pub struct Tenant {
     /// Why it is suspended, as the provider told the customer (empty when not suspended).
     #[serde(default)]
     pub suspended_reason: String,
+    /// The reseller that sells to this tenant (`None`: the provider's own customer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reseller: Option<String>,
+    /// Its id (for permission checks; not sent).
+    #[serde(skip)]
+    pub reseller_id: Option<i64>,
 }
 
 /// A user who signs in with a password.
@@ -164,6 +183,9 @@ pub struct User {
     /// Whether two-factor sign-in is on.
     #[serde(default)]
     pub two_factor: bool,
+    /// The reseller, for a reseller's admins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reseller: Option<String>,
 }
 
 /// A hosted repository.
@@ -192,6 +214,9 @@ pub struct Repository {
     /// Its format (and so the protocol that reaches it).
     #[serde(default)]
     pub format: RepoFormat,
+    /// Its tenant's reseller's id (for permission checks; not sent).
+    #[serde(skip)]
+    pub reseller_id: Option<i64>,
 }
 
 /// A backup client with a token scoped to one repository.
@@ -291,6 +316,52 @@ pub struct NewTenant {
     #[serde(default)]
     pub display_name: String,
     pub plan: Option<String>,
+}
+
+/// A reseller: sells the provider's service to its own tenants under its own plans and prices,
+/// and is billed by the provider at the prices of the provider's plans its plans resell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reseller {
+    /// Internal id.
+    pub id: i64,
+    /// Unique short name (`[a-z0-9-]`).
+    pub name: String,
+    /// Name for people.
+    pub display_name: String,
+    /// The most its tenants' hard quotas may add up to (0: no limit).
+    pub capacity_bytes: i64,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// Its tenants.
+    pub tenants: i64,
+    /// Bytes its tenants store.
+    pub stored_bytes: i64,
+    /// Its tenants' hard quotas added up (what counts against the capacity).
+    pub quota_bytes: i64,
+}
+
+/// `POST /v1/admin/resellers` body: the reseller and its first admin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewReseller {
+    pub name: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// See [`Reseller::capacity_bytes`].
+    #[serde(default)]
+    pub capacity_bytes: i64,
+    /// The login name of its first admin.
+    pub admin: String,
+    /// That admin's password.
+    pub password: String,
+}
+
+/// `PUT /v1/admin/resellers/{reseller}` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResellerChange {
+    pub display_name: Option<String>,
+    pub capacity_bytes: Option<i64>,
 }
 
 /// `POST …/users` body.

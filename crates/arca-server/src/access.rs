@@ -6,7 +6,34 @@
 
 use arca_store::ObjectKind;
 
-use crate::db::accounts::{Principal, Repository, Role};
+use crate::db::accounts::{Principal, Repository, Role, Tenant};
+
+/// The tenant a permission is asked about: its id and its reseller (`None`: the provider's own
+/// customer). Taken from a tenant or from one of its repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantScope {
+    /// The tenant's id.
+    pub id: i64,
+    /// Its reseller's id.
+    pub reseller_id: Option<i64>,
+}
+
+impl From<&Tenant> for TenantScope {
+    fn from(t: &Tenant) -> TenantScope {
+        TenantScope { id: t.id, reseller_id: t.reseller_id }
+    }
+}
+
+impl From<&Repository> for TenantScope {
+    fn from(r: &Repository) -> TenantScope {
+        TenantScope { id: r.tenant_id, reseller_id: r.reseller_id }
+    }
+}
+
+/// Whether `p` is an admin of the reseller that sells to `t`.
+fn sells_to(p: &Principal, t: TenantScope) -> bool {
+    p.role == Role::ResellerAdmin && p.reseller_id.is_some() && p.reseller_id == t.reseller_id
+}
 
 /// What a request wants to do with a repository's objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +54,8 @@ pub fn can_see_repo(p: &Principal, repo: &Repository) -> bool {
         Role::ProviderAdmin | Role::Operator => true,
         Role::TenantAdmin | Role::TenantUser => p.tenant_id == Some(repo.tenant_id),
         Role::Device => p.repo_id == Some(repo.id),
+        // A reseller manages its customers' accounts, never their backups' contents.
+        Role::ResellerAdmin => false,
     }
 }
 
@@ -41,6 +70,7 @@ pub fn check_repo_action(p: &Principal, action: RepoAction) -> Result<(), &'stat
     match (p.role, action) {
         (_, RepoAction::Read) => Ok(()),
         (Role::Operator, _) => Err("operators have read-only access to repositories"),
+        (Role::ResellerAdmin, _) => Err("reseller admins manage accounts, not backups"),
         (_, RepoAction::Put(_) | RepoAction::Create) if p.suspended => {
             Err("the tenant is suspended: uploads are refused until the provider resumes it (restores still work)")
         }
@@ -71,6 +101,7 @@ pub fn check_lock_removal(p: &Principal, holder: Option<&str>, lapsed: bool) -> 
     match p.role {
         Role::TenantAdmin | Role::ProviderAdmin => Ok(()),
         Role::Operator => Err("operators have read-only access to repositories"),
+        Role::ResellerAdmin => Err("reseller admins manage accounts, not backups"),
         Role::Device | Role::TenantUser => match holder {
             Some(h) if h != p.actor && !lapsed => {
                 Err("this lock belongs to another client's running operation: only its holder or a tenant admin may \
@@ -81,22 +112,50 @@ pub fn check_lock_removal(p: &Principal, holder: Option<&str>, lapsed: bool) -> 
     }
 }
 
-/// Whether `p` may manage tenant `tenant_id`'s users, repositories and devices.
-pub fn can_manage_tenant(p: &Principal, tenant_id: i64) -> bool {
+/// Whether `p` may manage tenant `t`'s users, repositories and devices.
+pub fn can_manage_tenant(p: &Principal, t: impl Into<TenantScope>) -> bool {
+    let t = t.into();
     match p.role {
         Role::ProviderAdmin => true,
-        Role::TenantAdmin => p.tenant_id == Some(tenant_id),
+        Role::ResellerAdmin => sells_to(p, t),
+        Role::TenantAdmin => p.tenant_id == Some(t.id),
         _ => false,
     }
 }
 
-/// Whether `p` may read tenant `tenant_id`'s account data (repositories, devices, usage, audit).
-pub fn can_view_tenant(p: &Principal, tenant_id: i64) -> bool {
+/// Whether `p` may read tenant `t`'s account data (repositories, devices, usage, audit).
+pub fn can_view_tenant(p: &Principal, t: impl Into<TenantScope>) -> bool {
+    let t = t.into();
     match p.role {
         Role::ProviderAdmin | Role::Operator => true,
-        Role::TenantAdmin | Role::TenantUser => p.tenant_id == Some(tenant_id),
+        Role::ResellerAdmin => sells_to(p, t),
+        Role::TenantAdmin | Role::TenantUser => p.tenant_id == Some(t.id),
         Role::Device => false,
     }
+}
+
+/// Whether `p` may change what tenant `t` buys: its plan, quotas, name and suspension, and
+/// delete it. The provider's admins for every tenant, a reseller's admins for its own.
+pub fn can_sell_to(p: &Principal, t: impl Into<TenantScope>) -> bool {
+    match p.role {
+        Role::ProviderAdmin => true,
+        Role::ResellerAdmin => sells_to(p, t.into()),
+        _ => false,
+    }
+}
+
+/// The reseller whose admin `p` is (`None` for everyone else).
+pub fn reseller_of(p: &Principal) -> Option<i64> {
+    match p.role {
+        Role::ResellerAdmin => p.reseller_id,
+        _ => None,
+    }
+}
+
+/// Whether `p` sells to tenants: a provider admin (for the provider) or a reseller's admin (for
+/// the reseller): may create tenants and plans.
+pub fn is_seller(p: &Principal) -> bool {
+    p.role == Role::ProviderAdmin || reseller_of(p).is_some()
 }
 
 /// Whether `p` may open repository `repo`'s contents in the web portal (browse and download
@@ -130,6 +189,7 @@ mod tests {
             repo_id: repo,
             suspended: false,
             actor: "test".into(),
+            reseller_id: None,
         }
     }
 
@@ -139,6 +199,7 @@ mod tests {
             name: format!("r{id}"),
             tenant_id: tenant,
             tenant: format!("t{tenant}"),
+            reseller_id: None,
             lock_days: 0,
             compliance: false,
             stored_bytes: 0,
@@ -200,11 +261,54 @@ mod tests {
             assert!(can_see_repo(&principal(role, None, None), &theirs));
         }
         let admin_of_1 = principal(Role::TenantAdmin, Some(1), None);
-        assert!(can_manage_tenant(&admin_of_1, 1) && !can_manage_tenant(&admin_of_1, 2));
-        assert!(!can_view_tenant(&admin_of_1, 2));
-        assert!(!can_manage_tenant(&principal(Role::Operator, None, None), 1));
-        assert!(can_view_tenant(&principal(Role::Operator, None, None), 1));
-        assert!(!can_manage_tenant(&principal(Role::TenantUser, Some(1), None), 1));
+        assert!(can_manage_tenant(&admin_of_1, direct(1)) && !can_manage_tenant(&admin_of_1, direct(2)));
+        assert!(!can_view_tenant(&admin_of_1, direct(2)));
+        assert!(!can_manage_tenant(&principal(Role::Operator, None, None), direct(1)));
+        assert!(can_view_tenant(&principal(Role::Operator, None, None), direct(1)));
+        assert!(!can_manage_tenant(&principal(Role::TenantUser, Some(1), None), direct(1)));
+    }
+
+    /// A provider's own customer (no reseller).
+    fn direct(id: i64) -> TenantScope {
+        TenantScope { id, reseller_id: None }
+    }
+
+    fn reseller_admin(reseller: i64) -> Principal {
+        Principal { reseller_id: Some(reseller), ..principal(Role::ResellerAdmin, None, None) }
+    }
+
+    /// A reseller's admins manage and sell to their own tenants only, never the provider's own
+    /// customers or another reseller's, and never touch any repository's contents.
+    #[test]
+    fn resellers_reach_their_own_tenants_and_no_backups() {
+        let r1 = reseller_admin(1);
+        let of_r1 = TenantScope { id: 10, reseller_id: Some(1) };
+        let of_r2 = TenantScope { id: 20, reseller_id: Some(2) };
+        assert!(can_manage_tenant(&r1, of_r1) && can_view_tenant(&r1, of_r1) && can_sell_to(&r1, of_r1));
+        for other in [of_r2, direct(30)] {
+            assert!(!can_manage_tenant(&r1, other), "{other:?}");
+            assert!(!can_view_tenant(&r1, other), "{other:?}");
+            assert!(!can_sell_to(&r1, other), "{other:?}");
+        }
+        // A reseller admin whose reseller id is missing reaches nothing, not every direct tenant.
+        let broken = principal(Role::ResellerAdmin, None, None);
+        assert!(!can_view_tenant(&broken, direct(30)) && !can_sell_to(&broken, direct(30)));
+        assert_eq!(reseller_of(&r1), Some(1));
+        assert!(is_seller(&r1) && !is_seller(&broken) && !is_staff(&r1) && !is_provider_admin(&r1));
+        // The provider sells to everyone; a tenant admin manages its own tenant but sells nothing.
+        let provider = principal(Role::ProviderAdmin, None, None);
+        assert!(can_sell_to(&provider, of_r2) && can_sell_to(&provider, direct(30)));
+        assert!(!can_sell_to(&principal(Role::TenantAdmin, Some(10), None), of_r1));
+        assert!(!can_sell_to(&principal(Role::Operator, None, None), of_r1));
+        // Backups: a reseller's customers' repositories stay closed to it.
+        let repo_of_r1 = Repository { reseller_id: Some(1), ..repo(1, 10) };
+        assert!(!can_see_repo(&r1, &repo_of_r1) && !can_browse_repo(&r1, &repo_of_r1));
+        for action in
+            [RepoAction::Put(ObjectKind::DataPack), RepoAction::Delete(ObjectKind::Snapshot), RepoAction::Create]
+        {
+            assert!(check_repo_action(&r1, action).is_err(), "{action:?}");
+        }
+        assert!(check_lock_removal(&r1, None, true).is_err());
     }
 
     /// Opening a repository's contents in the portal: the customer's users only.

@@ -228,10 +228,12 @@ pub(crate) async fn put_branding(
 /// `GET /v1/admin/plans`.
 pub(crate) async fn list_plans(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
-    if !is_staff(&p) {
-        return Err(forbidden("list plans"));
-    }
-    Ok(Json(state.db().plans().await.map_err(ApiError::from_db)?).into_response())
+    let plans = match crate::access::reseller_of(&p) {
+        Some(r) => state.db().plans_of_reseller(r).await,
+        None if is_staff(&p) => state.db().plans().await,
+        None => return Err(forbidden("list plans")),
+    };
+    Ok(Json(plans.map_err(ApiError::from_db)?).into_response())
 }
 
 /// `POST /v1/admin/plans`.
@@ -305,11 +307,14 @@ pub(crate) struct UserActionBody {
 
 // ---- tenants ----
 
-/// `GET /v1/admin/tenants`: every tenant for staff; a tenant's own users see only it.
+/// `GET /v1/admin/tenants`: every tenant for staff; a reseller's admins see its tenants; a
+/// tenant's own users see only it.
 pub(crate) async fn list_tenants(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
     let tenants = if is_staff(&p) {
         state.db().tenants().await.map_err(ApiError::from_db)?
+    } else if let Some(r) = crate::access::reseller_of(&p) {
+        state.db().tenants_of_reseller(r).await.map_err(ApiError::from_db)?
     } else if let (Some(id), true) = (p.tenant_id, p.role != Role::Device) {
         vec![state.db().tenant_by_id(id).await.map_err(ApiError::from_db)?]
     } else {
@@ -710,16 +715,16 @@ pub(crate) async fn billing(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    if !is_staff(&p) {
+    let caller = caller(&state, &headers, &rid).await?;
+    if !(is_staff(&caller.principal) || crate::access::reseller_of(&caller.principal).is_some()) {
         return Err(forbidden("read billing"));
     }
-    let tenant_id = match &q.tenant {
-        Some(t) => Some(tenant_for(&state, &rid, &p, t, false).await?.id),
+    let tenant = match &q.tenant {
+        Some(t) => Some(crate::service::tenant_for(&state, &caller, t, false).await?),
         None => None,
     };
     let month = q.month.clone().unwrap_or_else(crate::db::billing::this_month);
-    let rows = state.db().billing(tenant_id, &month).await.map_err(ApiError::from_db)?;
+    let rows = crate::service::billing::month(&state, &caller, tenant.as_ref(), &month).await?;
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(rows).into_response()),
         "csv" => {
@@ -914,9 +919,111 @@ pub(crate) async fn run_gc(
 ) -> ApiResult {
     let p = authenticate(&state, &headers).await?;
     let repo = repo_for(&state, &rid, &p, &name).await?;
-    if !(can_manage_tenant(&p, repo.tenant_id) || is_staff(&p)) {
+    if !(can_manage_tenant(&p, &repo) || is_staff(&p)) {
         return Err(forbidden("collect a repository"));
     }
     let report = crate::gc::collect(&state, &repo, &p.actor, &rid.0).await.map_err(ApiError::from_db)?;
     Ok(Json(report).into_response())
+}
+
+// ---- resellers ----
+
+/// `GET /v1/admin/resellers`: every reseller (staff), or the caller's own (its admins).
+pub(crate) async fn list_resellers(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    Ok(Json(crate::service::resellers::list(&state, &caller).await?).into_response())
+}
+
+/// `POST /v1/admin/resellers`: a reseller and its first admin (provider admins).
+pub(crate) async fn create_reseller(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(req): Json<arca_api::NewReseller>,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let reseller = crate::service::resellers::create(&state, &caller, &req).await?;
+    Ok((StatusCode::CREATED, Json(reseller)).into_response())
+}
+
+/// `GET /v1/admin/resellers/{reseller}`.
+pub(crate) async fn get_reseller(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    Ok(Json(crate::service::resellers::find(&state, &caller, &name).await?).into_response())
+}
+
+/// `PUT /v1/admin/resellers/{reseller}`: display name, capacity (provider admins).
+pub(crate) async fn update_reseller(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(change): Json<arca_api::ResellerChange>,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let reseller = crate::service::resellers::find(&state, &caller, &name).await?;
+    Ok(Json(crate::service::resellers::update(&state, &caller, &reseller, &change).await?).into_response())
+}
+
+/// `POST /v1/admin/resellers/{reseller}/admins`: another admin of the reseller.
+pub(crate) async fn create_reseller_admin(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(req): Json<ResellerAdminBody>,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let reseller = crate::service::resellers::find(&state, &caller, &name).await?;
+    let user = crate::service::resellers::add_admin(&state, &caller, &reseller, &req.name, &req.password).await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+/// The body of `POST /v1/admin/resellers/{reseller}/admins`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResellerAdminBody {
+    name: String,
+    password: String,
+}
+
+/// `GET /v1/admin/resellers/{reseller}/statement?month=YYYY-MM[&format=csv]`: what the provider
+/// charges the reseller (staff, or its own admins).
+pub(crate) async fn reseller_statement(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<StatementQuery>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let reseller = crate::service::resellers::find(&state, &caller, &name).await?;
+    let month = q.month.clone().unwrap_or_else(crate::db::billing::this_month);
+    let statement = crate::service::resellers::wholesale(&state, &caller, &reseller, &month).await?;
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(statement).into_response()),
+        "csv" => Ok(crate::routes::csv_download(
+            &format!("arca-wholesale-{name}-{month}.csv"),
+            crate::db::billing::to_csv(&statement.tenants),
+        )),
+        other => Err(ApiError::bad_request(format!("unknown format {other:?}: use json or csv"))),
+    }
+}
+
+/// `GET /v1/admin/resellers/{reseller}/statement` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StatementQuery {
+    /// `YYYY-MM` (default: this month, so far).
+    month: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
 }

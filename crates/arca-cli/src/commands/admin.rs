@@ -78,6 +78,9 @@ pub enum AdminCommand {
     /// Tenants: the provider's customers
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Resellers: sell the provider's service to their own tenants, billed wholesale
+    #[command(subcommand)]
+    Reseller(super::admin_resellers::ResellerCommand),
     /// Users who sign in (provider staff, or a tenant's admins and users)
     #[command(subcommand)]
     User(UserCommand),
@@ -217,6 +220,43 @@ pub enum PlanCommand {
         /// Price per GB and month above the soft quota
         #[arg(long, default_value = "0")]
         overage_per_gb: String,
+        /// A reseller's plan: the provider's plan it resells (its wholesale price; the hard quota
+        /// may not exceed it, and its retention lock applies)
+        #[arg(long, value_name = "PLAN")]
+        resells: Option<String>,
+    },
+    /// Change a plan (the seller's own: the provider's admins the provider's plans, a reseller's
+    /// admins theirs). Options left out keep their value. Tenants still on the plan's old quotas
+    /// take the new ones; prices apply from the next bill
+    Set {
+        /// Plan name
+        name: String,
+        /// Stored bytes past which uploads are refused (0: unlimited)
+        #[arg(long)]
+        hard_quota: Option<String>,
+        /// Stored bytes past which the tenant is warned (0: none)
+        #[arg(long)]
+        soft_quota: Option<String>,
+        /// Days during which nothing stored can be deleted (for repositories created from now on)
+        #[arg(long)]
+        lock_days: Option<i64>,
+        /// Compliance mode on or off (for repositories created from now on)
+        #[arg(long)]
+        compliance: Option<bool>,
+        /// Yearly price in currency units
+        #[arg(long)]
+        yearly_price: Option<String>,
+        /// Price per GB and month above the soft quota
+        #[arg(long)]
+        overage_per_gb: Option<String>,
+        /// A reseller's plan: the provider's plan it resells
+        #[arg(long, value_name = "PLAN")]
+        resells: Option<String>,
+    },
+    /// Delete a plan no tenant is on (and no reseller's plan resells)
+    Delete {
+        /// Plan name
+        name: String,
     },
 }
 
@@ -514,7 +554,7 @@ impl Api {
 
     /// Sends a request and returns the response text; a refusal becomes an error with the
     /// server's message.
-    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<String> {
+    pub(super) fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<String> {
         let mut rb = self.request(method.clone(), path)?;
         if let Some(b) = body {
             rb = rb.header("content-type", "application/json").body(b.to_string());
@@ -559,7 +599,7 @@ impl Api {
     }
 }
 
-fn password_from(var: &str, prompt: &str) -> Result<String> {
+pub(super) fn password_from(var: &str, prompt: &str) -> Result<String> {
     if let Ok(p) = std::env::var(var) {
         if !p.is_empty() {
             return Ok(p);
@@ -764,10 +804,25 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                             if p.compliance { "yes" } else { "no" }.into(),
                             format!("{:.2}", p.yearly_price_cents as f64 / 100.0),
                             format!("{:.2}", p.overage_cents_per_gb as f64 / 100.0),
+                            p.reseller.clone().unwrap_or_else(|| "provider".into()),
+                            p.resells.clone().unwrap_or_default(),
                         ]
                     })
                     .collect();
-                table(&["PLAN", "HARD", "SOFT", "LOCK DAYS", "COMPLIANCE", "PRICE/YEAR", "OVERAGE/GB"], rows);
+                table(
+                    &[
+                        "PLAN",
+                        "HARD",
+                        "SOFT",
+                        "LOCK DAYS",
+                        "COMPLIANCE",
+                        "PRICE/YEAR",
+                        "OVERAGE/GB",
+                        "SELLER",
+                        "RESELLS",
+                    ],
+                    rows,
+                );
             });
         }
         AdminCommand::Plan(PlanCommand::Create {
@@ -778,6 +833,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             compliance,
             yearly_price,
             overage_per_gb,
+            resells,
         }) => {
             let plan = arca_api::Plan {
                 name: name.clone(),
@@ -787,9 +843,58 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
                 compliance: *compliance,
                 yearly_price_cents: parse_cents(yearly_price)?,
                 overage_cents_per_gb: parse_cents(overage_per_gb)?,
+                resells: resells.clone(),
+                reseller: None,
             };
             let v = api.send(Method::POST, "/v1/admin/plans", &plan)?;
             print_or(g, &v, |_| println!("created plan {name}"));
+        }
+        AdminCommand::Plan(PlanCommand::Set {
+            name,
+            hard_quota,
+            soft_quota,
+            lock_days,
+            compliance,
+            yearly_price,
+            overage_per_gb,
+            resells,
+        }) => {
+            let plans: Vec<arca_api::Plan> = typed(&api.json(Method::GET, "/v1/admin/plans", None)?)?;
+            let mut plan = plans
+                .into_iter()
+                .find(|p| &p.name == name)
+                .with_context(|| format!("no plan named {name} (arca admin plan list shows yours)"))?;
+            if let Some(v) = hard_quota {
+                plan.hard_quota_bytes = parse_size(v)?;
+            }
+            if let Some(v) = soft_quota {
+                plan.soft_quota_bytes = parse_size(v)?;
+            }
+            if let Some(v) = lock_days {
+                plan.lock_days = *v;
+            }
+            if let Some(v) = compliance {
+                plan.compliance = *v;
+            }
+            if let Some(v) = yearly_price {
+                plan.yearly_price_cents = parse_cents(v)?;
+            }
+            if let Some(v) = overage_per_gb {
+                plan.overage_cents_per_gb = parse_cents(v)?;
+            }
+            if resells.is_some() {
+                plan.resells = resells.clone();
+            }
+            plan.reseller = None;
+            let v = api.send(Method::PUT, &format!("/v1/admin/plans/{}", q(name)), &plan)?;
+            let moved = v["tenants_updated"].as_u64().unwrap_or(0);
+            print_or(g, &v, |_| println!("changed plan {name} ({moved} tenants took its new quotas)"));
+        }
+        AdminCommand::Plan(PlanCommand::Delete { name }) => {
+            api.json(Method::DELETE, &format!("/v1/admin/plans/{}", q(name)), None)?;
+            if !g.quiet {
+                println!("deleted plan {name}");
+            }
         }
         AdminCommand::Tenant(TenantCommand::List) => {
             let v = api.json(Method::GET, "/v1/admin/tenants", None)?;
@@ -985,6 +1090,7 @@ pub fn run(g: &GlobalOpts, a: &AdminArgs) -> Result<i32> {
             }
         }
         AdminCommand::Agent(c) => super::admin_agents::run(g, &api, c)?,
+        AdminCommand::Reseller(c) => super::admin_resellers::run(g, &api, c)?,
         AdminCommand::Device(DeviceCommand::List { tenant }) => {
             let v = api.json(Method::GET, &format!("/v1/admin/tenants/{}/devices", q(tenant)), None)?;
             let devices: Vec<arca_api::Device> = typed(&v)?;

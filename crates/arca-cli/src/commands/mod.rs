@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_agents;
 pub mod admin_billing;
+pub mod admin_resellers;
 pub mod agent;
 pub mod appliance;
 pub mod backup;

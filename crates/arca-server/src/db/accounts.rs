@@ -29,6 +29,8 @@ pub struct Principal {
     pub suspended: bool,
     /// Who, for the audit log: `user:NAME` or `device:NAME@TENANT`.
     pub actor: String,
+    /// The reseller, for a reseller's admins.
+    pub reseller_id: Option<i64>,
 }
 
 /// Short names of tenants, repositories and devices: 1 to 64 characters of `[a-z0-9-]`, not
@@ -45,7 +47,7 @@ pub fn valid_user_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
 }
 
-fn check_name(what: &str, name: &str) -> Result<()> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     if valid_name(name) {
         Ok(())
     } else {
@@ -55,7 +57,7 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
-fn conflict(e: sqlx::Error, what: String) -> DbError {
+pub(crate) fn conflict(e: sqlx::Error, what: String) -> DbError {
     if is_unique_violation(&e) {
         DbError::Conflict(what)
     } else {
@@ -100,15 +102,92 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// Minimum password length for users.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
-fn check_password(password: &str) -> Result<()> {
+pub(crate) fn check_password(password: &str) -> Result<()> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(DbError::Invalid(format!("passwords need at least {MIN_PASSWORD_LEN} characters")));
     }
     Ok(())
 }
 
+/// Plan `name` of `owner` (a tenant is only ever on its seller's plans; another's is "no plan
+/// named", as a missing one): its id and quotas.
+async fn owned_plan(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: Option<i64>,
+    name: &str,
+) -> Result<(Option<i64>, i64, i64)> {
+    let row = dyn_query(format!(
+        "SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1 AND {}",
+        same_reseller("reseller_id", "$2")
+    ))
+    .bind(name)
+    .bind(owner)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| DbError::NotFound(format!("no plan named {name}")))?;
+    Ok((Some(col(&row, "id")?), col(&row, "hard_quota_bytes")?, col(&row, "soft_quota_bytes")?))
+}
+
+/// `plan` as `owner` may sell it, and the id of the provider's plan it resells. The provider's
+/// plans resell nothing. A reseller's plan names a provider's plan (`resells`), whose price is
+/// the reseller's wholesale price: its hard quota may not exceed that plan's (nor be unlimited
+/// when that plan's is not), and it takes that plan's retention lock and compliance mode (the
+/// provider stores the data, so the provider's lock applies).
+async fn resold_plan(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: Option<i64>,
+    plan: &Plan,
+) -> Result<(Plan, Option<i64>)> {
+    let base = match (owner, plan.resells.as_deref()) {
+        (None, None) => return Ok((Plan { reseller: None, ..plan.clone() }, None)),
+        (None, Some(_)) => {
+            return Err(DbError::Invalid("only a reseller's plan resells another plan: leave resells out".into()))
+        }
+        (Some(_), None) => {
+            return Err(DbError::Invalid(
+                "a reseller's plan resells one of the provider's plans: name it in resells".into(),
+            ))
+        }
+        (Some(_), Some(base)) => base,
+    };
+    let row = sqlx::query(
+        "SELECT id, hard_quota_bytes, lock_days, compliance FROM plans WHERE name = $1 AND reseller_id IS NULL",
+    )
+    .bind(base)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| DbError::NotFound(format!("the provider sells no plan named {base}")))?;
+    let base_hard: i64 = col(&row, "hard_quota_bytes")?;
+    if base_hard > 0 && (plan.hard_quota_bytes == 0 || plan.hard_quota_bytes > base_hard) {
+        return Err(DbError::Invalid(format!(
+            "hard_quota_bytes: plan {base} allows at most {} bytes ({}) a tenant; {} is more",
+            base_hard,
+            crate::units::human_bytes(base_hard),
+            if plan.hard_quota_bytes == 0 { "unlimited".to_string() } else { plan.hard_quota_bytes.to_string() }
+        )));
+    }
+    let resold = Plan {
+        lock_days: col(&row, "lock_days")?,
+        compliance: col::<i64>(&row, "compliance")? != 0,
+        reseller: None,
+        ..plan.clone()
+    };
+    Ok((resold, Some(col(&row, "id")?)))
+}
+
 const PLAN_COLUMNS: &str =
     "name, hard_quota_bytes, soft_quota_bytes, lock_days, compliance, yearly_price_cents, overage_cents_per_gb";
+
+/// A plan with the names of the plan it resells and of its reseller.
+const PLAN_SELECT: &str = "SELECT p.name, p.hard_quota_bytes, p.soft_quota_bytes, p.lock_days, p.compliance, \
+     p.yearly_price_cents, p.overage_cents_per_gb, b.name AS resells, rs.name AS reseller FROM plans p \
+     LEFT JOIN plans b ON b.id = p.resells_plan_id LEFT JOIN resellers rs ON rs.id = p.reseller_id";
+
+/// SQL that is true when a row's `reseller_id` column `column` is the reseller bound as `param`
+/// (both NULL: the provider's own). The one way ownership is compared, in both dialects.
+pub(crate) fn same_reseller(column: &str, param: &str) -> String {
+    format!("COALESCE({column}, 0) = COALESCE(CAST({param} AS BIGINT), 0)")
+}
 
 fn plan_from(row: &AnyRow) -> Result<Plan> {
     Ok(Plan {
@@ -119,6 +198,8 @@ fn plan_from(row: &AnyRow) -> Result<Plan> {
         compliance: col::<i64>(row, "compliance")? != 0,
         yearly_price_cents: col(row, "yearly_price_cents")?,
         overage_cents_per_gb: col(row, "overage_cents_per_gb")?,
+        resells: col(row, "resells")?,
+        reseller: col(row, "reseller")?,
     })
 }
 
@@ -137,6 +218,8 @@ pub struct TenantList {
     pub offset: i64,
     /// Rows shown (1 to 1,000).
     pub limit: i64,
+    /// Only this reseller's tenants (`None`: every tenant).
+    pub reseller: Option<i64>,
 }
 
 /// A tenant list's status filter.
@@ -180,8 +263,9 @@ fn check_plan_figures(plan: &Plan) -> Result<()> {
 }
 
 const TENANT_SELECT: &str = "SELECT t.id, t.name, t.display_name, p.name AS plan, t.hard_quota_bytes, \
-     t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at, t.alert_email, t.suspended_reason FROM tenants t \
-     LEFT JOIN plans p ON p.id = t.plan_id";
+     t.soft_quota_bytes, t.stored_bytes, t.suspended, t.created_at, t.alert_email, t.suspended_reason, \
+     t.reseller_id, rs.name AS reseller FROM tenants t LEFT JOIN plans p ON p.id = t.plan_id \
+     LEFT JOIN resellers rs ON rs.id = t.reseller_id";
 
 fn tenant_from(row: &AnyRow) -> Result<Tenant> {
     Ok(Tenant {
@@ -196,11 +280,13 @@ fn tenant_from(row: &AnyRow) -> Result<Tenant> {
         created_at: col(row, "created_at")?,
         alert_email: col(row, "alert_email")?,
         suspended_reason: col(row, "suspended_reason")?,
+        reseller: col(row, "reseller")?,
+        reseller_id: col(row, "reseller_id")?,
     })
 }
 
 const REPO_SELECT: &str = "SELECT r.id, r.name, r.tenant_id, t.name AS tenant, r.lock_days, r.compliance, \
-     r.stored_bytes, r.object_count, r.logical_bytes, r.created_at, r.format FROM repositories r \
+     r.stored_bytes, r.object_count, r.logical_bytes, r.created_at, r.format, t.reseller_id FROM repositories r \
      JOIN tenants t ON t.id = r.tenant_id";
 
 fn repo_from(row: &AnyRow) -> Result<Repository> {
@@ -219,14 +305,16 @@ fn repo_from(row: &AnyRow) -> Result<Repository> {
             let f: String = col(row, "format")?;
             RepoFormat::parse(&f).ok_or_else(|| DbError::Invalid(format!("unknown repository format {f:?}")))?
         },
+        reseller_id: col(row, "reseller_id")?,
     })
 }
 
-const USER_SELECT: &str = "SELECT u.id, u.name, t.name AS tenant, u.role, u.disabled, u.created_at, \
-     u.locked_until, CAST(CASE WHEN u.totp_secret <> '' THEN 1 ELSE 0 END AS BIGINT) AS two_factor \
-     FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id";
+pub(crate) const USER_SELECT: &str = "SELECT u.id, u.name, t.name AS tenant, u.role, u.disabled, u.created_at, \
+     u.locked_until, CAST(CASE WHEN u.totp_secret <> '' THEN 1 ELSE 0 END AS BIGINT) AS two_factor, \
+     rs.name AS reseller FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id \
+     LEFT JOIN resellers rs ON rs.id = u.reseller_id";
 
-fn user_from(row: &AnyRow) -> Result<User> {
+pub(crate) fn user_from(row: &AnyRow) -> Result<User> {
     let role: String = col(row, "role")?;
     Ok(User {
         id: col(row, "id")?,
@@ -237,6 +325,7 @@ fn user_from(row: &AnyRow) -> Result<User> {
         created_at: col(row, "created_at")?,
         locked_until: col(row, "locked_until")?,
         two_factor: col::<i64>(row, "two_factor")? != 0,
+        reseller: col(row, "reseller")?,
     })
 }
 
@@ -258,43 +347,67 @@ fn device_from(row: &AnyRow) -> Result<Device> {
 impl Db {
     // ---- plans ----
 
-    /// Creates a plan.
+    /// Creates one of the provider's plans.
     pub async fn create_plan(&self, plan: &Plan) -> Result<()> {
+        self.create_plan_for(None, plan).await
+    }
+
+    /// Creates a plan sold by `owner` (`None`: the provider). A reseller's plan resells one of
+    /// the provider's plans, within its limits ([`resold_plan`]).
+    pub async fn create_plan_for(&self, owner: Option<i64>, plan: &Plan) -> Result<()> {
         check_name("plan", &plan.name)?;
         check_plan_figures(plan)?;
-        dyn_query(format!("INSERT INTO plans ({PLAN_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-            .bind(&plan.name)
-            .bind(plan.hard_quota_bytes)
-            .bind(plan.soft_quota_bytes)
-            .bind(plan.lock_days)
-            .bind(plan.compliance as i64)
-            .bind(plan.yearly_price_cents)
-            .bind(plan.overage_cents_per_gb)
-            .bind(now())
-            .execute(self.pool())
-            .await
-            .map_err(|e| conflict(e, format!("a plan named {} already exists", plan.name)))?;
+        let mut tx = self.pool().begin().await?;
+        let (plan, resells_id) = resold_plan(&mut tx, owner, plan).await?;
+        dyn_query(format!(
+            "INSERT INTO plans ({PLAN_COLUMNS}, created_at, reseller_id, resells_plan_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&plan.name)
+        .bind(plan.hard_quota_bytes)
+        .bind(plan.soft_quota_bytes)
+        .bind(plan.lock_days)
+        .bind(plan.compliance as i64)
+        .bind(plan.yearly_price_cents)
+        .bind(plan.overage_cents_per_gb)
+        .bind(now())
+        .bind(owner)
+        .bind(resells_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict(e, format!("a plan named {} already exists", plan.name)))?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Changes plan `name`'s figures (its name stays). Tenants on the plan whose quotas are still
-    /// the plan's old ones take the new quotas; a tenant given its own quotas keeps them. Prices
-    /// apply from the next bill; the retention lock to repositories created from now on.
-    /// Returns how many tenants took the new quotas.
+    /// Changes one of the provider's plans; see [`Db::update_plan_for`].
     pub async fn update_plan(&self, name: &str, plan: &Plan) -> Result<u64> {
+        self.update_plan_for(None, name, plan).await
+    }
+
+    /// Changes plan `name` of `owner` (its name stays; another owner's plan is "no plan named").
+    /// Tenants on the plan whose quotas are still the plan's old ones take the new quotas; a
+    /// tenant given its own quotas keeps them. Prices apply from the next bill; the retention
+    /// lock to repositories created from now on. Returns how many tenants took the new quotas.
+    pub async fn update_plan_for(&self, owner: Option<i64>, name: &str, plan: &Plan) -> Result<u64> {
         check_plan_figures(plan)?;
         let mut tx = self.pool().begin().await?;
         // The old quotas are read in the transaction that replaces them.
-        let old = sqlx::query("SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| DbError::NotFound(format!("no plan named {name}")))?;
+        let old = dyn_query(format!(
+            "SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1 AND {}",
+            same_reseller("reseller_id", "$2")
+        ))
+        .bind(name)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| DbError::NotFound(format!("no plan named {name}")))?;
         let (id, old_hard, old_soft): (i64, i64, i64) =
             (col(&old, "id")?, col(&old, "hard_quota_bytes")?, col(&old, "soft_quota_bytes")?);
+        let (plan, resells_id) = resold_plan(&mut tx, owner, plan).await?;
         sqlx::query(
             "UPDATE plans SET hard_quota_bytes = $1, soft_quota_bytes = $2, lock_days = $3, compliance = $4, \
-             yearly_price_cents = $5, overage_cents_per_gb = $6 WHERE id = $7",
+             yearly_price_cents = $5, overage_cents_per_gb = $6, resells_plan_id = $7 WHERE id = $8",
         )
         .bind(plan.hard_quota_bytes)
         .bind(plan.soft_quota_bytes)
@@ -302,6 +415,7 @@ impl Db {
         .bind(plan.compliance as i64)
         .bind(plan.yearly_price_cents)
         .bind(plan.overage_cents_per_gb)
+        .bind(resells_id)
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -317,15 +431,29 @@ impl Db {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        if let Some(reseller) = owner {
+            super::resellers::check_capacity(&mut tx, reseller).await?;
+        }
         tx.commit().await?;
         Ok(moved)
     }
 
-    /// Deletes plan `name`, which no tenant may be on.
+    /// Deletes one of the provider's plans; see [`Db::delete_plan_for`].
     pub async fn delete_plan(&self, name: &str) -> Result<()> {
+        self.delete_plan_for(None, name).await
+    }
+
+    /// Deletes plan `name` of `owner`, which no tenant may be on and no reseller's plan resell.
+    pub async fn delete_plan_for(&self, owner: Option<i64>, name: &str) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        let id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM plans WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?;
+        let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM plans WHERE name = $1 AND {}",
+            same_reseller("reseller_id", "$2")
+        )))
+        .bind(name)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
         let id = id.ok_or_else(|| DbError::NotFound(format!("no plan named {name}")))?;
         let users: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM tenants WHERE plan_id = $1").bind(id).fetch_one(&mut *tx).await?;
@@ -336,6 +464,18 @@ impl Db {
                 if users == 1 { "it" } else { "them" }
             )));
         }
+        let resold: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plans WHERE resells_plan_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if resold > 0 {
+            return Err(DbError::Conflict(format!(
+                "{resold} reseller plan{} resell{} plan {name}: the resellers must retire {} first",
+                if resold == 1 { "" } else { "s" },
+                if resold == 1 { "s" } else { "" },
+                if resold == 1 { "it" } else { "them" }
+            )));
+        }
         sqlx::query("DELETE FROM plans WHERE id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
@@ -343,13 +483,32 @@ impl Db {
 
     /// Every plan, by name.
     pub async fn plans(&self) -> Result<Vec<Plan>> {
-        let rows = dyn_query(format!("SELECT {PLAN_COLUMNS} FROM plans ORDER BY name")).fetch_all(self.pool()).await?;
+        let rows = dyn_query(format!("{PLAN_SELECT} ORDER BY p.name")).fetch_all(self.pool()).await?;
+        rows.iter().map(plan_from).collect()
+    }
+
+    /// The plans a reseller sees: the provider's (its wholesale price list) and its own.
+    pub async fn plans_of_reseller(&self, reseller: i64) -> Result<Vec<Plan>> {
+        let rows =
+            dyn_query(format!("{PLAN_SELECT} WHERE p.reseller_id IS NULL OR p.reseller_id = $1 ORDER BY p.name"))
+                .bind(reseller)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter().map(plan_from).collect()
+    }
+
+    /// The plans `owner` sells its tenants (`None`: the provider's own plans).
+    pub async fn plans_sold_by(&self, owner: Option<i64>) -> Result<Vec<Plan>> {
+        let rows = dyn_query(format!("{PLAN_SELECT} WHERE {} ORDER BY p.name", same_reseller("p.reseller_id", "$1")))
+            .bind(owner)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(plan_from).collect()
     }
 
     /// One plan.
     pub async fn plan(&self, name: &str) -> Result<Plan> {
-        let row = dyn_query(format!("SELECT {PLAN_COLUMNS} FROM plans WHERE name = $1"))
+        let row = dyn_query(format!("{PLAN_SELECT} WHERE p.name = $1"))
             .bind(name)
             .fetch_optional(self.pool())
             .await?
@@ -361,27 +520,33 @@ impl Db {
 
     /// Creates a tenant, with the quotas of `plan` if given.
     pub async fn create_tenant(&self, name: &str, display_name: &str, plan: Option<&str>) -> Result<Tenant> {
+        self.create_tenant_for(None, name, display_name, plan).await
+    }
+
+    /// Creates a customer of `owner` (`None`: the provider's own), on one of `owner`'s plans,
+    /// with that plan's quotas. A reseller's tenant needs a plan (it is what the provider bills
+    /// the reseller for) and must fit the reseller's capacity.
+    pub async fn create_tenant_for(
+        &self,
+        owner: Option<i64>,
+        name: &str,
+        display_name: &str,
+        plan: Option<&str>,
+    ) -> Result<Tenant> {
         check_name("tenant", name)?;
+        let display = limits::display_name(display_name).map_err(DbError::Invalid)?;
+        let display = if display.is_empty() { name } else { display.as_str() };
+        let mut tx = self.pool().begin().await?;
         let (plan_id, hard, soft) = match plan {
-            Some(p) => {
-                let row = sqlx::query("SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1")
-                    .bind(p)
-                    .fetch_optional(self.pool())
-                    .await?
-                    .ok_or_else(|| DbError::NotFound(format!("no plan named {p}")))?;
-                (
-                    Some(col::<i64>(&row, "id")?),
-                    col::<i64>(&row, "hard_quota_bytes")?,
-                    col::<i64>(&row, "soft_quota_bytes")?,
-                )
+            Some(p) => owned_plan(&mut tx, owner, p).await?,
+            None if owner.is_some() => {
+                return Err(DbError::Invalid("a reseller's tenant needs a plan: name one of your plans".into()))
             }
             None => (None, 0i64, 0i64),
         };
-        let display = limits::display_name(display_name).map_err(DbError::Invalid)?;
-        let display = if display.is_empty() { name } else { display.as_str() };
         sqlx::query(
-            "INSERT INTO tenants (name, display_name, plan_id, hard_quota_bytes, soft_quota_bytes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tenants (name, display_name, plan_id, hard_quota_bytes, soft_quota_bytes, created_at, \
+             reseller_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(name)
         .bind(display)
@@ -389,9 +554,14 @@ impl Db {
         .bind(hard)
         .bind(soft)
         .bind(now())
-        .execute(self.pool())
+        .bind(owner)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict(e, format!("a tenant named {name} already exists")))?;
+        if let Some(reseller) = owner {
+            super::resellers::check_capacity(&mut tx, reseller).await?;
+        }
+        tx.commit().await?;
         self.tenant(name).await
     }
 
@@ -401,12 +571,25 @@ impl Db {
         rows.iter().map(tenant_from).collect()
     }
 
+    /// A reseller's tenants, by name.
+    pub async fn tenants_of_reseller(&self, reseller: i64) -> Result<Vec<Tenant>> {
+        let rows = dyn_query(format!("{TENANT_SELECT} WHERE t.reseller_id = $1 ORDER BY t.name"))
+            .bind(reseller)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(tenant_from).collect()
+    }
+
     /// One page of tenants matching `list`, and how many match in all.
     ///
     /// Search, the status filter, sorting and paging happen in the database, so a provider with
     /// ten thousand tenants is served fifty rows, not ten thousand.
     pub async fn tenant_list(&self, list: &TenantList) -> Result<(Vec<Tenant>, i64)> {
         let mut cond = String::from(" WHERE 1 = 1");
+        if let Some(r) = list.reseller {
+            // An id, not text from the request: formatting it into the SQL is safe.
+            cond += &format!(" AND t.reseller_id = {r}");
+        }
         let pattern = list.search.as_deref().map(super::audit::like_pattern);
         if pattern.is_some() {
             cond += " AND (LOWER(t.name) LIKE $1 ESCAPE '\\' OR LOWER(t.display_name) LIKE $1 ESCAPE '\\')";
@@ -448,15 +631,26 @@ impl Db {
 
     /// Bytes stored and bytes protected (before deduplication and compression) over every
     /// repository, and the number of tenants: the dashboard's tiles, summed by the database.
-    pub async fn storage_totals(&self) -> Result<(i64, i64, i64)> {
-        let stored: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(stored_bytes) AS BIGINT) FROM repositories")
+    /// With `reseller`, over that reseller's tenants only.
+    pub async fn storage_totals(&self, reseller: Option<i64>) -> Result<(i64, i64, i64)> {
+        // An id, not text from the request: formatting it into the SQL is safe.
+        let (repos, tenants) = match reseller {
+            Some(r) => (
+                format!(" JOIN tenants t ON t.id = r.tenant_id WHERE t.reseller_id = {r}"),
+                format!(" WHERE reseller_id = {r}"),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let row = dyn_query(format!(
+            "SELECT CAST(SUM(r.stored_bytes) AS BIGINT) AS stored, CAST(SUM(r.logical_bytes) AS BIGINT) AS logical \
+             FROM repositories r{repos}"
+        ))
+        .fetch_one(self.pool())
+        .await?;
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM tenants{tenants}")))
             .fetch_one(self.pool())
             .await?;
-        let logical: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(logical_bytes) AS BIGINT) FROM repositories")
-            .fetch_one(self.pool())
-            .await?;
-        let tenants: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(self.pool()).await?;
-        Ok((stored.unwrap_or(0), logical.unwrap_or(0), tenants))
+        Ok((col::<Option<i64>>(&row, "stored")?.unwrap_or(0), col::<Option<i64>>(&row, "logical")?.unwrap_or(0), count))
     }
 
     /// One tenant by name.
@@ -499,15 +693,11 @@ impl Db {
                 .await?;
         }
         if let Some(p) = &change.plan {
-            let row = sqlx::query("SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1")
-                .bind(p)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| DbError::NotFound(format!("no plan named {p}")))?;
+            let (plan_id, hard, soft) = owned_plan(&mut tx, tenant.reseller_id, p).await?;
             sqlx::query("UPDATE tenants SET plan_id = $1, hard_quota_bytes = $2, soft_quota_bytes = $3 WHERE id = $4")
-                .bind(col::<i64>(&row, "id")?)
-                .bind(col::<i64>(&row, "hard_quota_bytes")?)
-                .bind(col::<i64>(&row, "soft_quota_bytes")?)
+                .bind(plan_id)
+                .bind(hard)
+                .bind(soft)
                 .bind(tenant.id)
                 .execute(&mut *tx)
                 .await?;
@@ -558,6 +748,10 @@ impl Db {
             }
             (None, None) => {}
         }
+        if let Some(reseller) = tenant.reseller_id {
+            super::resellers::check_tenant_quota(&mut tx, tenant.id).await?;
+            super::resellers::check_capacity(&mut tx, reseller).await?;
+        }
         tx.commit().await?;
         self.tenant(name).await
     }
@@ -607,6 +801,11 @@ impl Db {
         check_password(password)?;
         let tenant_id = match (role, tenant) {
             (Role::Device, _) => return Err(DbError::Invalid("devices are not users: add a device instead".into())),
+            (Role::ResellerAdmin, _) => {
+                return Err(DbError::Invalid(
+                    "reseller admins are added to their reseller (arca admin reseller)".into(),
+                ))
+            }
             (r, None) if r.is_provider() => None,
             (r, Some(_)) if r.is_provider() => {
                 return Err(DbError::Invalid(format!("{} users belong to the provider, not a tenant", r.as_str())))
@@ -647,7 +846,7 @@ impl Db {
                     .await?
             }
             None => {
-                dyn_query(format!("{USER_SELECT} WHERE u.tenant_id IS NULL ORDER BY u.name"))
+                dyn_query(format!("{USER_SELECT} WHERE u.tenant_id IS NULL AND u.reseller_id IS NULL ORDER BY u.name"))
                     .fetch_all(self.pool())
                     .await?
             }
@@ -1036,6 +1235,7 @@ impl Db {
         let row = sqlx::query(
             "SELECT k.id AS token_id, k.expires_at, \
                     u.id AS user_id, u.name AS user_name, u.role, u.tenant_id AS user_tenant, u.disabled, \
+                    u.reseller_id, \
                     d.id AS device_id, d.name AS device_name, d.repo_id, d.tenant_id AS device_tenant, d.revoked_at, \
                     d.last_seen_at, \
                     t.name AS tenant_name, t.suspended \
@@ -1081,6 +1281,7 @@ impl Db {
                 repo_id: col(&row, "repo_id")?,
                 suspended,
                 actor: format!("device:{name}@{}", tenant_name.unwrap_or_default()),
+                reseller_id: None,
             }));
         }
         if let Some(user_id) = col::<Option<i64>>(&row, "user_id")? {
@@ -1099,6 +1300,7 @@ impl Db {
                 repo_id: None,
                 suspended,
                 actor: format!("user:{name}"),
+                reseller_id: col(&row, "reseller_id")?,
             }));
         }
         Ok(None)
@@ -1151,6 +1353,8 @@ mod tests {
             compliance,
             yearly_price_cents: 12_000,
             overage_cents_per_gb: 5,
+            resells: None,
+            reseller: None,
         }
     }
 
@@ -1258,6 +1462,7 @@ mod tests {
                 descending,
                 offset,
                 limit: 50,
+                reseller: None,
             };
             let (page, total) =
                 db.tenant_list(&list(None, TenantStatus::Any, TenantSort::Name, false, 100)).await.unwrap();
@@ -1280,7 +1485,7 @@ mod tests {
             let (_, total) =
                 db.tenant_list(&list(None, TenantStatus::Active, TenantSort::Stored, true, 0)).await.unwrap();
             assert_eq!(total, 119);
-            assert_eq!(db.storage_totals().await.unwrap(), (0, 0, 120));
+            assert_eq!(db.storage_totals(None).await.unwrap(), (0, 0, 120));
         }
     }
 
@@ -1295,6 +1500,8 @@ mod tests {
                 compliance: false,
                 yearly_price_cents: 1000,
                 overage_cents_per_gb: 5,
+                resells: None,
+                reseller: None,
             };
             db.create_plan(&plan).await.unwrap();
             db.create_tenant("a", "", Some("office")).await.unwrap();

@@ -92,6 +92,8 @@ impl Db {
 pub struct AuditFilter {
     /// One tenant's entries.
     pub tenant_id: Option<i64>,
+    /// One reseller's entries: those of its tenants and those its admins wrote.
+    pub reseller_id: Option<i64>,
     /// `ok`, `denied` or `failed`.
     pub outcome: Option<String>,
     /// Actions starting with this (`tenant.` finds every tenant action).
@@ -153,6 +155,14 @@ impl Db {
         if let Some(t) = filter.tenant_id {
             sql += &format!(" AND a.tenant_id = ${}", next());
             binds.push(Bind::Int(t));
+        }
+        if let Some(r) = filter.reseller_id {
+            let (x, y) = (next(), next());
+            sql += &format!(
+                " AND (t.reseller_id = ${x} OR a.actor IN (SELECT 'user:' || u.name FROM users u WHERE u.reseller_id = ${y}))"
+            );
+            binds.push(Bind::Int(r));
+            binds.push(Bind::Int(r));
         }
         if let Some(o) = &filter.outcome {
             sql += &format!(" AND a.outcome = ${}", next());

@@ -167,17 +167,39 @@ pub(crate) fn mul_div_round(a: i64, b: i64, c: i64) -> i64 {
     ((a * b + c / 2) / c) as i64
 }
 
+/// Whose months a bill covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingOf {
+    /// The provider's own customers (not its resellers' tenants, whom their reseller bills).
+    ProviderCustomers,
+    /// One tenant.
+    Tenant(i64),
+    /// One reseller's tenants.
+    ResellerCustomers(i64),
+}
+
+/// Which prices a bill uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prices {
+    /// The tenant's own plan: what its seller charges it.
+    Retail,
+    /// The provider's plan that a reseller's tenant's plan resells, with that plan's soft quota:
+    /// what the provider charges the reseller for the tenant.
+    Wholesale,
+}
+
 impl Db {
-    /// Billing figures of `month` (`YYYY-MM`) for one tenant or all, ordered by tenant name.
+    /// Billing figures of `month` (`YYYY-MM`) for `of` at `prices`, ordered by tenant name.
     /// Tenants created after the month are left out.
-    pub async fn billing(&self, tenant_id: Option<i64>, month: &str) -> Result<Vec<TenantMonth>> {
-        self.billing_on(tenant_id, month, chrono::Utc::now().date_naive()).await
+    pub async fn billing(&self, of: BillingOf, prices: Prices, month: &str) -> Result<Vec<TenantMonth>> {
+        self.billing_on(of, prices, month, chrono::Utc::now().date_naive()).await
     }
 
     /// [`Db::billing`] as of `today` (tests move the clock).
     pub(crate) async fn billing_on(
         &self,
-        tenant_id: Option<i64>,
+        of: BillingOf,
+        prices: Prices,
         month: &str,
         today: NaiveDate,
     ) -> Result<Vec<TenantMonth>> {
@@ -188,10 +210,19 @@ impl Db {
         let end = last.min(today);
         let partial = last >= today;
         let settings = self.billing_settings().await?;
+        let tenant_id = match of {
+            BillingOf::Tenant(id) => Some(id),
+            _ => None,
+        };
         let rows = self.usage(tenant_id, first, end).await?;
-        let tenants = match tenant_id {
-            Some(id) => vec![self.tenant_by_id(id).await?],
-            None => self.tenants().await?,
+        let tenants = match of {
+            BillingOf::Tenant(id) => vec![self.tenant_by_id(id).await?],
+            BillingOf::ProviderCustomers => {
+                self.tenants().await?.into_iter().filter(|t| t.reseller_id.is_none()).collect()
+            }
+            BillingOf::ResellerCustomers(r) => {
+                self.tenants().await?.into_iter().filter(|t| t.reseller_id == Some(r)).collect()
+            }
         };
         let plans: BTreeMap<String, super::accounts::Plan> =
             self.plans().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
@@ -227,9 +258,16 @@ impl Db {
             let peak = daily.iter().map(|d| d.1).max().unwrap_or(0);
             let logical = daily.last().map_or(0, |d| d.2);
             let (ingress, egress, snapshots) = traffic.get(t.name.as_str()).copied().unwrap_or_default();
-            let plan = t.plan.as_ref().and_then(|p| plans.get(p));
+            let own_plan = t.plan.as_ref().and_then(|p| plans.get(p));
+            let plan = match prices {
+                Prices::Retail => own_plan,
+                Prices::Wholesale => own_plan.and_then(|p| p.resells.as_ref()).and_then(|b| plans.get(b)),
+            };
             let base = plan.map_or(0, |p| mul_div_round(p.yearly_price_cents, days, 12 * days_in_month));
-            let soft = t.soft_quota_bytes;
+            let soft = match (prices, plan) {
+                (Prices::Wholesale, Some(p)) => p.soft_quota_bytes,
+                _ => t.soft_quota_bytes,
+            };
             let overage = if soft > 0 { (avg - soft).max(0) } else { 0 };
             let overage_cents = plan.map_or(0, |p| mul_div_round(overage, p.overage_cents_per_gb, 1_000_000_000));
             let mut lines = Vec::new();
@@ -260,7 +298,7 @@ impl Db {
                 month: month.to_string(),
                 tenant: t.name.clone(),
                 display_name: t.display_name.clone(),
-                plan: t.plan.clone(),
+                plan: plan.map(|p| p.name.clone()),
                 days,
                 days_in_month,
                 partial,
@@ -316,6 +354,8 @@ mod tests {
                 compliance: false,
                 yearly_price_cents: 12_000,
                 overage_cents_per_gb: 5,
+                resells: None,
+                reseller: None,
             };
             db.create_plan(&plan).await.unwrap();
             let t = db.create_tenant("acme", "Acme", Some("office")).await.unwrap();
@@ -346,7 +386,7 @@ mod tests {
                 .await
                 .unwrap();
             }
-            let bill = db.billing(None, "2024-04").await.unwrap();
+            let bill = db.billing(BillingOf::ProviderCustomers, Prices::Retail, "2024-04").await.unwrap();
             assert_eq!(bill.len(), 1);
             let b = &bill[0];
             assert_eq!((b.days, b.partial), (30, false));
@@ -363,10 +403,13 @@ mod tests {
             assert!(csv.contains("\n2024-04,acme,office,30,false,300000000000,"), "{csv}");
             // A tenant that joined mid-month pays for its days only.
             sqlx::query("UPDATE tenants SET created_at = 1713139200").execute(db.pool()).await.unwrap(); // 2024-04-15
-            let b = &db.billing(Some(t.id), "2024-04").await.unwrap()[0];
+            let b = &db.billing(BillingOf::Tenant(t.id), Prices::Retail, "2024-04").await.unwrap()[0];
             assert_eq!((b.days, b.base_cents), (16, mul_div_round(12_000, 16, 360)));
-            assert!(db.billing(None, "2024-03").await.unwrap().is_empty(), "not a customer yet");
-            assert!(db.billing(None, "2999-01").await.is_err(), "the future");
+            assert!(
+                db.billing(BillingOf::ProviderCustomers, Prices::Retail, "2024-03").await.unwrap().is_empty(),
+                "not a customer yet"
+            );
+            assert!(db.billing(BillingOf::ProviderCustomers, Prices::Retail, "2999-01").await.is_err(), "the future");
         }
     }
 }

@@ -254,9 +254,24 @@ impl Db {
         }
         let settings = self.billing_settings().await?;
         let tenant = self.tenant_by_id(tenant_id).await?;
-        let figures = self.billing_on(Some(tenant_id), month, today).await?.into_iter().next().ok_or_else(|| {
-            DbError::Invalid(format!("tenant {} did not exist in {month}: there is nothing to invoice", tenant.name))
-        })?;
+        if let Some(reseller) = &tenant.reseller {
+            return Err(DbError::Invalid(format!(
+                "tenant {} is billed by its reseller {reseller}, not by the provider: the provider bills the reseller \
+                 (its wholesale statement)",
+                tenant.name
+            )));
+        }
+        let figures = self
+            .billing_on(super::billing::BillingOf::Tenant(tenant_id), super::billing::Prices::Retail, month, today)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                DbError::Invalid(format!(
+                    "tenant {} did not exist in {month}: there is nothing to invoice",
+                    tenant.name
+                ))
+            })?;
         if figures.plan.is_none() {
             return Err(DbError::Invalid(format!(
                 "tenant {} has no plan, so there is nothing to charge: assign a plan first",
@@ -377,6 +392,8 @@ mod tests {
             compliance: false,
             yearly_price_cents: monthly * 12,
             overage_cents_per_gb: 0,
+            resells: None,
+            reseller: None,
         };
         db.create_plan(&plan).await.unwrap();
         let mut ids = Vec::new();

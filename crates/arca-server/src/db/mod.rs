@@ -22,6 +22,7 @@ pub mod health;
 pub mod invoices;
 pub mod mfa;
 pub mod recovery;
+pub mod resellers;
 pub mod restore_check;
 mod schema;
 pub mod scrub;

@@ -357,6 +357,22 @@ CREATE TABLE invoices (
 CREATE UNIQUE INDEX invoices_by_tenant_month ON invoices(tenant_id, month);
 CREATE UNIQUE INDEX invoices_by_year_seq ON invoices(year, seq)
 "#,
+    // 16: resellers between the provider and tenants. A reseller's tenants, admins and plans
+    // carry its id (NULL: the provider's own); a reseller's plan resells a provider's plan.
+    r#"
+CREATE TABLE resellers (
+    id {ID},
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    capacity_bytes BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+ALTER TABLE tenants ADD COLUMN reseller_id BIGINT REFERENCES resellers(id);
+ALTER TABLE users ADD COLUMN reseller_id BIGINT REFERENCES resellers(id);
+ALTER TABLE plans ADD COLUMN reseller_id BIGINT REFERENCES resellers(id);
+ALTER TABLE plans ADD COLUMN resells_plan_id BIGINT REFERENCES plans(id);
+CREATE INDEX tenants_by_reseller ON tenants(reseller_id, name)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).

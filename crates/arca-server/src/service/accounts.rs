@@ -1,7 +1,7 @@
 //! Plans, tenants, repositories, users and devices: what the provider console, the customer
 //! portal and `arca admin` change.
 
-use crate::access::{can_manage_tenant, is_provider_admin};
+use crate::access::{can_manage_tenant, can_sell_to, is_provider_admin, is_seller, reseller_of};
 use crate::db::accounts::{Device, Plan, RepoFormat, Repository, Role, Tenant, TenantChange, User};
 use crate::errors::ApiError;
 use crate::limits;
@@ -9,20 +9,25 @@ use crate::state::AppState;
 
 use super::{forbidden, from_db_for, Caller};
 
-/// Creates a plan (provider admins). Every figure is range-checked ([`limits`]).
+/// Creates a plan: a provider admin's for the provider, a reseller admin's for the reseller (it
+/// resells one of the provider's plans, within its limits). Every figure is range-checked
+/// ([`limits`]).
 pub async fn create_plan(state: &AppState, caller: &Caller, plan: &Plan) -> Result<(), ApiError> {
-    let result = if is_provider_admin(&caller.principal) {
-        state.db().create_plan(plan).await.map_err(ApiError::from_db)
+    let p = &caller.principal;
+    let result = if is_seller(p) {
+        state.db().create_plan_for(reseller_of(p), plan).await.map_err(|e| from_db_for(caller, "plan", &plan.name, e))
     } else {
         Err(forbidden("create plans"))
     };
     caller.audited(state, None, "plan.create", &plan.name, "", result).await
 }
 
-/// Changes a plan's figures (provider admins); returns how many tenants took its new quotas.
+/// Changes one of the seller's own plans ([`create_plan`]); returns how many tenants took its
+/// new quotas.
 pub async fn update_plan(state: &AppState, caller: &Caller, plan: &Plan) -> Result<u64, ApiError> {
-    let result = if is_provider_admin(&caller.principal) {
-        state.db().update_plan(&plan.name, plan).await.map_err(ApiError::from_db)
+    let p = &caller.principal;
+    let result = if is_seller(p) {
+        state.db().update_plan_for(reseller_of(p), &plan.name, plan).await.map_err(ApiError::from_db)
     } else {
         Err(forbidden("change plans"))
     };
@@ -30,17 +35,19 @@ pub async fn update_plan(state: &AppState, caller: &Caller, plan: &Plan) -> Resu
     caller.audited(state, None, "plan.update", &plan.name, &detail, result).await
 }
 
-/// Deletes a plan no tenant is on (provider admins).
+/// Deletes one of the seller's own plans that no tenant is on.
 pub async fn delete_plan(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
-    let result = if is_provider_admin(&caller.principal) {
-        state.db().delete_plan(name).await.map_err(ApiError::from_db)
+    let p = &caller.principal;
+    let result = if is_seller(p) {
+        state.db().delete_plan_for(reseller_of(p), name).await.map_err(ApiError::from_db)
     } else {
         Err(forbidden("delete plans"))
     };
     caller.audited(state, None, "plan.delete", name, "", result).await
 }
 
-/// Creates a tenant (provider admins), with the quotas of `plan` if given.
+/// Creates a tenant with the quotas of `plan` if given: a provider admin's customer, or a
+/// reseller admin's (on one of the reseller's plans, within its capacity).
 pub async fn create_tenant(
     state: &AppState,
     caller: &Caller,
@@ -48,8 +55,13 @@ pub async fn create_tenant(
     display_name: &str,
     plan: Option<&str>,
 ) -> Result<Tenant, ApiError> {
-    let result = if is_provider_admin(&caller.principal) {
-        state.db().create_tenant(name, display_name, plan).await.map_err(ApiError::from_db)
+    let p = &caller.principal;
+    let result = if is_seller(p) {
+        state
+            .db()
+            .create_tenant_for(reseller_of(p), name, display_name, plan)
+            .await
+            .map_err(|e| from_db_for(caller, "tenant", name, e))
     } else {
         Err(forbidden("create tenants"))
     };
@@ -57,8 +69,8 @@ pub async fn create_tenant(
     caller.audited(state, tenant_id, "tenant.create", name, "", result).await
 }
 
-/// Applies `change` to `tenant`: its plan, quotas, display name and suspension (provider admins);
-/// its own alert addresses (also the tenant's admins).
+/// Applies `change` to `tenant`: its plan, quotas, display name and suspension (provider admins,
+/// and its reseller's admins); its own alert addresses (also the tenant's admins).
 pub async fn update_tenant(
     state: &AppState,
     caller: &Caller,
@@ -66,7 +78,7 @@ pub async fn update_tenant(
     change: &TenantChange,
 ) -> Result<Tenant, ApiError> {
     let p = &caller.principal;
-    let allowed = is_provider_admin(p) || (change.is_customer_setting() && can_manage_tenant(p, tenant.id));
+    let allowed = can_sell_to(p, tenant) || (change.is_customer_setting() && can_manage_tenant(p, tenant));
     let addresses = change.alert_email.as_deref().map(crate::alerts::parse_mailboxes).transpose();
     let result = if !allowed {
         Err(forbidden("change a tenant's plan, quotas or status"))
@@ -89,7 +101,7 @@ pub async fn create_repository(
     lock_days: Option<i64>,
     format: RepoFormat,
 ) -> Result<Repository, ApiError> {
-    let result = if !can_manage_tenant(&caller.principal, tenant.id) {
+    let result = if !can_manage_tenant(&caller.principal, tenant) {
         Err(forbidden("create repositories"))
     } else {
         state
@@ -116,7 +128,7 @@ pub async fn set_repository_lock(
     let result = if let Err(e) = limits::days("lock_days", lock_days) {
         Err(ApiError::bad_request(e.to_string()))
     } else if is_provider_admin(p)
-        || (can_manage_tenant(p, repo.tenant_id) && lock_days >= repo.lock_days && compliance != Some(false))
+        || (can_manage_tenant(p, repo) && lock_days >= repo.lock_days && compliance != Some(false))
     {
         state.db().set_repository_lock(&repo.name, lock_days, compliance).await.map_err(ApiError::from_db)
     } else {
@@ -134,7 +146,7 @@ pub async fn set_retention(
     repo: &Repository,
     days: i64,
 ) -> Result<Repository, ApiError> {
-    let result = if !can_manage_tenant(&caller.principal, repo.tenant_id) {
+    let result = if !can_manage_tenant(&caller.principal, repo) {
         Err(forbidden("change a repository's retention"))
     } else if let Err(why) = crate::db::Db::check_retention(repo, days) {
         Err(ApiError::bad_request(why))
@@ -153,7 +165,7 @@ pub async fn create_tenant_user(
     password: &str,
     role: Role,
 ) -> Result<User, ApiError> {
-    let result = if !can_manage_tenant(&caller.principal, tenant.id) {
+    let result = if !can_manage_tenant(&caller.principal, tenant) {
         Err(forbidden("add users"))
     } else if !matches!(role, Role::TenantAdmin | Role::TenantUser) {
         Err(ApiError::bad_request("a tenant's users are tenant-admin or tenant-user"))
@@ -175,7 +187,7 @@ pub async fn create_device(
     name: &str,
     repo: &str,
 ) -> Result<(Device, String), ApiError> {
-    let result = if !can_manage_tenant(&caller.principal, tenant.id) {
+    let result = if !can_manage_tenant(&caller.principal, tenant) {
         Err(forbidden("add devices"))
     } else {
         state.db().create_device(&tenant.name, name, repo).await.map_err(ApiError::from_db)
@@ -186,7 +198,7 @@ pub async fn create_device(
 
 /// Revokes a device's token at once.
 pub async fn revoke_device(state: &AppState, caller: &Caller, tenant: &Tenant, name: &str) -> Result<Device, ApiError> {
-    let result = if !can_manage_tenant(&caller.principal, tenant.id) {
+    let result = if !can_manage_tenant(&caller.principal, tenant) {
         Err(forbidden("revoke devices"))
     } else {
         state.db().revoke_device(&tenant.name, name).await.map_err(ApiError::from_db)
@@ -203,7 +215,7 @@ pub async fn set_device_schedule(
     device: &str,
     every_hours: i64,
 ) -> Result<(), ApiError> {
-    let result = if !can_manage_tenant(&caller.principal, tenant.id) {
+    let result = if !can_manage_tenant(&caller.principal, tenant) {
         Err(forbidden("change device schedules"))
     } else {
         state.db().set_device_schedule(&tenant.name, device, every_hours).await.map_err(ApiError::from_db)
@@ -212,9 +224,9 @@ pub async fn set_device_schedule(
     caller.audited(state, Some(tenant.id), "device.schedule", &target, &format!("every {every_hours} h"), result).await
 }
 
-/// Deletes a tenant (provider admins), once it has no repositories left.
+/// Deletes a tenant (provider admins, its reseller's admins), once it has no repositories left.
 pub async fn delete_tenant(state: &AppState, caller: &Caller, tenant: &Tenant) -> Result<(), ApiError> {
-    let result = if is_provider_admin(&caller.principal) {
+    let result = if can_sell_to(&caller.principal, tenant) {
         state.db().delete_tenant(&tenant.name).await.map_err(ApiError::from_db)
     } else {
         Err(forbidden("delete tenants"))
@@ -225,7 +237,7 @@ pub async fn delete_tenant(state: &AppState, caller: &Caller, tenant: &Tenant) -
 /// Deletes an empty repository (its tenant's admins, provider admins): its objects go first,
 /// each when its retention lock allows.
 pub async fn delete_repository(state: &AppState, caller: &Caller, repo: &Repository) -> Result<(), ApiError> {
-    let result = if can_manage_tenant(&caller.principal, repo.tenant_id) {
+    let result = if can_manage_tenant(&caller.principal, repo) {
         state.db().delete_repository(&repo.name).await.map_err(ApiError::from_db)
     } else {
         Err(forbidden("delete repositories"))

@@ -30,7 +30,7 @@ pub async fn create_enrolment_code(
     valid_hours: i64,
 ) -> Result<EnrolmentCode, ApiError> {
     let result = async {
-        if !can_manage_tenant(&caller.principal, tenant.id) {
+        if !can_manage_tenant(&caller.principal, tenant) {
             return Err(forbidden("create enrolment codes"));
         }
         let repo = match repo.filter(|r| !r.is_empty()) {
@@ -63,7 +63,7 @@ pub async fn enrolment_codes(
     caller: &Caller,
     tenant: &Tenant,
 ) -> Result<Vec<EnrolmentCode>, ApiError> {
-    if !can_manage_tenant(&caller.principal, tenant.id) {
+    if !can_manage_tenant(&caller.principal, tenant) {
         return Err(forbidden("see enrolment codes"));
     }
     state.db().enrolment_codes(tenant.id).await.map_err(ApiError::from_db)
@@ -157,7 +157,7 @@ pub async fn save_plan(
     create: bool,
 ) -> Result<NamedPlan, ApiError> {
     let result = async {
-        if !can_manage_tenant(&caller.principal, tenant.id) {
+        if !can_manage_tenant(&caller.principal, tenant) {
             return Err(forbidden("change protection plans"));
         }
         req.plan.validate().map_err(ApiError::bad_request)?;
@@ -179,7 +179,7 @@ pub async fn save_plan(
 
 /// Deletes a protection plan; its agents fall back to the tenant's default.
 pub async fn delete_plan(state: &AppState, caller: &Caller, tenant: &Tenant, name: &str) -> Result<(), ApiError> {
-    let result = if !can_manage_tenant(&caller.principal, tenant.id) {
+    let result = if !can_manage_tenant(&caller.principal, tenant) {
         Err(forbidden("delete protection plans"))
     } else {
         state.db().delete_protection_plan(tenant, name).await.map_err(ApiError::from_db)
@@ -198,7 +198,7 @@ pub async fn assign_plan(
     plan: Option<&str>,
 ) -> Result<(), ApiError> {
     let result = async {
-        if !can_manage_tenant(&caller.principal, tenant.id) {
+        if !can_manage_tenant(&caller.principal, tenant) {
             return Err(forbidden("assign protection plans"));
         }
         state.db().assign_protection_plan(tenant, device, plan).await.map_err(ApiError::from_db)?;
@@ -241,7 +241,7 @@ async fn apply_retention(state: &AppState, tenant: &Tenant) -> Result<(), ApiErr
 
 /// The agents of `tenant` (anyone who may view the tenant).
 pub async fn agents(state: &AppState, caller: &Caller, tenant: &Tenant) -> Result<Vec<AgentView>, ApiError> {
-    if !can_view_tenant(&caller.principal, tenant.id) {
+    if !can_view_tenant(&caller.principal, tenant) {
         return Err(forbidden("see agents"));
     }
     Ok(state.db().agents(Some(tenant.id)).await.map_err(ApiError::from_db)?.into_iter().map(|(_, a)| a).collect())
@@ -249,7 +249,7 @@ pub async fn agents(state: &AppState, caller: &Caller, tenant: &Tenant) -> Resul
 
 /// A tenant's protection plans.
 pub async fn plans(state: &AppState, caller: &Caller, tenant: &Tenant) -> Result<Vec<NamedPlan>, ApiError> {
-    if !can_view_tenant(&caller.principal, tenant.id) {
+    if !can_view_tenant(&caller.principal, tenant) {
         return Err(forbidden("see protection plans"));
     }
     state.db().protection_plans(tenant.id).await.map_err(ApiError::from_db)
@@ -266,7 +266,7 @@ pub async fn queue_job(
     spec: &JobSpec,
 ) -> Result<i64, ApiError> {
     let result = async {
-        if !can_manage_tenant(&caller.principal, tenant.id) {
+        if !can_manage_tenant(&caller.principal, tenant) {
             return Err(forbidden("start work on an agent"));
         }
         spec.validate().map_err(ApiError::bad_request)?;

@@ -83,10 +83,11 @@ impl AuditSearch {
     /// their own tenant, whatever it asked for.
     pub async fn filter(&self, state: &AppState, caller: &Caller) -> Result<AuditFilter, ApiError> {
         let p = &caller.principal;
-        if !is_staff(p) && p.role != Role::TenantAdmin {
+        let reseller_id = crate::access::reseller_of(p);
+        if !is_staff(p) && p.role != Role::TenantAdmin && reseller_id.is_none() {
             return Err(forbidden("read the audit log"));
         }
-        let tenant_id = match (self.tenant.trim(), is_staff(p)) {
+        let tenant_id = match (self.tenant.trim(), is_staff(p) || reseller_id.is_some()) {
             ("", true) => None,
             ("", false) => p.tenant_id,
             (t, _) => Some(tenant_for(state, caller, t, false).await?.id),
@@ -105,6 +106,7 @@ impl AuditSearch {
         let start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
         Ok(AuditFilter {
             tenant_id,
+            reseller_id,
             outcome,
             action: text(&self.action),
             actor: text(&self.actor),

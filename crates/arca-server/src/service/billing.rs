@@ -4,9 +4,9 @@
 //! provider admins, read by staff and by the tenant's own users; anyone else's invoice is "not
 //! found", as a missing one, and the attempt is audited).
 
-use crate::access::{can_view_tenant, is_provider_admin, is_staff};
+use crate::access::{can_view_tenant, is_provider_admin, is_staff, reseller_of, TenantScope};
 use crate::db::accounts::Tenant;
-use crate::db::billing::TenantMonth;
+use crate::db::billing::{BillingOf, Prices, TenantMonth};
 use crate::db::invoices::{BillingSettings, Invoice};
 use crate::errors::ApiError;
 use crate::limits;
@@ -113,22 +113,27 @@ pub async fn set_settings(
     caller.audited(state, None, "billing.settings", "billing settings", &detail, result).await
 }
 
-/// A month's figures: every tenant's (provider staff, `tenant` None) or one tenant's (staff, or
-/// the tenant's own admins and users; the tenant comes from [`super::tenant_for`]).
+/// A month's figures at the seller's prices: with `tenant` None, every customer of the caller's
+/// (the provider's own customers for provider staff, a reseller's for its admins); or one
+/// tenant's (staff, its reseller's admins, or the tenant's own admins and users; the tenant comes
+/// from [`super::tenant_for`]).
 pub async fn month(
     state: &AppState,
     caller: &Caller,
     tenant: Option<&Tenant>,
     month: &str,
 ) -> Result<Vec<TenantMonth>, ApiError> {
-    let allowed = match tenant {
-        None => is_staff(&caller.principal),
-        Some(t) => can_view_tenant(&caller.principal, t.id),
+    let p = &caller.principal;
+    let of = match tenant {
+        Some(t) if can_view_tenant(p, t) => BillingOf::Tenant(t.id),
+        None if is_staff(p) => BillingOf::ProviderCustomers,
+        None => match reseller_of(p) {
+            Some(r) => BillingOf::ResellerCustomers(r),
+            None => return Err(forbidden("read billing")),
+        },
+        Some(_) => return Err(forbidden("read billing")),
     };
-    if !allowed {
-        return Err(forbidden("read billing"));
-    }
-    state.db().billing(tenant.map(|t| t.id), month).await.map_err(ApiError::from_db)
+    state.db().billing(of, Prices::Retail, month).await.map_err(ApiError::from_db)
 }
 
 /// Issues the invoice of `tenant`'s finished `month` (provider admins); `(invoice, true)` when
@@ -166,7 +171,7 @@ pub async fn invoices(
 ) -> Result<Vec<Invoice>, ApiError> {
     let allowed = match tenant {
         None => is_staff(&caller.principal),
-        Some(t) => can_view_tenant(&caller.principal, t.id),
+        Some(t) => can_view_tenant(&caller.principal, t),
     };
     if !allowed {
         return Err(forbidden("list every tenant's invoices"));
@@ -179,7 +184,8 @@ pub async fn invoices(
 pub async fn invoice(state: &AppState, caller: &Caller, number: &str) -> Result<Invoice, ApiError> {
     let missing = || ApiError::not_found(format!("no invoice numbered {number}"));
     let inv = state.db().invoice(number).await.map_err(ApiError::from_db)?.ok_or_else(missing)?;
-    if !can_view_tenant(&caller.principal, inv.tenant_id) {
+    // Invoices are the provider's, to its own customers: a reseller's admins never see one.
+    if !can_view_tenant(&caller.principal, TenantScope { id: inv.tenant_id, reseller_id: None }) {
         let detail = caller.with_channel("invoice out of reach");
         caller.audit(state, caller.principal.tenant_id, "invoice.access", number, "denied", &detail).await;
         return Err(missing());

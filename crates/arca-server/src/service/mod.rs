@@ -13,6 +13,7 @@ pub mod agents;
 pub mod audit;
 pub mod billing;
 pub mod branding;
+pub mod resellers;
 pub mod users;
 
 use axum::http::StatusCode;
@@ -146,12 +147,12 @@ pub async fn tenant_for(state: &AppState, caller: &Caller, name: &str, manage: b
         Err(DbError::NotFound(_)) => return Err(missing()),
         Err(e) => return Err(ApiError::from_db(e)),
     };
-    if !can_view_tenant(&caller.principal, tenant.id) {
+    if !can_view_tenant(&caller.principal, &tenant) {
         let detail = caller.with_channel("tenant out of reach");
         caller.audit(state, caller.principal.tenant_id, "tenant.access", name, "denied", &detail).await;
         return Err(missing());
     }
-    if manage && !can_manage_tenant(&caller.principal, tenant.id) {
+    if manage && !can_manage_tenant(&caller.principal, &tenant) {
         return Err(forbidden(&format!("manage tenant {name}")));
     }
     Ok(tenant)
@@ -162,7 +163,7 @@ pub async fn tenant_for(state: &AppState, caller: &Caller, name: &str, manage: b
 pub async fn repository_for(state: &AppState, caller: &Caller, name: &str) -> Result<Repository, ApiError> {
     let missing = || ApiError::not_found(format!("no repository named {name}"));
     let repo = state.db().find_repository(name).await.map_err(ApiError::from_db)?.ok_or_else(missing)?;
-    if !can_view_tenant(&caller.principal, repo.tenant_id) {
+    if !can_view_tenant(&caller.principal, &repo) {
         let detail = caller.with_channel("repository out of reach");
         caller.audit(state, caller.principal.tenant_id, "repo.access", name, "denied", &detail).await;
         return Err(missing());

@@ -6,7 +6,7 @@
 //! staff accounts are provider admins' alone. Nobody does this to their own account here: they
 //! could lock themselves out (disabling) or skip their second factor (resetting it).
 
-use crate::access::{can_manage_tenant, is_provider_admin};
+use crate::access::{can_manage_tenant, is_provider_admin, reseller_of};
 use crate::db::accounts::User;
 use crate::db::DbError;
 use crate::errors::ApiError;
@@ -76,13 +76,20 @@ async fn find(state: &AppState, caller: &Caller, name: &str) -> Result<(User, Op
         Err(DbError::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(ApiError::from_db(e)),
     };
-    let tenant_id = match &user.tenant {
-        Some(t) => Some(state.db().tenant(t).await.map_err(ApiError::from_db)?.id),
+    let tenant = match &user.tenant {
+        Some(t) => Some(state.db().tenant(t).await.map_err(ApiError::from_db)?),
         None => None,
     };
-    let allowed = match tenant_id {
-        Some(t) => can_manage_tenant(p, t),
-        None => is_provider_admin(p),
+    let tenant_id = tenant.as_ref().map(|t| t.id);
+    let allowed = match (&tenant, &user.reseller) {
+        (Some(t), _) => can_manage_tenant(p, t),
+        // A reseller's admins: the provider's admins and their fellow admins.
+        (None, Some(r)) => {
+            is_provider_admin(p)
+                || (reseller_of(p).is_some()
+                    && reseller_of(p) == Some(state.db().reseller(r).await.map_err(ApiError::from_db)?.id))
+        }
+        (None, None) => is_provider_admin(p),
     };
     if !allowed {
         return Err(if p.role.is_provider() { forbidden("manage provider staff") } else { not_found() });

@@ -113,7 +113,7 @@ async fn agents_page(
     let caller = s.caller();
     let err = |e| service_error(s, e);
     let plans = service::plans(state, &caller, t).await.map_err(err)?;
-    let manage = can_manage_tenant(&s.principal, t.id);
+    let manage = can_manage_tenant(&s.principal, t);
     let agents: Vec<AgentRow> = service::agents(state, &caller, t)
         .await
         .map_err(err)?

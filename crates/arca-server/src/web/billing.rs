@@ -30,7 +30,7 @@ pub(super) struct MonthQuery {
 }
 
 impl MonthQuery {
-    fn month(&self) -> String {
+    pub(super) fn month(&self) -> String {
         self.month.clone().filter(|m| !m.is_empty()).unwrap_or_else(this_month)
     }
 }
@@ -98,12 +98,41 @@ async fn staff_session(state: &AppState, headers: &HeaderMap) -> Result<Session,
     Ok(s)
 }
 
-/// `GET /console/billing`: every tenant's month.
+/// A session of the console's billing pages: provider staff, or a reseller's admins (who see
+/// their own customers' months; [`service::month`] decides whose).
+async fn seller_session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
+    let s = session(state, headers).await?;
+    if !s.me.console {
+        return Err(forbidden(&s, "see billing"));
+    }
+    Ok(s)
+}
+
+/// `GET /console/billing`: every customer's month (the provider's own, or a reseller's), and for
+/// provider staff each reseller's wholesale total.
 pub(super) async fn billing(State(state): State<AppState>, Query(q): Query<MonthQuery>, headers: HeaderMap) -> Page {
-    let s = staff_session(&state, &headers).await?;
+    let s = seller_session(&state, &headers).await?;
     let month = q.month();
-    let months = service::month(&state, &s.caller(), None, &month).await.map_err(|e| service_error(&s, e))?;
-    let mut numbers = state.db().invoice_numbers(&month).await.map_err(|e| db_error(Some(&s), e))?;
+    let caller = s.caller();
+    let months = service::month(&state, &caller, None, &month).await.map_err(|e| service_error(&s, e))?;
+    // Invoices are the provider's: a reseller's customers have none here.
+    let mut numbers = if s.me.staff {
+        state.db().invoice_numbers(&month).await.map_err(|e| db_error(Some(&s), e))?
+    } else {
+        Default::default()
+    };
+    let mut wholesale = Vec::new();
+    if s.me.staff {
+        for r in crate::service::resellers::list(&state, &caller).await.map_err(|e| service_error(&s, e))? {
+            let st = crate::service::resellers::wholesale(&state, &caller, &r, &month)
+                .await
+                .map_err(|e| service_error(&s, e))?;
+            wholesale.push(context! {
+                name => r.name, display_name => r.display_name, tenants => st.tenants.len(),
+                net => money(st.net_cents), gross => money(st.gross_cents),
+            });
+        }
+    }
     let saved = state.db().billing_settings_saved().await.map_err(|e| db_error(Some(&s), e))?;
     let currency = state.db().billing_settings().await.map_err(|e| db_error(Some(&s), e))?.currency;
     let total: i64 = months.iter().map(|m| m.total_cents).sum();
@@ -113,7 +142,9 @@ pub(super) async fn billing(State(state): State<AppState>, Query(q): Query<Month
     Ok(render(
         StatusCode::OK,
         "billing.html",
-        s.ctx(context! { month, rows, total => money(total), gross => money(gross), partial, currency, saved }),
+        s.ctx(
+            context! { month, rows, total => money(total), gross => money(gross), partial, currency, saved, wholesale },
+        ),
     ))
 }
 
@@ -123,7 +154,7 @@ pub(super) async fn billing_csv(
     Query(q): Query<MonthQuery>,
     headers: HeaderMap,
 ) -> Page {
-    let s = staff_session(&state, &headers).await?;
+    let s = seller_session(&state, &headers).await?;
     let month = q.month();
     let months = service::month(&state, &s.caller(), None, &month).await.map_err(|e| service_error(&s, e))?;
     Ok(crate::routes::csv_download(&format!("arca-billing-{month}.csv"), to_csv(&months)))

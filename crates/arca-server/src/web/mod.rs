@@ -21,6 +21,7 @@ mod health;
 mod listing;
 mod pages;
 mod plans;
+mod resellers;
 mod restore;
 mod staff;
 
@@ -73,6 +74,11 @@ pub fn router() -> Router<AppState> {
         .route("/console/plans", get(plans::plans).post(plans::create_plan))
         .route("/console/plans/{plan}", post(plans::edit_plan))
         .route("/console/plans/{plan}/delete", post(plans::delete_plan))
+        .route("/console/resellers", get(resellers::resellers).post(resellers::create))
+        .route("/console/reseller", get(resellers::own))
+        .route("/console/resellers/{reseller}", get(resellers::reseller).post(resellers::update))
+        .route("/console/resellers/{reseller}/admins", post(resellers::add_admin))
+        .route("/console/resellers/{reseller}/statement.csv", get(resellers::statement_csv))
         .route("/console/audit", get(pages::audit))
         .route("/console/audit.csv", get(pages::audit_csv))
         .route("/console/billing", get(billing::billing))
@@ -215,6 +221,8 @@ fn templates() -> &'static Environment<'static> {
             ("agents.html", include_str!("../../templates/agents.html")),
             ("branding.html", include_str!("../../templates/branding.html")),
             ("staff.html", include_str!("../../templates/staff.html")),
+            ("resellers.html", include_str!("../../templates/resellers.html")),
+            ("reseller.html", include_str!("../../templates/reseller.html")),
         ] {
             env.add_template(name, source).expect("the built-in templates parse");
         }
@@ -248,6 +256,12 @@ struct Me {
     staff: bool,
     /// Provider admin.
     admin: bool,
+    /// The reseller whose admin they are (its display name).
+    reseller: Option<String>,
+    /// Sells to tenants: a provider admin or a reseller's admin (creates tenants and plans).
+    seller: bool,
+    /// Uses the console (provider staff, a reseller's admins).
+    console: bool,
 }
 
 /// A signed-in request.
@@ -324,6 +338,10 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
     // A suspended tenant's users see why on every page.
     let suspension = tenant.as_ref().filter(|t| t.suspended).map(|t| t.suspended_reason.clone());
     let tenant = tenant.map(|t| t.name);
+    let reseller = match crate::access::reseller_of(&principal) {
+        Some(id) => state.db().reseller_by_id(id).await.ok().map(|r| r.display_name),
+        None => None,
+    };
     let me = Me {
         name: principal.actor.trim_start_matches("user:").to_string(),
         role: principal.role.as_str(),
@@ -331,6 +349,9 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
         suspension,
         staff: principal.role.is_provider(),
         admin: principal.role == Role::ProviderAdmin,
+        seller: crate::access::is_seller(&principal),
+        console: principal.role.is_provider() || reseller.is_some(),
+        reseller,
     };
     Ok(Session { csrf: csrf_for(token), vault_key: restore::session_key(token), principal, me })
 }

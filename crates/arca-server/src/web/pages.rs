@@ -14,7 +14,7 @@ use super::{
     check_csrf, cookie, date, forbidden, human, inline_error, message, not_found, render, service_error, session,
     set_cookie, Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
 };
-use crate::access::{can_manage_tenant, can_view_tenant, is_staff};
+use crate::access::{can_manage_tenant, can_sell_to, can_view_tenant, is_staff, reseller_of};
 use crate::db::accounts::{LoginOutcome, RepoFormat, Repository, Tenant, TenantList, TenantSort, TenantStatus};
 use crate::db::audit::NewAudit;
 use crate::db::DbError;
@@ -47,7 +47,7 @@ pub(super) fn db_error(s: Option<&Session>, e: DbError) -> Response {
 pub(super) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Page {
     let s = session(&state, &headers).await?;
     Ok(match &s.me.tenant {
-        _ if s.me.staff => Redirect::to("/console").into_response(),
+        _ if s.me.console => Redirect::to("/console").into_response(),
         Some(t) => Redirect::to(&format!("/tenants/{t}")).into_response(),
         None => Redirect::to("/login").into_response(),
     })
@@ -406,17 +406,25 @@ fn status_text(t: &Tenant) -> String {
 /// How many "needs attention" lines the dashboard shows (the rest are counted, with a link).
 const ATTENTION_LINES: usize = 20;
 
-/// `GET /console`: the provider's dashboard.
+/// `GET /console`: the provider's dashboard, or a reseller's over its own tenants.
 pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -> Page {
     let s = session(&state, &headers).await?;
-    if !is_staff(&s.principal) {
+    let reseller = reseller_of(&s.principal);
+    if !is_staff(&s.principal) && reseller.is_none() {
         return Err(forbidden(&s, "see the provider console"));
     }
     let db = state.db();
     let err = |e| db_error(Some(&s), e);
-    let (stored, logical, tenant_count) = db.storage_totals().await.map_err(err)?;
+    let (stored, logical, tenant_count) = db.storage_totals(reseller).await.map_err(err)?;
     let today = chrono::Utc::now().date_naive();
-    let usage = db.usage(None, today - chrono::Days::new(29), today).await.map_err(err)?;
+    // A reseller's dashboard counts its own tenants only.
+    let mine: Option<std::collections::HashSet<String>> = match reseller {
+        Some(r) => Some(db.tenants_of_reseller(r).await.map_err(err)?.into_iter().map(|t| t.name).collect()),
+        None => None,
+    };
+    let in_scope = |tenant: &str| mine.as_ref().is_none_or(|m| m.contains(tenant));
+    let mut usage = db.usage(None, today - chrono::Days::new(29), today).await.map_err(err)?;
+    usage.retain(|r| in_scope(&r.tenant));
     // Every day of the last 30 has its slot, with or without traffic.
     let days = chart::last_days(today, 30);
     let ingress = chart::per_day(&days, usage.iter().map(|r| (r.day.clone(), r.ingress_bytes)));
@@ -428,7 +436,7 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
         chart::Series { class: "out", label: "downloaded", values: &egress },
     ];
     let stored_series = [chart::Series { class: "in", label: "stored", values: &stored_days }];
-    let runs = db.scrub_runs(1).await.map_err(err)?;
+    let runs = if reseller.is_none() { db.scrub_runs(1).await.map_err(err)? } else { Vec::new() };
     let scrub = match runs.first() {
         None => "never".to_string(),
         Some(r) if r.state == "running" => "running".to_string(),
@@ -441,6 +449,7 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
         descending: false,
         offset: 0,
         limit: ATTENTION_LINES as i64,
+        reseller,
     };
     let (needing, needing_total) = db.tenant_list(&needing).await.map_err(err)?;
     let mut attention: Vec<String> = needing
@@ -456,7 +465,7 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
         })
         .collect();
     let mut more_devices = 0usize;
-    for d in db.device_health(None).await.map_err(err)? {
+    for d in db.device_health(None).await.map_err(err)?.into_iter().filter(|d| in_scope(&d.tenant)) {
         let line = match d.status.as_str() {
             "failing" => format!(
                 "device {} of {} failed its last backup: {}",
@@ -519,7 +528,8 @@ async fn tenants_page(
     params: &HashMap<String, String>,
     refused: Option<(String, &NewTenantForm)>,
 ) -> Page {
-    if !is_staff(&s.principal) {
+    let reseller = reseller_of(&s.principal);
+    if !is_staff(&s.principal) && reseller.is_none() {
         return Err(forbidden(s, "see the provider's tenants"));
     }
     let list = Listing::new("/console/tenants", "", params, TENANT_SORTS, false);
@@ -547,6 +557,7 @@ async fn tenants_page(
         descending: list.desc,
         offset: list.offset(),
         limit: PAGE_SIZE,
+        reseller,
     };
     let db = state.db();
     let (mut rows, mut total) = db.tenant_list(&query).await.map_err(|e| db_error(Some(s), e))?;
@@ -584,7 +595,9 @@ async fn tenants_page(
                 context! { key, label, href, current => key == status }
             })
             .collect();
-    let plans = if s.me.admin { db.plans().await.map_err(|e| db_error(Some(s), e))? } else { Vec::new() };
+    // A seller's new tenants go on its own plans.
+    let plans =
+        if s.me.seller { db.plans_sold_by(reseller).await.map_err(|e| db_error(Some(s), e))? } else { Vec::new() };
     let (status_code, form_error, typed) = match refused {
         Some((m, f)) => (
             StatusCode::BAD_REQUEST,
@@ -635,7 +648,7 @@ pub(super) async fn create_tenant(
 /// A tenant the session may see, or the "not found" page (audited).
 pub(super) async fn visible_tenant(state: &AppState, s: &Session, name: &str) -> Result<Tenant, Response> {
     match state.db().tenant(name).await {
-        Ok(t) if can_view_tenant(&s.principal, t.id) => Ok(t),
+        Ok(t) if can_view_tenant(&s.principal, &t) => Ok(t),
         Ok(_) => {
             s.audit(state, s.principal.tenant_id, "tenant.access", name, "denied", "web: tenant out of reach").await;
             Err(not_found(s, &format!("tenant named {name}")))
@@ -816,7 +829,9 @@ async fn tenant_page(
             name: u.name,
         })
         .collect();
-    let plans = if s.me.admin { state.db().plans().await.map_err(err)? } else { Vec::new() };
+    // The plans the tenant's seller sells it, for whoever may change what it buys.
+    let sell = can_sell_to(&s.principal, t);
+    let plans = if sell { state.db().plans_sold_by(t.reseller_id).await.map_err(err)? } else { Vec::new() };
     let today = chrono::Utc::now().date_naive();
     let usage = state.db().usage(Some(t.id), today - chrono::Days::new(29), today).await.map_err(err)?;
     let (stored_chart, stored_table) = stored_chart(&usage, today, t);
@@ -838,7 +853,7 @@ async fn tenant_page(
         s.ctx(context! {
             stored_chart, stored_table, refused, max_reason => crate::limits::MAX_REASON, max_display => crate::limits::MAX_DISPLAY_NAME,
             tenant => t, stored => human(t.stored_bytes), quota => quota_text(t.hard_quota_bytes), status => status_text(t),
-            repos => repo_rows, devices => device_rows, device_list => device_view, user_list => user_view, manage => can_manage_tenant(&s.principal, t.id),
+            repos => repo_rows, devices => device_rows, device_list => device_view, user_list => user_view, manage => can_manage_tenant(&s.principal, t), sell,
             new_device, new_repo, new_token, new_repo_restic, base_url, base_scheme, base_host, users, plans,
             hard_gb => crate::units::gb_input(t.hard_quota_bytes), soft_gb => crate::units::gb_input(t.soft_quota_bytes),
         }),
@@ -1259,7 +1274,7 @@ pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>
             repo => &r, stored => human(r.stored_bytes), logical => human(r.logical_bytes), lock => lock_text(&r),
             snapshots => rows, can_browse => crate::access::can_browse_repo(&s.principal, &r) && r.format == RepoFormat::Arca,
             restic => r.format == RepoFormat::Restic, base_url => public_base(&state, &headers),
-            retention, can_set_retention => can_manage_tenant(&s.principal, r.tenant_id),
+            retention, can_set_retention => can_manage_tenant(&s.principal, &r),
         }),
     ))
 }
@@ -1268,7 +1283,7 @@ pub(super) async fn repo(State(state): State<AppState>, Path(name): Path<String>
 /// exists) otherwise.
 async fn visible_repository(state: &AppState, s: &Session, name: &str) -> Result<Repository, Response> {
     match state.db().find_repository(name).await {
-        Ok(Some(r)) if can_view_tenant(&s.principal, r.tenant_id) => Ok(r),
+        Ok(Some(r)) if can_view_tenant(&s.principal, &r) => Ok(r),
         Ok(Some(_)) => {
             s.audit(state, s.principal.tenant_id, "repo.access", name, "denied", "web: repository out of reach").await;
             Err(not_found(s, &format!("repository named {name}")))

@@ -1,5 +1,7 @@
 //! The plans page: every plan with its quotas, retention lock and prices; provider admins
-//! create, edit and delete them ([`crate::service::accounts`]). Figures are typed as text and
+//! create, edit and delete the provider's, a reseller's admins the reseller's own (each resells
+//! one of the provider's plans, which they see as their wholesale price list)
+//! ([`crate::service::accounts`]). Figures are typed as text and
 //! read here, so a mistyped one comes back on the form with what was typed, not as an error page.
 
 use axum::extract::{Path, State};
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pages::{db_error, unconfirmed, ConfirmForm};
 use super::{check_csrf, forbidden, human, inline_error, render, session, Session};
-use crate::access::is_staff;
+use crate::access::{is_staff, reseller_of};
 use crate::db::accounts::Plan;
 use crate::errors::ApiError;
 use crate::service::accounts as service;
@@ -32,6 +34,12 @@ struct PlanView {
     /// The figures as the edit form shows them.
     hard_gb: String,
     soft_gb: String,
+    /// The provider's plan it resells (a reseller's plan).
+    resells: Option<String>,
+    /// Its seller: the reseller, or `None` for the provider.
+    reseller: Option<String>,
+    /// The session's own (it may edit and delete it).
+    mine: bool,
 }
 
 /// Cents as a form value ("120.00").
@@ -58,6 +66,9 @@ pub(super) struct PlanForm {
     overage: String,
     #[serde(default)]
     compliance: Option<String>,
+    /// A reseller's plan: the provider's plan it resells.
+    #[serde(default)]
+    resells: String,
 }
 
 impl PlanForm {
@@ -89,16 +100,29 @@ impl PlanForm {
             compliance: self.compliance.is_some(),
             yearly_price_cents: (number("price", &self.price)? * 100.0).round() as i64,
             overage_cents_per_gb: (number("overage price", &self.overage)? * 100.0).round() as i64,
+            resells: Some(self.resells.trim().to_string()).filter(|r| !r.is_empty()),
+            reseller: None,
         })
     }
 }
 
 /// The page, with a refused form (`new-plan` or `edit-NAME`), its reason and what was typed.
 async fn plans_page(state: &AppState, s: &Session, refused: Option<(String, String, minijinja::Value)>) -> Page {
-    if !is_staff(&s.principal) {
-        return Err(forbidden(s, "see plans"));
+    let reseller = reseller_of(&s.principal);
+    let plans = match reseller {
+        Some(r) => state.db().plans_of_reseller(r).await,
+        None if is_staff(&s.principal) => state.db().plans().await,
+        None => return Err(forbidden(s, "see plans")),
     }
-    let plans = state.db().plans().await.map_err(|e| db_error(Some(s), e))?;
+    .map_err(|e| db_error(Some(s), e))?;
+    // What the session sells: the provider's plans for its admins, a reseller's own for its.
+    // (a reseller sees the provider's plans and its own; the provider's admins every plan).
+    let own = |p: &Plan| s.me.seller && p.reseller.is_some() == reseller.is_some();
+    let wholesale: Vec<&str> = if reseller.is_some() {
+        plans.iter().filter(|p| p.reseller.is_none()).map(|p| p.name.as_str()).collect()
+    } else {
+        Vec::new()
+    };
     let view: Vec<PlanView> = plans
         .iter()
         .map(|p| PlanView {
@@ -111,13 +135,17 @@ async fn plans_page(state: &AppState, s: &Session, refused: Option<(String, Stri
             overage: money_input(p.overage_cents_per_gb),
             hard_gb: gb_input(p.hard_quota_bytes),
             soft_gb: gb_input(p.soft_quota_bytes),
+            resells: p.resells.clone(),
+            reseller: p.reseller.clone(),
+            mine: own(p),
         })
         .collect();
     let (status, refused) = match refused {
         Some((form, error, typed)) => (StatusCode::BAD_REQUEST, Some(context! { form, error, typed })),
         None => (StatusCode::OK, None),
     };
-    Ok(render(status, "plans.html", s.ctx(context! { plans => view, refused })))
+    let resellers_exist = view.iter().any(|p| p.reseller.is_some());
+    Ok(render(status, "plans.html", s.ctx(context! { plans => view, refused, wholesale, resellers_exist })))
 }
 
 /// `GET /console/plans`.
@@ -202,6 +230,7 @@ mod tests {
             price: price.into(),
             overage: "0.05".into(),
             compliance: None,
+            resells: String::new(),
         }
     }
 

@@ -1,0 +1,344 @@
+//! Resellers end to end, on both shapes (embedded; PostgreSQL + Garage behind two server
+//! processes): the provider creates two resellers with `arca admin reseller`; each sells its own
+//! plans (which resell the provider's, within their limits) to its own tenants (within its
+//! capacity); neither reaches the other's tenants, plans, bills, statement or audit entries, nor
+//! the provider's own customers, nor any backup's contents, through the API, the CLI or the
+//! console in headless Chromium. The provider's bill leaves the resellers' tenants out; the
+//! reseller's wholesale statement prices them at the provider's plans.
+
+#[macro_use]
+mod cluster;
+mod browser;
+
+use std::path::PathBuf;
+
+use browser::Browser;
+use cluster::{Cluster, Shape, ADMIN_PASSWORD};
+
+const RESELLER_PASSWORD: &str = "reseller admin password";
+
+fn shots_dir(shape: Shape) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reseller-screenshots-{shape:?}"))
+}
+
+/// Runs `arca admin` as `token` and returns (success, stdout, stderr).
+fn admin(c: &Cluster, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = c.admin_cmd(token, args).env("ARCA_NEW_PASSWORD", RESELLER_PASSWORD).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn refused(c: &Cluster, token: &str, args: &[&str], why: &str) {
+    let (ok, out, err) = admin(c, token, args);
+    assert!(!ok, "arca admin {args:?} was allowed:\n{out}");
+    assert!(err.contains(why), "arca admin {args:?}: expected {why:?} in:\n{err}");
+}
+
+/// Names of a JSON list's items' `field`.
+fn names(v: &serde_json::Value, field: &str) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn send(c: &Cluster, method: reqwest::Method, token: &str, path: &str, body: serde_json::Value) -> u16 {
+    c.http()
+        .request(method, format!("{}{path}", c.base()))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn resellers(shape: Shape) {
+    if !cluster::available(shape) {
+        return;
+    }
+    let c = Cluster::start(shape);
+    let a = c.admin.clone();
+    c.admin_ok(
+        &a,
+        &["plan", "create", "pro", "--hard-quota", "100GB", "--soft-quota", "80GB", "--yearly-price", "120"],
+    );
+    for r in ["north", "south"] {
+        let admin_name = format!("{r}-admin");
+        let args = ["reseller", "create", r, "--capacity", "250GB", "--admin", admin_name.as_str()];
+        let (ok, _, err) = admin(&c, &a, &args);
+        assert!(ok, "{err}");
+    }
+    refused(&c, &a, &["reseller", "create", "north", "--admin", "x-admin"], "already exists");
+    let north = c.login("north-admin", RESELLER_PASSWORD);
+    let south = c.login("south-admin", RESELLER_PASSWORD);
+
+    // Plans: a reseller's plan resells one of the provider's, never beyond its hard quota.
+    refused(&c, &north, &["plan", "create", "platinum", "--resells", "pro", "--hard-quota", "200GB"], "pro");
+    refused(&c, &north, &["plan", "create", "platinum", "--hard-quota", "10GB"], "resells");
+    refused(&c, &a, &["plan", "create", "platinum", "--resells", "pro"], "resells");
+    let gold = ["plan", "create", "gold", "--resells", "pro", "--hard-quota", "100GB", "--soft-quota", "50GB"];
+    c.admin_ok(&north, &[&gold[..], &["--yearly-price", "300"]].concat());
+    c.admin_ok(
+        &south,
+        &["plan", "create", "silver", "--resells", "pro", "--hard-quota", "50GB", "--yearly-price", "200"],
+    );
+    let (_, plans) = c.get_json(&north, "/v1/admin/plans");
+    let seen = names(&plans, "name");
+    assert!(seen.contains(&"pro".into()) && seen.contains(&"gold".into()), "{plans}");
+    assert!(!seen.contains(&"silver".into()), "north sees south's plan: {plans}");
+    let gold_json = plans.as_array().unwrap().iter().find(|p| p["name"] == "gold").unwrap().clone();
+    assert_eq!((gold_json["resells"].as_str(), gold_json["reseller"].as_str()), (Some("pro"), Some("north")));
+    let mut as_silver = gold_json.clone();
+    as_silver["name"] = "silver".into();
+    let put = send(&c, reqwest::Method::PUT, &north, "/v1/admin/plans/silver", as_silver);
+    assert_eq!(put, 404, "north edits south's plan");
+    assert_eq!(send(&c, reqwest::Method::DELETE, &north, "/v1/admin/plans/silver", serde_json::json!({})), 404);
+    assert_eq!(send(&c, reqwest::Method::DELETE, &north, "/v1/admin/plans/pro", serde_json::json!({})), 404);
+    refused(&c, &a, &["plan", "delete", "pro"], "resell");
+    refused(&c, &north, &["plan", "set", "gold", "--hard-quota", "101GB"], "pro");
+    c.admin_ok(&north, &["plan", "set", "gold", "--yearly-price", "320"]);
+    c.admin_ok(&north, &["plan", "create", "trial", "--resells", "pro", "--hard-quota", "1GB"]);
+    c.admin_ok(&north, &["plan", "delete", "trial"]);
+    let plans = c.admin_ok(&north, &["plan", "list"]);
+    assert!(plans.contains("gold") && plans.contains("320.00") && !plans.contains("trial"), "{plans}");
+
+    // Tenants: on the reseller's own plans, within its capacity.
+    c.admin_ok(&north, &["tenant", "create", "n1", "--display-name", "North One", "--plan", "gold"]);
+    c.admin_ok(&north, &["tenant", "create", "n2", "--plan", "gold"]);
+    refused(&c, &north, &["tenant", "create", "n3", "--plan", "gold"], "capacity");
+    refused(&c, &north, &["tenant", "create", "n3", "--plan", "pro"], "no plan named pro");
+    refused(&c, &north, &["tenant", "create", "n3"], "needs a plan");
+    refused(&c, &south, &["tenant", "create", "s2", "--plan", "gold"], "no plan named gold");
+    c.admin_ok(&south, &["tenant", "create", "s1", "--plan", "silver"]);
+    refused(&c, &north, &["tenant", "set", "n1", "--hard-quota", "150GB"], "pro");
+
+    // Isolation: each reseller sees its own tenants; another's, and the provider's own, are
+    // "not found" exactly as missing ones.
+    let (_, list) = c.get_json(&north, "/v1/admin/tenants");
+    assert_eq!(names(&list, "name"), ["n1", "n2"]);
+    for t in ["s1", "acme", "nosuch"] {
+        let (status, body) = c.get_json(&north, &format!("/v1/admin/tenants/{t}"));
+        assert_eq!(status, 404, "north reads {t}: {body}");
+        assert_eq!(
+            send(
+                &c,
+                reqwest::Method::PATCH,
+                &north,
+                &format!("/v1/admin/tenants/{t}"),
+                serde_json::json!({"suspended": true})
+            ),
+            404
+        );
+        assert_eq!(
+            send(&c, reqwest::Method::DELETE, &north, &format!("/v1/admin/tenants/{t}"), serde_json::json!({})),
+            404
+        );
+        let (status, _) = c.get_json(&north, &format!("/v1/admin/usage?tenant={t}"));
+        assert_eq!(status, 404, "north reads {t}'s usage");
+    }
+    assert_eq!(c.get_json(&a, "/v1/admin/tenants/s1").1["reseller"], "south");
+    refused(&c, &north, &["tenant", "set", "s1", "--suspend"], "no tenant named s1");
+    c.admin_ok(&north, &["tenant", "set", "n2", "--suspend"]);
+    c.admin_ok(&north, &["tenant", "set", "n2", "--resume"]);
+
+    // The reseller manages its tenants' accounts (a repository, a device, an admin) but never
+    // reads a backup: the device backs up, the reseller's token gets "no repository".
+    c.admin_ok(&north, &["repo", "create", "--tenant", "n1", "n1-files"]);
+    let out = c.admin_ok(&north, &["--json", "device", "add", "--tenant", "n1", "pc", "--repo", "n1-files"]);
+    let device: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let device = device["token"].as_str().unwrap().to_string();
+    let src = c.path("src");
+    cluster::make_tree(&src);
+    c.ok("n1-files", &device, &["init"]);
+    c.ok("n1-files", &device, &["backup", src.to_str().unwrap()]);
+    let (status, _) = c.get_json(&north, "/v1/repos/n1-files/snapshots/");
+    assert!(status == 404 || status == 403, "a reseller read a backup's objects: {status}");
+    assert!(!c.arca("n1-files", &north).arg("snapshots").output().unwrap().status.success());
+    refused(&c, &north, &["repo", "create", "--tenant", "s1", "s1-files"], "no tenant named s1");
+    let (status, _) = c.get_json(&north, "/v1/admin/repos");
+    assert_eq!(status, 403, "every repository is the provider staff's list");
+    let (status, _) = c.get_json(&south, "/v1/admin/tenants/n1/repos");
+    assert_eq!(status, 404);
+
+    // Resellers: the provider sees both; a reseller only itself; no reseller changes its own
+    // capacity or creates another.
+    let (_, all) = c.get_json(&a, "/v1/admin/resellers");
+    assert_eq!(names(&all, "name"), ["north", "south"]);
+    let (_, own) = c.get_json(&north, "/v1/admin/resellers");
+    assert_eq!(names(&own, "name"), ["north"]);
+    assert_eq!((own[0]["tenants"].as_i64(), own[0]["quota_bytes"].as_i64()), (Some(2), Some(200_000_000_000)));
+    assert_eq!(c.get_json(&north, "/v1/admin/resellers/south").0, 404);
+    assert_eq!(c.get_json(&north, "/v1/admin/resellers/south/statement").0, 404);
+    refused(&c, &north, &["reseller", "set", "north", "--capacity", "10TB"], "may not");
+    refused(&c, &north, &["reseller", "create", "west", "--admin", "west-admin"], "may not");
+    refused(&c, &a, &["reseller", "set", "north", "--capacity", "150GB"], "capacity");
+    let (ok, _, err) = admin(&c, &north, &["reseller", "add-admin", "north", "--user", "north-second"]);
+    assert!(ok, "{err}");
+    refused(&c, &north, &["reseller", "add-admin", "south", "--user", "sneaky"], "no reseller named south");
+    c.login("north-second", RESELLER_PASSWORD);
+
+    // Bills: the provider's month leaves the resellers' tenants out; a reseller's month is its
+    // tenants at its prices; its wholesale statement is them at the provider's.
+    let (_, provider_month) = c.get_json(&a, "/v1/admin/billing");
+    let billed = names(&provider_month, "tenant");
+    assert!(billed.contains(&"acme".into()) && !billed.iter().any(|t| t.starts_with('n') || t == "s1"), "{billed:?}");
+    let (_, retail) = c.get_json(&north, "/v1/admin/billing");
+    assert_eq!(names(&retail, "tenant"), ["n1", "n2"]);
+    assert!(retail.as_array().unwrap().iter().all(|m| m["plan"] == "gold"), "{retail}");
+    let (_, statement) = c.get_json(&a, "/v1/admin/resellers/north/statement");
+    assert_eq!(names(&statement["tenants"], "tenant"), ["n1", "n2"]);
+    assert!(statement["tenants"].as_array().unwrap().iter().all(|m| m["plan"] == "pro"), "{statement}");
+    let (_, own_statement) = c.get_json(&north, "/v1/admin/resellers/north/statement");
+    assert_eq!(own_statement, statement, "the reseller reads the statement the provider bills it");
+    let csv = c.admin_ok(&north, &["reseller", "statement", "north", "--csv"]);
+    assert!(csv.lines().count() == 3 && csv.contains(",n1,") && !csv.contains("s1"), "{csv}");
+    assert_eq!(c.get_json(&north, "/v1/admin/invoices").0, 403, "the provider's invoices are not a reseller's");
+    let table = c.admin_ok(&north, &["reseller", "statement", "north"]);
+    assert!(table.contains("wholesale statement of north") && table.contains("pro"), "{table}");
+
+    // Audit: the reseller reads its tenants' entries and its admins' actions, nobody else's.
+    let (_, entries) = c.get_json(&north, "/v1/admin/audit?limit=1000");
+    let entries = entries.as_array().unwrap();
+    assert!(entries.iter().any(|e| e["action"] == "object.put" && e["tenant"] == "n1"), "{entries:?}");
+    assert!(entries.iter().any(|e| e["action"] == "plan.create" && e["actor"] == "user:north-admin"));
+    for e in entries {
+        match e["tenant"].as_str() {
+            Some(t) => assert!(t == "n1" || t == "n2", "north reads another tenant's entry: {e}"),
+            None => assert!(e["actor"].as_str().unwrap().starts_with("user:north-"), "north reads: {e}"),
+        }
+    }
+    assert_eq!(c.get_json(&north, "/v1/admin/audit?tenant=s1").0, 404);
+    let (_, provider_audit) = c.get_json(&a, "/v1/admin/audit?action=reseller.create");
+    assert!(provider_audit.to_string().contains("north"), "{provider_audit}");
+
+    if browser::available() {
+        console(&c, &north);
+    }
+}
+
+/// The console in Chromium: a reseller's admin signs in to its own console; the provider adds a
+/// reseller with a form that keeps what was typed on a refusal.
+fn console(c: &Cluster, north: &str) {
+    let base = c.nodes[0].base.clone();
+    let mut b = Browser::start(&shots_dir(c.shape));
+    b.sign_in(&base, "north-admin", RESELLER_PASSWORD);
+    b.wait_url("/console");
+    assert!(b.text("#nav-reseller").contains("north"), "{}", b.source());
+    assert!(!b.source().contains("id=\"nav-resellers\""), "a reseller sees the provider's reseller list link");
+    b.screenshot("reseller-dashboard");
+
+    // Its tenants only.
+    b.go(&format!("{base}/console/tenants"));
+    let page = b.source();
+    assert!(page.contains("id=\"tenant-n1\"") || page.contains("/tenants/n1\""), "{page}");
+    assert!(!page.contains("/tenants/s1\"") && !page.contains("/tenants/acme\""), "{page}");
+    for t in ["s1", "acme"] {
+        b.go(&format!("{base}/tenants/{t}"));
+        assert!(b.source().contains("<h1>Not found</h1>"), "{t} was shown to north:\n{}", b.source());
+    }
+    b.go(&format!("{base}/console/resellers/south"));
+    assert!(b.source().contains("<h1>Not found</h1>"), "{}", b.source());
+    b.go(&format!("{base}/console/resellers"));
+    assert!(!b.source().contains("id=\"reseller-south\""), "{}", b.source());
+
+    // A plan beyond the wholesale plan is refused on the form, keeping what was typed.
+    b.go(&format!("{base}/console/plans"));
+    assert!(b.text("#wholesale-hint").contains("wholesale"));
+    assert!(!b.source().contains("id=\"plan-silver\""), "{}", b.source());
+    b.fill("#plan-name", "bronze");
+    b.fill("#plan-hard", "500");
+    b.fill("#plan-price", "60");
+    b.click("#create-plan");
+    assert!(b.text("#new-plan-error").contains("pro"), "{}", b.source());
+    assert_eq!(b.attr("#plan-name", "value"), "bronze");
+    b.fill("#plan-hard", "10");
+    b.click("#create-plan");
+    b.wait_source("id=\"plan-bronze\"");
+
+    // A tenant on it, from the tenants page; over the capacity is refused inline.
+    b.go(&format!("{base}/console/tenants"));
+    b.fill("#tenant-name", "n3");
+    b.fill("#tenant-display", "North Three");
+    b.script("document.querySelector('#tenant-plan').value = 'gold'");
+    b.click("#create-tenant");
+    assert!(b.text("#form-error").contains("capacity"), "{}", b.source());
+    assert_eq!(b.attr("#tenant-name", "value"), "n3");
+    b.script("document.querySelector('#tenant-plan').value = 'bronze'");
+    b.click("#create-tenant");
+    b.wait_url("/tenants/n3");
+    let (_, n3) = c.get_json(north, "/v1/admin/tenants/n3");
+    assert_eq!((n3["plan"].as_str(), n3["reseller"].as_str()), (Some("bronze"), Some("north")), "{n3}");
+
+    // Its own page: figures against the capacity and the wholesale statement.
+    b.go(&format!("{base}/console/reseller"));
+    b.wait_url("/console/resellers/north");
+    assert_eq!(b.text("#reseller-tenants"), "3");
+    for t in ["n1", "n2", "n3"] {
+        assert!(b.text(&format!("#statement-{t}")).contains("pro"), "{}", b.source());
+    }
+    assert!(!b.source().contains("id=\"reseller-settings\""), "a reseller cannot change its own capacity");
+    b.set_width(1400);
+    b.screenshot("reseller-page-1400");
+    b.set_width(400);
+    assert!(!b.overflows(), "the reseller page scrolls sideways at 400 px");
+    b.screenshot("reseller-page-400");
+    b.set_width(1400);
+
+    // Billing: its tenants at its prices, without the provider's invoice links.
+    b.go(&format!("{base}/console/billing"));
+    let page = b.source();
+    assert!(page.contains("n1") && page.contains("gold") && !page.contains("acme"), "{page}");
+    assert!(!page.contains("/console/billing/n1"), "{page}");
+    b.click(".signout button");
+    b.wait_url("/login?why=signed-out");
+
+    // The provider: the reseller list, a refused form that keeps what was typed, a new reseller.
+    b.sign_in(&base, "admin", ADMIN_PASSWORD);
+    b.wait_url("/console");
+    b.go(&format!("{base}/console/resellers"));
+    assert!(b.text("#reseller-north").contains("North") || b.text("#reseller-north").contains("north"));
+    b.fill("#reseller-name", "east");
+    b.fill("#reseller-display", "East <IT> Partners");
+    b.fill("#reseller-capacity", "500");
+    b.fill("#reseller-admin", "east-admin");
+    b.script("document.querySelector('#reseller-password').removeAttribute('minlength')");
+    b.fill("#reseller-password", "short");
+    b.click("#create-reseller");
+    assert!(b.text("#form-error").contains("at least"), "{}", b.source());
+    assert_eq!(b.attr("#reseller-display", "value"), "East <IT> Partners");
+    b.fill("#reseller-password", RESELLER_PASSWORD);
+    b.click("#create-reseller");
+    b.wait_url("/console/resellers/east");
+    assert!(b.text("#reseller-heading").contains("East <IT> Partners"), "escaped and shown: {}", b.source());
+    assert_eq!(b.text("#reseller-capacity-text"), "500.0 GB");
+    b.screenshot("provider-new-reseller");
+    b.go(&format!("{base}/console/billing"));
+    assert!(b.source().contains("/console/resellers/north"), "the wholesale section lists north: {}", b.source());
+
+    // North's capacity: below what its tenants hold is refused on the form; then raised.
+    b.go(&format!("{base}/console/resellers/north"));
+    b.fill("#capacity-gb", "100");
+    b.click("#save-reseller");
+    assert!(b.text("#settings-error").contains("capacity"), "{}", b.source());
+    b.fill("#capacity-gb", "300");
+    b.click("#save-reseller");
+    b.wait_source("300.0 GB");
+    assert_eq!(b.text("#reseller-capacity-text"), "300.0 GB");
+    b.screenshot("provider-reseller-page");
+}
+
+#[test]
+fn resellers_embedded() {
+    resellers(Shape::Embedded);
+}
+
+#[test]
+fn resellers_scaled_out() {
+    resellers(Shape::ScaleOut);
+}
