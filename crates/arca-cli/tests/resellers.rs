@@ -233,6 +233,52 @@ fn console(c: &Cluster, north: &str) {
     assert!(!b.source().contains("id=\"nav-resellers\""), "a reseller sees the provider's reseller list link");
     b.screenshot("reseller-dashboard");
 
+    // Its own brand, for itself and its tenants' users; everyone else keeps the provider's.
+    b.click("#nav-brand");
+    assert!(b.text("#reseller-login-url").contains("/login?reseller=north"), "{}", b.source());
+    assert_eq!(b.attr("#product-name", "value"), "north", "a start from its display name");
+    b.fill("#product-name", "NorthSafe <Backup>");
+    b.script("document.querySelector('#accent').value = '#aa3300'");
+    b.fill("#support-email", "help@north.example");
+    b.fill("#sign-in-text-input", "North's customers sign in here.");
+    b.click("#save-brand");
+    b.wait_source("NorthSafe");
+    assert_eq!(b.text("#brand-name"), "NorthSafe <Backup>");
+    assert!(b.source().contains("--accent: #aa3300"), "{}", b.source());
+    assert!(b.text("#footer").contains("help@north.example") && b.text("#footer").contains("powered by arca"));
+    let (_, brand) = c.get_json(north, "/v1/admin/branding");
+    assert_eq!(brand["product_name"], "NorthSafe <Backup>", "{brand}");
+    let (_, provider_brand) = c.get_json(&c.admin, "/v1/admin/branding");
+    assert_ne!(provider_brand["product_name"], "NorthSafe <Backup>", "{provider_brand}");
+    let out = c
+        .admin_cmd(north, &["user", "create", "n1-admin", "--role", "tenant-admin", "--tenant", "n1"])
+        .env("ARCA_NEW_PASSWORD", RESELLER_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    b.click(".signout button");
+    b.wait_url("/login?why=signed-out&reseller=north");
+    assert_eq!(b.text("#sign-in-text"), "North's customers sign in here.");
+    assert!(b.text("h1").contains("NorthSafe <Backup>"), "{}", b.source());
+    b.screenshot("reseller-sign-in");
+    b.fill("#user", "n1-admin");
+    b.fill("#password", RESELLER_PASSWORD);
+    b.click("#signin");
+    b.wait_url("/tenants/n1");
+    assert_eq!(b.text("#brand-name"), "NorthSafe <Backup>", "its tenant's users see the reseller's brand");
+    b.screenshot("reseller-tenant-portal");
+    b.click(".signout button");
+    b.wait_url("/login?why=signed-out&reseller=north");
+    b.sign_in(&base, "acme-admin", cluster::TENANT_ADMIN_PASSWORD);
+    b.wait_url("/tenants/acme");
+    assert_ne!(b.text("#brand-name"), "NorthSafe <Backup>", "the provider's own customer keeps the provider's brand");
+    b.click(".signout button");
+    b.wait_url("/login?why=signed-out");
+    b.go(&format!("{base}/login?reseller=south"));
+    assert!(!b.source().contains("NorthSafe"));
+    b.sign_in(&base, "north-admin", RESELLER_PASSWORD);
+    b.wait_url("/console");
+
     // Its tenants only.
     b.go(&format!("{base}/console/tenants"));
     let page = b.source();

@@ -201,17 +201,22 @@ pub(crate) async fn setup(
 
 // ---- brand ----
 
-/// `GET /v1/admin/branding`: the brand in force (staff).
-pub(crate) async fn get_branding(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    let p = authenticate(&state, &headers).await?;
-    if !is_staff(&p) {
+/// `GET /v1/admin/branding`: the brand in force (staff: the provider's; a reseller's admins:
+/// theirs, or the provider's while they have none).
+pub(crate) async fn get_branding(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = Caller::api(authenticate(&state, &headers).await?, &rid.0);
+    if !is_staff(&caller.principal) && crate::access::reseller_of(&caller.principal).is_none() {
         return Err(forbidden("read the brand"));
     }
-    crate::branding::refresh(state.db()).await;
-    Ok(Json(crate::branding::current().as_ref().clone()).into_response())
+    Ok(Json(crate::service::branding::seen_by(&state, &caller).await).into_response())
 }
 
-/// `PUT /v1/admin/branding`: sets the brand (provider admins; the logo as base64).
+/// `PUT /v1/admin/branding`: sets the brand (provider admins the provider's, a reseller's admins
+/// their own; the logo as base64).
 pub(crate) async fn put_branding(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,

@@ -1,6 +1,10 @@
 //! White label: the provider's product name, logo, colour, support contact and sign-in text,
 //! applied to every page and every alert e-mail. The arca name stays only in the pages' footer.
 //!
+//! A reseller may set a brand of its own ([`Scope::Reseller`]): its admins and its tenants' users
+//! see it on every page after signing in, and on the sign-in page reached by its own address
+//! (`/login?reseller=NAME`). Without one they see the provider's.
+//!
 //! The brand in force is kept in memory ([`current`]) so that rendering a page costs no query;
 //! it is read from the database at start, after a change through this process, and every few
 //! seconds by the alert loop (so a change made through another server process of a scale-out
@@ -16,6 +20,33 @@ use crate::db::Db;
 
 /// The scope of the provider's own brand.
 pub const PROVIDER: &str = "provider";
+
+/// Whose brand: the provider's, or one reseller's (by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The provider's, in force wherever no reseller's applies.
+    Provider,
+    /// A reseller's, for its admins and its tenants' users.
+    Reseller(i64),
+}
+
+impl Scope {
+    /// The key of its row in the database.
+    pub fn key(self) -> String {
+        match self {
+            Scope::Provider => PROVIDER.to_string(),
+            Scope::Reseller(id) => format!("reseller:{id}"),
+        }
+    }
+
+    /// The address its logo is served at (without the version).
+    fn logo_path(self) -> String {
+        match self {
+            Scope::Provider => "/brand/logo".to_string(),
+            Scope::Reseller(id) => format!("/brand/logo/{id}"),
+        }
+    }
+}
 /// The product name until the provider sets one.
 pub const DEFAULT_NAME: &str = "arca";
 /// The accent colour until the provider sets one.
@@ -61,11 +92,11 @@ impl Default for Brand {
 }
 
 impl Brand {
-    fn from_stored(s: &StoredBrand) -> Brand {
+    fn from_stored(s: &StoredBrand, scope: Scope) -> Brand {
         Brand {
             product_name: s.product_name.clone(),
             accent: s.accent.clone(),
-            logo_url: (!s.logo_type.is_empty()).then(|| format!("/brand/logo?v={}", s.updated_at)),
+            logo_url: (!s.logo_type.is_empty()).then(|| format!("{}?v={}", scope.logo_path(), s.updated_at)),
             support_email: s.support_email.clone(),
             support_url: s.support_url.clone(),
             sign_in_text: s.sign_in_text.clone(),
@@ -98,7 +129,7 @@ pub fn current() -> Arc<Brand> {
 pub async fn refresh(db: &Db) {
     match db.brand(PROVIDER).await {
         Ok(stored) => {
-            let brand = stored.as_ref().map(Brand::from_stored).unwrap_or_default();
+            let brand = stored.as_ref().map(|b| Brand::from_stored(b, Scope::Provider)).unwrap_or_default();
             if let Ok(mut b) = cell().write() {
                 if **b != brand {
                     *b = Arc::new(brand);
@@ -229,9 +260,30 @@ impl BrandInput {
     }
 }
 
-/// The logo's bytes and type, if one is set.
-pub async fn logo(db: &Db) -> Option<(String, Vec<u8>)> {
-    let b = db.brand(PROVIDER).await.ok()??;
+/// Reseller `id`'s own brand, if it set one (a failure to read it is logged, and the provider's
+/// brand shows instead).
+pub async fn of_reseller(db: &Db, id: i64) -> Option<Brand> {
+    let scope = Scope::Reseller(id);
+    match db.brand(&scope.key()).await {
+        Ok(stored) => stored.map(|b| Brand::from_stored(&b, scope)),
+        Err(e) => {
+            tracing::warn!("reading reseller {id}'s brand: {e}");
+            None
+        }
+    }
+}
+
+/// The brand in force for `scope`: a reseller's own, else the provider's.
+pub async fn in_force(db: &Db, scope: Scope) -> Arc<Brand> {
+    match scope {
+        Scope::Reseller(id) => of_reseller(db, id).await.map(Arc::new).unwrap_or_else(current),
+        Scope::Provider => current(),
+    }
+}
+
+/// The logo's bytes and type of `scope`, if one is set.
+pub async fn logo(db: &Db, scope: Scope) -> Option<(String, Vec<u8>)> {
+    let b = db.brand(&scope.key()).await.ok()??;
     if b.logo_type.is_empty() {
         return None;
     }

@@ -1,21 +1,39 @@
-//! The brand page (white label): provider admins set the product name, logo, colour, support
-//! contact and sign-in text; [`crate::service::branding`] checks and stores them.
+//! The brand page (white label): provider admins set the provider's product name, logo, colour,
+//! support contact and sign-in text, a reseller's admins their reseller's own;
+//! [`crate::service::branding`] checks and stores them.
 
-use axum::extract::{Multipart, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 
 use super::{check_csrf, forbidden, inline_error, message, render, session, Session};
-use crate::access::is_provider_admin;
-use crate::branding::{BrandInput, MAX_LOGO_BYTES, MAX_NAME, MAX_SIGN_IN_TEXT};
+use crate::branding::{Brand, BrandInput, Scope, MAX_LOGO_BYTES, MAX_NAME, MAX_SIGN_IN_TEXT};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
 type Page = Result<Response, Response>;
 
-fn brand_page(s: &Session, status: StatusCode, error: Option<String>, typed: Option<&BrandInput>) -> Response {
-    let current = crate::branding::current();
+/// The brand the caller edits, as it stands: the provider's; a reseller's own, or (before it
+/// sets one) a start from its display name.
+async fn editable(state: &AppState, s: &Session) -> Result<Brand, Response> {
+    match crate::service::branding::scope_of(&s.caller()) {
+        Some(Scope::Provider) => Ok(crate::branding::current().as_ref().clone()),
+        Some(Scope::Reseller(id)) => match crate::branding::of_reseller(state.db(), id).await {
+            Some(b) => Ok(b),
+            None => Ok(Brand { product_name: s.me.reseller.clone().unwrap_or_default(), ..Brand::default() }),
+        },
+        None => Err(forbidden(s, "change the brand")),
+    }
+}
+
+fn brand_page(
+    s: &Session,
+    current: &Brand,
+    status: StatusCode,
+    error: Option<String>,
+    typed: Option<&BrandInput>,
+) -> Response {
     let form = match typed {
         Some(t) => context! {
             product_name => t.product_name, accent => t.accent, support_email => t.support_email,
@@ -30,7 +48,7 @@ fn brand_page(s: &Session, status: StatusCode, error: Option<String>, typed: Opt
         status,
         "branding.html",
         s.ctx(context! {
-            form, form_error => error, has_logo => current.logo_url.is_some(),
+            form, form_error => error, has_logo => current.logo_url.is_some(), own => s.me.reseller.is_some(),
             max_name => MAX_NAME, max_text => MAX_SIGN_IN_TEXT, max_logo_kb => MAX_LOGO_BYTES / 1024,
         }),
     )
@@ -39,10 +57,8 @@ fn brand_page(s: &Session, status: StatusCode, error: Option<String>, typed: Opt
 /// `GET /console/branding`.
 pub(super) async fn page(State(state): State<AppState>, headers: HeaderMap) -> Page {
     let s = session(&state, &headers).await?;
-    if !is_provider_admin(&s.principal) {
-        return Err(forbidden(&s, "change the brand"));
-    }
-    Ok(brand_page(&s, StatusCode::OK, None, None))
+    let current = editable(&state, &s).await?;
+    Ok(brand_page(&s, &current, StatusCode::OK, None, None))
 }
 
 /// `POST /console/branding` (a multipart form: the logo is a file). The body is capped at 1 MiB
@@ -84,7 +100,8 @@ pub(super) async fn save(State(state): State<AppState>, headers: HeaderMap, mut 
         Ok(_) => Ok(Redirect::to("/console/branding").into_response()),
         Err(e) => {
             let why = inline_error(&s, e)?;
-            Ok(brand_page(&s, StatusCode::BAD_REQUEST, Some(why), Some(&input)))
+            let current = editable(&state, &s).await?;
+            Ok(brand_page(&s, &current, StatusCode::BAD_REQUEST, Some(why), Some(&input)))
         }
     }
 }
@@ -92,7 +109,16 @@ pub(super) async fn save(State(state): State<AppState>, headers: HeaderMap, mut 
 /// `GET /brand/logo`: the provider's logo, for every page (the sign-in page too, so without a
 /// session). Its address carries its version, so it may be cached.
 pub(super) async fn logo(State(state): State<AppState>) -> Response {
-    match crate::branding::logo(state.db()).await {
+    logo_response(crate::branding::logo(state.db(), Scope::Provider).await)
+}
+
+/// `GET /brand/logo/{reseller}`: a reseller's own logo (by its id), as public as the provider's.
+pub(super) async fn reseller_logo(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    logo_response(crate::branding::logo(state.db(), Scope::Reseller(id)).await)
+}
+
+fn logo_response(logo: Option<(String, Vec<u8>)>) -> Response {
+    match logo {
         Some((kind, bytes)) => (
             [
                 (header::CONTENT_TYPE, kind),

@@ -53,6 +53,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(pages::home))
         .route("/static/arca.css", get(stylesheet))
         .route("/brand/logo", get(branding::logo))
+        .route("/brand/logo/{reseller}", get(branding::reseller_logo))
         .route(
             "/console/branding",
             get(branding::page).post(branding::save).layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
@@ -230,10 +231,12 @@ fn templates() -> &'static Environment<'static> {
     })
 }
 
-/// Renders a template with `status`, in the provider's brand ([`crate::branding`]). Pages are
-/// never cached: they show account data.
+/// Renders a template with `status`, in the brand `ctx` names (a reseller's, see
+/// [`Session::ctx`]) or else the provider's ([`crate::branding`]). Pages are never cached: they
+/// show account data.
 fn render(status: StatusCode, name: &str, ctx: Value) -> Response {
-    let ctx = context! { brand => &*crate::branding::current(), ..ctx };
+    // Merged contexts take precedence from left to right: `ctx`'s brand, if any, wins.
+    let ctx = context! { ..ctx, ..context! { brand => &*crate::branding::current() } };
     match templates().get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
         Err(e) => {
@@ -258,6 +261,8 @@ struct Me {
     admin: bool,
     /// The reseller whose admin they are (its display name).
     reseller: Option<String>,
+    /// The same reseller's short name.
+    reseller_name: Option<String>,
     /// Sells to tenants: a provider admin or a reseller's admin (creates tenants and plans).
     seller: bool,
     /// Uses the console (provider staff, a reseller's admins).
@@ -271,11 +276,17 @@ pub(crate) struct Session {
     csrf: String,
     /// Which repositories this session unlocked for restores ([`restore::Vault`]).
     vault_key: restore::SessionKey,
+    /// A reseller's own brand (its name and the brand) for its admins and its tenants' users;
+    /// `None`: the provider's.
+    brand: Option<(String, std::sync::Arc<crate::branding::Brand>)>,
 }
 
 impl Session {
     fn ctx(&self, extra: Value) -> Value {
-        context! { me => &self.me, csrf => &self.csrf, ..extra }
+        match &self.brand {
+            Some((_, brand)) => context! { me => &self.me, csrf => &self.csrf, brand => &**brand, ..extra },
+            None => context! { me => &self.me, csrf => &self.csrf, ..extra },
+        }
     }
 
     /// The session as a caller of the service layer.
@@ -337,9 +348,19 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
     };
     // A suspended tenant's users see why on every page.
     let suspension = tenant.as_ref().filter(|t| t.suspended).map(|t| t.suspended_reason.clone());
+    let (reseller, brand_owner) = match crate::access::reseller_of(&principal) {
+        Some(id) => match state.db().reseller_by_id(id).await {
+            Ok(r) => (Some(r.display_name), Some((id, r.name))),
+            Err(_) => (None, None),
+        },
+        // A reseller's tenant's users see the reseller's brand.
+        None => (None, tenant.as_ref().and_then(|t| t.reseller_id.zip(t.reseller.clone()))),
+    };
     let tenant = tenant.map(|t| t.name);
-    let reseller = match crate::access::reseller_of(&principal) {
-        Some(id) => state.db().reseller_by_id(id).await.ok().map(|r| r.display_name),
+    let brand = match &brand_owner {
+        Some((id, name)) => {
+            crate::branding::of_reseller(state.db(), *id).await.map(|b| (name.clone(), std::sync::Arc::new(b)))
+        }
         None => None,
     };
     let me = Me {
@@ -351,9 +372,10 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
         admin: principal.role == Role::ProviderAdmin,
         seller: crate::access::is_seller(&principal),
         console: principal.role.is_provider() || reseller.is_some(),
+        reseller_name: reseller.as_ref().and(brand_owner.as_ref()).map(|(_, n)| n.clone()),
         reseller,
     };
-    Ok(Session { csrf: csrf_for(token), vault_key: restore::session_key(token), principal, me })
+    Ok(Session { csrf: csrf_for(token), vault_key: restore::session_key(token), principal, me, brand })
 }
 
 /// Checks a form's CSRF token against the session's.

@@ -60,6 +60,26 @@ pub(super) struct LoginQuery {
     next: String,
     #[serde(default)]
     why: String,
+    /// A reseller's name: its sign-in address shows its brand.
+    #[serde(default)]
+    reseller: String,
+}
+
+/// A reseller's brand on the sign-in pages: its name (kept in the forms) and the brand.
+pub(super) struct LoginBrand {
+    reseller: String,
+    brand: crate::branding::Brand,
+}
+
+/// The brand of reseller `name` for its sign-in pages, if it set one (any other name, or none:
+/// the provider's, without saying whether such a reseller exists).
+async fn login_brand(state: &AppState, name: &str) -> Option<LoginBrand> {
+    if name.is_empty() || !crate::db::accounts::valid_name(name) {
+        return None;
+    }
+    let r = state.db().reseller(name).await.ok()?;
+    let brand = crate::branding::of_reseller(state.db(), r.id).await?;
+    Some(LoginBrand { reseller: r.name, brand })
 }
 
 /// `GET /login`.
@@ -76,13 +96,29 @@ pub(super) async fn login_form(
         "signed-out" => Some("You are signed out."),
         _ => None,
     };
-    login_page(StatusCode::OK, None, notice, &q.next)
+    let brand = login_brand(&state, &q.reseller).await;
+    login_page(StatusCode::OK, None, notice, &q.next, brand.as_ref())
 }
 
-fn login_page(status: StatusCode, error: Option<&str>, notice: Option<&str>, next: &str) -> Response {
+/// The sign-in context's brand part: a reseller's brand and name, or nothing (the provider's).
+fn brand_ctx(brand: Option<&LoginBrand>) -> minijinja::Value {
+    match brand {
+        Some(b) => context! { brand => &b.brand, reseller => &b.reseller },
+        None => context! {},
+    }
+}
+
+fn login_page(
+    status: StatusCode,
+    error: Option<&str>,
+    notice: Option<&str>,
+    next: &str,
+    brand: Option<&LoginBrand>,
+) -> Response {
     let login_csrf = crate::db::accounts::new_token();
     let next = super::safe_next(next).unwrap_or("");
-    let mut resp = render(status, "login.html", context! { login_csrf => &login_csrf, error, notice, next });
+    let ctx = context! { login_csrf => &login_csrf, error, notice, next, ..brand_ctx(brand) };
+    let mut resp = render(status, "login.html", ctx);
     super::set_cookie(&mut resp, LOGIN_COOKIE, &login_csrf, 3600);
     resp
 }
@@ -96,6 +132,9 @@ pub(super) struct LoginForm {
     /// The page to return to.
     #[serde(default)]
     next: String,
+    /// The reseller whose sign-in page this was.
+    #[serde(default)]
+    reseller: String,
 }
 
 /// `POST /login`.
@@ -105,9 +144,17 @@ pub(super) async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    let brand = login_brand(&state, &f.reseller).await;
+    let brand = brand.as_ref();
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if expected.is_empty() || blake3::hash(expected.as_bytes()) != blake3::hash(f.csrf.as_bytes()) {
-        return login_page(StatusCode::FORBIDDEN, Some("The sign-in form expired. Please try again."), None, &f.next);
+        return login_page(
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form expired. Please try again."),
+            None,
+            &f.next,
+            brand,
+        );
     }
     let actor = format!("user:{}", f.user);
     let audit = |outcome: &'static str, detail: &'static str, tenant_id: Option<i64>| {
@@ -142,7 +189,11 @@ pub(super) async fn login(
                         Ok(challenge) => {
                             audit("ok", "password accepted, code asked", None).await;
                             let next = super::safe_next(&f.next).unwrap_or("");
-                            let mut resp = render(StatusCode::OK, "login_code.html", context! { challenge, next });
+                            let mut resp = render(
+                                StatusCode::OK,
+                                "login_code.html",
+                                context! { challenge, next, ..brand_ctx(brand) },
+                            );
                             set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
                             resp
                         }
@@ -155,7 +206,7 @@ pub(super) async fn login(
         }
         LoginOutcome::BadCredentials => {
             audit("denied", "wrong user or password", None).await;
-            login_page(StatusCode::UNAUTHORIZED, Some("Wrong user name or password."), None, &f.next)
+            login_page(StatusCode::UNAUTHORIZED, Some("Wrong user name or password."), None, &f.next, brand)
         }
         LoginOutcome::Locked { until } => {
             if worth_auditing {
@@ -169,11 +220,18 @@ pub(super) async fn login(
                 )),
                 None,
                 &f.next,
+                brand,
             )
         }
         LoginOutcome::Disabled => {
             audit("denied", "account disabled", None).await;
-            login_page(StatusCode::FORBIDDEN, Some("This account is disabled. Ask an administrator."), None, &f.next)
+            login_page(
+                StatusCode::FORBIDDEN,
+                Some("This account is disabled. Ask an administrator."),
+                None,
+                &f.next,
+                brand,
+            )
         }
     }
 }
@@ -214,11 +272,16 @@ pub(super) struct CodeForm {
     /// The page to return to.
     #[serde(default)]
     next: String,
+    /// The reseller whose sign-in page this was.
+    #[serde(default)]
+    reseller: String,
 }
 
 /// `POST /login/code`: the one-time code after the password. The challenge token (from the
 /// password step, valid 5 minutes) stands in for a CSRF token.
 pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<CodeForm>) -> Response {
+    let brand = login_brand(&state, &f.reseller).await;
+    let brand = brand.as_ref();
     let user_id = match state.db().challenge_user(&f.challenge).await {
         Ok(Some(u)) => u,
         Ok(None) => {
@@ -227,6 +290,7 @@ pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<Code
                 Some("The sign-in took too long. Please start again."),
                 None,
                 &f.next,
+                brand,
             )
         }
         Err(e) => return db_error(None, e),
@@ -254,7 +318,7 @@ pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<Code
                 "login_code.html",
                 context! {
                     challenge => f.challenge, error => "That code is not right (or was already used). Try the next one.",
-                    next => super::safe_next(&f.next).unwrap_or(""),
+                    next => super::safe_next(&f.next).unwrap_or(""), ..brand_ctx(brand)
                 },
             );
             resp.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
@@ -350,7 +414,12 @@ pub(super) async fn signout_everywhere(
     let n = state.db().revoke_user_tokens(uid).await.map_err(|e| db_error(Some(&s), e))?;
     state.vault().forget_user(uid);
     s.audit(&state, s.principal.tenant_id, "user.signout-everywhere", &s.me.name, "ok", &format!("{n} tokens")).await;
-    let mut resp = Redirect::to("/login?why=signed-out").into_response();
+    // Back to the sign-in page in the brand the user saw.
+    let to = match &s.brand {
+        Some((reseller, _)) => format!("/login?why=signed-out&reseller={reseller}"),
+        None => "/login?why=signed-out".to_string(),
+    };
+    let mut resp = Redirect::to(&to).into_response();
     set_cookie(&mut resp, SESSION_COOKIE, "", 0);
     Ok(resp)
 }
@@ -367,7 +436,12 @@ pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap, Fo
     check_csrf(&s, &f.csrf)?;
     state.db().revoke_token(s.principal.token_id).await.map_err(|e| db_error(Some(&s), e))?;
     state.vault().forget_session(&s.vault_key);
-    let mut resp = Redirect::to("/login?why=signed-out").into_response();
+    // Back to the sign-in page in the brand the user saw.
+    let to = match &s.brand {
+        Some((reseller, _)) => format!("/login?why=signed-out&reseller={reseller}"),
+        None => "/login?why=signed-out".to_string(),
+    };
+    let mut resp = Redirect::to(&to).into_response();
     set_cookie(&mut resp, SESSION_COOKIE, "", 0);
     Ok(resp)
 }
