@@ -103,6 +103,8 @@ fn run(shape: Shape, tenants: u64, audit: u64, runs: usize) {
         format!("/console/audit?from={from}&to={to}"),
         "/console/audit?actor=u42".to_string(),
         "/console/audit?text=entry%20123456".to_string(),
+        "/console/audit?text=entry%2012345".to_string(),
+        "/console/audit?text=detail%20of".to_string(),
     ];
     let name = match shape {
         Shape::Embedded => "embedded (SQLite)",

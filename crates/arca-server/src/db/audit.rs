@@ -142,9 +142,22 @@ impl Db {
     /// Pages are found by id (keyset), not by offset, so the millionth entry costs what the
     /// first does. Every condition is bound, never spliced into the SQL.
     pub async fn audit_search(&self, filter: &AuditFilter, cursor: AuditCursor, limit: i64) -> Result<Vec<AuditEntry>> {
-        let mut sql = String::from(
+        // Where the trigram index can narrow a text search, it drives the query: its matches
+        // newest first, each joined to its entry and checked against the other conditions, until
+        // the page is full. A rare string reads only its matches; a common one stops after a
+        // page ([`super::text_index`]).
+        let phrase = filter
+            .text
+            .as_deref()
+            .and_then(super::text_index::sqlite_match)
+            .filter(|_| self.dialect() == super::Dialect::Sqlite && self.has_audit_text_index());
+        let (from, order) = match phrase {
+            Some(_) => ("audit_text($1) f JOIN audit_log a ON a.id = f.rowid", "f.rowid"),
+            None => ("audit_log a", "a.id"),
+        };
+        let mut sql = format!(
             "SELECT a.id, a.at, a.actor, t.name AS tenant, a.action, a.target, a.outcome, a.detail, a.request_id \
-             FROM audit_log a LEFT JOIN tenants t ON t.id = a.tenant_id WHERE 1 = 1",
+             FROM {from} LEFT JOIN tenants t ON t.id = a.tenant_id WHERE 1 = 1"
         );
         let mut n = 0;
         let mut next = || {
@@ -152,6 +165,10 @@ impl Db {
             n
         };
         let mut binds: Vec<Bind> = Vec::new();
+        if let Some(p) = phrase {
+            next();
+            binds.push(Bind::Text(p));
+        }
         if let Some(t) = filter.tenant_id {
             sql += &format!(" AND a.tenant_id = ${}", next());
             binds.push(Bind::Int(t));
@@ -179,6 +196,8 @@ impl Db {
             binds.push(Bind::Text(like_pattern(a)));
         }
         if let Some(t) = &filter.text {
+            // `LIKE` decides, also after the index (its matches are a superset). PostgreSQL's
+            // planner uses its trigram indexes for these `LIKE`s.
             let (x, y) = (next(), next());
             sql += &format!(" AND (LOWER(a.target) LIKE ${x} ESCAPE '\\' OR LOWER(a.detail) LIKE ${y} ESCAPE '\\')");
             binds.push(Bind::Text(like_pattern(t)));
@@ -196,17 +215,19 @@ impl Db {
         match cursor {
             AuditCursor::Newest => {}
             AuditCursor::Before(id) => {
-                sql += &format!(" AND a.id < ${}", next());
+                sql += &format!(" AND {order} < ${}", next());
                 binds.push(Bind::Int(id));
             }
             AuditCursor::After(id) => {
-                sql += &format!(" AND a.id > ${}", next());
+                sql += &format!(" AND {order} > ${}", next());
                 binds.push(Bind::Int(id));
             }
         }
-        sql += &format!(" ORDER BY a.id {} LIMIT ${}", if ascending { "ASC" } else { "DESC" }, next());
+        sql += &format!(" ORDER BY {order} {} LIMIT ${}", if ascending { "ASC" } else { "DESC" }, next());
         binds.push(Bind::Int(limit.clamp(1, 10_000)));
-        let mut q = super::dyn_query(sql);
+        // A text search is planned with its own pattern each time (not a cached generic plan,
+        // which cannot know that the pattern is rare and would scan by id).
+        let mut q = super::dyn_query(sql).persistent(filter.text.is_none());
         for b in binds {
             q = match b {
                 Bind::Int(i) => q.bind(i),

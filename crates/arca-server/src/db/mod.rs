@@ -26,6 +26,7 @@ pub mod resellers;
 pub mod restore_check;
 mod schema;
 pub mod scrub;
+mod text_index;
 pub mod usage;
 
 use std::time::Duration;
@@ -79,6 +80,8 @@ pub struct Db {
     /// Seals two-factor seeds at rest ([`crate::secrets`]): an ephemeral key until the server sets
     /// its own ([`Db::set_secret_box`]).
     secrets: std::sync::Arc<std::sync::RwLock<std::sync::Arc<crate::secrets::SecretBox>>>,
+    /// Whether the audit log's free-text index exists ([`text_index`]).
+    audit_text: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Creates the SQLite file readable by its owner only (it holds password hashes, token hashes and
@@ -157,7 +160,7 @@ impl Db {
         let pool = options.connect(&url).await?;
         let secrets =
             std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(crate::secrets::SecretBox::ephemeral())));
-        let db = Db { pool, dialect, secrets };
+        let db = Db { pool, dialect, secrets, audit_text: Default::default() };
         schema::migrate(&db).await?;
         Ok(db)
     }
@@ -188,6 +191,11 @@ impl Db {
         let out = f().await;
         tx.commit().await?;
         out
+    }
+
+    /// Whether the audit log's free-text index exists.
+    pub(crate) fn has_audit_text_index(&self) -> bool {
+        self.audit_text.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The connection pool.

@@ -413,6 +413,8 @@ pub async fn migrate(db: &Db) -> Result<()> {
         sqlx::query("INSERT INTO schema_version (version) VALUES ($1)").bind(i as i64 + 1).execute(&mut *tx).await?;
         tracing::info!("metadata schema migrated to version {}", i + 1);
     }
+    let indexed = super::text_index::ensure(&mut tx, db.dialect()).await?;
+    db.audit_text.store(indexed, std::sync::atomic::Ordering::Relaxed);
     tx.commit().await?;
     Ok(())
 }
