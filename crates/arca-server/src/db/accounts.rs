@@ -357,7 +357,7 @@ impl Db {
     pub async fn create_plan_for(&self, owner: Option<i64>, plan: &Plan) -> Result<()> {
         check_name("plan", &plan.name)?;
         check_plan_figures(plan)?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let (plan, resells_id) = resold_plan(&mut tx, owner, plan).await?;
         dyn_query(format!(
             "INSERT INTO plans ({PLAN_COLUMNS}, created_at, reseller_id, resells_plan_id) \
@@ -391,7 +391,7 @@ impl Db {
     /// lock to repositories created from now on. Returns how many tenants took the new quotas.
     pub async fn update_plan_for(&self, owner: Option<i64>, name: &str, plan: &Plan) -> Result<u64> {
         check_plan_figures(plan)?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // The old quotas are read in the transaction that replaces them.
         let old = dyn_query(format!(
             "SELECT id, hard_quota_bytes, soft_quota_bytes FROM plans WHERE name = $1 AND {}",
@@ -431,8 +431,9 @@ impl Db {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if let Some(reseller) = owner {
-            super::resellers::check_capacity(&mut tx, reseller).await?;
+        match owner {
+            Some(reseller) => super::resellers::check_capacity(&mut tx, reseller).await?,
+            None => super::resellers::follow_base_plan(&mut tx, id, &plan).await?,
         }
         tx.commit().await?;
         Ok(moved)
@@ -445,7 +446,7 @@ impl Db {
 
     /// Deletes plan `name` of `owner`, which no tenant may be on and no reseller's plan resell.
     pub async fn delete_plan_for(&self, owner: Option<i64>, name: &str) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM plans WHERE name = $1 AND {}",
             same_reseller("reseller_id", "$2")
@@ -536,7 +537,7 @@ impl Db {
         check_name("tenant", name)?;
         let display = limits::display_name(display_name).map_err(DbError::Invalid)?;
         let display = if display.is_empty() { name } else { display.as_str() };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let (plan_id, hard, soft) = match plan {
             Some(p) => owned_plan(&mut tx, owner, p).await?,
             None if owner.is_some() => {
@@ -676,7 +677,7 @@ impl Db {
     /// Applies `change` to tenant `name`.
     pub async fn update_tenant(&self, name: &str, change: &TenantChange) -> Result<Tenant> {
         let tenant = self.tenant(name).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(a) = &change.alert_email {
             sqlx::query("UPDATE tenants SET alert_email = $1 WHERE id = $2")
                 .bind(a.trim())
@@ -760,7 +761,7 @@ impl Db {
     /// locks), with its users, devices and tokens.
     pub async fn delete_tenant(&self, name: &str) -> Result<()> {
         let tenant = self.tenant(name).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let repos: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repositories WHERE tenant_id = $1")
             .bind(tenant.id)
             .fetch_one(&mut *tx)
@@ -1072,7 +1073,7 @@ impl Db {
     /// Deletes an empty repository's record and revokes its devices.
     pub async fn delete_repository(&self, name: &str) -> Result<()> {
         let repo = self.repository(name).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let objects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE repo_id = $1")
             .bind(repo.id)
             .fetch_one(&mut *tx)
@@ -1120,7 +1121,7 @@ impl Db {
         if taken > 0 {
             return Err(DbError::Conflict(format!("tenant {tenant} already has an active device named {name}")));
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO devices (tenant_id, repo_id, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -1176,7 +1177,7 @@ impl Db {
                 .await?;
         let id = id.ok_or_else(|| DbError::NotFound(format!("tenant {tenant} has no active device named {name}")))?;
         let at = now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE devices SET revoked_at = $1 WHERE id = $2").bind(at).bind(id).execute(&mut *tx).await?;
         sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE device_id = $2 AND revoked_at = 0")
             .bind(at)

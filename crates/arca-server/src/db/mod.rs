@@ -193,6 +193,18 @@ impl Db {
         out
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once: a
+    /// transaction that reads first and writes later cannot upgrade while another connection
+    /// writes (SQLite answers "database is locked" at once, without waiting), so it queues for
+    /// the lock up front, within the busy timeout. On PostgreSQL a plain transaction.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.dialect == Dialect::Sqlite {
+            sqlx::query("UPDATE schema_version SET version = version WHERE 0 = 1").execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
     /// Whether the audit log's free-text index exists.
     pub(crate) fn has_audit_text_index(&self) -> bool {
         self.audit_text.load(std::sync::atomic::Ordering::Relaxed)

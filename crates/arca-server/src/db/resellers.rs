@@ -100,6 +100,50 @@ pub(crate) async fn check_tenant_quota(tx: &mut Tx, tenant: i64) -> Result<()> {
     Ok(())
 }
 
+/// After the provider's plan `base` changed to `plan`: the reseller plans that resell it take its
+/// retention lock and compliance mode (the provider stores the data); a hard quota above its new
+/// one, of a reseller plan or of a tenant on one, is refused, naming them, so the change cannot
+/// leave a reseller selling more than it buys.
+pub(crate) async fn follow_base_plan(tx: &mut Tx, base: i64, plan: &super::accounts::Plan) -> Result<()> {
+    sqlx::query("UPDATE plans SET lock_days = $1, compliance = $2 WHERE resells_plan_id = $3")
+        .bind(plan.lock_days)
+        .bind(plan.compliance as i64)
+        .bind(base)
+        .execute(&mut **tx)
+        .await?;
+    if plan.hard_quota_bytes == 0 {
+        return Ok(());
+    }
+    let over = |what: &str| {
+        format!(
+            "SELECT {what} AS name, rs.name AS reseller FROM {} JOIN resellers rs ON rs.id = p.reseller_id \
+             WHERE p.resells_plan_id = $1 AND ({what_quota} = 0 OR {what_quota} > $2) ORDER BY rs.name, {what} LIMIT 5",
+            if what == "p.name" { "plans p" } else { "tenants t JOIN plans p ON p.id = t.plan_id" },
+            what_quota = if what == "p.name" { "p.hard_quota_bytes" } else { "t.hard_quota_bytes" },
+        )
+    };
+    for (what, kind) in [("p.name", "plan"), ("t.name", "tenant")] {
+        let rows = super::dyn_query(over(what)).bind(base).bind(plan.hard_quota_bytes).fetch_all(&mut **tx).await?;
+        if !rows.is_empty() {
+            let names = rows
+                .iter()
+                .map(|r| {
+                    Ok(format!("{kind} {} of reseller {}", col::<String>(r, "name")?, col::<String>(r, "reseller")?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Err(DbError::Conflict(format!(
+                "{} resold under plan {} allow{} more than its new hard quota of {}: the reseller must lower {} first",
+                names.join(", "),
+                plan.name,
+                if rows.len() == 1 { "s" } else { "" },
+                human_bytes(plan.hard_quota_bytes),
+                if rows.len() == 1 { "it" } else { "them" },
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     /// Creates a reseller and its first admin, together (both or neither).
     pub async fn create_reseller(
@@ -116,7 +160,7 @@ impl Db {
         let display = if display.is_empty() { name } else { display.as_str() };
         check_user(admin, password)?;
         let hash = hash_password(password)?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO resellers (name, display_name, capacity_bytes, created_at) VALUES ($1, $2, $3, $4)")
             .bind(name)
             .bind(display)
@@ -136,7 +180,7 @@ impl Db {
     pub async fn create_reseller_admin(&self, reseller: i64, name: &str, password: &str) -> Result<User> {
         check_user(name, password)?;
         let hash = hash_password(password)?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_admin(&mut tx, reseller, name, &hash).await?;
         tx.commit().await?;
         self.user(name).await
@@ -181,7 +225,7 @@ impl Db {
     /// hold in hard quotas is refused.
     pub async fn update_reseller(&self, name: &str, change: &ResellerChange) -> Result<Reseller> {
         let reseller = self.reseller(name).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(d) = &change.display_name {
             let d = limits::display_name(d).map_err(DbError::Invalid)?;
             sqlx::query("UPDATE resellers SET display_name = $1 WHERE id = $2")
@@ -364,6 +408,27 @@ mod tests {
             assert_eq!(db.reseller_admins(r1.id).await.unwrap().len(), 2);
             assert!(db.users(None).await.unwrap().iter().all(|u| u.role != Role::ResellerAdmin));
             assert!(db.create_user("sneaky", PASSWORD, Role::ResellerAdmin, None).await.is_err());
+
+            // The provider's plan changes: its lock reaches the plans that resell it; a hard
+            // quota below what they sell is refused, naming them, and changes nothing.
+            let lower = Plan { hard_quota_bytes: 800, lock_days: 14, ..pro.clone() };
+            match db.update_plan("pro", &lower).await {
+                Err(DbError::Conflict(m)) => assert!(m.contains("plan gold of reseller r1"), "{m}"),
+                other => panic!("lowering under a resold plan: {other:?}"),
+            }
+            assert_eq!(db.plan("pro").await.unwrap().hard_quota_bytes, 1000);
+            assert_eq!(db.plan("gold").await.unwrap().lock_days, 7);
+            db.update_plan("pro", &Plan { lock_days: 14, ..pro.clone() }).await.unwrap();
+            assert_eq!(db.plan("gold").await.unwrap().lock_days, 14, "the resold plan takes the new lock");
+            // Its tenants follow gold down to 600; c1 keeps a quota of its own, 750.
+            db.update_plan_for(Some(r1.id), "gold", &plan("gold", 600, 24_000, Some("pro"))).await.unwrap();
+            db.update_tenant("c1", &TenantChange { hard_quota_bytes: Some(750), ..Default::default() }).await.unwrap();
+            match db.update_plan("pro", &Plan { hard_quota_bytes: 700, ..lower.clone() }).await {
+                Err(DbError::Conflict(m)) => {
+                    assert!(m.contains("tenant c1 of reseller r1"), "a tenant's own quota: {m}")
+                }
+                other => panic!("lowering under a tenant's quota: {other:?}"),
+            }
         }
     }
 
