@@ -379,6 +379,58 @@ fn console(c: &Cluster, north: &str) {
     b.screenshot("provider-reseller-page");
 }
 
+/// Alert e-mails about a reseller's tenant: the provider's copy in the provider's brand, the
+/// customer's own in the reseller's.
+fn reseller_alerts(shape: Shape) {
+    if !cluster::available(shape) {
+        return;
+    }
+    let (smtp_port, mails) = cluster::sinks::smtp();
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let args = ["--smtp-url", &smtp_url, "--alert-from", "arca@provider.test", "--alert-to", "ops@provider.test"];
+    let c = Cluster::start_with(shape, &args);
+    let a = c.admin.clone();
+    c.admin_ok(&a, &["plan", "create", "pro", "--hard-quota", "100GB"]);
+    let (ok, _, err) = admin(&c, &a, &["reseller", "create", "north", "--admin", "north-admin"]);
+    assert!(ok, "{err}");
+    let north = c.login("north-admin", RESELLER_PASSWORD);
+    let brand = serde_json::json!({"product_name": "NorthSafe", "support_email": "help@north.example"});
+    assert_eq!(send(&c, reqwest::Method::PUT, &north, "/v1/admin/branding", brand), 200);
+    c.admin_ok(&north, &["plan", "create", "gold", "--resells", "pro", "--hard-quota", "50GB"]);
+    c.admin_ok(&north, &["tenant", "create", "n1", "--plan", "gold"]);
+    c.admin_ok(&north, &["tenant", "set", "n1", "--alert-email", "IT <it@n1.test>"]);
+    c.admin_ok(&north, &["repo", "create", "--tenant", "n1", "n1-files"]);
+    let out = c.admin_ok(&north, &["--json", "device", "add", "--tenant", "n1", "pc", "--repo", "n1-files"]);
+    let device: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let device = device["token"].as_str().unwrap().to_string();
+    c.ok("n1-files", &device, &["init"]);
+    let out = c.arca("n1-files", &device).args(["backup", "/nonexistent/arca-test-path"]).output().unwrap();
+    assert!(!out.status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while mails.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let m = mails.lock().unwrap().clone();
+    assert_eq!(m.len(), 2, "one copy each: {m:?}");
+    let provider = m.iter().find(|x| x.contains("RCPT TO:<ops@provider.test>")).expect("the provider's copy");
+    let customer = m.iter().find(|x| x.contains("RCPT TO:<it@n1.test>")).expect("the customer's copy");
+    assert!(!provider.contains("it@n1.test") && !customer.contains("ops@provider.test"), "{m:?}");
+    assert!(customer.contains("Subject: [NorthSafe] Backup failed: pc of n1"), "{customer}");
+    assert!(customer.contains("Support: help@north.example"), "{customer}");
+    assert!(!provider.contains("NorthSafe") && provider.contains("Backup failed: pc of n1"), "{provider}");
+}
+
+#[test]
+fn reseller_alerts_embedded() {
+    reseller_alerts(Shape::Embedded);
+}
+
+#[test]
+fn reseller_alerts_scaled_out() {
+    reseller_alerts(Shape::ScaleOut);
+}
+
 #[test]
 fn resellers_embedded() {
     resellers(Shape::Embedded);

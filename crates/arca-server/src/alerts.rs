@@ -2,6 +2,7 @@
 //! provider's operations: a webhook (JSON POST, for chat and ticket systems) and e-mail through
 //! an SMTP server. Alerts wait in the database ([`crate::db::health`]) until every configured
 //! channel took them, so a mail server that is down for an hour delays alerts but loses none.
+//! E-mails carry the provider's brand; a reseller's tenant's own copy carries the reseller's.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 
+use crate::branding::Brand;
 use crate::db::health::Alert;
 use crate::state::AppState;
 
@@ -86,8 +88,10 @@ impl Notifier {
         Ok(Notifier { config, http, smtp })
     }
 
-    /// Sends one alert on every channel; `Err` names the channels that failed.
-    pub async fn send(&self, alert: &Alert) -> Result<(), String> {
+    /// Sends one alert on every channel; `Err` names the channels that failed. `customer_brand`
+    /// is the brand of the tenant's reseller, when it set one: the customer's own copy of the
+    /// e-mail goes out in it, the provider's in the provider's.
+    pub async fn send(&self, alert: &Alert, customer_brand: Option<&Brand>) -> Result<(), String> {
         let mut errors = Vec::new();
         if let Some(url) = &self.config.webhook {
             let body = json!({
@@ -108,36 +112,31 @@ impl Notifier {
             }
         }
         if let (Some(e), Some(smtp)) = (&self.config.email, &self.smtp) {
-            // In the provider's brand: its product name in the subject, its support contact below.
-            let brand = crate::branding::current();
-            let mut builder =
-                Message::builder().from(e.from.clone()).subject(format!("[{}] {}", brand.product_name, alert.subject));
-            for to in &e.to {
-                builder = builder.to(to.clone());
-            }
             // The customer hears of its own backups' trouble too (not of the provider's storage).
-            if alert.kind != "restore-check-failed" {
-                match parse_mailboxes(&alert.contacts) {
-                    Ok(list) => {
-                        for to in list {
-                            builder = builder.to(to);
+            let customers = if alert.kind == "restore-check-failed" {
+                Vec::new()
+            } else {
+                parse_mailboxes(&alert.contacts).unwrap_or_else(|err| {
+                    tracing::warn!("alert {}: the tenant's alert addresses are unusable: {err}", alert.id);
+                    Vec::new()
+                })
+            };
+            let provider = crate::branding::current();
+            // One message to the provider and the customer in the provider's brand; a reseller's
+            // customer gets its own, in the reseller's brand.
+            let messages: Vec<(Vec<Mailbox>, &Brand)> = match customer_brand {
+                Some(b) if !customers.is_empty() => vec![(e.to.clone(), &provider), (customers, b)],
+                _ => vec![([e.to.clone(), customers].concat(), &provider)],
+            };
+            for (to, brand) in messages.into_iter().filter(|(to, _)| !to.is_empty()) {
+                match compose(&e.from, to, brand, alert) {
+                    Ok(message) => {
+                        if let Err(err) = smtp.send(message).await {
+                            errors.push(format!("e-mail: {err}"));
                         }
                     }
-                    Err(err) => tracing::warn!("alert {}: the tenant's alert addresses are unusable: {err}", alert.id),
+                    Err(err) => errors.push(format!("e-mail: {err}")),
                 }
-            }
-            let mut body = alert.message.clone();
-            let support = brand.support_line();
-            if !support.is_empty() {
-                body = format!("{body}\n\n-- \n{}\n{support}\n", brand.product_name);
-            }
-            match builder.body(body) {
-                Ok(message) => {
-                    if let Err(err) = smtp.send(message).await {
-                        errors.push(format!("e-mail: {err}"));
-                    }
-                }
-                Err(err) => errors.push(format!("e-mail: {err}")),
             }
         }
         if errors.is_empty() {
@@ -146,6 +145,22 @@ impl Notifier {
             Err(errors.join("; "))
         }
     }
+}
+
+/// An alert's e-mail to `to` in `brand`: its product name in the subject, its support contact
+/// under the message.
+fn compose(from: &Mailbox, to: Vec<Mailbox>, brand: &Brand, alert: &Alert) -> Result<Message, lettre::error::Error> {
+    let mut builder =
+        Message::builder().from(from.clone()).subject(format!("[{}] {}", brand.product_name, alert.subject));
+    for m in to {
+        builder = builder.to(m);
+    }
+    let mut body = alert.message.clone();
+    let support = brand.support_line();
+    if !support.is_empty() {
+        body = format!("{body}\n\n-- \n{}\n{support}\n", brand.product_name);
+    }
+    builder.body(body)
 }
 
 /// The SMTP URL without its password, for messages.
@@ -181,7 +196,8 @@ pub async fn tick(state: &AppState, notifier: Option<&Notifier>) {
                 continue;
             }
         }
-        let outcome = notifier.send(&alert).await;
+        let brand = customer_brand(state, &alert).await;
+        let outcome = notifier.send(&alert, brand.as_ref()).await;
         if let Err(e) = &outcome {
             tracing::warn!("delivering alert {} ({}), attempt {}: {e}", alert.id, alert.subject, alert.attempts + 1);
         } else {
@@ -191,6 +207,12 @@ pub async fn tick(state: &AppState, notifier: Option<&Notifier>) {
             tracing::warn!("recording the delivery of alert {}: {e}", alert.id);
         }
     }
+}
+
+/// The brand of the alert's tenant's reseller, if the tenant has a reseller that set one.
+async fn customer_brand(state: &AppState, alert: &Alert) -> Option<Brand> {
+    let tenant = state.db().tenant(alert.tenant.as_deref()?).await.ok()?;
+    crate::branding::of_reseller(state.db(), tenant.reseller_id?).await
 }
 
 #[cfg(test)]
