@@ -231,6 +231,8 @@ fn console(c: &Cluster, north: &str) {
     b.wait_url("/console");
     assert!(b.text("#nav-reseller").contains("north"), "{}", b.source());
     assert!(!b.source().contains("id=\"nav-resellers\""), "a reseller sees the provider's reseller list link");
+    // Usage across tenants is the provider's page; a reseller reads each tenant's on its page.
+    assert!(!b.source().contains("href=\"/usage\""), "{}", b.source());
     b.screenshot("reseller-dashboard");
 
     // Its own brand, for itself and its tenants' users; everyone else keeps the provider's.
