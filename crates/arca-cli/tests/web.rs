@@ -1008,7 +1008,8 @@ fn staff_and_plans(shape: Shape) {
     assert!(b.wait_source("not right").contains("your recovery codes stay"), "{}", b.source());
     b.fill("#recovery-code-input", &first[0]);
     b.click("#new-recovery");
-    assert!(b.wait_source("New recovery codes").contains("the old ones no longer work"));
+    // The page before also says "New recovery codes" (its button): wait for the answer itself.
+    assert!(b.wait_source("the old ones no longer work").contains("New recovery codes: the old ones no longer work"));
     let renewed: Vec<String> =
         b.text("#recovery-codes").lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
     assert_eq!(renewed.len(), 10);
