@@ -182,11 +182,9 @@ impl Db {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.dialect == Dialect::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(4242002)").execute(&mut *tx).await?;
-        } else {
-            sqlx::query("UPDATE schema_version SET version = version WHERE 0 = 1").execute(&mut *tx).await?;
         }
         let out = f().await;
         tx.commit().await?;

@@ -385,13 +385,11 @@ pub async fn version(db: &Db) -> Result<i64> {
 /// Applies every migration the database lacks.
 pub async fn migrate(db: &Db) -> Result<()> {
     version(db).await?;
-    let mut tx = db.pool().begin().await?;
+    // SQLite's write lock is taken at once, so two processes cannot both see the old version.
+    let mut tx = db.begin_write().await?;
     if db.dialect() == Dialect::Postgres {
         // Any constant key: one schema per database.
         sqlx::query("SELECT pg_advisory_xact_lock(4242001)").execute(&mut *tx).await?;
-    } else {
-        // Take SQLite's write lock now, so two processes cannot both see the old version.
-        sqlx::query("UPDATE schema_version SET version = version WHERE 0 = 1").execute(&mut *tx).await?;
     }
     let current: Option<i64> =
         sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(&mut *tx).await?;
