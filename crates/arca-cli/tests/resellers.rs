@@ -198,7 +198,6 @@ fn resellers(shape: Shape) {
     assert_eq!(own_statement, statement, "the reseller reads the statement the provider bills it");
     let csv = c.admin_ok(&north, &["reseller", "statement", "north", "--csv"]);
     assert!(csv.lines().count() == 3 && csv.contains(",n1,") && !csv.contains("s1"), "{csv}");
-    assert_eq!(c.get_json(&north, "/v1/admin/invoices").0, 403, "the provider's invoices are not a reseller's");
     let table = c.admin_ok(&north, &["reseller", "statement", "north"]);
     assert!(table.contains("wholesale statement of north") && table.contains("pro"), "{table}");
 
@@ -217,14 +216,116 @@ fn resellers(shape: Shape) {
     let (_, provider_audit) = c.get_json(&a, "/v1/admin/audit?action=reseller.create");
     assert!(provider_audit.to_string().contains("north"), "{provider_audit}");
 
+    let months = Months::now();
+    invoices(&c, &north, &south, &months);
     if browser::available() {
-        console(&c, &north);
+        console(&c, &north, &months);
     }
+}
+
+/// Last month and its year of issue: the month the invoices are for.
+struct Months {
+    /// Last month, `YYYY-MM`.
+    prev: String,
+    /// This year (invoice numbers carry the year of issue).
+    year: i32,
+}
+
+impl Months {
+    fn now() -> Months {
+        use chrono::Datelike;
+        let today = chrono::Utc::now().date_naive();
+        let last_month = today.with_day(1).unwrap() - chrono::Days::new(1);
+        Months { prev: last_month.format("%Y-%m").to_string(), year: today.year() }
+    }
+
+    fn number(&self, prefix: &str, seq: u32) -> String {
+        format!("{prefix}-{}-{seq:06}", self.year)
+    }
+}
+
+/// Each seller invoices its own customers, in its own name, currency and numbering: north and
+/// south both number from INV-YEAR-000001 and neither reaches the other's invoices; the provider
+/// does not invoice a reseller's tenant; a tenant's user reads its own invoice from its reseller.
+fn invoices(c: &Cluster, north: &str, south: &str, m: &Months) {
+    let a = &c.admin;
+    // n1, n2 and s1 were customers all of last month.
+    let first_of_prev = chrono::NaiveDate::parse_from_str(&format!("{}-01", m.prev), "%Y-%m-%d").unwrap();
+    let ts = first_of_prev.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    c.sql(&format!("UPDATE tenants SET created_at = {ts} WHERE name IN ('n1', 'n2', 's1')"));
+    let issue = |token: &str, tenant: &str| {
+        admin(c, token, &["--json", "billing", "issue", "--tenant", tenant, "--month", &m.prev])
+    };
+    let (ok, _, err) = issue(north, "n1");
+    assert!(!ok && err.contains("billing settings"), "no settings, no invoice: {err}");
+    let north_settings = [
+        "billing", "settings", "--currency", "chf", "--tax-rate", "8.1", "--issuer-name", "North Partners <AG>",
+        "--issuer-address", "Bahnhofstrasse 1", "--issuer-address", "8001 Zurich", "--prefix", "INV",
+        "--payment-days", "10",
+    ];
+    c.admin_ok(north, &north_settings);
+    c.admin_ok(south, &["billing", "settings", "--currency", "EUR", "--issuer-name", "South", "--prefix", "INV"]);
+    c.admin_ok(a, &["billing", "settings", "--currency", "EUR", "--tax-rate", "20", "--issuer-name", "Host"]);
+    let (_, provider_settings) = c.get_json(a, "/v1/admin/billing/settings");
+    assert_eq!(provider_settings["issuer_name"], "Host", "each seller has its own settings: {provider_settings}");
+    let (_, own) = c.get_json(north, "/v1/admin/billing/settings");
+    assert_eq!((own["currency"].as_str(), own["tax_basis_points"].as_i64()), (Some("CHF"), Some(810)), "{own}");
+
+    // The provider bills north, not north's tenants; south cannot even find them.
+    let (ok, _, err) = issue(a, "n1");
+    assert!(!ok && err.contains("billed by its reseller north"), "{err}");
+    let (ok, _, err) = issue(south, "n1");
+    assert!(!ok && err.contains("no tenant named n1"), "{err}");
+
+    // North's invoice: its numbering, its currency and tax, its letterhead, its plan's price.
+    let (ok, out, err) = issue(north, "n1");
+    assert!(ok, "{err}");
+    let inv: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let net = (32_000 + 6) / 12; // a twelfth of 320.00, half up
+    let tax = (net * 810 + 5_000) / 10_000;
+    assert_eq!(inv["number"], m.number("INV", 1), "{inv}");
+    assert_eq!((inv["currency"].as_str(), inv["net_cents"].as_i64()), (Some("CHF"), Some(net)), "{inv}");
+    assert_eq!((inv["tax_cents"].as_i64(), inv["gross_cents"].as_i64()), (Some(tax), Some(net + tax)), "{inv}");
+    assert_eq!(inv["body"]["issuer"]["issuer_name"], "North Partners <AG>");
+    let (ok, out, err) = issue(south, "s1");
+    assert!(ok, "{err}");
+    let s1_inv: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s1_inv["number"], m.number("INV", 1), "south numbers its own from 1: {s1_inv}");
+
+    // One number, two issuers: each finds its own; nobody finds the other's.
+    let n = m.number("INV", 1);
+    assert_eq!(c.get_json(north, &format!("/v1/admin/invoices/{n}")).1["tenant"], "n1");
+    assert_eq!(c.get_json(south, &format!("/v1/admin/invoices/{n}")).1["tenant"], "s1");
+    assert_eq!(c.get_json(a, &format!("/v1/admin/invoices/{n}")).0, 404, "the provider issued none");
+    assert_eq!(c.get_json(a, &format!("/v1/admin/invoices/{n}?tenant=n1")).1["tenant"], "n1", "staff support");
+    assert_eq!(c.get_json(north, &format!("/v1/admin/invoices/{n}?tenant=s1")).0, 404);
+    assert_eq!(c.get_json(south, "/v1/admin/invoices?tenant=n1").0, 404);
+    assert_eq!(names(&c.get_json(north, "/v1/admin/invoices").1, "tenant"), ["n1"]);
+    assert_eq!(names(&c.get_json(south, "/v1/admin/invoices").1, "tenant"), ["s1"]);
+    assert!(c.get_json(a, "/v1/admin/invoices").1.as_array().unwrap().is_empty(), "the provider's list is its own");
+    let listed = c.admin_ok(north, &["billing", "invoices"]);
+    assert!(listed.contains(&n) && listed.contains("n1") && !listed.contains("s1"), "{listed}");
+    let shown = c.admin_ok(north, &["billing", "invoice", &n]);
+    assert!(shown.contains("CHF") && shown.contains("Plan gold"), "{shown}");
+
+    // n1's own admin reads its invoice from north, not s1's of the same number elsewhere.
+    let out = c
+        .admin_cmd(north, &["user", "create", "n1-admin", "--role", "tenant-admin", "--tenant", "n1"])
+        .env("ARCA_NEW_PASSWORD", RESELLER_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n1_admin = c.login("n1-admin", RESELLER_PASSWORD);
+    let (status, own_inv) = c.get_json(&n1_admin, &format!("/v1/admin/invoices/{n}"));
+    assert_eq!((status, own_inv["tenant"].as_str()), (200, Some("n1")), "{own_inv}");
+    assert_eq!(c.get_json(&n1_admin, &format!("/v1/admin/invoices/{n}?tenant=s1")).0, 404);
+    let (_, entries) = c.get_json(north, "/v1/admin/audit?action=invoice.issue");
+    assert!(entries.to_string().contains(&format!("issued {n}")), "{entries}");
 }
 
 /// The console in Chromium: a reseller's admin signs in to its own console; the provider adds a
 /// reseller with a form that keeps what was typed on a refusal.
-fn console(c: &Cluster, north: &str) {
+fn console(c: &Cluster, north: &str, m: &Months) {
     let base = c.nodes[0].base.clone();
     let mut b = Browser::start(&shots_dir(c.shape));
     b.sign_in(&base, "north-admin", RESELLER_PASSWORD);
@@ -252,12 +353,6 @@ fn console(c: &Cluster, north: &str) {
     assert_eq!(brand["product_name"], "NorthSafe <Backup>", "{brand}");
     let (_, provider_brand) = c.get_json(&c.admin, "/v1/admin/branding");
     assert_ne!(provider_brand["product_name"], "NorthSafe <Backup>", "{provider_brand}");
-    let out = c
-        .admin_cmd(north, &["user", "create", "n1-admin", "--role", "tenant-admin", "--tenant", "n1"])
-        .env("ARCA_NEW_PASSWORD", RESELLER_PASSWORD)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     b.click(".signout button");
     b.wait_url("/login?why=signed-out&reseller=north");
     assert_eq!(b.text("#sign-in-text"), "North's customers sign in here.");
@@ -269,6 +364,31 @@ fn console(c: &Cluster, north: &str) {
     b.wait_url("/tenants/n1");
     assert_eq!(b.text("#brand-name"), "NorthSafe <Backup>", "its tenant's users see the reseller's brand");
     b.screenshot("reseller-tenant-portal");
+    // Its invoice from north, on north's letterhead, in north's brand.
+    let first = m.number("INV", 1);
+    b.click("#nav-billing");
+    b.wait_url("/tenants/n1/billing");
+    b.click(&format!("a[href='/tenants/n1/invoices/{first}']"));
+    b.wait_url(&format!("/tenants/n1/invoices/{first}"));
+    assert_eq!(b.text("#invoice-number"), first);
+    let issuer = b.text("#issuer");
+    assert!(issuer.contains("North Partners <AG>") && issuer.contains("8001 Zurich"), "{issuer}");
+    assert_eq!(b.text("#currency"), "CHF");
+    assert_eq!(b.text("#brand-name"), "NorthSafe <Backup>");
+    b.screenshot("reseller-invoice-to-tenant");
+    // The session ends (expired): back to north's sign-in page, then to the page asked for.
+    c.sql(
+        "UPDATE tokens SET expires_at = 1 WHERE label = 'web session' AND \
+         user_id = (SELECT id FROM users WHERE name = 'n1-admin')",
+    );
+    b.go(&format!("{base}/tenants/n1/billing"));
+    let url = b.wait_url("why=expired");
+    assert!(url.contains("reseller=north"), "{url}");
+    assert!(b.text("h1").contains("NorthSafe <Backup>"), "{}", b.source());
+    b.fill("#user", "n1-admin");
+    b.fill("#password", RESELLER_PASSWORD);
+    b.click("#signin");
+    b.wait_url("/tenants/n1/billing");
     b.click(".signout button");
     b.wait_url("/login?why=signed-out&reseller=north");
     b.sign_in(&base, "acme-admin", cluster::TENANT_ADMIN_PASSWORD);
@@ -338,11 +458,33 @@ fn console(c: &Cluster, north: &str) {
     b.screenshot("reseller-page-400");
     b.set_width(1400);
 
-    // Billing: its tenants at its prices, without the provider's invoice links.
-    b.go(&format!("{base}/console/billing"));
+    // Billing: its tenants at its prices, in its currency, with its own invoices; it issues n2's.
+    b.go(&format!("{base}/console/billing?month={}", m.prev));
     let page = b.source();
     assert!(page.contains("n1") && page.contains("gold") && !page.contains("acme"), "{page}");
-    assert!(!page.contains("/console/billing/n1"), "{page}");
+    assert!(b.text("#billing thead").contains("CHF"), "{}", b.source());
+    assert!(b.text("#billing-n1").contains(&m.number("INV", 1)), "{}", b.source());
+    assert!(!page.contains("id=\"settings-missing\""), "north saved its settings");
+    b.click(&format!("a[href='/console/billing/n2?month={}']", m.prev));
+    b.wait_url("/console/billing/n2");
+    b.click("#issue");
+    b.wait_url(&format!("/tenants/n2/invoices/{}", m.number("INV", 2)));
+    assert!(b.text("#issuer").contains("North Partners <AG>"), "{}", b.source());
+    assert_eq!(b.text("#currency"), "CHF");
+    // Its billing settings: its own, refused inline keeping what was typed, then saved.
+    b.go(&format!("{base}/console/billing-settings"));
+    assert_eq!(b.attr("#issuer-name", "value"), "North Partners <AG>");
+    b.fill("#number-prefix", "north inv");
+    b.click("#save-settings");
+    assert!(b.wait_source("id=\"error\"").contains("prefix must be"), "{}", b.source());
+    assert_eq!(b.attr("#number-prefix", "value"), "north inv");
+    b.fill("#number-prefix", "NP");
+    b.click("#save-settings");
+    b.wait_source("Billing settings saved.");
+    let (_, own) = c.get_json(north, "/v1/admin/billing/settings");
+    assert_eq!(own["number_prefix"], "NP", "{own}");
+    let (_, provider) = c.get_json(&c.admin, "/v1/admin/billing/settings");
+    assert_eq!(provider["number_prefix"], "INV", "north's save left the provider's alone: {provider}");
     b.click(".signout button");
     b.wait_url("/login?why=signed-out");
 

@@ -7,6 +7,7 @@
 use arca_store::ObjectKind;
 
 use crate::db::accounts::{Principal, Repository, Role, Tenant};
+use crate::db::invoices::Issuer;
 
 /// The tenant a permission is asked about: its id and its reseller (`None`: the provider's own
 /// customer). Taken from a tenant or from one of its repositories.
@@ -156,6 +157,36 @@ pub fn reseller_of(p: &Principal) -> Option<i64> {
 /// the reseller): may create tenants and plans.
 pub fn is_seller(p: &Principal) -> bool {
     p.role == Role::ProviderAdmin || reseller_of(p).is_some()
+}
+
+/// The seller whose billing `p` runs (settings, invoices): the provider for its staff, a
+/// reseller for its admins; `None` for customers and devices.
+pub fn billing_issuer(p: &Principal) -> Option<Issuer> {
+    match p.role {
+        Role::ProviderAdmin | Role::Operator => Some(Issuer::Provider),
+        Role::ResellerAdmin => p.reseller_id.map(Issuer::Reseller),
+        _ => None,
+    }
+}
+
+/// Whether `p` may issue invoices to tenant `t` and change its seller's billing settings: an
+/// admin of the seller that bills `t` (the provider's admins for the provider's own customers,
+/// a reseller's admins for its tenants).
+pub fn can_invoice(p: &Principal, t: impl Into<TenantScope>) -> bool {
+    let t = t.into();
+    match p.role {
+        Role::ProviderAdmin => t.reseller_id.is_none(),
+        Role::ResellerAdmin => sells_to(p, t),
+        _ => false,
+    }
+}
+
+/// Whether `p` may change the billing settings of `issuer`.
+pub fn can_set_billing(p: &Principal, issuer: Issuer) -> bool {
+    match issuer {
+        Issuer::Provider => p.role == Role::ProviderAdmin,
+        Issuer::Reseller(r) => p.role == Role::ResellerAdmin && p.reseller_id == Some(r),
+    }
 }
 
 /// Whether `p` may open repository `repo`'s contents in the web portal (browse and download
@@ -309,6 +340,28 @@ mod tests {
             assert!(check_repo_action(&r1, action).is_err(), "{action:?}");
         }
         assert!(check_lock_removal(&r1, None, true).is_err());
+    }
+
+    /// Each seller bills its own customers: the provider's admins invoice the provider's, a
+    /// reseller's admins theirs; nobody else issues, and each changes only its own settings.
+    #[test]
+    fn each_seller_invoices_its_own_customers() {
+        let r1 = reseller_admin(1);
+        let provider = principal(Role::ProviderAdmin, None, None);
+        let operator = principal(Role::Operator, None, None);
+        let of_r1 = TenantScope { id: 10, reseller_id: Some(1) };
+        let of_r2 = TenantScope { id: 20, reseller_id: Some(2) };
+        assert!(can_invoice(&r1, of_r1) && !can_invoice(&r1, of_r2) && !can_invoice(&r1, direct(30)));
+        assert!(can_invoice(&provider, direct(30)) && !can_invoice(&provider, of_r1), "r1 bills its own");
+        assert!(!can_invoice(&operator, direct(30)));
+        assert!(!can_invoice(&principal(Role::TenantAdmin, Some(30), None), direct(30)));
+        assert_eq!(billing_issuer(&r1), Some(Issuer::Reseller(1)));
+        assert_eq!((billing_issuer(&provider), billing_issuer(&operator)), (Some(Issuer::Provider), Some(Issuer::Provider)));
+        assert_eq!(billing_issuer(&principal(Role::TenantAdmin, Some(30), None)), None);
+        assert_eq!(billing_issuer(&principal(Role::ResellerAdmin, None, None)), None, "no reseller, no issuer");
+        assert!(can_set_billing(&r1, Issuer::Reseller(1)) && !can_set_billing(&r1, Issuer::Reseller(2)));
+        assert!(!can_set_billing(&r1, Issuer::Provider) && can_set_billing(&provider, Issuer::Provider));
+        assert!(!can_set_billing(&provider, Issuer::Reseller(1)) && !can_set_billing(&operator, Issuer::Provider));
     }
 
     /// Opening a repository's contents in the portal: the customer's users only.

@@ -739,8 +739,9 @@ pub(crate) async fn billing(
     }
 }
 
-/// `GET /v1/admin/billing/settings`: the provider's billing settings (staff), with `saved`
-/// false while they are the defaults.
+/// `GET /v1/admin/billing/settings`: the caller's seller's billing settings (provider staff the
+/// provider's, a reseller's admins their reseller's), with `saved` false while they are the
+/// defaults.
 pub(crate) async fn billing_settings(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
@@ -753,7 +754,7 @@ pub(crate) async fn billing_settings(
     Ok(Json(v).into_response())
 }
 
-/// `PUT /v1/admin/billing/settings`: saves them (provider admins; checked and audited by
+/// `PUT /v1/admin/billing/settings`: saves them (the seller's admins; checked and audited by
 /// [`crate::service::billing::set_settings`]).
 pub(crate) async fn set_billing_settings(
     State(state): State<AppState>,
@@ -766,8 +767,9 @@ pub(crate) async fn set_billing_settings(
     Ok(Json(saved).into_response())
 }
 
-/// `POST /v1/admin/invoices`: issues the invoice of a tenant's finished month (provider admins):
-/// 201 with the new invoice, or 200 with the one issued before.
+/// `POST /v1/admin/invoices`: issues the invoice of a tenant's finished month in its seller's
+/// name (the provider's admins, or its reseller's): 201 with the new invoice, or 200 with the
+/// one issued before.
 pub(crate) async fn issue_invoice(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
@@ -789,8 +791,9 @@ pub(crate) struct InvoicesQuery {
     limit: Option<i64>,
 }
 
-/// `GET /v1/admin/invoices`: issued invoices, newest first: staff see every tenant's (or the one
-/// named), a tenant's admins and users their own.
+/// `GET /v1/admin/invoices`: issued invoices, newest first: staff every invoice the provider
+/// issued, a reseller's admins every invoice it issued (or either the named tenant's), a
+/// tenant's admins and users their own.
 pub(crate) async fn invoices(
     State(state): State<AppState>,
     Query(q): Query<InvoicesQuery>,
@@ -815,16 +818,29 @@ pub(crate) async fn invoices(
     Ok(Json(list).into_response())
 }
 
-/// `GET /v1/admin/invoices/{number}`: one issued invoice (staff, or its tenant's own users; any
-/// other is "not found").
+/// `GET /v1/admin/invoices/{number}` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct InvoiceQuery {
+    /// The tenant invoiced: its seller's numbering is searched (default: the caller's seller's,
+    /// or for a tenant's users their tenant's).
+    tenant: Option<String>,
+}
+
+/// `GET /v1/admin/invoices/{number}`: one issued invoice (its issuer's staff or admins, provider
+/// staff, or its tenant's own users; any other is "not found"). Numbers are unique per seller.
 pub(crate) async fn invoice(
     State(state): State<AppState>,
     Path(number): Path<String>,
+    Query(q): Query<InvoiceQuery>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
 ) -> ApiResult {
     let caller = caller(&state, &headers, &rid).await?;
-    let inv = crate::service::billing::invoice(&state, &caller, &number).await?;
+    let tenant = match &q.tenant {
+        Some(n) => Some(crate::service::tenant_for(&state, &caller, n, false).await?),
+        None => None,
+    };
+    let inv = crate::service::billing::invoice(&state, &caller, tenant.as_ref(), &number).await?;
     Ok(Json(inv).into_response())
 }
 

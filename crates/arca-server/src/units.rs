@@ -44,12 +44,26 @@ pub fn gb_input(n: i64) -> String {
     }
 }
 
-/// A number of GB typed in a form, written back into it the same way.
-pub fn gb_input_f64(gb: f64) -> String {
-    if !gb.is_finite() || gb.abs() >= 1e15 {
-        return gb.to_string();
+/// The most GB a form's size field accepts: 10^9 GB (an exabyte), far above any quota yet well
+/// inside `i64` bytes (about 9.2 × 10^9 GB).
+pub const MAX_FORM_GB: f64 = 1e9;
+
+/// A size typed in a form as a number of GB (decimal; empty is 0, "no limit" where 0 means
+/// that), as bytes; the error names the field `what` and says what was wrong. The one parser
+/// behind every GB box (plans, tenant quotas, reseller capacity).
+pub fn parse_gb(what: &str, typed: &str) -> Result<i64, String> {
+    let t = typed.trim();
+    if t.is_empty() {
+        return Ok(0);
     }
-    gb_input((gb * 1e9).round() as i64)
+    let gb: f64 = t.parse().map_err(|_| format!("{what}: {t:?} is not a number of GB"))?;
+    if !gb.is_finite() || gb < 0.0 {
+        return Err(format!("{what} cannot be negative"));
+    }
+    if gb > MAX_FORM_GB {
+        return Err(format!("{what}: {t} GB is too large"));
+    }
+    Ok((gb * 1e9).round() as i64)
 }
 
 /// The same with the exact count in parentheses, for messages about quotas.
@@ -78,5 +92,18 @@ mod tests {
         assert_eq!(gb_input(53_687_091_200), "53.687");
         assert_eq!(gb_input(500_000_000), "0.5");
         assert_eq!(gb_input(0), "0");
+    }
+
+    #[test]
+    fn gb_boxes_read_one_way() {
+        assert_eq!(parse_gb("quota", " 50 "), Ok(50_000_000_000));
+        assert_eq!(parse_gb("quota", "0.5"), Ok(500_000_000));
+        assert_eq!(parse_gb("quota", ""), Ok(0));
+        assert_eq!(parse_gb("quota", "1e9"), Ok(1_000_000_000_000_000_000), "an exabyte");
+        let refused = [("-1", "negative"), ("abc", "not a number"), ("NaN", "negative"), ("inf", "negative"), ("1e10", "too large")];
+        for (typed, word) in refused {
+            let e = parse_gb("hard quota", typed).unwrap_err();
+            assert!(e.starts_with("hard quota") && e.contains(word), "{typed}: {e}");
+        }
     }
 }

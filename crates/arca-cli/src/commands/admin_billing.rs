@@ -1,7 +1,7 @@
 //! `arca admin billing …`: the month's figures per tenant (as before: `arca admin billing
 //! [--tenant T] [--month M] [--csv]`), and invoicing through the admin API, the same calls as the
-//! console's billing pages: the provider's billing settings, issuing a finished month's invoice,
-//! listing and showing issued invoices.
+//! console's billing pages: the seller's billing settings (the provider's, or a reseller's own),
+//! issuing a finished month's invoice, listing and showing issued invoices.
 
 use anyhow::Result;
 use arca_api::BillingSettings;
@@ -31,8 +31,9 @@ pub struct BillingArgs {
 /// `arca admin billing …` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BillingCommand {
-    /// Show the billing settings, or change the fields given (provider admins): currency, tax
-    /// rate, the issuer's name, address and tax id, invoice number prefix, payment term
+    /// Show your billing settings, or change the fields given: the provider's (its admins) or a
+    /// reseller's own (its admins): currency, tax rate, the issuer's name, address and tax id,
+    /// invoice number prefix, payment term
     Settings {
         /// ISO 4217 currency code (EUR, USD, GBP, …)
         #[arg(long)]
@@ -56,7 +57,8 @@ pub enum BillingCommand {
         #[arg(long)]
         payment_days: Option<i64>,
     },
-    /// Issue the invoice of a tenant's finished month (or show the one already issued)
+    /// Issue the invoice of a tenant's finished month in its seller's name (the provider's admins
+    /// for its own customers, a reseller's admins for theirs), or show the one already issued
     Issue {
         /// The tenant
         #[arg(long)]
@@ -78,6 +80,10 @@ pub enum BillingCommand {
     Invoice {
         /// Its number
         number: String,
+        /// The tenant invoiced, to find a reseller's invoice as provider staff (numbers are
+        /// unique per seller; default: your own seller's, or your tenant's)
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -208,8 +214,12 @@ pub(super) fn run(g: &GlobalOpts, api: &Api, c: &BillingCommand) -> Result<()> {
                 table(&["NUMBER", "TENANT", "MONTH", "ISSUED", "DUE", "NET", "TOTAL"], rows);
             });
         }
-        BillingCommand::Invoice { number } => {
-            let v = api.json(Method::GET, &format!("/v1/admin/invoices/{}", q(number)), None)?;
+        BillingCommand::Invoice { number, tenant } => {
+            let mut path = format!("/v1/admin/invoices/{}", q(number));
+            if let Some(t) = tenant {
+                path += &format!("?tenant={}", q(t));
+            }
+            let v = api.json(Method::GET, &path, None)?;
             print_or(g, &v, print_invoice);
         }
     }

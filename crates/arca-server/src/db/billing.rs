@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use super::invoices::{BillingSettings, Issuer};
 use super::{Db, DbError, Result};
 use crate::units::{amount, human_bytes, money};
 
@@ -33,6 +34,9 @@ pub struct TenantMonth {
     pub month: String,
     /// Tenant name.
     pub tenant: String,
+    /// The tenant's reseller (`None`: the provider's own customer); for grouping, not shown.
+    #[serde(skip)]
+    pub reseller_id: Option<i64>,
     /// Name for people.
     pub display_name: String,
     /// The plan priced (the tenant's current plan), if any.
@@ -66,7 +70,8 @@ pub struct TenantMonth {
     pub overage_cents: i64,
     /// What an invoice would say before tax (the net), in cents.
     pub total_cents: i64,
-    /// The provider's currency (ISO 4217) the amounts are in.
+    /// The currency (ISO 4217) the amounts are in: the seller's for retail prices, the
+    /// provider's for wholesale.
     pub currency: String,
     /// The tax rate applied, in basis points (2000 = 20 %).
     pub tax_basis_points: i64,
@@ -176,6 +181,8 @@ pub enum BillingOf {
     Tenant(i64),
     /// One reseller's tenants.
     ResellerCustomers(i64),
+    /// Every reseller's tenants (the provider's wholesale month, grouped by the caller).
+    AllResellerCustomers,
 }
 
 /// Which prices a bill uses.
@@ -209,7 +216,6 @@ impl Db {
         }
         let end = last.min(today);
         let partial = last >= today;
-        let settings = self.billing_settings().await?;
         let tenant_id = match of {
             BillingOf::Tenant(id) => Some(id),
             _ => None,
@@ -223,7 +229,22 @@ impl Db {
             BillingOf::ResellerCustomers(r) => {
                 self.tenants().await?.into_iter().filter(|t| t.reseller_id == Some(r)).collect()
             }
+            BillingOf::AllResellerCustomers => {
+                self.tenants().await?.into_iter().filter(|t| t.reseller_id.is_some()).collect()
+            }
         };
+        // Currency and tax are the seller's: the tenant's own for retail prices, the provider's
+        // for wholesale. Read once per seller.
+        let mut settings_of: BTreeMap<Issuer, BillingSettings> = BTreeMap::new();
+        for t in &tenants {
+            let issuer = match prices {
+                Prices::Retail => Issuer::of_tenant(t),
+                Prices::Wholesale => Issuer::Provider,
+            };
+            if !settings_of.contains_key(&issuer) {
+                settings_of.insert(issuer, self.billing_settings(issuer).await?);
+            }
+        }
         let plans: BTreeMap<String, super::accounts::Plan> =
             self.plans().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
         // Per tenant, per day: totals over its repositories.
@@ -239,9 +260,13 @@ impl Db {
             t.1 = t.1.saturating_add(r.egress_bytes);
             t.2 = t.2.saturating_add(r.snapshots);
         }
-        let cur = settings.currency.as_str();
         let mut out = Vec::new();
         for t in &tenants {
+            let settings = match prices {
+                Prices::Retail => &settings_of[&Issuer::of_tenant(t)],
+                Prices::Wholesale => &settings_of[&Issuer::Provider],
+            };
+            let cur = settings.currency.as_str();
             let created = chrono::DateTime::from_timestamp(t.created_at, 0).map_or(first, |d| d.date_naive());
             let (days, days_in_month) = billed_days(first, last, created, today);
             if days == 0 {
@@ -297,6 +322,7 @@ impl Db {
             out.push(TenantMonth {
                 month: month.to_string(),
                 tenant: t.name.clone(),
+                reseller_id: t.reseller_id,
                 display_name: t.display_name.clone(),
                 plan: plan.map(|p| p.name.clone()),
                 days,

@@ -1,15 +1,17 @@
-//! The provider's billing settings and its issued invoices.
+//! Billing settings and issued invoices, of each issuer: the provider (to its own customers) and
+//! every reseller (to its tenants). See [`Issuer`].
 //!
-//! An invoice is issued for one tenant and one finished month, once: it freezes the month's
-//! figures and lines ([`super::billing`]), the totals (net, tax, gross), the currency, the tax
-//! rate and the issuer's details as they were, so reopening it shows the same page after prices
-//! or settings change.
+//! An invoice is issued for one tenant and one finished month, once, by the tenant's seller: it
+//! freezes the month's figures and lines ([`super::billing`]), the totals (net, tax, gross), the
+//! currency, the tax rate and the issuer's details as they were, so reopening it shows the same
+//! page after prices or settings change.
 //!
-//! **Numbers** are `PREFIX-YEAR-NNNNNN`: YEAR is the year of issue, NNNNNN counts the invoices
-//! of that year from 1 without gaps, whatever the prefix. Issuing, in steps:
+//! **Numbers** are `PREFIX-YEAR-NNNNNN`: YEAR is the year of issue, NNNNNN counts the issuer's
+//! invoices of that year from 1 without gaps, whatever the prefix. A number is unique per issuer
+//! (two resellers may both choose INV-). Issuing, in steps:
 //! 1. if the tenant's month already has an invoice, that invoice is the answer;
-//! 2. in one transaction: increment the year's counter (`invoice_counters`, an upsert: under
-//!    PostgreSQL it locks the counter's row until commit, under SQLite the write takes the
+//! 2. in one transaction: increment the issuer's year counter (`invoice_sequences`, an upsert:
+//!    under PostgreSQL it locks the counter's row until commit, under SQLite the write takes the
 //!    database's write lock), so issuers of the same year queue here, one at a time, on one or
 //!    many server processes;
 //! 3. still in it, look again for an invoice of the tenant's month (one that committed while we
@@ -26,13 +28,51 @@ use sqlx::any::AnyRow;
 
 pub use arca_api::BillingSettings;
 
+use super::accounts::Tenant;
 use super::billing::{month_range, TenantMonth};
 use super::{col, is_unique_violation, now, Db, DbError, Result};
+
+/// Who bills a tenant, owns billing settings and numbers invoices: the provider for its own
+/// customers, a reseller for its tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Issuer {
+    /// The provider.
+    Provider,
+    /// The reseller with this id.
+    Reseller(i64),
+}
+
+impl Issuer {
+    /// The seller of `t`, who invoices it.
+    pub fn of_tenant(t: &Tenant) -> Issuer {
+        Issuer::of_reseller(t.reseller_id)
+    }
+
+    /// The reseller `reseller` (`None`: the provider).
+    pub fn of_reseller(reseller: Option<i64>) -> Issuer {
+        reseller.map_or(Issuer::Provider, Issuer::Reseller)
+    }
+
+    /// The reseller, `None` for the provider.
+    pub fn reseller(self) -> Option<i64> {
+        match self {
+            Issuer::Provider => None,
+            Issuer::Reseller(id) => Some(id),
+        }
+    }
+
+    /// The `issuer` column: 0 for the provider (reseller ids start at 1).
+    fn key(self) -> i64 {
+        self.reseller().unwrap_or(0)
+    }
+}
 
 /// An issued invoice, with everything it said when it was issued.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Invoice {
-    /// `PREFIX-YEAR-NNNNNN`.
+    /// Who issued it: `None` the provider, otherwise the reseller's id.
+    pub issuer_reseller_id: Option<i64>,
+    /// `PREFIX-YEAR-NNNNNN`, unique for its issuer.
     pub number: String,
     /// The year of issue.
     pub year: i64,
@@ -84,7 +124,7 @@ pub struct InvoiceBody {
 const SETTINGS_COLUMNS: &str =
     "currency, tax_basis_points, issuer_name, issuer_address, issuer_tax_id, number_prefix, payment_days";
 
-const INVOICE_COLUMNS: &str = "number, year, seq, tenant_id, tenant_name, month, issued_at, issue_date, due_date, \
+const INVOICE_COLUMNS: &str = "issuer, number, year, seq, tenant_id, tenant_name, month, issued_at, issue_date, due_date, \
                                currency, tax_basis_points, net_cents, tax_cents, gross_cents, issued_by, body";
 
 fn settings_from(row: &AnyRow) -> Result<BillingSettings> {
@@ -104,7 +144,9 @@ fn invoice_from(row: &AnyRow) -> Result<Invoice> {
     let body: String = col(row, "body")?;
     let body: InvoiceBody =
         serde_json::from_str(&body).map_err(|e| DbError::Invalid(format!("invoice body is not readable JSON: {e}")))?;
+    let issuer: i64 = col(row, "issuer")?;
     Ok(Invoice {
+        issuer_reseller_id: (issuer != 0).then_some(issuer),
         number: col(row, "number")?,
         year: col(row, "year")?,
         seq: col(row, "seq")?,
@@ -125,35 +167,53 @@ fn invoice_from(row: &AnyRow) -> Result<Invoice> {
 }
 
 impl Db {
-    /// The billing settings; the defaults ([`BillingSettings::default`]) until a provider admin
-    /// saves them.
-    pub async fn billing_settings(&self) -> Result<BillingSettings> {
-        let row = super::dyn_query(format!("SELECT {SETTINGS_COLUMNS} FROM billing_settings WHERE id = 1"))
-            .fetch_optional(self.pool())
-            .await?;
-        match row {
-            Some(r) => settings_from(&r),
-            None => Ok(BillingSettings::default()),
+    /// The billing settings `issuer` saved. Until then: the provider's defaults
+    /// ([`BillingSettings::default`]); for a reseller, the provider's currency, tax rate and
+    /// payment term (what its prices were likely typed in) with no issuer details, so its
+    /// figures read as before it saved its own.
+    pub async fn billing_settings(&self, issuer: Issuer) -> Result<BillingSettings> {
+        if let Some(s) = self.saved_billing_settings(issuer).await? {
+            return Ok(s);
+        }
+        match issuer {
+            Issuer::Provider => Ok(BillingSettings::default()),
+            Issuer::Reseller(_) => {
+                let provider = self.saved_billing_settings(Issuer::Provider).await?.unwrap_or_default();
+                Ok(BillingSettings {
+                    currency: provider.currency,
+                    tax_basis_points: provider.tax_basis_points,
+                    payment_days: provider.payment_days,
+                    ..BillingSettings::default()
+                })
+            }
         }
     }
 
-    /// Whether a provider admin has saved the billing settings (invoices need an issuer).
-    pub async fn billing_settings_saved(&self) -> Result<bool> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM billing_settings WHERE id = 1").fetch_one(self.pool()).await?;
-        Ok(n > 0)
+    /// The billing settings `issuer` saved, if it did.
+    async fn saved_billing_settings(&self, issuer: Issuer) -> Result<Option<BillingSettings>> {
+        let row = super::dyn_query(format!("SELECT {SETTINGS_COLUMNS} FROM billing_settings WHERE issuer = $1"))
+            .bind(issuer.key())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(settings_from).transpose()
     }
 
-    /// Stores the billing settings (checked by the caller: [`crate::service::billing`]).
-    pub async fn set_billing_settings(&self, s: &BillingSettings, by: &str) -> Result<()> {
+    /// Whether `issuer` has saved its billing settings (invoices need an issuer's details).
+    pub async fn billing_settings_saved(&self, issuer: Issuer) -> Result<bool> {
+        Ok(self.saved_billing_settings(issuer).await?.is_some())
+    }
+
+    /// Stores `issuer`'s billing settings (checked by the caller: [`crate::service::billing`]).
+    pub async fn set_billing_settings(&self, issuer: Issuer, s: &BillingSettings, by: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO billing_settings (id, currency, tax_basis_points, issuer_name, issuer_address, \
+            "INSERT INTO billing_settings (issuer, currency, tax_basis_points, issuer_name, issuer_address, \
              issuer_tax_id, number_prefix, payment_days, updated_at, updated_by) \
-             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (id) DO UPDATE SET currency = $1, tax_basis_points = $2, issuer_name = $3, \
-             issuer_address = $4, issuer_tax_id = $5, number_prefix = $6, payment_days = $7, updated_at = $8, \
-             updated_by = $9",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (issuer) DO UPDATE SET currency = $2, tax_basis_points = $3, issuer_name = $4, \
+             issuer_address = $5, issuer_tax_id = $6, number_prefix = $7, payment_days = $8, updated_at = $9, \
+             updated_by = $10",
         )
+        .bind(issuer.key())
         .bind(&s.currency)
         .bind(s.tax_basis_points)
         .bind(&s.issuer_name)
@@ -168,12 +228,14 @@ impl Db {
         Ok(())
     }
 
-    /// The invoice numbered `number`, if any.
-    pub async fn invoice(&self, number: &str) -> Result<Option<Invoice>> {
-        let row = super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE number = $1"))
-            .bind(number.to_string())
-            .fetch_optional(self.pool())
-            .await?;
+    /// The invoice `issuer` numbered `number`, if any.
+    pub async fn invoice(&self, issuer: Issuer, number: &str) -> Result<Option<Invoice>> {
+        let row =
+            super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE issuer = $1 AND number = $2"))
+                .bind(issuer.key())
+                .bind(number.to_string())
+                .fetch_optional(self.pool())
+                .await?;
         row.as_ref().map(invoice_from).transpose()
     }
 
@@ -188,43 +250,43 @@ impl Db {
         row.as_ref().map(invoice_from).transpose()
     }
 
-    /// The numbers of the invoices issued for `month`, by tenant name (names are never reused
-    /// while the tenant exists).
-    pub async fn invoice_numbers(&self, month: &str) -> Result<std::collections::BTreeMap<String, String>> {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT tenant_name, number FROM invoices WHERE month = $1")
-            .bind(month.to_string())
-            .fetch_all(self.pool())
-            .await?;
+    /// The numbers of the invoices `issuer` issued for `month`, by tenant name (names are never
+    /// reused while the tenant exists).
+    pub async fn invoice_numbers(
+        &self,
+        issuer: Issuer,
+        month: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant_name, number FROM invoices WHERE issuer = $1 AND month = $2")
+                .bind(issuer.key())
+                .bind(month.to_string())
+                .fetch_all(self.pool())
+                .await?;
         Ok(rows.into_iter().collect())
     }
 
-    /// Issued invoices, newest first: one tenant's or every tenant's, at most `limit`.
-    pub async fn invoices(&self, tenant_id: Option<i64>, limit: i64) -> Result<Vec<Invoice>> {
+    /// Issued invoices, newest first, at most `limit`: one tenant's (whoever issued them), or
+    /// every invoice `issuer` issued.
+    pub async fn invoices(&self, of: InvoicesOf, limit: i64) -> Result<Vec<Invoice>> {
         let limit = limit.clamp(1, 1000);
-        let rows = match tenant_id {
-            Some(id) => {
-                super::dyn_query(format!(
-                    "SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 ORDER BY year DESC, seq DESC LIMIT $2"
-                ))
-                .bind(id)
-                .bind(limit)
-                .fetch_all(self.pool())
-                .await?
-            }
-            None => {
-                super::dyn_query(format!(
-                    "SELECT {INVOICE_COLUMNS} FROM invoices ORDER BY year DESC, seq DESC LIMIT $1"
-                ))
-                .bind(limit)
-                .fetch_all(self.pool())
-                .await?
-            }
+        let (filter, key) = match of {
+            InvoicesOf::Tenant(id) => ("tenant_id", id),
+            InvoicesOf::Issuer(i) => ("issuer", i.key()),
         };
+        let rows = super::dyn_query(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {filter} = $1 ORDER BY year DESC, seq DESC \
+             LIMIT $2"
+        ))
+        .bind(key)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(invoice_from).collect()
     }
 
-    /// Issues the invoice of `tenant_id`'s finished `month` (or answers the one already issued):
-    /// `(invoice, true)` when this call issued it. See the module's steps.
+    /// Issues the invoice of `tenant_id`'s finished `month` in its seller's name (or answers the
+    /// one already issued): `(invoice, true)` when this call issued it. See the module's steps.
     pub async fn issue_invoice(&self, tenant_id: i64, month: &str, issued_by: &str) -> Result<(Invoice, bool)> {
         self.issue_invoice_on(tenant_id, month, issued_by, chrono::Utc::now().date_naive()).await
     }
@@ -247,20 +309,13 @@ impl Db {
         if let Some(inv) = self.invoice_for(tenant_id, month).await? {
             return Ok((inv, false));
         }
-        if !self.billing_settings_saved().await? {
+        let tenant = self.tenant_by_id(tenant_id).await?;
+        let issuer = Issuer::of_tenant(&tenant);
+        let Some(settings) = self.saved_billing_settings(issuer).await? else {
             return Err(DbError::Invalid(
                 "save the billing settings first (issuer, currency, tax rate, numbering): an invoice needs them".into(),
             ));
-        }
-        let settings = self.billing_settings().await?;
-        let tenant = self.tenant_by_id(tenant_id).await?;
-        if let Some(reseller) = &tenant.reseller {
-            return Err(DbError::Invalid(format!(
-                "tenant {} is billed by its reseller {reseller}, not by the provider: the provider bills the reseller \
-                 (its wholesale statement)",
-                tenant.name
-            )));
-        }
+        };
         let figures = self
             .billing_on(super::billing::BillingOf::Tenant(tenant_id), super::billing::Prices::Retail, month, today)
             .await?
@@ -293,11 +348,12 @@ impl Db {
         let body_json = serde_json::to_string(&body).map_err(|e| DbError::Invalid(format!("invoice body: {e}")))?;
 
         let mut tx = self.pool().begin().await?;
-        // Step 2: the year's counter; from here until commit, other issuers of the year wait.
+        // Step 2: the issuer's year counter; from here until commit, its other issuers wait.
         let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO invoice_counters (year, last_seq) VALUES ($1, 1) \
-             ON CONFLICT (year) DO UPDATE SET last_seq = invoice_counters.last_seq + 1 RETURNING last_seq",
+            "INSERT INTO invoice_sequences (issuer, year, last_seq) VALUES ($1, $2, 1) \
+             ON CONFLICT (issuer, year) DO UPDATE SET last_seq = invoice_sequences.last_seq + 1 RETURNING last_seq",
         )
+        .bind(issuer.key())
         .bind(year)
         .fetch_one(&mut *tx)
         .await?;
@@ -314,8 +370,9 @@ impl Db {
         let number = format!("{}-{year}-{seq:06}", settings.number_prefix);
         let inserted = super::dyn_query(format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
+        .bind(issuer.key())
         .bind(number.clone())
         .bind(year)
         .bind(seq)
@@ -345,7 +402,7 @@ impl Db {
         }
         tx.commit().await?;
         let inv = self
-            .invoice(&number)
+            .invoice(issuer, &number)
             .await?
             .ok_or_else(|| DbError::NotFound(format!("invoice {number} vanished after it was issued")))?;
         Ok((inv, true))
@@ -359,11 +416,20 @@ impl Db {
     }
 }
 
+/// Whose invoices [`Db::invoices`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoicesOf {
+    /// One tenant's, whoever issued them.
+    Tenant(i64),
+    /// Every invoice one issuer issued.
+    Issuer(Issuer),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::accounts::Plan;
-    use crate::db::billing::{billed_days, tax_cents};
+    use crate::db::billing::{billed_days, tax_cents, BillingOf, Prices};
     use crate::db::testing::databases;
 
     fn day(s: &str) -> NaiveDate {
@@ -433,7 +499,7 @@ mod tests {
             // No settings yet: refused, nothing numbered.
             let e = db.issue_invoice_on(ids[0], "2024-04", "user:admin", today).await.unwrap_err();
             assert!(e.to_string().contains("billing settings"), "{e}");
-            db.set_billing_settings(&settings("INV", 5000), "user:admin").await.unwrap();
+            db.set_billing_settings(Issuer::Provider, &settings("INV", 5000), "user:admin").await.unwrap();
             // The current month is only a preview; a tenant without a plan has nothing to charge.
             let e = db.issue_invoice_on(ids[0], "2024-05", "user:admin", today).await.unwrap_err();
             assert!(e.to_string().contains("not finished"), "{e}");
@@ -459,7 +525,7 @@ mod tests {
             let (b, _) = db.issue_invoice_on(ids[1], "2024-04", "user:admin", today).await.unwrap();
             assert_eq!(b.number, "INV-2024-000002");
             // A new prefix continues the year's sequence; a new year starts at 1.
-            db.set_billing_settings(&settings("HOST", 2000), "user:admin").await.unwrap();
+            db.set_billing_settings(Issuer::Provider, &settings("HOST", 2000), "user:admin").await.unwrap();
             let (c, _) = db.issue_invoice_on(ids[0], "2024-03", "user:admin", today).await.unwrap();
             assert_eq!(c.number, "HOST-2024-000003");
             let (d, _) = db.issue_invoice_on(ids[0], "2024-12", "user:admin", day("2025-01-02")).await.unwrap();
@@ -467,16 +533,89 @@ mod tests {
 
             // Prices and settings change; the issued invoice does not.
             sqlx::query("UPDATE plans SET yearly_price_cents = 999999").execute(db.pool()).await.unwrap();
-            db.set_billing_settings(&settings("ZZ", 0), "user:admin").await.unwrap();
-            let reopened = db.invoice("INV-2024-000001").await.unwrap().unwrap();
+            db.set_billing_settings(Issuer::Provider, &settings("ZZ", 0), "user:admin").await.unwrap();
+            let reopened = db.invoice(Issuer::Provider, "INV-2024-000001").await.unwrap().unwrap();
             assert_eq!(reopened, a);
             assert_eq!(db.invoice_for(ids[0], "2024-04").await.unwrap().unwrap().number, a.number);
             let listed: Vec<String> =
-                db.invoices(Some(ids[0]), 10).await.unwrap().into_iter().map(|i| i.number).collect();
+                db.invoices(InvoicesOf::Tenant(ids[0]), 10).await.unwrap().into_iter().map(|i| i.number).collect();
             assert_eq!(listed, vec!["HOST-2025-000001", "HOST-2024-000003", "INV-2024-000001"]);
-            assert_eq!(db.invoices(None, 10).await.unwrap().len(), 4);
-            assert_eq!(db.invoice_numbers("2024-04").await.unwrap().len(), 2);
-            assert!(db.invoice("INV-2024-000009").await.unwrap().is_none());
+            assert_eq!(db.invoices(InvoicesOf::Issuer(Issuer::Provider), 10).await.unwrap().len(), 4);
+            assert_eq!(db.invoice_numbers(Issuer::Provider, "2024-04").await.unwrap().len(), 2);
+            assert!(db.invoice(Issuer::Provider, "INV-2024-000009").await.unwrap().is_none());
+        }
+    }
+
+    /// Each seller numbers its own invoices, in its own currency and name: a reseller may use the
+    /// provider's prefix, its numbers start at 1, and one issuer's number never finds another's
+    /// invoice. A reseller that has not saved its settings bills in the provider's currency and
+    /// cannot issue yet.
+    #[tokio::test]
+    async fn resellers_issue_their_own_invoices() {
+        for (db, _guard) in databases().await {
+            let direct = customers(&db, 1000, &["direct"]).await[0];
+            let r = db.create_reseller("r", "", 0, "r-admin", "a long enough password").await.unwrap();
+            let r2 = db.create_reseller("r2", "", 0, "r2-admin", "a long enough password").await.unwrap();
+            let gold = Plan {
+                name: "gold".into(),
+                hard_quota_bytes: 0,
+                soft_quota_bytes: 0,
+                lock_days: 0,
+                compliance: false,
+                yearly_price_cents: 36_000,
+                overage_cents_per_gb: 0,
+                resells: Some("office".into()),
+                reseller: None,
+            };
+            db.create_plan_for(Some(r.id), &gold).await.unwrap();
+            db.create_plan_for(Some(r2.id), &Plan { name: "tin".into(), ..gold.clone() }).await.unwrap();
+            let c1 = db.create_tenant_for(Some(r.id), "c1", "", Some("gold")).await.unwrap().id;
+            let c2 = db.create_tenant_for(Some(r.id), "c2", "", Some("gold")).await.unwrap().id;
+            let d1 = db.create_tenant_for(Some(r2.id), "d1", "", Some("tin")).await.unwrap().id;
+            sqlx::query("UPDATE tenants SET created_at = 1704067200").execute(db.pool()).await.unwrap();
+            let today = day("2024-05-03");
+            db.set_billing_settings(Issuer::Provider, &settings("INV", 2000), "user:admin").await.unwrap();
+            let mut own = settings("INV", 810);
+            own.currency = "CHF".into();
+            own.issuer_name = "Reseller AG".into();
+            db.set_billing_settings(Issuer::Reseller(r.id), &own, "user:r-admin").await.unwrap();
+
+            // Retail figures are in the seller's currency and tax; wholesale in the provider's.
+            let bill = |of, prices| db.billing_on(of, prices, "2024-04", today);
+            let retail = bill(BillingOf::ResellerCustomers(r.id), Prices::Retail).await.unwrap();
+            assert!(retail.iter().all(|m| (m.currency.as_str(), m.tax_basis_points) == ("CHF", 810)), "{retail:?}");
+            let wholesale = bill(BillingOf::AllResellerCustomers, Prices::Wholesale).await.unwrap();
+            let of: Vec<(&str, Option<i64>)> = wholesale.iter().map(|m| (m.tenant.as_str(), m.reseller_id)).collect();
+            assert_eq!(of, [("c1", Some(r.id)), ("c2", Some(r.id)), ("d1", Some(r2.id))]);
+            assert!(wholesale.iter().all(|m| (m.currency.as_str(), m.tax_basis_points) == ("EUR", 2000)));
+            // r2 has not saved its own: the provider's currency and rate, and no invoices.
+            let unsaved = &bill(BillingOf::Tenant(d1), Prices::Retail).await.unwrap()[0];
+            assert_eq!((unsaved.currency.as_str(), unsaved.tax_basis_points), ("EUR", 2000));
+            let e = db.issue_invoice_on(d1, "2024-04", "user:r2-admin", today).await.unwrap_err();
+            assert!(e.to_string().contains("billing settings"), "{e}");
+            assert_eq!(db.billing_settings(Issuer::Reseller(r2.id)).await.unwrap().issuer_name, "");
+
+            let (p1, _) = db.issue_invoice_on(direct, "2024-04", "user:admin", today).await.unwrap();
+            let (a, _) = db.issue_invoice_on(c1, "2024-04", "user:r-admin", today).await.unwrap();
+            let (b, _) = db.issue_invoice_on(c2, "2024-04", "user:r-admin", today).await.unwrap();
+            assert_eq!((p1.number.as_str(), p1.issuer_reseller_id), ("INV-2024-000001", None));
+            assert_eq!((a.number.as_str(), a.issuer_reseller_id), ("INV-2024-000001", Some(r.id)));
+            assert_eq!(b.number, "INV-2024-000002");
+            // 360.00 a year: 30.00 for April, 8.1 % tax in CHF, from the reseller's letterhead.
+            assert_eq!((a.currency.as_str(), a.net_cents, a.tax_cents, a.gross_cents), ("CHF", 3000, 243, 3243));
+            assert_eq!(a.body.issuer.issuer_name, "Reseller AG");
+            assert!(a.body.figures.lines[0].text.contains("Plan gold"), "{:?}", a.body.figures.lines);
+
+            assert_eq!(db.invoice(Issuer::Provider, "INV-2024-000001").await.unwrap().unwrap().tenant, "direct");
+            assert_eq!(db.invoice(Issuer::Reseller(r.id), "INV-2024-000001").await.unwrap().unwrap().tenant, "c1");
+            assert!(db.invoice(Issuer::Provider, "INV-2024-000002").await.unwrap().is_none(), "r's number");
+            assert!(db.invoice(Issuer::Reseller(r2.id), "INV-2024-000001").await.unwrap().is_none());
+            let listed = |of| db.invoices(of, 10);
+            assert_eq!(listed(InvoicesOf::Issuer(Issuer::Provider)).await.unwrap().len(), 1);
+            assert_eq!(listed(InvoicesOf::Issuer(Issuer::Reseller(r.id))).await.unwrap().len(), 2);
+            assert_eq!(listed(InvoicesOf::Tenant(c2)).await.unwrap()[0].number, "INV-2024-000002");
+            let numbers = db.invoice_numbers(Issuer::Reseller(r.id), "2024-04").await.unwrap();
+            assert_eq!(numbers.keys().collect::<Vec<_>>(), ["c1", "c2"]);
         }
     }
 
@@ -488,7 +627,7 @@ mod tests {
             let names: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let ids = customers(&db, 500, &refs).await;
-            db.set_billing_settings(&settings("INV", 2000), "user:admin").await.unwrap();
+            db.set_billing_settings(Issuer::Provider, &settings("INV", 2000), "user:admin").await.unwrap();
             let today = day("2024-05-03");
 
             let mut same = tokio::task::JoinSet::new();
@@ -517,10 +656,10 @@ mod tests {
             while let Some(r) = many.join_next().await {
                 r.unwrap();
             }
-            let mut seqs: Vec<i64> = db.invoices(None, 100).await.unwrap().into_iter().map(|i| i.seq).collect();
+            let mut seqs: Vec<i64> = db.invoices(InvoicesOf::Issuer(Issuer::Provider), 100).await.unwrap().into_iter().map(|i| i.seq).collect();
             seqs.sort();
             assert_eq!(seqs, (1..=6).collect::<Vec<i64>>(), "one invoice a tenant, numbered 1 to 6");
-            let last: i64 = sqlx::query_scalar("SELECT last_seq FROM invoice_counters WHERE year = 2024")
+            let last: i64 = sqlx::query_scalar("SELECT last_seq FROM invoice_sequences WHERE issuer = 0 AND year = 2024")
                 .fetch_one(db.pool())
                 .await
                 .unwrap();

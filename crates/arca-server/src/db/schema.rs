@@ -373,6 +373,69 @@ ALTER TABLE plans ADD COLUMN reseller_id BIGINT REFERENCES resellers(id);
 ALTER TABLE plans ADD COLUMN resells_plan_id BIGINT REFERENCES plans(id);
 CREATE INDEX tenants_by_reseller ON tenants(reseller_id, name)
 "#,
+    // 17: every seller issues its own invoices. Billing settings, number sequences and invoices
+    // are keyed by `issuer` (0: the provider; otherwise the reseller's id), so a reseller has its
+    // own letterhead, currency, tax rate and gapless numbering. An invoice number is unique per
+    // issuer (two resellers may both use INV-). The tables are rebuilt because SQLite cannot drop
+    // the old column-level UNIQUE on `number`; ids are reassigned in their old order (nothing
+    // refers to them).
+    r#"
+CREATE TABLE billing_settings_v17 (
+    issuer BIGINT PRIMARY KEY,
+    currency TEXT NOT NULL,
+    tax_basis_points BIGINT NOT NULL,
+    issuer_name TEXT NOT NULL,
+    issuer_address TEXT NOT NULL,
+    issuer_tax_id TEXT NOT NULL,
+    number_prefix TEXT NOT NULL,
+    payment_days BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+INSERT INTO billing_settings_v17 (issuer, currency, tax_basis_points, issuer_name, issuer_address, issuer_tax_id,
+    number_prefix, payment_days, updated_at, updated_by)
+    SELECT 0, currency, tax_basis_points, issuer_name, issuer_address, issuer_tax_id, number_prefix, payment_days,
+    updated_at, updated_by FROM billing_settings WHERE id = 1;
+DROP TABLE billing_settings;
+ALTER TABLE billing_settings_v17 RENAME TO billing_settings;
+CREATE TABLE invoice_sequences (
+    issuer BIGINT NOT NULL,
+    year BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    PRIMARY KEY (issuer, year)
+);
+INSERT INTO invoice_sequences (issuer, year, last_seq) SELECT 0, year, last_seq FROM invoice_counters;
+DROP TABLE invoice_counters;
+CREATE TABLE invoices_v17 (
+    id {ID},
+    issuer BIGINT NOT NULL,
+    number TEXT NOT NULL,
+    year BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    tenant_id BIGINT NOT NULL,
+    tenant_name TEXT NOT NULL,
+    month TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    issue_date TEXT NOT NULL,
+    due_date TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    tax_basis_points BIGINT NOT NULL,
+    net_cents BIGINT NOT NULL,
+    tax_cents BIGINT NOT NULL,
+    gross_cents BIGINT NOT NULL,
+    issued_by TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+INSERT INTO invoices_v17 (issuer, number, year, seq, tenant_id, tenant_name, month, issued_at, issue_date, due_date,
+    currency, tax_basis_points, net_cents, tax_cents, gross_cents, issued_by, body)
+    SELECT 0, number, year, seq, tenant_id, tenant_name, month, issued_at, issue_date, due_date, currency,
+    tax_basis_points, net_cents, tax_cents, gross_cents, issued_by, body FROM invoices ORDER BY id;
+DROP TABLE invoices;
+ALTER TABLE invoices_v17 RENAME TO invoices;
+CREATE UNIQUE INDEX invoices_by_number ON invoices(issuer, number);
+CREATE UNIQUE INDEX invoices_by_tenant_month ON invoices(tenant_id, month);
+CREATE UNIQUE INDEX invoices_by_year_seq ON invoices(issuer, year, seq)
+"#,
 ];
 
 /// The schema version the database is at (0: empty).
@@ -415,4 +478,66 @@ pub async fn migrate(db: &Db) -> Result<()> {
     db.audit_text.store(indexed, std::sync::atomic::Ordering::Relaxed);
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::invoices::{InvoicesOf, Issuer};
+    use crate::db::testing::databases;
+
+    /// Schema 17 rebuilds the billing tables keyed by issuer: a database of schema 16 with
+    /// saved settings, a year's counter and an issued invoice keeps all three as the
+    /// provider's, and the provider's numbering goes on from where it was.
+    #[tokio::test]
+    async fn invoices_of_schema_16_become_the_providers() {
+        for (db, _guard) in databases().await {
+            let id = match db.dialect() {
+                Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+                Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+            };
+            // Back to schema 16's billing tables, with rows in them.
+            for t in ["billing_settings", "invoice_sequences", "invoices"] {
+                dyn_query(format!("DROP TABLE {t}")).execute(db.pool()).await.unwrap();
+            }
+            for statement in MIGRATIONS[14].split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                dyn_query(statement.replace("{ID}", id)).execute(db.pool()).await.unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO billing_settings VALUES (1, 'GBP', 2000, 'Host Ltd', '1 Road\nTown', 'GB1', 'HOST', 14, \
+                 1, 'user:admin')",
+            )
+            .execute(db.pool())
+            .await
+            .unwrap();
+            sqlx::query("INSERT INTO invoice_counters VALUES (2024, 7)").execute(db.pool()).await.unwrap();
+            let body = r#"{"issuer":{"currency":"GBP","tax_basis_points":2000,"issuer_name":"Host Ltd","issuer_address":["1 Road","Town"],"issuer_tax_id":"GB1","number_prefix":"HOST","payment_days":14},"customer_display_name":"Acme","period_from":"2024-04-01","period_to":"2024-04-30","figures":{"month":"2024-04","tenant":"acme","display_name":"Acme","plan":"office","days":30,"days_in_month":30,"partial":false,"avg_stored_bytes":0,"peak_stored_bytes":0,"logical_bytes":0,"ingress_bytes":0,"egress_bytes":0,"snapshots":0,"soft_quota_bytes":0,"base_cents":1000,"overage_bytes":0,"overage_cents":0,"total_cents":1000,"currency":"GBP","tax_basis_points":2000,"tax_cents":200,"gross_cents":1200,"lines":[]}}"#;
+            sqlx::query(
+                "INSERT INTO invoices (number, year, seq, tenant_id, tenant_name, month, issued_at, issue_date, \
+                 due_date, currency, tax_basis_points, net_cents, tax_cents, gross_cents, issued_by, body) \
+                 VALUES ('HOST-2024-000007', 2024, 7, 99, 'acme', '2024-04', 1, '2024-05-02', '2024-05-16', 'GBP', \
+                 2000, 1000, 200, 1200, 'user:admin', $1)",
+            )
+            .bind(body)
+            .execute(db.pool())
+            .await
+            .unwrap();
+            sqlx::query("DELETE FROM schema_version WHERE version = 17").execute(db.pool()).await.unwrap();
+
+            migrate(&db).await.unwrap();
+            assert_eq!(version(&db).await.unwrap(), LATEST);
+            let s = db.billing_settings(Issuer::Provider).await.unwrap();
+            assert_eq!((s.currency.as_str(), s.number_prefix.as_str()), ("GBP", "HOST"));
+            assert_eq!(s.issuer_address, vec!["1 Road", "Town"]);
+            let inv = db.invoice(Issuer::Provider, "HOST-2024-000007").await.unwrap().expect("kept");
+            assert_eq!((inv.issuer_reseller_id, inv.tenant_id, inv.gross_cents), (None, 99, 1200));
+            assert_eq!(db.invoices(InvoicesOf::Issuer(Issuer::Provider), 10).await.unwrap().len(), 1);
+            let last: i64 = sqlx::query_scalar("SELECT last_seq FROM invoice_sequences WHERE issuer = 0 AND year = 2024")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            assert_eq!(last, 7, "the year's count goes on");
+            assert!(!db.billing_settings_saved(Issuer::Reseller(1)).await.unwrap());
+        }
+    }
 }

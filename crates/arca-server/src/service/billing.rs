@@ -1,13 +1,18 @@
-//! Billing, each rule once for the API, the pages and `arca admin`: the provider's billing
-//! settings (read by staff, set by provider admins, checked and audited here), a month's figures
-//! (provider staff for every tenant, a tenant's own users for their own), and invoices (issued by
-//! provider admins, read by staff and by the tenant's own users; anyone else's invoice is "not
-//! found", as a missing one, and the attempt is audited).
+//! Billing, each rule once for the API, the pages and `arca admin`. Each seller (the provider,
+//! and every reseller: an [`Issuer`]) has its own billing settings (read by its staff or admins,
+//! set by its admins, checked and audited here) and issues its own numbered invoices to the
+//! tenants it sells to. A month's figures: a seller's for its customers, a tenant's own users for
+//! their own. An invoice is read by its issuer's staff or admins, by provider staff, and by the
+//! tenant's own users; anyone else's is "not found", as a missing one, and the attempt is
+//! audited.
 
-use crate::access::{can_view_tenant, is_provider_admin, is_staff, reseller_of, TenantScope};
+use crate::access::{
+    billing_issuer, can_invoice, can_set_billing, can_view_tenant, is_provider_admin, is_staff, reseller_of,
+    TenantScope,
+};
 use crate::db::accounts::Tenant;
 use crate::db::billing::{BillingOf, Prices, TenantMonth};
-use crate::db::invoices::{BillingSettings, Invoice};
+use crate::db::invoices::{BillingSettings, Invoice, InvoicesOf, Issuer};
 use crate::errors::ApiError;
 use crate::limits;
 use crate::state::AppState;
@@ -73,32 +78,40 @@ pub fn check_settings(s: &BillingSettings) -> Result<BillingSettings, ApiError> 
     })
 }
 
-/// The billing settings (provider staff) and whether they were ever saved.
-pub async fn settings(state: &AppState, caller: &Caller) -> Result<(BillingSettings, bool), ApiError> {
-    if !is_staff(&caller.principal) {
-        return Err(forbidden("read the billing settings"));
-    }
-    let db = state.db();
-    let saved = db.billing_settings_saved().await.map_err(ApiError::from_db)?;
-    Ok((db.billing_settings().await.map_err(ApiError::from_db)?, saved))
+/// The seller whose billing `caller` runs, or 403 naming `what`.
+fn issuer_of(caller: &Caller, what: &str) -> Result<Issuer, ApiError> {
+    billing_issuer(&caller.principal).ok_or_else(|| forbidden(what))
 }
 
-/// Saves the billing settings (provider admins), checked first ([`check_settings`]); audited
-/// as `billing.settings` with what was saved.
+/// The caller's seller's billing settings (the provider's for its staff, a reseller's for its
+/// admins) and whether they were ever saved.
+pub async fn settings(state: &AppState, caller: &Caller) -> Result<(BillingSettings, bool), ApiError> {
+    let issuer = issuer_of(caller, "read the billing settings")?;
+    let db = state.db();
+    let saved = db.billing_settings_saved(issuer).await.map_err(ApiError::from_db)?;
+    Ok((db.billing_settings(issuer).await.map_err(ApiError::from_db)?, saved))
+}
+
+/// Saves the caller's seller's billing settings (provider admins for the provider, a
+/// reseller's admins for the reseller), checked first ([`check_settings`]); audited as
+/// `billing.settings` with what was saved.
 pub async fn set_settings(
     state: &AppState,
     caller: &Caller,
     settings: &BillingSettings,
 ) -> Result<BillingSettings, ApiError> {
-    let result = if !is_provider_admin(&caller.principal) {
-        Err(forbidden("change the billing settings"))
-    } else {
-        match check_settings(settings) {
-            Ok(s) => {
-                state.db().set_billing_settings(&s, &caller.principal.actor).await.map_err(ApiError::from_db).map(|_| s)
-            }
+    let issuer = billing_issuer(&caller.principal);
+    let result = match issuer {
+        Some(issuer) if can_set_billing(&caller.principal, issuer) => match check_settings(settings) {
+            Ok(s) => state
+                .db()
+                .set_billing_settings(issuer, &s, &caller.principal.actor)
+                .await
+                .map_err(ApiError::from_db)
+                .map(|_| s),
             Err(e) => Err(e),
-        }
+        },
+        _ => Err(forbidden("change the billing settings")),
     };
     let detail = match &result {
         Ok(s) => format!(
@@ -110,7 +123,11 @@ pub async fn set_settings(
         ),
         Err(_) => String::new(),
     };
-    caller.audited(state, None, "billing.settings", "billing settings", &detail, result).await
+    let target = match issuer.and_then(Issuer::reseller) {
+        Some(r) => format!("billing settings of reseller #{r}"),
+        None => "billing settings".to_string(),
+    };
+    caller.audited(state, None, "billing.settings", &target, &detail, result).await
 }
 
 /// A month's figures at the seller's prices: with `tenant` None, every customer of the caller's
@@ -136,19 +153,30 @@ pub async fn month(
     state.db().billing(of, Prices::Retail, month).await.map_err(ApiError::from_db)
 }
 
-/// Issues the invoice of `tenant`'s finished `month` (provider admins); `(invoice, true)` when
-/// this call issued it, `(invoice, false)` when it had been issued before. Audited as
-/// `invoice.issue` with the number.
+/// Issues the invoice of `tenant`'s finished `month` in its seller's name (the provider's admins
+/// for its own customers, a reseller's admins for its tenants); `(invoice, true)` when this call
+/// issued it, `(invoice, false)` when it had been issued before. Audited as `invoice.issue` with
+/// the number.
 pub async fn issue(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
     month: &str,
 ) -> Result<(Invoice, bool), ApiError> {
-    let result = if !is_provider_admin(&caller.principal) {
-        Err(forbidden("issue invoices"))
+    let p = &caller.principal;
+    let result = if can_invoice(p, tenant) {
+        state.db().issue_invoice(tenant.id, month, &p.actor).await.map_err(ApiError::from_db)
+    } else if is_provider_admin(p) {
+        Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+            "tenant {} is billed by its reseller {}, not by the provider: the reseller issues its invoices, and the \
+             provider bills the reseller (its wholesale statement)",
+            tenant.name,
+            tenant.reseller.as_deref().unwrap_or("?")
+        )))
     } else {
-        state.db().issue_invoice(tenant.id, month, &caller.principal.actor).await.map_err(ApiError::from_db)
+        Err(forbidden("issue invoices"))
     };
     let detail = match &result {
         Ok((inv, true)) => {
@@ -161,36 +189,55 @@ pub async fn issue(
     caller.audited(state, Some(tenant.id), "invoice.issue", &target, &detail, result).await
 }
 
-/// Issued invoices, newest first: one tenant's (staff, or its own admins and users) or every
-/// tenant's (staff).
+/// Issued invoices, newest first: one tenant's (whoever may view the tenant), or with `tenant`
+/// None every invoice the caller's seller issued (provider staff, a reseller's admins).
 pub async fn invoices(
     state: &AppState,
     caller: &Caller,
     tenant: Option<&Tenant>,
     limit: i64,
 ) -> Result<Vec<Invoice>, ApiError> {
-    let allowed = match tenant {
-        None => is_staff(&caller.principal),
-        Some(t) => can_view_tenant(&caller.principal, t),
+    let of = match tenant {
+        None => InvoicesOf::Issuer(issuer_of(caller, "list every tenant's invoices")?),
+        Some(t) if can_view_tenant(&caller.principal, t) => InvoicesOf::Tenant(t.id),
+        Some(_) => return Err(forbidden("list this tenant's invoices")),
     };
-    if !allowed {
-        return Err(forbidden("list every tenant's invoices"));
-    }
-    state.db().invoices(tenant.map(|t| t.id), limit).await.map_err(ApiError::from_db)
+    state.db().invoices(of, limit).await.map_err(ApiError::from_db)
 }
 
-/// The invoice numbered `number`, if the caller may see its tenant's; otherwise "no invoice
-/// numbered …", exactly as a missing one (and the attempt is audited).
-pub async fn invoice(state: &AppState, caller: &Caller, number: &str) -> Result<Invoice, ApiError> {
+/// The invoice numbered `number` by `tenant`'s seller (with `tenant` None: by the caller's own
+/// seller, or its tenant's), if the caller may see its tenant's; otherwise "no invoice numbered
+/// …", exactly as a missing one (and the attempt is audited).
+pub async fn invoice(
+    state: &AppState,
+    caller: &Caller,
+    tenant: Option<&Tenant>,
+    number: &str,
+) -> Result<Invoice, ApiError> {
     let missing = || ApiError::not_found(format!("no invoice numbered {number}"));
-    let inv = state.db().invoice(number).await.map_err(ApiError::from_db)?.ok_or_else(missing)?;
-    // Invoices are the provider's, to its own customers: a reseller's admins never see one.
-    if !can_view_tenant(&caller.principal, TenantScope { id: inv.tenant_id, reseller_id: None }) {
-        let detail = caller.with_channel("invoice out of reach");
-        caller.audit(state, caller.principal.tenant_id, "invoice.access", number, "denied", &detail).await;
-        return Err(missing());
+    let p = &caller.principal;
+    let issuer = match (tenant, billing_issuer(p), p.tenant_id) {
+        (Some(t), _, _) => Issuer::of_tenant(t),
+        (None, Some(issuer), _) => issuer,
+        (None, None, Some(own)) => {
+            Issuer::of_tenant(&state.db().tenant_by_id(own).await.map_err(ApiError::from_db)?)
+        }
+        (None, None, None) => return Err(missing()),
+    };
+    let found = state.db().invoice(issuer, number).await.map_err(ApiError::from_db)?;
+    let visible = |inv: &Invoice| {
+        tenant.is_none_or(|t| t.id == inv.tenant_id)
+            && can_view_tenant(p, TenantScope { id: inv.tenant_id, reseller_id: inv.issuer_reseller_id })
+    };
+    match found {
+        Some(inv) if visible(&inv) => Ok(inv),
+        Some(_) => {
+            let detail = caller.with_channel("invoice out of reach");
+            caller.audit(state, p.tenant_id, "invoice.access", number, "denied", &detail).await;
+            Err(missing())
+        }
+        None => Err(missing()),
     }
-    Ok(inv)
 }
 
 #[cfg(test)]

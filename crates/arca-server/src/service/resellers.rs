@@ -5,11 +5,14 @@
 //! provider charges a reseller for a month: each of its tenants at the price of the provider's
 //! plan that the tenant's plan resells.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::access::{is_provider_admin, is_staff, reseller_of};
 use crate::db::accounts::User;
 use crate::db::billing::{BillingOf, Prices, TenantMonth};
+use crate::db::invoices::{BillingSettings, Issuer};
 use crate::db::resellers::{Reseller, ResellerChange};
 use crate::db::DbError;
 use crate::errors::ApiError;
@@ -134,16 +137,57 @@ pub async fn wholesale(
         .billing(BillingOf::ResellerCustomers(reseller.id), Prices::Wholesale, month)
         .await
         .map_err(ApiError::from_db)?;
-    let settings = db.billing_settings().await.map_err(ApiError::from_db)?;
+    let settings = db.billing_settings(Issuer::Provider).await.map_err(ApiError::from_db)?;
+    Ok(statement(reseller, month, &settings, tenants))
+}
+
+/// Every reseller's wholesale statement for `month` (provider staff), in reseller order: one
+/// pass over the month's figures, grouped by reseller.
+pub async fn wholesale_all(
+    state: &AppState,
+    caller: &Caller,
+    month: &str,
+) -> Result<Vec<(Reseller, WholesaleStatement)>, ApiError> {
+    if !is_staff(&caller.principal) {
+        return Err(forbidden("read the resellers' statements"));
+    }
+    let db = state.db();
+    let resellers = db.resellers().await.map_err(ApiError::from_db)?;
+    let months =
+        db.billing(BillingOf::AllResellerCustomers, Prices::Wholesale, month).await.map_err(ApiError::from_db)?;
+    let settings = db.billing_settings(Issuer::Provider).await.map_err(ApiError::from_db)?;
+    let mut by_reseller: BTreeMap<i64, Vec<TenantMonth>> = BTreeMap::new();
+    for m in months {
+        if let Some(r) = m.reseller_id {
+            by_reseller.entry(r).or_default().push(m);
+        }
+    }
+    Ok(resellers
+        .into_iter()
+        .map(|r| {
+            let tenants = by_reseller.remove(&r.id).unwrap_or_default();
+            let st = statement(&r, month, &settings, tenants);
+            (r, st)
+        })
+        .collect())
+}
+
+/// A statement's totals: the tenants' nets summed, taxed once at the provider's rate.
+fn statement(
+    reseller: &Reseller,
+    month: &str,
+    settings: &BillingSettings,
+    tenants: Vec<TenantMonth>,
+) -> WholesaleStatement {
     let net = tenants.iter().fold(0i64, |s, t| s.saturating_add(t.total_cents));
     let tax = crate::db::billing::tax_cents(net, settings.tax_basis_points);
-    Ok(WholesaleStatement {
+    WholesaleStatement {
         reseller: reseller.name.clone(),
         month: month.to_string(),
-        currency: settings.currency,
+        currency: settings.currency.clone(),
         tenants,
         net_cents: net,
         tax_cents: tax,
         gross_cents: net.saturating_add(tax),
-    })
+    }
 }

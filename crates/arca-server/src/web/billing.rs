@@ -1,7 +1,8 @@
-//! Billing pages. For provider staff: a month per tenant (average and peak stored, traffic,
-//! snapshots, what the plan charges), the same as CSV, an invoice preview per tenant with the
-//! button that issues it (provider admins, finished months), and the billing settings. For the
-//! tenant's own users (and staff): the tenant's billing page (this month so far and the issued
+//! Billing pages. For each seller (provider staff for the provider's own customers, a reseller's
+//! admins for its tenants): a month per tenant (average and peak stored, traffic, snapshots, what
+//! the plan charges), the same as CSV, an invoice preview per tenant with the button that issues
+//! it in the seller's name (its admins, finished months), and the seller's billing settings. For
+//! the tenant's own users (and staff): the tenant's billing page (this month so far and the issued
 //! invoices) and each issued invoice as a printable page. Every rule is the service layer's
 //! ([`crate::service::billing`]).
 
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pages::{db_error, visible_tenant};
 use super::{check_csrf, forbidden, human, inline_error, not_found, render, service_error, session, Session};
-use crate::access::{is_provider_admin, is_staff};
+use crate::access::{billing_issuer, can_invoice};
 use crate::db::billing::{this_month, to_csv, TenantMonth};
 use crate::db::invoices::{BillingSettings, Invoice};
 use crate::service::billing as service;
@@ -90,14 +91,6 @@ fn lines(m: &TenantMonth) -> Vec<Line> {
     m.lines.iter().map(|l| Line { text: l.text.clone(), amount: amount(l.cents, &m.currency) }).collect()
 }
 
-async fn staff_session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
-    let s = session(state, headers).await?;
-    if !is_staff(&s.principal) {
-        return Err(forbidden(&s, "see billing"));
-    }
-    Ok(s)
-}
-
 /// A session of the console's billing pages: provider staff, or a reseller's admins (who see
 /// their own customers' months; [`service::month`] decides whose).
 async fn seller_session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
@@ -115,26 +108,23 @@ pub(super) async fn billing(State(state): State<AppState>, Query(q): Query<Month
     let month = q.month();
     let caller = s.caller();
     let months = service::month(&state, &caller, None, &month).await.map_err(|e| service_error(&s, e))?;
-    // Invoices are the provider's: a reseller's customers have none here.
-    let mut numbers = if s.me.staff {
-        state.db().invoice_numbers(&month).await.map_err(|e| db_error(Some(&s), e))?
-    } else {
-        Default::default()
-    };
+    // The numbers this seller issued (the provider's to its customers, a reseller's to its own).
+    let issuer = billing_issuer(&s.principal).ok_or_else(|| forbidden(&s, "see billing"))?;
+    let mut numbers = state.db().invoice_numbers(issuer, &month).await.map_err(|e| db_error(Some(&s), e))?;
     let mut wholesale = Vec::new();
     if s.me.staff {
-        for r in crate::service::resellers::list(&state, &caller).await.map_err(|e| service_error(&s, e))? {
-            let st = crate::service::resellers::wholesale(&state, &caller, &r, &month)
-                .await
-                .map_err(|e| service_error(&s, e))?;
+        let all = crate::service::resellers::wholesale_all(&state, &caller, &month)
+            .await
+            .map_err(|e| service_error(&s, e))?;
+        for (r, st) in all {
             wholesale.push(context! {
                 name => r.name, display_name => r.display_name, tenants => st.tenants.len(),
                 net => money(st.net_cents), gross => money(st.gross_cents),
             });
         }
     }
-    let saved = state.db().billing_settings_saved().await.map_err(|e| db_error(Some(&s), e))?;
-    let currency = state.db().billing_settings().await.map_err(|e| db_error(Some(&s), e))?.currency;
+    let (settings, saved) = service::settings(&state, &caller).await.map_err(|e| service_error(&s, e))?;
+    let currency = settings.currency;
     let total: i64 = months.iter().map(|m| m.total_cents).sum();
     let gross: i64 = months.iter().map(|m| m.gross_cents).sum();
     let partial = months.first().is_some_and(|m| m.partial);
@@ -160,28 +150,24 @@ pub(super) async fn billing_csv(
     Ok(crate::routes::csv_download(&format!("arca-billing-{month}.csv"), to_csv(&months)))
 }
 
-/// `GET /console/billing/{tenant}`: the invoice the month would produce, and (provider admins,
-/// finished months) the button that issues it; once issued, a link to it.
+/// `GET /console/billing/{tenant}`: the invoice the month would produce, and (the tenant's
+/// seller's admins, finished months) the button that issues it; once issued, a link to it.
 pub(super) async fn invoice(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     Query(q): Query<MonthQuery>,
     headers: HeaderMap,
 ) -> Page {
-    let s = staff_session(&state, &headers).await?;
+    let s = seller_session(&state, &headers).await?;
     let month = q.month();
-    let t = match state.db().tenant(&tenant).await {
-        Ok(t) => t,
-        Err(crate::db::DbError::NotFound(_)) => return Err(not_found(&s, &format!("tenant named {tenant}"))),
-        Err(e) => return Err(db_error(Some(&s), e)),
-    };
+    let t = visible_tenant(&state, &s, &tenant).await?;
     let months = service::month(&state, &s.caller(), Some(&t), &month).await.map_err(|e| service_error(&s, e))?;
     let Some(m) = months.first() else {
         return Err(not_found(&s, &format!("billing for {tenant} in {month} (the tenant did not exist yet)")));
     };
     let issued = state.db().invoice_for(t.id, &month).await.map_err(|e| db_error(Some(&s), e))?;
     let (first, last) = crate::db::billing::month_range(&month).map_err(|e| db_error(Some(&s), e))?;
-    let can_issue = is_provider_admin(&s.principal) && !m.partial && issued.is_none() && m.plan.is_some();
+    let can_issue = can_invoice(&s.principal, &t) && !m.partial && issued.is_none() && m.plan.is_some();
     Ok(render(
         StatusCode::OK,
         "invoice.html",
@@ -301,7 +287,7 @@ pub(super) async fn save_settings(
 ) -> Page {
     let s = session(&state, &headers).await?;
     check_csrf(&s, &f.csrf)?;
-    let saved = state.db().billing_settings_saved().await.map_err(|e| db_error(Some(&s), e))?;
+    let (_, saved) = service::settings(&state, &s.caller()).await.map_err(|e| service_error(&s, e))?;
     let settings = match f.to_settings() {
         Ok(v) => v,
         Err(why) => return Ok(settings_page(&s, StatusCode::BAD_REQUEST, &f, saved, Some(why), false)),
@@ -375,9 +361,8 @@ pub(super) async fn invoice_page(
 ) -> Page {
     let s = session(&state, &headers).await?;
     let t = visible_tenant(&state, &s, &tenant).await?;
-    let inv = match service::invoice(&state, &s.caller(), &number).await {
-        Ok(inv) if inv.tenant_id == t.id => inv,
-        Ok(_) => return Err(not_found(&s, &format!("invoice numbered {number}"))),
+    let inv = match service::invoice(&state, &s.caller(), Some(&t), &number).await {
+        Ok(inv) => inv,
         Err(e) if e.status() == StatusCode::NOT_FOUND => {
             return Err(not_found(&s, &format!("invoice numbered {number}")))
         }

@@ -44,6 +44,11 @@ use crate::units::human_bytes as human;
 const SESSION_COOKIE: &str = "arca_session";
 /// The login form's double-submit cookie.
 const LOGIN_COOKIE: &str = "arca_login";
+/// The reseller whose brand the browser's last user saw (its short name, which its sign-in
+/// address shows anyway), so a session that ended returns to that reseller's sign-in page.
+const BRAND_COOKIE: &str = "arca_brand";
+/// How long the brand cookie lasts: longer than any session.
+const BRAND_COOKIE_DAYS: i64 = 400;
 /// Days a web session lasts.
 const SESSION_DAYS: i64 = 1;
 
@@ -168,9 +173,10 @@ pub(crate) async fn no_page(
     render(StatusCode::NOT_FOUND, "not_found.html", ctx)
 }
 
-/// Where a request without a (valid) session goes: the sign-in page, told the page asked for and,
-/// if a session cookie came with it, that the session ended.
-fn to_login(expired: bool) -> Response {
+/// Where a request without a (valid) session goes: the sign-in page (the reseller's, if the
+/// browser's last user saw its brand), told the page asked for and, if a session cookie came
+/// with it, that the session ended.
+fn to_login(headers: &HeaderMap, expired: bool) -> Response {
     let next = REQUESTED.try_with(|r| r.clone()).ok().flatten();
     let mut query = Vec::new();
     if let Some(n) = next.as_deref().and_then(safe_next) {
@@ -178,6 +184,9 @@ fn to_login(expired: bool) -> Response {
     }
     if expired {
         query.push("why=expired".into());
+    }
+    if let Some(r) = cookie(headers, BRAND_COOKIE).filter(|r| crate::db::accounts::valid_name(r)) {
+        query.push(format!("reseller={r}"));
     }
     let to = if query.is_empty() { "/login".to_string() } else { format!("/login?{}", query.join("&")) };
     Redirect::to(&to).into_response()
@@ -335,11 +344,11 @@ fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: i64) {
 /// The session of the request, or a redirect to the sign-in page.
 async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
     let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
-        return Err(to_login(false));
+        return Err(to_login(headers, false));
     };
     let principal = match state.db().authenticate(token).await {
         Ok(Some(p)) if p.role != Role::Device => p,
-        Ok(_) => return Err(to_login(true)),
+        Ok(_) => return Err(to_login(headers, true)),
         Err(e) => return Err(message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string(), None)),
     };
     let tenant = match principal.tenant_id {

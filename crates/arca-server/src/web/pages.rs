@@ -12,7 +12,7 @@ use super::chart;
 use super::listing::{Listing, PAGE_SIZE};
 use super::{
     check_csrf, cookie, date, forbidden, human, inline_error, message, not_found, render, service_error, session,
-    set_cookie, Session, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
+    set_cookie, Session, BRAND_COOKIE, BRAND_COOKIE_DAYS, LOGIN_COOKIE, SESSION_COOKIE, SESSION_DAYS,
 };
 use crate::access::{can_manage_tenant, can_sell_to, can_view_tenant, is_staff, reseller_of};
 use crate::db::accounts::{LoginOutcome, RepoFormat, Repository, Tenant, TenantList, TenantSort, TenantStatus};
@@ -261,7 +261,23 @@ async fn start_session(state: &AppState, user_id: i64, tenant: &Option<String>, 
     let mut resp = Redirect::to(super::safe_next(next).unwrap_or("/")).into_response();
     set_cookie(&mut resp, SESSION_COOKIE, &token, SESSION_DAYS * 86_400);
     set_cookie(&mut resp, LOGIN_COOKIE, "", 0);
+    // Remember whose brand this user sees, for the sign-in page after the session ends.
+    match brand_of_user(state, &token, tenant_id).await {
+        Some(reseller) => set_cookie(&mut resp, BRAND_COOKIE, &reseller, BRAND_COOKIE_DAYS * 86_400),
+        None => set_cookie(&mut resp, BRAND_COOKIE, "", 0),
+    }
     resp
+}
+
+/// The reseller whose brand the holder of `token` sees (a reseller's admin: its own; a user of
+/// tenant `tenant_id`: the tenant's reseller), by short name; `None`: the provider's.
+async fn brand_of_user(state: &AppState, token: &str, tenant_id: Option<i64>) -> Option<String> {
+    let p = state.db().authenticate(token).await.ok().flatten()?;
+    match (reseller_of(&p), tenant_id) {
+        (Some(r), _) => state.db().reseller_by_id(r).await.ok().map(|r| r.name),
+        (None, Some(t)) => state.db().tenant_by_id(t).await.ok().and_then(|t| t.reseller),
+        (None, None) => None,
+    }
 }
 
 /// The second sign-in step.
@@ -1104,8 +1120,10 @@ pub(super) struct TenantSettingsForm {
     display_name: String,
     #[serde(default)]
     plan: String,
-    hard_gb: f64,
-    soft_gb: f64,
+    #[serde(default)]
+    hard_gb: String,
+    #[serde(default)]
+    soft_gb: String,
 }
 
 /// `POST /tenants/{tenant}/settings`: display name, plan and quotas (provider admins).
@@ -1119,19 +1137,23 @@ pub(super) async fn tenant_settings(
     check_csrf(&s, &f.csrf)?;
     let t = visible_tenant(&state, &s, &name).await?;
     let typed = context! {
-        display_name => f.display_name, plan => f.plan,
-        hard_gb => crate::units::gb_input_f64(f.hard_gb), soft_gb => crate::units::gb_input_f64(f.soft_gb),
+        display_name => f.display_name, plan => f.plan, hard_gb => f.hard_gb.trim(), soft_gb => f.soft_gb.trim(),
     };
-    if !f.hard_gb.is_finite() || !f.soft_gb.is_finite() || f.hard_gb < 0.0 || f.soft_gb < 0.0 {
-        let e = ApiError::bad_request("Quotas cannot be negative.");
-        return refused_on_tenant_page(&state, &headers, &s, &t, "tenant-settings", e, typed).await;
-    }
+    let quotas = crate::units::parse_gb("hard quota", &f.hard_gb)
+        .and_then(|hard| Ok((hard, crate::units::parse_gb("soft quota", &f.soft_gb)?)));
+    let (hard, soft) = match quotas {
+        Ok(q) => q,
+        Err(why) => {
+            let e = ApiError::bad_request(why);
+            return refused_on_tenant_page(&state, &headers, &s, &t, "tenant-settings", e, typed).await;
+        }
+    };
     let plan = Some(f.plan.trim().to_string()).filter(|p| !p.is_empty());
     // A new plan brings its quotas; otherwise the quotas typed here apply.
     let change = crate::db::accounts::TenantChange {
         display_name: Some(f.display_name.clone()),
-        hard_quota_bytes: plan.is_none().then(|| (f.hard_gb * 1e9).round() as i64),
-        soft_quota_bytes: plan.is_none().then(|| (f.soft_gb * 1e9).round() as i64),
+        hard_quota_bytes: plan.is_none().then_some(hard),
+        soft_quota_bytes: plan.is_none().then_some(soft),
         plan,
         ..Default::default()
     };

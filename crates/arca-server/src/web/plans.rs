@@ -94,8 +94,8 @@ impl PlanForm {
         };
         Ok(Plan {
             name: name.trim().to_string(),
-            hard_quota_bytes: (number("hard quota", &self.hard_gb)? * 1e9).round() as i64,
-            soft_quota_bytes: (number("soft quota", &self.soft_gb)? * 1e9).round() as i64,
+            hard_quota_bytes: crate::units::parse_gb("hard quota", &self.hard_gb)?,
+            soft_quota_bytes: crate::units::parse_gb("soft quota", &self.soft_gb)?,
             lock_days,
             compliance: self.compliance.is_some(),
             yearly_price_cents: (number("price", &self.price)? * 100.0).round() as i64,

@@ -70,14 +70,7 @@ pub(super) struct NewResellerForm {
 
 /// A capacity typed in GB ("" or 0: no limit).
 fn capacity_bytes(typed: &str) -> Result<i64, ApiError> {
-    let t = typed.trim();
-    if t.is_empty() {
-        return Ok(0);
-    }
-    match t.parse::<f64>() {
-        Ok(gb) if gb.is_finite() && (0.0..=1e12).contains(&gb) => Ok((gb * 1e9).round() as i64),
-        _ => Err(ApiError::bad_request(format!("capacity: {t:?} is not a number of GB from 0 (no limit) up"))),
-    }
+    crate::units::parse_gb("capacity", typed).map_err(ApiError::bad_request)
 }
 
 async fn list_page(state: &AppState, s: &Session, refused: Option<(String, &NewResellerForm)>) -> Page {
@@ -247,22 +240,39 @@ pub(super) async fn update(
     headers: HeaderMap,
     Form(f): Form<ResellerForm>,
 ) -> Page {
-    let s = session(&state, &headers).await?;
-    check_csrf(&s, &f.csrf)?;
-    let caller = s.caller();
-    let r = service::find(&state, &caller, &name).await.map_err(|e| service_error(&s, e))?;
+    let (s, r) = before_change(&state, &headers, &name, &f.csrf).await?;
     let result = match capacity_bytes(&f.capacity_gb) {
         Ok(c) => {
             let change = ResellerChange { display_name: Some(f.display_name.clone()), capacity_bytes: Some(c) };
-            service::update(&state, &caller, &r, &change).await.map(|_| ())
+            service::update(&state, &s.caller(), &r, &change).await.map(|_| ())
         }
         Err(e) => Err(e),
     };
+    after_change(&state, &s, &name, "settings", result).await
+}
+
+/// The steps before a change on a reseller's page: the session, its CSRF token, and the
+/// reseller (one the caller may see, or "not found").
+async fn before_change(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    csrf: &str,
+) -> Result<(Session, Reseller), Response> {
+    let s = session(state, headers).await?;
+    check_csrf(&s, csrf)?;
+    let r = service::find(state, &s.caller(), name).await.map_err(|e| service_error(&s, e))?;
+    Ok((s, r))
+}
+
+/// After a change on a reseller's page: back to the page, or the page again with the refusal
+/// shown on form `form` (what was typed stays there).
+async fn after_change(state: &AppState, s: &Session, name: &str, form: &str, result: Result<(), ApiError>) -> Page {
     match result {
         Ok(()) => Ok(Redirect::to(&format!("/console/resellers/{name}")).into_response()),
         Err(e) => {
-            let why = inline_error(&s, e)?;
-            reseller_page(&state, &s, &name, &crate::db::billing::this_month(), Some(("settings", why))).await
+            let why = inline_error(s, e)?;
+            reseller_page(state, s, name, &crate::db::billing::this_month(), Some((form, why))).await
         }
     }
 }
@@ -282,15 +292,7 @@ pub(super) async fn add_admin(
     headers: HeaderMap,
     Form(f): Form<NewAdminForm>,
 ) -> Page {
-    let s = session(&state, &headers).await?;
-    check_csrf(&s, &f.csrf)?;
-    let caller = s.caller();
-    let r = service::find(&state, &caller, &name).await.map_err(|e| service_error(&s, e))?;
-    match service::add_admin(&state, &caller, &r, f.name.trim(), &f.password).await {
-        Ok(_) => Ok(Redirect::to(&format!("/console/resellers/{name}")).into_response()),
-        Err(e) => {
-            let why = inline_error(&s, e)?;
-            reseller_page(&state, &s, &name, &crate::db::billing::this_month(), Some(("admin", why))).await
-        }
-    }
+    let (s, r) = before_change(&state, &headers, &name, &f.csrf).await?;
+    let result = service::add_admin(&state, &s.caller(), &r, f.name.trim(), &f.password).await.map(|_| ());
+    after_change(&state, &s, &name, "admin", result).await
 }
