@@ -321,6 +321,31 @@ fn invoices(c: &Cluster, north: &str, south: &str, m: &Months) {
     assert_eq!(c.get_json(&n1_admin, &format!("/v1/admin/invoices/{n}?tenant=s1")).0, 404);
     let (_, entries) = c.get_json(north, "/v1/admin/audit?action=invoice.issue");
     assert!(entries.to_string().contains(&format!("issued {n}")), "{entries}");
+
+    // The provider invoices north its wholesale statement: numbered in the provider's own
+    // sequence, the statement's totals, north's tenants behind the lines.
+    let (ok, _, err) = admin(c, north, &["reseller", "invoice", "north", "--month", &m.prev]);
+    assert!(!ok && err.contains("may not"), "a reseller does not invoice itself: {err}");
+    let out = c.admin_ok(a, &["--json", "reseller", "invoice", "north", "--month", &m.prev]);
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (_, statement) = c.get_json(a, &format!("/v1/admin/resellers/north/statement?month={}", m.prev));
+    assert_eq!(w["number"], m.number("INV", 1), "the provider's first invoice: {w}");
+    assert_eq!((w["tenant"].as_str(), w["currency"].as_str()), (Some("north"), Some("EUR")), "{w}");
+    for k in ["net_cents", "tax_cents", "gross_cents"] {
+        assert_eq!(w[k], statement[k], "{k}: invoice {w} statement {statement}");
+    }
+    assert_eq!(names(&w["body"]["tenants"], "tenant"), ["n1", "n2"]);
+    let again = c.admin_ok(a, &["--json", "reseller", "invoice", "north", "--month", &m.prev]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&again).unwrap()["number"], w["number"], "once a month");
+    let wn = m.number("INV", 1);
+    let listed = c.admin_ok(north, &["reseller", "invoices", "north"]);
+    assert!(listed.contains(&wn) && listed.contains(&m.prev), "north reads its invoices: {listed}");
+    let shown = c.admin_ok(north, &["reseller", "invoices", "north", "--number", &wn]);
+    assert!(shown.contains("reseller north") && shown.contains("North One (n1): plan pro"), "{shown}");
+    assert_eq!(c.get_json(south, &format!("/v1/admin/resellers/north/invoices/{wn}")).0, 404);
+    assert_eq!(c.get_json(south, &format!("/v1/admin/resellers/south/invoices/{wn}")).0, 404, "not south's");
+    assert_eq!(c.get_json(a, &format!("/v1/admin/invoices/{wn}")).1["tenant"], "north", "the provider's own");
+    assert!(c.get_json(south, "/v1/admin/resellers/south/invoices").1.as_array().unwrap().is_empty());
 }
 
 /// The console in Chromium: a reseller's admin signs in to its own console; the provider adds a
@@ -451,12 +476,21 @@ fn console(c: &Cluster, north: &str, m: &Months) {
         assert!(b.text(&format!("#statement-{t}")).contains("pro"), "{}", b.source());
     }
     assert!(!b.source().contains("id=\"reseller-settings\""), "a reseller cannot change its own capacity");
+    assert!(!b.source().contains("id=\"issue-statement\""), "a reseller does not invoice itself");
+    let wn = m.number("INV", 1);
+    assert!(b.text("#reseller-invoices").contains(&wn), "{}", b.source());
     b.set_width(1400);
     b.screenshot("reseller-page-1400");
     b.set_width(400);
     assert!(!b.overflows(), "the reseller page scrolls sideways at 400 px");
     b.screenshot("reseller-page-400");
     b.set_width(1400);
+    b.click(&format!("#reseller-invoices a[href$='/invoices/{wn}']"));
+    b.wait_url(&format!("/console/resellers/north/invoices/{wn}"));
+    assert!(b.text("#customer").contains("Reseller account: north"), "{}", b.source());
+    assert!(b.text("#invoice-tenants").contains("n1") && b.text("#invoice-tenants").contains("pro"));
+    assert_eq!(b.text("#issuer"), "Host", "the provider's letterhead");
+    b.screenshot("provider-invoice-to-reseller");
 
     // Billing: its tenants at its prices, in its currency, with its own invoices; it issues n2's.
     b.go(&format!("{base}/console/billing?month={}", m.prev));
@@ -510,6 +544,16 @@ fn console(c: &Cluster, north: &str, m: &Months) {
     b.screenshot("provider-new-reseller");
     b.go(&format!("{base}/console/billing"));
     assert!(b.source().contains("/console/resellers/north"), "the wholesale section lists north: {}", b.source());
+    // South's month, invoiced from its page; this month is a preview without the button.
+    b.go(&format!("{base}/console/resellers/south"));
+    assert!(b.source().contains("id=\"statement-preview\"") && !b.source().contains("id=\"issue-statement\""));
+    b.go(&format!("{base}/console/resellers/south?month={}", m.prev));
+    b.click("#issue-statement");
+    let south_number = m.number("INV", 2);
+    b.wait_url(&format!("/console/resellers/south/invoices/{south_number}"));
+    assert!(b.text("#invoice-tenants").contains("s1"), "{}", b.source());
+    b.go(&format!("{base}/console/resellers/north?month={}", m.prev));
+    assert!(b.text("#statement-issued").contains(&m.number("INV", 1)), "{}", b.source());
 
     // North's capacity: below what its tenants hold is refused on the form; then raised.
     b.go(&format!("{base}/console/resellers/north"));

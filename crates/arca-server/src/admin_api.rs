@@ -1048,3 +1048,59 @@ pub(crate) struct StatementQuery {
     /// `json` (default) or `csv`.
     format: Option<String>,
 }
+
+/// The body of `POST /v1/admin/resellers/{reseller}/invoices`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResellerInvoiceBody {
+    /// The finished month, `YYYY-MM`.
+    month: String,
+}
+
+/// `POST /v1/admin/resellers/{reseller}/invoices`: issues the provider's invoice to the reseller
+/// for a finished month (its wholesale statement, numbered and frozen; provider admins): 201
+/// with the new invoice, or 200 with the one issued before.
+pub(crate) async fn issue_reseller_invoice(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(body): Json<ResellerInvoiceBody>,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let reseller = crate::service::resellers::find(&state, &caller, &name).await?;
+    let (invoice, created) =
+        crate::service::resellers::issue_invoice(&state, &caller, &reseller, body.month.trim()).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(invoice)).into_response())
+}
+
+/// `GET /v1/admin/resellers/{reseller}/invoices[?limit=N]`: the provider's invoices to the
+/// reseller, newest first (staff, or its own admins).
+pub(crate) async fn reseller_invoices(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<AuditLimit>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let limit = crate::limits::in_range("limit", q.limit.unwrap_or(100), 1, 1000)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let reseller = crate::service::resellers::find(&state, &caller, &name).await?;
+    let list = crate::service::resellers::invoices(&state, &caller, &reseller, limit).await?;
+    Ok(Json(list).into_response())
+}
+
+/// `GET /v1/admin/resellers/{reseller}/invoices/{number}`: one of them.
+pub(crate) async fn reseller_invoice(
+    State(state): State<AppState>,
+    Path((name, number)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = caller(&state, &headers, &rid).await?;
+    let reseller = crate::service::resellers::find(&state, &caller, &name).await?;
+    let inv = crate::service::resellers::invoice(&state, &caller, &reseller, &number).await?;
+    Ok(Json(inv).into_response())
+}

@@ -190,6 +190,8 @@ fn billing_routes() -> Router<AppState> {
         .route("/v1/admin/usage", get(a::usage))
         .route("/v1/admin/billing", get(a::billing))
         .route("/v1/admin/resellers/{reseller}/statement", get(a::reseller_statement))
+        .route("/v1/admin/resellers/{reseller}/invoices", get(a::reseller_invoices).post(a::issue_reseller_invoice))
+        .route("/v1/admin/resellers/{reseller}/invoices/{number}", get(a::reseller_invoice))
         .route("/v1/admin/billing/settings", get(a::billing_settings).put(a::set_billing_settings))
         .route("/v1/admin/invoices", get(a::invoices).post(a::issue_invoice))
         .route("/v1/admin/invoices/{number}", get(a::invoice))

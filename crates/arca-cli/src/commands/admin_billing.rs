@@ -87,7 +87,7 @@ pub enum BillingCommand {
     },
 }
 
-fn money(cents: i64, currency: &str) -> String {
+pub(super) fn money(cents: i64, currency: &str) -> String {
     format!("{} {currency}", arca_server::units::money(cents))
 }
 
@@ -106,12 +106,14 @@ fn print_settings(s: &BillingSettings, saved: bool) {
     }
 }
 
-fn print_invoice(v: &serde_json::Value) {
+/// An invoice as a table of its lines and totals.
+pub(super) fn print_invoice(v: &serde_json::Value) {
     let cur = v["currency"].as_str().unwrap_or("");
     let cents = |k: &str| v[k].as_i64().unwrap_or(0);
     let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
     let body = &v["body"];
-    println!("invoice {}  (tenant {}, {})", text("number"), text("tenant"), text("month"));
+    let customer = if v["customer_reseller_id"].is_i64() { "reseller" } else { "tenant" };
+    println!("invoice {}  ({customer} {}, {})", text("number"), text("tenant"), text("month"));
     println!("issued {}, due {}", text("issue_date"), text("due_date"));
     println!("period {} to {}", body["period_from"].as_str().unwrap_or(""), body["period_to"].as_str().unwrap_or(""));
     let lines = body["figures"]["lines"].as_array().cloned().unwrap_or_default();

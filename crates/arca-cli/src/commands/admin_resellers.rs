@@ -9,6 +9,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::admin::{parse_size, password_from, print_or, q, table, typed, Api};
+use super::admin_billing::{money as billing_money, print_invoice};
+use arca_server::units::money;
 use crate::cli::GlobalOpts;
 use arca_server::units::human_bytes as human;
 
@@ -69,6 +71,25 @@ pub enum ResellerCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// Issue the provider's invoice to a reseller for a finished month: its wholesale
+    /// statement, numbered in the provider's sequence and kept for good (provider admins); or
+    /// show the one already issued
+    Invoice {
+        /// Reseller name
+        name: String,
+        /// The month (YYYY-MM), finished
+        #[arg(long)]
+        month: String,
+    },
+    /// The provider's invoices to a reseller, newest first (provider staff, or its own admins);
+    /// with --number, that one in full
+    Invoices {
+        /// Reseller name
+        name: String,
+        /// Show this invoice
+        #[arg(long)]
+        number: Option<String>,
+    },
 }
 
 fn row(r: &Reseller) -> Vec<String> {
@@ -84,9 +105,6 @@ fn row(r: &Reseller) -> Vec<String> {
 
 const HEADER: &[&str] = &["RESELLER", "NAME", "TENANTS", "STORED", "QUOTAS SOLD", "CAPACITY"];
 
-fn money(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, (cents % 100).abs())
-}
 
 /// Runs one `arca admin reseller` command.
 pub(super) fn run(g: &GlobalOpts, api: &Api, c: &ResellerCommand) -> Result<()> {
@@ -140,6 +158,41 @@ pub(super) fn run(g: &GlobalOpts, api: &Api, c: &ResellerCommand) -> Result<()> 
             }
             let v = api.json(Method::GET, &path, None)?;
             print_or(g, &v, print_statement);
+        }
+        ResellerCommand::Invoice { name, month } => {
+            let body = serde_json::json!({ "month": month });
+            let v = api.json(Method::POST, &format!("/v1/admin/resellers/{}/invoices", q(name)), Some(body))?;
+            print_or(g, &v, print_invoice);
+        }
+        ResellerCommand::Invoices { name, number: Some(number) } => {
+            let path = format!("/v1/admin/resellers/{}/invoices/{}", q(name), q(number));
+            let v = api.json(Method::GET, &path, None)?;
+            print_or(g, &v, print_invoice);
+        }
+        ResellerCommand::Invoices { name, number: None } => {
+            let v = api.json(Method::GET, &format!("/v1/admin/resellers/{}/invoices", q(name)), None)?;
+            print_or(g, &v, |v| {
+                let rows = v
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .map(|i| {
+                                let cur = i["currency"].as_str().unwrap_or("");
+                                let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
+                                vec![
+                                    s("number"),
+                                    s("month"),
+                                    s("issue_date"),
+                                    s("due_date"),
+                                    billing_money(i["net_cents"].as_i64().unwrap_or(0), cur),
+                                    billing_money(i["gross_cents"].as_i64().unwrap_or(0), cur),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["NUMBER", "MONTH", "ISSUED", "DUE", "NET", "TOTAL"], rows);
+            });
         }
     }
     Ok(())

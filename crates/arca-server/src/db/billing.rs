@@ -163,6 +163,14 @@ pub fn this_month() -> String {
     chrono::Utc::now().format("%Y-%m").to_string()
 }
 
+/// The totals of several months billed together (a reseller's statement and invoice): the nets
+/// summed, the tax computed once on that sum, and the gross: `(net, tax, gross)` in cents.
+pub fn totals(months: &[TenantMonth], tax_basis_points: i64) -> (i64, i64, i64) {
+    let net = months.iter().fold(0i64, |s, m| s.saturating_add(m.total_cents));
+    let tax = tax_cents(net, tax_basis_points);
+    (net, tax, net.saturating_add(tax))
+}
+
 /// `a * b / c` rounded to the nearest integer, in 128 bits (no overflow for any stored amount).
 pub(crate) fn mul_div_round(a: i64, b: i64, c: i64) -> i64 {
     if c == 0 {

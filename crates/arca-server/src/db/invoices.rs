@@ -29,7 +29,8 @@ use sqlx::any::AnyRow;
 pub use arca_api::BillingSettings;
 
 use super::accounts::Tenant;
-use super::billing::{month_range, TenantMonth};
+use super::billing::{month_range, BillingOf, InvoiceLine, Prices, TenantMonth};
+use crate::units::human_bytes;
 use super::{col, is_unique_violation, now, Db, DbError, Result};
 
 /// Who bills a tenant, owns billing settings and numbers invoices: the provider for its own
@@ -67,6 +68,26 @@ impl Issuer {
     }
 }
 
+/// Whom an invoice bills: a tenant (by its seller), or a reseller (by the provider, for its
+/// tenants at wholesale prices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Customer {
+    /// The tenant with this id.
+    Tenant(i64),
+    /// The reseller with this id.
+    Reseller(i64),
+}
+
+impl Customer {
+    /// The `(tenant_id, customer_reseller_id)` columns: the other one is 0.
+    fn keys(self) -> (i64, i64) {
+        match self {
+            Customer::Tenant(id) => (id, 0),
+            Customer::Reseller(id) => (0, id),
+        }
+    }
+}
+
 /// An issued invoice, with everything it said when it was issued.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Invoice {
@@ -78,9 +99,12 @@ pub struct Invoice {
     pub year: i64,
     /// Its place in the year's sequence (1, 2, …; no gaps).
     pub seq: i64,
-    /// The tenant's id (kept after the tenant is deleted: invoices are the provider's records).
+    /// The tenant billed (0 for an invoice to a reseller); kept after the tenant is deleted:
+    /// invoices are their issuer's records.
     pub tenant_id: i64,
-    /// The tenant's name when issued.
+    /// The reseller billed, for the provider's wholesale invoices.
+    pub customer_reseller_id: Option<i64>,
+    /// The customer's name when issued (the tenant's, or the reseller's).
     pub tenant: String,
     /// The month billed, `YYYY-MM`.
     pub month: String,
@@ -117,15 +141,21 @@ pub struct InvoiceBody {
     pub period_from: String,
     /// Last day billed.
     pub period_to: String,
-    /// The month's figures and lines as computed at issue.
+    /// The month's figures and lines as computed at issue. For an invoice to a reseller: one
+    /// line per tenant, and the usage figures summed over them.
     pub figures: TenantMonth,
+    /// For an invoice to a reseller: each of its tenants' month at wholesale prices, behind the
+    /// lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantMonth>,
 }
 
 const SETTINGS_COLUMNS: &str =
     "currency, tax_basis_points, issuer_name, issuer_address, issuer_tax_id, number_prefix, payment_days";
 
-const INVOICE_COLUMNS: &str = "issuer, number, year, seq, tenant_id, tenant_name, month, issued_at, issue_date, due_date, \
-                               currency, tax_basis_points, net_cents, tax_cents, gross_cents, issued_by, body";
+const INVOICE_COLUMNS: &str = "issuer, number, year, seq, tenant_id, customer_reseller_id, tenant_name, month, \
+                               issued_at, issue_date, due_date, currency, tax_basis_points, net_cents, tax_cents, \
+                               gross_cents, issued_by, body";
 
 fn settings_from(row: &AnyRow) -> Result<BillingSettings> {
     let address: String = col(row, "issuer_address")?;
@@ -151,6 +181,7 @@ fn invoice_from(row: &AnyRow) -> Result<Invoice> {
         year: col(row, "year")?,
         seq: col(row, "seq")?,
         tenant_id: col(row, "tenant_id")?,
+        customer_reseller_id: Some(col::<i64>(row, "customer_reseller_id")?).filter(|&r| r != 0),
         tenant: col(row, "tenant_name")?,
         month: col(row, "month")?,
         issued_at: col(row, "issued_at")?,
@@ -239,26 +270,31 @@ impl Db {
         row.as_ref().map(invoice_from).transpose()
     }
 
-    /// The invoice of a tenant's month, if issued.
-    pub async fn invoice_for(&self, tenant_id: i64, month: &str) -> Result<Option<Invoice>> {
-        let row =
-            super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 AND month = $2"))
-                .bind(tenant_id)
-                .bind(month.to_string())
-                .fetch_optional(self.pool())
-                .await?;
+    /// The invoice of a customer's month, if issued.
+    pub async fn invoice_of(&self, customer: Customer, month: &str) -> Result<Option<Invoice>> {
+        let (tenant_id, reseller_id) = customer.keys();
+        let row = super::dyn_query(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 AND customer_reseller_id = $2 AND month = $3"
+        ))
+        .bind(tenant_id)
+        .bind(reseller_id)
+        .bind(month.to_string())
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(invoice_from).transpose()
     }
 
-    /// The numbers of the invoices `issuer` issued for `month`, by tenant name (names are never
-    /// reused while the tenant exists).
+    /// The numbers of the invoices `issuer` issued to tenants for `month`, by tenant name (names
+    /// are never reused while the tenant exists).
     pub async fn invoice_numbers(
         &self,
         issuer: Issuer,
         month: &str,
     ) -> Result<std::collections::BTreeMap<String, String>> {
         let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT tenant_name, number FROM invoices WHERE issuer = $1 AND month = $2")
+            sqlx::query_as(
+                "SELECT tenant_name, number FROM invoices WHERE issuer = $1 AND month = $2 AND customer_reseller_id = 0",
+            )
                 .bind(issuer.key())
                 .bind(month.to_string())
                 .fetch_all(self.pool())
@@ -272,6 +308,7 @@ impl Db {
         let limit = limit.clamp(1, 1000);
         let (filter, key) = match of {
             InvoicesOf::Tenant(id) => ("tenant_id", id),
+            InvoicesOf::Reseller(id) => ("customer_reseller_id", id),
             InvoicesOf::Issuer(i) => ("issuer", i.key()),
         };
         let rows = super::dyn_query(format!(
@@ -299,25 +336,16 @@ impl Db {
         issued_by: &str,
         today: NaiveDate,
     ) -> Result<(Invoice, bool)> {
-        let (first, last) = month_range(month)?;
-        if last >= today {
-            return Err(DbError::Invalid(format!(
-                "{month} is not finished: it can be previewed, and invoiced from {}",
-                last.succ_opt().unwrap_or(last)
-            )));
-        }
-        if let Some(inv) = self.invoice_for(tenant_id, month).await? {
+        let (first, last) = finished_month(month, today)?;
+        let customer = Customer::Tenant(tenant_id);
+        if let Some(inv) = self.invoice_of(customer, month).await? {
             return Ok((inv, false));
         }
         let tenant = self.tenant_by_id(tenant_id).await?;
         let issuer = Issuer::of_tenant(&tenant);
-        let Some(settings) = self.saved_billing_settings(issuer).await? else {
-            return Err(DbError::Invalid(
-                "save the billing settings first (issuer, currency, tax rate, numbering): an invoice needs them".into(),
-            ));
-        };
+        let settings = self.issuer_settings(issuer).await?;
         let figures = self
-            .billing_on(super::billing::BillingOf::Tenant(tenant_id), super::billing::Prices::Retail, month, today)
+            .billing_on(BillingOf::Tenant(tenant_id), Prices::Retail, month, today)
             .await?
             .into_iter()
             .next()
@@ -334,18 +362,93 @@ impl Db {
             )));
         }
         let created = chrono::DateTime::from_timestamp(tenant.created_at, 0).map_or(first, |d| d.date_naive());
-        let year = i64::from(today.year());
-        let due = today
-            .checked_add_days(chrono::Days::new(settings.payment_days.clamp(0, crate::limits::MAX_PAYMENT_DAYS) as u64))
-            .unwrap_or(today);
         let body = InvoiceBody {
-            issuer: settings.clone(),
+            issuer: settings,
             customer_display_name: tenant.display_name.clone(),
             period_from: first.max(created).to_string(),
             period_to: last.to_string(),
-            figures: figures.clone(),
+            figures,
+            tenants: Vec::new(),
         };
+        self.insert_invoice(issuer, customer, &tenant.name, month, issued_by, today, body).await
+    }
+
+    /// Issues the provider's invoice to reseller `reseller_id` for its finished `month`: each of
+    /// its tenants at the wholesale price, the same figures as its statement, or answers the one
+    /// already issued. `(invoice, true)` when this call issued it.
+    pub async fn issue_reseller_invoice(
+        &self,
+        reseller_id: i64,
+        month: &str,
+        issued_by: &str,
+    ) -> Result<(Invoice, bool)> {
+        self.issue_reseller_invoice_on(reseller_id, month, issued_by, chrono::Utc::now().date_naive()).await
+    }
+
+    /// [`Db::issue_reseller_invoice`] as of `today` (tests move the clock).
+    pub(crate) async fn issue_reseller_invoice_on(
+        &self,
+        reseller_id: i64,
+        month: &str,
+        issued_by: &str,
+        today: NaiveDate,
+    ) -> Result<(Invoice, bool)> {
+        let (first, last) = finished_month(month, today)?;
+        let customer = Customer::Reseller(reseller_id);
+        if let Some(inv) = self.invoice_of(customer, month).await? {
+            return Ok((inv, false));
+        }
+        let reseller = self.reseller_by_id(reseller_id).await?;
+        let settings = self.issuer_settings(Issuer::Provider).await?;
+        let tenants =
+            self.billing_on(BillingOf::ResellerCustomers(reseller_id), Prices::Wholesale, month, today).await?;
+        if tenants.is_empty() {
+            return Err(DbError::Invalid(format!(
+                "reseller {} had no tenants in {month}: there is nothing to invoice",
+                reseller.name
+            )));
+        }
+        let figures = wholesale_summary(&reseller.name, &reseller.display_name, month, &settings, &tenants);
+        let body = InvoiceBody {
+            issuer: settings,
+            customer_display_name: reseller.display_name.clone(),
+            period_from: first.to_string(),
+            period_to: last.to_string(),
+            figures,
+            tenants,
+        };
+        self.insert_invoice(Issuer::Provider, customer, &reseller.name, month, issued_by, today, body).await
+    }
+
+    /// The saved settings `issuer` issues with, or why it cannot issue yet.
+    async fn issuer_settings(&self, issuer: Issuer) -> Result<BillingSettings> {
+        self.saved_billing_settings(issuer).await?.ok_or_else(|| {
+            DbError::Invalid(
+                "save the billing settings first (issuer, currency, tax rate, numbering): an invoice needs them".into(),
+            )
+        })
+    }
+
+    /// Steps 2 to 4 of the module's: numbers and stores `body` as `issuer`'s invoice to
+    /// `customer` (named `customer_name`) for `month`, or answers the one another request
+    /// stored meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_invoice(
+        &self,
+        issuer: Issuer,
+        customer: Customer,
+        customer_name: &str,
+        month: &str,
+        issued_by: &str,
+        today: NaiveDate,
+        body: InvoiceBody,
+    ) -> Result<(Invoice, bool)> {
+        let year = i64::from(today.year());
+        let payment_days = body.issuer.payment_days.clamp(0, crate::limits::MAX_PAYMENT_DAYS) as u64;
+        let due = today.checked_add_days(chrono::Days::new(payment_days)).unwrap_or(today);
         let body_json = serde_json::to_string(&body).map_err(|e| DbError::Invalid(format!("invoice body: {e}")))?;
+        let figures = &body.figures;
+        let (tenant_id, reseller_id) = customer.keys();
 
         let mut tx = self.pool().begin().await?;
         // Step 2: the issuer's year counter; from here until commit, its other issuers wait.
@@ -358,26 +461,30 @@ impl Db {
         .fetch_one(&mut *tx)
         .await?;
         // Step 3: issued by someone else while we queued?
-        let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoices WHERE tenant_id = $1 AND month = $2")
-            .bind(tenant_id)
-            .bind(month.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
+        let taken: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM invoices WHERE tenant_id = $1 AND customer_reseller_id = $2 AND month = $3",
+        )
+        .bind(tenant_id)
+        .bind(reseller_id)
+        .bind(month.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
         if taken > 0 {
             tx.rollback().await?;
-            return self.existing(tenant_id, month).await;
+            return self.existing(customer, month).await;
         }
-        let number = format!("{}-{year}-{seq:06}", settings.number_prefix);
+        let number = format!("{}-{year}-{seq:06}", body.issuer.number_prefix);
         let inserted = super::dyn_query(format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         ))
         .bind(issuer.key())
         .bind(number.clone())
         .bind(year)
         .bind(seq)
         .bind(tenant_id)
-        .bind(tenant.name.clone())
+        .bind(reseller_id)
+        .bind(customer_name.to_string())
         .bind(month.to_string())
         .bind(now())
         .bind(today.to_string())
@@ -396,7 +503,7 @@ impl Db {
             Err(e) if is_unique_violation(&e) => {
                 // Step 4: the same month, issued meanwhile (the counter rolls back with us).
                 tx.rollback().await?;
-                return self.existing(tenant_id, month).await;
+                return self.existing(customer, month).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -408,11 +515,82 @@ impl Db {
         Ok((inv, true))
     }
 
-    async fn existing(&self, tenant_id: i64, month: &str) -> Result<(Invoice, bool)> {
-        let inv = self.invoice_for(tenant_id, month).await?.ok_or_else(|| {
+    async fn existing(&self, customer: Customer, month: &str) -> Result<(Invoice, bool)> {
+        let inv = self.invoice_of(customer, month).await?.ok_or_else(|| {
             DbError::Conflict(format!("the invoice of {month} was being issued by another request: try again"))
         })?;
         Ok((inv, false))
+    }
+}
+
+/// The first and last day of `month` if it is over by `today` (only finished months are
+/// invoiced; the running one is a preview).
+fn finished_month(month: &str, today: NaiveDate) -> Result<(NaiveDate, NaiveDate)> {
+    let (first, last) = month_range(month)?;
+    if last >= today {
+        return Err(DbError::Invalid(format!(
+            "{month} is not finished: it can be previewed, and invoiced from {}",
+            last.succ_opt().unwrap_or(last)
+        )));
+    }
+    Ok((first, last))
+}
+
+/// An invoice's figures for a reseller's month: one line per tenant (its wholesale net), usage
+/// summed over the tenants, and the net taxed once ([`super::billing::totals`]), the same
+/// totals as the reseller's statement.
+fn wholesale_summary(
+    name: &str,
+    display_name: &str,
+    month: &str,
+    settings: &BillingSettings,
+    tenants: &[TenantMonth],
+) -> TenantMonth {
+    let sum = |f: fn(&TenantMonth) -> i64| tenants.iter().fold(0i64, |s, t| s.saturating_add(f(t)));
+    let (net, tax, gross) = super::billing::totals(tenants, settings.tax_basis_points);
+    let lines = tenants
+        .iter()
+        .map(|t| {
+            let mut text = format!(
+                "{} ({}): plan {}, {} of {} days",
+                t.display_name,
+                t.tenant,
+                t.plan.as_deref().unwrap_or("none"),
+                t.days,
+                t.days_in_month
+            );
+            if t.overage_cents > 0 {
+                text += &format!(", {} above the soft quota", human_bytes(t.overage_bytes));
+            }
+            InvoiceLine { text, cents: t.total_cents }
+        })
+        .collect();
+    let days_in_month = tenants.first().map_or(0, |t| t.days_in_month);
+    TenantMonth {
+        month: month.to_string(),
+        tenant: name.to_string(),
+        reseller_id: None,
+        display_name: display_name.to_string(),
+        plan: None,
+        days: tenants.iter().map(|t| t.days).max().unwrap_or(0),
+        days_in_month,
+        partial: false,
+        avg_stored_bytes: sum(|t| t.avg_stored_bytes),
+        peak_stored_bytes: sum(|t| t.peak_stored_bytes),
+        logical_bytes: sum(|t| t.logical_bytes),
+        ingress_bytes: sum(|t| t.ingress_bytes),
+        egress_bytes: sum(|t| t.egress_bytes),
+        snapshots: sum(|t| t.snapshots),
+        soft_quota_bytes: 0,
+        base_cents: sum(|t| t.base_cents),
+        overage_bytes: sum(|t| t.overage_bytes),
+        overage_cents: sum(|t| t.overage_cents),
+        total_cents: net,
+        currency: settings.currency.clone(),
+        tax_basis_points: settings.tax_basis_points,
+        tax_cents: tax,
+        gross_cents: gross,
+        lines,
     }
 }
 
@@ -421,6 +599,8 @@ impl Db {
 pub enum InvoicesOf {
     /// One tenant's, whoever issued them.
     Tenant(i64),
+    /// The provider's to one reseller.
+    Reseller(i64),
     /// Every invoice one issuer issued.
     Issuer(Issuer),
 }
@@ -536,7 +716,7 @@ mod tests {
             db.set_billing_settings(Issuer::Provider, &settings("ZZ", 0), "user:admin").await.unwrap();
             let reopened = db.invoice(Issuer::Provider, "INV-2024-000001").await.unwrap().unwrap();
             assert_eq!(reopened, a);
-            assert_eq!(db.invoice_for(ids[0], "2024-04").await.unwrap().unwrap().number, a.number);
+            assert_eq!(db.invoice_of(Customer::Tenant(ids[0]), "2024-04").await.unwrap().unwrap().number, a.number);
             let listed: Vec<String> =
                 db.invoices(InvoicesOf::Tenant(ids[0]), 10).await.unwrap().into_iter().map(|i| i.number).collect();
             assert_eq!(listed, vec!["HOST-2025-000001", "HOST-2024-000003", "INV-2024-000001"]);
@@ -616,6 +796,36 @@ mod tests {
             assert_eq!(listed(InvoicesOf::Tenant(c2)).await.unwrap()[0].number, "INV-2024-000002");
             let numbers = db.invoice_numbers(Issuer::Reseller(r.id), "2024-04").await.unwrap();
             assert_eq!(numbers.keys().collect::<Vec<_>>(), ["c1", "c2"]);
+
+            // The provider invoices each reseller its statement, in the provider's sequence.
+            let e = db.issue_reseller_invoice_on(r.id, "2024-05", "user:admin", today).await.unwrap_err();
+            assert!(e.to_string().contains("not finished"), "{e}");
+            let (w, new) = db.issue_reseller_invoice_on(r.id, "2024-04", "user:admin", today).await.unwrap();
+            assert!(new);
+            let who = (w.number.as_str(), w.issuer_reseller_id, w.customer_reseller_id);
+            assert_eq!(who, ("INV-2024-000002", None, Some(r.id)));
+            assert_eq!((w.tenant_id, w.tenant.as_str(), w.currency.as_str()), (0, "r", "EUR"));
+            let statement = bill(BillingOf::ResellerCustomers(r.id), Prices::Wholesale).await.unwrap();
+            let (net, tax, gross) = crate::db::billing::totals(&statement, 2000);
+            assert_eq!((w.net_cents, w.tax_cents, w.gross_cents), (net, tax, gross), "the statement's totals");
+            assert_eq!((net, tax, gross), (2000, 400, 2400), "two tenants at a twelfth of office's 120.00");
+            let unlabelled: Vec<TenantMonth> =
+                statement.iter().map(|m| TenantMonth { reseller_id: None, ..m.clone() }).collect();
+            assert_eq!(w.body.tenants, unlabelled, "the tenants behind the lines (the grouping id is not kept)");
+            let texts: Vec<&str> = w.body.figures.lines.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(texts, ["c1 (c1): plan office, 30 of 30 days", "c2 (c2): plan office, 30 of 30 days"]);
+            let (again, new) = db.issue_reseller_invoice_on(r.id, "2024-04", "user:admin", today).await.unwrap();
+            assert!(!new);
+            assert_eq!(again, w, "once per month");
+            let (w2, _) = db.issue_reseller_invoice_on(r2.id, "2024-04", "user:admin", today).await.unwrap();
+            assert_eq!(w2.number, "INV-2024-000003");
+            let empty = db.create_reseller("r3", "", 0, "r3-admin", "a long enough password").await.unwrap();
+            let e = db.issue_reseller_invoice_on(empty.id, "2024-04", "user:admin", today).await.unwrap_err();
+            assert!(e.to_string().contains("no tenants"), "{e}");
+            assert_eq!(db.invoices(InvoicesOf::Reseller(r.id), 10).await.unwrap(), vec![w.clone()]);
+            let provider_numbers = db.invoice_numbers(Issuer::Provider, "2024-04").await.unwrap();
+            assert_eq!(provider_numbers.keys().collect::<Vec<_>>(), ["direct"], "tenants' invoices only");
+            assert_eq!(db.invoice_of(Customer::Reseller(r.id), "2024-04").await.unwrap(), Some(w));
         }
     }
 

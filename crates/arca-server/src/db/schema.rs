@@ -376,7 +376,9 @@ CREATE INDEX tenants_by_reseller ON tenants(reseller_id, name)
     // 17: every seller issues its own invoices. Billing settings, number sequences and invoices
     // are keyed by `issuer` (0: the provider; otherwise the reseller's id), so a reseller has its
     // own letterhead, currency, tax rate and gapless numbering. An invoice number is unique per
-    // issuer (two resellers may both use INV-). The tables are rebuilt because SQLite cannot drop
+    // issuer (two resellers may both use INV-). An invoice's customer is a tenant (`tenant_id`)
+    // or, for the provider's wholesale invoices, a reseller (`customer_reseller_id`; the other
+    // is 0). The tables are rebuilt because SQLite cannot drop
     // the old column-level UNIQUE on `number`; ids are reassigned in their old order (nothing
     // refers to them).
     r#"
@@ -413,6 +415,7 @@ CREATE TABLE invoices_v17 (
     year BIGINT NOT NULL,
     seq BIGINT NOT NULL,
     tenant_id BIGINT NOT NULL,
+    customer_reseller_id BIGINT NOT NULL DEFAULT 0,
     tenant_name TEXT NOT NULL,
     month TEXT NOT NULL,
     issued_at BIGINT NOT NULL,
@@ -433,7 +436,8 @@ INSERT INTO invoices_v17 (issuer, number, year, seq, tenant_id, tenant_name, mon
 DROP TABLE invoices;
 ALTER TABLE invoices_v17 RENAME TO invoices;
 CREATE UNIQUE INDEX invoices_by_number ON invoices(issuer, number);
-CREATE UNIQUE INDEX invoices_by_tenant_month ON invoices(tenant_id, month);
+CREATE UNIQUE INDEX invoices_by_customer_month ON invoices(tenant_id, customer_reseller_id, month);
+CREATE INDEX invoices_by_reseller ON invoices(customer_reseller_id);
 CREATE UNIQUE INDEX invoices_by_year_seq ON invoices(issuer, year, seq)
 "#,
 ];

@@ -178,15 +178,20 @@ pub async fn issue(
     } else {
         Err(forbidden("issue invoices"))
     };
-    let detail = match &result {
+    let detail = issue_detail(month, &result);
+    let target = format!("invoice of {} for {month}", tenant.name);
+    caller.audited(state, Some(tenant.id), "invoice.issue", &target, &detail, result).await
+}
+
+/// The audit detail of an `invoice.issue`: the number issued (or found), and its total.
+pub(crate) fn issue_detail(month: &str, result: &Result<(Invoice, bool), ApiError>) -> String {
+    match result {
         Ok((inv, true)) => {
             format!("{month}: issued {} ({} {} gross)", inv.number, crate::units::money(inv.gross_cents), inv.currency)
         }
         Ok((inv, false)) => format!("{month}: already issued as {}", inv.number),
         Err(_) => month.to_string(),
-    };
-    let target = format!("invoice of {} for {month}", tenant.name);
-    caller.audited(state, Some(tenant.id), "invoice.issue", &target, &detail, result).await
+    }
 }
 
 /// Issued invoices, newest first: one tenant's (whoever may view the tenant), or with `tenant`
@@ -225,9 +230,13 @@ pub async fn invoice(
         (None, None, None) => return Err(missing()),
     };
     let found = state.db().invoice(issuer, number).await.map_err(ApiError::from_db)?;
-    let visible = |inv: &Invoice| {
-        tenant.is_none_or(|t| t.id == inv.tenant_id)
-            && can_view_tenant(p, TenantScope { id: inv.tenant_id, reseller_id: inv.issuer_reseller_id })
+    let visible = |inv: &Invoice| match inv.customer_reseller_id {
+        // The provider's invoice to a reseller: its staff, and that reseller's admins.
+        Some(r) => tenant.is_none() && (is_staff(p) || reseller_of(p) == Some(r)),
+        None => {
+            tenant.is_none_or(|t| t.id == inv.tenant_id)
+                && can_view_tenant(p, TenantScope { id: inv.tenant_id, reseller_id: inv.issuer_reseller_id })
+        }
     };
     match found {
         Some(inv) if visible(&inv) => Ok(inv),

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::access::{is_provider_admin, is_staff, reseller_of};
 use crate::db::accounts::User;
 use crate::db::billing::{BillingOf, Prices, TenantMonth};
-use crate::db::invoices::{BillingSettings, Issuer};
+use crate::db::invoices::{BillingSettings, Invoice, InvoicesOf, Issuer};
 use crate::db::resellers::{Reseller, ResellerChange};
 use crate::db::DbError;
 use crate::errors::ApiError;
@@ -121,6 +121,55 @@ pub struct WholesaleStatement {
     pub gross_cents: i64,
 }
 
+/// Issues the provider's invoice to `reseller` (from [`find`]) for its finished `month`: its
+/// wholesale statement, numbered in the provider's sequence and frozen (provider admins).
+/// `(invoice, true)` when this call issued it. Audited as `invoice.issue`.
+pub async fn issue_invoice(
+    state: &AppState,
+    caller: &Caller,
+    reseller: &Reseller,
+    month: &str,
+) -> Result<(Invoice, bool), ApiError> {
+    let p = &caller.principal;
+    let result = if is_provider_admin(p) {
+        state.db().issue_reseller_invoice(reseller.id, month, &p.actor).await.map_err(ApiError::from_db)
+    } else {
+        Err(forbidden("issue invoices to resellers"))
+    };
+    let detail = crate::service::billing::issue_detail(month, &result);
+    let target = format!("invoice of reseller {} for {month}", reseller.name);
+    caller.audited(state, None, "invoice.issue", &target, &detail, result).await
+}
+
+/// The provider's invoices to `reseller` (from [`find`]: provider staff, or its own admins),
+/// newest first, at most `limit`.
+pub async fn invoices(
+    state: &AppState,
+    caller: &Caller,
+    reseller: &Reseller,
+    limit: i64,
+) -> Result<Vec<Invoice>, ApiError> {
+    let p = &caller.principal;
+    if !(is_staff(p) || reseller_of(p) == Some(reseller.id)) {
+        return Err(forbidden("read a reseller's invoices"));
+    }
+    state.db().invoices(InvoicesOf::Reseller(reseller.id), limit).await.map_err(ApiError::from_db)
+}
+
+/// The provider's invoice to `reseller` numbered `number`; any other is "no invoice numbered
+/// …", as a missing one.
+pub async fn invoice(state: &AppState, caller: &Caller, reseller: &Reseller, number: &str) -> Result<Invoice, ApiError> {
+    let missing = || ApiError::not_found(format!("no invoice numbered {number}"));
+    let p = &caller.principal;
+    if !(is_staff(p) || reseller_of(p) == Some(reseller.id)) {
+        return Err(missing());
+    }
+    match state.db().invoice(Issuer::Provider, number).await.map_err(ApiError::from_db)? {
+        Some(inv) if inv.customer_reseller_id == Some(reseller.id) => Ok(inv),
+        _ => Err(missing()),
+    }
+}
+
 /// The wholesale statement of `reseller` for `month` (provider staff, or its own admins).
 pub async fn wholesale(
     state: &AppState,
@@ -172,15 +221,15 @@ pub async fn wholesale_all(
         .collect())
 }
 
-/// A statement's totals: the tenants' nets summed, taxed once at the provider's rate.
+/// A statement: the tenants and their totals ([`crate::db::billing::totals`], the same as its
+/// invoice's), at the provider's currency and rate.
 fn statement(
     reseller: &Reseller,
     month: &str,
     settings: &BillingSettings,
     tenants: Vec<TenantMonth>,
 ) -> WholesaleStatement {
-    let net = tenants.iter().fold(0i64, |s, t| s.saturating_add(t.total_cents));
-    let tax = crate::db::billing::tax_cents(net, settings.tax_basis_points);
+    let (net, tax, gross) = crate::db::billing::totals(&tenants, settings.tax_basis_points);
     WholesaleStatement {
         reseller: reseller.name.clone(),
         month: month.to_string(),
@@ -188,6 +237,6 @@ fn statement(
         tenants,
         net_cents: net,
         tax_cents: tax,
-        gross_cents: net.saturating_add(tax),
+        gross_cents: gross,
     }
 }

@@ -17,7 +17,7 @@ use super::pages::{db_error, visible_tenant};
 use super::{check_csrf, forbidden, human, inline_error, not_found, render, service_error, session, Session};
 use crate::access::{billing_issuer, can_invoice};
 use crate::db::billing::{this_month, to_csv, TenantMonth};
-use crate::db::invoices::{BillingSettings, Invoice};
+use crate::db::invoices::{BillingSettings, Customer, Invoice};
 use crate::service::billing as service;
 use crate::state::AppState;
 use crate::units::{amount, money};
@@ -165,7 +165,7 @@ pub(super) async fn invoice(
     let Some(m) = months.first() else {
         return Err(not_found(&s, &format!("billing for {tenant} in {month} (the tenant did not exist yet)")));
     };
-    let issued = state.db().invoice_for(t.id, &month).await.map_err(|e| db_error(Some(&s), e))?;
+    let issued = state.db().invoice_of(Customer::Tenant(t.id), &month).await.map_err(|e| db_error(Some(&s), e))?;
     let (first, last) = crate::db::billing::month_range(&month).map_err(|e| db_error(Some(&s), e))?;
     let can_issue = can_invoice(&s.principal, &t) && !m.partial && issued.is_none() && m.plan.is_some();
     Ok(render(
@@ -302,7 +302,7 @@ pub(super) async fn save_settings(
 }
 
 #[derive(Serialize)]
-struct InvoiceRow {
+pub(super) struct InvoiceRow {
     number: String,
     month: String,
     issue_date: String,
@@ -312,7 +312,7 @@ struct InvoiceRow {
     gross: String,
 }
 
-fn invoice_row(i: &Invoice) -> InvoiceRow {
+pub(super) fn invoice_row(i: &Invoice) -> InvoiceRow {
     InvoiceRow {
         number: i.number.clone(),
         month: i.month.clone(),
@@ -368,21 +368,29 @@ pub(super) async fn invoice_page(
         }
         Err(e) => return Err(service_error(&s, e)),
     };
+    let back = (format!("/tenants/{}/billing", t.name), format!("All invoices of {}", t.display_name));
+    Ok(printable_invoice(&s, &inv, back))
+}
+
+/// An issued invoice as its printable page, with a link back (`(address, text)`). An invoice to
+/// a reseller lists its tenants behind the lines.
+pub(super) fn printable_invoice(s: &Session, inv: &Invoice, (back_url, back_text): (String, String)) -> Response {
     let cur = inv.currency.as_str();
     let lines: Vec<Line> =
         inv.body.figures.lines.iter().map(|l| Line { text: l.text.clone(), amount: amount(l.cents, cur) }).collect();
+    let wholesale: Vec<Row> = inv.body.tenants.iter().map(|m| row(m, None)).collect();
     let f = &inv.body.figures;
-    Ok(render(
+    render(
         StatusCode::OK,
         "invoice_print.html",
         s.ctx(context! {
-            tenant => &t, inv => &inv, issuer => &inv.body.issuer, lines,
+            inv => inv, issuer => &inv.body.issuer, lines, wholesale, back_url, back_text,
             net => amount(inv.net_cents, cur), tax => amount(inv.tax_cents, cur), gross => amount(inv.gross_cents, cur),
             tax_rate => arca_api::percent_text(inv.tax_basis_points), days => f.days, days_in_month => f.days_in_month,
             avg => human(f.avg_stored_bytes), peak => human(f.peak_stored_bytes), ingress => human(f.ingress_bytes),
             egress => human(f.egress_bytes), snapshots => f.snapshots,
         }),
-    ))
+    )
 }
 
 #[cfg(test)]

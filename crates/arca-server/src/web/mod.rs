@@ -85,6 +85,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/resellers/{reseller}", get(resellers::reseller).post(resellers::update))
         .route("/console/resellers/{reseller}/admins", post(resellers::add_admin))
         .route("/console/resellers/{reseller}/statement.csv", get(resellers::statement_csv))
+        .route("/console/resellers/{reseller}/invoices", post(resellers::issue))
+        .route("/console/resellers/{reseller}/invoices/{number}", get(resellers::invoice))
         .route("/console/audit", get(pages::audit))
         .route("/console/audit.csv", get(pages::audit_csv))
         .route("/console/billing", get(billing::billing))

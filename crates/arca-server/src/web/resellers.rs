@@ -10,7 +10,7 @@ use axum::Form;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::billing::MonthQuery;
+use super::billing::{invoice_row, printable_invoice, MonthQuery};
 use super::pages::db_error;
 use super::{check_csrf, date, forbidden, human, inline_error, render, service_error, session, Session};
 use crate::access::{is_provider_admin, is_staff, reseller_of};
@@ -176,6 +176,10 @@ async fn reseller_page(
         .map(|u| context! { name => u.name, status => super::staff::account_status(u), created => date(u.created_at) })
         .collect();
     let partial = statement.tenants.first().is_some_and(|m| m.partial);
+    let invoices = service::invoices(state, &caller, &r, 120).await.map_err(|e| service_error(s, e))?;
+    let issued = invoices.iter().find(|i| i.month == month).map(|i| i.number.clone());
+    let can_issue = is_provider_admin(&s.principal) && !partial && issued.is_none() && !rows.is_empty();
+    let invoices: Vec<_> = invoices.iter().map(invoice_row).collect();
     let (status, refused) = match refused {
         Some((form, error)) => (StatusCode::BAD_REQUEST, Some(context! { form, error })),
         None => (StatusCode::OK, None),
@@ -187,6 +191,7 @@ async fn reseller_page(
             reseller => row(&r), capacity_gb => if r.capacity_bytes == 0 { String::new() } else { gb_input(r.capacity_bytes) },
             month, partial, rows, currency => statement.currency, net => money(statement.net_cents),
             tax => money(statement.tax_cents), gross => money(statement.gross_cents), admins, refused,
+            invoices, issued, can_issue,
             can_change => is_provider_admin(&s.principal),
             can_add_admin => is_provider_admin(&s.principal) || reseller_of(&s.principal) == Some(r.id),
             min_len => crate::db::accounts::MIN_PASSWORD_LEN,
@@ -221,6 +226,47 @@ pub(super) async fn statement_csv(
         &format!("arca-wholesale-{name}-{month}.csv"),
         crate::db::billing::to_csv(&statement.tenants),
     ))
+}
+
+/// The issue button's form.
+#[derive(Deserialize)]
+pub(super) struct IssueForm {
+    csrf: String,
+    month: String,
+}
+
+/// `POST /console/resellers/{reseller}/invoices`: issues the month's invoice to the reseller (or
+/// finds the one issued) and shows it; a refusal is shown on the statement.
+pub(super) async fn issue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<IssueForm>,
+) -> Page {
+    let (s, r) = before_change(&state, &headers, &name, &f.csrf).await?;
+    let month = f.month.trim();
+    match service::issue_invoice(&state, &s.caller(), &r, month).await {
+        Ok((inv, _)) => Ok(Redirect::to(&format!("/console/resellers/{name}/invoices/{}", inv.number)).into_response()),
+        Err(e) => {
+            let why = inline_error(&s, e)?;
+            reseller_page(&state, &s, &name, month, Some(("invoice", why))).await
+        }
+    }
+}
+
+/// `GET /console/resellers/{reseller}/invoices/{number}`: the provider's invoice to the
+/// reseller, printable (provider staff, its own admins).
+pub(super) async fn invoice(
+    State(state): State<AppState>,
+    Path((name, number)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Page {
+    let s = session(&state, &headers).await?;
+    let caller = s.caller();
+    let r = service::find(&state, &caller, &name).await.map_err(|e| service_error(&s, e))?;
+    let inv = service::invoice(&state, &caller, &r, &number).await.map_err(|e| service_error(&s, e))?;
+    let back = (format!("/console/resellers/{name}"), format!("All invoices of {}", r.display_name));
+    Ok(printable_invoice(&s, &inv, back))
 }
 
 /// The reseller settings form.
