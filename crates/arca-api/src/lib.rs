@@ -338,6 +338,10 @@ pub struct Reseller {
     pub stored_bytes: i64,
     /// Its tenants' hard quotas added up (what counts against the capacity).
     pub quota_bytes: i64,
+    /// The host name whose sign-in page shows its brand (e.g. `backup.reseller.example`, pointed
+    /// at the server by the reseller's DNS); empty: none, only `/login?reseller=NAME`.
+    #[serde(default)]
+    pub sign_in_host: String,
 }
 
 /// `POST /v1/admin/resellers` body: the reseller and its first admin.
@@ -362,6 +366,9 @@ pub struct NewReseller {
 pub struct ResellerChange {
     pub display_name: Option<String>,
     pub capacity_bytes: Option<i64>,
+    /// Its sign-in host name; empty removes it.
+    #[serde(default)]
+    pub sign_in_host: Option<String>,
 }
 
 /// `POST …/users` body.

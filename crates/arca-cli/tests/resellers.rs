@@ -378,6 +378,22 @@ fn console(c: &Cluster, north: &str, m: &Months) {
     assert_eq!(brand["product_name"], "NorthSafe <Backup>", "{brand}");
     let (_, provider_brand) = c.get_json(&c.admin, "/v1/admin/branding");
     assert_ne!(provider_brand["product_name"], "NorthSafe <Backup>", "{provider_brand}");
+    // Its own sign-in host: north's DNS name shows north's brand; any other host the provider's.
+    let a = c.admin.clone();
+    c.admin_ok(&a, &["reseller", "set", "north", "--sign-in-host", "Backup.North.Example."]);
+    let (_, shown) = c.get_json(&a, "/v1/admin/resellers/north");
+    assert_eq!(shown["sign_in_host"], "backup.north.example", "{shown}");
+    refused(c, &a, &["reseller", "set", "south", "--sign-in-host", "backup.north.example"], "another reseller's");
+    refused(c, &a, &["reseller", "set", "south", "--sign-in-host", "south_x.example"], "not a host name");
+    refused(c, north, &["reseller", "set", "north", "--sign-in-host", "x.example"], "may not");
+    let sign_in_page = |host: &str| {
+        let r = c.http().get(format!("{base}/login")).header("host", host).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.text().unwrap()
+    };
+    let page = sign_in_page("backup.north.example:8443");
+    assert!(page.contains("NorthSafe &lt;Backup&gt;") && page.contains("name=\"reseller\" value=\"north\""), "{page}");
+    assert!(!sign_in_page("backup.south.example").contains("NorthSafe"), "another host: the provider's brand");
     b.click(".signout button");
     b.wait_url("/login?why=signed-out&reseller=north");
     assert_eq!(b.text("#sign-in-text"), "North's customers sign in here.");

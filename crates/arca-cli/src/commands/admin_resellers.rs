@@ -39,7 +39,7 @@ pub enum ResellerCommand {
         /// Reseller name
         name: String,
     },
-    /// Change a reseller's display name or capacity (provider admins)
+    /// Change a reseller's display name, capacity or sign-in host (provider admins)
     Set {
         /// Reseller name
         name: String,
@@ -49,6 +49,10 @@ pub enum ResellerCommand {
         /// New capacity (0: no limit); refused below what its tenants' quotas add up to
         #[arg(long)]
         capacity: Option<String>,
+        /// The host name whose sign-in page shows the reseller's brand (its DNS name pointed at
+        /// this server, e.g. backup.reseller.example); "" removes it
+        #[arg(long, value_name = "HOST")]
+        sign_in_host: Option<String>,
     },
     /// Add an admin to a reseller (provider admins, or its own admins); the password comes from
     /// ARCA_NEW_PASSWORD or a prompt
@@ -100,10 +104,11 @@ fn row(r: &Reseller) -> Vec<String> {
         human(r.stored_bytes),
         human(r.quota_bytes),
         if r.capacity_bytes == 0 { "no limit".into() } else { human(r.capacity_bytes) },
+        if r.sign_in_host.is_empty() { "-".into() } else { r.sign_in_host.clone() },
     ]
 }
 
-const HEADER: &[&str] = &["RESELLER", "NAME", "TENANTS", "STORED", "QUOTAS SOLD", "CAPACITY"];
+const HEADER: &[&str] = &["RESELLER", "NAME", "TENANTS", "STORED", "QUOTAS SOLD", "CAPACITY", "SIGN-IN HOST"];
 
 
 /// Runs one `arca admin reseller` command.
@@ -131,10 +136,11 @@ pub(super) fn run(g: &GlobalOpts, api: &Api, c: &ResellerCommand) -> Result<()> 
             let r: Reseller = typed(&v)?;
             print_or(g, &v, |_| table(HEADER, vec![row(&r)]));
         }
-        ResellerCommand::Set { name, display_name, capacity } => {
+        ResellerCommand::Set { name, display_name, capacity, sign_in_host } => {
             let change = ResellerChange {
                 display_name: display_name.clone(),
                 capacity_bytes: capacity.as_deref().map(parse_size).transpose()?,
+                sign_in_host: sign_in_host.clone(),
             };
             let v = api.send(Method::PUT, &format!("/v1/admin/resellers/{}", q(name)), &change)?;
             let r: Reseller = typed(&v)?;

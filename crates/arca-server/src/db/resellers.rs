@@ -18,7 +18,7 @@ use crate::units::human_bytes;
 
 pub use arca_api::{Reseller, ResellerChange};
 
-const RESELLER_SELECT: &str = "SELECT rs.id, rs.name, rs.display_name, rs.capacity_bytes, rs.created_at, \
+const RESELLER_SELECT: &str = "SELECT rs.id, rs.name, rs.display_name, rs.capacity_bytes, rs.created_at, rs.sign_in_host, \
      (SELECT COUNT(*) FROM tenants t WHERE t.reseller_id = rs.id) AS tenants, \
      (SELECT CAST(COALESCE(SUM(t.stored_bytes), 0) AS BIGINT) FROM tenants t WHERE t.reseller_id = rs.id) AS stored, \
      (SELECT CAST(COALESCE(SUM(t.hard_quota_bytes), 0) AS BIGINT) FROM tenants t WHERE t.reseller_id = rs.id) AS quota \
@@ -34,7 +34,41 @@ fn reseller_from(row: &AnyRow) -> Result<Reseller> {
         tenants: col(row, "tenants")?,
         stored_bytes: col(row, "stored")?,
         quota_bytes: col(row, "quota")?,
+        sign_in_host: col::<Option<String>>(row, "sign_in_host")?.unwrap_or_default(),
     })
+}
+
+/// A sign-in host name as typed, tidied (trimmed, lower case, without a port or a final dot), or
+/// why it is not one: dot-separated labels of 1 to 63 letters, digits and inner hyphens, at
+/// most 253 characters. Empty means none.
+pub fn check_host(typed: &str) -> Result<String> {
+    let h = typed.trim().trim_end_matches('.').to_ascii_lowercase();
+    if h.is_empty() {
+        return Ok(h);
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if h.len() > 253 || !h.split('.').all(label_ok) {
+        return Err(DbError::Invalid(format!(
+            "sign-in host: {typed:?} is not a host name (like backup.reseller.example: letters, digits, inner \
+             hyphens and dots; no port, no scheme)"
+        )));
+    }
+    Ok(h)
+}
+
+/// The host a request was sent to, from its `Host` header, as [`check_host`] tidies it (the port
+/// dropped); `None` when there is none or it is not a host name.
+pub fn request_host(header: Option<&str>) -> Option<String> {
+    let raw = header?.trim();
+    // `[::1]:8080` and other literal addresses are no reseller's name.
+    let name = raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw });
+    check_host(name).ok().filter(|h| !h.is_empty())
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -221,8 +255,17 @@ impl Db {
         rows.iter().map(user_from).collect()
     }
 
-    /// Changes a reseller's display name or capacity; a capacity below what its tenants already
-    /// hold in hard quotas is refused.
+    /// The reseller whose sign-in host is `host` (tidied by [`check_host`]), if any.
+    pub async fn reseller_by_host(&self, host: &str) -> Result<Option<Reseller>> {
+        let row = dyn_query(format!("{RESELLER_SELECT} WHERE rs.sign_in_host = $1"))
+            .bind(host.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(reseller_from).transpose()
+    }
+
+    /// Changes a reseller's display name, capacity or sign-in host; a capacity below what its
+    /// tenants already hold in hard quotas is refused, and so is another reseller's host.
     pub async fn update_reseller(&self, name: &str, change: &ResellerChange) -> Result<Reseller> {
         let reseller = self.reseller(name).await?;
         let mut tx = self.begin_write().await?;
@@ -233,6 +276,15 @@ impl Db {
                 .bind(reseller.id)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if let Some(h) = &change.sign_in_host {
+            let h = check_host(h)?;
+            sqlx::query("UPDATE resellers SET sign_in_host = $1 WHERE id = $2")
+                .bind((!h.is_empty()).then_some(h.clone()))
+                .bind(reseller.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict(e, format!("the sign-in host {h} is already another reseller's")))?;
         }
         if let Some(c) = change.capacity_bytes {
             limits::quota("capacity_bytes", c)?;
@@ -308,6 +360,43 @@ mod tests {
 
     /// A reseller sells only plans that resell the provider's, within their limits; its tenants
     /// are on its own plans and fit its capacity; another reseller cannot reach any of it.
+    #[test]
+    fn sign_in_hosts_are_host_names() {
+        assert_eq!(check_host(" Backup.North.Example. ").unwrap(), "backup.north.example");
+        assert_eq!(check_host("").unwrap(), "");
+        for bad in ["north_x.example", "-a.example", "a-.example", "a..example", "https://a.example", "a.example:443"] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
+        assert!(check_host(&format!("{}.example", "a".repeat(64))).is_err(), "a label over 63");
+        assert_eq!(request_host(Some("Backup.North.Example:8443")).as_deref(), Some("backup.north.example"));
+        assert_eq!(request_host(Some("backup.north.example")).as_deref(), Some("backup.north.example"));
+        assert_eq!(request_host(Some("[::1]:8080")), None);
+        assert_eq!(request_host(Some("")), None);
+        assert_eq!(request_host(None), None);
+    }
+
+    /// A reseller's sign-in host finds it; no two resellers share one; empty removes it.
+    #[tokio::test]
+    async fn a_sign_in_host_belongs_to_one_reseller() {
+        for (db, _guard) in databases().await {
+            db.create_reseller("r1", "", 0, "r1-admin", PASSWORD).await.unwrap();
+            db.create_reseller("r2", "", 0, "r2-admin", PASSWORD).await.unwrap();
+            let host = |h: &str| ResellerChange { sign_in_host: Some(h.into()), ..Default::default() };
+            let r1 = db.update_reseller("r1", &host("Backup.R1.Example")).await.unwrap();
+            assert_eq!(r1.sign_in_host, "backup.r1.example");
+            assert_eq!(db.reseller_by_host("backup.r1.example").await.unwrap().unwrap().name, "r1");
+            assert!(matches!(db.update_reseller("r2", &host("backup.r1.example")).await, Err(DbError::Conflict(_))));
+            invalid(db.update_reseller("r2", &host("no_such host")).await, "not a host name");
+            assert_eq!(db.reseller("r2").await.unwrap().sign_in_host, "", "a refused change changes nothing");
+            db.update_reseller("r1", &host("")).await.unwrap();
+            assert!(db.reseller_by_host("backup.r1.example").await.unwrap().is_none());
+            db.update_reseller("r2", &host("backup.r1.example")).await.unwrap();
+            // Both without one: no conflict between two empty hosts.
+            db.update_reseller("r2", &host("")).await.unwrap();
+            assert_eq!(db.resellers().await.unwrap().iter().filter(|r| r.sign_in_host.is_empty()).count(), 2);
+        }
+    }
+
     #[tokio::test]
     async fn resellers_sell_within_what_the_provider_sells_them() {
         for (db, _guard) in databases().await {

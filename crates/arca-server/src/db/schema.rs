@@ -378,7 +378,7 @@ CREATE INDEX tenants_by_reseller ON tenants(reseller_id, name)
     // own letterhead, currency, tax rate and gapless numbering. An invoice number is unique per
     // issuer (two resellers may both use INV-). An invoice's customer is a tenant (`tenant_id`)
     // or, for the provider's wholesale invoices, a reseller (`customer_reseller_id`; the other
-    // is 0). The tables are rebuilt because SQLite cannot drop
+    // is 0). A reseller may have a sign-in host name that shows its brand (NULL: none). The tables are rebuilt because SQLite cannot drop
     // the old column-level UNIQUE on `number`; ids are reassigned in their old order (nothing
     // refers to them).
     r#"
@@ -438,7 +438,9 @@ ALTER TABLE invoices_v17 RENAME TO invoices;
 CREATE UNIQUE INDEX invoices_by_number ON invoices(issuer, number);
 CREATE UNIQUE INDEX invoices_by_customer_month ON invoices(tenant_id, customer_reseller_id, month);
 CREATE INDEX invoices_by_reseller ON invoices(customer_reseller_id);
-CREATE UNIQUE INDEX invoices_by_year_seq ON invoices(issuer, year, seq)
+CREATE UNIQUE INDEX invoices_by_year_seq ON invoices(issuer, year, seq);
+ALTER TABLE resellers ADD COLUMN sign_in_host TEXT;
+CREATE UNIQUE INDEX resellers_by_host ON resellers(sign_in_host)
 "#,
 ];
 

@@ -71,13 +71,19 @@ pub(super) struct LoginBrand {
     brand: crate::branding::Brand,
 }
 
-/// The brand of reseller `name` for its sign-in pages, if it set one (any other name, or none:
-/// the provider's, without saying whether such a reseller exists).
-async fn login_brand(state: &AppState, name: &str) -> Option<LoginBrand> {
-    if name.is_empty() || !crate::db::accounts::valid_name(name) {
+/// The brand of reseller `name` for its sign-in pages, if it set one; with no name, that of the
+/// reseller whose sign-in host the request was sent to (any other name or host, or none: the
+/// provider's, without saying whether such a reseller exists).
+async fn login_brand(state: &AppState, name: &str, headers: &HeaderMap) -> Option<LoginBrand> {
+    let r = if name.is_empty() {
+        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+        let host = crate::db::resellers::request_host(host)?;
+        state.db().reseller_by_host(&host).await.ok()??
+    } else if crate::db::accounts::valid_name(name) {
+        state.db().reseller(name).await.ok()?
+    } else {
         return None;
-    }
-    let r = state.db().reseller(name).await.ok()?;
+    };
     let brand = crate::branding::of_reseller(state.db(), r.id).await?;
     Some(LoginBrand { reseller: r.name, brand })
 }
@@ -96,7 +102,7 @@ pub(super) async fn login_form(
         "signed-out" => Some("You are signed out."),
         _ => None,
     };
-    let brand = login_brand(&state, &q.reseller).await;
+    let brand = login_brand(&state, &q.reseller, &headers).await;
     login_page(StatusCode::OK, None, notice, &q.next, brand.as_ref())
 }
 
@@ -144,7 +150,7 @@ pub(super) async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let brand = login_brand(&state, &f.reseller).await;
+    let brand = login_brand(&state, &f.reseller, &headers).await;
     let brand = brand.as_ref();
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if expected.is_empty() || blake3::hash(expected.as_bytes()) != blake3::hash(f.csrf.as_bytes()) {
@@ -295,8 +301,8 @@ pub(super) struct CodeForm {
 
 /// `POST /login/code`: the one-time code after the password. The challenge token (from the
 /// password step, valid 5 minutes) stands in for a CSRF token.
-pub(super) async fn login_code(State(state): State<AppState>, Form(f): Form<CodeForm>) -> Response {
-    let brand = login_brand(&state, &f.reseller).await;
+pub(super) async fn login_code(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
+    let brand = login_brand(&state, &f.reseller, &headers).await;
     let brand = brand.as_ref();
     let user_id = match state.db().challenge_user(&f.challenge).await {
         Ok(Some(u)) => u,

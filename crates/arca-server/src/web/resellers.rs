@@ -31,6 +31,7 @@ struct ResellerRow {
     quota: String,
     capacity: String,
     created: String,
+    sign_in_host: String,
 }
 
 fn capacity_text(bytes: i64) -> String {
@@ -50,6 +51,7 @@ fn row(r: &Reseller) -> ResellerRow {
         quota: human(r.quota_bytes),
         capacity: capacity_text(r.capacity_bytes),
         created: date(r.created_at),
+        sign_in_host: r.sign_in_host.clone(),
     }
 }
 
@@ -277,6 +279,8 @@ pub(super) struct ResellerForm {
     display_name: String,
     #[serde(default)]
     capacity_gb: String,
+    #[serde(default)]
+    sign_in_host: String,
 }
 
 /// `POST /console/resellers/{reseller}`: display name and capacity (provider admins).
@@ -289,7 +293,11 @@ pub(super) async fn update(
     let (s, r) = before_change(&state, &headers, &name, &f.csrf).await?;
     let result = match capacity_bytes(&f.capacity_gb) {
         Ok(c) => {
-            let change = ResellerChange { display_name: Some(f.display_name.clone()), capacity_bytes: Some(c) };
+            let change = ResellerChange {
+                display_name: Some(f.display_name.clone()),
+                capacity_bytes: Some(c),
+                sign_in_host: Some(f.sign_in_host.clone()),
+            };
             service::update(&state, &s.caller(), &r, &change).await.map(|_| ())
         }
         Err(e) => Err(e),
