@@ -74,7 +74,7 @@ pub fn run<T>(enabled: bool, style: Style, poll: impl Fn(&ProgressBar) + Sync, w
             let mut ticks = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 poll(&bar);
-                if json && ticks % 10 == 0 {
+                if json && ticks.is_multiple_of(10) {
                     eprintln!("{}", json_line(&bar));
                 }
                 ticks = ticks.wrapping_add(1);

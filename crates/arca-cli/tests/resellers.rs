@@ -259,9 +259,22 @@ fn invoices(c: &Cluster, north: &str, south: &str, m: &Months) {
     let (ok, _, err) = issue(north, "n1");
     assert!(!ok && err.contains("billing settings"), "no settings, no invoice: {err}");
     let north_settings = [
-        "billing", "settings", "--currency", "chf", "--tax-rate", "8.1", "--issuer-name", "North Partners <AG>",
-        "--issuer-address", "Bahnhofstrasse 1", "--issuer-address", "8001 Zurich", "--prefix", "INV",
-        "--payment-days", "10",
+        "billing",
+        "settings",
+        "--currency",
+        "chf",
+        "--tax-rate",
+        "8.1",
+        "--issuer-name",
+        "North Partners <AG>",
+        "--issuer-address",
+        "Bahnhofstrasse 1",
+        "--issuer-address",
+        "8001 Zurich",
+        "--prefix",
+        "INV",
+        "--payment-days",
+        "10",
     ];
     c.admin_ok(north, &north_settings);
     c.admin_ok(south, &["billing", "settings", "--currency", "EUR", "--issuer-name", "South", "--prefix", "INV"]);

@@ -356,7 +356,10 @@ mod tests {
         assert!(!can_invoice(&operator, direct(30)));
         assert!(!can_invoice(&principal(Role::TenantAdmin, Some(30), None), direct(30)));
         assert_eq!(billing_issuer(&r1), Some(Issuer::Reseller(1)));
-        assert_eq!((billing_issuer(&provider), billing_issuer(&operator)), (Some(Issuer::Provider), Some(Issuer::Provider)));
+        assert_eq!(
+            (billing_issuer(&provider), billing_issuer(&operator)),
+            (Some(Issuer::Provider), Some(Issuer::Provider))
+        );
         assert_eq!(billing_issuer(&principal(Role::TenantAdmin, Some(30), None)), None);
         assert_eq!(billing_issuer(&principal(Role::ResellerAdmin, None, None)), None, "no reseller, no issuer");
         assert!(can_set_billing(&r1, Issuer::Reseller(1)) && !can_set_billing(&r1, Issuer::Reseller(2)));

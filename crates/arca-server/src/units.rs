@@ -100,7 +100,13 @@ mod tests {
         assert_eq!(parse_gb("quota", "0.5"), Ok(500_000_000));
         assert_eq!(parse_gb("quota", ""), Ok(0));
         assert_eq!(parse_gb("quota", "1e9"), Ok(1_000_000_000_000_000_000), "an exabyte");
-        let refused = [("-1", "negative"), ("abc", "not a number"), ("NaN", "negative"), ("inf", "negative"), ("1e10", "too large")];
+        let refused = [
+            ("-1", "negative"),
+            ("abc", "not a number"),
+            ("NaN", "negative"),
+            ("inf", "negative"),
+            ("1e10", "too large"),
+        ];
         for (typed, word) in refused {
             let e = parse_gb("hard quota", typed).unwrap_err();
             assert!(e.starts_with("hard quota") && e.contains(word), "{typed}: {e}");

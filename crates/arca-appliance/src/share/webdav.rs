@@ -277,7 +277,7 @@ async fn handle(State(dav): State<Arc<Dav>>, req: Request) -> Response {
     if writes_previous_versions(&req) {
         return refuse(StatusCode::FORBIDDEN, "previous versions (.snapshots) are read-only; copy files out of them");
     }
-    if let Some(refusal) = check_request(&req, &share_name(&path).unwrap_or_default().to_string()) {
+    if let Some(refusal) = check_request(&req, share_name(&path).unwrap_or_default()) {
         return refusal;
     }
     let declared =

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::admin::{parse_size, password_from, print_or, q, table, typed, Api};
 use super::admin_billing::{money as billing_money, print_invoice};
-use arca_server::units::money;
 use crate::cli::GlobalOpts;
 use arca_server::units::human_bytes as human;
+use arca_server::units::money;
 
 /// `arca admin reseller …`
 #[derive(Debug, Subcommand)]
@@ -109,7 +109,6 @@ fn row(r: &Reseller) -> Vec<String> {
 }
 
 const HEADER: &[&str] = &["RESELLER", "NAME", "TENANTS", "STORED", "QUOTAS SOLD", "CAPACITY", "SIGN-IN HOST"];
-
 
 /// Runs one `arca admin reseller` command.
 pub(super) fn run(g: &GlobalOpts, api: &Api, c: &ResellerCommand) -> Result<()> {

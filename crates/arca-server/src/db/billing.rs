@@ -249,8 +249,8 @@ impl Db {
                 Prices::Retail => Issuer::of_tenant(t),
                 Prices::Wholesale => Issuer::Provider,
             };
-            if !settings_of.contains_key(&issuer) {
-                settings_of.insert(issuer, self.billing_settings(issuer).await?);
+            if let std::collections::btree_map::Entry::Vacant(e) = settings_of.entry(issuer) {
+                e.insert(self.billing_settings(issuer).await?);
             }
         }
         let plans: BTreeMap<String, super::accounts::Plan> =

@@ -30,8 +30,8 @@ pub use arca_api::BillingSettings;
 
 use super::accounts::Tenant;
 use super::billing::{month_range, BillingOf, InvoiceLine, Prices, TenantMonth};
-use crate::units::human_bytes;
 use super::{col, is_unique_violation, now, Db, DbError, Result};
+use crate::units::human_bytes;
 
 /// Who bills a tenant, owns billing settings and numbers invoices: the provider for its own
 /// customers, a reseller for its tenants.
@@ -261,12 +261,11 @@ impl Db {
 
     /// The invoice `issuer` numbered `number`, if any.
     pub async fn invoice(&self, issuer: Issuer, number: &str) -> Result<Option<Invoice>> {
-        let row =
-            super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE issuer = $1 AND number = $2"))
-                .bind(issuer.key())
-                .bind(number.to_string())
-                .fetch_optional(self.pool())
-                .await?;
+        let row = super::dyn_query(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE issuer = $1 AND number = $2"))
+            .bind(issuer.key())
+            .bind(number.to_string())
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(invoice_from).transpose()
     }
 
@@ -291,14 +290,13 @@ impl Db {
         issuer: Issuer,
         month: &str,
     ) -> Result<std::collections::BTreeMap<String, String>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as(
-                "SELECT tenant_name, number FROM invoices WHERE issuer = $1 AND month = $2 AND customer_reseller_id = 0",
-            )
-                .bind(issuer.key())
-                .bind(month.to_string())
-                .fetch_all(self.pool())
-                .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT tenant_name, number FROM invoices WHERE issuer = $1 AND month = $2 AND customer_reseller_id = 0",
+        )
+        .bind(issuer.key())
+        .bind(month.to_string())
+        .fetch_all(self.pool())
+        .await?;
         Ok(rows.into_iter().collect())
     }
 
@@ -866,13 +864,20 @@ mod tests {
             while let Some(r) = many.join_next().await {
                 r.unwrap();
             }
-            let mut seqs: Vec<i64> = db.invoices(InvoicesOf::Issuer(Issuer::Provider), 100).await.unwrap().into_iter().map(|i| i.seq).collect();
+            let mut seqs: Vec<i64> = db
+                .invoices(InvoicesOf::Issuer(Issuer::Provider), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.seq)
+                .collect();
             seqs.sort();
             assert_eq!(seqs, (1..=6).collect::<Vec<i64>>(), "one invoice a tenant, numbered 1 to 6");
-            let last: i64 = sqlx::query_scalar("SELECT last_seq FROM invoice_sequences WHERE issuer = 0 AND year = 2024")
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
+            let last: i64 =
+                sqlx::query_scalar("SELECT last_seq FROM invoice_sequences WHERE issuer = 0 AND year = 2024")
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
             assert_eq!(last, 6, "no number was taken and dropped");
         }
     }

@@ -18,7 +18,8 @@ use crate::units::human_bytes;
 
 pub use arca_api::{Reseller, ResellerChange};
 
-const RESELLER_SELECT: &str = "SELECT rs.id, rs.name, rs.display_name, rs.capacity_bytes, rs.created_at, rs.sign_in_host, \
+const RESELLER_SELECT: &str =
+    "SELECT rs.id, rs.name, rs.display_name, rs.capacity_bytes, rs.created_at, rs.sign_in_host, \
      (SELECT COUNT(*) FROM tenants t WHERE t.reseller_id = rs.id) AS tenants, \
      (SELECT CAST(COALESCE(SUM(t.stored_bytes), 0) AS BIGINT) FROM tenants t WHERE t.reseller_id = rs.id) AS stored, \
      (SELECT CAST(COALESCE(SUM(t.hard_quota_bytes), 0) AS BIGINT) FROM tenants t WHERE t.reseller_id = rs.id) AS quota \
@@ -67,7 +68,8 @@ pub fn check_host(typed: &str) -> Result<String> {
 pub fn request_host(header: Option<&str>) -> Option<String> {
     let raw = header?.trim();
     // `[::1]:8080` and other literal addresses are no reseller's name.
-    let name = raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw });
+    let name =
+        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw });
     check_host(name).ok().filter(|h| !h.is_empty())
 }
 

@@ -538,10 +538,11 @@ mod tests {
             let inv = db.invoice(Issuer::Provider, "HOST-2024-000007").await.unwrap().expect("kept");
             assert_eq!((inv.issuer_reseller_id, inv.tenant_id, inv.gross_cents), (None, 99, 1200));
             assert_eq!(db.invoices(InvoicesOf::Issuer(Issuer::Provider), 10).await.unwrap().len(), 1);
-            let last: i64 = sqlx::query_scalar("SELECT last_seq FROM invoice_sequences WHERE issuer = 0 AND year = 2024")
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
+            let last: i64 =
+                sqlx::query_scalar("SELECT last_seq FROM invoice_sequences WHERE issuer = 0 AND year = 2024")
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
             assert_eq!(last, 7, "the year's count goes on");
             assert!(!db.billing_settings_saved(Issuer::Reseller(1)).await.unwrap());
         }

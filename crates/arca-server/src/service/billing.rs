@@ -174,7 +174,8 @@ pub async fn issue(
              provider bills the reseller (its wholesale statement)",
             tenant.name,
             tenant.reseller.as_deref().unwrap_or("?")
-        )))
+        ),
+        ))
     } else {
         Err(forbidden("issue invoices"))
     };
@@ -224,9 +225,7 @@ pub async fn invoice(
     let issuer = match (tenant, billing_issuer(p), p.tenant_id) {
         (Some(t), _, _) => Issuer::of_tenant(t),
         (None, Some(issuer), _) => issuer,
-        (None, None, Some(own)) => {
-            Issuer::of_tenant(&state.db().tenant_by_id(own).await.map_err(ApiError::from_db)?)
-        }
+        (None, None, Some(own)) => Issuer::of_tenant(&state.db().tenant_by_id(own).await.map_err(ApiError::from_db)?),
         (None, None, None) => return Err(missing()),
     };
     let found = state.db().invoice(issuer, number).await.map_err(ApiError::from_db)?;

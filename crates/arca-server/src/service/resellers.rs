@@ -158,7 +158,12 @@ pub async fn invoices(
 
 /// The provider's invoice to `reseller` numbered `number`; any other is "no invoice numbered
 /// …", as a missing one.
-pub async fn invoice(state: &AppState, caller: &Caller, reseller: &Reseller, number: &str) -> Result<Invoice, ApiError> {
+pub async fn invoice(
+    state: &AppState,
+    caller: &Caller,
+    reseller: &Reseller,
+    number: &str,
+) -> Result<Invoice, ApiError> {
     let missing = || ApiError::not_found(format!("no invoice numbered {number}"));
     let p = &caller.principal;
     if !(is_staff(p) || reseller_of(p) == Some(reseller.id)) {
