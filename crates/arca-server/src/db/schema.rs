@@ -502,10 +502,12 @@ mod tests {
                 Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
                 Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
             };
-            // Back to schema 16's billing tables, with rows in them.
+            // Back to schema 16's billing tables, with rows in them, and its resellers.
             for t in ["billing_settings", "invoice_sequences", "invoices"] {
                 dyn_query(format!("DROP TABLE {t}")).execute(db.pool()).await.unwrap();
             }
+            sqlx::query("DROP INDEX resellers_by_host").execute(db.pool()).await.unwrap();
+            sqlx::query("ALTER TABLE resellers DROP COLUMN sign_in_host").execute(db.pool()).await.unwrap();
             for statement in MIGRATIONS[14].split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 dyn_query(statement.replace("{ID}", id)).execute(db.pool()).await.unwrap();
             }

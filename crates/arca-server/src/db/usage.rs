@@ -4,6 +4,8 @@
 //! forward, so every day in the range has a row for every repository that existed then, and a
 //! billing system can average them.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -78,34 +80,48 @@ impl Db {
         let today = chrono::Utc::now().date_naive();
         let to = to.min(today);
         let repos = self.repositories(tenant_id).await?;
+        // Two statements whatever the number of repositories (one per repository made the
+        // provider's billing month cost thousands of round trips): the figures each repository
+        // carries into the range, and the range's rows.
+        let tenant_filter = if tenant_id.is_some() { "AND r.tenant_id = $2" } else { "" };
+        let carried_sql = format!(
+            "SELECT r.id AS repo_id, \
+             (SELECT stored_bytes FROM usage_daily WHERE repo_id = r.id AND day < $1 ORDER BY day DESC LIMIT 1) AS stored, \
+             (SELECT object_count FROM usage_daily WHERE repo_id = r.id AND day < $1 ORDER BY day DESC LIMIT 1) AS objects, \
+             (SELECT logical_bytes FROM usage_daily WHERE repo_id = r.id AND day < $1 ORDER BY day DESC LIMIT 1) AS logical \
+             FROM repositories r WHERE 1 = 1 {tenant_filter}"
+        );
+        let mut carried_q = super::dyn_query(carried_sql).bind(from.to_string());
+        let rows_sql = format!(
+            "SELECT u.repo_id, u.day, u.ingress_bytes, u.egress_bytes, u.stored_bytes, u.stored_peak_bytes, \
+             u.object_count, u.logical_bytes, u.snapshots FROM usage_daily u \
+             WHERE u.day >= $1 AND u.day <= $2 {} ORDER BY u.repo_id, u.day",
+            if tenant_id.is_some() { "AND u.tenant_id = $3" } else { "" }
+        );
+        let mut rows_q = super::dyn_query(rows_sql).bind(from.to_string()).bind(to.to_string());
+        if let Some(t) = tenant_id {
+            carried_q = carried_q.bind(t);
+            rows_q = rows_q.bind(t);
+        }
+        let mut carried: HashMap<i64, (i64, i64, i64)> = HashMap::new();
+        for r in carried_q.fetch_all(self.pool()).await? {
+            let figures = (
+                col::<Option<i64>>(&r, "stored")?.unwrap_or(0),
+                col::<Option<i64>>(&r, "objects")?.unwrap_or(0),
+                col::<Option<i64>>(&r, "logical")?.unwrap_or(0),
+            );
+            carried.insert(col(&r, "repo_id")?, figures);
+        }
+        let mut in_range: HashMap<i64, Vec<sqlx::any::AnyRow>> = HashMap::new();
+        for r in rows_q.fetch_all(self.pool()).await? {
+            in_range.entry(col(&r, "repo_id")?).or_default().push(r);
+        }
         let mut out = Vec::new();
         for repo in repos {
             let created = chrono::DateTime::from_timestamp(repo.created_at, 0).map_or(from, |t| t.date_naive());
             // The last figures before the range, carried into its first days.
-            let before = sqlx::query(
-                "SELECT stored_bytes, object_count, logical_bytes FROM usage_daily WHERE repo_id = $1 AND day < $2 \
-                 ORDER BY day DESC LIMIT 1",
-            )
-            .bind(repo.id)
-            .bind(from.to_string())
-            .fetch_optional(self.pool())
-            .await?;
-            let (mut stored, mut objects, mut logical) = match &before {
-                Some(r) => {
-                    (col::<i64>(r, "stored_bytes")?, col::<i64>(r, "object_count")?, col::<i64>(r, "logical_bytes")?)
-                }
-                None => (0, 0, 0),
-            };
-            let rows = sqlx::query(
-                "SELECT day, ingress_bytes, egress_bytes, stored_bytes, stored_peak_bytes, object_count, logical_bytes, \
-                 snapshots \
-                 FROM usage_daily WHERE repo_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
-            )
-            .bind(repo.id)
-            .bind(from.to_string())
-            .bind(to.to_string())
-            .fetch_all(self.pool())
-            .await?;
+            let (mut stored, mut objects, mut logical) = carried.get(&repo.id).copied().unwrap_or_default();
+            let rows = in_range.remove(&repo.id).unwrap_or_default();
             let mut rows = rows.iter().peekable();
             let mut day = from.max(created);
             while day <= to {

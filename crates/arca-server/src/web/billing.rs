@@ -181,11 +181,11 @@ pub(super) async fn invoice(
     ))
 }
 
-/// The issue button's form.
+/// The form of an issue button (a tenant's invoice here, a reseller's on its page).
 #[derive(Deserialize)]
 pub(super) struct IssueForm {
-    csrf: String,
-    month: String,
+    pub(super) csrf: String,
+    pub(super) month: String,
 }
 
 /// `POST /console/billing/{tenant}/issue`: issues the month's invoice (or finds the one issued)

@@ -10,7 +10,7 @@ use axum::Form;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::billing::{invoice_row, printable_invoice, MonthQuery};
+use super::billing::{invoice_row, printable_invoice, IssueForm, MonthQuery};
 use super::pages::db_error;
 use super::{check_csrf, date, forbidden, human, inline_error, render, service_error, session, Session};
 use crate::access::{is_provider_admin, is_staff, reseller_of};
@@ -228,13 +228,6 @@ pub(super) async fn statement_csv(
         &format!("arca-wholesale-{name}-{month}.csv"),
         crate::db::billing::to_csv(&statement.tenants),
     ))
-}
-
-/// The issue button's form.
-#[derive(Deserialize)]
-pub(super) struct IssueForm {
-    csrf: String,
-    month: String,
 }
 
 /// `POST /console/resellers/{reseller}/invoices`: issues the month's invoice to the reseller (or
