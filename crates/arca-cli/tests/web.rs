@@ -598,6 +598,17 @@ fn lists_that_scale(shape: Shape) {
     b.go(&format!("{base}/console/tenants?status=suspended"));
     assert_eq!(count_rows(&b, "tenants"), 1);
     assert!(b.text("#tenants").contains("bulk-007"));
+    // Billing: the month's table is searched and paged like the tenant list; the totals stay
+    // the whole month's.
+    b.go(&format!("{base}/console/billing"));
+    assert_eq!(count_rows(&b, "billing"), 50);
+    assert!(b.text("nav.pager .count").contains("1–50 of 132 tenants"), "{}", b.text("nav.pager"));
+    assert!(b.text("#billing tfoot").contains("all 132 tenants"), "{}", b.text("#billing tfoot"));
+    b.fill("#billing-search-q", "bulk-04");
+    b.click("#billing-search-go");
+    b.wait_url("q=bulk-04");
+    assert_eq!(count_rows(&b, "billing"), 10, "{}", b.text("#billing"));
+    assert!(b.text("#billing tfoot").contains("all 132 tenants"));
     // A hostile query string still shows the list.
     b.go(&format!("{base}/console/tenants?page=-3&sort=name%3BDROP&dir=up&q={}", "z".repeat(3000)));
     assert!(b.source().contains("No tenant matches"), "{}", b.source());

@@ -18,7 +18,7 @@
 //! their sum; the tax is computed once per invoice on the net, `net × basis points / 10000`,
 //! rounded half up on cents; the gross is net + tax.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -180,6 +180,32 @@ pub(crate) fn mul_div_round(a: i64, b: i64, c: i64) -> i64 {
     ((a * b + c / 2) / c) as i64
 }
 
+/// One tenant's month, summed over its repositories: per day (an index from the 1st) the
+/// stored, peak and logical bytes and whether any repository existed, and the month's traffic.
+struct TenantDays {
+    stored: Vec<i64>,
+    peak: Vec<i64>,
+    logical: Vec<i64>,
+    seen: Vec<bool>,
+    ingress: i64,
+    egress: i64,
+    snapshots: i64,
+}
+
+impl TenantDays {
+    fn new(days: usize) -> TenantDays {
+        TenantDays {
+            stored: vec![0; days],
+            peak: vec![0; days],
+            logical: vec![0; days],
+            seen: vec![false; days],
+            ingress: 0,
+            egress: 0,
+            snapshots: 0,
+        }
+    }
+}
+
 /// Whose months a bill covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BillingOf {
@@ -228,7 +254,7 @@ impl Db {
             BillingOf::Tenant(id) => Some(id),
             _ => None,
         };
-        let rows = self.usage(tenant_id, first, end).await?;
+        let metering = self.metering(tenant_id, first, end).await?;
         let tenants = match of {
             BillingOf::Tenant(id) => vec![self.tenant_by_id(id).await?],
             BillingOf::ProviderCustomers => {
@@ -255,18 +281,22 @@ impl Db {
         }
         let plans: BTreeMap<String, super::accounts::Plan> =
             self.plans().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
-        // Per tenant, per day: totals over its repositories.
-        let mut per_day: BTreeMap<&str, BTreeMap<&str, (i64, i64, i64)>> = BTreeMap::new();
-        let mut traffic: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
-        for r in &rows {
-            let d = per_day.entry(r.tenant.as_str()).or_default().entry(r.day.as_str()).or_default();
-            d.0 = d.0.saturating_add(r.stored_bytes);
-            d.1 = d.1.saturating_add(r.stored_peak_bytes);
-            d.2 = d.2.saturating_add(r.logical_bytes);
-            let t = traffic.entry(r.tenant.as_str()).or_default();
-            t.0 = t.0.saturating_add(r.ingress_bytes);
-            t.1 = t.1.saturating_add(r.egress_bytes);
-            t.2 = t.2.saturating_add(r.snapshots);
+        // Per tenant, per day of the month (an index from the 1st): totals over its
+        // repositories, in numbers only (no row per repository and day is written out).
+        let span = ((end - first).num_days() + 1).max(0) as usize;
+        let mut per_day: HashMap<i64, TenantDays> = HashMap::new();
+        for repo in &metering {
+            let t = per_day.entry(repo.tenant_id).or_insert_with(|| TenantDays::new(span));
+            for (day, f) in repo.days() {
+                let k = (day - first).num_days() as usize;
+                t.stored[k] = t.stored[k].saturating_add(f.stored);
+                t.peak[k] = t.peak[k].saturating_add(f.peak);
+                t.logical[k] = t.logical[k].saturating_add(f.logical);
+                t.seen[k] = true;
+                t.ingress = t.ingress.saturating_add(f.ingress);
+                t.egress = t.egress.saturating_add(f.egress);
+                t.snapshots = t.snapshots.saturating_add(f.snapshots);
+            }
         }
         let mut out = Vec::new();
         for t in &tenants {
@@ -280,17 +310,20 @@ impl Db {
             if days == 0 {
                 continue;
             }
-            let from_day = first.max(created).to_string();
-            let daily: Vec<(i64, i64, i64)> = per_day
-                .get(t.name.as_str())
-                .map(|d| d.range(from_day.as_str()..).map(|(_, v)| *v).collect())
-                .unwrap_or_default();
-            // Days without a row (no repository yet) count as zero bytes stored.
-            let sum: i64 = daily.iter().fold(0i64, |s, d| s.saturating_add(d.0));
+            let from_k = (first.max(created) - first).num_days().max(0) as usize;
+            let (sum, peak, logical, ingress, egress, snapshots) = match per_day.get(&t.id) {
+                // Days without a repository yet count as zero bytes stored.
+                Some(d) => (
+                    d.stored.iter().skip(from_k).fold(0i64, |s, v| s.saturating_add(*v)),
+                    d.peak.iter().skip(from_k).copied().max().unwrap_or(0),
+                    (from_k..span).rev().find(|k| d.seen[*k]).map_or(0, |k| d.logical[k]),
+                    d.ingress,
+                    d.egress,
+                    d.snapshots,
+                ),
+                None => (0, 0, 0, 0, 0, 0),
+            };
             let avg = mul_div_round(sum, 1, days);
-            let peak = daily.iter().map(|d| d.1).max().unwrap_or(0);
-            let logical = daily.last().map_or(0, |d| d.2);
-            let (ingress, egress, snapshots) = traffic.get(t.name.as_str()).copied().unwrap_or_default();
             let own_plan = t.plan.as_ref().and_then(|p| plans.get(p));
             let plan = match prices {
                 Prices::Retail => own_plan,

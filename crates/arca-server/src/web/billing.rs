@@ -13,6 +13,7 @@ use axum::Form;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
+use super::listing::{Listing, PAGE_SIZE};
 use super::pages::{db_error, visible_tenant};
 use super::{check_csrf, forbidden, human, inline_error, not_found, render, service_error, session, Session};
 use crate::access::{billing_issuer, can_invoice};
@@ -101,11 +102,20 @@ async fn seller_session(state: &AppState, headers: &HeaderMap) -> Result<Session
     Ok(s)
 }
 
-/// `GET /console/billing`: every customer's month (the provider's own, or a reseller's), and for
-/// provider staff each reseller's wholesale total.
-pub(super) async fn billing(State(state): State<AppState>, Query(q): Query<MonthQuery>, headers: HeaderMap) -> Page {
+/// How the billing table can be sorted: by tenant name, or by what the month charges.
+const BILLING_SORTS: &[&str] = &["tenant", "total"];
+
+/// `GET /console/billing`: every customer's month (the provider's own, or a reseller's), searched,
+/// sorted and paged like the other lists (the totals are the whole month's), and for provider
+/// staff each reseller's wholesale total.
+pub(super) async fn billing(
+    State(state): State<AppState>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Page {
     let s = seller_session(&state, &headers).await?;
-    let month = q.month();
+    let month = params.get("month").map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).unwrap_or_else(this_month);
+    let list = Listing::new("/console/billing", "", &params, BILLING_SORTS, false);
     let caller = s.caller();
     let months = service::month(&state, &caller, None, &month).await.map_err(|e| service_error(&s, e))?;
     // The numbers this seller issued (the provider's to its customers, a reseller's to its own).
@@ -128,13 +138,34 @@ pub(super) async fn billing(State(state): State<AppState>, Query(q): Query<Month
     let total: i64 = months.iter().map(|m| m.total_cents).sum();
     let gross: i64 = months.iter().map(|m| m.gross_cents).sum();
     let partial = months.first().is_some_and(|m| m.partial);
-    let rows: Vec<Row> = months.iter().map(|m| row(m, numbers.remove(&m.tenant))).collect();
+    let mut shown: Vec<&TenantMonth> = match list.search().map(str::to_lowercase) {
+        Some(q) => {
+            months.iter().filter(|m| m.tenant.contains(&q) || m.display_name.to_lowercase().contains(&q)).collect()
+        }
+        None => months.iter().collect(),
+    };
+    if list.sort == "total" {
+        shown.sort_by_key(|m| (m.total_cents, m.tenant.clone()));
+    }
+    if list.desc {
+        shown.reverse();
+    }
+    let matching = shown.len();
+    let page = list.page.min(((matching as i64 + PAGE_SIZE - 1) / PAGE_SIZE).max(1));
+    let rows: Vec<Row> = shown
+        .into_iter()
+        .skip(((page - 1) * PAGE_SIZE) as usize)
+        .take(PAGE_SIZE as usize)
+        .map(|m| row(m, numbers.remove(&m.tenant)))
+        .collect();
+    let list = list.view(matching as i64, rows.len());
     Ok(render(
         StatusCode::OK,
         "billing.html",
-        s.ctx(
-            context! { month, rows, total => money(total), gross => money(gross), partial, currency, saved, wholesale },
-        ),
+        s.ctx(context! {
+            month, rows, list, tenants => months.len(), total => money(total), gross => money(gross), partial, currency,
+            saved, wholesale,
+        }),
     ))
 }
 

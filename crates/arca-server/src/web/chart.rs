@@ -157,20 +157,6 @@ pub(super) fn last_days(last: NaiveDate, count: u64) -> Vec<NaiveDate> {
     (0..count).rev().filter_map(|k| last.checked_sub_days(chrono::Days::new(k))).collect()
 }
 
-/// Per-day values for `days` from `(day, value)` pairs (`YYYY-MM-DD`), summed per day; days
-/// without a pair are 0.
-pub(super) fn per_day(days: &[NaiveDate], pairs: impl IntoIterator<Item = (String, i64)>) -> Vec<i64> {
-    let mut out = vec![0i64; days.len()];
-    for (day, v) in pairs {
-        if let Ok(d) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
-            if let Some(k) = days.iter().position(|x| *x == d) {
-                out[k] = out[k].saturating_add(v);
-            }
-        }
-    }
-    out
-}
-
 /// Stored bytes per day for `days`, carried forward over days without a row (the stored total
 /// does not drop to zero on a quiet day). Pairs are summed per day first (several repositories).
 pub(super) fn carried(days: &[NaiveDate], pairs: impl IntoIterator<Item = (String, i64)>) -> Vec<i64> {
@@ -212,7 +198,8 @@ mod tests {
         let days = last_days(day("2026-12-06"), 30);
         assert_eq!(days.len(), 30);
         assert_eq!(days[0], day("2026-11-07"));
-        let ingress = per_day(&days, [("2026-12-06".to_string(), 5_000_000)]);
+        let mut ingress = vec![0; 30];
+        ingress[29] = 5_000_000;
         let svg = bar_chart(&days, &[Series { class: "in", label: "in", values: &ingress }], &[], "traffic");
         assert_eq!(svg.matches("<rect").count(), 30, "a slot for every day");
         let widths: Vec<f64> =

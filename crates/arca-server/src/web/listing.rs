@@ -214,7 +214,7 @@ impl Listing {
 
 /// Sort keys whose first click shows the largest or latest first.
 fn sort_starts_desc(key: &str) -> bool {
-    matches!(key, "stored" | "quota" | "created" | "size" | "modified" | "seen" | "last_backup")
+    matches!(key, "stored" | "quota" | "created" | "size" | "modified" | "seen" | "last_backup" | "total")
 }
 
 #[cfg(test)]

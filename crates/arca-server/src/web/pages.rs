@@ -519,13 +519,21 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
         None => None,
     };
     let in_scope = |tenant: &str| mine.as_ref().is_none_or(|m| m.contains(tenant));
-    let mut usage = db.usage(None, today - chrono::Days::new(29), today).await.map_err(err)?;
-    usage.retain(|r| in_scope(&r.tenant));
-    // Every day of the last 30 has its slot, with or without traffic.
+    // Every day of the last 30 has its slot, with or without traffic; summed in numbers over
+    // the repositories' metering (no row per repository and day is written out).
     let days = chart::last_days(today, 30);
-    let ingress = chart::per_day(&days, usage.iter().map(|r| (r.day.clone(), r.ingress_bytes)));
-    let egress = chart::per_day(&days, usage.iter().map(|r| (r.day.clone(), r.egress_bytes)));
-    let stored_days = chart::carried(&days, usage.iter().map(|r| (r.day.clone(), r.stored_bytes)));
+    let first = days[0];
+    let metering = db.metering(None, first, today).await.map_err(err)?;
+    let (mut ingress, mut egress, mut stored_days) =
+        (vec![0i64; days.len()], vec![0i64; days.len()], vec![0i64; days.len()]);
+    for repo in metering.iter().filter(|m| in_scope(&m.tenant)) {
+        for (day, f) in repo.days() {
+            let k = (day - first).num_days() as usize;
+            ingress[k] = ingress[k].saturating_add(f.ingress);
+            egress[k] = egress[k].saturating_add(f.egress);
+            stored_days[k] = stored_days[k].saturating_add(f.stored);
+        }
+    }
     let peak = ingress.iter().chain(egress.iter()).copied().max().unwrap_or(0);
     let traffic = [
         chart::Series { class: "in", label: "uploaded", values: &ingress },
