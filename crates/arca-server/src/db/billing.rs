@@ -24,6 +24,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::invoices::{BillingSettings, Issuer};
+use super::usage::MeteringOf;
 use super::{Db, DbError, Result};
 use crate::units::{amount, human_bytes, money};
 
@@ -250,11 +251,14 @@ impl Db {
         }
         let end = last.min(today);
         let partial = last >= today;
-        let tenant_id = match of {
-            BillingOf::Tenant(id) => Some(id),
-            _ => None,
+        // Only the metering of the tenants billed is read.
+        let scope = match of {
+            BillingOf::Tenant(id) => MeteringOf::Tenant(id),
+            BillingOf::ProviderCustomers => MeteringOf::ProviderCustomers,
+            BillingOf::ResellerCustomers(r) => MeteringOf::Reseller(r),
+            BillingOf::AllResellerCustomers => MeteringOf::AllResellers,
         };
-        let metering = self.metering(tenant_id, first, end).await?;
+        let metering = self.metering(scope, first, end).await?;
         let tenants = match of {
             BillingOf::Tenant(id) => vec![self.tenant_by_id(id).await?],
             BillingOf::ProviderCustomers => {

@@ -126,6 +126,35 @@ impl RepoMetering {
     }
 }
 
+/// Whose repositories' metering [`Db::metering`] reads: only those rows are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeteringOf {
+    /// Every repository.
+    All,
+    /// One tenant's.
+    Tenant(i64),
+    /// The provider's own customers' (not resellers' tenants').
+    ProviderCustomers,
+    /// One reseller's tenants'.
+    Reseller(i64),
+    /// Every reseller's tenants'.
+    AllResellers,
+}
+
+impl MeteringOf {
+    /// The SQL condition on a `tenant_id` column `column`, with the value to bind as `$N`.
+    fn condition(self, column: &str, n: usize) -> (String, Option<i64>) {
+        let sold = |cond: String| format!("{column} IN (SELECT id FROM tenants WHERE {cond})");
+        match self {
+            MeteringOf::All => ("1 = 1".into(), None),
+            MeteringOf::Tenant(id) => (format!("{column} = ${n}"), Some(id)),
+            MeteringOf::ProviderCustomers => (sold("reseller_id IS NULL".into()), None),
+            MeteringOf::Reseller(r) => (sold(format!("reseller_id = ${n}")), Some(r)),
+            MeteringOf::AllResellers => (sold("reseller_id IS NOT NULL".into()), None),
+        }
+    }
+}
+
 /// Checks an export's range and clamps its end to today.
 fn checked_range(from: NaiveDate, to: NaiveDate) -> Result<NaiveDate> {
     if to < from {
@@ -143,7 +172,8 @@ impl Db {
     /// then. Days after today are left out.
     pub async fn usage(&self, tenant_id: Option<i64>, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageRow>> {
         let mut out = Vec::new();
-        for repo in self.metering(tenant_id, from, to).await? {
+        let of = tenant_id.map_or(MeteringOf::All, MeteringOf::Tenant);
+        for repo in self.metering(of, from, to).await? {
             for (day, f) in repo.days() {
                 out.push(UsageRow {
                     day: day.to_string(),
@@ -170,28 +200,33 @@ impl Db {
     /// Two statements whatever the number of repositories (one per repository made the
     /// provider's billing month cost 20,000 round trips at 10,000 tenants): the figures each
     /// repository carries into the range, and the range's rows.
-    pub async fn metering(&self, tenant_id: Option<i64>, from: NaiveDate, to: NaiveDate) -> Result<Vec<RepoMetering>> {
+    pub async fn metering(&self, of: MeteringOf, from: NaiveDate, to: NaiveDate) -> Result<Vec<RepoMetering>> {
         let to = checked_range(from, to)?;
-        let repos = self.repositories(tenant_id).await?;
-        let tenant_filter = if tenant_id.is_some() { "AND r.tenant_id = $2" } else { "" };
+        let repos = self
+            .repositories(match of {
+                MeteringOf::Tenant(id) => Some(id),
+                _ => None,
+            })
+            .await?;
+        let (repo_cond, value) = of.condition("r.tenant_id", 2);
+        let (row_cond, _) = of.condition("u.tenant_id", 3);
         let carried_sql = format!(
             "SELECT r.id AS repo_id, \
              (SELECT stored_bytes FROM usage_daily WHERE repo_id = r.id AND day < $1 ORDER BY day DESC LIMIT 1) AS stored, \
              (SELECT object_count FROM usage_daily WHERE repo_id = r.id AND day < $1 ORDER BY day DESC LIMIT 1) AS objects, \
              (SELECT logical_bytes FROM usage_daily WHERE repo_id = r.id AND day < $1 ORDER BY day DESC LIMIT 1) AS logical \
-             FROM repositories r WHERE 1 = 1 {tenant_filter}"
+             FROM repositories r WHERE {repo_cond}"
         );
         let mut carried_q = super::dyn_query(carried_sql).bind(from.to_string());
         let rows_sql = format!(
             "SELECT u.repo_id, u.day, u.ingress_bytes, u.egress_bytes, u.stored_bytes, u.stored_peak_bytes, \
              u.object_count, u.logical_bytes, u.snapshots FROM usage_daily u \
-             WHERE u.day >= $1 AND u.day <= $2 {} ORDER BY u.repo_id, u.day",
-            if tenant_id.is_some() { "AND u.tenant_id = $3" } else { "" }
+             WHERE u.day >= $1 AND u.day <= $2 AND {row_cond} ORDER BY u.repo_id, u.day"
         );
         let mut rows_q = super::dyn_query(rows_sql).bind(from.to_string()).bind(to.to_string());
-        if let Some(t) = tenant_id {
-            carried_q = carried_q.bind(t);
-            rows_q = rows_q.bind(t);
+        if let Some(v) = value {
+            carried_q = carried_q.bind(v);
+            rows_q = rows_q.bind(v);
         }
         let mut carried: HashMap<i64, DayFigures> = HashMap::new();
         for r in carried_q.fetch_all(self.pool()).await? {
@@ -218,8 +253,10 @@ impl Db {
             };
             in_range.entry(col(&r, "repo_id")?).or_default().push((day, f));
         }
+        // Only the repositories in scope: those the carried-figures statement returned.
         Ok(repos
             .into_iter()
+            .filter(|repo| carried.contains_key(&repo.id))
             .map(|repo| {
                 let created = chrono::DateTime::from_timestamp(repo.created_at, 0).map_or(from, |t| t.date_naive());
                 RepoMetering {

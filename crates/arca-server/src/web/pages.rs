@@ -523,7 +523,8 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
     // the repositories' metering (no row per repository and day is written out).
     let days = chart::last_days(today, 30);
     let first = days[0];
-    let metering = db.metering(None, first, today).await.map_err(err)?;
+    let of = reseller.map_or(crate::db::usage::MeteringOf::All, crate::db::usage::MeteringOf::Reseller);
+    let metering = db.metering(of, first, today).await.map_err(err)?;
     let (mut ingress, mut egress, mut stored_days) =
         (vec![0i64; days.len()], vec![0i64; days.len()], vec![0i64; days.len()]);
     for repo in metering.iter().filter(|m| in_scope(&m.tenant)) {
