@@ -87,7 +87,7 @@ pub enum BillingCommand {
     },
 }
 
-pub(super) fn money(cents: i64, currency: &str) -> String {
+fn money(cents: i64, currency: &str) -> String {
     format!("{} {currency}", arca_server::units::money(cents))
 }
 
@@ -104,6 +104,40 @@ fn print_settings(s: &BillingSettings, saved: bool) {
     if !saved {
         println!("(defaults: not saved yet; invoices cannot be issued until they are)");
     }
+}
+
+/// A list of invoices as a table, with the tenant billed when `with_tenant` (a list of one
+/// reseller's invoices leaves it out: it is the reseller every time).
+pub(super) fn print_invoice_list(v: &serde_json::Value, with_tenant: bool) {
+    let rows = v
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|i| {
+                    let cur = i["currency"].as_str().unwrap_or("");
+                    let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
+                    let mut row = vec![s("number")];
+                    if with_tenant {
+                        row.push(s("tenant"));
+                    }
+                    row.extend([
+                        s("month"),
+                        s("issue_date"),
+                        s("due_date"),
+                        money(i["net_cents"].as_i64().unwrap_or(0), cur),
+                        money(i["gross_cents"].as_i64().unwrap_or(0), cur),
+                    ]);
+                    row
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let header: &[&str] = if with_tenant {
+        &["NUMBER", "TENANT", "MONTH", "ISSUED", "DUE", "NET", "TOTAL"]
+    } else {
+        &["NUMBER", "MONTH", "ISSUED", "DUE", "NET", "TOTAL"]
+    };
+    table(header, rows);
 }
 
 /// An invoice as a table of its lines and totals.
@@ -193,28 +227,7 @@ pub(super) fn run(g: &GlobalOpts, api: &Api, c: &BillingCommand) -> Result<()> {
                 path.push_str(&format!("&tenant={}", q(t)));
             }
             let v = api.json(Method::GET, &path, None)?;
-            print_or(g, &v, |v| {
-                let rows = v
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|i| {
-                        let cur = i["currency"].as_str().unwrap_or("");
-                        let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
-                        vec![
-                            s("number"),
-                            s("tenant"),
-                            s("month"),
-                            s("issue_date"),
-                            s("due_date"),
-                            money(i["net_cents"].as_i64().unwrap_or(0), cur),
-                            money(i["gross_cents"].as_i64().unwrap_or(0), cur),
-                        ]
-                    })
-                    .collect();
-                table(&["NUMBER", "TENANT", "MONTH", "ISSUED", "DUE", "NET", "TOTAL"], rows);
-            });
+            print_or(g, &v, |v| print_invoice_list(v, true));
         }
         BillingCommand::Invoice { number, tenant } => {
             let mut path = format!("/v1/admin/invoices/{}", q(number));

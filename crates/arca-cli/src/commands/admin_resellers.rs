@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::admin::{parse_size, password_from, print_or, q, table, typed, Api};
-use super::admin_billing::{money as billing_money, print_invoice};
+use super::admin_billing::{print_invoice, print_invoice_list};
 use crate::cli::GlobalOpts;
 use arca_server::units::human_bytes as human;
 use arca_server::units::money;
@@ -176,28 +176,7 @@ pub(super) fn run(g: &GlobalOpts, api: &Api, c: &ResellerCommand) -> Result<()> 
         }
         ResellerCommand::Invoices { name, number: None } => {
             let v = api.json(Method::GET, &format!("/v1/admin/resellers/{}/invoices", q(name)), None)?;
-            print_or(g, &v, |v| {
-                let rows = v
-                    .as_array()
-                    .map(|list| {
-                        list.iter()
-                            .map(|i| {
-                                let cur = i["currency"].as_str().unwrap_or("");
-                                let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
-                                vec![
-                                    s("number"),
-                                    s("month"),
-                                    s("issue_date"),
-                                    s("due_date"),
-                                    billing_money(i["net_cents"].as_i64().unwrap_or(0), cur),
-                                    billing_money(i["gross_cents"].as_i64().unwrap_or(0), cur),
-                                ]
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                table(&["NUMBER", "MONTH", "ISSUED", "DUE", "NET", "TOTAL"], rows);
-            });
+            print_or(g, &v, |v| print_invoice_list(v, false));
         }
     }
     Ok(())
