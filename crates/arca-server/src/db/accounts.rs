@@ -572,6 +572,17 @@ impl Db {
         rows.iter().map(tenant_from).collect()
     }
 
+    /// The tenants of `of` (the provider's own customers, one reseller's, …), by name: only
+    /// those are read (billing reads one seller's customers among 10,000).
+    pub async fn tenants_in(&self, of: super::usage::MeteringOf) -> Result<Vec<Tenant>> {
+        let (cond, value) = of.condition("t.id", 1);
+        let mut q = dyn_query(format!("{TENANT_SELECT} WHERE {cond} ORDER BY t.name"));
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
+        q.fetch_all(self.pool()).await?.iter().map(tenant_from).collect()
+    }
+
     /// A reseller's tenants, by name.
     pub async fn tenants_of_reseller(&self, reseller: i64) -> Result<Vec<Tenant>> {
         let rows = dyn_query(format!("{TENANT_SELECT} WHERE t.reseller_id = $1 ORDER BY t.name"))

@@ -18,7 +18,7 @@
 //! their sum; the tax is computed once per invoice on the net, `net × basis points / 10000`,
 //! rounded half up on cents; the gross is net + tax.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -181,32 +181,6 @@ pub(crate) fn mul_div_round(a: i64, b: i64, c: i64) -> i64 {
     ((a * b + c / 2) / c) as i64
 }
 
-/// One tenant's month, summed over its repositories: per day (an index from the 1st) the
-/// stored, peak and logical bytes and whether any repository existed, and the month's traffic.
-struct TenantDays {
-    stored: Vec<i64>,
-    peak: Vec<i64>,
-    logical: Vec<i64>,
-    seen: Vec<bool>,
-    ingress: i64,
-    egress: i64,
-    snapshots: i64,
-}
-
-impl TenantDays {
-    fn new(days: usize) -> TenantDays {
-        TenantDays {
-            stored: vec![0; days],
-            peak: vec![0; days],
-            logical: vec![0; days],
-            seen: vec![false; days],
-            ingress: 0,
-            egress: 0,
-            snapshots: 0,
-        }
-    }
-}
-
 /// Whose months a bill covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BillingOf {
@@ -258,18 +232,9 @@ impl Db {
             BillingOf::ResellerCustomers(r) => MeteringOf::Reseller(r),
             BillingOf::AllResellerCustomers => MeteringOf::AllResellers,
         };
-        let metering = self.metering(scope, first, end).await?;
         let tenants = match of {
             BillingOf::Tenant(id) => vec![self.tenant_by_id(id).await?],
-            BillingOf::ProviderCustomers => {
-                self.tenants().await?.into_iter().filter(|t| t.reseller_id.is_none()).collect()
-            }
-            BillingOf::ResellerCustomers(r) => {
-                self.tenants().await?.into_iter().filter(|t| t.reseller_id == Some(r)).collect()
-            }
-            BillingOf::AllResellerCustomers => {
-                self.tenants().await?.into_iter().filter(|t| t.reseller_id.is_some()).collect()
-            }
+            _ => self.tenants_in(scope).await?,
         };
         // Currency and tax are the seller's: the tenant's own for retail prices, the provider's
         // for wholesale. Read once per seller.
@@ -285,23 +250,17 @@ impl Db {
         }
         let plans: BTreeMap<String, super::accounts::Plan> =
             self.plans().await?.into_iter().map(|p| (p.name.clone(), p)).collect();
-        // Per tenant, per day of the month (an index from the 1st): totals over its
-        // repositories, in numbers only (no row per repository and day is written out).
-        let span = ((end - first).num_days() + 1).max(0) as usize;
-        let mut per_day: HashMap<i64, TenantDays> = HashMap::new();
-        for repo in &metering {
-            let t = per_day.entry(repo.tenant_id).or_insert_with(|| TenantDays::new(span));
-            for (day, f) in repo.days() {
-                let k = (day - first).num_days() as usize;
-                t.stored[k] = t.stored[k].saturating_add(f.stored);
-                t.peak[k] = t.peak[k].saturating_add(f.peak);
-                t.logical[k] = t.logical[k].saturating_add(f.logical);
-                t.seen[k] = true;
-                t.ingress = t.ingress.saturating_add(f.ingress);
-                t.egress = t.egress.saturating_add(f.egress);
-                t.snapshots = t.snapshots.saturating_add(f.snapshots);
-            }
-        }
+        // Per tenant, its figures from its first day in the month (summed by the database;
+        // the days that are over are kept between calls: `usage_totals`).
+        let created_of = |t: &super::accounts::Tenant| {
+            chrono::DateTime::from_timestamp(t.created_at, 0).map_or(first, |d| d.date_naive())
+        };
+        let billed: Vec<(i64, NaiveDate)> = tenants
+            .iter()
+            .filter(|t| billed_days(first, last, created_of(t), today).0 > 0)
+            .map(|t| (t.id, first.max(created_of(t))))
+            .collect();
+        let spans = self.tenant_months(scope, month, &billed, end).await?;
         let mut out = Vec::new();
         for t in &tenants {
             let settings = match prices {
@@ -309,25 +268,15 @@ impl Db {
                 Prices::Wholesale => &settings_of[&Issuer::Provider],
             };
             let cur = settings.currency.as_str();
-            let created = chrono::DateTime::from_timestamp(t.created_at, 0).map_or(first, |d| d.date_naive());
-            let (days, days_in_month) = billed_days(first, last, created, today);
+            let (days, days_in_month) = billed_days(first, last, created_of(t), today);
             if days == 0 {
                 continue;
             }
-            let from_k = (first.max(created) - first).num_days().max(0) as usize;
-            let (sum, peak, logical, ingress, egress, snapshots) = match per_day.get(&t.id) {
-                // Days without a repository yet count as zero bytes stored.
-                Some(d) => (
-                    d.stored.iter().skip(from_k).fold(0i64, |s, v| s.saturating_add(*v)),
-                    d.peak.iter().skip(from_k).copied().max().unwrap_or(0),
-                    (from_k..span).rev().find(|k| d.seen[*k]).map_or(0, |k| d.logical[k]),
-                    d.ingress,
-                    d.egress,
-                    d.snapshots,
-                ),
-                None => (0, 0, 0, 0, 0, 0),
-            };
-            let avg = mul_div_round(sum, 1, days);
+            let span = spans.get(&t.id).copied().unwrap_or_default();
+            let (peak, logical, ingress, egress, snapshots) =
+                (span.peak, span.logical, span.ingress, span.egress, span.snapshots);
+            // Days without a repository yet count as zero bytes stored.
+            let avg = mul_div_round(span.stored_day_sum, 1, days);
             let own_plan = t.plan.as_ref().and_then(|p| plans.get(p));
             let plan = match prices {
                 Prices::Retail => own_plan,

@@ -28,6 +28,7 @@ mod schema;
 pub mod scrub;
 mod text_index;
 pub mod usage;
+pub mod usage_totals;
 
 use std::time::Duration;
 

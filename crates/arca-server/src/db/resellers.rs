@@ -63,16 +63,6 @@ pub fn check_host(typed: &str) -> Result<String> {
     Ok(h)
 }
 
-/// The host a request was sent to, from its `Host` header, as [`check_host`] tidies it (the port
-/// dropped); `None` when there is none or it is not a host name.
-pub fn request_host(header: Option<&str>) -> Option<String> {
-    let raw = header?.trim();
-    // `[::1]:8080` and other literal addresses are no reseller's name.
-    let name =
-        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw });
-    check_host(name).ok().filter(|h| !h.is_empty())
-}
-
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Checks that reseller `reseller`'s tenants fit its capacity: their hard quotas add up to no more
@@ -370,11 +360,6 @@ mod tests {
             assert!(check_host(bad).is_err(), "{bad}");
         }
         assert!(check_host(&format!("{}.example", "a".repeat(64))).is_err(), "a label over 63");
-        assert_eq!(request_host(Some("Backup.North.Example:8443")).as_deref(), Some("backup.north.example"));
-        assert_eq!(request_host(Some("backup.north.example")).as_deref(), Some("backup.north.example"));
-        assert_eq!(request_host(Some("[::1]:8080")), None);
-        assert_eq!(request_host(Some("")), None);
-        assert_eq!(request_host(None), None);
     }
 
     /// A reseller's sign-in host finds it; no two resellers share one; empty removes it.

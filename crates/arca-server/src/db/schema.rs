@@ -442,7 +442,20 @@ CREATE UNIQUE INDEX invoices_by_year_seq ON invoices(issuer, year, seq);
 ALTER TABLE resellers ADD COLUMN sign_in_host TEXT;
 CREATE UNIQUE INDEX resellers_by_host ON resellers(sign_in_host)
 "#,
+    // 18: metering summed per settled day and per tenant's month, and the triggers that forget
+    // those sums when a row they came from changes (`usage_totals`; the triggers are written
+    // per dialect, see `dialect_steps`).
+    super::usage_totals::SCHEMA,
 ];
+
+/// Statements in each dialect's own syntax that a migration adds after its shared ones, run
+/// whole (a trigger's body has semicolons of its own): the migration's number and its steps.
+fn dialect_steps(version: usize, dialect: Dialect) -> Vec<String> {
+    match version {
+        18 => super::usage_totals::triggers(dialect),
+        _ => Vec::new(),
+    }
+}
 
 /// The schema version the database is at (0: empty).
 pub async fn version(db: &Db) -> Result<i64> {
@@ -477,6 +490,9 @@ pub async fn migrate(db: &Db) -> Result<()> {
         for statement in migration.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             dyn_query(statement.replace("{ID}", id)).execute(&mut *tx).await?;
         }
+        for statement in dialect_steps(i + 1, db.dialect()) {
+            dyn_query(statement).execute(&mut *tx).await?;
+        }
         sqlx::query("INSERT INTO schema_version (version) VALUES ($1)").bind(i as i64 + 1).execute(&mut *tx).await?;
         tracing::info!("metadata schema migrated to version {}", i + 1);
     }
@@ -502,6 +518,26 @@ mod tests {
                 Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
                 Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
             };
+            // Back before schema 18's metering sums and their triggers.
+            for t in ["usage_day_totals", "usage_month_totals"] {
+                dyn_query(format!("DROP TABLE {t}")).execute(db.pool()).await.unwrap();
+            }
+            match db.dialect() {
+                Dialect::Sqlite => {
+                    let names: Vec<String> = sqlx::query_scalar(
+                        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'usage_totals_%'",
+                    )
+                    .fetch_all(db.pool())
+                    .await
+                    .unwrap();
+                    for n in names {
+                        dyn_query(format!("DROP TRIGGER {n}")).execute(db.pool()).await.unwrap();
+                    }
+                }
+                Dialect::Postgres => {
+                    sqlx::query("DROP FUNCTION usage_totals_forget() CASCADE").execute(db.pool()).await.unwrap();
+                }
+            }
             // Back to schema 16's billing tables, with rows in them, and its resellers.
             for t in ["billing_settings", "invoice_sequences", "invoices"] {
                 dyn_query(format!("DROP TABLE {t}")).execute(db.pool()).await.unwrap();
@@ -530,7 +566,7 @@ mod tests {
             .execute(db.pool())
             .await
             .unwrap();
-            sqlx::query("DELETE FROM schema_version WHERE version = 17").execute(db.pool()).await.unwrap();
+            sqlx::query("DELETE FROM schema_version WHERE version >= 17").execute(db.pool()).await.unwrap();
 
             migrate(&db).await.unwrap();
             assert_eq!(version(&db).await.unwrap(), LATEST);

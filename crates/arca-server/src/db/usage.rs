@@ -143,7 +143,7 @@ pub enum MeteringOf {
 
 impl MeteringOf {
     /// The SQL condition on a `tenant_id` column `column`, with the value to bind as `$N`.
-    fn condition(self, column: &str, n: usize) -> (String, Option<i64>) {
+    pub(super) fn condition(self, column: &str, n: usize) -> (String, Option<i64>) {
         let sold = |cond: String| format!("{column} IN (SELECT id FROM tenants WHERE {cond})");
         match self {
             MeteringOf::All => ("1 = 1".into(), None),

@@ -33,8 +33,13 @@ pub(super) struct MonthQuery {
 
 impl MonthQuery {
     pub(super) fn month(&self) -> String {
-        self.month.clone().filter(|m| !m.is_empty()).unwrap_or_else(this_month)
+        month_or_this(self.month.as_deref())
     }
+}
+
+/// The month a page was asked for (`?month=`, trimmed), or this month when none was.
+fn month_or_this(asked: Option<&str>) -> String {
+    asked.map(str::trim).filter(|m| !m.is_empty()).map_or_else(this_month, str::to_string)
 }
 
 #[derive(Serialize)]
@@ -114,7 +119,7 @@ pub(super) async fn billing(
     headers: HeaderMap,
 ) -> Page {
     let s = seller_session(&state, &headers).await?;
-    let month = params.get("month").map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).unwrap_or_else(this_month);
+    let month = month_or_this(params.get("month").map(String::as_str));
     let list = Listing::new("/console/billing", "", &params, BILLING_SORTS, false);
     let caller = s.caller();
     let months = service::month(&state, &caller, None, &month).await.map_err(|e| service_error(&s, e))?;

@@ -71,13 +71,24 @@ pub(super) struct LoginBrand {
     brand: crate::branding::Brand,
 }
 
+/// The host a request was sent to, from its `Host` header, as
+/// [`crate::db::resellers::check_host`] tidies it (the port
+/// dropped); `None` when there is none or it is not a host name.
+fn request_host(header: Option<&str>) -> Option<String> {
+    let raw = header?.trim();
+    // `[::1]:8080` and other literal addresses are no reseller's name.
+    let name =
+        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw });
+    crate::db::resellers::check_host(name).ok().filter(|h| !h.is_empty())
+}
+
 /// The brand of reseller `name` for its sign-in pages, if it set one; with no name, that of the
 /// reseller whose sign-in host the request was sent to (any other name or host, or none: the
 /// provider's, without saying whether such a reseller exists).
 async fn login_brand(state: &AppState, name: &str, headers: &HeaderMap) -> Option<LoginBrand> {
     let r = if name.is_empty() {
         let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
-        let host = crate::db::resellers::request_host(host)?;
+        let host = request_host(host)?;
         state.db().reseller_by_host(&host).await.ok()??
     } else if crate::db::accounts::valid_name(name) {
         state.db().reseller(name).await.ok()?
@@ -519,22 +530,13 @@ pub(super) async fn console(State(state): State<AppState>, headers: HeaderMap) -
         None => None,
     };
     let in_scope = |tenant: &str| mine.as_ref().is_none_or(|m| m.contains(tenant));
-    // Every day of the last 30 has its slot, with or without traffic; summed in numbers over
-    // the repositories' metering (no row per repository and day is written out).
+    // Every day of the last 30 has its slot, with or without traffic.
     let days = chart::last_days(today, 30);
-    let first = days[0];
     let of = reseller.map_or(crate::db::usage::MeteringOf::All, crate::db::usage::MeteringOf::Reseller);
-    let metering = db.metering(of, first, today).await.map_err(err)?;
-    let (mut ingress, mut egress, mut stored_days) =
-        (vec![0i64; days.len()], vec![0i64; days.len()], vec![0i64; days.len()]);
-    for repo in metering.iter().filter(|m| in_scope(&m.tenant)) {
-        for (day, f) in repo.days() {
-            let k = (day - first).num_days() as usize;
-            ingress[k] = ingress[k].saturating_add(f.ingress);
-            egress[k] = egress[k].saturating_add(f.egress);
-            stored_days[k] = stored_days[k].saturating_add(f.stored);
-        }
-    }
+    let totals = db.daily_totals(of, days[0], today).await.map_err(err)?;
+    let ingress: Vec<i64> = totals.iter().map(|t| t.ingress).collect();
+    let egress: Vec<i64> = totals.iter().map(|t| t.egress).collect();
+    let stored_days: Vec<i64> = totals.iter().map(|t| t.stored).collect();
     let peak = ingress.iter().chain(egress.iter()).copied().max().unwrap_or(0);
     let traffic = [
         chart::Series { class: "in", label: "uploaded", values: &ingress },
@@ -1759,5 +1761,19 @@ pub(super) async fn setup(State(state): State<AppState>, Form(f): Form<SetupForm
             )
         }
         Err(e) => db_error(None, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_host;
+
+    #[test]
+    fn the_host_asked_for_is_a_tidy_host_name() {
+        assert_eq!(request_host(Some("Backup.North.Example:8443")).as_deref(), Some("backup.north.example"));
+        assert_eq!(request_host(Some("backup.north.example")).as_deref(), Some("backup.north.example"));
+        assert_eq!(request_host(Some("[::1]:8080")), None);
+        assert_eq!(request_host(Some("")), None);
+        assert_eq!(request_host(None), None);
     }
 }

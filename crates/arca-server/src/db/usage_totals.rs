@@ -1,0 +1,623 @@
+//! Metering summed for the pages that read it most: the dashboard's figures per day and each
+//! tenant's month for billing, summed by the database and kept once a day is over.
+//!
+//! Why: a provider with 10,000 repositories has 300,000 metering rows a month. Reading them
+//! through the SQL driver to sum them took the dashboard and the billing page about 2 s each.
+//! Here the database sums one day at a time ([`Db::day_sums`]: an index lookup or two per
+//! repository, one row back per tenant or one in all), and the sums of days that are over are
+//! kept in two tables, so a page reads the kept figures and sums only today.
+//!
+//! - **The rule** is [`super::usage::RepoMetering::days`]'s, written here in SQL for one day: a
+//!   repository counts from the day it was created; on a day with a row it has that row's
+//!   figures, with the bytes it opened the day with counted toward its peak; on a day without, no
+//!   traffic and the stored and logical bytes of its last row before. A unit test checks that
+//!   the two agree day by day on gaps, late repositories and peaks below the carried bytes.
+//! - **Settled days.** A day is kept once it has been over for 15 minutes (UTC), longer than any
+//!   write transaction lasts (the busy timeout is 30 s), so no metering write can still be on
+//!   its way to it when it is summed.
+//! - **Forgetting.** Triggers on `usage_daily`, `repositories` and `tenants` delete the kept
+//!   figures that a change could alter: a metering row written for a settled day (an operator's
+//!   correction, a test that moves dates) forgets that day and every later one, and so does a
+//!   tenant moved to another reseller, a changed creation date or a deleted repository. Today's
+//!   metering writes match no kept row, so they cost an index probe each.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+
+use super::usage::MeteringOf;
+use super::{col, dyn_query, Db, Dialect, Result};
+
+/// How long after a day ends (UTC) its figures are taken as final.
+const SETTLE_MINUTES: i64 = 15;
+
+/// Kept rows written per statement (10 values each; far below both databases' limits).
+const ROWS_PER_INSERT: usize = 200;
+
+/// The last day whose figures are final.
+pub fn last_settled_day() -> NaiveDate {
+    (chrono::Utc::now() - chrono::Duration::minutes(SETTLE_MINUTES)).date_naive() - chrono::Days::new(1)
+}
+
+/// One day's figures summed over repositories (one tenant's, or every one in scope).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DaySum {
+    /// Repositories that existed that day.
+    pub repositories: i64,
+    /// Bytes stored at the end of the day.
+    pub stored: i64,
+    /// The repositories' peaks added up.
+    pub peak: i64,
+    /// Bytes the snapshots represent at the end of the day.
+    pub logical: i64,
+    /// Bytes received.
+    pub ingress: i64,
+    /// Bytes sent.
+    pub egress: i64,
+    /// Snapshots added.
+    pub snapshots: i64,
+}
+
+/// A tenant's figures over consecutive days: what a bill needs, and what is kept per month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantSpan {
+    /// Stored bytes summed over the days (the average's numerator).
+    pub stored_day_sum: i64,
+    /// The highest day's summed peak.
+    pub peak: i64,
+    /// Logical bytes on the last day with a repository.
+    pub logical: i64,
+    /// Whether any day had a repository.
+    pub seen: bool,
+    /// Bytes received.
+    pub ingress: i64,
+    /// Bytes sent.
+    pub egress: i64,
+    /// Snapshots added.
+    pub snapshots: i64,
+}
+
+impl TenantSpan {
+    /// Adds the next day (a day without a repository stores nothing).
+    pub fn add_day(&mut self, d: &DaySum) {
+        self.stored_day_sum = self.stored_day_sum.saturating_add(d.stored);
+        self.peak = self.peak.max(d.peak);
+        if d.repositories > 0 {
+            self.seen = true;
+            self.logical = d.logical;
+        }
+        self.ingress = self.ingress.saturating_add(d.ingress);
+        self.egress = self.egress.saturating_add(d.egress);
+        self.snapshots = self.snapshots.saturating_add(d.snapshots);
+    }
+}
+
+/// One day of the dashboard's charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayTotal {
+    /// The day (UTC).
+    pub day: NaiveDate,
+    /// Bytes stored at its end.
+    pub stored: i64,
+    /// Bytes received.
+    pub ingress: i64,
+    /// Bytes sent.
+    pub egress: i64,
+}
+
+impl MeteringOf {
+    /// The key its per-day totals are kept under: every repository is -1, a reseller's tenants
+    /// the reseller's id; other scopes are summed each time (one tenant's is quick).
+    fn kept_as(self) -> Option<i64> {
+        match self {
+            MeteringOf::All => Some(-1),
+            MeteringOf::Reseller(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+fn day_text(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+impl Db {
+    /// The figures of `day` summed over the repositories of `of` that existed that day: per
+    /// tenant (tenants without a repository then are absent), or in all (one entry, tenant 0).
+    /// The SQL form of [`super::usage::RepoMetering::days`]'s rule; see the module's notes.
+    pub async fn day_sums(&self, of: MeteringOf, day: NaiveDate, per_tenant: bool) -> Result<Vec<(i64, DaySum)>> {
+        let (cond, value) = of.condition("r.tenant_id", 3);
+        let (tenant, group) =
+            if per_tenant { ("r.tenant_id", "GROUP BY r.tenant_id") } else { ("CAST(0 AS BIGINT)", "") };
+        // `p` is the repository's last row before the day (what it carries in), `t` the day's.
+        let carried = "COALESCE(p.stored_bytes, 0)";
+        let sql = format!(
+            "SELECT {tenant} AS tenant_id, COUNT(r.id) AS repositories, \
+             CAST(COALESCE(SUM(COALESCE(t.stored_bytes, p.stored_bytes, 0)), 0) AS BIGINT) AS stored, \
+             CAST(COALESCE(SUM(CASE WHEN t.repo_id IS NULL THEN {carried} \
+                 WHEN t.stored_peak_bytes > {carried} THEN t.stored_peak_bytes ELSE {carried} END), 0) AS BIGINT) AS peak, \
+             CAST(COALESCE(SUM(COALESCE(t.logical_bytes, p.logical_bytes, 0)), 0) AS BIGINT) AS logical, \
+             CAST(COALESCE(SUM(t.ingress_bytes), 0) AS BIGINT) AS ingress, \
+             CAST(COALESCE(SUM(t.egress_bytes), 0) AS BIGINT) AS egress, \
+             CAST(COALESCE(SUM(t.snapshots), 0) AS BIGINT) AS snapshots \
+             FROM repositories r \
+             LEFT JOIN usage_daily t ON t.repo_id = r.id AND t.day = $1 \
+             LEFT JOIN usage_daily p ON p.repo_id = r.id AND p.day = \
+                 (SELECT MAX(q.day) FROM usage_daily q WHERE q.repo_id = r.id AND q.day < $1) \
+             WHERE r.created_at < $2 AND {cond} {group}"
+        );
+        let next_midnight =
+            day.succ_opt().unwrap_or(day).and_hms_opt(0, 0, 0).map_or(i64::MAX, |t| t.and_utc().timestamp());
+        let mut q = dyn_query(sql).bind(day_text(day)).bind(next_midnight);
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
+        let mut out = Vec::new();
+        for r in q.fetch_all(self.pool()).await? {
+            out.push((
+                col(&r, "tenant_id")?,
+                DaySum {
+                    repositories: col(&r, "repositories")?,
+                    stored: col(&r, "stored")?,
+                    peak: col(&r, "peak")?,
+                    logical: col(&r, "logical")?,
+                    ingress: col(&r, "ingress")?,
+                    egress: col(&r, "egress")?,
+                    snapshots: col(&r, "snapshots")?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Stored bytes and traffic of each day from `first` to `last` over the repositories of
+    /// `of`: the dashboard's charts. Settled days of every repository or of one reseller's are
+    /// kept and read back; the others are summed.
+    pub async fn daily_totals(&self, of: MeteringOf, first: NaiveDate, last: NaiveDate) -> Result<Vec<DayTotal>> {
+        let settled = last_settled_day();
+        let key = of.kept_as();
+        let mut kept: HashMap<NaiveDate, DayTotal> = HashMap::new();
+        if let Some(k) = key {
+            let rows = sqlx::query(
+                "SELECT day, stored_bytes, ingress_bytes, egress_bytes FROM usage_day_totals \
+                 WHERE scope = $1 AND day >= $2 AND day <= $3",
+            )
+            .bind(k)
+            .bind(day_text(first))
+            .bind(day_text(last))
+            .fetch_all(self.pool())
+            .await?;
+            for r in rows {
+                let Some(day) = parse_day(&col::<String>(&r, "day")?) else { continue };
+                kept.insert(
+                    day,
+                    DayTotal {
+                        day,
+                        stored: col(&r, "stored_bytes")?,
+                        ingress: col(&r, "ingress_bytes")?,
+                        egress: col(&r, "egress_bytes")?,
+                    },
+                );
+            }
+        }
+        let mut out = Vec::new();
+        let mut to_keep = Vec::new();
+        for day in first.iter_days().take_while(|d| *d <= last) {
+            if let Some(t) = kept.get(&day) {
+                out.push(*t);
+                continue;
+            }
+            let sum = self.day_sums(of, day, false).await?.first().map(|(_, s)| *s).unwrap_or_default();
+            let total = DayTotal { day, stored: sum.stored, ingress: sum.ingress, egress: sum.egress };
+            if day <= settled {
+                to_keep.push(total);
+            }
+            out.push(total);
+        }
+        if let (Some(k), false) = (key, to_keep.is_empty()) {
+            let mut tx = self.begin_write().await?;
+            for chunk in to_keep.chunks(ROWS_PER_INSERT) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        format!("(${}, ${}, ${}, ${}, ${})", 5 * i + 1, 5 * i + 2, 5 * i + 3, 5 * i + 4, 5 * i + 5)
+                    })
+                    .collect();
+                let mut q = dyn_query(format!(
+                    "INSERT INTO usage_day_totals (day, scope, stored_bytes, ingress_bytes, egress_bytes) VALUES {} \
+                     ON CONFLICT (day, scope) DO UPDATE SET stored_bytes = excluded.stored_bytes, \
+                     ingress_bytes = excluded.ingress_bytes, egress_bytes = excluded.egress_bytes",
+                    values.join(", ")
+                ));
+                for t in chunk {
+                    q = q.bind(day_text(t.day)).bind(k).bind(t.stored).bind(t.ingress).bind(t.egress);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(out)
+    }
+
+    /// Each tenant's figures in `month` from its first billed day (`tenants`: id and that day)
+    /// to `end`. What is kept for the month is read back and extended by the days after it;
+    /// the settled part is kept again for the next time.
+    pub(crate) async fn tenant_months(
+        &self,
+        of: MeteringOf,
+        month: &str,
+        tenants: &[(i64, NaiveDate)],
+        end: NaiveDate,
+    ) -> Result<HashMap<i64, TenantSpan>> {
+        let settled = last_settled_day().min(end);
+        let (cond, value) = of.condition("tenant_id", 2);
+        let mut q = dyn_query(format!(
+            "SELECT tenant_id, through_day, stored_day_sum, peak_bytes, logical_bytes, seen, ingress_bytes, \
+             egress_bytes, snapshots FROM usage_month_totals WHERE month = $1 AND {cond}"
+        ))
+        .bind(month.to_string());
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
+        let mut kept: HashMap<i64, (NaiveDate, TenantSpan)> = HashMap::new();
+        for r in q.fetch_all(self.pool()).await? {
+            let Some(through) = parse_day(&col::<String>(&r, "through_day")?) else { continue };
+            let span = TenantSpan {
+                stored_day_sum: col(&r, "stored_day_sum")?,
+                peak: col(&r, "peak_bytes")?,
+                logical: col(&r, "logical_bytes")?,
+                seen: col::<i64>(&r, "seen")? != 0,
+                ingress: col(&r, "ingress_bytes")?,
+                egress: col(&r, "egress_bytes")?,
+                snapshots: col(&r, "snapshots")?,
+            };
+            kept.insert(col(&r, "tenant_id")?, (through, span));
+        }
+        // Per tenant: the first day still to sum, and the figures before it.
+        let mut spans: HashMap<i64, (NaiveDate, TenantSpan)> = tenants
+            .iter()
+            .map(|&(id, from)| {
+                let start = match kept.get(&id) {
+                    Some(&(through, span)) if through >= from && through <= end => {
+                        (through + chrono::Days::new(1), span)
+                    }
+                    _ => (from, TenantSpan::default()),
+                };
+                (id, start)
+            })
+            .collect();
+        let mut to_keep: Vec<(i64, TenantSpan)> = Vec::new();
+        if let Some(lo) = spans.values().map(|(start, _)| *start).min() {
+            for day in lo.iter_days().take_while(|d| *d <= end) {
+                let sums: HashMap<i64, DaySum> = self.day_sums(of, day, true).await?.into_iter().collect();
+                for (id, (start, span)) in spans.iter_mut() {
+                    if *start <= day {
+                        span.add_day(sums.get(id).unwrap_or(&DaySum::default()));
+                        if day == settled {
+                            to_keep.push((*id, *span));
+                        }
+                    }
+                }
+            }
+        }
+        if !to_keep.is_empty() {
+            let mut tx = self.begin_write().await?;
+            for chunk in to_keep.chunks(ROWS_PER_INSERT) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        format!("({})", (1..=10).map(|c| format!("${}", 10 * i + c)).collect::<Vec<_>>().join(", "))
+                    })
+                    .collect();
+                let mut q = dyn_query(format!(
+                    "INSERT INTO usage_month_totals (tenant_id, month, through_day, stored_day_sum, peak_bytes, \
+                     logical_bytes, seen, ingress_bytes, egress_bytes, snapshots) VALUES {} \
+                     ON CONFLICT (tenant_id, month) DO UPDATE SET through_day = excluded.through_day, \
+                     stored_day_sum = excluded.stored_day_sum, peak_bytes = excluded.peak_bytes, \
+                     logical_bytes = excluded.logical_bytes, seen = excluded.seen, \
+                     ingress_bytes = excluded.ingress_bytes, egress_bytes = excluded.egress_bytes, \
+                     snapshots = excluded.snapshots",
+                    values.join(", ")
+                ));
+                for (id, s) in chunk {
+                    q = q
+                        .bind(*id)
+                        .bind(month.to_string())
+                        .bind(day_text(settled))
+                        .bind(s.stored_day_sum)
+                        .bind(s.peak)
+                        .bind(s.logical)
+                        .bind(i64::from(s.seen))
+                        .bind(s.ingress)
+                        .bind(s.egress)
+                        .bind(s.snapshots);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(spans.into_iter().map(|(id, (_, span))| (id, span)).collect())
+    }
+}
+
+/// The tables that keep the figures (schema 18).
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE usage_day_totals (
+    day TEXT NOT NULL,
+    scope BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL,
+    ingress_bytes BIGINT NOT NULL,
+    egress_bytes BIGINT NOT NULL,
+    PRIMARY KEY (day, scope)
+);
+CREATE TABLE usage_month_totals (
+    tenant_id BIGINT NOT NULL,
+    month TEXT NOT NULL,
+    through_day TEXT NOT NULL,
+    stored_day_sum BIGINT NOT NULL,
+    peak_bytes BIGINT NOT NULL,
+    logical_bytes BIGINT NOT NULL,
+    seen BIGINT NOT NULL,
+    ingress_bytes BIGINT NOT NULL,
+    egress_bytes BIGINT NOT NULL,
+    snapshots BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, month)
+)
+"#;
+
+/// What a changed metering row of `{R}` (NEW or OLD) makes stale: its day and every later one.
+const FORGET_ROW: &str = "DELETE FROM usage_day_totals WHERE day >= {R}.day; \
+     DELETE FROM usage_month_totals WHERE tenant_id = {R}.tenant_id AND through_day >= {R}.day;";
+
+/// The triggers that forget kept figures (schema 18), one statement each: created with the
+/// tables, in each dialect's syntax (not split at semicolons).
+pub(super) fn triggers(dialect: Dialect) -> Vec<String> {
+    let row = |r: &str| FORGET_ROW.replace("{R}", r);
+    match dialect {
+        Dialect::Sqlite => {
+            let all = |r: &str, id: &str| {
+                format!("DELETE FROM usage_day_totals; DELETE FROM usage_month_totals WHERE tenant_id = {r}.{id};")
+            };
+            vec![
+                format!("CREATE TRIGGER usage_totals_row_insert AFTER INSERT ON usage_daily BEGIN {} END", row("NEW")),
+                format!(
+                    "CREATE TRIGGER usage_totals_row_update AFTER UPDATE ON usage_daily BEGIN {} {} END",
+                    row("OLD"),
+                    row("NEW")
+                ),
+                format!("CREATE TRIGGER usage_totals_row_delete AFTER DELETE ON usage_daily BEGIN {} END", row("OLD")),
+                format!(
+                    "CREATE TRIGGER usage_totals_repository_insert AFTER INSERT ON repositories BEGIN {} END",
+                    all("NEW", "tenant_id")
+                ),
+                format!(
+                    "CREATE TRIGGER usage_totals_repository_update AFTER UPDATE OF created_at, tenant_id ON repositories \
+                     BEGIN {} {} END",
+                    all("OLD", "tenant_id"),
+                    all("NEW", "tenant_id")
+                ),
+                format!(
+                    "CREATE TRIGGER usage_totals_repository_delete AFTER DELETE ON repositories BEGIN {} END",
+                    all("OLD", "tenant_id")
+                ),
+                format!(
+                    "CREATE TRIGGER usage_totals_tenant_update AFTER UPDATE OF created_at, reseller_id ON tenants \
+                     BEGIN {} END",
+                    all("NEW", "id")
+                ),
+                format!("CREATE TRIGGER usage_totals_tenant_delete AFTER DELETE ON tenants BEGIN {} END", all("OLD", "id")),
+            ]
+        }
+        Dialect::Postgres => vec![
+            format!(
+                "CREATE FUNCTION usage_totals_forget() RETURNS trigger LANGUAGE plpgsql AS $body$ \
+                 BEGIN \
+                   IF TG_TABLE_NAME = 'usage_daily' THEN \
+                     IF TG_OP <> 'INSERT' THEN {old} END IF; \
+                     IF TG_OP <> 'DELETE' THEN {new} END IF; \
+                   ELSE \
+                     DELETE FROM usage_day_totals; \
+                     IF TG_TABLE_NAME = 'repositories' THEN \
+                       IF TG_OP <> 'INSERT' THEN DELETE FROM usage_month_totals WHERE tenant_id = OLD.tenant_id; END IF; \
+                       IF TG_OP <> 'DELETE' THEN DELETE FROM usage_month_totals WHERE tenant_id = NEW.tenant_id; END IF; \
+                     ELSE \
+                       DELETE FROM usage_month_totals WHERE tenant_id = OLD.id; \
+                     END IF; \
+                   END IF; \
+                   RETURN NULL; \
+                 END $body$",
+                old = row("OLD"),
+                new = row("NEW")
+            ),
+            "CREATE TRIGGER usage_totals_row AFTER INSERT OR UPDATE OR DELETE ON usage_daily \
+             FOR EACH ROW EXECUTE FUNCTION usage_totals_forget()"
+                .into(),
+            "CREATE TRIGGER usage_totals_repository AFTER INSERT OR DELETE OR UPDATE OF created_at, tenant_id \
+             ON repositories FOR EACH ROW EXECUTE FUNCTION usage_totals_forget()"
+                .into(),
+            "CREATE TRIGGER usage_totals_tenant AFTER DELETE OR UPDATE OF created_at, reseller_id ON tenants \
+             FOR EACH ROW EXECUTE FUNCTION usage_totals_forget()"
+                .into(),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::databases;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// A metering row: stored, peak, logical and ingress bytes (3 bytes sent, a snapshot).
+    async fn row(db: &Db, (repo, tenant): (i64, i64), day: &str, [stored, peak, logical, ingress]: [i64; 4]) {
+        sqlx::query(
+            "INSERT INTO usage_daily (repo_id, day, tenant_id, ingress_bytes, egress_bytes, stored_bytes, \
+             stored_peak_bytes, object_count, logical_bytes, snapshots) VALUES ($1, $2, $3, $4, 3, $5, $6, 1, $7, 1)",
+        )
+        .bind(repo)
+        .bind(day)
+        .bind(tenant)
+        .bind(ingress)
+        .bind(stored)
+        .bind(peak)
+        .bind(logical)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+
+    /// Two tenants (one a reseller's), three repositories: gaps, a repository created in the
+    /// middle of the range, figures carried in from before it, a peak below the bytes a day
+    /// opened with.
+    async fn history(db: &Db) -> (i64, i64) {
+        let a = db.create_tenant("a", "", None).await.unwrap();
+        let b = db.create_tenant("b", "", None).await.unwrap();
+        let r = db.create_reseller("north", "", 0, "north-admin", "a long enough password").await.unwrap();
+        sqlx::query("UPDATE tenants SET reseller_id = $1 WHERE id = $2")
+            .bind(r.id)
+            .bind(b.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE tenants SET created_at = 1700000000").execute(db.pool()).await.unwrap();
+        let r1 = db.create_repository("a", "a1", None).await.unwrap();
+        let r2 = db.create_repository("a", "a2", None).await.unwrap();
+        let r3 = db.create_repository("b", "b1", None).await.unwrap();
+        for (repo, created) in [(r1.id, 1704067200), (r2.id, 1704326400), (r3.id, 1701388800)] {
+            // 2024-01-01, 2024-01-04, 2023-12-01
+            sqlx::query("UPDATE repositories SET created_at = $1 WHERE id = $2")
+                .bind(created)
+                .bind(repo)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        row(db, (r1.id, a.id), "2024-01-02", [100, 120, 300, 5]).await;
+        row(db, (r1.id, a.id), "2024-01-05", [50, 40, 310, 0]).await;
+        row(db, (r1.id, a.id), "2024-01-09", [70, 80, 320, 9]).await;
+        row(db, (r2.id, a.id), "2024-01-04", [10, 15, 20, 10]).await;
+        row(db, (r2.id, a.id), "2024-01-07", [0, 10, 0, 0]).await;
+        row(db, (r3.id, b.id), "2023-12-20", [500, 500, 900, 500]).await;
+        row(db, (r3.id, b.id), "2024-01-08", [600, 650, 950, 100]).await;
+        (a.id, b.id)
+    }
+
+    /// The SQL rule and `RepoMetering::days` (behind the export) agree on every day.
+    #[tokio::test]
+    async fn the_sums_in_sql_follow_the_exports_rule() {
+        for (db, _guard) in databases().await {
+            let (a, b) = history(&db).await;
+            let export = db.usage(None, d("2024-01-01"), d("2024-01-10")).await.unwrap();
+            for day in d("2024-01-01").iter_days().take(10) {
+                let sums: HashMap<i64, DaySum> =
+                    db.day_sums(MeteringOf::All, day, true).await.unwrap().into_iter().collect();
+                let mut all = DaySum::default();
+                for (id, name) in [(a, "a"), (b, "b")] {
+                    let mut want = DaySum::default();
+                    for r in export.iter().filter(|r| r.day == day.to_string() && r.tenant == name) {
+                        want.repositories += 1;
+                        want.stored += r.stored_bytes;
+                        want.peak += r.stored_peak_bytes;
+                        want.logical += r.logical_bytes;
+                        want.ingress += r.ingress_bytes;
+                        want.egress += r.egress_bytes;
+                        want.snapshots += r.snapshots;
+                    }
+                    assert_eq!(sums.get(&id).copied().unwrap_or_default(), want, "{name} on {day}");
+                    for (x, y) in [
+                        (&mut all.repositories, want.repositories),
+                        (&mut all.stored, want.stored),
+                        (&mut all.peak, want.peak),
+                        (&mut all.logical, want.logical),
+                        (&mut all.ingress, want.ingress),
+                        (&mut all.egress, want.egress),
+                        (&mut all.snapshots, want.snapshots),
+                    ] {
+                        *x += y;
+                    }
+                }
+                let total = db.day_sums(MeteringOf::All, day, false).await.unwrap();
+                assert_eq!(total, vec![(0, all)], "all on {day}");
+            }
+            // Spot checks against the rule in words: the 5th opened with 100 + 10 bytes, so its
+            // peak is that, not the row's 40 + the carried 10.
+            let fifth: HashMap<i64, DaySum> =
+                db.day_sums(MeteringOf::All, d("2024-01-05"), true).await.unwrap().into_iter().collect();
+            assert_eq!((fifth[&a].stored, fifth[&a].peak, fifth[&a].repositories), (60, 110, 2));
+            assert_eq!((fifth[&b].stored, fifth[&b].logical), (500, 900), "carried from December");
+            let reseller: Vec<i64> = db
+                .day_sums(MeteringOf::Reseller(db.reseller("north").await.unwrap().id), d("2024-01-05"), true)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            assert_eq!(reseller, vec![b], "a reseller's scope");
+        }
+    }
+
+    async fn kept_rows(db: &Db, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Settled days are kept and read back; a metering row written later for one of them, a
+    /// tenant moved to another reseller or a changed creation date forgets what it alters.
+    #[tokio::test]
+    async fn kept_sums_are_forgotten_when_their_rows_change() {
+        for (db, _guard) in databases().await {
+            let (a, b) = history(&db).await;
+            let (first, last) = (d("2024-01-01"), d("2024-01-10"));
+            let fresh = db.daily_totals(MeteringOf::All, first, last).await.unwrap();
+            assert_eq!(kept_rows(&db, "usage_day_totals").await, 10);
+            assert_eq!(db.daily_totals(MeteringOf::All, first, last).await.unwrap(), fresh, "read back");
+            let stored: Vec<i64> = fresh.iter().map(|t| t.stored).collect();
+            assert_eq!(stored, [500, 600, 600, 610, 560, 560, 550, 650, 670, 670]);
+
+            let tenants = [(a, first), (b, first)];
+            let month = db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-31")).await.unwrap();
+            assert_eq!(kept_rows(&db, "usage_month_totals").await, 2);
+            assert_eq!(db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-31")).await.unwrap(), month);
+            assert_eq!((month[&a].peak, month[&a].logical, month[&a].ingress), (120, 320, 24));
+            // 0 + 100 + 100 + 110 + 60 + 60 + 50 + 50, then 23 days of 70.
+            assert_eq!(month[&a].stored_day_sum, 530 + 23 * 70);
+            // Part of the month, then the rest from what was kept.
+            let part = db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-06")).await.unwrap();
+            assert_eq!(part[&a].stored_day_sum, 430);
+            assert_eq!(db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-31")).await.unwrap(), month);
+
+            // A correction for the 6th: tenant a's month and the days from the 6th are forgotten.
+            let r1: i64 =
+                sqlx::query_scalar("SELECT id FROM repositories WHERE name = 'a1'").fetch_one(db.pool()).await.unwrap();
+            row(&db, (r1, a), "2024-01-06", [1000, 1000, 310, 0]).await;
+            let kept: Vec<String> =
+                sqlx::query_scalar("SELECT day FROM usage_day_totals ORDER BY day").fetch_all(db.pool()).await.unwrap();
+            assert_eq!(kept.last().map(String::as_str), Some("2024-01-05"));
+            assert_eq!(kept_rows(&db, "usage_month_totals").await, 1, "b's month stays");
+            let after = db.daily_totals(MeteringOf::All, first, last).await.unwrap();
+            assert_eq!(after[5].stored, 1510);
+            assert_eq!(after[6].stored, 1500, "carried into the 7th");
+            let month = db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-31")).await.unwrap();
+            assert_eq!(month[&a].peak, 1010);
+
+            // Moving b to the provider forgets every day's totals (they are kept per reseller).
+            sqlx::query("UPDATE tenants SET reseller_id = NULL WHERE id = $1")
+                .bind(b)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            assert_eq!(kept_rows(&db, "usage_day_totals").await, 0);
+            // Today is never kept.
+            let today = chrono::Utc::now().date_naive();
+            db.daily_totals(MeteringOf::All, today, today).await.unwrap();
+            assert_eq!(kept_rows(&db, "usage_day_totals").await, 0);
+        }
+    }
+}
