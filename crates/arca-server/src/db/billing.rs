@@ -255,12 +255,9 @@ impl Db {
         let created_of = |t: &super::accounts::Tenant| {
             chrono::DateTime::from_timestamp(t.created_at, 0).map_or(first, |d| d.date_naive())
         };
-        let billed: Vec<(i64, NaiveDate)> = tenants
-            .iter()
-            .filter(|t| billed_days(first, last, created_of(t), today).0 > 0)
-            .map(|t| (t.id, first.max(created_of(t))))
-            .collect();
-        let spans = self.tenant_months(scope, month, &billed, end).await?;
+        let billed: Vec<i64> =
+            tenants.iter().filter(|t| billed_days(first, last, created_of(t), today).0 > 0).map(|t| t.id).collect();
+        let spans = self.tenant_months(scope, month, first, &billed, end).await?;
         let mut out = Vec::new();
         for t in &tenants {
             let settings = match prices {

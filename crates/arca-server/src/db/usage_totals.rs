@@ -3,9 +3,9 @@
 //!
 //! Why: a provider with 10,000 repositories has 300,000 metering rows a month. Reading them
 //! through the SQL driver to sum them took the dashboard and the billing page about 2 s each.
-//! Here the database sums one day at a time ([`Db::day_sums`]: an index lookup or two per
-//! repository, one row back per tenant or one in all), and the sums of days that are over are
-//! kept in two tables, so a page reads the kept figures and sums only today.
+//! Here the database sums the days ([`Db::day_sums`], [`Db::span_sums`]: an index lookup or
+//! two per repository and day, one row back per tenant or per day), and the sums of the days
+//! that are over are kept in two tables, so a page reads the kept figures and sums only today.
 //!
 //! - **The rule** is [`super::usage::RepoMetering::days`]'s, written here in SQL for one day: a
 //!   repository counts from the day it was created; on a day with a row it has that row's
@@ -78,17 +78,17 @@ pub struct TenantSpan {
 }
 
 impl TenantSpan {
-    /// Adds the next day (a day without a repository stores nothing).
-    pub fn add_day(&mut self, d: &DaySum) {
-        self.stored_day_sum = self.stored_day_sum.saturating_add(d.stored);
-        self.peak = self.peak.max(d.peak);
-        if d.repositories > 0 {
+    /// These figures followed by `later`'s (the days right after).
+    pub fn then(&mut self, later: &TenantSpan) {
+        self.stored_day_sum = self.stored_day_sum.saturating_add(later.stored_day_sum);
+        self.peak = self.peak.max(later.peak);
+        if later.seen {
             self.seen = true;
-            self.logical = d.logical;
+            self.logical = later.logical;
         }
-        self.ingress = self.ingress.saturating_add(d.ingress);
-        self.egress = self.egress.saturating_add(d.egress);
-        self.snapshots = self.snapshots.saturating_add(d.snapshots);
+        self.ingress = self.ingress.saturating_add(later.ingress);
+        self.egress = self.egress.saturating_add(later.egress);
+        self.snapshots = self.snapshots.saturating_add(later.snapshots);
     }
 }
 
@@ -125,41 +125,83 @@ fn parse_day(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
+/// The SQL of the rule: a row per day of `days` (and per tenant when `by_tenant`) summing the
+/// repositories of the condition `cond` that existed that day (and whose tenant did): the
+/// repository's row of the day `t`, or its last row before `p`. The days are bound as `$1`,
+/// `$2` (the day, and the next midnight as a Unix time), `$3`, `$4` and so on.
+fn per_day_sql(days: usize, cond: &str, by_tenant: bool) -> String {
+    let values: Vec<String> = (0..days).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+    let (tenant, group) =
+        if by_tenant { ("r.tenant_id", "r.tenant_id, d.day") } else { ("CAST(0 AS BIGINT)", "d.day") };
+    let carried = "COALESCE(p.stored_bytes, 0)";
+    format!(
+        "WITH days (day, ends) AS (VALUES {values}), \
+         per AS (SELECT {tenant} AS tenant_id, d.day AS day, COUNT(r.id) AS repositories, \
+           CAST(SUM(COALESCE(t.stored_bytes, p.stored_bytes, 0)) AS BIGINT) AS stored, \
+           CAST(SUM(CASE WHEN t.repo_id IS NULL THEN {carried} \
+             WHEN t.stored_peak_bytes > {carried} THEN t.stored_peak_bytes ELSE {carried} END) AS BIGINT) AS peak, \
+           CAST(SUM(COALESCE(t.logical_bytes, p.logical_bytes, 0)) AS BIGINT) AS logical, \
+           CAST(COALESCE(SUM(t.ingress_bytes), 0) AS BIGINT) AS ingress, \
+           CAST(COALESCE(SUM(t.egress_bytes), 0) AS BIGINT) AS egress, \
+           CAST(COALESCE(SUM(t.snapshots), 0) AS BIGINT) AS snapshots \
+         FROM days d \
+         JOIN repositories r ON r.created_at < d.ends \
+         JOIN tenants tn ON tn.id = r.tenant_id AND tn.created_at < d.ends \
+         LEFT JOIN usage_daily t ON t.repo_id = r.id AND t.day = d.day \
+         LEFT JOIN usage_daily p ON p.repo_id = r.id AND p.day = \
+           (SELECT MAX(q.day) FROM usage_daily q WHERE q.repo_id = r.id AND q.day < d.day) \
+         WHERE {cond} GROUP BY {group})",
+        values = values.join(", ")
+    )
+}
+
+/// Binds `first..=last` as [`per_day_sql`]'s days, then the scope's value.
+fn bind_days(
+    sql: String,
+    first: NaiveDate,
+    last: NaiveDate,
+    value: Option<i64>,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let mut q = dyn_query(sql);
+    for day in first.iter_days().take_while(|d| *d <= last) {
+        let ends = day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).map_or(i64::MAX, |t| t.and_utc().timestamp());
+        q = q.bind(day_text(day)).bind(ends);
+    }
+    if let Some(v) = value {
+        q = q.bind(v);
+    }
+    q
+}
+
+/// Days from `first` to `last`, inclusive (0 when `last` is before `first`).
+fn day_count(first: NaiveDate, last: NaiveDate) -> usize {
+    ((last - first).num_days() + 1).max(0) as usize
+}
+
 impl Db {
-    /// The figures of `day` summed over the repositories of `of` that existed that day: per
-    /// tenant (tenants without a repository then are absent), or in all (one entry, tenant 0).
-    /// The SQL form of [`super::usage::RepoMetering::days`]'s rule; see the module's notes.
-    pub async fn day_sums(&self, of: MeteringOf, day: NaiveDate, per_tenant: bool) -> Result<Vec<(i64, DaySum)>> {
-        let (cond, value) = of.condition("r.tenant_id", 3);
-        let (tenant, group) =
-            if per_tenant { ("r.tenant_id", "GROUP BY r.tenant_id") } else { ("CAST(0 AS BIGINT)", "") };
-        // `p` is the repository's last row before the day (what it carries in), `t` the day's.
-        let carried = "COALESCE(p.stored_bytes, 0)";
-        let sql = format!(
-            "SELECT {tenant} AS tenant_id, COUNT(r.id) AS repositories, \
-             CAST(COALESCE(SUM(COALESCE(t.stored_bytes, p.stored_bytes, 0)), 0) AS BIGINT) AS stored, \
-             CAST(COALESCE(SUM(CASE WHEN t.repo_id IS NULL THEN {carried} \
-                 WHEN t.stored_peak_bytes > {carried} THEN t.stored_peak_bytes ELSE {carried} END), 0) AS BIGINT) AS peak, \
-             CAST(COALESCE(SUM(COALESCE(t.logical_bytes, p.logical_bytes, 0)), 0) AS BIGINT) AS logical, \
-             CAST(COALESCE(SUM(t.ingress_bytes), 0) AS BIGINT) AS ingress, \
-             CAST(COALESCE(SUM(t.egress_bytes), 0) AS BIGINT) AS egress, \
-             CAST(COALESCE(SUM(t.snapshots), 0) AS BIGINT) AS snapshots \
-             FROM repositories r \
-             LEFT JOIN usage_daily t ON t.repo_id = r.id AND t.day = $1 \
-             LEFT JOIN usage_daily p ON p.repo_id = r.id AND p.day = \
-                 (SELECT MAX(q.day) FROM usage_daily q WHERE q.repo_id = r.id AND q.day < $1) \
-             WHERE r.created_at < $2 AND {cond} {group}"
-        );
-        let next_midnight =
-            day.succ_opt().unwrap_or(day).and_hms_opt(0, 0, 0).map_or(i64::MAX, |t| t.and_utc().timestamp());
-        let mut q = dyn_query(sql).bind(day_text(day)).bind(next_midnight);
-        if let Some(v) = value {
-            q = q.bind(v);
+    /// The figures of each day from `first` to `last` (at most [`super::usage::MAX_DAYS`])
+    /// summed over the repositories of `of` that existed then: per tenant and day (tenants
+    /// without a repository that day are absent), or per day in all (tenant 0). The SQL form of
+    /// [`super::usage::RepoMetering::days`]'s rule; see the module's notes.
+    pub async fn day_sums(
+        &self,
+        of: MeteringOf,
+        first: NaiveDate,
+        last: NaiveDate,
+        per_tenant: bool,
+    ) -> Result<Vec<(i64, NaiveDate, DaySum)>> {
+        let days = day_count(first, last);
+        if days == 0 || days as i64 > super::usage::MAX_DAYS {
+            return Ok(Vec::new());
         }
+        let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
+        let sql = format!("{} SELECT * FROM per ORDER BY day, tenant_id", per_day_sql(days, &cond, per_tenant));
         let mut out = Vec::new();
-        for r in q.fetch_all(self.pool()).await? {
+        for r in bind_days(sql, first, last, value).fetch_all(self.pool()).await? {
+            let Some(day) = parse_day(&col::<String>(&r, "day")?) else { continue };
             out.push((
                 col(&r, "tenant_id")?,
+                day,
                 DaySum {
                     repositories: col(&r, "repositories")?,
                     stored: col(&r, "stored")?,
@@ -170,6 +212,47 @@ impl Db {
                     snapshots: col(&r, "snapshots")?,
                 },
             ));
+        }
+        Ok(out)
+    }
+
+    /// Each tenant's figures from `first` to `last` (from the day it was created, if later),
+    /// summed by the database from [`per_day_sql`]'s days: one row per tenant comes back.
+    pub async fn span_sums(
+        &self,
+        of: MeteringOf,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<HashMap<i64, TenantSpan>> {
+        let days = day_count(first, last);
+        if days == 0 || days as i64 > super::usage::MAX_DAYS {
+            return Ok(HashMap::new());
+        }
+        let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
+        // Repositories are not taken away within a range (a deleted one leaves no history), so a
+        // tenant's last day with one is the range's last day.
+        let last_day = format!("${}", 2 * days - 1);
+        let sql = format!(
+            "{} SELECT tenant_id, CAST(SUM(stored) AS BIGINT) AS stored_day_sum, CAST(MAX(peak) AS BIGINT) AS peak, \
+             CAST(SUM(CASE WHEN day = {last_day} THEN logical ELSE 0 END) AS BIGINT) AS logical, \
+             CAST(SUM(ingress) AS BIGINT) AS ingress, CAST(SUM(egress) AS BIGINT) AS egress, \
+             CAST(SUM(snapshots) AS BIGINT) AS snapshots FROM per GROUP BY tenant_id",
+            per_day_sql(days, &cond, true)
+        );
+        let mut out = HashMap::new();
+        for r in bind_days(sql, first, last, value).fetch_all(self.pool()).await? {
+            out.insert(
+                col(&r, "tenant_id")?,
+                TenantSpan {
+                    stored_day_sum: col(&r, "stored_day_sum")?,
+                    peak: col(&r, "peak")?,
+                    logical: col(&r, "logical")?,
+                    seen: true,
+                    ingress: col(&r, "ingress")?,
+                    egress: col(&r, "egress")?,
+                    snapshots: col(&r, "snapshots")?,
+                },
+            );
         }
         Ok(out)
     }
@@ -204,20 +287,21 @@ impl Db {
                 );
             }
         }
-        let mut out = Vec::new();
-        let mut to_keep = Vec::new();
-        for day in first.iter_days().take_while(|d| *d <= last) {
-            if let Some(t) = kept.get(&day) {
-                out.push(*t);
-                continue;
+        let kept_before: std::collections::HashSet<NaiveDate> = kept.keys().copied().collect();
+        // The days not kept (after a change, only the last ones) are summed in one statement.
+        let all_days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
+        let missing: Vec<NaiveDate> = all_days.iter().copied().filter(|d| !kept.contains_key(d)).collect();
+        if let (Some(lo), Some(hi)) = (missing.first(), missing.last()) {
+            let summed: HashMap<NaiveDate, DaySum> =
+                self.day_sums(of, *lo, *hi, false).await?.into_iter().map(|(_, day, sum)| (day, sum)).collect();
+            for day in missing {
+                let sum = summed.get(&day).copied().unwrap_or_default();
+                kept.insert(day, DayTotal { day, stored: sum.stored, ingress: sum.ingress, egress: sum.egress });
             }
-            let sum = self.day_sums(of, day, false).await?.first().map(|(_, s)| *s).unwrap_or_default();
-            let total = DayTotal { day, stored: sum.stored, ingress: sum.ingress, egress: sum.egress };
-            if day <= settled {
-                to_keep.push(total);
-            }
-            out.push(total);
         }
+        let out: Vec<DayTotal> = all_days.iter().map(|d| kept[d]).collect();
+        let to_keep: Vec<DayTotal> =
+            out.iter().copied().filter(|t| t.day <= settled && !kept_before.contains(&t.day)).collect();
         if let (Some(k), false) = (key, to_keep.is_empty()) {
             let mut tx = self.begin_write().await?;
             for chunk in to_keep.chunks(ROWS_PER_INSERT) {
@@ -242,14 +326,15 @@ impl Db {
         Ok(out)
     }
 
-    /// Each tenant's figures in `month` from its first billed day (`tenants`: id and that day)
-    /// to `end`. What is kept for the month is read back and extended by the days after it;
-    /// the settled part is kept again for the next time.
+    /// The figures of each of `tenants` in `month` (which begins on `first`) from the day it was
+    /// created, or the 1st, to `end`. What is kept for the month is read back and extended by
+    /// the days after it; the settled part is kept again for the next time.
     pub(crate) async fn tenant_months(
         &self,
         of: MeteringOf,
         month: &str,
-        tenants: &[(i64, NaiveDate)],
+        first: NaiveDate,
+        tenants: &[i64],
         end: NaiveDate,
     ) -> Result<HashMap<i64, TenantSpan>> {
         let settled = last_settled_day().min(end);
@@ -276,31 +361,35 @@ impl Db {
             };
             kept.insert(col(&r, "tenant_id")?, (through, span));
         }
-        // Per tenant: the first day still to sum, and the figures before it.
+        // Per tenant: the first day still to sum (the SQL skips the days before it was created),
+        // and its figures before that day.
         let mut spans: HashMap<i64, (NaiveDate, TenantSpan)> = tenants
             .iter()
-            .map(|&(id, from)| {
-                let start = match kept.get(&id) {
-                    Some(&(through, span)) if through >= from && through <= end => {
-                        (through + chrono::Days::new(1), span)
-                    }
-                    _ => (from, TenantSpan::default()),
-                };
-                (id, start)
+            .map(|&id| match kept.get(&id) {
+                Some(&(through, span)) if through >= first && through <= settled => {
+                    (id, (through + chrono::Days::new(1), span))
+                }
+                _ => (id, (first, TenantSpan::default())),
             })
             .collect();
+        // The settled days, once per distinct start (usually one: the day after what was kept).
+        let starts: std::collections::BTreeSet<NaiveDate> =
+            spans.values().map(|(start, _)| *start).filter(|s| *s <= settled).collect();
         let mut to_keep: Vec<(i64, TenantSpan)> = Vec::new();
-        if let Some(lo) = spans.values().map(|(start, _)| *start).min() {
-            for day in lo.iter_days().take_while(|d| *d <= end) {
-                let sums: HashMap<i64, DaySum> = self.day_sums(of, day, true).await?.into_iter().collect();
-                for (id, (start, span)) in spans.iter_mut() {
-                    if *start <= day {
-                        span.add_day(sums.get(id).unwrap_or(&DaySum::default()));
-                        if day == settled {
-                            to_keep.push((*id, *span));
-                        }
-                    }
-                }
+        for start in starts {
+            let sums = self.span_sums(of, start, settled).await?;
+            for (id, (s, span)) in spans.iter_mut().filter(|(_, (s, _))| *s == start) {
+                span.then(&sums.get(id).copied().unwrap_or_default());
+                to_keep.push((*id, *span));
+                *s = settled + chrono::Days::new(1);
+            }
+        }
+        // The days not settled yet (today, and yesterday in its first minutes), never kept.
+        let live_from = first.max(settled + chrono::Days::new(1));
+        if live_from <= end {
+            let sums = self.span_sums(of, live_from, end).await?;
+            for (id, (_, span)) in spans.iter_mut() {
+                span.then(&sums.get(id).copied().unwrap_or_default());
             }
         }
         if !to_keep.is_empty() {
@@ -507,55 +596,87 @@ mod tests {
         (a.id, b.id)
     }
 
-    /// The SQL rule and `RepoMetering::days` (behind the export) agree on every day.
+    /// The SQL rule and `RepoMetering::days` (behind the export) agree on every day, per tenant
+    /// and in all, and over spans of days.
     #[tokio::test]
     async fn the_sums_in_sql_follow_the_exports_rule() {
         for (db, _guard) in databases().await {
             let (a, b) = history(&db).await;
-            let export = db.usage(None, d("2024-01-01"), d("2024-01-10")).await.unwrap();
-            for day in d("2024-01-01").iter_days().take(10) {
-                let sums: HashMap<i64, DaySum> =
-                    db.day_sums(MeteringOf::All, day, true).await.unwrap().into_iter().collect();
-                let mut all = DaySum::default();
-                for (id, name) in [(a, "a"), (b, "b")] {
-                    let mut want = DaySum::default();
-                    for r in export.iter().filter(|r| r.day == day.to_string() && r.tenant == name) {
-                        want.repositories += 1;
-                        want.stored += r.stored_bytes;
-                        want.peak += r.stored_peak_bytes;
-                        want.logical += r.logical_bytes;
-                        want.ingress += r.ingress_bytes;
-                        want.egress += r.egress_bytes;
-                        want.snapshots += r.snapshots;
-                    }
-                    assert_eq!(sums.get(&id).copied().unwrap_or_default(), want, "{name} on {day}");
-                    for (x, y) in [
-                        (&mut all.repositories, want.repositories),
-                        (&mut all.stored, want.stored),
-                        (&mut all.peak, want.peak),
-                        (&mut all.logical, want.logical),
-                        (&mut all.ingress, want.ingress),
-                        (&mut all.egress, want.egress),
-                        (&mut all.snapshots, want.snapshots),
-                    ] {
-                        *x += y;
-                    }
-                }
-                let total = db.day_sums(MeteringOf::All, day, false).await.unwrap();
-                assert_eq!(total, vec![(0, all)], "all on {day}");
-            }
-            // Spot checks against the rule in words: the 5th opened with 100 + 10 bytes, so its
-            // peak is that, not the row's 40 + the carried 10.
-            let fifth: HashMap<i64, DaySum> =
-                db.day_sums(MeteringOf::All, d("2024-01-05"), true).await.unwrap().into_iter().collect();
-            assert_eq!((fifth[&a].stored, fifth[&a].peak, fifth[&a].repositories), (60, 110, 2));
-            assert_eq!((fifth[&b].stored, fifth[&b].logical), (500, 900), "carried from December");
-            let reseller: Vec<i64> = db
-                .day_sums(MeteringOf::Reseller(db.reseller("north").await.unwrap().id), d("2024-01-05"), true)
+            let (first, last) = (d("2024-01-01"), d("2024-01-10"));
+            let export = db.usage(None, first, last).await.unwrap();
+            let per_tenant: HashMap<(i64, NaiveDate), DaySum> = db
+                .day_sums(MeteringOf::All, first, last, true)
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|(id, _)| id)
+                .map(|(id, day, sum)| ((id, day), sum))
+                .collect();
+            let in_all: HashMap<NaiveDate, DaySum> = db
+                .day_sums(MeteringOf::All, first, last, false)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(id, day, sum)| {
+                    assert_eq!(id, 0);
+                    (day, sum)
+                })
+                .collect();
+            // What the export says, per tenant and day.
+            let want = |name: &str, day: NaiveDate| {
+                let mut w = DaySum::default();
+                for r in export.iter().filter(|r| r.day == day.to_string() && (name.is_empty() || r.tenant == name)) {
+                    w.repositories += 1;
+                    w.stored += r.stored_bytes;
+                    w.peak += r.stored_peak_bytes;
+                    w.logical += r.logical_bytes;
+                    w.ingress += r.ingress_bytes;
+                    w.egress += r.egress_bytes;
+                    w.snapshots += r.snapshots;
+                }
+                w
+            };
+            for day in first.iter_days().take_while(|x| *x <= last) {
+                for (id, name) in [(a, "a"), (b, "b")] {
+                    assert_eq!(
+                        per_tenant.get(&(id, day)).copied().unwrap_or_default(),
+                        want(name, day),
+                        "{name} on {day}"
+                    );
+                }
+                assert_eq!(in_all.get(&day).copied().unwrap_or_default(), want("", day), "all on {day}");
+            }
+            // Spans: the days' figures added up, from any first day.
+            for from in [first, d("2024-01-04"), d("2024-01-10")] {
+                let spans = db.span_sums(MeteringOf::All, from, last).await.unwrap();
+                for (id, name) in [(a, "a"), (b, "b")] {
+                    let mut w = TenantSpan::default();
+                    for day in from.iter_days().take_while(|x| *x <= last) {
+                        let s = want(name, day);
+                        w.then(&TenantSpan {
+                            stored_day_sum: s.stored,
+                            peak: s.peak,
+                            logical: s.logical,
+                            seen: s.repositories > 0,
+                            ingress: s.ingress,
+                            egress: s.egress,
+                            snapshots: s.snapshots,
+                        });
+                    }
+                    assert_eq!(spans.get(&id).copied().unwrap_or_default(), w, "{name} from {from}");
+                }
+            }
+            // Spot checks against the rule in words: the 5th opened with 100 + 10 bytes, so its
+            // peak is that, not the row's 40 + the carried 10.
+            let fifth = |id| per_tenant[&(id, d("2024-01-05"))];
+            assert_eq!((fifth(a).stored, fifth(a).peak, fifth(a).repositories), (60, 110, 2));
+            assert_eq!((fifth(b).stored, fifth(b).logical), (500, 900), "carried from December");
+            let north = db.reseller("north").await.unwrap().id;
+            let reseller: Vec<i64> = db
+                .day_sums(MeteringOf::Reseller(north), d("2024-01-05"), d("2024-01-05"), true)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(id, _, _)| id)
                 .collect();
             assert_eq!(reseller, vec![b], "a reseller's scope");
         }
@@ -581,17 +702,25 @@ mod tests {
             let stored: Vec<i64> = fresh.iter().map(|t| t.stored).collect();
             assert_eq!(stored, [500, 600, 600, 610, 560, 560, 550, 650, 670, 670]);
 
-            let tenants = [(a, first), (b, first)];
-            let month = db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-31")).await.unwrap();
+            let (month_first, tenants) = (d("2024-01-01"), [a, b]);
+            let month =
+                db.tenant_months(MeteringOf::All, "2024-01", month_first, &tenants, d("2024-01-31")).await.unwrap();
             assert_eq!(kept_rows(&db, "usage_month_totals").await, 2);
-            assert_eq!(db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-31")).await.unwrap(), month);
+            assert_eq!(
+                db.tenant_months(MeteringOf::All, "2024-01", month_first, &tenants, d("2024-01-31")).await.unwrap(),
+                month
+            );
             assert_eq!((month[&a].peak, month[&a].logical, month[&a].ingress), (120, 320, 24));
             // 0 + 100 + 100 + 110 + 60 + 60 + 50 + 50, then 23 days of 70.
             assert_eq!(month[&a].stored_day_sum, 530 + 23 * 70);
             // Part of the month, then the rest from what was kept.
-            let part = db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-06")).await.unwrap();
+            let part =
+                db.tenant_months(MeteringOf::All, "2024-01", month_first, &tenants, d("2024-01-06")).await.unwrap();
             assert_eq!(part[&a].stored_day_sum, 430);
-            assert_eq!(db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-31")).await.unwrap(), month);
+            assert_eq!(
+                db.tenant_months(MeteringOf::All, "2024-01", month_first, &tenants, d("2024-01-31")).await.unwrap(),
+                month
+            );
 
             // A correction for the 6th: tenant a's month and the days from the 6th are forgotten.
             let r1: i64 =
@@ -604,7 +733,8 @@ mod tests {
             let after = db.daily_totals(MeteringOf::All, first, last).await.unwrap();
             assert_eq!(after[5].stored, 1510);
             assert_eq!(after[6].stored, 1500, "carried into the 7th");
-            let month = db.tenant_months(MeteringOf::All, "2024-01", &tenants, d("2024-01-31")).await.unwrap();
+            let month =
+                db.tenant_months(MeteringOf::All, "2024-01", month_first, &tenants, d("2024-01-31")).await.unwrap();
             assert_eq!(month[&a].peak, 1010);
 
             // Moving b to the provider forgets every day's totals (they are kept per reseller).
