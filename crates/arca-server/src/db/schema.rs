@@ -444,7 +444,7 @@ CREATE UNIQUE INDEX resellers_by_host ON resellers(sign_in_host)
 "#,
     // 18: metering summed per settled day and per tenant's month, and the triggers that forget
     // those sums when a row they came from changes (`usage_totals`; the triggers are written
-    // per dialect, see `dialect_steps`).
+    // per dialect, see `dialect_steps`), and metering rows found by day (today's, for the sums).
     super::usage_totals::SCHEMA,
 ];
 
@@ -518,7 +518,8 @@ mod tests {
                 Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
                 Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
             };
-            // Back before schema 18's metering sums and their triggers.
+            // Back before schema 18's metering sums, their triggers and the index by day.
+            sqlx::query("DROP INDEX usage_by_day").execute(db.pool()).await.unwrap();
             for t in ["usage_day_totals", "usage_month_totals"] {
                 dyn_query(format!("DROP TABLE {t}")).execute(db.pool()).await.unwrap();
             }
