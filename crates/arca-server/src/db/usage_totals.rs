@@ -194,56 +194,6 @@ fn day_count(first: NaiveDate, last: NaiveDate) -> usize {
     ((last - first).num_days() + 1).max(0) as usize
 }
 
-/// Sums [`per_day_sql`]'s days of `days` per tenant: a [`TenantSpan`] a row ([`span_from`]).
-fn span_select(days: usize) -> String {
-    // Repositories are not taken away within a range (a deleted one leaves no history), so a
-    // tenant's last day with one is the range's last day.
-    let last_day = format!("${}", 2 * days - 1);
-    format!(
-        "SELECT tenant_id, CAST(SUM(stored) AS BIGINT) AS stored_day_sum, CAST(MAX(peak) AS BIGINT) AS peak, \
-         CAST(SUM(CASE WHEN day = {last_day} THEN logical ELSE 0 END) AS BIGINT) AS logical, \
-         CAST(SUM(ingress) AS BIGINT) AS ingress, CAST(SUM(egress) AS BIGINT) AS egress, \
-         CAST(SUM(snapshots) AS BIGINT) AS snapshots FROM per GROUP BY tenant_id"
-    )
-}
-
-fn span_from(r: &sqlx::any::AnyRow) -> Result<TenantSpan> {
-    Ok(TenantSpan {
-        stored_day_sum: col(r, "stored_day_sum")?,
-        peak: col(r, "peak")?,
-        logical: col(r, "logical")?,
-        seen: true,
-        ingress: col(r, "ingress")?,
-        egress: col(r, "egress")?,
-        snapshots: col(r, "snapshots")?,
-    })
-}
-
-/// A kept month's columns, named `k_…` so they can sit beside [`span_select`]'s.
-const KEPT_COLUMNS: &str = "k.through_day AS k_through_day, k.stored_day_sum AS k_stored_day_sum, \
-     k.peak_bytes AS k_peak, k.logical_bytes AS k_logical, k.seen AS k_seen, k.ingress_bytes AS k_ingress, \
-     k.egress_bytes AS k_egress, k.snapshots AS k_snapshots";
-
-/// A kept month read with [`KEPT_COLUMNS`]: the last day it covers and its figures (`None`
-/// when nothing is kept).
-fn kept_from(r: &sqlx::any::AnyRow) -> Result<Option<(NaiveDate, TenantSpan)>> {
-    let Some(through) = col::<Option<String>>(r, "k_through_day")?.as_deref().and_then(parse_day) else {
-        return Ok(None);
-    };
-    Ok(Some((
-        through,
-        TenantSpan {
-            stored_day_sum: col(r, "k_stored_day_sum")?,
-            peak: col(r, "k_peak")?,
-            logical: col(r, "k_logical")?,
-            seen: col::<i64>(r, "k_seen")? != 0,
-            ingress: col(r, "k_ingress")?,
-            egress: col(r, "k_egress")?,
-            snapshots: col(r, "k_snapshots")?,
-        },
-    )))
-}
-
 impl Db {
     /// The figures of each day from `first` to `last` (at most [`super::usage::MAX_DAYS`])
     /// summed over the repositories of `of` that existed then: per tenant and day (tenants
@@ -295,10 +245,30 @@ impl Db {
             return Ok(HashMap::new());
         }
         let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
-        let sql = format!("{} {}", per_day_sql(days, &cond, true), span_select(days));
+        // Repositories are not taken away within a range (a deleted one leaves no history), so a
+        // tenant's last day with one is the range's last day.
+        let last_day = format!("${}", 2 * days - 1);
+        let sql = format!(
+            "{} SELECT tenant_id, CAST(SUM(stored) AS BIGINT) AS stored_day_sum, CAST(MAX(peak) AS BIGINT) AS peak, \
+             CAST(SUM(CASE WHEN day = {last_day} THEN logical ELSE 0 END) AS BIGINT) AS logical, \
+             CAST(SUM(ingress) AS BIGINT) AS ingress, CAST(SUM(egress) AS BIGINT) AS egress, \
+             CAST(SUM(snapshots) AS BIGINT) AS snapshots FROM per GROUP BY tenant_id",
+            per_day_sql(days, &cond, true)
+        );
         let mut out = HashMap::new();
         for r in bind_days(sql, first, last, value).fetch_all(self.pool()).await? {
-            out.insert(col(&r, "tenant_id")?, span_from(&r)?);
+            out.insert(
+                col(&r, "tenant_id")?,
+                TenantSpan {
+                    stored_day_sum: col(&r, "stored_day_sum")?,
+                    peak: col(&r, "peak")?,
+                    logical: col(&r, "logical")?,
+                    seen: true,
+                    ingress: col(&r, "ingress")?,
+                    egress: col(&r, "egress")?,
+                    snapshots: col(&r, "snapshots")?,
+                },
+            );
         }
         Ok(out)
     }
@@ -384,60 +354,41 @@ impl Db {
         end: NaiveDate,
     ) -> Result<HashMap<i64, TenantSpan>> {
         let settled = last_settled_day().min(end);
-        // The days not settled yet (today, and yesterday in its first minutes): never kept.
-        let live_from = first.max(settled + chrono::Days::new(1));
-        let live_days = day_count(live_from, end);
+        let (cond, value) = of.condition("tenant_id", 2);
+        let mut q = dyn_query(format!(
+            "SELECT tenant_id, through_day, stored_day_sum, peak_bytes, logical_bytes, seen, ingress_bytes, \
+             egress_bytes, snapshots FROM usage_month_totals WHERE month = $1 AND {cond}"
+        ))
+        .bind(month.to_string());
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
         let mut kept: HashMap<i64, (NaiveDate, TenantSpan)> = HashMap::new();
-        let mut live: Option<HashMap<i64, TenantSpan>> = None;
-        if live_days == 0 {
-            let (cond, value) = of.condition("k.tenant_id", 2);
-            let mut q = dyn_query(format!(
-                "SELECT k.tenant_id AS tenant_id, {KEPT_COLUMNS} FROM usage_month_totals k WHERE k.month = $1 AND {cond}"
-            ))
-            .bind(month.to_string());
-            if let Some(v) = value {
-                q = q.bind(v);
-            }
-            for r in q.fetch_all(self.pool()).await? {
-                if let Some(k) = kept_from(&r)? {
-                    kept.insert(col(&r, "tenant_id")?, k);
-                }
-            }
-        } else {
-            // The unsettled days' figures and what is kept, side by side in one statement (a row
-            // per tenant through the driver, not two).
-            let (cond, value) = of.condition("r.tenant_id", 2 * live_days + 1);
-            let m = 2 * live_days + 1 + usize::from(value.is_some());
-            let sql = format!(
-                "{}, live AS ({}) SELECT l.*, {KEPT_COLUMNS} FROM live l \
-                 LEFT JOIN usage_month_totals k ON k.tenant_id = l.tenant_id AND k.month = ${m}",
-                per_day_sql(live_days, &cond, true),
-                span_select(live_days)
-            );
-            let mut sums = HashMap::new();
-            for r in bind_days(sql, live_from, end, value).bind(month.to_string()).fetch_all(self.pool()).await? {
-                let id: i64 = col(&r, "tenant_id")?;
-                sums.insert(id, span_from(&r)?);
-                if let Some(k) = kept_from(&r)? {
-                    kept.insert(id, k);
-                }
-            }
-            live = Some(sums);
+        for r in q.fetch_all(self.pool()).await? {
+            let Some(through) = parse_day(&col::<String>(&r, "through_day")?) else { continue };
+            let span = TenantSpan {
+                stored_day_sum: col(&r, "stored_day_sum")?,
+                peak: col(&r, "peak_bytes")?,
+                logical: col(&r, "logical_bytes")?,
+                seen: col::<i64>(&r, "seen")? != 0,
+                ingress: col(&r, "ingress_bytes")?,
+                egress: col(&r, "egress_bytes")?,
+                snapshots: col(&r, "snapshots")?,
+            };
+            kept.insert(col(&r, "tenant_id")?, (through, span));
         }
         // Per tenant: the first day still to sum (the SQL skips the days before it was created),
-        // and its figures before that day. A tenant without a repository on the unsettled days
-        // never had one (a deleted repository leaves no history): nothing to sum.
+        // and its figures before that day.
         let mut spans: HashMap<i64, (NaiveDate, TenantSpan)> = tenants
             .iter()
             .map(|&id| match kept.get(&id) {
-                _ if live.as_ref().is_some_and(|l| !l.contains_key(&id)) => (id, (live_from, TenantSpan::default())),
                 Some(&(through, span)) if through >= first && through <= settled => {
                     (id, (through + chrono::Days::new(1), span))
                 }
                 _ => (id, (first, TenantSpan::default())),
             })
             .collect();
-        // The settled days, once per distinct start (usually none, or the day after what was kept).
+        // The settled days, once per distinct start (usually one: the day after what was kept).
         let starts: std::collections::BTreeSet<NaiveDate> =
             spans.values().map(|(start, _)| *start).filter(|s| *s <= settled).collect();
         let mut to_keep: Vec<(i64, TenantSpan)> = Vec::new();
@@ -446,12 +397,15 @@ impl Db {
             for (id, (s, span)) in spans.iter_mut().filter(|(_, (s, _))| *s == start) {
                 span.then(&sums.get(id).copied().unwrap_or_default());
                 to_keep.push((*id, *span));
-                *s = live_from;
+                *s = settled + chrono::Days::new(1);
             }
         }
-        if let Some(live) = &live {
+        // The days not settled yet (today, and yesterday in its first minutes), never kept.
+        let live_from = first.max(settled + chrono::Days::new(1));
+        if live_from <= end {
+            let sums = self.span_sums(of, live_from, end).await?;
             for (id, (_, span)) in spans.iter_mut() {
-                span.then(&live.get(id).copied().unwrap_or_default());
+                span.then(&sums.get(id).copied().unwrap_or_default());
             }
         }
         if !to_keep.is_empty() {
@@ -812,8 +766,8 @@ mod tests {
             db.daily_totals(MeteringOf::All, today, today).await.unwrap();
             assert_eq!(kept_rows(&db, "usage_day_totals").await, 0);
 
-            // This month: today's figures are read beside what is kept, the first time and the
-            // next; a tenant without a repository sums nothing.
+            // This month: the kept days and today's, the first time and the next; a tenant
+            // without a repository sums nothing.
             use chrono::Datelike;
             let first_of_month = today.with_day(1).unwrap();
             let this_month = today.format("%Y-%m").to_string();
