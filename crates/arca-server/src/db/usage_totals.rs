@@ -125,6 +125,13 @@ fn parse_day(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
+/// `rows` parenthesised lists of `columns` numbered parameters, `($1, $2), ($3, $4)`: the
+/// `VALUES` of a statement that binds many rows at once.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = |i: usize| (1..=columns).map(|c| format!("${}", columns * i + c)).collect::<Vec<_>>().join(", ");
+    (0..rows).map(|i| format!("({})", row(i))).collect::<Vec<_>>().join(", ")
+}
+
 /// The SQL of the rule: a row per day of `days` (and per tenant when `by_tenant`) summing the
 /// repositories of the condition `cond` that existed that day (and whose tenant did): the
 /// repository's row of the day (`t_…`), and the stored and logical bytes of its last row before
@@ -135,7 +142,6 @@ fn parse_day(s: &str) -> Option<NaiveDate> {
 /// PostgreSQL hashed the whole metering table for such a join, 260 ms at 320,000 rows and more
 /// with every month of history; this form costs the same in any year.
 fn per_day_sql(days: usize, cond: &str, by_tenant: bool) -> String {
-    let values: Vec<String> = (0..days).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
     let tenant = if by_tenant { "tenant_id" } else { "CAST(0 AS BIGINT)" };
     let group = if by_tenant { "tenant_id, day" } else { "day" };
     let carried = |column: &str| {
@@ -165,7 +171,7 @@ fn per_day_sql(days: usize, cond: &str, by_tenant: bool) -> String {
            LEFT JOIN usage_daily t ON t.repo_id = r.id AND t.day = d.day \
            WHERE {cond}) x \
          GROUP BY {group})",
-        values = values.join(", "),
+        values = placeholders(days, 2),
         stored = carried("stored_bytes"),
         logical = carried("logical_bytes"),
     )
@@ -321,16 +327,11 @@ impl Db {
         if let (Some(k), false) = (key, to_keep.is_empty()) {
             let mut tx = self.begin_write().await?;
             for chunk in to_keep.chunks(ROWS_PER_INSERT) {
-                let values: Vec<String> = (0..chunk.len())
-                    .map(|i| {
-                        format!("(${}, ${}, ${}, ${}, ${})", 5 * i + 1, 5 * i + 2, 5 * i + 3, 5 * i + 4, 5 * i + 5)
-                    })
-                    .collect();
                 let mut q = dyn_query(format!(
                     "INSERT INTO usage_day_totals (day, scope, stored_bytes, ingress_bytes, egress_bytes) VALUES {} \
                      ON CONFLICT (day, scope) DO UPDATE SET stored_bytes = excluded.stored_bytes, \
                      ingress_bytes = excluded.ingress_bytes, egress_bytes = excluded.egress_bytes",
-                    values.join(", ")
+                    placeholders(chunk.len(), 5)
                 ));
                 for t in chunk {
                     q = q.bind(day_text(t.day)).bind(k).bind(t.stored).bind(t.ingress).bind(t.egress);
@@ -411,11 +412,6 @@ impl Db {
         if !to_keep.is_empty() {
             let mut tx = self.begin_write().await?;
             for chunk in to_keep.chunks(ROWS_PER_INSERT) {
-                let values: Vec<String> = (0..chunk.len())
-                    .map(|i| {
-                        format!("({})", (1..=10).map(|c| format!("${}", 10 * i + c)).collect::<Vec<_>>().join(", "))
-                    })
-                    .collect();
                 let mut q = dyn_query(format!(
                     "INSERT INTO usage_month_totals (tenant_id, month, through_day, stored_day_sum, peak_bytes, \
                      logical_bytes, seen, ingress_bytes, egress_bytes, snapshots) VALUES {} \
@@ -424,7 +420,7 @@ impl Db {
                      logical_bytes = excluded.logical_bytes, seen = excluded.seen, \
                      ingress_bytes = excluded.ingress_bytes, egress_bytes = excluded.egress_bytes, \
                      snapshots = excluded.snapshots",
-                    values.join(", ")
+                    placeholders(chunk.len(), 10)
                 ));
                 for (id, s) in chunk {
                     q = q
@@ -554,6 +550,13 @@ pub(super) fn triggers(dialect: Dialect) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::db::testing::databases;
+
+    #[test]
+    fn placeholders_number_every_value() {
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(1, 3), "($1, $2, $3)");
+        assert_eq!(placeholders(0, 5), "");
+    }
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
