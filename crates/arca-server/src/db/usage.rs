@@ -90,8 +90,6 @@ pub struct DayFigures {
 /// and the days it has a row for. [`RepoMetering::days`] fills in the quiet days.
 #[derive(Debug, Clone)]
 pub struct RepoMetering {
-    /// The tenant's id.
-    pub tenant_id: i64,
     /// The tenant's name.
     pub tenant: String,
     /// The repository's name.
@@ -108,9 +106,9 @@ pub struct RepoMetering {
 
 impl RepoMetering {
     /// Every day from `first` to `last` with its figures: a day without a row has no traffic and
-    /// keeps the stored bytes, objects and logical bytes of the day before (the one carry-forward
-    /// rule behind the export, billing and the charts); a day with one counts the bytes it opened
-    /// with toward its peak.
+    /// keeps the stored bytes, objects and logical bytes of the day before; a day with one counts
+    /// the bytes it opened with toward its peak. The export's form of the metering rule; billing
+    /// and the charts sum the same rule in SQL ([`super::usage_totals`], tested against this).
     pub fn days(&self) -> impl Iterator<Item = (NaiveDate, DayFigures)> + '_ {
         let mut carried = self.carried;
         let mut rows = self.rows.iter().peekable();
@@ -126,7 +124,8 @@ impl RepoMetering {
     }
 }
 
-/// Whose repositories' metering [`Db::metering`] reads: only those rows are fetched.
+/// Whose repositories' metering is read or summed ([`Db::metering`], [`super::usage_totals`]):
+/// only those rows are fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MeteringOf {
     /// Every repository.
@@ -153,6 +152,11 @@ impl MeteringOf {
             MeteringOf::AllResellers => (sold("reseller_id IS NOT NULL".into()), None),
         }
     }
+}
+
+/// A metering row's `day` (`YYYY-MM-DD`, as written by [`NaiveDate`]'s `to_string`).
+pub(super) fn parse_day(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
 
 /// Checks an export's range and clamps its end to today.
@@ -193,13 +197,13 @@ impl Db {
         Ok(out)
     }
 
-    /// The metering of one tenant's repositories or all, from `from` to `to` (checked as
-    /// [`Db::usage`]'s range), as stored: what billing and the charts sum without writing out a
-    /// row per repository and day.
+    /// The metering of the repositories of `of`, from `from` to `to` (checked as
+    /// [`Db::usage`]'s range), as stored: what the export writes out a row per repository and day
+    /// from.
     ///
-    /// Two statements whatever the number of repositories (one per repository made the
-    /// provider's billing month cost 20,000 round trips at 10,000 tenants): the figures each
-    /// repository carries into the range, and the range's rows.
+    /// Two statements whatever the number of repositories (one per repository cost 20,000 round
+    /// trips at 10,000 tenants): the figures each repository carries into the range, and the
+    /// range's rows.
     pub async fn metering(&self, of: MeteringOf, from: NaiveDate, to: NaiveDate) -> Result<Vec<RepoMetering>> {
         let to = checked_range(from, to)?;
         let repos = self
@@ -240,8 +244,7 @@ impl Db {
         }
         let mut in_range: HashMap<i64, Vec<(NaiveDate, DayFigures)>> = HashMap::new();
         for r in rows_q.fetch_all(self.pool()).await? {
-            let day: String = col(&r, "day")?;
-            let Ok(day) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") else { continue };
+            let Some(day) = parse_day(&col::<String>(&r, "day")?) else { continue };
             let f = DayFigures {
                 stored: col(&r, "stored_bytes")?,
                 peak: col(&r, "stored_peak_bytes")?,
@@ -260,7 +263,6 @@ impl Db {
             .map(|repo| {
                 let created = chrono::DateTime::from_timestamp(repo.created_at, 0).map_or(from, |t| t.date_naive());
                 RepoMetering {
-                    tenant_id: repo.tenant_id,
                     tenant: repo.tenant,
                     repository: repo.name,
                     first: from.max(created),

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use super::usage::MeteringOf;
+use super::usage::{parse_day, MeteringOf};
 use super::{col, dyn_query, Db, Dialect, Result};
 
 /// How long after a day ends (UTC) its figures are taken as final.
@@ -117,14 +117,6 @@ impl MeteringOf {
     }
 }
 
-fn day_text(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
-}
-
-fn parse_day(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
-
 /// `rows` parenthesised lists of `columns` numbered parameters, `($1, $2), ($3, $4)`: the
 /// `VALUES` of a statement that binds many rows at once.
 fn placeholders(rows: usize, columns: usize) -> String {
@@ -187,7 +179,7 @@ fn bind_days(
     let mut q = dyn_query(sql);
     for day in first.iter_days().take_while(|d| *d <= last) {
         let ends = day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).map_or(i64::MAX, |t| t.and_utc().timestamp());
-        q = q.bind(day_text(day)).bind(ends);
+        q = q.bind(day.to_string()).bind(ends);
     }
     if let Some(v) = value {
         q = q.bind(v);
@@ -292,8 +284,8 @@ impl Db {
                  WHERE scope = $1 AND day >= $2 AND day <= $3",
             )
             .bind(k)
-            .bind(day_text(first))
-            .bind(day_text(last))
+            .bind(first.to_string())
+            .bind(last.to_string())
             .fetch_all(self.pool())
             .await?;
             for r in rows {
@@ -334,7 +326,7 @@ impl Db {
                     placeholders(chunk.len(), 5)
                 ));
                 for t in chunk {
-                    q = q.bind(day_text(t.day)).bind(k).bind(t.stored).bind(t.ingress).bind(t.egress);
+                    q = q.bind(t.day.to_string()).bind(k).bind(t.stored).bind(t.ingress).bind(t.egress);
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -426,7 +418,7 @@ impl Db {
                     q = q
                         .bind(*id)
                         .bind(month.to_string())
-                        .bind(day_text(settled))
+                        .bind(settled.to_string())
                         .bind(s.stored_day_sum)
                         .bind(s.peak)
                         .bind(s.logical)
