@@ -940,8 +940,7 @@ async fn tenant_page(
     let sell = can_sell_to(&s.principal, t);
     let plans = if sell { state.db().plans_sold_by(t.reseller_id).await.map_err(err)? } else { Vec::new() };
     let today = chrono::Utc::now().date_naive();
-    let usage = state.db().usage(Some(t.id), today - chrono::Days::new(29), today).await.map_err(err)?;
-    let (stored_chart, stored_table) = stored_chart(&usage, today, t);
+    let (stored_chart, stored_table) = stored_chart(state.db(), today, t).await.map_err(err)?;
     let (new_device, new_repo, new_token) = match &extra {
         TenantExtra::NewDevice { name, repo, token } => (Some(*name), Some(*repo), Some(*token)),
         _ => (None, None, None),
@@ -1497,8 +1496,11 @@ pub(super) async fn usage(State(state): State<AppState>, Query(q): Query<UsageQu
         })
         .collect();
     // One tenant: its stored bytes per day against its quotas.
-    let quota = scope.as_ref().map(|t| {
-        let (chart, table) = stored_chart(&rows, today, t);
+    let quota = match &scope {
+        Some(t) => Some((t, stored_chart(state.db(), today, t).await.map_err(|e| db_error(Some(&s), e))?)),
+        None => None,
+    };
+    let quota = quota.map(|(t, (chart, table))| {
         let used = if t.hard_quota_bytes > 0 {
             format!(
                 "{:.0} % of {}",
@@ -1518,17 +1520,23 @@ pub(super) async fn usage(State(state): State<AppState>, Query(q): Query<UsageQu
 }
 
 /// A tenant's stored bytes per day over the 30 days ending `today`, against its quotas: the
-/// chart and its figures (usage page and tenant page).
-fn stored_chart(rows: &[crate::db::usage::UsageRow], today: chrono::NaiveDate, t: &Tenant) -> (String, String) {
+/// chart and its figures (usage page and tenant page), summed by the database like the
+/// dashboard's.
+async fn stored_chart(
+    db: &crate::db::Db,
+    today: chrono::NaiveDate,
+    t: &Tenant,
+) -> Result<(String, String), crate::db::DbError> {
     let days = chart::last_days(today, 30);
-    let stored = chart::carried(&days, rows.iter().map(|r| (r.day.clone(), r.stored_bytes)));
+    let totals = db.daily_totals(crate::db::usage::MeteringOf::Tenant(t.id), days[0], today).await?;
+    let stored: Vec<i64> = totals.iter().map(|d| d.stored).collect();
     let series = [chart::Series { class: "in", label: "stored", values: &stored }];
     let limits = [
         chart::Limit { class: "soft", label: "soft quota", value: t.soft_quota_bytes },
         chart::Limit { class: "hard", label: "hard quota", value: t.hard_quota_bytes },
     ];
     let svg = chart::bar_chart(&days, &series, &limits, "bytes stored at the end of each day against the quota");
-    (svg, chart::data_table(&days, &series))
+    Ok((svg, chart::data_table(&days, &series)))
 }
 
 /// `GET /usage.csv`: the same figures as CSV, for a billing system.
