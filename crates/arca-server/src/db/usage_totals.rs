@@ -272,8 +272,8 @@ impl Db {
     }
 
     /// Stored bytes and traffic of each day from `first` to `last` over the repositories of
-    /// `of`: the dashboard's charts. Settled days of every repository or of one reseller's are
-    /// kept and read back; the others are summed.
+    /// `of`: the dashboard's charts and a tenant's stored-bytes chart. Settled days of every
+    /// repository or of one reseller's are kept and read back; the others are summed.
     pub async fn daily_totals(&self, of: MeteringOf, first: NaiveDate, last: NaiveDate) -> Result<Vec<DayTotal>> {
         let settled = last_settled_day();
         let key = of.kept_as();
@@ -301,21 +301,24 @@ impl Db {
                 );
             }
         }
-        let kept_before: std::collections::HashSet<NaiveDate> = kept.keys().copied().collect();
-        // The days not kept (after a change, only the last ones) are summed in one statement.
+        // The days not kept (after a change, only the last ones) are summed in one statement;
+        // the settled ones among them are kept.
         let all_days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
         let missing: Vec<NaiveDate> = all_days.iter().copied().filter(|d| !kept.contains_key(d)).collect();
+        let mut to_keep = Vec::new();
         if let (Some(lo), Some(hi)) = (missing.first(), missing.last()) {
             let summed: HashMap<NaiveDate, DaySum> =
                 self.day_sums(of, *lo, *hi, false).await?.into_iter().map(|(_, day, sum)| (day, sum)).collect();
             for day in missing {
                 let sum = summed.get(&day).copied().unwrap_or_default();
-                kept.insert(day, DayTotal { day, stored: sum.stored, ingress: sum.ingress, egress: sum.egress });
+                let total = DayTotal { day, stored: sum.stored, ingress: sum.ingress, egress: sum.egress };
+                if day <= settled {
+                    to_keep.push(total);
+                }
+                kept.insert(day, total);
             }
         }
         let out: Vec<DayTotal> = all_days.iter().map(|d| kept[d]).collect();
-        let to_keep: Vec<DayTotal> =
-            out.iter().copied().filter(|t| t.day <= settled && !kept_before.contains(&t.day)).collect();
         if let (Some(k), false) = (key, to_keep.is_empty()) {
             let mut tx = self.begin_write().await?;
             for chunk in to_keep.chunks(ROWS_PER_INSERT) {
