@@ -13,7 +13,7 @@ use axum::Form;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::listing::{Listing, PAGE_SIZE};
+use super::listing::Listing;
 use super::pages::{db_error, visible_tenant};
 use super::{check_csrf, forbidden, human, inline_error, not_found, render, service_error, session, Session};
 use crate::access::{billing_issuer, can_invoice};
@@ -143,27 +143,14 @@ pub(super) async fn billing(
     let total: i64 = months.iter().map(|m| m.total_cents).sum();
     let gross: i64 = months.iter().map(|m| m.gross_cents).sum();
     let partial = months.first().is_some_and(|m| m.partial);
-    let mut shown: Vec<&TenantMonth> = match list.search().map(str::to_lowercase) {
-        Some(q) => {
-            months.iter().filter(|m| m.tenant.contains(&q) || m.display_name.to_lowercase().contains(&q)).collect()
-        }
-        None => months.iter().collect(),
-    };
+    let mut shown: Vec<&TenantMonth> = months.iter().filter(|m| list.matches(&[&m.tenant, &m.display_name])).collect();
     if list.sort == "total" {
-        shown.sort_by_key(|m| (m.total_cents, m.tenant.clone()));
+        list.sort_by(&mut shown, |m| (m.total_cents, m.tenant.as_str()));
+    } else {
+        list.sort_by(&mut shown, |m| m.tenant.as_str());
     }
-    if list.desc {
-        shown.reverse();
-    }
-    let matching = shown.len();
-    let page = list.page.min(((matching as i64 + PAGE_SIZE - 1) / PAGE_SIZE).max(1));
-    let rows: Vec<Row> = shown
-        .into_iter()
-        .skip(((page - 1) * PAGE_SIZE) as usize)
-        .take(PAGE_SIZE as usize)
-        .map(|m| row(m, numbers.remove(&m.tenant)))
-        .collect();
-    let list = list.view(matching as i64, rows.len());
+    let (page, list) = list.page_of(shown);
+    let rows: Vec<Row> = page.into_iter().map(|m| row(m, numbers.remove(&m.tenant))).collect();
     Ok(render(
         StatusCode::OK,
         "billing.html",
