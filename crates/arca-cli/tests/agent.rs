@@ -254,8 +254,7 @@ fn agent_lifecycle(shape: Shape) {
             b.go(&agents_page);
             assert_eq!(b.text(&format!("{row} .agent-status")), "online");
             b.screenshot("agents");
-            b.click(&format!("{row} .backup-now button"));
-            b.wait_url("/tenants/acme/agents");
+            b.click_to_page(&format!("{row} .backup-now button"));
         }
         None => {
             c.admin_ok(&admin, &["agent", "backup-now", "--tenant", "acme", &device]);
@@ -278,8 +277,7 @@ fn agent_lifecycle(shape: Shape) {
             b.fill(&format!("{row} details.restore-to input[name=path]"), victim.to_str().unwrap());
             b.click(&format!("{row} details.restore-to input[value=folder]"));
             b.fill(&format!("{row} details.restore-to input[name=target]"), restored.to_str().unwrap());
-            b.click(&format!("{row} details.restore-to button"));
-            b.wait_url("/tenants/acme/agents");
+            b.click_to_page(&format!("{row} details.restore-to button"));
         }
         None => {
             let (path, target) = (victim.to_str().unwrap(), restored.to_str().unwrap());

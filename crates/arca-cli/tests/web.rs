@@ -958,8 +958,7 @@ fn staff_and_plans(shape: Shape) {
     b.go(&format!("{base}/console/plans"));
     b.click("#plan-office summary");
     b.click("#plan-office .delete-confirm");
-    b.click("#plan-office .delete-plan");
-    b.wait_url("/console/plans");
+    b.click_to_page("#plan-office .delete-plan");
     assert!(!b.source().contains("id=\"plan-office\""), "the plan is still listed");
     b.screenshot("plans");
 
@@ -992,8 +991,7 @@ fn staff_and_plans(shape: Shape) {
     assert!(why.contains("try again after"), "{why}");
     b.go(&format!("{base}/console/staff"));
     assert!(b.text("#staff-ops-one .status").contains("locked until"), "{}", b.text("#staff-ops-one"));
-    b.click("#staff-ops-one .unlock");
-    b.wait_url("/console/staff");
+    b.click_to_page("#staff-ops-one .unlock");
     assert_eq!(b.text("#staff-ops-one .status"), "active");
     assert!(api_login("ops-one", ops_password, None).0, "still locked after the unlock");
     b.screenshot("staff");
@@ -1038,8 +1036,7 @@ fn staff_and_plans(shape: Shape) {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(api_login("ops-one", ops_password, None).1.contains("one-time code"), "reset without the confirmation box");
     b.click("#staff-ops-one form.confirm input[name=confirm]");
-    b.click("#staff-ops-one .reset-2fa");
-    b.wait_url("/console/staff");
+    b.click_to_page("#staff-ops-one .reset-2fa");
     assert!(api_login("ops-one", ops_password, None).0, "two-factor is still asked for");
     // Nobody resets their own second factor here, and a tenant admin cannot reach staff accounts.
     let (status, _) = c.get_json(&c.acme_admin, "/v1/admin/users");

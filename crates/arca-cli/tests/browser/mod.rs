@@ -231,6 +231,25 @@ impl Browser {
         self.on_element(css, reqwest::Method::POST, "/click", Some(json!({})));
     }
 
+    /// Clicks the element matching `css` and waits (up to 10 s) until a new page has loaded in
+    /// place of this one. For a form whose answer comes back to the same URL, where waiting for
+    /// the URL would return at once and read the page from before the click.
+    pub fn click_to_page(&self, css: &str) {
+        self.script("window.__arcaBeforeClick = true;");
+        self.click(css);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // A page being replaced may refuse the script: not loaded yet.
+            let js = "return window.__arcaBeforeClick === undefined && document.readyState === 'complete';";
+            let body = json!({"script": js, "args": []});
+            if self.try_cmd(reqwest::Method::POST, "/execute/sync", Some(body)).is_ok_and(|v| v == json!(true)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "clicking {css} loaded no new page (still {})", self.url());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The visible text of the element matching `css`.
     pub fn text(&self, css: &str) -> String {
         self.on_element(css, reqwest::Method::GET, "/text", None).as_str().unwrap_or_default().to_string()
