@@ -168,9 +168,9 @@ fn agent_lifecycle(shape: Shape) {
     let code = match &b {
         Some(b) => {
             b.go(&format!("{server}/tenants/acme"));
-            b.click("#agents-link");
+            b.click_to_page("#agents-link");
             assert!(b.wait_source("No agents yet").contains("Create enrolment code"));
-            b.click("#create-code");
+            b.click_to_page("#create-code");
             b.wait_source("enrol-code");
             assert!(b.text("#enrol-commands").contains("arca agent enroll --server"), "{}", b.source());
             b.text("#enrol-code")
@@ -211,7 +211,7 @@ fn agent_lifecycle(shape: Shape) {
         b.fill("#plan-schedule", "* * * * *");
         b.fill("input[name=start_window]", "0");
         b.fill("input[name=rpo_hours]", "1");
-        b.click("#save-plan");
+        b.click_to_page("#save-plan");
         assert!(b.wait_source("id=\"plans\"").contains("office"), "{}", b.source());
     } else {
         office_plan(&c, &admin, &[&src_s], "* * * * *", &[]);

@@ -72,7 +72,7 @@ fn billing_in_the_browser(shape: Shape) {
     b.go(&format!("{base}/console/billing?month={prev}"));
     assert!(b.text("#settings-missing").contains("not saved"), "{}", b.source());
     b.go(&format!("{base}/console/billing/acme?month={prev}"));
-    b.click("#issue");
+    b.click_to_page("#issue");
     assert!(b.wait_source("billing settings").contains("save the billing settings first"), "{}", b.source());
 
     // The settings form: a tax rate out of range is refused on the form, keeping what was typed.
@@ -89,7 +89,7 @@ fn billing_in_the_browser(shape: Shape) {
     assert_eq!(b.attr("#issuer-name", "value"), "Northwind Hosting <Ltd>", "what was typed stays");
     b.screenshot("settings-refused");
     b.fill("#tax-rate", "20");
-    b.click("#save-settings");
+    b.click_to_page("#save-settings");
     assert!(b.wait_source("id=\"flash\"").contains("Billing settings saved"), "{}", b.source());
     assert_eq!(b.attr("#currency", "value"), "EUR");
     b.screenshot("settings");

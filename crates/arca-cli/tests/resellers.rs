@@ -382,7 +382,7 @@ fn console(c: &Cluster, north: &str, m: &Months) {
     b.script("document.querySelector('#accent').value = '#aa3300'");
     b.fill("#support-email", "help@north.example");
     b.fill("#sign-in-text-input", "North's customers sign in here.");
-    b.click("#save-brand");
+    b.click_to_page("#save-brand");
     b.wait_source("NorthSafe");
     assert_eq!(b.text("#brand-name"), "NorthSafe <Backup>");
     assert!(b.source().contains("--accent: #aa3300"), "{}", b.source());
@@ -480,7 +480,7 @@ fn console(c: &Cluster, north: &str, m: &Months) {
     assert!(b.text("#new-plan-error").contains("pro"), "{}", b.source());
     assert_eq!(b.attr("#plan-name", "value"), "bronze");
     b.fill("#plan-hard", "10");
-    b.click("#create-plan");
+    b.click_to_page("#create-plan");
     b.wait_source("id=\"plan-bronze\"");
 
     // A tenant on it, from the tenants page; over the capacity is refused inline.
@@ -538,11 +538,11 @@ fn console(c: &Cluster, north: &str, m: &Months) {
     b.go(&format!("{base}/console/billing-settings"));
     assert_eq!(b.attr("#issuer-name", "value"), "North Partners <AG>");
     b.fill("#number-prefix", "north inv");
-    b.click("#save-settings");
+    b.click_to_page("#save-settings");
     assert!(b.wait_source("id=\"error\"").contains("prefix must be"), "{}", b.source());
     assert_eq!(b.attr("#number-prefix", "value"), "north inv");
     b.fill("#number-prefix", "NP");
-    b.click("#save-settings");
+    b.click_to_page("#save-settings");
     b.wait_source("Billing settings saved.");
     let (_, own) = c.get_json(north, "/v1/admin/billing/settings");
     assert_eq!(own["number_prefix"], "NP", "{own}");
@@ -590,7 +590,7 @@ fn console(c: &Cluster, north: &str, m: &Months) {
     b.click("#save-reseller");
     assert!(b.text("#settings-error").contains("capacity"), "{}", b.source());
     b.fill("#capacity-gb", "300");
-    b.click("#save-reseller");
+    b.click_to_page("#save-reseller");
     b.wait_source("300.0 GB");
     assert_eq!(b.text("#reseller-capacity-text"), "300.0 GB");
     b.screenshot("provider-reseller-page");

@@ -84,7 +84,7 @@ fn provider_and_customer_in_the_browser() {
     // Password alone is no longer enough; a wrong code is refused; the right one signs in.
     sign_in(&b, &base, "admin", ADMIN_PASSWORD);
     b.fill("#code", "123456");
-    b.click("#verify");
+    b.click_to_page("#verify");
     assert!(b.wait_source("not right").contains("not right"));
     while step(now()) == enrolled_at {
         std::thread::sleep(std::time::Duration::from_millis(200)); // each code works once
@@ -112,7 +112,7 @@ fn provider_and_customer_in_the_browser() {
     b.go(&format!("{base}/console/plans"));
     b.fill("#plan-name", "office");
     b.fill("#new-plan input[name=price]", "120");
-    b.click("#create-plan");
+    b.click_to_page("#create-plan");
     assert!(b.wait_source(">office<").contains(">office<"), "{}", b.source());
     b.screenshot("plans");
     b.go(&format!("{base}/console/tenants"));
@@ -136,7 +136,7 @@ fn provider_and_customer_in_the_browser() {
 
     // A repository and a device; the token is shown once, with the commands to paste.
     b.fill("#repo-name", "globex-office");
-    b.click("#create-repo");
+    b.click_to_page("#create-repo");
     b.wait_source("id=\"repos\"");
     b.fill("#device-name", "front-desk");
     b.click("#add-device");
@@ -175,7 +175,7 @@ fn provider_and_customer_in_the_browser() {
     b.go(&format!("{base}/repos/globex-office"));
     assert!(b.text("#retention-state").contains("keeps every snapshot"), "{}", b.source());
     b.fill("#retention-days", &(lock - 1).to_string());
-    b.click("#retention-save");
+    b.click_to_page("#retention-save");
     assert!(b.wait_source("Retention not changed").contains("Retention not changed"), "{}", b.source());
     b.go(&format!("{base}/repos/globex-office"));
     b.fill("#retention-days", &(lock + 30).to_string());
@@ -187,13 +187,13 @@ fn provider_and_customer_in_the_browser() {
     assert!(b.text("#devices").contains("front-desk"));
     // The provider sets a hard quota; the customer's admin is added from the same page.
     b.fill("#hard-gb", "5");
-    b.click("#save-tenant");
+    b.click_to_page("#save-tenant");
     b.wait_source("5.0 GB");
     let (_, t) = c.get_json(&c.admin, "/v1/admin/tenants/globex");
     assert_eq!(t["hard_quota_bytes"], 5_000_000_000i64);
     b.fill("#user-name", "globex-boss");
     b.fill("#user-password", "globex boss password");
-    b.click("#add-user");
+    b.click_to_page("#add-user");
     assert!(b.wait_source("globex-boss").contains("globex-boss"));
     b.screenshot("tenant");
     // The user's password is reset, and the user disabled and enabled again; while disabled,
@@ -207,7 +207,7 @@ fn provider_and_customer_in_the_browser() {
     assert_eq!(b.url(), before);
     assert!(b.source().contains("/users/globex-boss/disable"), "disabled without confirmation");
     b.click("#user-globex-boss input[name=confirm]");
-    b.click("#user-globex-boss button.toggle");
+    b.click_to_page("#user-globex-boss button.toggle");
     assert!(b.wait_source("/users/globex-boss/enable").contains("/users/globex-boss/enable"), "{}", b.source());
     let login = |user: &str, password: &str| {
         let mut cmd = std::process::Command::new(cluster::arca_bin());
@@ -216,7 +216,7 @@ fn provider_and_customer_in_the_browser() {
         cmd.output().unwrap().status.success()
     };
     assert!(!login("globex-boss", "globex boss new password"), "a disabled user signed in");
-    b.click("#user-globex-boss button.toggle");
+    b.click_to_page("#user-globex-boss button.toggle");
     assert!(b.wait_source("/users/globex-boss/disable").contains("/users/globex-boss/disable"), "{}", b.source());
     assert!(!login("globex-boss", "globex boss password"), "the old password still works");
 
@@ -239,7 +239,7 @@ fn provider_and_customer_in_the_browser() {
     let total = bill["total_cents"].as_i64().unwrap();
     assert_eq!(b.text("#billing-total"), format!("{}.{:02}", total / 100, total % 100));
     b.screenshot("billing");
-    b.click("#billing a[href^='/console/billing/globex']");
+    b.click_to_page("#billing a[href^='/console/billing/globex']");
     assert!(b.wait_source("invoice-lines").contains("Plan office"), "{}", b.source());
     b.screenshot("invoice");
     let admin_cookie = b.cookie("arca_session").unwrap();
@@ -299,7 +299,7 @@ fn provider_and_customer_in_the_browser() {
     b.click("#unlock-button");
     assert!(b.text("#error").contains("does not open this repository"), "{}", b.source());
     b.fill("#repo-password", cluster::PASSWORD);
-    b.click("#unlock-button");
+    b.click_to_page("#unlock-button");
     assert!(b.wait_source("restore-snapshots").contains(&short), "{}", b.source());
     b.screenshot("restore-snapshots");
     b.click(".snapshot-link");
@@ -381,7 +381,7 @@ fn provider_and_customer_in_the_browser() {
     assert!(out.status.success(), "recovery-key --create: {}", String::from_utf8_lossy(&out.stderr));
     b.go(&format!("{base}/repos/globex-office/restore"));
     assert!(b.text("#recovery-state").contains("Not granted"), "{}", b.source());
-    b.click("#recovery-grant");
+    b.click_to_page("#recovery-grant");
     assert!(b.wait_source("Granted on").contains("recovery-revoke"), "{}", b.source());
     b.screenshot("recovery-granted");
     // Provider staff (an operator) restore for the customer with the recovery passphrase.
@@ -420,7 +420,7 @@ fn provider_and_customer_in_the_browser() {
     );
     assert!(trail.contains("recovery.grant"), "{trail}");
     b.screenshot("recovery-trail");
-    b.click("#recovery-revoke");
+    b.click_to_page("#recovery-revoke");
     assert!(b.wait_source("Not granted").contains("recovery-grant"), "{}", b.source());
     staff.go(&format!("{base}/repos/globex-office/restore"));
     assert!(staff.source().contains("Only the customer can open this"), "{}", staff.source());
@@ -617,7 +617,7 @@ fn lists_that_scale(shape: Shape) {
     b.go(&format!("{base}/console/tenants"));
     b.fill("#tenant-name", "acme");
     b.fill("#tenant-display", "Typed Display Name");
-    b.click("#create-tenant");
+    b.click_to_page("#create-tenant");
     assert!(b.wait_source("id=\"form-error\"").contains("form-error"), "{}", b.source());
     assert!(b.text("#form-error").contains("acme"), "{}", b.text("#form-error"));
     assert_eq!(b.attr("#tenant-display", "value"), "Typed Display Name");
@@ -754,7 +754,7 @@ fn brand_suspension_and_forms(shape: Shape) {
     b.go(&format!("{base}/console/branding"));
     b.fill("#product-name", "SafeBox Cloud");
     b.fill("#support-url", "https://help.safebox.test/\"onmouseover=alert(1)");
-    b.click("#save-brand");
+    b.click_to_page("#save-brand");
     assert!(b.wait_source("id=\"form-error\"").contains("form-error"), "{}", b.source());
     assert!(b.text("#form-error").contains("support site"), "{}", b.text("#form-error"));
     assert_eq!(b.attr("#product-name", "value"), "SafeBox Cloud", "the name typed stays");
@@ -767,7 +767,7 @@ fn brand_suspension_and_forms(shape: Shape) {
     b.script("document.querySelector('#accent').value = '#b02a37';");
     b.find("#logo");
     b.fill("#logo", logo.to_str().unwrap());
-    b.click("#save-brand");
+    b.click_to_page("#save-brand");
     b.wait_source("SafeBox Cloud · SafeBox Cloud");
     assert_eq!(b.text("#brand-name"), "SafeBox Cloud");
     let loaded = b.script("return document.querySelector('#brand-logo').naturalWidth;");
@@ -807,7 +807,7 @@ fn brand_suspension_and_forms(shape: Shape) {
     // Refused forms on the tenant page keep what was typed, with the reason beside the form.
     b.go(&format!("{base}/tenants/acme"));
     b.fill("#repo-name", "acme");
-    b.click("#create-repo");
+    b.click_to_page("#create-repo");
     assert!(b.wait_source("id=\"new-repo-error\"").contains("new-repo-error"), "{}", b.source());
     assert!(b.text("#new-repo-error").contains("acme"), "{}", b.text("#new-repo-error"));
     assert_eq!(b.attr("#repo-name", "value"), "acme");
@@ -815,7 +815,7 @@ fn brand_suspension_and_forms(shape: Shape) {
     b.fill("#user-password", "short");
     b.script("document.querySelector('#user-password').removeAttribute('minlength');");
     b.script("document.querySelector('#user-role').value = 'tenant-admin';");
-    b.click("#add-user");
+    b.click_to_page("#add-user");
     assert!(b.wait_source("id=\"new-user-error\"").contains("new-user-error"), "{}", b.source());
     assert_eq!(b.attr("#user-name", "value"), "acme-clerk");
     assert_eq!(b.script("return document.querySelector('#user-role').value;").as_str(), Some("tenant-admin"));
@@ -832,7 +832,7 @@ fn brand_suspension_and_forms(shape: Shape) {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(b.source().contains("id=\"suspend-form\""), "sent without the confirmation box");
     b.click("#suspend-confirm");
-    b.click("#suspend");
+    b.click_to_page("#suspend");
     assert!(b.wait_source("id=\"suspension-reason\"").contains("Invoice 2026-11 is unpaid"), "{}", b.source());
     assert!(b.text("#tenant-suspended").contains("Invoice 2026-11 is unpaid"));
     // The customer's users see why, on every page; their backups are refused.
@@ -863,7 +863,7 @@ fn brand_suspension_and_forms(shape: Shape) {
     b.wait_url("/console");
     b.go(&format!("{base}/tenants/acme"));
     b.click("#resume-confirm");
-    b.click("#resume");
+    b.click_to_page("#resume");
     b.wait_source("id=\"suspend-form\"");
     assert!(!b.source().contains("id=\"tenant-suspended\""));
     let (_, t) = c.get_json(&c.admin, "/v1/admin/tenants/acme");
@@ -872,14 +872,14 @@ fn brand_suspension_and_forms(shape: Shape) {
     // Deleting asks for the short name and the box; a tenant with repositories is kept, saying why.
     b.fill("#delete-name", "acme");
     b.click("#delete-confirm");
-    b.click("#delete-tenant");
+    b.click_to_page("#delete-tenant");
     assert!(b.wait_source("id=\"delete-tenant-error\"").contains("delete-tenant-error"));
     assert!(b.text("#delete-tenant-error").contains("repositories"), "{}", b.text("#delete-tenant-error"));
     c.admin_ok(&c.admin, &["tenant", "create", "gone-soon"]);
     b.go(&format!("{base}/tenants/gone-soon"));
     b.fill("#delete-name", "gone-soo");
     b.click("#delete-confirm");
-    b.click("#delete-tenant");
+    b.click_to_page("#delete-tenant");
     assert!(b.wait_source("id=\"delete-tenant-error\"").contains("type the tenant's short name"), "{}", b.source());
     b.fill("#delete-name", "gone-soon");
     b.click("#delete-confirm");
@@ -932,27 +932,27 @@ fn staff_and_plans(shape: Shape) {
     b.go(&format!("{base}/console/plans"));
     b.fill("#plan-name", "office");
     b.fill("#new-plan input[name=hard_gb]", "lots");
-    b.click("#create-plan");
+    b.click_to_page("#create-plan");
     assert!(b.wait_source("id=\"new-plan-error\"").contains("not a number"), "{}", b.source());
     assert_eq!(b.attr("#plan-name", "value"), "office");
     assert_eq!(b.attr("#new-plan input[name=hard_gb]", "value"), "lots");
     b.fill("#new-plan input[name=hard_gb]", "100");
     b.fill("#new-plan input[name=price]", "120");
-    b.click("#create-plan");
+    b.click_to_page("#create-plan");
     b.wait_source("id=\"plan-office\"");
     c.admin_ok(&c.admin, &["tenant", "create", "globex", "--plan", "office"]);
     b.go(&format!("{base}/console/plans"));
     b.click("#plan-office summary");
     b.fill("#edit-office input[name=hard_gb]", "250");
     b.fill("#edit-office input[name=price]", "150.50");
-    b.click("#edit-office .save-plan");
+    b.click_to_page("#edit-office .save-plan");
     b.wait_source("250.0 GB");
     assert!(b.text("#plan-office").contains("150.50"), "{}", b.text("#plan-office"));
     let (_, t) = c.get_json(&c.admin, "/v1/admin/tenants/globex");
     assert_eq!(t["hard_quota_bytes"], 250_000_000_000i64, "the tenant on the plan's quota took the new one");
     b.click("#plan-office summary");
     b.click("#plan-office .delete-confirm");
-    b.click("#plan-office .delete-plan");
+    b.click_to_page("#plan-office .delete-plan");
     assert!(b.wait_source("id=\"delete-office-error\"").contains("still on plan office"), "{}", b.source());
     c.admin_ok(&c.admin, &["tenant", "delete", "globex"]);
     b.go(&format!("{base}/console/plans"));
@@ -967,12 +967,12 @@ fn staff_and_plans(shape: Shape) {
     b.fill("#staff-name", "ops-one");
     b.fill("#staff-password", "short");
     b.script("document.querySelector('#staff-password').removeAttribute('minlength');");
-    b.click("#add-staff");
+    b.click_to_page("#add-staff");
     assert!(b.wait_source("id=\"form-error\"").contains("form-error"), "{}", b.source());
     assert_eq!(b.attr("#staff-name", "value"), "ops-one");
     let ops_password = "operator one password";
     b.fill("#staff-password", ops_password);
-    b.click("#add-staff");
+    b.click_to_page("#add-staff");
     assert!(b.wait_source("id=\"staff-ops-one\"").contains("operator"), "{}", b.source());
     // Locked after failed sign-ins (written as the lockout would): refused, then unlocked here.
     let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 900;
@@ -1013,7 +1013,7 @@ fn staff_and_plans(shape: Shape) {
     assert_eq!(first.len(), 10);
     b.go(&format!("{base}/account"));
     b.fill("#recovery-code-input", "000000");
-    b.click("#new-recovery");
+    b.click_to_page("#new-recovery");
     assert!(b.wait_source("not right").contains("your recovery codes stay"), "{}", b.source());
     b.fill("#recovery-code-input", &first[0]);
     b.click("#new-recovery");
