@@ -1326,31 +1326,31 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     b.go(&format!("{}/admin", app.base));
     b.wait_url("/admin/signin");
     b.fill("#password", "not the password");
-    b.click("#signin");
+    b.click_to_page("#signin");
     b.wait_source("Wrong password");
     b.fill("#password", ADMIN_PASSWORD);
-    b.click("#signin");
+    b.click_to_page("#signin");
     b.wait_source("Snapshot now");
     assert_eq!(b.text("#snapshots-docs"), "0");
     b.screenshot("admin-dashboard");
 
     // Snapshot now.
     fs::write(office.share().join("plan.txt"), b"the plan\n").unwrap();
-    b.click("#snapshot-docs");
+    b.click_to_page("#snapshot-docs");
     b.wait_source("Share docs: snapshot");
     assert!(b.text("#message").contains("Share docs: snapshot"), "{}", b.text("#message"));
     assert_eq!(b.text("#snapshots-docs"), "1");
 
     // Browse the snapshot and restore an old version of a changed file, and download one.
     fs::write(office.share().join("plan.txt"), b"a worse plan\n").unwrap();
-    b.click("#versions-docs");
+    b.click_to_page("#versions-docs");
     b.wait_source("all snapshots");
-    b.click("table a"); // the (only) snapshot
+    b.click_to_page("table a"); // the (only) snapshot
     b.wait_source("plan.txt");
     b.click("tr[data-name='plan.txt'] a[download]");
     let downloaded = b.wait_download("plan.txt");
     assert_eq!(fs::read(&downloaded).unwrap(), b"the plan\n");
-    b.click("tr[data-name='plan.txt'] button");
+    b.click_to_page("tr[data-name='plan.txt'] button");
     b.wait_source("restored from the snapshot");
     assert_eq!(fs::read(office.share().join("plan.txt")).unwrap(), b"the plan\n");
     let leftovers: Vec<_> = fs::read_dir(office.share())
@@ -1371,12 +1371,12 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     // Export to a disk: refused into a share, then done in the background into a folder.
     b.go(&format!("{}/admin", app.base));
     b.fill("#export-path", &office.share().display().to_string());
-    b.click("#export-start");
+    b.click_to_page("#export-start");
     b.wait_source("outside the repository and the shares");
     let usb = office.dir.path().join("usb");
     fs::create_dir_all(&usb).unwrap();
     b.fill("#export-path", &usb.display().to_string());
-    b.click("#export-start");
+    b.click_to_page("#export-start");
     b.wait_source("has started");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -1403,12 +1403,12 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     b.fill("#new-name", "carol");
     b.fill("#new-password", "carol's password");
     b.fill("#new-again", "carol's passwore");
-    b.click("#add");
+    b.click_to_page("#add");
     b.wait_source("differ");
     assert_eq!(b.attr("#new-name", "value"), "carol");
     b.fill("#new-password", "carol's password");
     b.fill("#new-again", "carol's password");
-    b.click("#add");
+    b.click_to_page("#add");
     b.wait_source("User carol added");
     assert_eq!(dav_status("carol", "carol's password"), 207, "carol over WebDAV at once");
     let (ok, out) = smbclient(port, "docs", "carol", "carol's password", "ls", work.path());
@@ -1422,11 +1422,11 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     b.fill("#share-path", &office.share().join("sub").display().to_string());
     fs::create_dir_all(office.share().join("sub")).unwrap();
     b.click("#add-share input[name='user:carol']");
-    b.click("#share-add");
+    b.click_to_page("#share-add");
     b.wait_source("overlaps share docs");
     assert_eq!(b.attr("#share-name", "value"), "accounts", "the typed name is kept");
     b.fill("#share-path", &accounts.display().to_string());
-    b.click("#share-add");
+    b.click_to_page("#share-add");
     b.wait_source("Share accounts added");
     let share_status = |user: &str, password: &str| -> u16 {
         https
@@ -1444,20 +1444,20 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     assert!(ok && out.contains("ledger.txt"), "the new share over SMB: {out}");
     let (ok, out) = smbclient(port, "accounts", USER, USER_PASSWORD, "ls", work.path());
     assert!(!ok && out.contains("NT_STATUS_ACCESS_DENIED"), "{out}");
-    b.click("#snapshot-accounts");
+    b.click_to_page("#snapshot-accounts");
     b.wait_source("Share accounts: snapshot");
     fs::write(accounts.join("ledger.txt"), b"more debits\n").unwrap();
     let (ok, info) = smbclient(port, "accounts", "carol", "carol's password", "allinfo ledger.txt", work.path());
     assert!(ok && gmt_tokens(&info).len() == 1, "previous versions of the new share: {info}");
     // Now for alice too.
     b.click("#share-accounts form.access input[name='user:alice']");
-    b.click("#share-accounts form.access button");
+    b.click_to_page("#share-accounts form.access button");
     b.wait_source("Share accounts is now for alice, carol");
     assert_eq!(share_status(USER, USER_PASSWORD), 207);
     assert!(smbclient(port, "accounts", USER, USER_PASSWORD, "ls", work.path()).0);
     // Removed: no longer served; the folder stays.
     b.click("#share-accounts form.remove input[name=confirm]");
-    b.click("#share-accounts form.remove button");
+    b.click_to_page("#share-accounts form.remove button");
     b.wait_source("Share accounts removed");
     assert_eq!(share_status("carol", "carol's password"), 404);
     let (ok, out) = smbclient(port, "accounts", "carol", "carol's password", "ls", work.path());
@@ -1468,7 +1468,7 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
     assert_eq!(dav_status(USER, USER_PASSWORD), 207);
     b.fill("#user-alice input[name=password]", "alice's new password");
     b.fill("#user-alice input[name=again]", "alice's new password");
-    b.click("#user-alice form[action$=password] button");
+    b.click_to_page("#user-alice form[action$=password] button");
     b.wait_source("password of alice is changed");
     assert_eq!(dav_status(USER, USER_PASSWORD), 401);
     assert_eq!(dav_status(USER, "alice's new password"), 207);
@@ -1477,7 +1477,7 @@ fn the_admin_page_signs_in_takes_snapshots_and_manages_users_without_a_restart()
 
     // Removing carol needs the confirmation box.
     b.click("#user-carol input[name=confirm]");
-    b.click("#user-carol form[action$=remove] button");
+    b.click_to_page("#user-carol form[action$=remove] button");
     b.wait_source("User carol removed");
     assert_eq!(dav_status("carol", "carol's password"), 401);
     assert!(!smbclient(port, "docs", "carol", "carol's password", "ls", work.path()).0);
