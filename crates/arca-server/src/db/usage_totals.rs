@@ -20,6 +20,9 @@
 //!   correction, a test that moves dates) forgets that day and every later one, and so does a
 //!   tenant moved to another reseller, a changed creation date or a deleted repository. Today's
 //!   metering writes match no kept row, so they cost an index probe each.
+//! - **No change lost to a race.** Settled days are summed and kept in one transaction that
+//!   holds off the triggers' deletes until it commits (`Db::begin_keeping`), so a change
+//!   committed while sums are read cannot leave figures kept without it.
 
 use std::collections::HashMap;
 
@@ -192,7 +195,148 @@ fn day_count(first: NaiveDate, last: NaiveDate) -> usize {
     ((last - first).num_days() + 1).max(0) as usize
 }
 
+/// [`Db::day_sums`] on `ex` (the pool, or a transaction that keeps them).
+async fn day_sums_on<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    ex: E,
+    of: MeteringOf,
+    first: NaiveDate,
+    last: NaiveDate,
+    per_tenant: bool,
+) -> Result<Vec<(i64, NaiveDate, DaySum)>> {
+    let days = day_count(first, last);
+    if days == 0 || days as i64 > super::usage::MAX_DAYS {
+        return Ok(Vec::new());
+    }
+    let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
+    let sql = format!("{} SELECT * FROM per ORDER BY day, tenant_id", per_day_sql(days, &cond, per_tenant));
+    let mut out = Vec::new();
+    for r in bind_days(sql, first, last, value).fetch_all(ex).await? {
+        let Some(day) = parse_day(&col::<String>(&r, "day")?) else { continue };
+        out.push((
+            col(&r, "tenant_id")?,
+            day,
+            DaySum {
+                repositories: col(&r, "repositories")?,
+                stored: col(&r, "stored")?,
+                peak: col(&r, "peak")?,
+                logical: col(&r, "logical")?,
+                ingress: col(&r, "ingress")?,
+                egress: col(&r, "egress")?,
+                snapshots: col(&r, "snapshots")?,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// [`Db::span_sums`] on `ex` (the pool, or a transaction that keeps them).
+async fn span_sums_on<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    ex: E,
+    of: MeteringOf,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<HashMap<i64, TenantSpan>> {
+    let days = day_count(first, last);
+    if days == 0 || days as i64 > super::usage::MAX_DAYS {
+        return Ok(HashMap::new());
+    }
+    let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
+    // Repositories are not taken away within a range (a deleted one leaves no history), so a
+    // tenant's last day with one is the range's last day.
+    let last_day = format!("${}", 2 * days - 1);
+    let sql = format!(
+        "{} SELECT tenant_id, CAST(SUM(stored) AS BIGINT) AS stored_day_sum, CAST(MAX(peak) AS BIGINT) AS peak, \
+         CAST(SUM(CASE WHEN day = {last_day} THEN logical ELSE 0 END) AS BIGINT) AS logical, \
+         CAST(SUM(ingress) AS BIGINT) AS ingress, CAST(SUM(egress) AS BIGINT) AS egress, \
+         CAST(SUM(snapshots) AS BIGINT) AS snapshots FROM per GROUP BY tenant_id",
+        per_day_sql(days, &cond, true)
+    );
+    let mut out = HashMap::new();
+    for r in bind_days(sql, first, last, value).fetch_all(ex).await? {
+        out.insert(
+            col(&r, "tenant_id")?,
+            TenantSpan {
+                stored_day_sum: col(&r, "stored_day_sum")?,
+                peak: col(&r, "peak")?,
+                logical: col(&r, "logical")?,
+                seen: true,
+                ingress: col(&r, "ingress")?,
+                egress: col(&r, "egress")?,
+                snapshots: col(&r, "snapshots")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The kept figures of `month` for the tenants of `of`: through which day, and what.
+async fn kept_months<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    ex: E,
+    of: MeteringOf,
+    month: &str,
+) -> Result<HashMap<i64, (NaiveDate, TenantSpan)>> {
+    let (cond, value) = of.condition("tenant_id", 2);
+    let mut q = dyn_query(format!(
+        "SELECT tenant_id, through_day, stored_day_sum, peak_bytes, logical_bytes, seen, ingress_bytes, \
+         egress_bytes, snapshots FROM usage_month_totals WHERE month = $1 AND {cond}"
+    ))
+    .bind(month.to_string());
+    if let Some(v) = value {
+        q = q.bind(v);
+    }
+    let mut kept = HashMap::new();
+    for r in q.fetch_all(ex).await? {
+        let Some(through) = parse_day(&col::<String>(&r, "through_day")?) else { continue };
+        let span = TenantSpan {
+            stored_day_sum: col(&r, "stored_day_sum")?,
+            peak: col(&r, "peak_bytes")?,
+            logical: col(&r, "logical_bytes")?,
+            seen: col::<i64>(&r, "seen")? != 0,
+            ingress: col(&r, "ingress_bytes")?,
+            egress: col(&r, "egress_bytes")?,
+            snapshots: col(&r, "snapshots")?,
+        };
+        kept.insert(col(&r, "tenant_id")?, (through, span));
+    }
+    Ok(kept)
+}
+
+/// Per tenant of `tenants`: the first day of the month still to sum (the SQL skips the days
+/// before it was created) and its figures before that day, from what is `kept` through a day
+/// of this month that is settled.
+fn starting_points(
+    kept: &HashMap<i64, (NaiveDate, TenantSpan)>,
+    tenants: &[i64],
+    first: NaiveDate,
+    settled: NaiveDate,
+) -> HashMap<i64, (NaiveDate, TenantSpan)> {
+    tenants
+        .iter()
+        .map(|&id| match kept.get(&id) {
+            Some(&(through, span)) if through >= first && through <= settled => {
+                (id, (through + chrono::Days::new(1), span))
+            }
+            _ => (id, (first, TenantSpan::default())),
+        })
+        .collect()
+}
+
 impl Db {
+    /// A transaction in which settled days are summed and kept in `table`, so that no change
+    /// that would forget them (the triggers) can commit between the sums being read and kept:
+    /// it would either be seen by the sums or forget what this keeps. SQLite: the write lock is
+    /// taken at the start. PostgreSQL: a lock on `table` that every trigger's delete on it
+    /// waits for, taken after the writes already under way have committed (a statement reads
+    /// what was committed when it starts). Writers wait while the sums are read: once a day,
+    /// or after a change forgot them.
+    async fn begin_keeping(&self, table: &'static str) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.begin_write().await?;
+        if self.dialect() == Dialect::Postgres {
+            dyn_query(format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")).execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
     /// The figures of each day from `first` to `last` (at most [`super::usage::MAX_DAYS`])
     /// summed over the repositories of `of` that existed then: per tenant and day (tenants
     /// without a repository that day are absent), or per day in all (tenant 0). The SQL form of
@@ -204,30 +348,7 @@ impl Db {
         last: NaiveDate,
         per_tenant: bool,
     ) -> Result<Vec<(i64, NaiveDate, DaySum)>> {
-        let days = day_count(first, last);
-        if days == 0 || days as i64 > super::usage::MAX_DAYS {
-            return Ok(Vec::new());
-        }
-        let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
-        let sql = format!("{} SELECT * FROM per ORDER BY day, tenant_id", per_day_sql(days, &cond, per_tenant));
-        let mut out = Vec::new();
-        for r in bind_days(sql, first, last, value).fetch_all(self.pool()).await? {
-            let Some(day) = parse_day(&col::<String>(&r, "day")?) else { continue };
-            out.push((
-                col(&r, "tenant_id")?,
-                day,
-                DaySum {
-                    repositories: col(&r, "repositories")?,
-                    stored: col(&r, "stored")?,
-                    peak: col(&r, "peak")?,
-                    logical: col(&r, "logical")?,
-                    ingress: col(&r, "ingress")?,
-                    egress: col(&r, "egress")?,
-                    snapshots: col(&r, "snapshots")?,
-                },
-            ));
-        }
-        Ok(out)
+        day_sums_on(self.pool(), of, first, last, per_tenant).await
     }
 
     /// Each tenant's figures from `first` to `last` (from the day it was created, if later),
@@ -238,37 +359,7 @@ impl Db {
         first: NaiveDate,
         last: NaiveDate,
     ) -> Result<HashMap<i64, TenantSpan>> {
-        let days = day_count(first, last);
-        if days == 0 || days as i64 > super::usage::MAX_DAYS {
-            return Ok(HashMap::new());
-        }
-        let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
-        // Repositories are not taken away within a range (a deleted one leaves no history), so a
-        // tenant's last day with one is the range's last day.
-        let last_day = format!("${}", 2 * days - 1);
-        let sql = format!(
-            "{} SELECT tenant_id, CAST(SUM(stored) AS BIGINT) AS stored_day_sum, CAST(MAX(peak) AS BIGINT) AS peak, \
-             CAST(SUM(CASE WHEN day = {last_day} THEN logical ELSE 0 END) AS BIGINT) AS logical, \
-             CAST(SUM(ingress) AS BIGINT) AS ingress, CAST(SUM(egress) AS BIGINT) AS egress, \
-             CAST(SUM(snapshots) AS BIGINT) AS snapshots FROM per GROUP BY tenant_id",
-            per_day_sql(days, &cond, true)
-        );
-        let mut out = HashMap::new();
-        for r in bind_days(sql, first, last, value).fetch_all(self.pool()).await? {
-            out.insert(
-                col(&r, "tenant_id")?,
-                TenantSpan {
-                    stored_day_sum: col(&r, "stored_day_sum")?,
-                    peak: col(&r, "peak")?,
-                    logical: col(&r, "logical")?,
-                    seen: true,
-                    ingress: col(&r, "ingress")?,
-                    egress: col(&r, "egress")?,
-                    snapshots: col(&r, "snapshots")?,
-                },
-            );
-        }
-        Ok(out)
+        span_sums_on(self.pool(), of, first, last).await
     }
 
     /// Stored bytes and traffic of each day from `first` to `last` over the repositories of
@@ -301,27 +392,24 @@ impl Db {
                 );
             }
         }
-        // The days not kept (after a change, only the last ones) are summed in one statement;
-        // the settled ones among them are kept.
+        // The days not kept (after a change, only the last ones): the settled ones are summed
+        // and kept under the lock of `begin_keeping`, the others (today) summed each time.
         let all_days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
-        let missing: Vec<NaiveDate> = all_days.iter().copied().filter(|d| !kept.contains_key(d)).collect();
-        let mut to_keep = Vec::new();
-        if let (Some(lo), Some(hi)) = (missing.first(), missing.last()) {
+        let missing = all_days.iter().copied().filter(|d| !kept.contains_key(d));
+        let (to_keep, live): (Vec<NaiveDate>, Vec<NaiveDate>) = match key {
+            Some(_) => missing.partition(|d| *d <= settled),
+            None => (Vec::new(), missing.collect()),
+        };
+        let total = |day: NaiveDate, sum: Option<&DaySum>| {
+            let sum = sum.copied().unwrap_or_default();
+            DayTotal { day, stored: sum.stored, ingress: sum.ingress, egress: sum.egress }
+        };
+        if let (Some(k), Some(lo), Some(hi)) = (key, to_keep.first(), to_keep.last()) {
+            let mut tx = self.begin_keeping("usage_day_totals").await?;
             let summed: HashMap<NaiveDate, DaySum> =
-                self.day_sums(of, *lo, *hi, false).await?.into_iter().map(|(_, day, sum)| (day, sum)).collect();
-            for day in missing {
-                let sum = summed.get(&day).copied().unwrap_or_default();
-                let total = DayTotal { day, stored: sum.stored, ingress: sum.ingress, egress: sum.egress };
-                if day <= settled {
-                    to_keep.push(total);
-                }
-                kept.insert(day, total);
-            }
-        }
-        let out: Vec<DayTotal> = all_days.iter().map(|d| kept[d]).collect();
-        if let (Some(k), false) = (key, to_keep.is_empty()) {
-            let mut tx = self.begin_write().await?;
-            for chunk in to_keep.chunks(ROWS_PER_INSERT) {
+                day_sums_on(&mut *tx, of, *lo, *hi, false).await?.into_iter().map(|(_, day, sum)| (day, sum)).collect();
+            let totals: Vec<DayTotal> = to_keep.iter().map(|&day| total(day, summed.get(&day))).collect();
+            for chunk in totals.chunks(ROWS_PER_INSERT) {
                 let mut q = dyn_query(format!(
                     "INSERT INTO usage_day_totals (day, scope, stored_bytes, ingress_bytes, egress_bytes) VALUES {} \
                      ON CONFLICT (day, scope) DO UPDATE SET stored_bytes = excluded.stored_bytes, \
@@ -334,8 +422,14 @@ impl Db {
                 q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
+            kept.extend(totals.into_iter().map(|t| (t.day, t)));
         }
-        Ok(out)
+        if let (Some(lo), Some(hi)) = (live.first(), live.last()) {
+            let summed: HashMap<NaiveDate, DaySum> =
+                self.day_sums(of, *lo, *hi, false).await?.into_iter().map(|(_, day, sum)| (day, sum)).collect();
+            kept.extend(live.iter().map(|&day| (day, total(day, summed.get(&day)))));
+        }
+        Ok(all_days.iter().map(|d| kept[d]).collect())
     }
 
     /// The figures of each of `tenants` in `month` (which begins on `first`) from the day it was
@@ -350,62 +444,24 @@ impl Db {
         end: NaiveDate,
     ) -> Result<HashMap<i64, TenantSpan>> {
         let settled = last_settled_day().min(end);
-        let (cond, value) = of.condition("tenant_id", 2);
-        let mut q = dyn_query(format!(
-            "SELECT tenant_id, through_day, stored_day_sum, peak_bytes, logical_bytes, seen, ingress_bytes, \
-             egress_bytes, snapshots FROM usage_month_totals WHERE month = $1 AND {cond}"
-        ))
-        .bind(month.to_string());
-        if let Some(v) = value {
-            q = q.bind(v);
-        }
-        let mut kept: HashMap<i64, (NaiveDate, TenantSpan)> = HashMap::new();
-        for r in q.fetch_all(self.pool()).await? {
-            let Some(through) = parse_day(&col::<String>(&r, "through_day")?) else { continue };
-            let span = TenantSpan {
-                stored_day_sum: col(&r, "stored_day_sum")?,
-                peak: col(&r, "peak_bytes")?,
-                logical: col(&r, "logical_bytes")?,
-                seen: col::<i64>(&r, "seen")? != 0,
-                ingress: col(&r, "ingress_bytes")?,
-                egress: col(&r, "egress_bytes")?,
-                snapshots: col(&r, "snapshots")?,
-            };
-            kept.insert(col(&r, "tenant_id")?, (through, span));
-        }
-        // Per tenant: the first day still to sum (the SQL skips the days before it was created),
-        // and its figures before that day.
-        let mut spans: HashMap<i64, (NaiveDate, TenantSpan)> = tenants
-            .iter()
-            .map(|&id| match kept.get(&id) {
-                Some(&(through, span)) if through >= first && through <= settled => {
-                    (id, (through + chrono::Days::new(1), span))
+        let mut spans = starting_points(&kept_months(self.pool(), of, month).await?, tenants, first, settled);
+        if spans.values().any(|(start, _)| *start <= settled) {
+            let mut tx = self.begin_keeping("usage_month_totals").await?;
+            // Read again under the lock: a change since may have forgotten some, and a kept
+            // month is extended here, so it must be the one still kept.
+            spans = starting_points(&kept_months(&mut *tx, of, month).await?, tenants, first, settled);
+            // The settled days, once per distinct start (usually one: the day after what was kept).
+            let starts: std::collections::BTreeSet<NaiveDate> =
+                spans.values().map(|(start, _)| *start).filter(|s| *s <= settled).collect();
+            let mut to_keep: Vec<(i64, TenantSpan)> = Vec::new();
+            for start in starts {
+                let sums = span_sums_on(&mut *tx, of, start, settled).await?;
+                for (id, (s, span)) in spans.iter_mut().filter(|(_, (s, _))| *s == start) {
+                    span.then(&sums.get(id).copied().unwrap_or_default());
+                    to_keep.push((*id, *span));
+                    *s = settled + chrono::Days::new(1);
                 }
-                _ => (id, (first, TenantSpan::default())),
-            })
-            .collect();
-        // The settled days, once per distinct start (usually one: the day after what was kept).
-        let starts: std::collections::BTreeSet<NaiveDate> =
-            spans.values().map(|(start, _)| *start).filter(|s| *s <= settled).collect();
-        let mut to_keep: Vec<(i64, TenantSpan)> = Vec::new();
-        for start in starts {
-            let sums = self.span_sums(of, start, settled).await?;
-            for (id, (s, span)) in spans.iter_mut().filter(|(_, (s, _))| *s == start) {
-                span.then(&sums.get(id).copied().unwrap_or_default());
-                to_keep.push((*id, *span));
-                *s = settled + chrono::Days::new(1);
             }
-        }
-        // The days not settled yet (today, and yesterday in its first minutes), never kept.
-        let live_from = first.max(settled + chrono::Days::new(1));
-        if live_from <= end {
-            let sums = self.span_sums(of, live_from, end).await?;
-            for (id, (_, span)) in spans.iter_mut() {
-                span.then(&sums.get(id).copied().unwrap_or_default());
-            }
-        }
-        if !to_keep.is_empty() {
-            let mut tx = self.begin_write().await?;
             for chunk in to_keep.chunks(ROWS_PER_INSERT) {
                 let mut q = dyn_query(format!(
                     "INSERT INTO usage_month_totals (tenant_id, month, through_day, stored_day_sum, peak_bytes, \
@@ -433,6 +489,14 @@ impl Db {
                 q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
+        }
+        // The days not settled yet (today, and yesterday in its first minutes), never kept.
+        let live_from = first.max(settled + chrono::Days::new(1));
+        if live_from <= end {
+            let sums = self.span_sums(of, live_from, end).await?;
+            for (id, (_, span)) in spans.iter_mut() {
+                span.then(&sums.get(id).copied().unwrap_or_default());
+            }
         }
         Ok(spans.into_iter().map(|(id, (_, span))| (id, span)).collect())
     }
@@ -778,6 +842,53 @@ mod tests {
                 assert_eq!((got[&a], got[&b], got[&c]), (want[&a], want[&b], TenantSpan::default()));
                 assert_eq!((got[&a].ingress, got[&a].logical), (11, 9), "today's row");
             }
+        }
+    }
+
+    /// A correction committed while settled days are being summed is not left out of what is
+    /// kept: the sums wait for it. Without the lock they would be read before it commits and
+    /// kept after it, and every later page and bill would go on without it.
+    #[tokio::test]
+    async fn a_change_committed_during_the_sums_is_kept_with_them() {
+        for (db, _guard) in databases().await {
+            let (a, b) = history(&db).await;
+            let r1: i64 =
+                sqlx::query_scalar("SELECT id FROM repositories WHERE name = 'a1'").fetch_one(db.pool()).await.unwrap();
+            // The correction for the 6th is written (its trigger has run) but not committed.
+            let mut tx = db.begin_write().await.unwrap();
+            sqlx::query(
+                "INSERT INTO usage_daily (repo_id, day, tenant_id, ingress_bytes, egress_bytes, stored_bytes, \
+                 stored_peak_bytes, object_count, logical_bytes, snapshots) VALUES ($1, '2024-01-06', $2, 0, 0, 1000, 1000, 1, 310, 0)",
+            )
+            .bind(r1)
+            .bind(a)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            let (first, last) = (d("2024-01-01"), d("2024-01-10"));
+            let months = {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    db.tenant_months(MeteringOf::All, "2024-01", first, &[a, b], d("2024-01-31")).await.unwrap()
+                })
+            };
+            let days = {
+                let db = db.clone();
+                tokio::spawn(async move { db.daily_totals(MeteringOf::All, first, last).await.unwrap() })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!months.is_finished() && !days.is_finished(), "kept sums were not held off by the open change");
+            tx.commit().await.unwrap();
+            let (month, totals) = (months.await.unwrap(), days.await.unwrap());
+            assert_eq!(month[&a].peak, 1010, "the month summed without the correction");
+            assert_eq!(totals[5].stored, 1510, "the 6th summed without the correction");
+            // What was kept is what summing afresh gives.
+            assert_eq!(kept_rows(&db, "usage_month_totals").await, 2);
+            assert_eq!(kept_rows(&db, "usage_day_totals").await, 10);
+            let want = db.span_sums(MeteringOf::All, first, d("2024-01-31")).await.unwrap();
+            let again = db.tenant_months(MeteringOf::All, "2024-01", first, &[a, b], d("2024-01-31")).await.unwrap();
+            assert_eq!((again[&a], again[&b]), (want[&a], want[&b]));
+            assert_eq!(db.daily_totals(MeteringOf::All, first, last).await.unwrap(), totals);
         }
     }
 }
