@@ -172,14 +172,22 @@ fn per_day_sql(days: usize, cond: &str, by_tenant: bool) -> String {
     )
 }
 
-/// Binds `first..=last` as [`per_day_sql`]'s days, then the scope's value.
-fn bind_days(
-    sql: String,
+/// The statement of [`per_day_sql`] over `of` from `first` to `last`, followed by `select` (given
+/// the number of days) that reads from its `per`, with the days and the scope's value bound.
+/// `None` when the range is empty or longer than [`super::usage::MAX_DAYS`].
+fn per_day_query(
+    of: MeteringOf,
     first: NaiveDate,
     last: NaiveDate,
-    value: Option<i64>,
-) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-    let mut q = dyn_query(sql);
+    by_tenant: bool,
+    select: impl FnOnce(usize) -> String,
+) -> Option<sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>> {
+    let days = day_count(first, last);
+    if days == 0 || days as i64 > super::usage::MAX_DAYS {
+        return None;
+    }
+    let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
+    let mut q = dyn_query(format!("{} {}", per_day_sql(days, &cond, by_tenant), select(days)));
     for day in first.iter_days().take_while(|d| *d <= last) {
         let ends = day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).map_or(i64::MAX, |t| t.and_utc().timestamp());
         q = q.bind(day.to_string()).bind(ends);
@@ -187,7 +195,7 @@ fn bind_days(
     if let Some(v) = value {
         q = q.bind(v);
     }
-    q
+    Some(q)
 }
 
 /// Days from `first` to `last`, inclusive (0 when `last` is before `first`).
@@ -203,14 +211,10 @@ async fn day_sums_on<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
     last: NaiveDate,
     per_tenant: bool,
 ) -> Result<Vec<(i64, NaiveDate, DaySum)>> {
-    let days = day_count(first, last);
-    if days == 0 || days as i64 > super::usage::MAX_DAYS {
-        return Ok(Vec::new());
-    }
-    let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
-    let sql = format!("{} SELECT * FROM per ORDER BY day, tenant_id", per_day_sql(days, &cond, per_tenant));
+    let select = |_| "SELECT * FROM per ORDER BY day, tenant_id".to_string();
+    let Some(q) = per_day_query(of, first, last, per_tenant, select) else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    for r in bind_days(sql, first, last, value).fetch_all(ex).await? {
+    for r in q.fetch_all(ex).await? {
         let Some(day) = parse_day(&col::<String>(&r, "day")?) else { continue };
         out.push((
             col(&r, "tenant_id")?,
@@ -236,23 +240,20 @@ async fn span_sums_on<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
     first: NaiveDate,
     last: NaiveDate,
 ) -> Result<HashMap<i64, TenantSpan>> {
-    let days = day_count(first, last);
-    if days == 0 || days as i64 > super::usage::MAX_DAYS {
-        return Ok(HashMap::new());
-    }
-    let (cond, value) = of.condition("r.tenant_id", 2 * days + 1);
     // Repositories are not taken away within a range (a deleted one leaves no history), so a
-    // tenant's last day with one is the range's last day.
-    let last_day = format!("${}", 2 * days - 1);
-    let sql = format!(
-        "{} SELECT tenant_id, CAST(SUM(stored) AS BIGINT) AS stored_day_sum, CAST(MAX(peak) AS BIGINT) AS peak, \
-         CAST(SUM(CASE WHEN day = {last_day} THEN logical ELSE 0 END) AS BIGINT) AS logical, \
-         CAST(SUM(ingress) AS BIGINT) AS ingress, CAST(SUM(egress) AS BIGINT) AS egress, \
-         CAST(SUM(snapshots) AS BIGINT) AS snapshots FROM per GROUP BY tenant_id",
-        per_day_sql(days, &cond, true)
-    );
+    // tenant's last day with one is the range's last day (the parameter numbered 2 × days − 1).
+    let select = |days: usize| {
+        format!(
+            "SELECT tenant_id, CAST(SUM(stored) AS BIGINT) AS stored_day_sum, CAST(MAX(peak) AS BIGINT) AS peak, \
+             CAST(SUM(CASE WHEN day = ${} THEN logical ELSE 0 END) AS BIGINT) AS logical, \
+             CAST(SUM(ingress) AS BIGINT) AS ingress, CAST(SUM(egress) AS BIGINT) AS egress, \
+             CAST(SUM(snapshots) AS BIGINT) AS snapshots FROM per GROUP BY tenant_id",
+            2 * days - 1
+        )
+    };
+    let Some(q) = per_day_query(of, first, last, true, select) else { return Ok(HashMap::new()) };
     let mut out = HashMap::new();
-    for r in bind_days(sql, first, last, value).fetch_all(ex).await? {
+    for r in q.fetch_all(ex).await? {
         out.insert(
             col(&r, "tenant_id")?,
             TenantSpan {
